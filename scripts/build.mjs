@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// Builds everything the tests and the installer use:
+//   1. the fdpass addon (node-gyp, only when its C sources changed),
+//   2. the request validators (ajv standalone, so no ajv at run time),
+//   3. one bundle per program in dist/ (esbuild), the addon copied beside them.
+// The helper bundle's metafile is what `npm run root-surface` reads.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const fdpass = join(root, 'packages/fdpass');
+const addon = join(fdpass, 'build/Release/fdpass.node');
+
+function newest(dir) {
+  return Math.max(...readdirSync(dir).filter((f) => /\.(c|h|gyp)$/.test(f)).map((f) => statSync(join(dir, f)).mtimeMs));
+}
+if (!existsSync(addon) || statSync(addon).mtimeMs < Math.max(newest(join(fdpass, 'src')), newest(fdpass))) {
+  execFileSync('npm', ['run', 'build', '--silent', '-w', 'packages/fdpass'], { cwd: root, stdio: 'inherit' });
+}
+
+execFileSync(process.execPath, [join(root, 'packages/protocol/scripts/gen-validators.mjs')], { stdio: 'inherit' });
+
+const programs = {
+  'guard-helper': 'packages/helper/src/main.ts',
+  guardctl: 'packages/guardctl/src/main.ts',
+};
+const dist = join(root, 'dist');
+mkdirSync(dist, { recursive: true });
+for (const [name, entry] of Object.entries(programs)) {
+  if (!existsSync(join(root, entry))) continue;
+  const result = await build({
+    entryPoints: [join(root, entry)],
+    outfile: join(dist, `${name}.js`),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    banner: { js: '#!/usr/bin/env node' },
+    loader: { '.node': 'copy' },
+    assetNames: '[name]',
+    metafile: true,
+    logLevel: 'warning',
+  });
+  writeFileSync(join(dist, `${name}.meta.json`), JSON.stringify(result.metafile, null, 1));
+}
