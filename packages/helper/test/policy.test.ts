@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
+import { isDenied, listSource, loadPolicy, matchingSources, pathSyntaxError } from '../src/policy';
+
+// Configs must sit in root-owned, non-writable directories (the helper's StrictModes), so not /tmp.
+const dir = mkdtempSync('/run/guard-unit-');
+chmodSync(dir, 0o755);
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function conf(text: string, mode = 0o640): string {
+  const file = `${dir}/guard-${Math.random().toString(36).slice(2)}.conf`;
+  writeFileSync(file, text, { mode });
+  chmodSync(file, mode);
+  return file;
+}
+
+describe('path syntax', () => {
+  test('accepts absolute normalised paths', () => {
+    for (const p of ['/var/log/syslog', '/var/log/a.b..c', '/var/log/.hidden', '/x']) assert.equal(pathSyntaxError(p), null, p);
+  });
+  test('refuses what could resolve elsewhere than it reads', () => {
+    for (const p of ['', 'var/log/syslog', './x', '/var//log', '/var/log/', '/var/./log', '/var/../etc/shadow', '/var/log/..',
+      '/var/log/a\0b', '/var/log/a\nb', '/var/log/\x1b[2J', '/var/log/\x7f', '/' + 'a'.repeat(4095)]) {
+      assert.notEqual(pathSyntaxError(p), null, JSON.stringify(p));
+    }
+  });
+});
+
+describe('deny-list', () => {
+  test('credentials, keys and kernel interfaces', () => {
+    for (const p of ['/etc/shadow', '/etc/gshadow', '/etc/shadow-', '/etc/security/opasswd', '/proc/self/environ', '/proc',
+      '/sys/kernel/x', '/dev/mem', '/etc/guard/token', '/root/.bash_history', '/home/u/.ssh/id_ed25519', '/etc/ssh/ssh_host_rsa_key',
+      '/var/log/app/server.key', '/etc/ssl/private/x.pem', '/var/lib/guard/state.json', '/etc/krb5.keytab']) {
+      assert.ok(isDenied(p), p);
+    }
+  });
+  test('ordinary logs pass', () => {
+    for (const p of ['/var/log/syslog', '/var/log/auth.log', '/var/log/audit/audit.log', '/var/log/keys.log', '/var/log/devices.log', '/var/log/ssh_host.log']) {
+      assert.ok(!isDenied(p), p);
+    }
+  });
+});
+
+describe('loadPolicy and globs', () => {
+  const policy = loadPolicy(conf(`
+[agent]
+user = root
+[helper]
+audit_group = root
+[source.sys]
+paths = /var/log/syslog, /var/log/app/*.log, /var/log/n[0-9].log, /var/log/x[!a].log, /var/log/q?.log, /var/log/lit[.log
+[source.audit]
+type = audit
+`));
+  const match = (p: string) => matchingSources(policy, p).map((s) => s.name);
+  test('exact paths and globs within one component', () => {
+    assert.deepEqual(match('/var/log/syslog'), ['sys']);
+    assert.deepEqual(match('/var/log/app/web.log'), ['sys']);
+    assert.deepEqual(match('/var/log/n7.log'), ['sys']);
+    assert.deepEqual(match('/var/log/xb.log'), ['sys']);
+    assert.deepEqual(match('/var/log/q1.log'), ['sys']);
+    assert.deepEqual(match('/var/log/lit[.log'), ['sys']);
+  });
+  test('no prefix confusion, no crossing a /', () => {
+    for (const p of ['/var/log/syslog.1', '/var/log/syslogx', '/var/log-evil/syslog', '/var/log/app-evil/x.log', '/var/log/appx.log',
+      '/var/log/app/sub/x.log', '/var/log/app/x.logx', '/var/log/xa.log', '/var/log/x/.log', '/var/log/q/.log', '/var/log/nx.log', '/var/log/litx.log']) {
+      assert.deepEqual(match(p), [], p);
+    }
+  });
+  test('audit sources default to auditd log and its rotations', () => {
+    assert.deepEqual(match('/var/log/audit/audit.log'), ['audit']);
+    assert.deepEqual(match('/var/log/audit/audit.log.3'), ['audit']);
+    assert.deepEqual(match('/var/log/audit/audit.log.x'), []);
+    assert.ok(policy.sources.find((s) => s.name === 'audit')?.audit);
+  });
+  test('the digest changes with the allow-list', () => {
+    const other = loadPolicy(conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.sys]\npaths = /var/log/syslog\n'));
+    assert.match(policy.digest, /^[0-9a-f]{64}$/);
+    assert.notEqual(other.digest, policy.digest);
+  });
+});
+
+describe('loadPolicy refuses', () => {
+  const refuses = (file: string, re: RegExp) => assert.throws(() => loadPolicy(file), re);
+  test('a config writable by group or others, or not owned by root', () => {
+    refuses(conf('[agent]\nuser = root\n', 0o660), /must be owned by root and not writable/);
+    refuses(conf('[agent]\nuser = root\n', 0o646), /must be owned by root and not writable/);
+    const f = conf('[agent]\nuser = root\n');
+    chownSync(f, 65534, 0);
+    refuses(f, /owner uid 65534/);
+  });
+  test('a parent directory writable by others', () => {
+    const sub = `${dir}/open`;
+    mkdirSync(sub, { mode: 0o777 });
+    chmodSync(sub, 0o777);
+    writeFileSync(`${sub}/guard.conf`, '[agent]\nuser = root\n', { mode: 0o600 });
+    refuses(`${sub}/guard.conf`, new RegExp(`${sub} must be owned by root`));
+  });
+  test('errors name the file, section and key', () => {
+    const f = conf('[agent]\n');
+    refuses(f, new RegExp(`${f}: \\[agent\\] user`));
+    refuses(conf('[agent]\nuser = no-such-user-guard\n'), /user "no-such-user-guard" does not exist/);
+    refuses(conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\ntype = socket\npaths=/x\n'), /\[source\.a\] type: expected "file" or "audit"/);
+    refuses(conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\npaths = var/log/x\n'), /\[source\.a\] paths: .*got "var\/log\/x"/);
+    refuses(conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\npaths = /var/../etc/shadow\n'), /\[source\.a\] paths/);
+  });
+});
+
+describe('listSource', () => {
+  test('lists regular files only, never through a link, never deny-listed ones', () => {
+    const logs = `${dir}/logs`;
+    mkdirSync(`${logs}/app`, { recursive: true });
+    mkdirSync(`${logs}/secret-dir`, { recursive: true });
+    for (const f of ['a.log', 'b.log', 'c.txt', 'tls.key']) writeFileSync(`${logs}/app/${f}`, 'x');
+    writeFileSync(`${logs}/secret-dir/hidden.log`, 'x');
+    symlinkSync(`${logs}/secret-dir/hidden.log`, `${logs}/app/link.log`);
+    symlinkSync(`${logs}/secret-dir`, `${logs}/linkdir`);
+    mkdirSync(`${logs}/app/dir.log`);
+    const policy = loadPolicy(conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${logs}/app/*.log, ${logs}/*/hidden.log, ${logs}/app/*.key\n`));
+    const s = policy.sources[0]!;
+    assert.deepEqual(listSource(s, 100), { files: [`${logs}/app/a.log`, `${logs}/app/b.log`, `${logs}/secret-dir/hidden.log`], truncated: false });
+    assert.deepEqual(listSource(s, 1), { files: [`${logs}/app/a.log`], truncated: true });
+  });
+});
