@@ -1,0 +1,201 @@
+// guardctl: the operator CLI. Each command is one entry in `commands`; `main` only dispatches.
+import { closeSync, fstatSync, statSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { HelperClient, HelperConnectionError, HelperRefusal } from '@guard/protocol/client';
+
+export const DEFAULT_HELPER_SOCKET = '/run/guard/helper.sock';
+
+/** Exit codes shared by every command. */
+export const EXIT_OK = 0; // granted / healthy
+export const EXIT_NO = 1; // refused / a check failed
+export const EXIT_CANNOT_ASK = 2; // usage error, or the question could not be asked at all
+
+export interface Io {
+  stdout(line: string): void;
+  stderr(line: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+interface Command {
+  usage: string;
+  summary: string;
+  /** Returns the exit code. Throws UsageError for bad arguments. */
+  run(args: string[], io: Io): Promise<number>;
+}
+
+class UsageError extends Error {}
+
+/** An error a person can act on: printed as `guardctl: <message>`, exit 2. */
+class CannotAsk extends Error {}
+
+const commands: Record<string, Command> = {
+  probe: {
+    usage: 'guardctl probe PATH [--socket S] [--json]',
+    summary: 'ask the running guard-helper to open PATH exactly as the agent would, and show its answer',
+    run: probe,
+  },
+};
+
+function helpText(): string {
+  const width = Math.max(...Object.values(commands).map((c) => c.usage.length));
+  return [
+    'usage: guardctl COMMAND [ARGS]',
+    '',
+    'commands:',
+    ...Object.values(commands).map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`),
+    '',
+    'options:',
+    `  --socket S  the helper's socket (default $GUARD_HELPER_SOCKET, else ${DEFAULT_HELPER_SOCKET})`,
+    '  --json      print one JSON object on stdout instead of a sentence',
+    '  --help      show this help',
+    '',
+    'probe exits 0 when the helper grants PATH, 1 when it refuses, 2 when it cannot be asked',
+    '(the reason is printed on stderr, also with --json). Run probe as the agent user, e.g.',
+    '`sudo -u guard guardctl probe /var/log/syslog`: the helper serves no one else.',
+  ].join('\n');
+}
+
+async function probe(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseOptions(args, {
+    socket: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const path = positionals[0];
+  if (path === undefined || positionals.length > 1) throw new UsageError('probe takes exactly one PATH');
+  const socket = typeof values.socket === 'string' ? values.socket : io.env.GUARD_HELPER_SOCKET || DEFAULT_HELPER_SOCKET;
+  const json = values.json === true;
+
+  const client = await connectOrExplain(socket);
+  let answer: { reply: { path: string; dev: string; ino: string; size: number }; fd: number };
+  try {
+    answer = await client.open(path);
+  } catch (e) {
+    if (e instanceof HelperRefusal && e.code !== 'peer') {
+      io.stdout(json ? JSON.stringify({ granted: false, code: e.code, message: e.message }) : `refused: ${e.code}: ${e.message}`);
+      return EXIT_NO;
+    }
+    throw explainConversationError(e, socket);
+  } finally {
+    client.close();
+  }
+
+  const { reply, fd } = answer;
+  try {
+    // The descriptor, not the reply, is what the agent would read: check it is the file named.
+    const st = fstatSync(fd, { bigint: true });
+    if (String(st.dev) !== reply.dev || String(st.ino) !== reply.ino) {
+      throw new CannotAsk(`the helper's reply names dev ${reply.dev} ino ${reply.ino}, but the descriptor it sent ` +
+        `is dev ${st.dev} ino ${st.ino}: report this as a guard-helper bug`);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  io.stdout(json
+    ? JSON.stringify({ granted: true, path: reply.path, dev: reply.dev, ino: reply.ino, size: reply.size })
+    : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes)`);
+  return EXIT_OK;
+}
+
+async function connectOrExplain(socket: string): Promise<HelperClient> {
+  try {
+    return await HelperClient.connect(socket);
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    const why: Record<string, string> = {
+      ENOENT: 'no such socket (is guard-helper running? `systemctl status guard-helper`; or pass --socket)',
+      EACCES: 'permission denied (run as the agent user, e.g. `sudo -u guard guardctl ...`)',
+      EPERM: 'permission denied (run as the agent user, e.g. `sudo -u guard guardctl ...`)',
+      ECONNREFUSED: 'connection refused (the socket exists but no helper listens on it: restart guard-helper)',
+      EAGAIN: 'the helper is not accepting connections (its backlog stayed full for 2 s): try again',
+      ENOTSOCK: 'not a socket (check --socket / GUARD_HELPER_SOCKET)',
+      ENOTDIR: 'a component of the path is not a directory (check --socket / GUARD_HELPER_SOCKET)',
+      EPROTOTYPE: 'not a SOCK_SEQPACKET socket (is this the guard-helper socket?)',
+    };
+    // connect(2) says ECONNREFUSED for a path that is not a socket at all: tell the two apart.
+    const notSocket = code === 'ECONNREFUSED' && !isSocket(socket);
+    const reason = notSocket ? why.ENOTSOCK
+      : typeof code === 'string' ? why[code] ?? `${code} (${(e as Error).message})` : String(e);
+    throw new CannotAsk(`cannot connect to ${socket}: ${reason}`);
+  }
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return statSync(path).isSocket();
+  } catch {
+    return true; // cannot tell: keep the connect error as it is
+  }
+}
+
+function explainConversationError(e: unknown, socket: string): Error {
+  if (e instanceof HelperRefusal) { // code 'peer': we connected, but are not the agent user
+    return new CannotAsk(`the helper at ${socket} refused this user (uid ${process.getuid?.() ?? '?'}): ${e.message} ` +
+      '(run as the agent user, e.g. `sudo -u guard guardctl probe PATH`)');
+  }
+  if (e instanceof HelperConnectionError) {
+    const why: Record<string, string> = {
+      helper_closed: 'the helper closed the connection before answering (check its log: `journalctl -u guard-helper`)',
+      helper_protocol: `the helper sent a reply this guardctl does not understand (${e.message}); are guardctl and guard-helper the same version?`,
+      request_too_large: `${e.message}: the agent could not ask for this path either`,
+      client_closed: e.message,
+    };
+    return new CannotAsk(why[e.code] ?? e.message);
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+type OptionSpec = Record<string, { type: 'string' | 'boolean' }>;
+
+function parseOptions(args: string[], options: OptionSpec) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** Runs guardctl with `argv` (without node and script); returns the exit code. */
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? io.stderr : io.stdout)(helpText());
+    return name === undefined ? EXIT_CANNOT_ASK : EXIT_OK;
+  }
+  const command = Object.prototype.hasOwnProperty.call(commands, name) ? commands[name] : undefined;
+  if (!command) {
+    io.stderr(`guardctl: unknown command ${JSON.stringify(name)}\n\n${helpText()}`);
+    return EXIT_CANNOT_ASK;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.stdout(`usage: ${command.usage}\n  ${command.summary}`);
+    return EXIT_OK;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr(`guardctl ${name}: ${e.message}\nusage: ${command.usage}`);
+      return EXIT_CANNOT_ASK;
+    }
+    if (e instanceof CannotAsk) {
+      io.stderr(`guardctl ${name}: ${e.message}`);
+      return EXIT_CANNOT_ASK;
+    }
+    throw e;
+  }
+}
+
+if (require.main === module) {
+  const io: Io = {
+    stdout: (line) => process.stdout.write(`${line}\n`),
+    stderr: (line) => process.stderr.write(`${line}\n`),
+    env: process.env,
+  };
+  main(process.argv.slice(2), io).then(
+    (code) => { process.exitCode = code; },
+    (e: unknown) => {
+      process.stderr.write(`guardctl: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+      process.exitCode = EXIT_CANNOT_ASK;
+    },
+  );
+}

@@ -1,0 +1,68 @@
+// The helper <-> client wire format (docs/protocol.md). Loaded by the root helper: keep it boring.
+import * as validate from './generated/validate.js';
+
+export const PROTOCOL_VERSION = 1;
+export const MAX_REQUEST_BYTES = 4096;
+export const MAX_REPLY_BYTES = 65536;
+
+export type ErrorCode =
+  | 'bad_request' | 'unknown_op' | 'too_large' | 'bad_path' | 'not_allowed' | 'deny_listed'
+  | 'audit_group' | 'not_found' | 'symlink' | 'not_regular' | 'hard_link' | 'moved' | 'io' | 'peer';
+
+export interface HelloRequest { op: 'hello'; version: number }
+export interface ListRequest { op: 'list'; source: string }
+export interface OpenRequest { op: 'open'; path: string }
+export interface StatRequest { op: 'stat'; path: string }
+export type Request = HelloRequest | ListRequest | OpenRequest | StatRequest;
+export type Op = Request['op'];
+
+export interface HelloReply { ok: true; op: 'hello'; version: number; policy: string; uid: number; audit: boolean }
+export interface ListReply { ok: true; op: 'list'; source: string; files: string[]; truncated?: boolean }
+/** Reply to `open` (sent with the descriptor) and `stat`; dev and ino are decimal strings. */
+export interface FileReply { ok: true; op: 'open' | 'stat'; path: string; dev: string; ino: string; size: number }
+export interface Refusal { ok: false; op: Op | null; error: ErrorCode; message: string }
+export type Reply = HelloReply | ListReply | FileReply | Refusal;
+
+export type ParseResult =
+  | { ok: true; request: Request }
+  | { ok: false; code: 'bad_request' | 'unknown_op'; message: string };
+
+const validators: Record<Op, validate.Validator> = {
+  hello: validate.hello, list: validate.list, open: validate.open, stat: validate.stat,
+};
+// fatal: invalid UTF-8 is refused, not silently replaced by U+FFFD.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function badRequest(message: string): ParseResult {
+  return { ok: false, code: 'bad_request', message };
+}
+
+/** Shows at most 32 characters of peer input, JSON-quoted, so a log line cannot be forged. */
+function quote(s: string): string {
+  return JSON.stringify(s.length > 32 ? `${s.slice(0, 32)}...` : s);
+}
+
+/** Decodes and validates one request packet. Messages are short and safe to log. */
+export function parseRequest(data: Buffer): ParseResult {
+  if (data.length > MAX_REQUEST_BYTES) return badRequest(`request is over ${MAX_REQUEST_BYTES} bytes`);
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(data));
+  } catch {
+    return badRequest('request is not valid UTF-8 JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return badRequest('request is not a JSON object');
+  }
+  const op: unknown = (value as { op?: unknown }).op;
+  if (typeof op !== 'string') return badRequest('request has no string "op"');
+  if (!Object.prototype.hasOwnProperty.call(validators, op)) {
+    return { ok: false, code: 'unknown_op', message: `unknown op ${quote(op)}` };
+  }
+  const check = validators[op as Op];
+  if (!check(value)) {
+    const e = check.errors?.[0]; // instancePath and message come from our schema, not the peer
+    return badRequest(`${op} request ${e ? `${e.instancePath || '/'} ${e.message ?? e.keyword}` : 'invalid'}`);
+  }
+  return { ok: true, request: value as Request };
+}

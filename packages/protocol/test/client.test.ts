@@ -1,0 +1,231 @@
+import assert from 'node:assert/strict';
+import { closeSync, fstatSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { HelperClient, HelperConnectionError, HelperRefusal } from '../src/client';
+import { FakeHelper, openDescriptorCount, type FakeConnection } from './fake-helper';
+
+type AnyRequest = { op: string; [key: string]: unknown };
+
+let helper: FakeHelper | undefined;
+let client: HelperClient | undefined;
+afterEach(() => {
+  client?.close();
+  helper?.close();
+  client = helper = undefined;
+});
+
+/** A file in the fake helper's directory, and the reply `open`/`stat` would give for it. */
+function makeFile(dir: string, name: string, content: string) {
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  const st = statSync(path, { bigint: true });
+  return { path, reply: { path, dev: String(st.dev), ino: String(st.ino), size: Number(st.size) } };
+}
+
+/** Answers like the real helper: every request succeeds, `open` with a real read-only descriptor. */
+function honestHelper(files: Record<string, ReturnType<typeof makeFile>>) {
+  return (raw: unknown, conn: FakeConnection) => {
+    const req = raw as AnyRequest;
+    if (req.op === 'hello') return conn.reply({ ok: true, op: 'hello', version: 1, policy: 'ab'.repeat(32), uid: 1, audit: false });
+    if (req.op === 'list') return conn.reply({ ok: true, op: 'list', source: req.source, files: Object.keys(files).sort() });
+    const file = files[String(req.path)];
+    if (!file) return conn.reply({ ok: false, op: req.op, error: 'not_found', message: `${String(req.path)} does not exist` });
+    if (req.op === 'stat') return conn.reply({ ok: true, op: 'stat', ...file.reply });
+    const fd = openSync(file.path, 'r');
+    try {
+      conn.reply({ ok: true, op: 'open', ...file.reply }, fd);
+    } finally {
+      closeSync(fd); // the client now holds its own copy
+    }
+  };
+}
+
+describe('HelperClient against a real SOCK_SEQPACKET server', () => {
+  it('pipelines requests, matches replies in order and receives the descriptor', async () => {
+    const h = (helper = new FakeHelper(() => {}));
+    const a = makeFile(h.dir, 'a.log', 'first file\n');
+    const b = makeFile(h.dir, 'b.log', 'second\n');
+    const answer = honestHelper({ [a.path]: a, [b.path]: b });
+    client = await HelperClient.connect(h.socketPath);
+
+    const hello = client.hello();
+    const list = client.list('syslog');
+    const openA = client.open(a.path);
+    const statB = client.stat(b.path);
+    const openB = client.open(b.path);
+    // Every request reaches the server before it answers any: they were pipelined, not serialised.
+    const conn = await h.connection();
+    await conn.waitForRequests(5);
+    assert.deepEqual(conn.requests.map((r) => (r as AnyRequest).op), ['hello', 'list', 'open', 'stat', 'open']);
+    for (const req of conn.requests) answer(req, conn);
+
+    assert.equal((await hello).version, 1);
+    assert.deepEqual((await list).files, [a.path, b.path].sort());
+    assert.deepEqual(await statB, { ok: true, op: 'stat', ...b.reply });
+    for (const [file, pending] of [[a, openA], [b, openB]] as const) {
+      const { reply, fd } = await pending;
+      assert.deepEqual(reply, { ok: true, op: 'open', ...file.reply });
+      assert.ok(fd >= 0);
+      const st = fstatSync(fd, { bigint: true });
+      assert.equal(String(st.dev), reply.dev);
+      assert.equal(String(st.ino), reply.ino);
+      const buf = Buffer.alloc(64);
+      const n = readSync(fd, buf, 0, buf.length, 0);
+      assert.equal(buf.subarray(0, n).toString(), file === a ? 'first file\n' : 'second\n');
+      closeSync(fd);
+    }
+  });
+
+  it('turns a refusal into HelperRefusal and keeps the connection', async () => {
+    const h = (helper = new FakeHelper((raw, conn) => {
+      const req = raw as AnyRequest;
+      if (req.op === 'open') conn.reply({ ok: false, op: 'open', error: 'deny_listed', message: '/etc/shadow is on the built-in deny-list' });
+      else conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: true });
+    }));
+    client = await HelperClient.connect(h.socketPath);
+    await assert.rejects(client.open('/etc/shadow'), (e: unknown) => {
+      assert.ok(e instanceof HelperRefusal);
+      assert.equal(e.code, 'deny_listed');
+      assert.equal(e.op, 'open');
+      assert.equal(e.message, '/etc/shadow is on the built-in deny-list');
+      return true;
+    });
+    // request() itself resolves with the refusal, and no descriptor.
+    assert.deepEqual(await client.request({ op: 'open', path: '/etc/shadow' }), {
+      reply: { ok: false, op: 'open', error: 'deny_listed', message: '/etc/shadow is on the built-in deny-list' },
+      fd: -1,
+    });
+    assert.equal((await client.hello()).audit, true);
+  });
+
+  it('rejects every pending request with helper_closed when the helper closes, and later ones too', async () => {
+    const h = (helper = new FakeHelper());
+    client = await HelperClient.connect(h.socketPath);
+    const pending = [client.stat('/var/log/a'), client.stat('/var/log/b'), client.hello()];
+    const conn = await h.connection();
+    await conn.waitForRequests(3);
+    conn.close();
+    for (const p of pending) {
+      await assert.rejects(p, (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_closed');
+    }
+    await assert.rejects(client.hello(), (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_closed');
+  });
+
+  it('answers already sent before the close still resolve', async () => {
+    const h = (helper = new FakeHelper((raw, conn) => {
+      if ((raw as AnyRequest).op === 'hello') {
+        conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: false });
+        conn.close();
+      }
+    }));
+    client = await HelperClient.connect(h.socketPath);
+    const hello = client.hello();
+    const list = client.list('syslog');
+    assert.equal((await hello).op, 'hello');
+    await assert.rejects(list, (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_closed');
+  });
+
+  it('reports the peer refusal the helper sends before closing', async () => {
+    const h = (helper = new FakeHelper(() => {}, (conn) => {
+      conn.reply({ ok: false, op: null, error: 'peer', message: 'uid 1000 is not the agent user guard' });
+      conn.close();
+      return false;
+    }));
+    client = await HelperClient.connect(h.socketPath);
+    await h.connection();
+    await assert.rejects(client.open('/var/log/syslog'), (e: unknown) => {
+      assert.ok(e instanceof HelperRefusal, String(e));
+      assert.equal(e.code, 'peer');
+      assert.equal(e.op, null);
+      return true;
+    });
+  });
+
+  it('waits for the socket to become writable when the helper stops reading', async () => {
+    const h = (helper = new FakeHelper(
+      (raw, conn) => conn.reply({ ok: true, op: 'stat', path: (raw as AnyRequest).path, dev: '1', ino: '2', size: 3 }),
+      () => false, // do not read yet: the client's sends fill the socket and return false
+    ));
+    client = await HelperClient.connect(h.socketPath);
+    const n = 300;
+    const pending = Array.from({ length: n }, (_, i) => client!.stat(`/var/log/f${i}`));
+    const conn = await h.connection();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(conn.requests.length, 0);
+    const unsent = (client as unknown as { unsent: Buffer[] }).unsent;
+    assert.ok(unsent.length > 0, 'send never returned false: the test did not exercise backpressure');
+    conn.startReading();
+    const replies = await Promise.all(pending);
+    assert.deepEqual(replies.map((r) => r.path), Array.from({ length: n }, (_, i) => `/var/log/f${i}`));
+    assert.equal(conn.requests.length, n);
+  });
+
+  describe('fails closed on protocol violations, closing stray descriptors', () => {
+    async function violation(reply: (conn: FakeConnection, file: ReturnType<typeof makeFile>) => void,
+      ask: (c: HelperClient) => Promise<unknown>, expect: RegExp) {
+      const h = (helper = new FakeHelper());
+      const file = makeFile(h.dir, 'x.log', 'x');
+      client = await HelperClient.connect(h.socketPath);
+      const conn = await h.connection();
+      const before = openDescriptorCount();
+      const p = ask(client);
+      await conn.waitForRequests(1);
+      const later = client.hello(); // queued behind the violation: fails with it
+      await conn.waitForRequests(2);
+      reply(conn, file);
+      await assert.rejects(p, (e: unknown) => {
+        assert.ok(e instanceof HelperConnectionError, String(e));
+        assert.equal(e.code, 'helper_protocol');
+        assert.match(e.message, expect);
+        return true;
+      });
+      await assert.rejects(later, (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_protocol');
+      // The client's own socket is closed too, so it holds one descriptor fewer than before.
+      assert.equal(openDescriptorCount(), before - 1, 'a received descriptor was left open');
+    }
+    const withFd = (conn: FakeConnection, file: ReturnType<typeof makeFile>, message: unknown) => {
+      const fd = openSync(file.path, 'r');
+      conn.reply(message, fd);
+      closeSync(fd);
+    };
+
+    it('a descriptor attached to a stat reply', () => violation(
+      (conn, file) => withFd(conn, file, { ok: true, op: 'stat', ...file.reply }),
+      (c) => c.stat('/x'), /descriptor attached to a stat reply/));
+    it('a descriptor attached to a refusal', () => violation(
+      (conn, file) => withFd(conn, file, { ok: false, op: 'open', error: 'deny_listed', message: 'no' }),
+      (c) => c.open('/x'), /descriptor attached to a refusal/));
+    it('an open success without a descriptor', () => violation(
+      (conn, file) => conn.reply({ ok: true, op: 'open', ...file.reply }),
+      (c) => c.open('/x'), /open reply without a descriptor/));
+    it('a reply for another op', () => violation(
+      (conn) => conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: false }),
+      (c) => c.stat('/x'), /hello reply while stat request waits/));
+    it('a reply that is not JSON', () => violation(
+      (conn) => conn.reply('not json'), (c) => c.hello(), /invalid reply packet/));
+  });
+
+  it('refuses to send a request over 4096 bytes, and the connection stays usable', async () => {
+    const h = (helper = new FakeHelper(honestHelper({})));
+    client = await HelperClient.connect(h.socketPath);
+    await assert.rejects(client.open(`/${'a'.repeat(5000)}`),
+      (e: unknown) => e instanceof HelperConnectionError && e.code === 'request_too_large');
+    assert.equal((await client.hello()).version, 1);
+  });
+
+  it('close() rejects what is still waiting with client_closed', async () => {
+    const h = (helper = new FakeHelper());
+    client = await HelperClient.connect(h.socketPath);
+    const p = client.hello();
+    client.close();
+    client.close();
+    await assert.rejects(p, (e: unknown) => e instanceof HelperConnectionError && e.code === 'client_closed');
+  });
+
+  it('connect() throws the errno of a missing socket at once', async () => {
+    const started = Date.now();
+    await assert.rejects(HelperClient.connect('/nonexistent/guard/helper.sock'), (e: unknown) => (e as { code?: string }).code === 'ENOENT');
+    assert.ok(Date.now() - started < 500);
+  });
+});
