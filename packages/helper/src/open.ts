@@ -1,0 +1,69 @@
+// Opening a file for the agent. Every check that matters runs on the opened descriptor, never on the
+// path, so swapping a file for a link between a check and the open gains an attacker nothing.
+import { fstatSync, lstatSync, readlinkSync } from 'node:fs';
+import * as fdpass from '@guard/fdpass';
+import type { ErrorCode } from '@guard/protocol/wire';
+import { isDenied, matchingSources, pathSyntaxError, type Policy } from './policy';
+
+export interface Opened { fd: number; dev: string; ino: string; size: number }
+export class Refused extends Error {
+  constructor(readonly code: ErrorCode, message: string) { super(message); }
+}
+
+// Which of the peer's requests a path is allowed for; throws Refused when none.
+function checkAllowed(policy: Policy, path: string, inAuditGroup: boolean): void {
+  if (isDenied(path)) throw new Refused('deny_listed', `${path} is on guard's built-in deny-list (credentials, keys, kernel interfaces)`);
+  const sources = matchingSources(policy, path);
+  if (sources.length === 0) throw new Refused('not_allowed', `${path} matches no [source.*] paths in guard.conf`);
+  if (!inAuditGroup && sources.every((s) => s.audit))
+    throw new Refused('audit_group', `${path} is an audit source: the agent user must be in the audit group (restart the agent after adding it)`);
+}
+
+// A hard link to a secret can be planted only in a directory a non-root user controls (owns, or may
+// write through group or other bits): there, a second name for the file means we may not trust it.
+function writableByNonRoot(path: string): string | null {
+  for (let dir = path.slice(0, path.lastIndexOf('/')) || '/'; ; dir = dir.slice(0, dir.lastIndexOf('/')) || '/') {
+    const st = lstatSync(dir);
+    if (st.uid !== 0) return `directory ${dir} is owned by uid ${st.uid}`;
+    if (st.mode & 0o002 || (st.mode & 0o020 && st.gid !== 0)) return `directory ${dir} is writable by ${st.mode & 0o002 ? 'everyone' : `gid ${st.gid}`}`;
+    if (dir === '/') return null;
+  }
+}
+
+const OPEN_ERRORS: Record<string, [ErrorCode, string]> = {
+  ELOOP: ['symlink', 'a symbolic link is on the way; guard follows none'],
+  ENOENT: ['not_found', 'no such file'],
+  ENOTDIR: ['not_found', 'a component on the way is not a directory'],
+  ENOTREG: ['not_regular', 'not a regular file'],
+};
+
+export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean): Opened {
+  const syntax = pathSyntaxError(path);
+  if (syntax) throw new Refused('bad_path', syntax);
+  checkAllowed(policy, path, inAuditGroup);
+  let fd: number;
+  try {
+    fd = fdpass.openNoFollow(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { fileType?: string };
+    const [code, why] = OPEN_ERRORS[err.code ?? ''] ?? ['io', `cannot open: ${err.code ?? err.message}`];
+    throw new Refused(code, `${path}: ${why}${err.fileType ? ` (${err.fileType})` : ''}`);
+  }
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    // The descriptor's real path: a rename between resolution and open must not carry us outside.
+    const real = readlinkSync(`/proc/self/fd/${fd}`);
+    if (real !== path) {
+      if (pathSyntaxError(real)) throw new Refused('moved', `${path} was moved or deleted while it was opened`);
+      try { checkAllowed(policy, real, inAuditGroup); } catch (e) {
+        throw new Refused(e instanceof Refused && e.code === 'deny_listed' ? 'deny_listed' : 'moved', `${path} now resolves to ${real}, which is not allowed`);
+      }
+    }
+    const untrusted = st.nlink > 1n ? writableByNonRoot(real) : null;
+    if (untrusted) throw new Refused('hard_link', `${real} has ${st.nlink} hard links and ${untrusted}: possibly a planted link`);
+    return { fd, dev: String(st.dev), ino: String(st.ino), size: Number(st.size) };
+  } catch (e) {
+    fdpass.close(fd);
+    throw e;
+  }
+}
