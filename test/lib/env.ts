@@ -118,7 +118,7 @@ async function startMainHelper(env: Env): Promise<void> {
 export async function ensureHealthyHelper(env: Env | undefined): Promise<string | null> {
   if (!env?.helper) return null;
   let why: string | null = null;
-  if (!env.helper.running) why = `guard-helper had exited (${env.helper.dump(1)})`;
+  if (!env.helper.running) why = `guard-helper had exited; its last lines: ${env.helper.dump(2).replace(/\n/g, ' | ')}`;
   else {
     const n = await env.helper.settleFds(env.baselineFds, 1000);
     if (n > env.baselineFds) why = `guard-helper held ${n} descriptors (baseline ${env.baselineFds})`;

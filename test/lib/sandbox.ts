@@ -8,7 +8,7 @@ export const repoRoot = resolve(__dirname, '..', '..');
 export const distFiles = ['guard-helper.js', 'guardctl.js', 'fdpass.node'] as const;
 /** The built programs under test: <repo>/dist, or GUARD_TEST_DIST (e.g. an installed copy). */
 export const distDir = process.env.GUARD_TEST_DIST || join(repoRoot, 'dist');
-const fixtures = ['peer.cjs', 'swap.py', 'sendfds.py'] as const;
+const fixtures = ['peer.cjs', 'swap.py', 'sendfds.py', 'force-gc.cjs'] as const;
 
 export interface Owner { uid: number; gid: number }
 
@@ -44,6 +44,7 @@ export class Sandbox {
   get peerJs(): string { return join(this.code, 'peer.cjs'); }
   get swapPy(): string { return join(this.code, 'swap.py'); }
   get sendFdsPy(): string { return join(this.code, 'sendfds.py'); }
+  get forceGcJs(): string { return join(this.code, 'force-gc.cjs'); }
 
   path(...rel: string[]): string { return join(this.dir, ...rel); }
 
