@@ -20,12 +20,14 @@ function checkAllowed(policy: Policy, path: string, inAuditGroup: boolean): void
 }
 
 // A hard link to a secret can be planted only in a directory a non-root user controls (owns, or may
-// write through group or other bits): there, a second name for the file means we may not trust it.
+// write through group or other bits; an ACL shows as group bits): there, a second name for the file
+// means we may not trust it. A directory renamed under us while we look is no more trustworthy.
 function writableByNonRoot(path: string): string | null {
   for (let dir = path.slice(0, path.lastIndexOf('/')) || '/'; ; dir = dir.slice(0, dir.lastIndexOf('/')) || '/') {
-    const st = lstatSync(dir);
+    let st;
+    try { st = lstatSync(dir); } catch { return `directory ${dir} changed while it was checked`; }
     if (st.uid !== 0) return `directory ${dir} is owned by uid ${st.uid}`;
-    if (st.mode & 0o002 || (st.mode & 0o020 && st.gid !== 0)) return `directory ${dir} is writable by ${st.mode & 0o002 ? 'everyone' : `gid ${st.gid}`}`;
+    if (st.mode & 0o022) return `directory ${dir} is writable by ${st.mode & 0o002 ? 'everyone' : `gid ${st.gid}`}`;
     if (dir === '/') return null;
   }
 }
@@ -64,6 +66,7 @@ export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean)
     return { fd, dev: String(st.dev), ino: String(st.ino), size: Number(st.size) };
   } catch (e) {
     fdpass.close(fd);
-    throw e;
+    // The peer can provoke file-system errors (renames, deep paths) here; they refuse, never crash.
+    throw e instanceof Refused ? e : new Refused('io', `${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'} while checking the opened file`);
   }
 }

@@ -1,7 +1,7 @@
 // The helper's policy: which paths may be opened, for whom. Built once from guard.conf, then frozen;
 // SIGHUP builds a new one and swaps it in whole (never edited in place).
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { opendirSync, readFileSync, realpathSync, statSync, type Dir } from 'node:fs';
 import { dirname } from 'node:path';
 import * as ini from 'ini';
 
@@ -11,10 +11,11 @@ export interface Policy { agentUid: number; socketGid: number; auditGid: number;
 // Never handed out, whatever a glob says: credentials, key material, kernel and device interfaces,
 // guard's own secrets. Checked on the requested path and again on the opened descriptor's real path.
 const DENY = [
-  /^\/(proc|sys|dev|boot|root|etc\/guard|var\/lib\/guard)(\/|$)/,
-  /^\/etc\/(g?shadow|security\/opasswd|krb5\.keytab|ssl\/private\/.*)-?$/,
-  /\/\.(ssh|gnupg|aws|kube|docker)\//,
-  /\/(ssh_host_[^/]*_key|id_(rsa|dsa|ecdsa|ed25519)[^/]*|[^/]*\.(key|p12|pfx|jks|keytab))$/,
+  /^\/(proc|sys|dev|boot|root|etc\/guard|var\/lib\/guard|var\/backups|run\/(credentials|secrets))(\/|$)/,
+  /^\/etc\/(g?shadow|nshadow|security\/opasswd|krb5\.keytab|ipsec\.secrets)[^/]*$/, // and shadow-, shadow+, shadow.bak
+  /^\/etc\/(ssl\/private|letsencrypt|wireguard|NetworkManager\/system-connections)\/|\/private\//,
+  /\/\.(ssh|gnupg|aws|kube|docker)\/|\/\.(netrc|pgpass|my\.cnf)$/,
+  /\/(ssh_host_[^/]*_key|id_(rsa|dsa|ecdsa|ed25519)[^/]*|privkey[^/]*|[^/]*\.(key|p12|pfx|jks|keytab))$/,
 ];
 
 export function isDenied(path: string): boolean {
@@ -33,7 +34,7 @@ export function pathSyntaxError(path: string): string | null {
 
 function globToRegex(pattern: string): RegExp {
   const body = pattern.replace(/\[!?[^\]/\\]+\]|[.+^${}()|\\[\]]|\*|\?/g, (m) =>
-    m === '*' ? '[^/]*' : m === '?' ? '[^/]' : m.length > 1 ? m.replace(/^\[[!^]/, '[^/') : '\\' + m);
+    m === '*' ? '[^/]*' : m === '?' ? '[^/]' : m.length > 1 ? '(?!/)' + m.replace(/^\[[!^]/, '[^') : '\\' + m); // a range may span /
   return new RegExp(`^${body}$`);
 }
 
@@ -43,12 +44,13 @@ export function matchingSources(policy: Policy, path: string): Source[] {
 }
 
 // Like sshd's StrictModes: a config anyone but root can change would let them widen the allow-list.
-function assertRootOnly(file: string): void {
-  for (let p = realpathSync(file); ; p = dirname(p)) {
+export function assertRootOnly(file: string): string {
+  const real = realpathSync(file);
+  for (let p = real; ; p = dirname(p)) {
     const st = statSync(p);
     if (st.uid !== 0 || (st.mode & 0o022) !== 0)
       throw new Error(`${p} must be owned by root and not writable by group or others (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
-    if (p === '/') return;
+    if (p === '/') return real;
   }
 }
 
@@ -59,8 +61,7 @@ function lookup(file: string, name: string, what: string): string[] {
 }
 
 export function loadPolicy(file: string): Policy {
-  assertRootOnly(file);
-  const conf = ini.parse(readFileSync(file, 'utf8'));
+  const conf = ini.parse(readFileSync(assertRootOnly(file), 'utf8')); // read what was checked
   const where = (section: string, key: string) => `${file}: [${section}] ${key}`;
   const user = conf.agent?.user;
   if (typeof user !== 'string' || user === '') throw new Error(`${where('agent', 'user')}: expected the agent's user name`);
@@ -83,20 +84,26 @@ export function loadPolicy(file: string): Policy {
 
 // The files that currently match a source's patterns. Only real directories are descended and only
 // regular files are listed (never through a symlink), so a planted link cannot reveal names elsewhere.
-export function listSource(source: Source, limit: number): { files: string[]; truncated: boolean } {
-  const found = new Set<string>();
+// Bounded in files, reply bytes and directory entries read: a user who fills an allowed directory
+// cannot make one request block the helper or outgrow the socket's buffer.
+export function listSource(source: Source, limit = { files: 1024, bytes: 60_000, entries: 100_000 }): { files: string[]; truncated: boolean } {
+  const files: string[] = [];
+  let bytes = 0, entries = 0, truncated = false;
   const walk = (dir: string, parts: string[], re: RegExp): void => {
-    const [part, ...rest] = parts;
-    if (part === undefined) return;
-    let entries;
-    try { entries = readdirSync(dir || '/', { withFileTypes: true }); } catch { return; }
-    for (const e of entries) {
-      const path = `${dir}/${e.name}`;
-      if (rest.length > 0 && e.isDirectory() && globToRegex(part).test(e.name)) walk(path, rest, re);
-      else if (rest.length === 0 && e.isFile() && re.test(path) && !isDenied(path)) found.add(path);
-    }
+    const part = parts[0] && parts.length > 1 ? globToRegex(parts[0]) : null;
+    let d: Dir;
+    try { d = opendirSync(dir || '/'); } catch { return; }
+    try {
+      for (let e = d.readSync(); e && !(truncated ||= ++entries > limit.entries); e = d.readSync()) {
+        const path = `${dir}/${e.name}`;
+        if (part && e.isDirectory() && part.test(e.name)) walk(path, parts.slice(1), re);
+        else if (!part && e.isFile() && re.test(path) && !isDenied(path) && !files.includes(path)) {
+          if ((truncated ||= files.length >= limit.files || (bytes += path.length + 3) > limit.bytes)) break;
+          files.push(path);
+        }
+      }
+    } finally { d.closeSync(); }
   };
   source.patterns.forEach((p, i) => walk('', p.split('/').slice(1), source.regexes[i]!));
-  const files = [...found].sort();
-  return { files: files.slice(0, limit), truncated: files.length > limit };
+  return { files: files.sort(), truncated };
 }

@@ -11,7 +11,7 @@ export const log = (level: 'info' | 'warn' | 'error', event: string, fields: obj
 
 export interface Limits { connections: number; ratePerSecond: number; burst: number; perTurn: number }
 interface Reply { body: object; fd: number; last?: boolean }
-interface Conn { fd: number; pid: number; uid: number; audit: boolean; watcher: fdpass.Watcher; tokens: number; at: number; out: Reply | null; paused: boolean }
+interface Conn { fd: number; pid: number; uid: number; audit: boolean; policy: Policy; watcher: fdpass.Watcher; tokens: number; at: number; out: Reply | null; paused: boolean }
 
 // One row per request: what it does for an authenticated peer. Adding a request is adding a row.
 const REQUESTS: { [K in Request['op']]: (p: Policy, c: Conn, r: Extract<Request, { op: K }>) => Reply } = {
@@ -19,7 +19,7 @@ const REQUESTS: { [K in Request['op']]: (p: Policy, c: Conn, r: Extract<Request,
   list: (p, c, r) => {
     const source = p.sources.find((s) => s.name === r.source && (c.audit || !s.audit));
     if (!source) throw new Refused('not_allowed', `no source "${r.source}" is configured${c.audit ? '' : ' for a peer outside the audit group'}`);
-    return { body: { ok: true, op: 'list', source: r.source, ...listSource(source, 1024) }, fd: -1 };
+    return { body: { ok: true, op: 'list', source: r.source, ...listSource(source) }, fd: -1 };
   },
   open: (p, c, r) => {
     const { fd, ...id } = openAllowed(p, r.path, c.audit);
@@ -47,6 +47,8 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
     // A descriptor sent to us is closed at once: the helper never accepts files from its peer.
     if (fd >= 0) { fdpass.close(fd); return refusal(null, 'bad_request', 'requests must not carry descriptors', true); }
     if (truncated || data.length > MAX_REQUEST_BYTES) return refusal(null, 'too_large', `requests are at most ${MAX_REQUEST_BYTES} bytes`, true);
+    // Identity and audit membership were checked against the policy of the moment: re-check after a reload.
+    if (getPolicy() !== c.policy) return refusal(null, 'reloaded', 'the helper reloaded its policy: reconnect', true);
     const parsed = parseRequest(data);
     if (!parsed.ok) return refusal(null, parsed.code, parsed.message, true);
     const req = parsed.request;
@@ -94,10 +96,17 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
     }
   }
 
+  // The listening Watcher is used in here, so its callback (which the addon holds strongly) keeps it
+  // alive: an unreferenced Watcher is closed when garbage-collected and the helper would go deaf.
   function accept(): void {
-    let fd: number;
-    try { fd = fdpass.accept(listenFd); } catch (e) { return log('error', 'accept_failed', { code: (e as NodeJS.ErrnoException).code }); }
-    for (; fd >= 0; fd = fdpass.accept(listenFd)) {
+    for (;;) {
+      let fd: number;
+      try { fd = fdpass.accept(listenFd); } catch (e) {
+        listener.stop(); // out of descriptors or memory: pause rather than spin on a readable socket
+        setTimeout(() => listener.start(true, false), 100);
+        return log('error', 'accept_failed', { code: (e as NodeJS.ErrnoException).code });
+      }
+      if (fd < 0) return;
       const cred = fdpass.peerCred(fd);
       const policy = getPolicy();
       if (cred.uid !== policy.agentUid || conns.size >= limits.connections) {
@@ -109,7 +118,7 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
         continue;
       }
       const audit = cred.gid === policy.auditGid || fdpass.peerGroups(fd).includes(policy.auditGid);
-      const c: Conn = { fd, pid: cred.pid, uid: cred.uid, audit, tokens: limits.burst, at: Date.now(), out: null, paused: false,
+      const c: Conn = { fd, pid: cred.pid, uid: cred.uid, audit, policy, tokens: limits.burst, at: Date.now(), out: null, paused: false,
         watcher: new fdpass.Watcher(fd, (status) => (status < 0 ? drop(c, 'closed', { reason: `poll error ${status}` }) : pump(c))) };
       conns.add(c);
       log('info', 'connected', { pid: c.pid, uid: c.uid, audit });
@@ -117,5 +126,6 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
     }
   }
 
-  new fdpass.Watcher(listenFd, (status) => (status < 0 ? log('error', 'accept_failed', { status }) : accept())).start(true, false);
+  const listener: fdpass.Watcher = new fdpass.Watcher(listenFd, (status) => (status < 0 ? log('error', 'accept_failed', { status }) : accept()));
+  listener.start(true, false);
 }

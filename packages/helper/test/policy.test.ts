@@ -31,7 +31,10 @@ describe('deny-list', () => {
   test('credentials, keys and kernel interfaces', () => {
     for (const p of ['/etc/shadow', '/etc/gshadow', '/etc/shadow-', '/etc/security/opasswd', '/proc/self/environ', '/proc',
       '/sys/kernel/x', '/dev/mem', '/etc/guard/token', '/root/.bash_history', '/home/u/.ssh/id_ed25519', '/etc/ssh/ssh_host_rsa_key',
-      '/var/log/app/server.key', '/etc/ssl/private/x.pem', '/var/lib/guard/state.json', '/etc/krb5.keytab']) {
+      '/var/log/app/server.key', '/etc/ssl/private/x.pem', '/var/lib/guard/state.json', '/etc/krb5.keytab', '/etc/shadow+',
+      '/etc/gshadow+', '/etc/nshadow', '/etc/shadow.bak', '/var/backups/shadow.bak', '/etc/letsencrypt/live/x/privkey.pem',
+      '/etc/pki/tls/private/x.pem', '/run/credentials/svc/token', '/run/secrets/db', '/etc/ipsec.secrets', '/etc/wireguard/wg0.conf',
+      '/etc/NetworkManager/system-connections/wifi.nmconnection', '/home/u/.netrc', '/home/u/.pgpass']) {
       assert.ok(isDenied(p), p);
     }
   });
@@ -49,7 +52,7 @@ user = root
 [helper]
 audit_group = root
 [source.sys]
-paths = /var/log/syslog, /var/log/app/*.log, /var/log/n[0-9].log, /var/log/x[!a].log, /var/log/q?.log, /var/log/lit[.log
+paths = /var/log/syslog, /var/log/app/*.log, /var/log/n[0-9].log, /var/log/x[!a].log, /var/log/q?.log, /var/log/lit[.log, /var/log/r[.-0]x.log
 [source.audit]
 type = audit
 `));
@@ -64,7 +67,8 @@ type = audit
   });
   test('no prefix confusion, no crossing a /', () => {
     for (const p of ['/var/log/syslog.1', '/var/log/syslogx', '/var/log-evil/syslog', '/var/log/app-evil/x.log', '/var/log/appx.log',
-      '/var/log/app/sub/x.log', '/var/log/app/x.logx', '/var/log/xa.log', '/var/log/x/.log', '/var/log/q/.log', '/var/log/nx.log', '/var/log/litx.log']) {
+      '/var/log/app/sub/x.log', '/var/log/app/x.logx', '/var/log/xa.log', '/var/log/x/.log', '/var/log/q/.log', '/var/log/nx.log', '/var/log/litx.log',
+      '/var/log/r/x.log']) {
       assert.deepEqual(match(p), [], p);
     }
   });
@@ -119,7 +123,23 @@ describe('listSource', () => {
     mkdirSync(`${logs}/app/dir.log`);
     const policy = loadPolicy(conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${logs}/app/*.log, ${logs}/*/hidden.log, ${logs}/app/*.key\n`));
     const s = policy.sources[0]!;
-    assert.deepEqual(listSource(s, 100), { files: [`${logs}/app/a.log`, `${logs}/app/b.log`, `${logs}/secret-dir/hidden.log`], truncated: false });
-    assert.deepEqual(listSource(s, 1), { files: [`${logs}/app/a.log`], truncated: true });
+    assert.deepEqual(listSource(s), { files: [`${logs}/app/a.log`, `${logs}/app/b.log`, `${logs}/secret-dir/hidden.log`], truncated: false });
+    const one = listSource(s, { files: 1, bytes: 60_000, entries: 100_000 });
+    assert.equal(one.files.length, 1);
+    assert.equal(one.truncated, true);
+  });
+  test('a directory stuffed by a user cannot make the reply or the walk unbounded', () => {
+    const big = `${dir}/big`;
+    mkdirSync(big);
+    for (let i = 0; i < 3000; i++) writeFileSync(`${big}/${String(i).padStart(200, '0')}.log`, '');
+    const s = loadPolicy(conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${big}/*.log, ${big}/*.txt\n`)).sources[0]!;
+    const all = listSource(s);
+    assert.equal(all.truncated, true);
+    assert.ok(Buffer.byteLength(JSON.stringify(all.files)) <= 60_000, 'reply fits in 64 KiB');
+    const fewEntries = listSource(s, { files: 1024, bytes: 60_000, entries: 10 });
+    assert.equal(fewEntries.truncated, true);
+    assert.ok(fewEntries.files.length <= 10);
+    const txt = listSource({ ...s, patterns: [`${big}/*.txt`], regexes: [s.regexes[1]!] }, { files: 1024, bytes: 60_000, entries: 500 });
+    assert.deepEqual(txt, { files: [], truncated: true }, 'a scan that finds nothing still stops');
   });
 });

@@ -5,23 +5,9 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_REQUEST_BYTES = 4096;
 export const MAX_REPLY_BYTES = 65536;
 
-export type ErrorCode =
-  | 'bad_request' | 'unknown_op' | 'too_large' | 'bad_path' | 'not_allowed' | 'deny_listed'
-  | 'audit_group' | 'not_found' | 'symlink' | 'not_regular' | 'hard_link' | 'moved' | 'io' | 'peer';
-
-export interface HelloRequest { op: 'hello'; version: number }
-export interface ListRequest { op: 'list'; source: string }
-export interface OpenRequest { op: 'open'; path: string }
-export interface StatRequest { op: 'stat'; path: string }
-export type Request = HelloRequest | ListRequest | OpenRequest | StatRequest;
-export type Op = Request['op'];
-
-export interface HelloReply { ok: true; op: 'hello'; version: number; policy: string; uid: number; audit: boolean }
-export interface ListReply { ok: true; op: 'list'; source: string; files: string[]; truncated?: boolean }
-/** Reply to `open` (sent with the descriptor) and `stat`; dev and ino are decimal strings. */
-export interface FileReply { ok: true; op: 'open' | 'stat'; path: string; dev: string; ino: string; size: number }
-export interface Refusal { ok: false; op: Op | null; error: ErrorCode; message: string }
-export type Reply = HelloReply | ListReply | FileReply | Refusal;
+// The message types live in types.ts: declarations only, erased from the helper's bundle.
+export type * from './types';
+import type { Op, Request } from './types';
 
 export type ParseResult =
   | { ok: true; request: Request }
