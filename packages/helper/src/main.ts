@@ -2,7 +2,8 @@
 // and hands the descriptors to the agent user; it never reads a byte of them.
 import { closeSync, lstatSync, readlinkSync, readdirSync, unlinkSync, chmodSync, chownSync } from 'node:fs';
 import * as fdpass from '@guard/fdpass';
-import { loadPolicy, type Policy } from './policy';
+import { assertRootOnly, loadPolicy, type Policy } from './policy';
+import { dirname } from 'node:path';
 import { log, serve } from './server';
 
 const DEFAULT_RATE = 5000;
@@ -24,12 +25,12 @@ const socketPath = flag('--socket', '/run/guard/helper.sock');
 const rate = Math.min(DEFAULT_RATE, Math.max(1, Number(flag('--rate', String(DEFAULT_RATE))) || DEFAULT_RATE));
 
 let policy: Policy;
-try { policy = loadPolicy(configPath); } catch (e) {
+try { policy = loadPolicy(configPath); assertRootOnly(dirname(socketPath)); } catch (e) { // the socket's directory too: chown/chmod below go by path
   log('error', 'config_error', { config: configPath, message: (e as Error).message });
   process.exit(1);
 }
 process.on('SIGHUP', () => {
-  try { policy = loadPolicy(configPath); } catch (e) {
+  try { policy = loadPolicy(configPath); assertRootOnly(dirname(socketPath)); } catch (e) { // the socket's directory too: chown/chmod below go by path
     return log('error', 'reload_failed', { config: configPath, message: (e as Error).message, kept: policy.digest });
   }
   log('info', 'reloaded', { policy: policy.digest, sources: policy.sources.map((s) => s.name) });

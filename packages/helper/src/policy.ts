@@ -26,7 +26,7 @@ export function isDenied(path: string): boolean {
 export function pathSyntaxError(path: string): string | null {
   if (Buffer.byteLength(path) > 4095) return 'path is longer than 4095 bytes';
   if (!path.startsWith('/')) return 'path must be absolute';
-  if (/[\x00-\x1f\x7f]/.test(path)) return 'path contains a NUL or control character';
+  if (/[\x00-\x1f\x7f-\x9f]/.test(path)) return 'path contains a NUL or control character'; // C1 too: U+009B is a terminal CSI
   if (path.length > 1 && path.endsWith('/')) return 'path must not end with /';
   if (/\/\/|\/\.\.?(\/|$)/.test(path)) return 'path must be normalised (no //, . or .. components)';
   return null;

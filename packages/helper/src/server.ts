@@ -25,8 +25,11 @@ const REQUESTS: { [K in Request['op']]: (p: Policy, c: Conn, r: Extract<Request,
     const { fd, ...id } = openAllowed(p, r.path, c.audit);
     return { body: { ok: true, op: 'open', path: r.path, ...id }, fd };
   },
-  // Same checks as open; the descriptor never leaves the helper.
-  stat: (p, c, r) => ({ ...REQUESTS.open(p, c, { op: 'open', path: r.path }), fd: -1 }),
+  stat: (p, c, r) => { // same checks as open; the descriptor never leaves the helper
+    const { fd, ...id } = openAllowed(p, r.path, c.audit);
+    fdpass.close(fd);
+    return { body: { ok: true, op: 'stat', path: r.path, ...id }, fd: -1 };
+  },
 };
 
 const refusal = (op: unknown, error: ErrorCode, message: string, last: boolean): Reply =>
@@ -87,7 +90,12 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
         return;
       }
       let msg: fdpass.Received | null;
-      try { msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 1); } catch (e) { return drop(c, 'closed', { reason: (e as NodeJS.ErrnoException).code }); }
+      try { msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 1); } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code; // ECTRUNC: more descriptors than fit; the addon closed them all
+        if (code !== 'ECTRUNC') return drop(c, 'closed', { reason: code });
+        c.out = refusal(null, 'bad_request', 'requests must not carry descriptors', true);
+        continue;
+      }
       if (msg === null) return c.watcher.start(true, false);
       if (msg.data.length === 0 && msg.fd < 0) return drop(c, 'closed', { reason: 'peer closed' });
       c.tokens -= 1;

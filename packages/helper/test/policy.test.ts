@@ -21,7 +21,7 @@ describe('path syntax', () => {
   });
   test('refuses what could resolve elsewhere than it reads', () => {
     for (const p of ['', 'var/log/syslog', './x', '/var//log', '/var/log/', '/var/./log', '/var/../etc/shadow', '/var/log/..',
-      '/var/log/a\0b', '/var/log/a\nb', '/var/log/\x1b[2J', '/var/log/\x7f', '/' + 'a'.repeat(4095)]) {
+      '/var/log/a\0b', '/var/log/a\nb', '/var/log/\x1b[2J', '/var/log/\x7f', '/var/log/\u009b2J', '/var/log/\u0085', '/' + 'a'.repeat(4095)]) {
       assert.notEqual(pathSyntaxError(p), null, JSON.stringify(p));
     }
   });
