@@ -33,6 +33,7 @@ let files = [...unit, ...system].map((f) => relative(root, f)).sort();
 if (filter.length) files = files.filter((f) => filter.some((x) => f.includes(x)));
 if (files.length === 0) { console.error('no test files found'); process.exit(1); }
 
+console.log(`running ${files.filter((f) => f.startsWith('packages/')).length} unit and ${files.filter((f) => f.startsWith('test/')).length} system test files as uid ${process.getuid()}${process.getuid() === 0 ? ' (root: system tests start the real helper as root and act as real test users)' : ''}`);
 const r = spawnSync(process.execPath,
   ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files],
   { cwd: root, stdio: 'inherit' });
