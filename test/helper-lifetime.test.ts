@@ -3,6 +3,8 @@
 // handle serves until the first full collection, then its event loop is empty and it exits 0
 // (a clean exit: systemd's Restart=on-failure would not even restart it).
 import assert from 'node:assert/strict';
+import { closeSync, fstatSync, openSync, readdirSync, readlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { agentPeer, assertStillServing, ensureHealthyHelper, setupEnv, teardownEnv, type Env } from './lib/env';
 import { Helper } from './lib/helper';
@@ -31,5 +33,25 @@ describe('guard-helper lifetime', () => {
       await h.stop();
     }
     await assertStillServing(env);
+  });
+
+  it('closes descriptors it inherits from whatever started it (a secret file, a listening socket)', async () => {
+    const secret = openSync('/etc/shadow', 'r');
+    const server = createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const serverFd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    const socketIno = String(fstatSync(serverFd).ino);
+    const sock = env.sb.path('run', 'helper-inherit.sock');
+    const h = await Helper.start({ ...env.helperOptions, socket: sock, inheritFds: [secret, serverFd] });
+    try {
+      const links = readdirSync(`/proc/${h.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${h.pid}/fd/${fd}`); } catch { return ''; } });
+      assert.ok(!links.includes('/etc/shadow'), `the inherited /etc/shadow descriptor is still open: ${links.join(', ')}`);
+      assert.ok(!links.includes(`socket:[${socketIno}]`), `the inherited TCP socket is still open: ${links.join(', ')}`);
+      await assertStillServing(env, h, h.fdCount(), sock);
+    } finally {
+      await h.stop();
+      closeSync(secret);
+      server.close();
+    }
   });
 });

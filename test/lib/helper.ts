@@ -21,6 +21,8 @@ export interface HelperOptions {
   socket: string;
   rate?: number;
   extraArgs?: string[];
+  /** descriptors the helper inherits as fd 3, 4, … (as from a careless parent) */
+  inheritFds?: number[];
   /** options for node itself, before the script (e.g. --expose-gc) */
   nodeArgs?: string[];
 }
@@ -37,7 +39,7 @@ export class Helper {
     const args = [opts.helperJs, '--config', opts.config, '--socket', opts.socket];
     if (opts.rate !== undefined) args.push('--rate', String(opts.rate));
     args.push(...(opts.extraArgs ?? []));
-    this.proc = start(process.execPath, [...(opts.nodeArgs ?? []), ...args]);
+    this.proc = start(process.execPath, [...(opts.nodeArgs ?? []), ...args], { extraFds: opts.inheritFds ?? [] });
     if (this.proc.pid === undefined) throw new Error('guard-helper did not start');
     this.pid = this.proc.pid;
     const collect = (stream: NodeJS.ReadableStream | null) => {

@@ -40,12 +40,14 @@ export interface StartOptions {
   user?: RunAs;
   stdin?: string;
   cwd?: string;
+  /** further descriptors the child inherits as fd 3, 4, … */
+  extraFds?: number[];
 }
 
 /** Starts a long-running process (setpriv execs, so the PID is the program's own). */
 export function start(cmd: string, args: string[], opts: StartOptions = {}): ChildProcess {
   const [c, a] = asUser(opts.user, cmd, args);
-  const child = spawn(c, a, { cwd: opts.cwd ?? '/', env: cleanEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(c, a, { cwd: opts.cwd ?? '/', env: cleanEnv, stdio: ['pipe', 'pipe', 'pipe', ...(opts.extraFds ?? [])] });
   track(child);
   if (opts.stdin !== undefined) child.stdin?.end(opts.stdin);
   else child.stdin?.end();
