@@ -1,0 +1,55 @@
+// The dead-letter directory: batches a backend refused for good (a 4xx other than 408/429) are
+// kept here instead of being retried forever or dropped. `<stateDir>/dead-letter/` holds, per
+// batch, `<sink>-<time>-<seq>.ndjson` (the batch's lines exactly as they would have been sent,
+// uncompressed) and `<same>.json` (why). An operator can inspect and replay them.
+
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { Batch } from '../event';
+import { fsyncDirectory, writeFileAtomic } from './durable-write';
+
+export interface DeadLetterMeta {
+  sink: string;
+  type: string;
+  /** URL without credentials or query, or a file path. */
+  endpoint: string;
+  /** HTTP status, when the refusal was an HTTP answer. */
+  status: number | null;
+  /** Stable code, e.g. GUARD_HTTP_STATUS_400. */
+  code: string;
+  /** The first KiB of the response body (UTF-8, lossy). */
+  responseBody: string;
+  responseBodyTruncated: boolean;
+  seq: number;
+  events: number;
+  bytes: number;
+  time: string;
+}
+
+/** File-name-safe sink name: config names are operator input. */
+function safeName(name: string): string {
+  return name.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_') || 'sink';
+}
+
+/** ISO 8601 basic format (20250102T030405.678Z): no ':' in file names. */
+function basicIsoTime(d: Date): string {
+  return d.toISOString().replace(/[-:]/g, '');
+}
+
+/** Writes both files atomically and durably; returns the path of the .ndjson file. */
+export async function writeDeadLetter(
+  stateDir: string,
+  batch: Batch,
+  meta: Omit<DeadLetterMeta, 'seq' | 'events' | 'bytes' | 'time'>,
+  now: Date = new Date(),
+): Promise<string> {
+  const dir = join(stateDir, 'dead-letter');
+  await fs.mkdir(dir, { recursive: true, mode: 0o750 });
+  const stem = join(dir, `${safeName(meta.sink)}-${basicIsoTime(now)}-${batch.seq}`);
+  const full: DeadLetterMeta = { ...meta, seq: batch.seq, events: batch.events, bytes: batch.bytes, time: now.toISOString() };
+  // Lines first: a .json beside it promises the .ndjson is complete.
+  await writeFileAtomic(`${stem}.ndjson`, Buffer.concat(batch.lines as Buffer[]), 0o640);
+  await writeFileAtomic(`${stem}.json`, `${JSON.stringify(full, null, 2)}\n`, 0o640);
+  await fsyncDirectory(dir);
+  return `${stem}.ndjson`;
+}

@@ -1,0 +1,25 @@
+// Sinks: where batches go. One folder per sink type; this is the only place that knows them all.
+
+import type pino from 'pino';
+import type { SinkConfig } from '../config/types';
+import type { Sink } from '../event';
+import { FileSink } from './file/file-sink';
+import { HttpSink } from './http/http-sink';
+
+export { FileSink } from './file/file-sink';
+export { HttpSink, parseRetryAfter } from './http/http-sink';
+export { SinkAbortError, SinkError } from './sink-error';
+
+/** Builds the sink a validated `[sink.NAME]` section describes. Throws a coded SinkError on unusable TLS/token files. */
+export function createSink(cfg: SinkConfig, opts: { stateDir: string; logger: pino.Logger }): Sink {
+  switch (cfg.type) {
+    case 'http':
+      return new HttpSink(cfg, opts);
+    case 'file':
+      return new FileSink(cfg, opts);
+    default: {
+      const unknown: never = cfg;
+      throw new Error(`unknown sink type ${(unknown as { type: string }).type}`);
+    }
+  }
+}

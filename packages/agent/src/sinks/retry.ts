@@ -1,0 +1,56 @@
+// Waiting between attempts: exponential backoff with full jitter, and a sleep that an abort
+// signal ends at once (shutdown must not wait out a ten-minute Retry-After).
+
+import { SinkAbortError } from './sink-error';
+
+export interface RetryPolicy {
+  initialMs: number;
+  maxMs: number;
+  /** For tests; Math.random by default. */
+  random?: () => number;
+}
+
+/**
+ * Delay before the next attempt after `failures` consecutive failures (1 = the first failure):
+ * uniformly random in [0, min(maxMs, initialMs · 2^(failures-1))] ("full jitter"), so that many
+ * agents cut off by the same outage do not come back in lockstep.
+ */
+export function backoffDelay(failures: number, policy: RetryPolicy): number {
+  const exponent = Math.min(Math.max(failures - 1, 0), 30);
+  const ceiling = Math.min(policy.maxMs, policy.initialMs * 2 ** exponent);
+  return Math.round((policy.random ?? Math.random)() * ceiling);
+}
+
+/**
+ * Resolves after at least `ms` milliseconds of monotonic time (re-arming if a timer fires early),
+ * rejects with a SinkAbortError as soon as `signal` aborts.
+ */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(new SinkAbortError(signal.reason));
+      return;
+    }
+    const deadline = performance.now() + ms;
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new SinkAbortError(signal.reason));
+    };
+    const check = (): void => {
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      } else {
+        timer = setTimeout(check, Math.ceil(left));
+      }
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    check();
+  });
+}
+
+export function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw new SinkAbortError(signal.reason);
+}
