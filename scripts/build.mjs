@@ -25,6 +25,7 @@ execFileSync(process.execPath, [join(root, 'packages/protocol/scripts/gen-valida
 const programs = {
   'guard-helper': 'packages/helper/src/main.ts',
   guardctl: 'packages/guardctl/src/main.ts',
+  'guard-agent': 'packages/agent/src/main.ts',
 };
 const dist = join(root, 'dist');
 mkdirSync(dist, { recursive: true });

@@ -5,7 +5,7 @@ import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, mkdirSync, 
 import { join, resolve } from 'node:path';
 
 export const repoRoot = resolve(__dirname, '..', '..');
-export const distFiles = ['guard-helper.js', 'guardctl.js', 'fdpass.node'] as const;
+export const distFiles = ['guard-helper.js', 'guardctl.js', 'guard-agent.js', 'fdpass.node'] as const;
 /** The built programs under test: <repo>/dist, or GUARD_TEST_DIST (e.g. an installed copy). */
 export const distDir = process.env.GUARD_TEST_DIST || join(repoRoot, 'dist');
 const fixtures = ['peer.cjs', 'swap.py', 'sendfds.py', 'force-gc.cjs'] as const;
@@ -40,6 +40,7 @@ export class Sandbox {
 
   get helperJs(): string { return join(this.code, 'guard-helper.js'); }
   get guardctlJs(): string { return join(this.code, 'guardctl.js'); }
+  get agentJs(): string { return join(this.code, 'guard-agent.js'); }
   get addon(): string { return join(this.code, 'fdpass.node'); }
   get peerJs(): string { return join(this.code, 'peer.cjs'); }
   get swapPy(): string { return join(this.code, 'swap.py'); }

@@ -82,8 +82,9 @@ export function loadPolicy(file: string): Policy {
   return { agentUid: Number(uid), socketGid: Number(gid), auditGid: Number(lookup('/etc/group', auditGroup, 'group')[2]), sources, digest };
 }
 
-// The files that currently match a source's patterns. Only real directories are descended and only
-// regular files are listed (never through a symlink), so a planted link cannot reveal names elsewhere.
+// The names that currently match a source's patterns. Only real directories are descended (never
+// through a symlink), so a planted link cannot reveal names elsewhere; every other matching entry is
+// named — a symlink or FIFO too — so that `open` refuses it with a reason the operator sees.
 // Bounded in files, reply bytes and directory entries read: a user who fills an allowed directory
 // cannot make one request block the helper or outgrow the socket's buffer.
 export function listSource(source: Source, limit = { files: 1024, bytes: 60_000, entries: 100_000 }): { files: string[]; truncated: boolean } {
@@ -97,7 +98,7 @@ export function listSource(source: Source, limit = { files: 1024, bytes: 60_000,
       for (let e = d.readSync(); e && !(truncated ||= ++entries > limit.entries); e = d.readSync()) {
         const path = `${dir}/${e.name}`;
         if (part && e.isDirectory() && part.test(e.name)) walk(path, parts.slice(1), re);
-        else if (!part && e.isFile() && re.test(path) && !isDenied(path) && !files.includes(path)) {
+        else if (!part && !e.isDirectory() && re.test(path) && !isDenied(path) && !files.includes(path)) {
           if ((truncated ||= files.length >= limit.files || (bytes += path.length + 3) > limit.bytes)) break;
           files.push(path);
         }

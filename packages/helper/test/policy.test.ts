@@ -112,7 +112,7 @@ describe('loadPolicy refuses', () => {
 });
 
 describe('listSource', () => {
-  test('lists regular files only, never through a link, never deny-listed ones', () => {
+  test('names every matching entry but directories, never descends through a link, never names deny-listed ones', () => {
     const logs = `${dir}/logs`;
     mkdirSync(`${logs}/app`, { recursive: true });
     mkdirSync(`${logs}/secret-dir`, { recursive: true });
@@ -123,7 +123,8 @@ describe('listSource', () => {
     mkdirSync(`${logs}/app/dir.log`);
     const policy = loadPolicy(conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${logs}/app/*.log, ${logs}/*/hidden.log, ${logs}/app/*.key\n`));
     const s = policy.sources[0]!;
-    assert.deepEqual(listSource(s), { files: [`${logs}/app/a.log`, `${logs}/app/b.log`, `${logs}/secret-dir/hidden.log`], truncated: false });
+    // link.log is named (open will refuse it, and the agent shows why); linkdir/ is not descended
+    assert.deepEqual(listSource(s), { files: [`${logs}/app/a.log`, `${logs}/app/b.log`, `${logs}/app/link.log`, `${logs}/secret-dir/hidden.log`], truncated: false });
     const one = listSource(s, { files: 1, bytes: 60_000, entries: 100_000 });
     assert.equal(one.files.length, 1);
     assert.equal(one.truncated, true);

@@ -1,0 +1,108 @@
+// guard-agent: runs as the unprivileged user `guard` and does everything the root helper must not:
+// tailing through the descriptors the helper passes, parsing, redaction, batching, shipping,
+// checkpoints and status.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Server } from 'node:net';
+import pino from 'pino';
+import { checkConfig } from './config/check';
+import { ConfigError, loadConfig } from './config/load';
+import type { AgentConfig } from './config/types';
+import type { Sink } from './event';
+import { Pipeline } from './pipeline';
+import { createSink } from './sinks/index';
+import { HelperLink } from './sources/helper-link';
+import { CheckpointStore } from './state/checkpoints';
+import { buildStatus, serveStatus } from './status/status';
+
+const argv = process.argv.slice(2);
+const flag = (name: string): string | undefined => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+const configPath = flag('--config') ?? '/etc/guard/guard.conf';
+
+if (argv.includes('--help')) {
+  process.stdout.write('usage: guard-agent [--config FILE] [--check-config]\n');
+  process.exit(0);
+}
+if (argv.includes('--check-config')) {
+  const r = checkConfig(configPath);
+  for (const line of r.lines) (r.ok ? process.stdout : process.stderr).write(line + '\n');
+  process.exit(r.ok ? 0 : 1);
+}
+
+const log = pino({ base: { pid: process.pid, name: 'guard-agent' }, timestamp: pino.stdTimeFunctions.isoTime });
+
+function load(): AgentConfig {
+  try {
+    return loadConfig(configPath);
+  } catch (e) {
+    for (const p of e instanceof ConfigError ? e.problems : [(e as Error).message]) log.fatal({ config: configPath }, p);
+    throw e;
+  }
+}
+
+// The agent exists to not be root: refuse rather than quietly run the whole parser stack as root.
+if (process.getuid?.() === 0) {
+  log.fatal('guard-agent must not run as root: run it as the user named in [agent] user (guard)');
+  process.exit(1);
+}
+
+let cfg: AgentConfig;
+try { cfg = load(); } catch { process.exit(78); }
+log.level = cfg.agent.logLevel;
+
+interface Running { pipeline: Pipeline; sinks: Sink[]; link: HelperLink; store: CheckpointStore }
+const startedAt = new Date();
+let running: Running;
+let statusServer: Server | null = null;
+
+async function startAll(c: AgentConfig): Promise<Running> {
+  const firstStart = !existsSync(join(c.agent.stateDir, 'checkpoints.json'));
+  const store = new CheckpointStore(c.agent.stateDir);
+  if (firstStart) store.markStarted();
+  const sinks = new Map<string, Sink>(c.sinks.map((s) => [s.name, createSink(s, { stateDir: c.agent.stateDir, logger: log })]));
+  const link = new HelperLink(c.agent.helperSocket, log);
+  const pipeline = new Pipeline(c, sinks, link, store, log, firstStart);
+  await pipeline.start();
+  log.info({ sources: c.sources.map((s) => s.name), sinks: c.sinks.map((s) => s.name), firstStart }, 'guard-agent running');
+  return { pipeline, sinks: [...sinks.values()], link, store };
+}
+
+async function stopAll(r: Running, graceMs: number): Promise<void> {
+  await r.pipeline.stop(graceMs);
+  await Promise.all(r.sinks.map((s) => s.close()));
+  r.link.close();
+}
+
+async function main(): Promise<void> {
+  running = await startAll(cfg);
+  statusServer = await serveStatus(cfg.agent.statusSocket,
+    () => buildStatus(running.pipeline, running.link, { user: cfg.agent.user, startedAt, config: configPath }), log);
+}
+
+let busy: Promise<void> = main().catch((e: Error) => { log.fatal({ err: e.stack }, 'cannot start'); process.exit(1); });
+
+// SIGHUP: re-read the config; stop reading, let sinks deliver what they can, checkpoint, and start
+// again from the checkpoints with the new sources and sinks. A bad config keeps the old one running.
+process.on('SIGHUP', () => {
+  busy = busy.then(async () => {
+    let next: AgentConfig;
+    try { next = load(); } catch { log.error('reload failed: keeping the running configuration'); return; }
+    await stopAll(running, 2000);
+    cfg = next;
+    log.level = cfg.agent.logLevel;
+    running = await startAll(cfg);
+    log.info('configuration reloaded');
+  });
+});
+
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(sig, () => {
+    log.info({ signal: sig }, 'stopping: delivering what is queued, then writing checkpoints');
+    busy = busy.then(async () => {
+      await stopAll(running, 5000);
+      statusServer?.close();
+      log.info('stopped');
+      process.exit(0);
+    });
+  });
+}

@@ -1,0 +1,256 @@
+// sources → parsers → transforms → sinks, with acknowledgements flowing back to the checkpoints.
+// Every event is encoded once; each sink batches on its own with one batch in flight (so in order);
+// a chunk's bytes are checkpointed only when every sink has handled every event made from them.
+// When sinks fall behind, reading pauses: the log files are the buffer, memory stays bounded.
+import type { Logger } from 'pino';
+import type { AgentConfig, BatchConfig, SourceConfig } from './config/types';
+import type { Batch, LogEvent, Parser, Sink, SinkStatus } from './event';
+import { decodeLine } from './parsers/escape';
+import { getParser } from './parsers/index';
+import { FileSource } from './sources/file/file-source';
+import type { Chunk, FileTailer, Ticket } from './sources/file/tailer';
+import type { HelperLink } from './sources/helper-link';
+import type { CheckpointStore } from './state/checkpoints';
+import { compileFilter } from './transforms/filter';
+import { compileRedactor } from './transforms/redact';
+
+const READ_BYTES = 1 << 20;
+
+/** Queue and batching in front of one sink. */
+class SinkRunner {
+  private lines: Buffer[] = [];
+  private tickets: Ticket[] = [];
+  /** File offset just past each queued event's line: how far a delivered event moves its file's checkpoint. */
+  private ends: number[] = [];
+  private head = 0;
+  queuedBytes = 0;
+  private inFlight: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private seq = 0;
+
+  constructor(readonly sink: Sink, private readonly batch: BatchConfig, private readonly signal: AbortSignal,
+    private readonly onDone: (runner: SinkRunner, tickets: Ticket[], ends: number[]) => void, private readonly log: Logger) {}
+
+  get queuedEvents(): number { return this.lines.length - this.head; }
+
+  push(line: Buffer, ticket: Ticket, end: number): void {
+    this.lines.push(line);
+    this.tickets.push(ticket);
+    this.ends.push(end);
+    this.queuedBytes += line.length;
+    if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
+    else this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
+  }
+
+  /** Sends the next batch if none is in flight. */
+  kick(): void {
+    if (this.inFlight || this.queuedEvents === 0 || this.signal.aborted) return;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    let end = this.head;
+    let bytes = 0;
+    while (end < this.lines.length && end - this.head < this.batch.maxEvents && (end === this.head || bytes + this.lines[end]!.length <= this.batch.maxBytes)) {
+      bytes += this.lines[end]!.length;
+      end++;
+    }
+    const lines = this.lines.slice(this.head, end);
+    const tickets = this.tickets.slice(this.head, end);
+    const ends = this.ends.slice(this.head, end);
+    this.head = end;
+    if (this.head > 4096 && this.head * 2 > this.lines.length) { // compact now and then, not per event
+      this.lines = this.lines.slice(this.head);
+      this.tickets = this.tickets.slice(this.head);
+      this.ends = this.ends.slice(this.head);
+      this.head = 0;
+    }
+    const batch: Batch = { seq: ++this.seq, events: lines.length, bytes, lines };
+    this.inFlight = this.sink.send(batch, this.signal).then(() => {
+      this.queuedBytes -= bytes;
+      this.onDone(this, tickets, ends);
+    }, (e: Error) => {
+      if (!this.signal.aborted) this.log.error({ sink: this.sink.name, err: e.message }, 'sink failed a batch unexpectedly; it will be re-read');
+    }).finally(() => {
+      this.inFlight = null;
+      if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
+      else if (this.queuedEvents > 0) this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
+    });
+  }
+
+  /** Resolves when what is in flight now has settled. */
+  async idle(): Promise<void> { while (this.inFlight) await this.inFlight; }
+
+  stop(): void { if (this.timer) clearTimeout(this.timer); this.timer = null; }
+}
+
+interface SourceRuntime {
+  cfg: SourceConfig;
+  files: FileSource;
+  parser: Parser;
+  parserName: string;
+  filter: ((m: string) => boolean) | null;
+  runners: SinkRunner[];
+  tags: string[] | undefined;
+}
+
+export interface PipelineTotals { linesRead: number; eventsShipped: number; eventsFiltered: number; bytesAcked: number }
+
+export class Pipeline {
+  readonly sources: SourceRuntime[] = [];
+  readonly runners = new Map<string, SinkRunner>();
+  readonly totals: PipelineTotals = { linesRead: 0, eventsShipped: 0, eventsFiltered: 0, bytesAcked: 0 };
+  private readonly abort = new AbortController();
+  private readonly redact: ((t: string) => string) | null;
+  private timers: NodeJS.Timeout[] = [];
+  private pumping = false;
+  private stopped = false;
+  paused = false;
+  /** How many sinks each source's events go to. */
+  private readonly fanout = new Map<string, number>();
+
+  constructor(private readonly cfg: AgentConfig, sinks: Map<string, Sink>, link: HelperLink,
+    private readonly store: CheckpointStore, private readonly log: Logger, firstStart: boolean) {
+    this.redact = compileRedactor(cfg.redact);
+    for (const s of cfg.sinks) {
+      const sink = sinks.get(s.name)!;
+      this.runners.set(s.name, new SinkRunner(sink, s.batch, this.abort.signal, (r, tickets, ends) => this.acked(r, tickets, ends), log));
+    }
+    const tailerOpts = { maxLineBytes: cfg.agent.maxLineBytes, partialLineTimeoutMs: cfg.agent.partialLineTimeoutMs, readBytes: READ_BYTES };
+    for (const src of cfg.sources) {
+      this.fanout.set(src.name, (src.sinks ?? cfg.sinks).length);
+      const parserName = src.type === 'audit' ? 'plain' : src.parser === 'audit' ? 'plain' : src.parser;
+      const tags = [...cfg.agent.tags, ...src.tags];
+      this.sources.push({
+        cfg: src,
+        files: new FileSource(src, link, store, tailerOpts, (t) => store.set(t.checkpoint()), log, firstStart),
+        parser: getParser(parserName as 'syslog' | 'json' | 'plain'),
+        parserName,
+        filter: compileFilter(src.include, src.exclude),
+        runners: (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!),
+        tags: tags.length ? tags : undefined,
+      });
+    }
+  }
+
+  get queuedBytes(): number {
+    let n = 0;
+    for (const r of this.runners.values()) n += r.queuedBytes;
+    return n;
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.sources.map((s) => s.files.rescan()));
+    const a = this.cfg.agent;
+    const every = (ms: number, fn: () => Promise<void> | void) => {
+      const t = setInterval(() => { void Promise.resolve(fn()).catch((e: Error) => this.log.error({ err: e.message }, 'periodic task failed')); }, ms);
+      this.timers.push(t);
+    };
+    every(a.rescanIntervalMs, () => Promise.all(this.sources.map((s) => s.files.rescan())).then(() => undefined));
+    every(a.rotateCheckIntervalMs, async () => {
+      for (const s of this.sources) { await s.files.checkRotation(); s.files.reapDrained(); }
+    });
+    every(a.pollIntervalMs, () => this.pump());
+    every(1000, () => this.store.save(true));
+    void this.pump();
+  }
+
+  /** Reads every file that has grown, until none has or sinks push back. */
+  private async pump(): Promise<void> {
+    if (this.pumping || this.stopped) return;
+    this.pumping = true;
+    try {
+      for (let progress = true; progress && !this.stopped;) {
+        progress = false;
+        for (const s of this.sources) {
+          for (const t of [...s.files.tailers()]) {
+            if (this.updatePaused()) return;
+            const chunk = await t.readChunk();
+            if (!chunk) continue;
+            this.process(s, t, chunk);
+            progress = true;
+          }
+        }
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Backpressure with hysteresis: pause above max_buffer_bytes, resume below half of it. */
+  private updatePaused(): boolean {
+    const q = this.queuedBytes;
+    const max = this.cfg.agent.maxBufferBytes;
+    if (!this.paused && q > max) { this.paused = true; this.log.info({ queuedBytes: q }, 'sinks are behind: pausing reads'); }
+    else if (this.paused && q < max / 2) { this.paused = false; this.log.info({ queuedBytes: q }, 'resuming reads'); }
+    return this.paused;
+  }
+
+  private process(s: SourceRuntime, t: FileTailer, chunk: Chunk): void {
+    const now = new Date();
+    const nowIso = now.toISOString();
+    const ticket = chunk.ticket;
+    const fanout = s.runners.length;
+    const host = this.cfg.agent.hostname;
+    const lines = chunk.lines;
+    for (let i = 0; i < lines.length; i++) {
+      const l = lines[i]!;
+      const end = i + 1 < lines.length ? lines[i + 1]!.offset : ticket.endOffset;
+      this.totals.linesRead++;
+      const { text, escaped } = decodeLine(l.buf, l.start, l.end);
+      if (s.filter && !s.filter(text)) { this.totals.eventsFiltered++; continue; }
+      const message = this.redact ? this.redact(text) : text;
+      const parsed = s.parser(message, now);
+      let flags = l.flags;
+      if (escaped || message !== text || parsed.flags) {
+        flags = [...(flags ?? []), ...(escaped ? ['escaped'] : []), ...(message !== text ? ['redacted'] : []), ...(parsed.flags ?? [])];
+      }
+      const event: LogEvent = {
+        id: `${t.key}:${l.offset}`, time: parsed.time ?? nowIso, source: s.cfg.name, path: t.path, offset: l.offset,
+        host, message, parser: s.parserName, fields: parsed.fields, flags: flags ?? undefined, tags: s.tags,
+      };
+      const line = Buffer.from(JSON.stringify(event) + '\n');
+      ticket.remaining += fanout;
+      for (const r of s.runners) r.push(line, ticket, end);
+      t.lastEventTime = event.time;
+      this.totals.eventsShipped++;
+    }
+    t.acknowledge(fanout); // a chunk whose every line was filtered out is acknowledged at once
+  }
+
+  private acked(r: SinkRunner, tickets: Ticket[], ends: number[]): void {
+    const touched = new Set<FileTailer>();
+    for (let i = 0; i < tickets.length; i++) {
+      const t = tickets[i]!;
+      t.remaining--;
+      (t.delivered ??= new Map()).set(r, ends[i]!);
+      touched.add(t.tailer);
+    }
+    for (const tailer of touched) tailer.acknowledge(this.fanout.get(tailer.source) ?? 0);
+    // Before this sink's next batch goes out: a kill now re-sends at most the batch in flight.
+    this.store.save(false);
+    if (this.paused && !this.updatePaused()) void this.pump();
+  }
+
+  private checkpointSoon(): void {
+    for (const s of this.sources) for (const t of s.files.tailers()) this.store.set(t.checkpoint());
+  }
+
+  sinkStatus(): (SinkStatus & { queuedEvents: number; queuedBytes: number })[] {
+    return [...this.runners.values()].map((r) => ({ ...r.sink.status(), queuedEvents: r.queuedEvents, queuedBytes: r.queuedBytes }));
+  }
+
+  /** Stops reading, gives sinks up to `graceMs` to deliver what is queued, then writes checkpoints. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const r of this.runners.values()) r.kick();
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && [...this.runners.values()].some((r) => r.queuedEvents > 0)) {
+      await Promise.race([Promise.all([...this.runners.values()].map((r) => r.idle())), new Promise((r) => setTimeout(r, 100))]);
+      for (const r of this.runners.values()) r.kick();
+    }
+    this.abort.abort();
+    for (const r of this.runners.values()) r.stop();
+    this.checkpointSoon();
+    this.store.flushSync();
+    for (const s of this.sources) s.files.close();
+  }
+}

@@ -1,0 +1,205 @@
+// Reads one file through a descriptor the helper gave us, with positional reads, splitting it into
+// lines. Knows nothing of parsing or sinks: it hands out raw lines with their offsets, and is told
+// which bytes every sink has acknowledged (tickets), which is what its checkpoint records.
+import { close, fstat, read } from 'node:fs';
+import { promisify } from 'node:util';
+import { type Checkpoint, fingerprint } from '../../state/checkpoints';
+
+const fstatAsync = promisify(fstat);
+const readAsync = promisify(read);
+
+/** The bytes of one chunk of lines; acknowledged when every event made from them is. */
+export interface Ticket {
+  readonly tailer: FileTailer;
+  /** A truncation starts a new generation: acknowledgements of the old one no longer move the checkpoint. */
+  readonly generation: number;
+  /** The file offset just past the last byte this chunk consumed. */
+  readonly endOffset: number;
+  /** Events (times sinks) still to be acknowledged. */
+  remaining: number;
+  /** Per sink: the end offset of the last of this chunk's events it has handled (a chunk can span batches). */
+  delivered: Map<unknown, number> | null;
+}
+
+export interface RawLine {
+  /** Offset of the line's first byte in the file. */
+  offset: number;
+  buf: Buffer;
+  start: number;
+  end: number;
+  flags: string[] | null;
+}
+
+export interface Chunk { lines: RawLine[]; ticket: Ticket }
+
+export interface TailerOptions {
+  maxLineBytes: number;
+  partialLineTimeoutMs: number;
+  readBytes: number;
+}
+
+export type TailerState = 'flowing' | 'idle' | 'rotated';
+
+export class FileTailer {
+  /** Next byte to read. */
+  private readOffset: number;
+  /** Every byte before this is acknowledged by every sink. */
+  ackedOffset: number;
+  size = 0;
+  private generation = 0;
+  private partial: Buffer | null = null;
+  private partialSince = 0;
+  /** Inside a line longer than maxLineBytes: its head was shipped (flagged), the rest is skipped. */
+  private skipping = false;
+  private readonly tickets: Ticket[] = [];
+  private reading = false;
+  private closed = false;
+  /** Set when the path now names another file: read to the end, then close. */
+  rotated = false;
+  truncations = 0;
+  lastReadAt = 0;
+  lastEventTime: string | null = null;
+  caughtUpAt = Date.now();
+  readonly key: string;
+  private fp: { fingerprint: string; fingerprintBytes: number };
+
+  constructor(
+    readonly source: string,
+    readonly path: string,
+    readonly fd: number,
+    readonly dev: string,
+    readonly ino: string,
+    start: { offset: number; checkpoint: Checkpoint | null },
+    private readonly opts: TailerOptions,
+    private readonly onAcked: (t: FileTailer) => void,
+  ) {
+    this.fp = start.checkpoint ? { fingerprint: start.checkpoint.fingerprint, fingerprintBytes: start.checkpoint.fingerprintBytes } : fingerprint(fd);
+    this.key = start.checkpoint?.key ?? `${dev}.${ino}.${this.fp.fingerprint.slice(0, 8)}`;
+    this.readOffset = start.offset;
+    this.ackedOffset = start.offset;
+  }
+
+  get state(): TailerState {
+    if (this.rotated) return 'rotated';
+    return Date.now() - this.lastReadAt < 10_000 ? 'flowing' : 'idle';
+  }
+
+  /** Bytes not yet acknowledged by every sink, as of the last look at the file's size. */
+  get lagBytes(): number { return Math.max(0, this.size - this.ackedOffset); }
+
+  /** True when there is nothing more to read right now and nothing waiting for acknowledgement. */
+  get drained(): boolean { return this.readOffset >= this.size && this.partial === null && this.tickets.length === 0; }
+
+  checkpoint(): Checkpoint {
+    return { path: this.path, dev: this.dev, ino: this.ino, key: this.key, ...this.fp, offset: this.ackedOffset, updated: new Date().toISOString() };
+  }
+
+  /**
+   * Reads what was appended since the last call (at most opts.readBytes) and returns its complete
+   * lines; null when there is nothing new. Detects truncation (copytruncate): size below our offset.
+   */
+  async readChunk(now = Date.now()): Promise<Chunk | null> {
+    if (this.reading || this.closed) return null;
+    this.reading = true;
+    try {
+      const st = await fstatAsync(this.fd);
+      this.size = st.size;
+      if (st.size < this.readOffset) this.truncated();
+      if (st.size === this.readOffset) return this.flushPartial(now);
+      const want = Math.min(this.opts.readBytes, st.size - this.readOffset);
+      const head = this.partial ? this.partial.length : 0;
+      const buf = Buffer.allocUnsafe(head + want);
+      if (this.partial) this.partial.copy(buf, 0);
+      const { bytesRead } = await readAsync(this.fd, buf, head, want, this.readOffset);
+      if (bytesRead === 0) return this.flushPartial(now);
+      const base = this.readOffset - head;
+      this.readOffset += bytesRead;
+      this.lastReadAt = now;
+      return this.split(buf.subarray(0, head + bytesRead), base, now);
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  private truncated(): void {
+    this.truncations++;
+    this.generation++;
+    this.readOffset = 0;
+    this.ackedOffset = 0;
+    this.partial = null;
+    this.skipping = false;
+    this.fp = fingerprint(this.fd);
+  }
+
+  /** Splits buf (whose first byte is at file offset base) into lines; keeps an unfinished last line. */
+  private split(buf: Buffer, base: number, now: number): Chunk {
+    const lines: RawLine[] = [];
+    const max = this.opts.maxLineBytes;
+    let start = 0;
+    for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
+      if (this.skipping) this.skipping = false; // the tail of an over-long line ends here
+      else if (nl - start > max) lines.push({ offset: base + start, buf, start, end: start + max, flags: ['truncated'] });
+      else lines.push({ offset: base + start, buf, start, end: nl, flags: null });
+      start = nl + 1;
+    }
+    if (start < buf.length) {
+      if (this.skipping) start = buf.length; // still inside the over-long line: consume and drop the rest
+      else if (buf.length - start >= max) {
+        lines.push({ offset: base + start, buf, start, end: start + max, flags: ['truncated'] });
+        this.skipping = true;
+        start = buf.length;
+      }
+    }
+    this.partial = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
+    if (this.partial && this.partialSince === 0) this.partialSince = now;
+    if (!this.partial) this.partialSince = 0;
+    return { lines, ticket: this.ticket(base + start) };
+  }
+
+  /** A last line without its newline is shipped, flagged 'partial', once it has waited long enough. */
+  private flushPartial(now: number): Chunk | null {
+    if (!this.partial || now - this.partialSince < this.opts.partialLineTimeoutMs) return null;
+    const p = this.partial;
+    const offset = this.readOffset - p.length;
+    this.partial = null;
+    this.partialSince = 0;
+    return { lines: [{ offset, buf: p, start: 0, end: p.length, flags: ['partial'] }], ticket: this.ticket(this.readOffset) };
+  }
+
+  private ticket(endOffset: number): Ticket {
+    const t: Ticket = { tailer: this, generation: this.generation, endOffset, remaining: 0, delivered: null };
+    this.tickets.push(t);
+    return t;
+  }
+
+  /**
+   * Moves the acknowledged offset, in order: past every chunk whose events every sink has handled,
+   * then, within the oldest chunk still open, up to the last line every one of its `fanout` sinks has
+   * handled (so a checkpoint can follow each batch, not each 1 MiB read).
+   */
+  acknowledge(fanout = 0): void {
+    let moved = false;
+    while (this.tickets.length > 0 && this.tickets[0]!.remaining <= 0) {
+      const t = this.tickets.shift()!;
+      if (t.generation === this.generation) {
+        this.ackedOffset = t.endOffset;
+        moved = true;
+      }
+    }
+    const head = this.tickets[0];
+    if (head?.delivered && head.generation === this.generation && fanout > 0 && head.delivered.size === fanout) {
+      const within = Math.min(...head.delivered.values());
+      if (within > this.ackedOffset) { this.ackedOffset = within; moved = true; }
+    }
+    if (moved) {
+      if (this.ackedOffset >= this.size) this.caughtUpAt = Date.now();
+      this.onAcked(this);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    close(this.fd, () => undefined);
+  }
+}

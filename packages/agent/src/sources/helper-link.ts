@@ -1,0 +1,57 @@
+// The agent's connection to guard-helper. The helper may restart, or close every connection after
+// reloading its policy (`reloaded`): calls reconnect once and retry; descriptors already received
+// stay valid, since they are ours.
+import { HelperClient, HelperConnectionError, HelperRefusal } from '@guard/protocol/client';
+import type { Logger } from 'pino';
+
+export class HelperLink {
+  private client: HelperClient | null = null;
+  private connecting: Promise<HelperClient> | null = null;
+  lastError: string | null = null;
+
+  constructor(readonly socketPath: string, private readonly log: Logger) {}
+
+  get connected(): boolean { return this.client !== null; }
+
+  private async get(): Promise<HelperClient> {
+    if (this.client) return this.client;
+    this.connecting ??= HelperClient.connect(this.socketPath).then((c) => {
+      this.client = c;
+      this.lastError = null;
+      this.log.info({ socket: this.socketPath }, 'connected to guard-helper');
+      return c;
+    }, (e: NodeJS.ErrnoException) => {
+      this.lastError = `cannot connect to ${this.socketPath}: ${e.code ?? e.message}`;
+      throw e;
+    }).finally(() => { this.connecting = null; });
+    return this.connecting;
+  }
+
+  private drop(c: HelperClient, why: unknown): void {
+    if (this.client !== c) return;
+    this.client = null;
+    c.close();
+    this.lastError = `helper connection lost: ${(why as Error).message}`;
+    this.log.warn({ err: (why as Error).message }, 'guard-helper connection lost; reconnecting');
+  }
+
+  /** Runs fn on a live connection. A refusal (HelperRefusal) is the helper's answer and is thrown as is. */
+  async call<T>(fn: (c: HelperClient) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const c = await this.get();
+      try {
+        return await fn(c);
+      } catch (e) {
+        const reconnect = e instanceof HelperConnectionError || (e instanceof HelperRefusal && e.code === 'reloaded');
+        if (!reconnect) throw e;
+        this.drop(c, e);
+        if (attempt >= 1) throw e;
+      }
+    }
+  }
+
+  close(): void {
+    this.client?.close();
+    this.client = null;
+  }
+}

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, closeSync, fstatSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { FileTailer, type Chunk } from '../../src/sources/file/tailer';
+import { CheckpointStore } from '../../src/state/checkpoints';
+
+const dir = mkdtempSync(join(tmpdir(), 'guard-tailer-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+let n = 0;
+function tailer(content: string | Buffer, opts: Partial<{ maxLineBytes: number; partialLineTimeoutMs: number; readBytes: number; offset: number }> = {}) {
+  const path = join(dir, `f${n++}.log`);
+  writeFileSync(path, content);
+  const fd = openSync(path, 'r');
+  const st = fstatSync(fd);
+  const acked: number[] = [];
+  const t = new FileTailer('s', path, fd, String(st.dev), String(st.ino), { offset: opts.offset ?? 0, checkpoint: null },
+    { maxLineBytes: opts.maxLineBytes ?? 1024, partialLineTimeoutMs: opts.partialLineTimeoutMs ?? 1000, readBytes: opts.readBytes ?? 1 << 20 },
+    (x) => acked.push(x.ackedOffset));
+  return { t, path, acked };
+}
+const text = (c: Chunk | null) => (c ? c.lines.map((l) => l.buf.toString('utf8', l.start, l.end)) : null);
+const ackAll = (c: Chunk) => { c.ticket.remaining = 0; c.ticket.tailer.acknowledge(); };
+
+describe('FileTailer', () => {
+  test('splits lines with their offsets and keeps an unfinished last line', async () => {
+    const { t, path } = tailer('one\ntwo\nthr');
+    const c = (await t.readChunk())!;
+    assert.deepEqual(text(c), ['one', 'two']);
+    assert.deepEqual(c.lines.map((l) => l.offset), [0, 4]);
+    assert.equal(c.ticket.endOffset, 8, 'the unfinished line is not yet consumed');
+    appendFileSync(path, 'ee\nfour\n');
+    const d = (await t.readChunk())!;
+    assert.deepEqual(text(d), ['three', 'four']);
+    assert.deepEqual(d.lines.map((l) => l.offset), [8, 14]);
+    assert.equal(await t.readChunk(), null);
+    t.close();
+  });
+
+  test('a last line without newline is shipped flagged partial after the timeout, not before', async () => {
+    const { t } = tailer('a\nhalf', { partialLineTimeoutMs: 50 });
+    const now = Date.now();
+    assert.deepEqual(text(await t.readChunk(now)), ['a']);
+    assert.equal(await t.readChunk(now + 10), null);
+    const p = (await t.readChunk(now + 100))!;
+    assert.deepEqual(text(p), ['half']);
+    assert.deepEqual(p.lines[0]!.flags, ['partial']);
+    assert.equal(p.lines[0]!.offset, 2);
+    assert.equal(p.ticket.endOffset, 6);
+    t.close();
+  });
+
+  test('a line over max_line_bytes is cut and flagged, the rest skipped, the next line intact', async () => {
+    const long = 'x'.repeat(5000);
+    const { t, path } = tailer(`${long}\nnext\n${'y'.repeat(300)}`, { maxLineBytes: 100, readBytes: 64 * 1024 });
+    const c = (await t.readChunk())!;
+    assert.equal(c.lines.length, 3);
+    assert.equal(c.lines[0]!.end - c.lines[0]!.start, 100);
+    assert.deepEqual(c.lines[0]!.flags, ['truncated']);
+    assert.deepEqual(text(c)![1], 'next');
+    // an over-long line that has not ended yet: its head ships now, the tail is skipped when it comes
+    assert.equal(text(c)![2], 'y'.repeat(100));
+    assert.deepEqual(c.lines[2]!.flags, ['truncated']);
+    assert.equal(await t.readChunk(), null);
+    appendFileSync(path, 'y'.repeat(200) + '\nafter\n');
+    assert.deepEqual(text(await t.readChunk()), ['after']);
+    t.close();
+  });
+
+  test('reads in bounded chunks', async () => {
+    const lines = Array.from({ length: 1000 }, (_, i) => `line ${i}`);
+    const { t } = tailer(lines.join('\n') + '\n', { readBytes: 512 });
+    const got: string[] = [];
+    for (let c = await t.readChunk(); c; c = await t.readChunk()) got.push(...text(c)!);
+    assert.deepEqual(got, lines);
+    t.close();
+  });
+
+  test('acknowledges in order: a later chunk never moves the offset past an earlier unacknowledged one', async () => {
+    const { t, path, acked } = tailer('a\n');
+    const c1 = (await t.readChunk())!;
+    c1.ticket.remaining = 1;
+    appendFileSync(path, 'b\n');
+    const c2 = (await t.readChunk())!;
+    c2.ticket.remaining = 1;
+    c2.ticket.remaining--; t.acknowledge();
+    assert.equal(t.ackedOffset, 0);
+    c1.ticket.remaining--; t.acknowledge();
+    assert.equal(t.ackedOffset, 4);
+    assert.deepEqual(acked, [4]);
+    t.close();
+  });
+
+  test('copytruncate: size below the offset restarts at 0, and late acks of the old content do not move the checkpoint', async () => {
+    const { t, path } = tailer('old one\nold two\n');
+    const c = (await t.readChunk())!;
+    c.ticket.remaining = 1;
+    truncateSync(path, 0);
+    appendFileSync(path, 'new\n');
+    const d = (await t.readChunk())!;
+    assert.deepEqual(text(d), ['new']);
+    assert.equal(d.lines[0]!.offset, 0);
+    assert.equal(t.truncations, 1);
+    d.ticket.remaining = 1;
+    c.ticket.remaining = 0; t.acknowledge();
+    assert.equal(t.ackedOffset, 0, 'an acknowledgement from before the truncation');
+    ackAll(d);
+    assert.equal(t.ackedOffset, 4);
+    t.close();
+  });
+
+  test('starts at the given offset (a checkpoint or start_at = end)', async () => {
+    const { t } = tailer('skip\nkeep\n', { offset: 5 });
+    assert.deepEqual(text(await t.readChunk()), ['keep']);
+    t.close();
+  });
+});
+
+describe('CheckpointStore', () => {
+  test('round-trips atomically and refuses a reused inode whose first bytes differ', () => {
+    const sdir = mkdtempSync(join(dir, 'state-'));
+    const path = join(dir, 'cp.log');
+    writeFileSync(path, 'first line of the file\n');
+    const fd = openSync(path, 'r');
+    const st = fstatSync(fd);
+    const t = new FileTailer('s', path, fd, String(st.dev), String(st.ino), { offset: 10, checkpoint: null },
+      { maxLineBytes: 1024, partialLineTimeoutMs: 1000, readBytes: 1024 }, () => undefined);
+    const store = new CheckpointStore(sdir);
+    store.set(t.checkpoint());
+    store.flushSync();
+    const again = new CheckpointStore(sdir);
+    const cp = again.find(fd, String(st.dev), String(st.ino));
+    assert.equal(cp?.offset, 10);
+    assert.equal(cp?.key, t.key);
+    writeFileSync(path, 'another file now, same inode\n'); // same inode, new content
+    assert.equal(again.find(fd, String(st.dev), String(st.ino)), null);
+    closeSync(fd);
+  });
+});
