@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:net';
 import pino from 'pino';
 import { checkConfig } from './config/check';
-import { ConfigError, loadConfig } from './config/load';
+import { ConfigError, changesNeedingRestart, loadConfig } from './config/load';
 import type { AgentConfig } from './config/types';
 import type { Sink } from './event';
 import { Pipeline } from './pipeline';
@@ -87,6 +87,8 @@ process.on('SIGHUP', () => {
   busy = busy.then(async () => {
     let next: AgentConfig;
     try { next = load(); } catch { log.error('reload failed: keeping the running configuration'); return; }
+    const restart = changesNeedingRestart(cfg, next);
+    if (restart.length) { log.error({ keys: restart }, 'reload refused: these keys change only on a restart; keeping the running configuration'); return; }
     await stopAll(running, 2000);
     cfg = next;
     log.level = cfg.agent.logLevel;
