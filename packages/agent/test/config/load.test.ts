@@ -283,9 +283,20 @@ describe('sinks', () => {
       `${f}: [sink.siem] token_file: expected an absolute, normalised path, got "etc/token" (path must be absolute)`);
   });
 
-  test('EACCES, as the agent user would see it', { skip: process.getuid?.() === 0 ? 'root reads every file' : false }, () => {
+  test('EACCES, as the agent user would see it', () => {
     const locked = file('tok', 0o000);
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${locked}\n`, (f) => `${f}: [sink.siem] token_file: cannot read ${locked}: EACCES`);
+    const text = `${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${locked}\n`;
+    // Root reads every file: check as an unprivileged user (nobody) by switching the effective uid
+    // (the kernel checks file access by it) around the synchronous load, as the agent would see it.
+    const asRoot = process.geteuid?.() === 0;
+    const f = conf(text);
+    chmodSync(dir, 0o755);
+    chmodSync(f, 0o644);
+    if (asRoot) process.seteuid!(65534);
+    let lines: string[] = [];
+    try { loadConfig(f); } catch (e) { lines = (e as ConfigError).problems; } finally { if (asRoot) process.seteuid!(0); }
+    chmodSync(dir, 0o700);
+    assert.deepEqual(lines, [`${f}: [sink.siem] token_file: cannot read ${locked}: EACCES`]);
   });
 
   test('credentials in a URL are refused and never echoed', () => {
