@@ -5,6 +5,7 @@
 // the batch is never dropped and never half-written.
 
 import { promises as fs } from 'node:fs';
+import { newSinkStatus } from '../sink-status';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type pino from 'pino';
@@ -46,18 +47,7 @@ export class FileSink implements Sink {
     this.cfg = cfg;
     this.log = opts.logger.child({ sink: cfg.name, sinkType: 'file' });
     this.retry = { initialMs: FILE_RETRY_INITIAL_MS, maxMs: FILE_RETRY_MAX_MS, ...opts.retry };
-    this.state = {
-      name: cfg.name,
-      type: 'file',
-      endpoint: cfg.path,
-      lastSuccess: null,
-      retries: 0,
-      deliveredEvents: 0,
-      deliveredBatches: 0,
-      deadLetteredBatches: 0,
-      lastError: null,
-      retryingUntil: null,
-    };
+    this.state = newSinkStatus(cfg.name, 'file', cfg.path);
   }
 
   status(): SinkStatus {

@@ -9,6 +9,7 @@
 //   any other 4xx            → dead-letter, 'dead_lettered'
 
 import { readFileSync, promises as fs } from 'node:fs';
+import { newSinkStatus } from '../sink-status';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
 import type pino from 'pino';
@@ -138,18 +139,7 @@ export class HttpSink implements Sink {
     this.token = cfg.tokenFile === null ? null : parseToken(this.readTokenSync(cfg.tokenFile), cfg.tokenFile);
     this.tls = this.loadTls();
     this.pool = this.createPool(this.tls);
-    this.state = {
-      name: cfg.name,
-      type: 'http',
-      endpoint: this.endpoint,
-      lastSuccess: null,
-      retries: 0,
-      deliveredEvents: 0,
-      deliveredBatches: 0,
-      deadLetteredBatches: 0,
-      lastError: null,
-      retryingUntil: null,
-    };
+    this.state = newSinkStatus(cfg.name, 'http', this.endpoint);
     this.log.info({ endpoint: this.endpoint, ca: this.tls.caSource, clientCert: this.tls.cert !== undefined, token: this.token !== null, compression: cfg.compression }, 'http sink ready');
   }
 
