@@ -93,6 +93,27 @@ describe('FileTailer', () => {
     t.close();
   });
 
+  test('within a chunk, the offset follows the line every sink has delivered, never further', async () => {
+    const { t } = tailer('aa\nbb\ncc\n');
+    const c = (await t.readChunk())!;
+    const [sinkA, sinkB] = [{}, {}];
+    c.ticket.remaining = 6; // 3 events x 2 sinks
+    c.ticket.delivered = new Map([[sinkA, 6]]); // sink A delivered up to the end of "bb"
+    c.ticket.remaining -= 2;
+    t.acknowledge(2);
+    assert.equal(t.ackedOffset, 0, 'sink B has delivered nothing yet');
+    c.ticket.delivered.set(sinkB, 3); // sink B delivered "aa"
+    c.ticket.remaining -= 1;
+    t.acknowledge(2);
+    assert.equal(t.ackedOffset, 3, 'the slower sink decides');
+    c.ticket.delivered.set(sinkB, 9);
+    c.ticket.delivered.set(sinkA, 9);
+    c.ticket.remaining = 0;
+    t.acknowledge(2);
+    assert.equal(t.ackedOffset, 9);
+    t.close();
+  });
+
   test('copytruncate: size below the offset restarts at 0, and late acks of the old content do not move the checkpoint', async () => {
     const { t, path } = tailer('old one\nold two\n');
     const c = (await t.readChunk())!;
