@@ -1,0 +1,430 @@
+// npm run bench (as root): guard's throughput, CPU, memory and latency against the simplest
+// possible Node shipper, on the same generated auth.log, to the same out-of-process receiver, in
+// the same run. Prints the figures and writes them to bench/results-latest.json; asserts nothing.
+//   npm run bench [-- --lines N] [--latency-seconds S] [--profile]
+// --profile runs the agent under `node --cpu-prof` and prints where its CPU time goes.
+// The world is the system tests': a throwaway system user for the agent, a /run sandbox holding
+// the built programs, the real guard-helper as root, an openssl-made CA for the HTTPS receiver.
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { chownSync, closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { Helper } from '../test/lib/helper';
+import { makeTestCa, type TestCa } from '../test/lib/https-receiver';
+import { killAll, killPid, sleep, start } from '../test/lib/proc';
+import { Sandbox, repoRoot } from '../test/lib/sandbox';
+import { TestUsers, type TestUser } from '../test/lib/users';
+import { AuthLogGenerator, writeAuthLog } from './auth-log';
+
+const argv = process.argv.slice(2);
+const opt = (n: string, d: number): number => (argv.includes(n) ? Number(argv[argv.indexOf(n) + 1]) : d);
+const LINES = opt('--lines', 1_000_000);
+const LATENCY_RATE = 1000;
+const LATENCY_SECONDS = opt('--latency-seconds', 20);
+const PROFILE = argv.includes('--profile');
+/** Extra options for node when it runs the agent, for experiments: --agent-node-args "--max-semi-space-size=2". */
+const AGENT_NODE_ARGS = argv.includes('--agent-node-args') ? argv[argv.indexOf('--agent-node-args') + 1]!.split(' ').filter(Boolean) : [];
+/** Which runs (1-5) to do: --runs 1,2. */
+const RUNS = new Set((argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5').split(',').map(Number));
+const POLL_MS = 250; // the agent's default; worst case adds 250 ms to a line's latency
+const RUN_TIMEOUT_MS = 300_000;
+const benchDir = join(repoRoot, 'bench');
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+const TARGETS = { linesPerS: 300_000, rssMiB: 100, latencyP99Ms: 1000 };
+
+// ---- measuring a process from /proc ------------------------------------------------------------
+
+/** utime + stime of every thread of the process, in seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** VmHWM (peak resident set) in KiB. */
+function peakRssKiB(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+/** Samples a process every 100 ms, so the figures survive its exit. */
+class ProcSampler {
+  cpuS = 0;
+  rssKiB = 0;
+  private readonly timer: NodeJS.Timeout;
+  constructor(readonly pid: number) {
+    this.timer = setInterval(() => this.sample(), 100);
+  }
+  sample(): void {
+    try {
+      this.cpuS = cpuSeconds(this.pid);
+      this.rssKiB = Math.max(this.rssKiB, peakRssKiB(this.pid));
+    } catch { /* gone: keep the last figures */ }
+  }
+  stop(): void { this.sample(); clearInterval(this.timer); }
+}
+
+// ---- children: receiver, baseline shipper, helper, agent ---------------------------------------
+
+interface Done {
+  event: 'done'; records: number; requests: number; bytes: number; wireBytes: number;
+  firstAt: number; lastAt: number; cpuS: number; sample: string;
+  latency: { n: number; min: number; p50: number; p95: number; p99: number; max: number } | null;
+}
+
+/** Collects a child's stdout as JSON lines and its stderr tail. */
+class Watched {
+  readonly lines: Record<string, any>[] = [];
+  stderr = '';
+  readonly exited: Promise<number | null>;
+  constructor(readonly name: string, readonly proc: ChildProcess) {
+    let buf = '';
+    proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        try { this.lines.push(JSON.parse(line)); } catch { this.lines.push({ raw: line }); }
+      }
+    });
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => { this.stderr = (this.stderr + d).slice(-4000); });
+    this.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+  }
+  get pid(): number { return this.proc.pid!; }
+  async waitFor(pred: (l: Record<string, any>) => boolean, timeoutMs: number, what: string): Promise<Record<string, any>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.lines.find(pred);
+      if (hit) return hit;
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`${this.name} exited (${this.proc.exitCode ?? this.proc.signalCode}) before ${what}:\n${this.dump()}`);
+      if (Date.now() > deadline) throw new Error(`${this.name}: timed out after ${timeoutMs} ms waiting for ${what}:\n${this.dump()}`);
+      await sleep(20);
+    }
+  }
+  dump(): string { return [...this.lines.slice(-12).map((l) => JSON.stringify(l)), this.stderr.slice(-1500)].join('\n'); }
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    killPid(this.pid, 'SIGTERM');
+    const t = setTimeout(() => killPid(this.pid, 'SIGKILL'), 10_000);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+async function startReceiver(expect: number, opts: { tls?: TestCa; latency?: boolean }): Promise<{ w: Watched; port: number }> {
+  const args = [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
+  if (opts.latency) args.push('--latency');
+  if (opts.tls) args.push('--cert', opts.tls.serverCert, '--key', opts.tls.serverKey);
+  const w = new Watched('receiver', start(process.execPath, args));
+  const l = await w.waitFor((x) => x.event === 'listening', 10_000, 'listening');
+  return { w, port: l.port as number };
+}
+
+/** Waits for the receiver's done line while `others` keep running. */
+async function received(rx: Watched, others: Watched[], timeoutMs: number): Promise<Done> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const d = rx.lines.find((x) => x.event === 'done');
+    if (d) return d as Done;
+    for (const o of [rx, ...others]) {
+      if (o.proc.exitCode !== null || o.proc.signalCode !== null) throw new Error(`${o.name} exited (${o.proc.exitCode ?? o.proc.signalCode}) before every line arrived:\n${o.dump()}`);
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: the receiver has not had every line yet`);
+    await sleep(20);
+  }
+}
+
+interface World { users: TestUsers; agent: TestUser; auditGroup: string; sb: Sandbox; ca: TestCa; caPem: string; authLog: string }
+
+interface AgentRunOptions { url: string; gzip: boolean; tls: boolean; path: string; extra?: string[] }
+
+function agentConfig(w: World, name: string, o: AgentRunOptions): string {
+  const s = w.sb.dir;
+  const state = w.sb.mkdir(`state/${name}`, 0o750, { uid: w.agent.uid, gid: w.agent.gid });
+  const text = [
+    '[agent]',
+    `user = ${w.agent.name}`,
+    `helper_socket = ${s}/run/helper-${name}.sock`,
+    `status_socket = ${s}/run/agent/${name}.sock`,
+    `state_dir = ${state}`,
+    `poll_interval_ms = ${POLL_MS}`,
+    '',
+    '[helper]',
+    `audit_group = ${w.auditGroup}`,
+    '',
+    '[source.auth]',
+    'type = file',
+    `paths = ${o.path}`,
+    'parser = syslog',
+    'start_at = beginning',
+    '',
+    '[sink.bench]',
+    'type = http',
+    `url = ${o.url}`,
+    ...(o.tls ? [`ca_file = ${w.caPem}`] : []),
+    `compression = ${o.gzip ? 'gzip' : 'none'}`,
+    'batch_max_events = 1000',
+    ...(o.extra ?? []),
+    '',
+  ].join('\n');
+  const file = w.sb.writeConfig(`etc/guard-${name}.conf`, text, 0o640);
+  chownSync(file, 0, w.agent.gid);
+  return file;
+}
+
+async function startAgentSide(w: World, name: string, config: string): Promise<{ helper: Helper; agent: Watched; t0: number }> {
+  const helper = await Helper.start({ helperJs: w.sb.helperJs, config, socket: w.sb.path(`run/helper-${name}.sock`) });
+  const nodeArgs = [...AGENT_NODE_ARGS, ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', w.sb.path('profiles'), '--cpu-prof-name', `agent-${name}.cpuprofile`] : [])];
+  const t0 = Date.now();
+  const agent = new Watched('guard-agent', start(process.execPath, [...nodeArgs, w.sb.agentJs, '--config', config], { user: w.agent }));
+  return { helper, agent, t0 };
+}
+
+// ---- the runs -----------------------------------------------------------------------------------
+
+interface RunResult {
+  run: string; lines: number; seconds: number; linesPerS: number; cpuS: number; usCpuPerLine: number; peakRssMiB: number;
+  receiverCpuS: number; requests: number; wireMiB: number; duplicates: number; agentWarnings: number; sample: string;
+}
+
+function result(run: string, lines: number, t0: number, d: Done, cpuS: number, rssKiB: number, extra: Partial<RunResult> = {}): RunResult {
+  const seconds = (d.lastAt - t0) / 1000;
+  return {
+    run, lines, seconds: round(seconds, 2), linesPerS: Math.round(lines / seconds), cpuS: round(cpuS, 2),
+    usCpuPerLine: round((cpuS * 1e6) / lines, 2), peakRssMiB: round(rssKiB / 1024, 1), receiverCpuS: round(d.cpuS, 2),
+    requests: d.requests, wireMiB: round(d.wireBytes / 2 ** 20, 1), duplicates: 0, agentWarnings: 0, sample: d.sample, ...extra,
+  };
+}
+
+async function baselineRun(w: World): Promise<RunResult> {
+  const rx = await startReceiver(LINES, {});
+  try {
+    const t0 = Date.now();
+    const shipper = new Watched('simple-shipper', start(process.execPath, [join(benchDir, 'simple-shipper.cjs'), w.authLog, `http://127.0.0.1:${rx.port}/ingest`]));
+    const s = new ProcSampler(shipper.pid);
+    const d = await received(rx.w, [shipper], RUN_TIMEOUT_MS);
+    s.stop();
+    await shipper.stop();
+    await rx.w.stop();
+    const final = rx.w.lines.find((x) => x.event === 'final');
+    return result('simple shipper (http)', LINES, t0, d, s.cpuS, s.rssKiB, { duplicates: (final?.records ?? d.records) - LINES });
+  } finally {
+    await rx.w.stop();
+  }
+}
+
+async function agentRun(w: World, name: string, label: string, tls: boolean, gzip: boolean): Promise<RunResult> {
+  const rx = await startReceiver(LINES, { tls: tls ? w.ca : undefined });
+  let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
+  try {
+    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${rx.port}/ingest`;
+    const config = agentConfig(w, name, { url, tls, gzip, path: w.authLog });
+    side = await startAgentSide(w, name, config);
+    const s = new ProcSampler(side.agent.pid);
+    const d = await received(rx.w, [side.agent], RUN_TIMEOUT_MS);
+    s.stop();
+    await side.agent.stop();
+    await rx.w.stop();
+    const final = rx.w.lines.find((x) => x.event === 'final');
+    const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
+    for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
+    return result(label, LINES, side.t0, d, s.cpuS, s.rssKiB, { duplicates: (final?.records ?? d.records) - LINES, agentWarnings: warnings.length });
+  } finally {
+    await side?.agent.stop();
+    await side?.helper.stop();
+    await rx.w.stop();
+  }
+}
+
+interface LatencyResult { run: string; rate: number; seconds: number; lines: number; p50Ms: number; p95Ms: number; p99Ms: number; maxMs: number; agentCpuPct: number; idleRssMiB: number; peakRssMiB: number }
+
+async function latencyRun(w: World, name: string, label: string, extra: string[]): Promise<LatencyResult> {
+  const total = LATENCY_RATE * LATENCY_SECONDS;
+  const rx = await startReceiver(total, { tls: w.ca, latency: true });
+  const path = w.sb.path(`logs/${name}.log`);
+  closeSync(openSync(path, 'wx', 0o600));
+  let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
+  try {
+    const config = agentConfig(w, name, { url: `https://127.0.0.1:${rx.port}/ingest`, tls: true, gzip: true, path, extra });
+    side = await startAgentSide(w, name, config);
+    await side.agent.waitFor((l) => l.msg === 'guard-agent running', 15_000, 'guard-agent running');
+    await sleep(1000);
+    const s = new ProcSampler(side.agent.pid);
+    const cpu0 = cpuSeconds(side.agent.pid);
+    const idleRssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${side.agent.pid}/status`, 'utf8'))?.[1] ?? 0);
+    const g = new AuthLogGenerator(0x1a7);
+    const fd = openSync(path, 'a');
+    const burst = LATENCY_RATE / 100; // every 10 ms
+    const t0 = Date.now();
+    try {
+      for (let i = 0; i < total; i += burst) {
+        const now = Date.now();
+        let chunk = '';
+        for (let k = 0; k < burst; k++) chunk += `${AuthLogGenerator.timestamp(now, 0)} web-01 ${g.message()} bench-t=${now}\n`;
+        writeSync(fd, chunk);
+        const wait = t0 + ((i + burst) / LATENCY_RATE) * 1000 - Date.now();
+        if (wait > 0) await sleep(wait);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const appendS = (Date.now() - t0) / 1000;
+    const d = await received(rx.w, [side.agent], 60_000);
+    s.stop();
+    const l = d.latency!;
+    return {
+      run: label, rate: Math.round(total / appendS), seconds: round(appendS, 1), lines: total, p50Ms: l.p50, p95Ms: l.p95, p99Ms: l.p99, maxMs: l.max,
+      agentCpuPct: round(((s.cpuS - cpu0) / ((d.lastAt - t0) / 1000)) * 100, 1), idleRssMiB: round(idleRssKiB / 1024, 1), peakRssMiB: round(s.rssKiB / 1024, 1),
+    };
+  } finally {
+    await side?.agent.stop();
+    await side?.helper.stop();
+    await rx.w.stop();
+  }
+}
+
+// ---- the CPU profile ---------------------------------------------------------------------------
+
+interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
+
+/** Self time by function, from a .cpuprofile; top n. */
+function summarizeProfile(file: string, n = 25): { fn: string; selfPct: number }[] {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+  const byId = new Map(p.nodes.map((x) => [x.id, x]));
+  const self = new Map<string, number>();
+  let total = 0;
+  p.samples.forEach((id, i) => {
+    const dt = p.timeDeltas[i] ?? 0;
+    const c = byId.get(id)!.callFrame;
+    const key = `${c.functionName || '(anonymous)'} ${c.url ? `${c.url.replace(/^.*\//, '')}:${c.lineNumber + 1}` : ''}`.trim();
+    self.set(key, (self.get(key) ?? 0) + dt);
+    total += dt;
+  });
+  return [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([fn, t]) => ({ fn, selfPct: round((t / total) * 100, 1) }));
+}
+
+// ---- main ---------------------------------------------------------------------------------------
+
+function round(x: number, d: number): number { const f = 10 ** d; return Math.round(x * f) / f; }
+
+/** Columns before `textCols` are left-aligned, the rest (numbers) right-aligned. */
+function table(rows: string[][], textCols = 1): string {
+  const width = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((x, c) => (c < textCols ? x.padEnd(width[c]!) : x.padStart(width[c]!))).join('  ').trimEnd()).join('\n');
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('npm run bench must run as root: it starts guard-helper as root and the agent as a throwaway system user');
+  const users = new TestUsers();
+  const w = { users } as World;
+  const cleanup = async () => {
+    await killAll();
+    const problems = users.cleanup();
+    try { w.sb?.cleanup(); } catch (e) { problems.push(String(e)); }
+    if (problems.length) console.error(`cleanup: ${problems.join('; ')}`);
+  };
+  let cleaning: Promise<void> | null = null;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => { cleaning ??= cleanup(); void cleaning.then(() => process.exit(130)); });
+  }
+  try {
+    const g = users.group('aud');
+    w.auditGroup = g.name;
+    w.agent = users.user('agent', [g.name]);
+    w.sb = new Sandbox();
+    w.sb.mkdir('etc');
+    w.sb.mkdir('run');
+    w.sb.mkdir('run/agent', 0o750, { uid: w.agent.uid, gid: w.agent.gid });
+    w.sb.mkdir('state', 0o755);
+    if (PROFILE) w.sb.mkdir('profiles', 0o750, { uid: w.agent.uid, gid: w.agent.gid });
+    w.sb.mkdir('logs', 0o700); // root-only: the agent reaches the file only through the helper
+    w.ca = makeTestCa(w.sb.mkdir('ca', 0o700));
+    w.caPem = w.sb.file('etc/ca.pem', readFileSync(w.ca.caCert, 'utf8'), 0o644);
+    w.authLog = w.sb.path('logs/auth.log');
+
+    let t = Date.now();
+    const gen = writeAuthLog(w.authLog, LINES);
+    console.log(`generated ${LINES.toLocaleString('en')} lines, ${(gen.bytes / 2 ** 20).toFixed(1)} MiB, sha256 ${gen.sha256.slice(0, 16)}… in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    console.log(`node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`);
+
+    const runs: RunResult[] = [];
+    const errors: string[] = [];
+    const attempt = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
+      if (!RUNS.has(Number(what.split('.')[0]))) return undefined;
+      t = Date.now();
+      process.stdout.write(`${what} … `);
+      try {
+        const r = await f();
+        console.log(`${((Date.now() - t) / 1000).toFixed(1)} s`);
+        return r;
+      } catch (e) {
+        console.log('FAILED');
+        console.error(String((e as Error).stack ?? e));
+        errors.push(`${what}: ${(e as Error).message.split('\n')[0]}`);
+        return undefined;
+      }
+    };
+    const base = await attempt('1. simple shipper, http', () => baselineRun(w));
+    if (base) runs.push(base);
+    const http = await attempt('2. guard helper + agent, syslog, http, no compression', () => agentRun(w, 'http', 'guard (syslog, http)', false, false));
+    if (http) runs.push(http);
+    const https = await attempt('3. guard helper + agent, syslog, https, gzip', () => agentRun(w, 'https', 'guard (syslog, https+gzip)', true, true));
+    if (https) runs.push(https);
+    const latencies: LatencyResult[] = [];
+    const lat1 = await attempt(`4. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, defaults`,
+      () => latencyRun(w, 'lat-default', 'defaults (batch_max_wait_ms 1000)', []));
+    if (lat1) latencies.push(lat1);
+    const lat2 = await attempt(`5. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, batch_max_wait_ms = 250`,
+      () => latencyRun(w, 'lat-250', 'batch_max_wait_ms 250', ['batch_max_wait_ms = 250']));
+    if (lat2) latencies.push(lat2);
+
+    // ---- the report
+    const met = (ok: boolean) => (ok ? 'met' : 'NOT MET');
+    console.log('\n' + table([
+      ['run', 'lines', 'seconds', 'lines/s', 'CPU s', 'µs CPU/line', 'peak RSS MiB', 'receiver CPU s', 'requests', 'wire MiB', 'dup'],
+      ...runs.map((r) => [r.run, r.lines.toLocaleString('en'), r.seconds.toFixed(2), r.linesPerS.toLocaleString('en'), r.cpuS.toFixed(2),
+        r.usCpuPerLine.toFixed(2), r.peakRssMiB.toFixed(1), r.receiverCpuS.toFixed(2), String(r.requests), r.wireMiB.toFixed(1), String(r.duplicates)]),
+    ]));
+    if (latencies.length) {
+      console.log('\n' + table([
+        ['latency (append → receiver)', 'lines/s', 'lines', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'agent CPU %', 'RSS before MiB', 'peak RSS MiB'],
+        ...latencies.map((l) => [l.run, String(l.rate), String(l.lines), String(l.p50Ms), String(l.p95Ms), String(l.p99Ms), String(l.maxMs), l.agentCpuPct.toFixed(1), l.idleRssMiB.toFixed(1), l.peakRssMiB.toFixed(1)]),
+      ]));
+    }
+    const targets: { target: string; run: string; value: string; met: boolean }[] = [];
+    for (const r of [http, https]) {
+      if (!r) continue;
+      targets.push({ target: `≥ ${TARGETS.linesPerS.toLocaleString('en')} parsed lines/s end to end`, run: r.run, value: `${r.linesPerS.toLocaleString('en')} lines/s`, met: r.linesPerS >= TARGETS.linesPerS });
+      if (base) targets.push({ target: 'CPU per line ≤ the simple shipper\'s', run: r.run, value: `${r.usCpuPerLine} vs ${base.usCpuPerLine} µs (${round(r.usCpuPerLine / base.usCpuPerLine, 2)}×)`, met: r.usCpuPerLine <= base.usCpuPerLine });
+      targets.push({ target: `peak RSS ≤ ${TARGETS.rssMiB} MiB`, run: r.run, value: `${r.peakRssMiB} MiB`, met: r.peakRssMiB <= TARGETS.rssMiB });
+    }
+    for (const l of latencies) targets.push({ target: `latency p99 < ${TARGETS.latencyP99Ms} ms at ${LATENCY_RATE} lines/s`, run: l.run, value: `${l.p99Ms} ms`, met: l.p99Ms < TARGETS.latencyP99Ms });
+    console.log('\n' + table([['target', 'run', 'measured', ''], ...targets.map((x) => [x.target, x.run, x.value, met(x.met)])], 4));
+    if (errors.length) console.log(`\nruns that failed:\n  ${errors.join('\n  ')}`);
+
+    let profile: Record<string, { fn: string; selfPct: number }[]> | undefined;
+    if (PROFILE) {
+      profile = {};
+      const out = join(benchDir, 'profiles');
+      mkdirSync(out, { recursive: true });
+      for (const f of readdirSync(w.sb.path('profiles'))) {
+        copyFileSync(w.sb.path('profiles', f), join(out, f));
+        profile[f] = summarizeProfile(join(out, f));
+        console.log(`\n${f} (bench/profiles/${f}), self time:\n${profile[f]!.map((x) => `  ${x.selfPct.toFixed(1).padStart(5)}%  ${x.fn}`).join('\n')}`);
+      }
+    }
+    const json = {
+      at: new Date().toISOString(), node: process.version, cpus: (readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length,
+      file: { lines: LINES, bytes: gen.bytes, sha256: gen.sha256 }, pollIntervalMs: POLL_MS, profiled: PROFILE, agentNodeArgs: AGENT_NODE_ARGS,
+      runs, latency: latencies, targets, errors, profile,
+    };
+    writeFileSync(join(benchDir, 'results-latest.json'), JSON.stringify(json, null, 2) + '\n');
+    console.log('\nwritten to bench/results-latest.json');
+    if (errors.length) process.exitCode = 1;
+  } finally {
+    cleaning ??= cleanup();
+    await cleaning;
+  }
+}
+
+main().catch((e) => { console.error(e); process.exitCode = 1; });
