@@ -44,7 +44,8 @@ export interface Batch {
   readonly seq: number;
   readonly events: number;
   readonly bytes: number;
-  readonly lines: readonly Buffer[];
+  /** The events' NDJSON lines, concatenated once by the pipeline (not per sink, not per event). */
+  readonly body: Buffer;
 }
 
 export type SendOutcome = 'delivered' | 'dead_lettered';

@@ -1,8 +1,6 @@
 // guard-agent: runs as the unprivileged user `guard` and does everything the root helper must not:
 // tailing through the descriptors the helper passes, parsing, redaction, batching, shipping,
 // checkpoints and status.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Server } from 'node:net';
 import pino from 'pino';
 import { checkConfig } from './config/check';
@@ -56,8 +54,8 @@ let running: Running;
 let statusServer: Server | null = null;
 
 async function startAll(c: AgentConfig): Promise<Running> {
-  const firstStart = !existsSync(join(c.agent.stateDir, 'checkpoints.json'));
   const store = new CheckpointStore(c.agent.stateDir);
+  const firstStart = !store.existed;
   if (firstStart) store.markStarted();
   const sinks = new Map<string, Sink>(c.sinks.map((s) => [s.name, createSink(s, { stateDir: c.agent.stateDir, logger: log })]));
   const link = new HelperLink(c.agent.helperSocket, log);
@@ -69,6 +67,7 @@ async function startAll(c: AgentConfig): Promise<Running> {
 
 async function stopAll(r: Running, graceMs: number): Promise<void> {
   await r.pipeline.stop(graceMs);
+  r.store.close();
   await Promise.all(r.sinks.map((s) => s.close()));
   r.link.close();
 }

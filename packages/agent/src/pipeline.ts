@@ -4,7 +4,7 @@
 // When sinks fall behind, reading pauses: the log files are the buffer, memory stays bounded.
 import type { Logger } from 'pino';
 import type { AgentConfig, BatchConfig, SourceConfig } from './config/types';
-import type { Batch, LogEvent, Parser, Sink, SinkStatus } from './event';
+import type { Batch, Parser, Sink, SinkStatus } from './event';
 import { decodeLine } from './parsers/escape';
 import { getParser } from './parsers/index';
 import { FileSource } from './sources/file/file-source';
@@ -16,9 +16,9 @@ import { compileRedactor } from './transforms/redact';
 
 const READ_BYTES = 1 << 20;
 
-/** Queue and batching in front of one sink. */
+/** Queue and batching in front of one sink. Events wait as JSON strings; a batch is one Buffer. */
 class SinkRunner {
-  private lines: Buffer[] = [];
+  private lines: string[] = [];
   private tickets: Ticket[] = [];
   /** File offset just past each queued event's line: how far a delivered event moves its file's checkpoint. */
   private ends: number[] = [];
@@ -33,7 +33,7 @@ class SinkRunner {
 
   get queuedEvents(): number { return this.lines.length - this.head; }
 
-  push(line: Buffer, ticket: Ticket, end: number): void {
+  push(line: string, ticket: Ticket, end: number): void {
     this.lines.push(line);
     this.tickets.push(ticket);
     this.ends.push(end);
@@ -52,7 +52,7 @@ class SinkRunner {
       bytes += this.lines[end]!.length;
       end++;
     }
-    const lines = this.lines.slice(this.head, end);
+    const body = Buffer.from(this.lines.slice(this.head, end).join(''));
     const tickets = this.tickets.slice(this.head, end);
     const ends = this.ends.slice(this.head, end);
     this.head = end;
@@ -62,7 +62,7 @@ class SinkRunner {
       this.ends = this.ends.slice(this.head);
       this.head = 0;
     }
-    const batch: Batch = { seq: ++this.seq, events: lines.length, bytes, lines };
+    const batch: Batch = { seq: ++this.seq, events: tickets.length, bytes: body.length, body };
     this.inFlight = this.sink.send(batch, this.signal).then(() => {
       this.queuedBytes -= bytes;
       this.onDone(this, tickets, ends);
@@ -183,12 +183,17 @@ export class Pipeline {
     return this.paused;
   }
 
+  /**
+   * Each line: decode, filter, redact, parse, encode once as a JSON line. The parts that are the
+   * same for every event of a file (source, path, host, parser, tags) are encoded once per file.
+   */
   private process(s: SourceRuntime, t: FileTailer, chunk: Chunk): void {
     const now = new Date();
-    const nowIso = now.toISOString();
+    const nowStr = now.toISOString();
+    const nowIso = JSON.stringify(nowStr);
     const ticket = chunk.ticket;
     const fanout = s.runners.length;
-    const host = this.cfg.agent.hostname;
+    const tail = this.jsonTail(s, t);
     const lines = chunk.lines;
     for (let i = 0; i < lines.length; i++) {
       const l = lines[i]!;
@@ -202,17 +207,27 @@ export class Pipeline {
       if (escaped || message !== text || parsed.flags) {
         flags = [...(flags ?? []), ...(escaped ? ['escaped'] : []), ...(message !== text ? ['redacted'] : []), ...(parsed.flags ?? [])];
       }
-      const event: LogEvent = {
-        id: `${t.key}:${l.offset}`, time: parsed.time ?? nowIso, source: s.cfg.name, path: t.path, offset: l.offset,
-        host, message, parser: s.parserName, fields: parsed.fields, flags: flags ?? undefined, tags: s.tags,
-      };
-      const line = Buffer.from(JSON.stringify(event) + '\n');
+      // The shape of LogEvent (event.ts), written out: one JSON.stringify per string, none per event.
+      const json = `{"id":"${t.key}:${l.offset}","time":${parsed.time ? JSON.stringify(parsed.time) : nowIso},"offset":${l.offset},` +
+        `"message":${JSON.stringify(message)}${parsed.fields ? `,"fields":${JSON.stringify(parsed.fields)}` : ''}` +
+        `${flags ? `,"flags":${JSON.stringify(flags)}` : ''}${tail}`;
       ticket.remaining += fanout;
-      for (const r of s.runners) r.push(line, ticket, end);
-      t.lastEventTime = event.time;
+      for (const r of s.runners) r.push(json, ticket, end);
+      t.lastEventTime = parsed.time ?? nowStr;
       this.totals.eventsShipped++;
     }
     t.acknowledge(fanout); // a chunk whose every line was filtered out is acknowledged at once
+  }
+
+  private readonly tails = new WeakMap<FileTailer, string>();
+  private jsonTail(s: SourceRuntime, t: FileTailer): string {
+    let tail = this.tails.get(t);
+    if (tail === undefined) {
+      tail = `,"source":${JSON.stringify(s.cfg.name)},"path":${JSON.stringify(t.path)},"host":${JSON.stringify(this.cfg.agent.hostname)},` +
+        `"parser":"${s.parserName}"${s.tags ? `,"tags":${JSON.stringify(s.tags)}` : ''}}\n`;
+      this.tails.set(t, tail);
+    }
+    return tail;
   }
 
   private acked(r: SinkRunner, tickets: Ticket[], ends: number[]): void {

@@ -48,7 +48,7 @@ export async function writeDeadLetter(
   const stem = join(dir, `${safeName(meta.sink)}-${basicIsoTime(now)}-${batch.seq}`);
   const full: DeadLetterMeta = { ...meta, seq: batch.seq, events: batch.events, bytes: batch.bytes, time: now.toISOString() };
   // Lines first: a .json beside it promises the .ndjson is complete.
-  await writeFileAtomic(`${stem}.ndjson`, Buffer.concat(batch.lines as Buffer[]), 0o640);
+  await writeFileAtomic(`${stem}.ndjson`, batch.body, 0o640);
   await writeFileAtomic(`${stem}.json`, `${JSON.stringify(full, null, 2)}\n`, 0o640);
   await fsyncDirectory(dir);
   return `${stem}.ndjson`;

@@ -1,7 +1,12 @@
-// Per-file read positions, written atomically and only for bytes every sink has acknowledged.
-// One JSON file under the state directory: temp file, fsync, rename, fsync of the directory.
+// Per-file read positions, saved only for bytes every sink has acknowledged.
+//
+// Saved after every acknowledged batch, so it must be cheap: two slot files, written alternately
+// with one positional write each (no rename, no new file). A write to a regular file is never torn
+// by a killed process, and the other slot still holds the previous save if a power loss tears one;
+// each save ends in '\n' and carries a sequence number, and loading takes the newest slot that parses.
+// fsync (file and directory) runs once a second, for power loss.
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** How many leading bytes identify a file beyond its inode (which the kernel reuses). */
@@ -33,23 +38,34 @@ export function fingerprint(fd: number, len = FINGERPRINT_BYTES): { fingerprint:
   return { fingerprint: createHash('sha256').update(buf.subarray(0, n)).digest('hex').slice(0, 16), fingerprintBytes: n };
 }
 
+interface Saved { version: 2; seq: number; files: Checkpoint[] }
+
 export class CheckpointStore {
-  private readonly file: string;
+  private readonly slots: [string, string];
+  private fds: number[] = [];
   private readonly byInode = new Map<string, Checkpoint>();
+  private seq = 0;
   private dirty = false;
   private unsynced = false;
+  /** False on the agent's very first start here (no saved state at all). */
+  readonly existed: boolean;
 
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o750 });
-    this.file = join(dir, 'checkpoints.json');
-    let saved: Checkpoint[] = [];
-    try {
-      saved = (JSON.parse(readFileSync(this.file, 'utf8')) as { files: Checkpoint[] }).files;
-    } catch (e) {
-      // No file yet is the first start; a corrupt one cannot happen through rename, so say so loudly.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${this.file}: unreadable checkpoints: ${(e as Error).message}`);
+    this.slots = [join(dir, 'checkpoints-a.json'), join(dir, 'checkpoints-b.json')];
+    this.existed = this.slots.some((p) => existsSync(p));
+    let best: Saved | null = null;
+    for (const p of this.slots) {
+      let text: string;
+      try { text = readFileSync(p, 'utf8'); } catch { continue; }
+      try {
+        const saved = JSON.parse(text.slice(0, text.indexOf('\n'))) as Saved;
+        if (!best || saved.seq > best.seq) best = saved;
+      } catch { /* torn by a power loss: the other slot has the save before */ }
     }
-    for (const cp of saved) this.byInode.set(`${cp.dev}:${cp.ino}`, cp);
+    if (this.existed && !best) throw new Error(`${dir}: no readable checkpoint slot; move the checkpoints-*.json files away to start over`);
+    this.seq = best?.seq ?? 0;
+    for (const cp of best?.files ?? []) this.byInode.set(`${cp.dev}:${cp.ino}`, cp);
   }
 
   /** The checkpoint for this inode if its leading bytes still match (else the inode was reused). */
@@ -60,12 +76,6 @@ export class CheckpointStore {
   }
 
   get size(): number { return this.byInode.size; }
-
-  /** Records that the agent has started here once, so start_at applies only to the very first start. */
-  markStarted(): void {
-    this.dirty = true;
-    this.save(true);
-  }
   all(): Checkpoint[] { return [...this.byInode.values()]; }
 
   set(cp: Checkpoint): void {
@@ -78,41 +88,44 @@ export class CheckpointStore {
     if (this.byInode.delete(`${dev}:${ino}`)) this.dirty = true;
   }
 
-  /**
-   * Saves what changed. Write and rename are enough for the agent being killed (the kernel keeps the
-   * data), so this runs after every acknowledged batch; `durable` adds the fsyncs that survive a power
-   * loss, which the pipeline does once a second.
-   */
+  /** Records that the agent has started here, so start_at applies only to the very first start. */
+  markStarted(): void {
+    this.dirty = true;
+    this.save(true);
+  }
+
+  /** Saves what changed (one write); `durable` also fsyncs, as the pipeline does once a second. */
   save(durable: boolean): void {
     if (!this.dirty && !(durable && this.unsynced)) return;
-    if (this.dirty) this.writeNow(durable);
-    else if (durable) this.syncNow();
-    this.dirty = false;
-    this.unsynced = !durable;
+    const fds = this.open();
+    if (this.dirty) {
+      this.seq++;
+      const data = Buffer.from(JSON.stringify({ version: 2, seq: this.seq, files: this.all() } satisfies Saved) + '\n');
+      const fd = fds[this.seq % 2]!;
+      writeSync(fd, data, 0, data.length, 0);
+      if (durable) ftruncateSync(fd, data.length); // only tidiness: loading stops at the first '\n'
+      this.dirty = false;
+      this.unsynced = true;
+    }
+    if (durable) {
+      for (const fd of fds) fsyncSync(fd);
+      this.unsynced = false;
+    }
   }
 
   /** For shutdown and tests: everything on disk, durably. */
   flushSync(): void { this.save(true); }
 
-  private writeNow(durable: boolean): void {
-    const tmp = `${this.file}.tmp`;
-    const fd = openSync(tmp, 'w', 0o640);
-    try {
-      writeSync(fd, JSON.stringify({ version: 1, files: this.all() }));
-      if (durable) fsyncSync(fd);
-    } finally { closeSync(fd); }
-    renameSync(tmp, this.file);
-    if (durable) this.syncDir();
-  }
-
-  private syncNow(): void {
-    const fd = openSync(this.file, 'r');
-    try { fsyncSync(fd); } finally { closeSync(fd); }
-    this.syncDir();
-  }
-
-  private syncDir(): void {
+  private open(): number[] {
+    if (this.fds.length === 2) return this.fds;
+    this.fds = this.slots.map((p) => openSync(p, constants.O_RDWR | constants.O_CREAT, 0o640));
     const dirFd = openSync(this.dir, 'r');
     try { fsyncSync(dirFd); } finally { closeSync(dirFd); }
+    return this.fds;
+  }
+
+  close(): void {
+    for (const fd of this.fds) closeSync(fd);
+    this.fds = [];
   }
 }

@@ -163,11 +163,12 @@ export function makeBatch(events = 3, tag = 'e'): Batch {
   seq += 1;
   const lines = Array.from({ length: events }, (_, i) =>
     Buffer.from(`${JSON.stringify({ id: `test:${seq}:${i}`, message: `${tag} ${seq}/${i} ünïcode`, source: 'test' })}\n`));
-  return { seq, events, bytes: lines.reduce((n, l) => n + l.length, 0), lines };
+  const body = Buffer.concat(lines);
+  return { seq, events, bytes: body.length, body };
 }
 
 export function ndjson(batch: Batch): Buffer {
-  return Buffer.concat(batch.lines as Buffer[]);
+  return batch.body;
 }
 
 export function httpConfig(over: Partial<HttpSinkConfig> = {}): HttpSinkConfig {

@@ -57,7 +57,7 @@ export class FileSink implements Sink {
   async send(batch: Batch, signal: AbortSignal): Promise<SendOutcome> {
     throwIfAborted(signal);
     if (this.closed) throw new SinkError('GUARD_SINK_CLOSED', `sink ${this.name} is closed`);
-    const data = Buffer.concat(batch.lines as Buffer[]);
+    const data = batch.body;
     let failures = 0;
     try {
       for (;;) {
