@@ -2,6 +2,13 @@
 import { closeSync, fstatSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { HelperClient, HelperConnectionError, HelperRefusal } from '@guard/protocol/client';
+import { checkConfig } from '@guard/agent/src/config/check';
+import { installPaths, InstallInfoError, loadInstall, type Install } from './install';
+import { collectStatus, readAgentStatus, StatusAccessError } from './status/collect';
+import { renderStatus } from './status/render';
+import { classify, HEALTH_EXIT, statusJson } from './status/report';
+import { decideOutput } from './table';
+import { formatResult, runChecks } from './verify/checks';
 
 export const DEFAULT_HELPER_SOCKET = '/run/guard/helper.sock';
 
@@ -14,6 +21,10 @@ export interface Io {
   stdout(line: string): void;
   stderr(line: string): void;
   env: NodeJS.ProcessEnv;
+  /** stdout's terminal, when it is one: decides colours and widths (absent: piped) */
+  tty?: { isTTY: boolean; columns: number | undefined };
+  /** where install.json is looked for without --root (the installed bundle's own directory) */
+  bundleDir?: string;
 }
 
 interface Command {
@@ -34,6 +45,21 @@ const commands: Record<string, Command> = {
     summary: 'ask the running guard-helper to open PATH exactly as the agent would, and show its answer',
     run: probe,
   },
+  status: {
+    usage: 'guardctl status [--json] [--root DIR] [--status-socket S] [--helper-socket S]',
+    summary: 'helper, agent, every source file and sink, audit; exit 0 healthy, 1 degraded, 2 down',
+    run: status,
+  },
+  verify: {
+    usage: 'guardctl verify [--root DIR] [--status-socket S]',
+    summary: 'check users, processes, owners and modes, config and code permissions, units: PASS/FAIL/SKIP per line',
+    run: verify,
+  },
+  'check-config': {
+    usage: 'guardctl check-config [FILE] [--root DIR]',
+    summary: "validate a guard.conf with the agent's own schema (default ROOT/etc/guard/guard.conf)",
+    run: checkConfigCommand,
+  },
 };
 
 function helpText(): string {
@@ -47,7 +73,14 @@ function helpText(): string {
     'options:',
     `  --socket S  the helper's socket (default $GUARD_HELPER_SOCKET, else ${DEFAULT_HELPER_SOCKET})`,
     '  --json      print one JSON object on stdout instead of a sentence',
+    '  --root DIR  an install under DIR (reads DIR/usr/lib/guard/install.json); default: the install',
+    '              this guardctl belongs to, else / with user guard, groups guard and guard-audit',
+    "  --status-socket S, --helper-socket S   the agent's status socket / the helper's socket",
     '  --help      show this help',
+    '',
+    'status, verify and check-config are read-only: they work for root and for members of the',
+    "agent's group. status prints a coloured table on a terminal (NO_COLOR turns colours off,",
+    'FORCE_COLOR=1 forces them), plain text when piped. verify exits 1 on any FAIL.',
     '',
     'probe exits 0 when the helper grants PATH, 1 when it refuses, 2 when it cannot be asked',
     '(the reason is printed on stderr, also with --json). Run probe as the agent user, e.g.',
@@ -94,6 +127,79 @@ async function probe(args: string[], io: Io): Promise<number> {
     ? JSON.stringify({ granted: true, path: reply.path, dev: reply.dev, ino: reply.ino, size: reply.size })
     : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes)`);
   return EXIT_OK;
+}
+
+const installOptions = {
+  root: { type: 'string' },
+  'status-socket': { type: 'string' },
+  'helper-socket': { type: 'string' },
+} as const;
+
+function installOf(values: { root?: string | boolean | undefined }, io: Io): Install {
+  const root = typeof values.root === 'string' ? values.root : undefined;
+  try {
+    return loadInstall(root, io.bundleDir ?? __dirname);
+  } catch (e) {
+    if (e instanceof InstallInfoError) throw new CannotAsk(`${e.code}: ${e.message}`);
+    throw e;
+  }
+}
+
+const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+
+async function status(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseOptions(args, { ...installOptions, json: { type: 'boolean' } });
+  if (positionals.length) throw new UsageError('status takes no arguments');
+  const install = installOf(values, io);
+  const P = installPaths(install);
+  let report;
+  try {
+    report = await collectStatus({
+      statusSocket: str(values['status-socket']) ?? P.statusSocket,
+      helperSocket: str(values['helper-socket']) ?? P.helperSocket,
+      helperPid: P.helperPid,
+      defaultHelperSocket: P.helperSocket,
+    }, install);
+  } catch (e) {
+    if (e instanceof StatusAccessError) throw new CannotAsk(`${e.code}: ${e.message}`);
+    throw e;
+  }
+  const { health } = classify(report);
+  if (values.json === true) io.stdout(JSON.stringify(statusJson(report), null, 2));
+  else {
+    const out = decideOutput(io.env, io.tty ?? { isTTY: false, columns: undefined });
+    for (const line of renderStatus(report, out)) io.stdout(line);
+  }
+  return HEALTH_EXIT[health];
+}
+
+async function verify(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseOptions(args, { ...installOptions, json: { type: 'boolean' } });
+  if (positionals.length) throw new UsageError('verify takes no arguments');
+  const install = installOf(values, io);
+  const P = installPaths(install);
+  let agentPid: number | null = null;
+  try {
+    agentPid = (await readAgentStatus(str(values['status-socket']) ?? P.statusSocket, install, 2000)).agent.pid;
+  } catch { /* the agent is then looked for in /proc; a missing agent is a FAIL line of its own */ }
+  const results = runChecks({ install, agentPidFromStatus: agentPid, selfPid: process.pid });
+  const failed = results.filter((r) => r.verdict === 'FAIL').length;
+  if (values.json === true) io.stdout(JSON.stringify({ install, failed, results }, null, 2));
+  else {
+    io.stdout(`guard verify: ${install.root === '/' ? 'this host' : install.root} (user ${install.user}, group ${install.group}, audit group ${install.auditGroup}, init ${install.init}; from ${install.from})`);
+    for (const r of results) io.stdout(formatResult(r));
+    io.stdout(`${results.length} checks: ${results.filter((r) => r.verdict === 'PASS').length} PASS, ${failed} FAIL, ${results.filter((r) => r.verdict === 'SKIP').length} SKIP`);
+  }
+  return failed ? EXIT_NO : EXIT_OK;
+}
+
+async function checkConfigCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseOptions(args, { root: { type: 'string' } });
+  if (positionals.length > 1) throw new UsageError('check-config takes at most one FILE');
+  const file = positionals[0] ?? installPaths(installOf(values, io)).config;
+  const r = checkConfig(file);
+  for (const line of r.lines) (r.ok ? io.stdout : io.stderr)(line);
+  return r.ok ? EXIT_OK : EXIT_NO;
 }
 
 async function connectOrExplain(socket: string): Promise<HelperClient> {
@@ -190,6 +296,8 @@ if (require.main === module) {
     stdout: (line) => process.stdout.write(`${line}\n`),
     stderr: (line) => process.stderr.write(`${line}\n`),
     env: process.env,
+    tty: { isTTY: process.stdout.isTTY === true, columns: process.stdout.columns },
+    bundleDir: __dirname,
   };
   main(process.argv.slice(2), io).then(
     (code) => { process.exitCode = code; },
