@@ -42,7 +42,8 @@ process.on('uncaughtException', (e) => { log('error', 'crashed', { message: e.st
 try { if (lstatSync(socketPath).isSocket()) unlinkSync(socketPath); } catch { /* nothing there */ }
 process.umask(0o177); // the socket is born 0600, then opened to the agent's group only
 const listenFd = fdpass.listen(socketPath, 64);
-chownSync(socketPath, 0, policy.socketGid);
+// Under systemd (Group=guard) it is born root:guard: no chown, so the unit can deny the syscall.
+if (lstatSync(socketPath).gid !== policy.socketGid) chownSync(socketPath, 0, policy.socketGid);
 chmodSync(socketPath, 0o660);
 serve(listenFd, () => policy, { connections: 32, ratePerSecond: rate, burst: rate / 10, perTurn: 64 });
 log('info', 'listening', { socket: socketPath, pid: process.pid, policy: policy.digest, openat2: fdpass.hasOpenat2() });

@@ -266,10 +266,7 @@ function parseHostTagMessage(s: string, i: number, fields: Record<string, unknow
   const hEnd = tokenEnd(s, i);
   if (hEnd === i) return false;
   fields.hostname = s.slice(i, hEnd);
-  if (hEnd >= s.length) {
-    fields.message = '';
-    return true;
-  }
+  if (hEnd >= s.length) return true;
   const t = hEnd + 1;
   let j = t;
   const n = s.length;
@@ -281,23 +278,17 @@ function parseHostTagMessage(s: string, i: number, fields: Record<string, unknow
     let dd: number;
     while (k < n && (dd = digit(s, k)) >= 0 && k - j <= 10) { pid = pid * 10 + dd; k++; }
     if (k > j + 1 && s.charCodeAt(k) === RBRACKET) {
-      fields.program = s.slice(t, j);
-      fields.pid = pid;
       k++;
       if (s.charCodeAt(k) === COLON) k++;
-      if (s.charCodeAt(k) === SPACE) k++;
-      else if (k < n) { fields.message = s.slice(t); delete fields.program; delete fields.pid; return true; }
-      fields.message = s.slice(k);
+      if (k < n && s.charCodeAt(k) !== SPACE) return true; // `prog[1]x`: no tag, all of it is message
+      fields.program = s.slice(t, j);
+      fields.pid = pid;
       return true;
     }
   } else if (j > t && c === COLON && j < n) {
     fields.program = s.slice(t, j);
-    let k = j + 1;
-    if (s.charCodeAt(k) === SPACE) k++;
-    fields.message = s.slice(k);
     return true;
   }
-  fields.message = s.slice(t);
   return true;
 }
 
@@ -392,7 +383,6 @@ function parse5424(s: string, i: number, pri: number): Parsed {
     j++;
     if (s.charCodeAt(j) === 0xfeff) j++; // the BOM that marks MSG as UTF-8
   }
-  fields.message = s.slice(j);
   return out;
 }
 
