@@ -22,7 +22,8 @@ const LATENCY_RATE = 1000;
 const LATENCY_SECONDS = opt('--latency-seconds', 20);
 const PROFILE = argv.includes('--profile');
 /** Extra options for node when it runs the agent, for experiments: --agent-node-args "--max-semi-space-size=2". */
-const AGENT_NODE_ARGS = argv.includes('--agent-node-args') ? argv[argv.indexOf('--agent-node-args') + 1]!.split(' ').filter(Boolean) : [];
+// The agent runs with the node options its systemd unit gives it (systemd/guard-agent.service).
+const AGENT_NODE_ARGS = (argv.includes('--agent-node-args') ? argv[argv.indexOf('--agent-node-args') + 1]! : '--max-semi-space-size=4').split(' ').filter(Boolean);
 /** Which runs (1-5) to do: --runs 1,2. */
 const RUNS = new Set((argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5').split(',').map(Number));
 const POLL_MS = 250; // the agent's default; worst case adds 250 ms to a line's latency
@@ -372,7 +373,7 @@ async function main(): Promise<void> {
     if (https) runs.push(https);
     const latencies: LatencyResult[] = [];
     const lat1 = await attempt(`4. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, defaults`,
-      () => latencyRun(w, 'lat-default', 'defaults (batch_max_wait_ms 1000)', []));
+      () => latencyRun(w, 'lat-default', 'defaults (batch_max_wait_ms 500)', []));
     if (lat1) latencies.push(lat1);
     const lat2 = await attempt(`5. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, batch_max_wait_ms = 250`,
       () => latencyRun(w, 'lat-250', 'batch_max_wait_ms 250', ['batch_max_wait_ms = 250']));

@@ -33,7 +33,7 @@ export interface SourceConfig {
 export interface BatchConfig {
   maxEvents: number;             // batch_max_events, default 1000
   maxBytes: number;              // batch_max_bytes, default 1 MiB
-  maxWaitMs: number;             // batch_max_wait_ms, default 1000
+  maxWaitMs: number;             // batch_max_wait_ms, default 500
 }
 
 export interface HttpSinkConfig {

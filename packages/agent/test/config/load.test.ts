@@ -66,7 +66,7 @@ describe('defaults', () => {
     const c = loadConfig(conf('[agent]\nuser = guard\nstate_dir = /srv/guard\n'));
     assert.deepEqual(c.sinks, [{
       name: 'local', type: 'file', path: '/srv/guard/out/events.ndjson', maxBytes: 100 * 1024 * 1024, maxFiles: 5,
-      batch: { maxEvents: 1000, maxBytes: 1024 * 1024, maxWaitMs: 1000 },
+      batch: { maxEvents: 1000, maxBytes: 1024 * 1024, maxWaitMs: 500 },
     } satisfies FileSinkConfig]);
   });
 
@@ -123,7 +123,7 @@ replacement = ***
     assert.deepEqual(c.sinks, [{
       name: 'siem', type: 'http', url: 'https://siem.example/ingest', tokenFile: token, caFile: null, clientCertFile: null,
       clientKeyFile: null, compression: 'gzip', timeoutMs: 30000, retryInitialMs: 500, retryMaxMs: 60000,
-      batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 1000 },
+      batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 500 },
     } satisfies HttpSinkConfig]);
   });
 });
