@@ -130,9 +130,9 @@ describe('installer/install.sh', { concurrency: false }, () => {
 
     assertMode('usr/lib/guard', 'root', 'root', 0o755, 'dir');
     for (const f of ['guard-helper.js', 'guard-agent.js', 'guardctl.js', 'fdpass.node', 'install.json']) assertMode(`usr/lib/guard/${f}`, 'root', 'root', 0o644, 'file');
-    for (const [w, js] of [['usr/sbin/guard-helper', 'guard-helper'], ['usr/sbin/guard-agent', 'guard-agent'], ['usr/bin/guardctl', 'guardctl']] as const) {
+    for (const [w, js, opts] of [['usr/sbin/guard-helper', 'guard-helper', '--jitless '], ['usr/sbin/guard-agent', 'guard-agent', '--max-semi-space-size=4 '], ['usr/bin/guardctl', 'guardctl', '']] as const) {
       assertMode(w, 'root', 'root', 0o755, 'file');
-      assert.equal(readFileSync(join(ROOT, w), 'utf8'), `#!/bin/sh\nexec '${process.execPath}' '${ROOT}/usr/lib/guard/${js}.js' "$@"\n`);
+      assert.equal(readFileSync(join(ROOT, w), 'utf8'), `#!/bin/sh\nexec '${process.execPath}' ${opts}'${ROOT}/usr/lib/guard/${js}.js' "$@"\n`);
     }
     assertMode('etc/guard', 'root', GROUP, 0o750, 'dir');
     assertMode('etc/guard/guard.conf', 'root', GROUP, 0o640, 'file');
