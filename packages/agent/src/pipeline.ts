@@ -16,11 +16,50 @@ import { compileRedactor } from './transforms/redact';
 
 const READ_BYTES = 1 << 20;
 
-/** Queue and batching in front of one sink. Events wait as JSON strings; a batch is one Buffer. */
+/** Bytes of queued events, written into pooled segments as they are encoded (no object per event). */
+class ByteQueue {
+  private segs: { buf: Buffer; used: number }[] = [];
+  private readPos = 0;
+  private static readonly SEGMENT = 256 * 1024;
+
+  /** Appends the UTF-8 of s; returns its length in bytes. */
+  write(s: string): number {
+    let last = this.segs[this.segs.length - 1];
+    if (!last || last.used + s.length * 3 > last.buf.length) {
+      last = { buf: Buffer.allocUnsafe(Math.max(ByteQueue.SEGMENT, s.length * 3)), used: 0 };
+      this.segs.push(last);
+    }
+    const n = last.buf.write(s, last.used);
+    last.used += n;
+    return n;
+  }
+
+  /** Removes the next `bytes` bytes and returns them as one Buffer (one copy). */
+  take(bytes: number): Buffer {
+    const out = Buffer.allocUnsafe(bytes);
+    let done = 0;
+    while (done < bytes) {
+      const seg = this.segs[0]!;
+      const n = Math.min(seg.used - this.readPos, bytes - done);
+      seg.buf.copy(out, done, this.readPos, this.readPos + n);
+      done += n;
+      this.readPos += n;
+      if (this.readPos === seg.used) {
+        this.readPos = 0;
+        if (this.segs.length > 1) this.segs.shift();
+        else seg.used = 0; // the only segment, all read: reuse it
+      }
+    }
+    return out;
+  }
+}
+
+/** Queue and batching in front of one sink. A batch's body is cut from the byte queue in one copy. */
 class SinkRunner {
-  private lines: string[] = [];
+  private readonly bytesQ = new ByteQueue();
+  /** Per queued event: its size in bytes, its chunk's ticket, and the file offset just past its line. */
+  private sizes: number[] = [];
   private tickets: Ticket[] = [];
-  /** File offset just past each queued event's line: how far a delivered event moves its file's checkpoint. */
   private ends: number[] = [];
   private head = 0;
   queuedBytes = 0;
@@ -31,13 +70,14 @@ class SinkRunner {
   constructor(readonly sink: Sink, private readonly batch: BatchConfig, private readonly signal: AbortSignal,
     private readonly onDone: (runner: SinkRunner, tickets: Ticket[], ends: number[]) => void, private readonly log: Logger) {}
 
-  get queuedEvents(): number { return this.lines.length - this.head; }
+  get queuedEvents(): number { return this.sizes.length - this.head; }
 
-  push(line: string, ticket: Ticket, end: number): void {
-    this.lines.push(line);
+  push(json: string, ticket: Ticket, end: number): void {
+    const n = this.bytesQ.write(json);
+    this.sizes.push(n);
     this.tickets.push(ticket);
     this.ends.push(end);
-    this.queuedBytes += line.length;
+    this.queuedBytes += n;
     if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
     else this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
   }
@@ -48,21 +88,20 @@ class SinkRunner {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     let end = this.head;
     let bytes = 0;
-    while (end < this.lines.length && end - this.head < this.batch.maxEvents && (end === this.head || bytes + this.lines[end]!.length <= this.batch.maxBytes)) {
-      bytes += this.lines[end]!.length;
+    while (end < this.sizes.length && end - this.head < this.batch.maxEvents && (end === this.head || bytes + this.sizes[end]! <= this.batch.maxBytes)) {
+      bytes += this.sizes[end]!;
       end++;
     }
-    const body = Buffer.from(this.lines.slice(this.head, end).join(''));
     const tickets = this.tickets.slice(this.head, end);
     const ends = this.ends.slice(this.head, end);
     this.head = end;
-    if (this.head > 4096 && this.head * 2 > this.lines.length) { // compact now and then, not per event
-      this.lines = this.lines.slice(this.head);
+    if (this.head > 4096 && this.head * 2 > this.sizes.length) { // compact now and then, not per event
+      this.sizes = this.sizes.slice(this.head);
       this.tickets = this.tickets.slice(this.head);
       this.ends = this.ends.slice(this.head);
       this.head = 0;
     }
-    const batch: Batch = { seq: ++this.seq, events: tickets.length, bytes: body.length, body };
+    const batch: Batch = { seq: ++this.seq, events: tickets.length, bytes, body: this.bytesQ.take(bytes) };
     this.inFlight = this.sink.send(batch, this.signal).then(() => {
       this.queuedBytes -= bytes;
       this.onDone(this, tickets, ends);
