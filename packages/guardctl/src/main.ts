@@ -10,6 +10,11 @@ import { classify, HEALTH_EXIT, statusJson } from './status/report';
 import { decideOutput } from './table';
 import { formatResult, runChecks } from './verify/checks';
 
+// `guardctl status | head`: the reader went away; that is not an error worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw e; });
+}
+
 export const DEFAULT_HELPER_SOCKET = '/run/guard/helper.sock';
 
 /** Exit codes shared by every command. */

@@ -54,9 +54,11 @@ describe('health classification', () => {
     assert.equal(r.health, 'degraded');
     assert.deepEqual(r.reasons, ['source syslog: /var/log/evil.log refused (symlink: a symbolic link)']);
   });
-  it('degraded: no_match, paused, helper link down, retrying, dead letters, never delivered', () => {
+  it('a pattern that matches no file yet is shown, not a fault', () => {
+    assert.equal(classify(report(agentStatus((s) => { s.sources[0]!.files = [{ path: '/var/log/x*.log', state: 'no_match' }]; }))).health, 'healthy');
+  });
+  it('degraded: paused, helper link down, retrying, dead letters, never delivered', () => {
     const cases: [(s: AgentStatus) => void, RegExp][] = [
-      [(s) => { s.sources[0]!.files = [{ path: '/var/log/x*.log', state: 'no_match' }]; }, /no file matches \/var\/log\/x\*\.log/],
       [(s) => { s.agent.paused = true; }, /reading paused/],
       [(s) => { s.helper.connected = false; s.helper.lastError = 'ECONNREFUSED'; }, /not connected to the helper \(ECONNREFUSED\)/],
       [(s) => { s.sinks[0]!.retryingUntil = new Date().toISOString(); s.sinks[0]!.lastError = 'HTTP 503'; }, /sink siem: retrying: HTTP 503/],
