@@ -190,15 +190,8 @@ if [ "$UNINSTALL" = 1 ]; then
     step "Purging configuration, state, logs, audit rules, user and groups"
     for d in "$CONF_DIR" "$STATE" "$LOGS"; do if [ -e "$d" ]; then run rm -rf "$d"; fi; done
     if [ -f "$RULES" ]; then
-      if [ "$ROOT" = / ] && auditd_runs; then
-        # delete each loaded rule of ours: -a becomes -d, -w becomes -W
-        while read -r -a rule; do
-          case "${rule[0]:-#}" in
-            -a|-A) run auditctl -d "${rule[@]:1}" || true ;;
-            -w) run auditctl -W "${rule[@]:1}" || true ;;
-          esac
-        done <"$RULES"
-      fi
+      # exactly the rules keyed guard-…, nothing of the host's own
+      if [ "$ROOT" = / ] && auditd_runs; then run bash "$REPO/audit-rules/unload.sh" || true; fi
       run rm -f "$RULES"
       if [ "$ROOT" = / ] && command -v augenrules >/dev/null 2>&1; then run augenrules || true; fi
     fi
@@ -368,27 +361,19 @@ fi
 
 # --- audit rules -----------------------------------------------------------------------------------
 step "Audit rules"
-if [ -f "$REPO/audit-rules/50-guard.rules" ]; then
+if [ -f "$REPO/audit-rules/50-guard.rules.in" ]; then
   if [ ! -d "$(dirname "$RULES")" ]; then run install -d -o root -g root -m 0750 "$(dirname "$RULES")"; fi
-  run install -o root -g root -m 0640 "$REPO/audit-rules/50-guard.rules" "$RULES"
-  if [ "$ROOT" != / ]; then say "not loading them: --root $ROOT is not the live system"
-  elif ! auditd_runs; then say "auditd is not running: the rules load when it starts (augenrules)"
-  else
-    # one rule at a time, so every rejected line is reported (one bad line stops auditctl -R)
-    n=0 bad=0
-    while IFS= read -r line; do
-      n=$((n + 1))
-      case "$line" in ''|'#'*) continue ;; esac
-      read -r -a rule <<<"$line"
-      if out=$(run auditctl "${rule[@]}" 2>&1); then printf '%s\n' "$out"; else
-        case "$out" in *"Rule exists"*) ;; *) bad=$((bad + 1)); warn "audit rule rejected, $RULES line $n: $line: $out" ;; esac
-      fi
-    done <"$RULES"
-    if command -v augenrules >/dev/null 2>&1; then run augenrules || warn "augenrules failed; the rules are loaded but /etc/audit/audit.rules was not regenerated"; fi
-    say "audit rules loaded ($bad rejected)"
+  # Generated for this host by audit-rules/load.sh: watches only on paths that exist, syscalls only
+  # those this auditctl knows, guard's own uid excluded; loaded one rule at a time, each rejected
+  # line reported, unless this is not the live system or auditd is not running.
+  load=(bash "$REPO/audit-rules/load.sh" --out "$RULES" --guard-uid "$(id -u "$USER_NAME" 2>/dev/null || echo 0)")
+  if [ "$ROOT" != / ]; then say "not loading them: --root $ROOT is not the live system"; load+=(--check-only)
+  elif ! auditd_runs; then say "auditd is not running: the rules load when it starts (from $RULES)"; load+=(--check-only)
   fi
+  run "${load[@]}" "$REPO/audit-rules/50-guard.rules.in" >/dev/null || warn "some audit rules were rejected (reported above); the others are loaded"
+  if [ -e "$RULES" ] || [ "$DRY_RUN" = 1 ]; then run chown root:root "$RULES"; run chmod 0640 "$RULES"; fi
 else
-  say "no audit-rules/50-guard.rules in the repository: nothing to install"
+  say "no audit-rules/50-guard.rules.in in the repository: nothing to install"
 fi
 
 # --- services --------------------------------------------------------------------------------------
