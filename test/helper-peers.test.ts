@@ -60,11 +60,14 @@ describe('guard-helper and hostile peers', () => {
     assert.ok(granted.head?.startsWith('type=DAEMON_START'), `audit descriptor reads ${JSON.stringify(granted.head)}`);
     // the same uid with its supplementary groups dropped: as if removed from the audit group
     const noGroups = { ...env.agent, groups: 'clear' as const };
-    const b = await runPeer(env.sb, noGroups, env.socket, [{ a: 'connect' }, { a: 'req', json: hello }, { a: 'req', json: open(auditLog), read: 16 }, { a: 'req', json: stat(auditLog) }, { a: 'req', json: open(env.legitPath), read: 64 }]);
+    const b = await runPeer(env.sb, noGroups, env.socket, [{ a: 'connect' }, { a: 'req', json: hello }, { a: 'req', json: open(auditLog), read: 16 }, { a: 'req', json: stat(auditLog) }, { a: 'req', json: open(env.legitPath), read: 64 }, { a: 'req', json: { op: 'list', source: 'audit' } }]);
     assert.equal(reply(b, 1).json?.audit, false);
     assertRefused(reply(b, 2), 'audit_group', 'agent uid without the audit group (open)');
     assertRefused(reply(b, 3), 'audit_group', 'agent uid without the audit group (stat)');
     assert.equal(reply(b, 4).json?.ok, true, 'a non-audit source refused to the agent without the audit group');
+    // nor may it learn which audit files exist: list names none and says why
+    assertRefused(reply(b, 5), 'audit_group', 'agent uid without the audit group (list)');
+    assert.equal((reply(b, 5).json as { files?: unknown } | undefined)?.files, undefined);
 
     // a second helper configured for agent2, who is not in the audit group at all
     const cfg2 = env.sb.writeConfig('etc/guard2.conf', standardConfig(env, env.agent2.name));

@@ -5,6 +5,8 @@
 import type { Logger } from 'pino';
 import type { AgentConfig, BatchConfig, SourceConfig } from './config/types';
 import type { Batch, Parser, Sink, SinkStatus } from './event';
+import { AuditGrouper } from './parsers/audit/group';
+import type { AuditEvent } from './parsers/audit/types';
 import { decodeLine } from './parsers/escape';
 import { getParser } from './parsers/index';
 import { FileSource } from './sources/file/file-source';
@@ -122,6 +124,8 @@ class SinkRunner {
 
 interface SourceRuntime {
   cfg: SourceConfig;
+  /** auditd's log: records grouped into one event per msg=audit(time:serial). */
+  audit: boolean;
   files: FileSource;
   parser: Parser;
   parserName: string;
@@ -155,12 +159,14 @@ export class Pipeline {
     const tailerOpts = { maxLineBytes: cfg.agent.maxLineBytes, partialLineTimeoutMs: cfg.agent.partialLineTimeoutMs, readBytes: READ_BYTES };
     for (const src of cfg.sources) {
       this.fanout.set(src.name, (src.sinks ?? cfg.sinks).length);
-      const parserName = src.type === 'audit' ? 'plain' : src.parser === 'audit' ? 'plain' : src.parser;
+      const audit = src.type === 'audit' || src.parser === 'audit';
+      const parserName = audit ? 'audit' : src.parser;
       const tags = [...cfg.agent.tags, ...src.tags];
       this.sources.push({
         cfg: src,
         files: new FileSource(src, link, store, tailerOpts, (t) => store.set(t.checkpoint()), log, firstStart),
-        parser: getParser(parserName as 'syslog' | 'json' | 'plain'),
+        audit,
+        parser: getParser(audit ? 'plain' : (parserName as 'syslog' | 'json' | 'plain')),
         parserName,
         filter: compileFilter(src.include, src.exclude),
         runners: (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!),
@@ -202,8 +208,10 @@ export class Pipeline {
           for (const t of [...s.files.tailers()]) {
             if (this.updatePaused()) return;
             const chunk = await t.readChunk();
+            if (s.audit) this.flushAudit(s, t);
             if (!chunk) continue;
-            this.process(s, t, chunk);
+            if (s.audit) this.processAudit(s, t, chunk);
+            else this.process(s, t, chunk);
             progress = true;
           }
         }
@@ -267,6 +275,64 @@ export class Pipeline {
       this.tails.set(t, tail);
     }
     return tail;
+  }
+
+  private readonly auditState = new WeakMap<FileTailer, { grouper: AuditGrouper; safe: number }>();
+  private audit(t: FileTailer): { grouper: AuditGrouper; safe: number } {
+    let st = this.auditState.get(t);
+    if (!st) this.auditState.set(t, (st = { grouper: new AuditGrouper(), safe: t.ackedOffset }));
+    return st;
+  }
+
+  /** Audit records: decoded, filtered and redacted per line like any other, then grouped into events. */
+  private processAudit(s: SourceRuntime, t: FileTailer, chunk: Chunk): void {
+    const st = this.audit(t);
+    const lines = chunk.lines;
+    for (let i = 0; i < lines.length; i++) {
+      const l = lines[i]!;
+      const end = i + 1 < lines.length ? lines[i + 1]!.offset : chunk.ticket.endOffset;
+      this.totals.linesRead++;
+      const { text } = decodeLine(l.buf, l.start, l.end);
+      if (s.filter && !s.filter(text)) { this.totals.eventsFiltered++; continue; }
+      const message = this.redact ? this.redact(text) : text;
+      for (const ev of st.grouper.push(message, l.offset, end)) this.emitAudit(s, t, st, ev, chunk.ticket);
+    }
+    this.holdBack(st, chunk.ticket);
+    t.acknowledge(s.runners.length);
+  }
+
+  /** Events whose records stopped coming (no closing record): shipped after the grouper's timeout. */
+  private flushAudit(s: SourceRuntime, t: FileTailer): void {
+    const st = this.auditState.get(t);
+    if (!st || st.grouper.openEvents === 0) return;
+    const events = st.grouper.flush(Date.now(), 2000);
+    if (events.length === 0) return;
+    const ticket = t.ticketHere();
+    for (const ev of events) this.emitAudit(s, t, st, ev, ticket);
+    this.holdBack(st, ticket);
+    t.acknowledge(s.runners.length);
+  }
+
+  /** The checkpoint may not pass a record whose event is still being put together. */
+  private holdBack(st: { grouper: AuditGrouper }, ticket: Ticket): void {
+    const open = st.grouper.oldestOpenOffset();
+    if (open !== undefined && open < ticket.endOffset) ticket.endOffset = Math.max(open, 0);
+  }
+
+  private emitAudit(s: SourceRuntime, t: FileTailer, st: { grouper: AuditGrouper; safe: number }, ev: AuditEvent, ticket: Ticket): void {
+    // Events complete out of offset order (interleaved stamps): what this one lets the checkpoint
+    // pass is its end, but never beyond an event still open, and never backwards.
+    const open = st.grouper.oldestOpenOffset();
+    st.safe = Math.max(st.safe, Math.min(ev.end, open ?? ev.end));
+    const { records, offset, end: _end, raw, flags, ...summary } = ev as AuditEvent & { raw?: string };
+    const message = raw ?? records.map((r) => r.raw).join('\n');
+    const fields = { ...summary, records: records.map((r) => ({ type: r.type, fields: r.fields, enriched: r.enriched })) };
+    const json = `{"id":"${t.key}:${offset}","time":${JSON.stringify(ev.time || new Date().toISOString())},"offset":${offset},` +
+      `"message":${JSON.stringify(message)},"fields":${JSON.stringify(fields)}${flags?.length ? `,"flags":${JSON.stringify(flags)}` : ''}${this.jsonTail(s, t)}`;
+    ticket.remaining += s.runners.length;
+    for (const r of s.runners) r.push(json, ticket, st.safe);
+    t.lastEventTime = ev.time || t.lastEventTime;
+    this.totals.eventsShipped++;
   }
 
   private acked(r: SinkRunner, tickets: Ticket[], ends: number[]): void {

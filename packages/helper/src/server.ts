@@ -17,8 +17,9 @@ interface Conn { fd: number; pid: number; uid: number; audit: boolean; policy: P
 const REQUESTS: { [K in Request['op']]: (p: Policy, c: Conn, r: Extract<Request, { op: K }>) => Reply } = {
   hello: (p, c) => ({ body: { ok: true, op: 'hello', version: PROTOCOL_VERSION, policy: p.digest, uid: c.uid, audit: c.audit }, fd: -1 }),
   list: (p, c, r) => {
-    const source = p.sources.find((s) => s.name === r.source && (c.audit || !s.audit));
-    if (!source) throw new Refused('not_allowed', `no source "${r.source}" is configured${c.audit ? '' : ' for a peer outside the audit group'}`);
+    const source = p.sources.find((s) => s.name === r.source);
+    if (!source) throw new Refused('not_allowed', `no source "${r.source}" is configured`);
+    if (source.audit && !c.audit) throw new Refused('audit_group', `source "${r.source}" is an audit source: the agent user must be in the audit group (restart the agent after adding it)`);
     return { body: { ok: true, op: 'list', source: r.source, ...listSource(source) }, fd: -1 };
   },
   open: (p, c, r) => {

@@ -13,8 +13,9 @@ export interface Ticket {
   readonly tailer: FileTailer;
   /** A truncation starts a new generation: acknowledgements of the old one no longer move the checkpoint. */
   readonly generation: number;
-  /** The file offset just past the last byte this chunk consumed. */
-  readonly endOffset: number;
+  /** The file offset just past the last byte this chunk consumed (lowered by a source that must
+   *  hold back part of it, such as an audit record whose event is not complete yet). */
+  endOffset: number;
   /** Events (times sinks) still to be acknowledged. */
   remaining: number;
   /** Per sink: the end offset of the last of this chunk's events it has handled (a chunk can span batches). */
@@ -164,6 +165,11 @@ export class FileTailer {
     this.partial = null;
     this.partialSince = 0;
     return { lines: [{ offset, buf: p, start: 0, end: p.length, flags: ['partial'] }], ticket: this.ticket(this.readOffset) };
+  }
+
+  /** A ticket for events made without new bytes (an audit event completed by a timeout). */
+  ticketHere(): Ticket {
+    return this.ticket(this.readOffset - (this.partial?.length ?? 0));
   }
 
   private ticket(endOffset: number): Ticket {
