@@ -104,6 +104,7 @@ describe('audit events end to end (real auditd, guard rules, helper as root, age
     assert.deepEqual(priv.fields!.argv, ['/usr/bin/passwd', `two words ${tag}`, 'a "quoted" arg']);
     assert.ok(!('uid=0' in (priv.fields as object)), 'no field invented from argument text');
     assert.match(priv.message, /type=EXECVE/, 'the raw records travel with the event');
+    if (process.env.GUARD_PRINT_AUDIT_EXAMPLE) console.log(JSON.stringify(priv, null, 1));
   });
 
   it('removing the agent user from the audit group revokes audit access, and status says why', async () => {
