@@ -172,3 +172,73 @@ describe('guard-agent reloads on SIGHUP', () => {
     }
   });
 });
+
+describe('guard-agent killed with SIGKILL while grouping a large audit log', () => {
+  let env: AgentEnv;
+  before(async () => {
+    env = await setupAgentEnv({
+      sources: (e) => ['[source.audit]', 'type = audit', `paths = ${e.logs}/audit.log`, 'start_at = beginning', ''].join('\n'),
+    });
+  });
+  after(async () => { await teardownAgentEnv(env); });
+
+  it('every event arrives whole while events complete out of order, duplicates at most one batch per kill', async () => {
+    // 60,000 events of five records each. In every group of 50, one "slow" event stays open while
+    // the other 49 come and complete (its first four records, then 49 whole events, then its
+    // PROCTITLE): events complete out of offset order, and a checkpoint that moved past an open
+    // event's first records would lose them at the next kill.
+    const total = 60_000;
+    const rec = (n: number) => {
+      const stamp = `msg=audit(${1700000000 + Math.floor(n / 1000)}.${String(n % 1000).padStart(3, '0')}:${n})`;
+      return [
+        `type=SYSCALL ${stamp}: arch=c000003e syscall=59 success=yes exit=0 items=1 ppid=1 pid=${n} auid=1000 uid=0 comm="ls" exe="/usr/bin/ls" key="guard-priv"`,
+        `type=EXECVE ${stamp}: argc=2 a0="ls" a1="event${n}"`,
+        `type=CWD ${stamp}: cwd="/"`,
+        `type=PATH ${stamp}: item=0 name="/usr/bin/ls" inode=1 dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL`,
+        `type=PROCTITLE ${stamp}: proctitle=6C73`,
+      ];
+    };
+    const out = createWriteStream(env.sb.path('logs/audit.log'), { mode: 0o600 });
+    for (let g = 0; g < total; g += 50) {
+      const slow = rec(g);
+      const lines = [...slow.slice(0, 4)];
+      for (let n = g + 1; n < g + 50; n++) lines.push(...rec(n));
+      lines.push(slow[4]!);
+      out.write(lines.join('\n') + '\n');
+    }
+    await new Promise<void>((resolve) => out.end(resolve));
+    const seen = () => {
+      const ids = new Set<number>();
+      let received = 0;
+      for (const e of env.receiver.events as unknown as { fields?: { argv?: string[]; records?: unknown[] } }[]) {
+        const m = /^event(\d+)$/.exec(e.fields?.argv?.[1] ?? '');
+        if (!m) continue;
+        received++;
+        ids.add(Number(m[1]));
+        assert.equal(e.fields!.records!.length, 5, 'each event whole: five records');
+      }
+      return { ids, received };
+    };
+    let agent = await AgentProcess.start(env);
+    const kills: number[] = [];
+    for (let k = 0; k < 4; k++) {
+      const target = Math.round(total * (0.15 + 0.2 * k));
+      await until(() => env.receiver.events.length >= target, 120_000, `${target} events before kill ${k + 1}`);
+      process.kill(agent.pid, 'SIGKILL');
+      await agent.exited;
+      kills.push(env.receiver.events.length);
+      agent = await AgentProcess.start(env);
+    }
+    await until(() => seen().ids.size === total, 120_000, 'every audit event').catch((e: Error) => {
+      const s = seen();
+      const missing: number[] = [];
+      for (let i = 0; i < total && missing.length < 10; i++) if (!s.ids.has(i)) missing.push(i);
+      throw new Error(`${e.message}: ${s.ids.size} of ${total}, missing e.g. ${missing.join(',')}`);
+    });
+    await sleep(1000);
+    await agent.stop();
+    const { received } = seen();
+    console.log(`SIGKILL audit run: ${total} events, ${kills.length} kills at ${kills.join(', ')} events; ${received - total} duplicates`);
+    assert.ok(received - total <= kills.length * 1000, `${received - total} duplicates for ${kills.length} kills`);
+  });
+});
