@@ -26,8 +26,17 @@ describe('guard-helper under a rename race', () => {
         e.sb.mkdir('logs/att/d', 0o755, att);
         e.sb.file('logs/att/d/a.log', e.publicText, 0o644, att);
         e.sb.symlink(`${s}/secret`, 'logs/att/e', att);
+        // list race: <S>/logs/lst/d (a directory) <-> <S>/logs/lst/x (symlink to a root-only directory
+        // whose file names are themselves secret); the source's pattern descends one directory level
+        e.sb.mkdir('logs/lst', 0o755, att);
+        e.sb.mkdir('logs/lst/d', 0o755, att);
+        e.sb.file('logs/lst/d/a.log', e.publicText, 0o644, att);
+        e.sb.mkdir('names', 0o700);
+        e.sb.file('names/TOPSECRET-NAME.log', 'x', 0o600);
+        e.sb.symlink(`${s}/names`, 'logs/lst/x', att);
       },
-      extraConfig: (e) => ['[source.att]', 'type = file', `paths = ${e.sb.dir}/logs/att/d/*.log`].join('\n'),
+      extraConfig: (e) => ['[source.att]', 'type = file', `paths = ${e.sb.dir}/logs/att/d/*.log`, '',
+        '[source.lst]', 'type = file', `paths = ${e.sb.dir}/logs/lst/*/*.log`].join('\n'),
     });
   });
   after(async () => { await teardownEnv(env); });
@@ -96,6 +105,26 @@ describe('guard-helper under a rename race', () => {
 
   it(`hands out no secret over ${OPENS} opens while a directory on the way is swapped with a symlink`, async (t) => {
     await race(t, 'directory swap', env.sb.path('logs/att'), 'd', 'e', env.sb.path('logs/att/d/a.log'));
+    await assertStillServing(env);
+  });
+  it('list never names a file found through a directory swapped for a symlink mid-walk', async (t) => {
+    const dir = env.sb.path('logs/lst');
+    const swapper = await startSwapper(dir, 'd', 'x');
+    let res: LoopResult;
+    try {
+      const out = await agentPeer(env, [
+        { a: 'connect' },
+        { a: 'loop', n: 3000, window: 8, reqs: [{ op: 'list', source: 'lst' }], leak: 'TOPSECRET-NAME', idleTimeout: 20000 },
+      ], 180000);
+      res = loopResult(out, 1);
+    } finally {
+      await swapper.stop();
+    }
+    const summary = `list race: ${res.replies} lists, ${res.statOk} answered, refused ${JSON.stringify(res.refused)}, secret names leaked: ${res.leaks ?? 0}`;
+    t.diagnostic(summary);
+    console.log(summary);
+    assert.equal(res.replies, 3000);
+    assert.equal(res.leaks ?? 0, 0, `A NAME FROM A ROOT-ONLY DIRECTORY WAS LISTED: ${summary}`);
     await assertStillServing(env);
   });
 });

@@ -73,6 +73,10 @@ describe('guard-helper request validation', () => {
     ]);
     assertRefused(reply(out, 1), 'bad_path', 'U+009B (CSI)');
     assertRefused(reply(out, 2), 'bad_path', 'U+0085 (NEL)');
+    // and the refusal's log line names the path without the raw control (JSON.stringify leaves C1 raw)
+    const lines = env.helper.rawLines.filter((l) => l.includes('"refused"') && l.includes('a\\u009b2J.log'));
+    assert.equal(lines.length, 1, 'the refusal is logged, with the control escaped');
+    assert.ok(!env.helper.rawLines.some((l) => /[\u0080-\u009f]/.test(l)), 'no raw C1 control in the helper log');
     await assertStillServing(env);
   });
 

@@ -29,6 +29,8 @@ export interface HelperOptions {
 
 export class Helper {
   readonly logs: LogEntry[] = [];
+  /** every log line exactly as written */
+  readonly rawLines: string[] = [];
   readonly proc: ChildProcess;
   readonly pid: number;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -69,6 +71,7 @@ export class Helper {
   }
 
   private push(line: string): void {
+    this.rawLines.push(line);
     let e: LogEntry;
     try {
       const v: unknown = JSON.parse(line);

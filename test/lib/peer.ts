@@ -23,6 +23,8 @@ export interface Action {
   window?: number;
   reqs?: unknown[];
   secret?: string;
+  /** count replies whose text contains this (a name that must never be listed) */
+  leak?: string;
   idleTimeout?: number;
   max?: number;
   ms?: number;
@@ -53,6 +55,8 @@ export interface Reply {
 export interface ClosedResult { closed: boolean; replies: Reply[]; ms: number; error?: string }
 
 export interface LoopResult {
+  /** replies whose text contained the loop's `leak` marker */
+  leaks?: number;
   sent: number;
   replies: number;
   granted: number;

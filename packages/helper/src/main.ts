@@ -6,7 +6,6 @@ import { assertRootOnly, loadPolicy, type Policy } from './policy';
 import { dirname } from 'node:path';
 import { log, serve } from './server';
 
-const DEFAULT_RATE = 5000;
 
 // Descriptors inherited from whatever started us could be files or sockets the peer should never
 // reach through us. Node marks them close-on-exec, so only their kind tells them apart from Node's
@@ -22,7 +21,7 @@ const flag = (name: string, fallback: string): string => (process.argv.includes(
 const configPath = flag('--config', '/etc/guard/guard.conf');
 const socketPath = flag('--socket', '/run/guard/helper.sock');
 // Tests may lower the rate limit to see it work; nothing may raise it.
-const rate = Math.min(DEFAULT_RATE, Math.max(1, Number(flag('--rate', String(DEFAULT_RATE))) || DEFAULT_RATE));
+const rate = Math.min(5000, Math.max(1, Number(flag('--rate', '5000')) || 5000));
 
 let policy: Policy;
 try { policy = loadPolicy(configPath); assertRootOnly(dirname(socketPath)); } catch (e) { // the socket's directory too: chown/chmod below go by path
@@ -30,7 +29,7 @@ try { policy = loadPolicy(configPath); assertRootOnly(dirname(socketPath)); } ca
   process.exit(1);
 }
 process.on('SIGHUP', () => {
-  try { policy = loadPolicy(configPath); assertRootOnly(dirname(socketPath)); } catch (e) { // the socket's directory too: chown/chmod below go by path
+  try { policy = loadPolicy(configPath); } catch (e) { // all or nothing: a failed reload keeps the old policy
     return log('error', 'reload_failed', { config: configPath, message: (e as Error).message, kept: policy.digest });
   }
   log('info', 'reloaded', { policy: policy.digest, sources: policy.sources.map((s) => s.name) });

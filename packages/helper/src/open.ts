@@ -33,10 +33,8 @@ function writableByNonRoot(path: string): string | null {
 }
 
 const OPEN_ERRORS: Record<string, [ErrorCode, string]> = {
-  ELOOP: ['symlink', 'a symbolic link is on the way; guard follows none'],
-  ENOENT: ['not_found', 'no such file'],
-  ENOTDIR: ['not_found', 'a component on the way is not a directory'],
-  ENOTREG: ['not_regular', 'not a regular file'],
+  ELOOP: ['symlink', 'a symbolic link is on the way; guard follows none'], ENOENT: ['not_found', 'no such file'],
+  ENOTDIR: ['not_found', 'a component on the way is not a directory'], ENOTREG: ['not_regular', 'not a regular file'],
 };
 
 export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean): Opened {

@@ -1,7 +1,7 @@
 // The helper's policy: which paths may be opened, for whom. Built once from guard.conf, then frozen;
 // SIGHUP builds a new one and swaps it in whole (never edited in place).
 import { createHash } from 'node:crypto';
-import { opendirSync, readFileSync, realpathSync, statSync, type Dir } from 'node:fs';
+import { closeSync, constants, opendirSync, openSync, readFileSync, realpathSync, statSync, type Dir } from 'node:fs';
 import { dirname } from 'node:path';
 import * as ini from 'ini';
 
@@ -90,21 +90,29 @@ export function loadPolicy(file: string): Policy {
 export function listSource(source: Source, limit = { files: 1024, bytes: 60_000, entries: 100_000 }): { files: string[]; truncated: boolean } {
   const files: string[] = [];
   let bytes = 0, entries = 0, truncated = false;
-  const walk = (dir: string, parts: string[], re: RegExp): void => {
+  // Each directory is reopened by name under its parent's descriptor with O_NOFOLLOW: one swapped for
+  // a symlink between readdir and open is refused, not followed into a directory we may not name.
+  const walk = (dir: string, dirFd: number, parts: string[], re: RegExp): void => {
     const part = parts[0] && parts.length > 1 ? globToRegex(parts[0]) : null;
     let d: Dir;
-    try { d = opendirSync(dir || '/'); } catch { return; }
+    try { d = opendirSync(`/proc/self/fd/${dirFd}`); } catch { return; }
     try {
       for (let e = d.readSync(); e && !(truncated ||= ++entries > limit.entries); e = d.readSync()) {
         const path = `${dir}/${e.name}`;
-        if (part && e.isDirectory() && part.test(e.name)) walk(path, parts.slice(1), re);
-        else if (!part && !e.isDirectory() && re.test(path) && !isDenied(path) && !files.includes(path)) {
-          if ((truncated ||= files.length >= limit.files || (bytes += path.length + 3) > limit.bytes)) break;
+        if (part && e.isDirectory() && part.test(e.name)) {
+          let fd: number;
+          try { fd = openSync(`/proc/self/fd/${dirFd}/${e.name}`, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW); } catch { continue; }
+          try { walk(path, fd, parts.slice(1), re); } finally { closeSync(fd); }
+        } else if (!part && !e.isDirectory() && re.test(path) && !isDenied(path) && !files.includes(path)) {
+          // counted as the reply encodes it: a control character is 6 bytes of JSON
+          if ((truncated ||= files.length >= limit.files || (bytes += Buffer.byteLength(JSON.stringify(path)) + 1) > limit.bytes)) break;
           files.push(path);
         }
       }
+    } catch { truncated = true; // a directory that fails under us (EIO, an entry gone mid-lstat) ends the walk, not the helper
     } finally { d.closeSync(); }
   };
-  source.patterns.forEach((p, i) => walk('', p.split('/').slice(1), source.regexes[i]!));
+  const rootFd = openSync('/', constants.O_RDONLY | constants.O_DIRECTORY);
+  try { source.patterns.forEach((p, i) => walk('', rootFd, p.split('/').slice(1), source.regexes[i]!)); } finally { closeSync(rootFd); }
   return { files: files.sort(), truncated };
 }

@@ -5,9 +5,10 @@ import { MAX_REQUEST_BYTES, PROTOCOL_VERSION, parseRequest, type ErrorCode, type
 import { openAllowed, Refused } from './open';
 import { listSource, type Policy } from './policy';
 
-export const log = (level: 'info' | 'warn' | 'error', event: string, fields: object = {}): void => {
-  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }) + '\n');
-};
+// C1 controls are escaped too (JSON.stringify leaves U+0080–U+009F raw): a peer's path must not
+// become a terminal escape in whoever reads this log.
+export const log = (level: 'info' | 'warn' | 'error', event: string, fields: object = {}): void => void process.stderr.write(
+  JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }).replace(/[\u0080-\u009f]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`) + '\n');
 
 export interface Limits { connections: number; ratePerSecond: number; burst: number; perTurn: number }
 interface Reply { body: object; fd: number; last?: boolean }
@@ -33,8 +34,7 @@ const REQUESTS: { [K in Request['op']]: (p: Policy, c: Conn, r: Extract<Request,
   },
 };
 
-const refusal = (op: unknown, error: ErrorCode, message: string, last: boolean): Reply =>
-  ({ body: { ok: false, op: typeof op === 'string' ? op : null, error, message }, fd: -1, last });
+const refusal = (op: unknown, error: ErrorCode, message: string, last: boolean): Reply => ({ body: { ok: false, op: typeof op === 'string' ? op : null, error, message }, fd: -1, last });
 
 export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits): void {
   const conns = new Set<Conn>();

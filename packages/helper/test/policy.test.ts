@@ -140,6 +140,14 @@ describe('listSource', () => {
     const fewEntries = listSource(s, { files: 1024, bytes: 60_000, entries: 10 });
     assert.equal(fewEntries.truncated, true);
     assert.ok(fewEntries.files.length <= 10);
+    // names full of control characters: each is 1 byte on disk but 6 in the JSON reply
+    const ctl = `${dir}/ctl`;
+    mkdirSync(ctl);
+    for (let i = 0; i < 400; i++) writeFileSync(`${ctl}/${String(i).padStart(4, '0')}${'\x01'.repeat(200)}.log`, '');
+    const c = loadPolicy(conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.c]\npaths = ${ctl}/*.log\n`)).sources[0]!;
+    const listed = listSource(c);
+    assert.equal(listed.truncated, true);
+    assert.ok(Buffer.byteLength(JSON.stringify(listed)) <= 60_100, `reply of ${Buffer.byteLength(JSON.stringify(listed))} bytes`);
     const txt = listSource({ ...s, patterns: [`${big}/*.txt`], regexes: [s.regexes[1]!] }, { files: 1024, bytes: 60_000, entries: 500 });
     assert.deepEqual(txt, { files: [], truncated: true }, 'a scan that finds nothing still stops');
   });

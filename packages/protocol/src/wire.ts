@@ -19,9 +19,7 @@ const validators: Record<Op, validate.Validator> = {
 // fatal: invalid UTF-8 is refused, not silently replaced by U+FFFD.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-function badRequest(message: string): ParseResult {
-  return { ok: false, code: 'bad_request', message };
-}
+const badRequest = (message: string): ParseResult => ({ ok: false, code: 'bad_request', message });
 
 /** Shows at most 32 characters of peer input, JSON-quoted, so a log line cannot be forged. */
 function quote(s: string): string {
