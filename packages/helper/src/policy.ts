@@ -11,11 +11,11 @@ export interface Policy { agentUid: number; socketGid: number; auditGid: number;
 // Never handed out, whatever a glob says: credentials, key material, kernel and device interfaces,
 // guard's own secrets. Checked on the requested path and again on the opened descriptor's real path.
 const DENY = [
-  /^\/(proc|sys|dev|boot|root|etc\/guard|var\/lib\/guard|var\/backups|run\/(credentials|secrets))(\/|$)/,
+  /^\/(proc|sys|dev|boot|root|etc\/guard|var\/lib\/guard|var\/backups|var\/lib\/sss|run\/(credentials|secrets|user))(\/|$)/,
   /^\/etc\/(g?shadow|nshadow|security\/opasswd|krb5\.keytab|ipsec\.secrets)[^/]*$/, // and shadow-, shadow+, shadow.bak
   /^\/etc\/(ssl\/private|letsencrypt|wireguard|NetworkManager\/system-connections)\/|\/private\//,
-  /\/\.(ssh|gnupg|aws|kube|docker)\/|\/\.(netrc|pgpass|my\.cnf)$/,
-  /\/(ssh_host_[^/]*_key|id_(rsa|dsa|ecdsa|ed25519)[^/]*|privkey[^/]*|[^/]*\.(key|p12|pfx|jks|keytab))$/,
+  /\/\.(ssh|gnupg|aws|kube|docker)\/|\/\.(netrc|pgpass|my\.cnf|[a-z]*_history)$/,
+  /\/(ssh_host_[^/]*_key|id_(rsa|dsa|ecdsa|ed25519)[^/]*|privkey[^/]*|[^/]*\.(key|pem|p12|pfx|jks|keytab))$/,
 ];
 
 export function isDenied(path: string): boolean {

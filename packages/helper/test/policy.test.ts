@@ -34,7 +34,7 @@ describe('deny-list', () => {
       '/var/log/app/server.key', '/etc/ssl/private/x.pem', '/var/lib/guard/state.json', '/etc/krb5.keytab', '/etc/shadow+',
       '/etc/gshadow+', '/etc/nshadow', '/etc/shadow.bak', '/var/backups/shadow.bak', '/etc/letsencrypt/live/x/privkey.pem',
       '/etc/pki/tls/private/x.pem', '/run/credentials/svc/token', '/run/secrets/db', '/etc/ipsec.secrets', '/etc/wireguard/wg0.conf',
-      '/etc/NetworkManager/system-connections/wifi.nmconnection', '/home/u/.netrc', '/home/u/.pgpass']) {
+      '/etc/NetworkManager/system-connections/wifi.nmconnection', '/home/u/.netrc', '/home/u/.pgpass', '/home/u/.bash_history', '/opt/app/tls/server.pem', '/var/lib/sss/secrets/x', '/run/user/1000/keyring/control']) {
       assert.ok(isDenied(p), p);
     }
   });
