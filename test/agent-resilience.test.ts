@@ -1,9 +1,10 @@
 // guard-agent when things go wrong: killed with SIGKILL mid-run, the backend down or refusing, a
 // reload. At-least-once: nothing may be missing; duplicates are bounded by what was in flight.
 import assert from 'node:assert/strict';
-import { appendFileSync, createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, createWriteStream, existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { AgentProcess, agentConfig, readStatus, setupAgentEnv, teardownAgentEnv, until, type AgentEnv } from './lib/agent-env';
+import { Helper } from './lib/helper';
 import { sleep } from './lib/proc';
 
 const line = (run: string, i: number) => `2026-11-24T09:05:01.123456+00:00 testhost sshd[4242]: ${run} line ${i}`;
@@ -240,5 +241,36 @@ describe('guard-agent killed with SIGKILL while grouping a large audit log', () 
     const { received } = seen();
     console.log(`SIGKILL audit run: ${total} events, ${kills.length} kills at ${kills.join(', ')} events; ${received - total} duplicates`);
     assert.ok(received - total <= kills.length * 1000, `${received - total} duplicates for ${kills.length} kills`);
+  });
+});
+
+describe('guard-agent while guard-helper restarts', () => {
+  let env: AgentEnv;
+  before(async () => { env = await setupAgentEnv(); });
+  after(async () => { await teardownAgentEnv(env); });
+
+  it('keeps shipping through the descriptors it holds, and picks up a rotation once the helper is back', async () => {
+    const path = env.sb.path('logs/app.log');
+    writeFileSync(path, '', { mode: 0o600 });
+    const agent = await AgentProcess.start(env);
+    try {
+      appendFileSync(path, line('hr', 0) + '\n');
+      await until(() => count(env, 'hr', 1).distinct === 1, 15_000, 'the first line');
+      const opts = env.helper.opts;
+      process.kill(env.helper.pid, 'SIGKILL'); // the helper dies: the agent's descriptors stay valid
+      await env.helper.exited;
+      appendFileSync(path, Array.from({ length: 99 }, (_, i) => line('hr', i + 1)).join('\n') + '\n');
+      await until(() => count(env, 'hr', 100).distinct === 100, 15_000, 'lines written while the helper is down');
+      env.helper = await Helper.start(opts);
+      renameSync(path, env.sb.path('logs/app.log.1'));
+      writeFileSync(path, '', { mode: 0o600 });
+      appendFileSync(path, Array.from({ length: 100 }, (_, i) => line('hr', i + 100)).join('\n') + '\n');
+      await until(() => count(env, 'hr', 200).distinct === 200, 20_000, 'lines of the new file after the helper came back');
+      const status = await readStatus(env);
+      assert.equal(status.helper.connected, true, 'reconnected');
+      assert.equal(count(env, 'hr', 200).received, 200, 'no duplicates');
+    } finally {
+      await agent.stop();
+    }
   });
 });
