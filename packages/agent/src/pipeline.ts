@@ -146,8 +146,7 @@ export class Pipeline {
   private pumping = false;
   private stopped = false;
   paused = false;
-  /** How many sinks each source's events go to. */
-  private readonly fanout = new Map<string, number>();
+  private readonly sourceByName = new Map<string, SourceRuntime>();
 
   constructor(private readonly cfg: AgentConfig, sinks: Map<string, Sink>, link: HelperLink,
     private readonly store: CheckpointStore, private readonly log: Logger, firstStart: boolean) {
@@ -158,11 +157,10 @@ export class Pipeline {
     }
     const tailerOpts = { maxLineBytes: cfg.agent.maxLineBytes, partialLineTimeoutMs: cfg.agent.partialLineTimeoutMs, readBytes: READ_BYTES };
     for (const src of cfg.sources) {
-      this.fanout.set(src.name, (src.sinks ?? cfg.sinks).length);
       const audit = src.type === 'audit' || src.parser === 'audit';
       const parserName = audit ? 'audit' : src.parser;
       const tags = [...cfg.agent.tags, ...src.tags];
-      this.sources.push({
+      const runtime: SourceRuntime = {
         cfg: src,
         files: new FileSource(src, link, store, tailerOpts, (t) => store.set(t.checkpoint()), log, firstStart),
         audit,
@@ -171,7 +169,9 @@ export class Pipeline {
         filter: compileFilter(src.include, src.exclude),
         runners: (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!),
         tags: tags.length ? tags : undefined,
-      });
+      };
+      this.sources.push(runtime);
+      this.sourceByName.set(src.name, runtime);
     }
   }
 
@@ -343,14 +343,10 @@ export class Pipeline {
       (t.delivered ??= new Map()).set(r, ends[i]!);
       touched.add(t.tailer);
     }
-    for (const tailer of touched) tailer.acknowledge(this.fanout.get(tailer.source) ?? 0);
+    for (const tailer of touched) tailer.acknowledge(this.sourceByName.get(tailer.source)!.runners.length);
     // Before this sink's next batch goes out: a kill now re-sends at most the batch in flight.
     this.store.save(false);
     if (this.paused && !this.updatePaused()) void this.pump();
-  }
-
-  private checkpointSoon(): void {
-    for (const s of this.sources) for (const t of s.files.tailers()) this.store.set(t.checkpoint());
   }
 
   sinkStatus(): (SinkStatus & { queuedEvents: number; queuedBytes: number })[] {
@@ -369,7 +365,7 @@ export class Pipeline {
     }
     this.abort.abort();
     for (const r of this.runners.values()) r.stop();
-    this.checkpointSoon();
+    for (const s of this.sources) for (const t of s.files.tailers()) this.store.set(t.checkpoint()); // acknowledged offsets only
     this.store.flushSync();
     for (const s of this.sources) s.files.close();
   }
