@@ -4,23 +4,18 @@
 // decoded. Then the agent's user leaves the audit group: its audit source is refused and status
 // says why. Afterwards exactly the rules this test loaded are removed and its auditd is stopped.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { asLoginUser, auditdRunning, auditStatus, startPrivateAuditd, systemAuditLog } from './lib/audit';
 import { AgentProcess, readStatus, setupAgentEnv, teardownAgentEnv, until, type AgentEnv } from './lib/agent-env';
 import { killPid, sleep } from './lib/proc';
 import { repoRoot } from './lib/sandbox';
 
 const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' });
-const auditStatus = () => Object.fromEntries(sh('auditctl', ['-s']).stdout.split('\n').map((l) => l.split(' ')).filter((p) => p.length >= 2).map(([k, v]) => [k, v]));
 const guardRules = () => sh('auditctl', ['-l']).stdout.split('\n').filter((l) => / -k guard-|key=guard-/.test(l));
 
-/** Runs a shell script as uid `uid` with login uid `auid` (a user with no account: nothing is created). */
-function asUser(auid: number, uid: number, script: string): void {
-  const drop = uid === 0 ? 'exec' : `exec setpriv --reuid=${uid} --regid=${uid} --clear-groups --inh-caps=-all`;
-  sh('sh', ['-c', `echo ${auid} > /proc/self/loginuid || exit 97; ${drop} sh -c "$1"`, 'sh', script]);
-}
 
 type Received = { message: string; fields?: Record<string, any>; flags?: string[]; parser?: string };
 
@@ -37,25 +32,17 @@ describe('audit events end to end (real auditd, guard rules, helper as root, age
     rulesBefore.push(...guardRules());
     assert.deepEqual(rulesBefore, [], 'guard- rules are already loaded on this machine: refusing to touch them');
     // Use the auditd that runs (its own log), or start a private one with its log in the sandbox.
-    const running = auditStatus().pid !== '0';
-    const systemLog = /^log_file\s*=\s*(\S+)/m.exec(readFileSync('/etc/audit/auditd.conf', 'utf8'))?.[1] ?? '/var/log/audit/audit.log';
+    const running = auditdRunning();
     env = await setupAgentEnv({
-      sources: (e) => ['[source.audit]', 'type = audit', `paths = ${running ? systemLog : e.sb.path('audit/audit.log')}`, 'start_at = end', ''].join('\n'),
+      sources: (e) => ['[source.audit]', 'type = audit', `paths = ${running ? systemAuditLog() : e.sb.path('audit/audit.log')}`, 'start_at = end', ''].join('\n'),
     });
     if (!running) {
-      const conf = env.sb.mkdir('auditd', 0o700);
-      mkdirSync(join(conf, 'plugins.d'));
       env.sb.mkdir('audit', 0o700);
       auditLog = env.sb.path('audit/audit.log');
-      writeFileSync(join(conf, 'auditd.conf'), readFileSync('/etc/audit/auditd.conf', 'utf8')
-        .replace(/^log_file\s*=.*$/m, `log_file = ${auditLog}`).replace(/^plugin_dir\s*=.*$/m, `plugin_dir = ${join(conf, 'plugins.d')}`)
-        .replace(/^flush\s*=.*$/m, 'flush = INCREMENTAL').replace(/^freq\s*=.*$/m, 'freq = 1'), { mode: 0o600 });
-      auditd = spawn('auditd', ['-n', '-c', conf], { stdio: 'ignore' });
-      for (let i = 0; i < 50 && auditStatus().pid !== String(auditd.pid); i++) await sleep(100);
-      assert.equal(auditStatus().pid, String(auditd.pid), 'the private auditd registered with the kernel');
+      auditd = await startPrivateAuditd(env.sb.mkdir('auditd', 0o700), auditLog);
       for (let i = 0; i < 50 && !existsSync(auditLog); i++) await sleep(100);
     } else {
-      auditLog = systemLog;
+      auditLog = systemAuditLog();
       console.log(`# using the auditd that runs (pid ${auditStatus().pid}), log ${auditLog}`);
     }
     const load = sh('bash', [join(repoRoot, 'audit-rules/load.sh'), '--out', env.sb.path('etc/50-guard.rules'),
@@ -78,9 +65,9 @@ describe('audit events end to end (real auditd, guard rules, helper as root, age
     const tag = `guardtest${process.pid}`;
     // a write to a watched directory (guard-systemd), then a failed open of a protected file by an
     // ordinary login (guard-access), then a privileged command run with awkward arguments (guard-priv)
-    asUser(4242, 0, `touch /etc/systemd/system/${tag}.tmp; rm -f /etc/systemd/system/${tag}.tmp`);
-    asUser(4242, 4242, 'cat /etc/shadow');
-    asUser(4242, 4242, `/usr/bin/passwd "two words ${tag}" 'a "quoted" arg' || true`);
+    asLoginUser(4242, 0, `touch /etc/systemd/system/${tag}.tmp; rm -f /etc/systemd/system/${tag}.tmp`);
+    asLoginUser(4242, 4242, 'cat /etc/shadow');
+    asLoginUser(4242, 4242, `/usr/bin/passwd "two words ${tag}" 'a "quoted" arg' || true`);
 
     const events = () => env.receiver.events as unknown as Received[];
     const keyed = (k: string) => events().filter((e) => [e.fields?.key].flat().includes(k));

@@ -16,10 +16,11 @@
 // writes are refused by the kernel, the mount and the hostname are in private namespaces, the clock
 // and module calls fail (EPERM, EBADF) and are recorded anyway.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { asLoginUser, auditStatus, startPrivateAuditd, systemAuditLog } from './lib/audit';
 
 const repo = join(__dirname, '..');
 const RULES_IN = join(repo, 'audit-rules', '50-guard.rules.in');
@@ -39,10 +40,6 @@ function sh(cmd: string, args: string[], opts: { input?: string } = {}) {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const has = (cmd: string) => sh('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
-function status(): Record<string, string> {
-  const out = sh('auditctl', ['-s']).stdout;
-  return Object.fromEntries(out.split('\n').filter(Boolean).map((l) => { const i = l.indexOf(' '); return [l.slice(0, i), l.slice(i + 1)]; }));
-}
 function listRules(): string[] {
   const r = sh('auditctl', ['-l']);
   assert.equal(r.status, 0, r.stderr);
@@ -105,18 +102,11 @@ function readEvents(log: string, from: number): Ev[] {
   return [...events.values()];
 }
 
-/** Runs `script` with sh as uid/gid `uid` (root when uid is 0) with login uid `auid`; returns its pid. */
-function asUser(auid: number, uid: number, script: string): { pid: number; status: number | null; stderr: string } {
-  const drop = uid === 0 ? 'exec' : `exec setpriv --reuid=${uid} --regid=${uid} --clear-groups --inh-caps=-all`;
-  const outer = `echo ${auid} > /proc/self/loginuid || exit 97; ${drop} sh -c "$1"`;
-  const r = sh('sh', ['-c', outer, 'sh', script]);
-  return { pid: r.pid ?? 0, status: r.status, stderr: r.stderr };
-}
 
 const skip = (() => {
   if (process.getuid?.() !== 0) return 'needs root';
   for (const c of ['auditctl', 'auditd', 'ausearch', 'ausyscall', 'setpriv', 'unshare']) if (!has(c)) return `${c} is not installed (apt-get install auditd util-linux)`;
-  if (status().enabled === '2') return 'the audit rules are locked (enabled 2) until reboot';
+  if (auditStatus().enabled === '2') return 'the audit rules are locked (enabled 2) until reboot';
   if (!existsSync('/proc/self/loginuid')) return 'no /proc/self/loginuid';
   return false;
 })();
@@ -132,31 +122,17 @@ describe('audit rules (audit-rules/)', { skip }, () => {
 
   before(async () => {
     dir = mkdtempSync('/tmp/guard-audit-test.');
-    const st = status();
+    const st = auditStatus();
     enabledBefore = st.enabled ?? "";
     rulesBefore = listRules();
     if (!/^[1-9]/.test(st.pid ?? '0')) {
       // a private auditd: the system's config with the log (and no plugins) in our directory
-      const conf = join(dir, 'conf');
-      mkdirSync(conf, { mode: 0o700 });
-      mkdirSync(join(conf, 'plugins.d'));
       log = join(dir, 'log', 'audit.log');
       mkdirSync(join(dir, 'log'), { mode: 0o750 });
-      const text = readFileSync('/etc/audit/auditd.conf', 'utf8')
-        .replace(/^log_file\s*=.*$/m, `log_file = ${log}`)
-        .replace(/^plugin_dir\s*=.*$/m, `plugin_dir = ${join(conf, 'plugins.d')}`)
-        .replace(/^flush\s*=.*$/m, 'flush = INCREMENTAL')
-        .replace(/^freq\s*=.*$/m, 'freq = 1');
-      writeFileSync(join(conf, 'auditd.conf'), text, { mode: 0o600 });
-      auditd = spawn('auditd', ['-n', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let err = '';
-      auditd.stderr?.on('data', (d) => { err += d; });
-      for (let i = 0; i < 50 && status().pid !== String(auditd.pid); i++) await sleep(100);
-      assert.equal(status().pid, String(auditd.pid), `private auditd did not register: ${err}`);
+      auditd = await startPrivateAuditd(join(dir, 'conf'), log);
       console.log(`# started a private auditd, pid ${auditd.pid}, log ${log}`);
     } else {
-      const m = /^log_file\s*=\s*(\S+)/m.exec(readFileSync('/etc/audit/auditd.conf', 'utf8'));
-      if (m?.[1]) log = m[1];
+      log = systemAuditLog();
       console.log(`# using the running auditd (pid ${st.pid}), log ${log}`);
     }
     const out = join(dir, '50-guard.rules');
@@ -177,7 +153,7 @@ describe('audit rules (audit-rules/)', { skip }, () => {
       if (auditd.exitCode === null && auditd.signalCode === null) process.kill(auditd.pid!, 'SIGKILL');
     }
     if (enabledBefore === '0' || enabledBefore === '1') {
-      if (status().enabled !== enabledBefore) sh('auditctl', ['-e', enabledBefore]);
+      if (auditStatus().enabled !== enabledBefore) sh('auditctl', ['-e', enabledBefore]);
     }
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -212,8 +188,8 @@ describe('audit rules (audit-rules/)', { skip }, () => {
     const bad = join(dir, 'bad.rules.in');
     // control lines: only ones that would change nothing if they ever got through (never -e 2 or -D)
     writeFileSync(bad, [
-      `-f ${status().failure}`,
-      `-r ${status().rate_limit}`,
+      `-f ${auditStatus().failure}`,
+      `-r ${auditStatus().rate_limit}`,
       '-a always,exit -F arch=b64 -S fchmodat2 -k guard-probe',
       '-w /nonexistent/guard-probe -p wa -k guard-probe',
       '-a always,exit -F arch=b64 -S chmod -F nosuchfield=1 -k guard-probe',
@@ -237,7 +213,7 @@ describe('audit rules (audit-rules/)', { skip }, () => {
     assert.match(r.stderr, /:1: skipped: control line -f/);
     assert.match(r.stderr, /:3: skipped: none of its syscalls \(fchmodat2\)/);
     assert.match(r.stderr, /:6: skipped: not keyed guard-/);
-    assert.equal(status().enabled === '2', false);
+    assert.equal(auditStatus().enabled === '2', false);
     // the one that loaded (chmod only) is removed again by key
     const probe = listRules().filter((l) => l.includes('key=guard-probe'));
     assert.equal(probe.length, 1, probe.join('\n'));
@@ -255,36 +231,36 @@ describe('audit rules (audit-rules/)', { skip }, () => {
     const t = (key: string, what: string, r: { pid: number }) => expect.push({ key, pid: r.pid, what });
     try {
       // root in a login session (auid = USER_UID) writes into watched directories, changes a mode
-      t('guard-auth', `create ${tmpEtc}`, asUser(USER_UID, 0, `: > ${tmpEtc}`));
-      t('guard-systemd', `create ${tmpSys}`, asUser(USER_UID, 0, `: > ${tmpSys}`));
+      t('guard-auth', `create ${tmpEtc}`, asLoginUser(USER_UID, 0, `: > ${tmpEtc}`));
+      t('guard-systemd', `create ${tmpSys}`, asLoginUser(USER_UID, 0, `: > ${tmpSys}`));
     } finally {
       rmSync(tmpEtc, { force: true }); rmSync(tmpSys, { force: true });
     }
     // a mode change outside the watched directories (inside one, the watch's key comes first)
     const plain = join(dir, `${stamp}.perm`);
     writeFileSync(plain, '');
-    t('guard-perm', `chmod ${plain}`, asUser(USER_UID, 0, `exec chmod 600 ${plain}`));
+    t('guard-perm', `chmod ${plain}`, asLoginUser(USER_UID, 0, `exec chmod 600 ${plain}`));
     // a logged-in unprivileged user: write attempts on watched files (refused, recorded), a refused read
-    t('guard-identity', 'open /etc/shadow for writing', asUser(USER_UID, USER_UID, ': >> /etc/shadow'));
-    t('guard-session', 'open /var/log/wtmp for writing', asUser(USER_UID, USER_UID, ': >> /var/log/wtmp'));
-    t('guard-hostname', 'open /etc/hosts for writing', asUser(USER_UID, USER_UID, ': >> /etc/hosts'));
-    t('guard-audit', 'open /etc/libaudit.conf for writing', asUser(USER_UID, USER_UID, ': >> /etc/libaudit.conf'));
-    t('guard-access', 'read /etc/gshadow refused', asUser(USER_UID, USER_UID, 'exec cat /etc/gshadow'));
-    t('guard-time', 'date -s refused (EPERM)', asUser(USER_UID, USER_UID, 'exec date -s @0'));
-    t('guard-priv', 'run setuid su', asUser(USER_UID, USER_UID, 'exec su -c true root </dev/null'));
+    t('guard-identity', 'open /etc/shadow for writing', asLoginUser(USER_UID, USER_UID, ': >> /etc/shadow'));
+    t('guard-session', 'open /var/log/wtmp for writing', asLoginUser(USER_UID, USER_UID, ': >> /var/log/wtmp'));
+    t('guard-hostname', 'open /etc/hosts for writing', asLoginUser(USER_UID, USER_UID, ': >> /etc/hosts'));
+    t('guard-audit', 'open /etc/libaudit.conf for writing', asLoginUser(USER_UID, USER_UID, ': >> /etc/libaudit.conf'));
+    t('guard-access', 'read /etc/gshadow refused', asLoginUser(USER_UID, USER_UID, 'exec cat /etc/gshadow'));
+    t('guard-time', 'date -s refused (EPERM)', asLoginUser(USER_UID, USER_UID, 'exec date -s @0'));
+    t('guard-priv', 'run setuid su', asLoginUser(USER_UID, USER_UID, 'exec su -c true root </dev/null'));
     // private namespaces: a tmpfs mounted and a hostname set, invisible to the host
-    t('guard-mount', 'mount tmpfs in a private mount namespace', asUser(USER_UID, 0, `exec unshare -m --propagation private mount -t tmpfs none ${dir}`));
-    t('guard-hostname', 'sethostname in a private UTS namespace', asUser(USER_UID, 0, 'exec unshare -u hostname guard-audit-test'));
+    t('guard-mount', 'mount tmpfs in a private mount namespace', asLoginUser(USER_UID, 0, `exec unshare -m --propagation private mount -t tmpfs none ${dir}`));
+    t('guard-hostname', 'sethostname in a private UTS namespace', asLoginUser(USER_UID, 0, 'exec unshare -u hostname guard-audit-test'));
     if (has('python3')) {
       // finit_module(-1) fails with EBADF; ptrace(PTRACE_ATTACH, 1) as a user fails with EPERM
-      t('guard-modules', 'finit_module(-1) (EBADF)', asUser(USER_UID, 0, 'exec python3 -c "import ctypes; ctypes.CDLL(None, use_errno=True).syscall(313, -1, b\\"\\", 0)"'));
-      t('guard-ptrace', 'PTRACE_ATTACH pid 1 (EPERM)', asUser(USER_UID, USER_UID, 'exec python3 -c "import ctypes; ctypes.CDLL(None, use_errno=True).ptrace(16, 1, 0, 0)"'));
+      t('guard-modules', 'finit_module(-1) (EBADF)', asLoginUser(USER_UID, 0, 'exec python3 -c "import ctypes; ctypes.CDLL(None, use_errno=True).syscall(313, -1, b\\"\\", 0)"'));
+      t('guard-ptrace', 'PTRACE_ATTACH pid 1 (EPERM)', asLoginUser(USER_UID, USER_UID, 'exec python3 -c "import ctypes; ctypes.CDLL(None, use_errno=True).ptrace(16, 1, 0, 0)"'));
     } else console.log('# python3 missing: guard-modules and guard-ptrace triggers not run');
 
     // guard itself: the agent's uid refused a file, and the helper (root) reading the audit log
-    asUser(GUARD_UID, GUARD_UID, 'exec cat /etc/gshadow');
+    asLoginUser(GUARD_UID, GUARD_UID, 'exec cat /etc/gshadow');
     // (reads in watched places: the audit log, the audit log directory, a watched audit config file)
-    asUser(HELPER_AUID, 0, `cat ${log} /etc/libaudit.conf /var/log/audit/audit.log >/dev/null 2>&1; exec ls /var/log/audit`);
+    asLoginUser(HELPER_AUID, 0, `cat ${log} /etc/libaudit.conf /var/log/audit/audit.log >/dev/null 2>&1; exec ls /var/log/audit`);
 
     let found: Ev[] = [];
     const missing = () => expect.filter((x) => !found.some((e) => e.key === x.key && e.pid === String(x.pid)));

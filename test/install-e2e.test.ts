@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { killPid, run, sleep, type RunResult } from './lib/proc';
+import { killPid, run, sleep, type RunResult, pidsRunning } from './lib/proc';
 import { repoRoot } from './lib/sandbox';
 
 const suffix = randomBytes(3).toString('hex');
@@ -30,12 +30,7 @@ async function install(...args: string[]): Promise<RunResult> {
 
 const guardctl = (...args: string[]) => run(join(ROOT, 'usr/bin/guardctl'), [...args, '--root', ROOT], { timeoutMs: 30_000 });
 
-/** Processes running code installed under ROOT. */
-function ourPids(): number[] {
-  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${ROOT}/usr/lib/guard/`); } catch { return false; }
-  });
-}
+const ourPids = (): number[] => pidsRunning(`${ROOT}/usr/lib/guard/`);
 
 describe('install, ship, status, verify, break, purge (the installer for real, direct mode)', () => {
   before(() => {

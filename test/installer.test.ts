@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killPid, run, sleep, type RunResult } from './lib/proc';
+import { killPid, run, sleep, type RunResult, pidsRunning } from './lib/proc';
 import { repoRoot } from './lib/sandbox';
 
 const suffix = randomBytes(3).toString('hex');
@@ -33,13 +33,7 @@ function getent(db: 'passwd' | 'group', name: string): string[] | null {
 const gidOf = (g: string) => Number(getent('group', g)![2]);
 const uidOf = (u: string) => Number(getent('passwd', u)![2]);
 
-/** PIDs of every process running code from ROOT/usr/lib/guard (whatever the pid files say). */
-function ourPids(): number[] {
-  const needle = `${ROOT}/usr/lib/guard/`;
-  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.startsWith(needle)); } catch { return false; }
-  });
-}
+const ourPids = (): number[] => pidsRunning(`${ROOT}/usr/lib/guard/`);
 
 function status(pid: number): Record<string, string> {
   const out: Record<string, string> = {};

@@ -1,6 +1,7 @@
 // Running programs as root or as a test user, and keeping track of every process started so the
 // after hooks can end them by PID (never by name).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface RunAs {
   uid: number;
@@ -70,6 +71,13 @@ export function run(cmd: string, args: string[], opts: StartOptions & { timeoutM
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, ms: Date.now() - t0, timedOut });
     });
+  });
+}
+
+/** PIDs of the processes whose command line has an argument starting with `prefix`. */
+export function pidsRunning(prefix: string): number[] {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
+    try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.startsWith(prefix)); } catch { return false; }
   });
 }
 
