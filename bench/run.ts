@@ -24,6 +24,8 @@ const PROFILE = argv.includes('--profile');
 /** Extra options for node when it runs the agent, for experiments: --agent-node-args "--max-semi-space-size=2". */
 // The agent runs with the node options its systemd unit gives it (systemd/guard-agent.service).
 const AGENT_NODE_ARGS = (argv.includes('--agent-node-args') ? argv[argv.indexOf('--agent-node-args') + 1]! : '--max-semi-space-size=4').split(' ').filter(Boolean);
+/** Environment for the agent's node, for experiments: --agent-env "MALLOC_ARENA_MAX=2". */
+const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env') + 1]! : '').split(' ').filter(Boolean);
 /** Which runs (1-5) to do: --runs 1,2. */
 const RUNS = new Set((argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5').split(',').map(Number));
 const POLL_MS = 250; // the agent's default; worst case adds 250 ms to a line's latency
@@ -177,7 +179,7 @@ async function startAgentSide(w: World, name: string, config: string): Promise<{
   const helper = await Helper.start({ helperJs: w.sb.helperJs, config, socket: w.sb.path(`run/helper-${name}.sock`) });
   const nodeArgs = [...AGENT_NODE_ARGS, ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', w.sb.path('profiles'), '--cpu-prof-name', `agent-${name}.cpuprofile`] : [])];
   const t0 = Date.now();
-  const agent = new Watched('guard-agent', start(process.execPath, [...nodeArgs, w.sb.agentJs, '--config', config], { user: w.agent }));
+  const agent = new Watched('guard-agent', start('/usr/bin/env', [...AGENT_ENV, process.execPath, ...nodeArgs, w.sb.agentJs, '--config', config], { user: w.agent }));
   return { helper, agent, t0 };
 }
 

@@ -7,16 +7,35 @@ import type { AgentConfig, BatchConfig, SourceConfig } from './config/types';
 import type { Batch, Parser, Sink, SinkStatus } from './event';
 import { AuditGrouper } from './parsers/audit/group';
 import type { AuditEvent } from './parsers/audit/types';
+import { isAscii } from 'node:buffer';
+import { EventEncoder } from './encode';
 import { decodeLine } from './parsers/escape';
 import { getParser } from './parsers/index';
 import { FileSource } from './sources/file/file-source';
-import type { Chunk, FileTailer, Ticket } from './sources/file/tailer';
+import { type Chunk, type FileTailer, lineEndOffset, type Ticket } from './sources/file/tailer';
 import type { HelperLink } from './sources/helper-link';
 import type { CheckpointStore } from './state/checkpoints';
 import { compileFilter } from './transforms/filter';
-import { compileRedactor } from './transforms/redact';
+import { compileRedactor, type Redactor } from './transforms/redact';
 
 const READ_BYTES = 1 << 20;
+/** Bytes of encoded events handed to the sinks at a time (processAscii). */
+const BLOCK_BYTES = 64 * 1024;
+
+/** What every event of one file ends with, and its id starts with; `ascii` when both are. */
+interface FileTail { json: string; ascii: boolean; bytes: Buffer; idHead: Buffer }
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** [start, end) of every match of a global regex in text, flattened: [s0, e0, s1, e1, …]. */
+function matchSpans(re: RegExp, text: string): number[] {
+  const spans: number[] = [];
+  re.lastIndex = 0;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    spans.push(m.index, m.index + m[0].length);
+    if (m[0].length === 0) re.lastIndex++;
+  }
+  return spans;
+}
 
 /** Bytes of queued events, written into pooled segments as they are encoded (no object per event). */
 class ByteQueue {
@@ -24,16 +43,38 @@ class ByteQueue {
   private readPos = 0;
   private static readonly SEGMENT = 256 * 1024;
 
+  /** A segment read to its end, kept for the next one rather than left to the garbage collector. */
+  private spare: { buf: Buffer; used: number } | null = null;
+
   /** Appends the UTF-8 of s; returns its length in bytes. */
   write(s: string): number {
+    const room = s.length * 3;
     let last = this.segs[this.segs.length - 1];
-    if (!last || last.used + s.length * 3 > last.buf.length) {
-      last = { buf: Buffer.allocUnsafe(Math.max(ByteQueue.SEGMENT, s.length * 3)), used: 0 };
+    if (!last || last.used + room > last.buf.length) {
+      if (this.spare && room <= ByteQueue.SEGMENT) { last = this.spare; this.spare = null; last.used = 0; }
+      else last = { buf: Buffer.allocUnsafe(Math.max(ByteQueue.SEGMENT, room)), used: 0 };
       this.segs.push(last);
     }
     const n = last.buf.write(s, last.used);
     last.used += n;
     return n;
+  }
+
+  /** Appends src[0, end). */
+  writeBytes(src: Buffer, end: number): void {
+    for (let start = 0; start < end;) {
+      let last = this.segs[this.segs.length - 1];
+      if (!last || last.used === last.buf.length) {
+        last = this.spare ?? { buf: Buffer.allocUnsafe(ByteQueue.SEGMENT), used: 0 };
+        this.spare = null;
+        last.used = 0;
+        this.segs.push(last);
+      }
+      const n = Math.min(end - start, last.buf.length - last.used);
+      src.copy(last.buf, last.used, start, start + n);
+      last.used += n;
+      start += n;
+    }
   }
 
   /** Removes the next `bytes` bytes and returns them as one Buffer (one copy). */
@@ -48,8 +89,12 @@ class ByteQueue {
       this.readPos += n;
       if (this.readPos === seg.used) {
         this.readPos = 0;
-        if (this.segs.length > 1) this.segs.shift();
-        else seg.used = 0; // the only segment, all read: reuse it
+        if (this.segs.length > 1) {
+          this.segs.shift();
+          if (seg.buf.length === ByteQueue.SEGMENT) this.spare = seg;
+        } else {
+          seg.used = 0; // the only segment, all read: reuse it
+        }
       }
     }
     return out;
@@ -80,6 +125,20 @@ class SinkRunner {
     this.tickets.push(ticket);
     this.ends.push(end);
     this.queuedBytes += n;
+    if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
+    else this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
+  }
+
+  /** Appends `count` events at once: their JSON lines, src[0, end), their sizes and end offsets in
+   *  `sizes`/`ends` from index `from`. */
+  pushBytes(src: Buffer, end: number, sizes: number[], ends: number[], from: number, count: number, ticket: Ticket): void {
+    this.bytesQ.writeBytes(src, end);
+    for (let i = from; i < from + count; i++) {
+      this.sizes.push(sizes[i]!);
+      this.tickets.push(ticket);
+      this.ends.push(ends[i]!);
+    }
+    this.queuedBytes += end;
     if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
     else this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
   }
@@ -141,7 +200,7 @@ export class Pipeline {
   readonly runners = new Map<string, SinkRunner>();
   readonly totals: PipelineTotals = { linesRead: 0, eventsShipped: 0, eventsFiltered: 0, bytesAcked: 0 };
   private readonly abort = new AbortController();
-  private readonly redact: ((t: string) => string) | null;
+  private readonly redact: Redactor | null;
   private timers: NodeJS.Timeout[] = [];
   private pumping = false;
   private stopped = false;
@@ -155,7 +214,13 @@ export class Pipeline {
       const sink = sinks.get(s.name)!;
       this.runners.set(s.name, new SinkRunner(sink, s.batch, this.abort.signal, (r, tickets, ends) => this.acked(r, tickets, ends), log));
     }
-    const tailerOpts = { maxLineBytes: cfg.agent.maxLineBytes, partialLineTimeoutMs: cfg.agent.partialLineTimeoutMs, readBytes: READ_BYTES };
+    // One read buffer for every file: pump() reads one file at a time and handles each chunk before
+    // the next read (a partial last line is copied out of it).
+    let scratch = Buffer.alloc(0);
+    const tailerOpts = {
+      maxLineBytes: cfg.agent.maxLineBytes, partialLineTimeoutMs: cfg.agent.partialLineTimeoutMs, readBytes: READ_BYTES,
+      scratch: (size: number) => (scratch.length >= size ? scratch : (scratch = Buffer.allocUnsafe(Math.max(size, READ_BYTES + cfg.agent.maxLineBytes)))),
+    };
     for (const src of cfg.sources) {
       const audit = src.type === 'audit' || src.parser === 'audit';
       const parserName = audit ? 'audit' : src.parser;
@@ -233,45 +298,139 @@ export class Pipeline {
   /**
    * Each line: decode, filter, redact, parse, encode once as a JSON line. The parts that are the
    * same for every event of a file (source, path, host, parser, tags) are encoded once per file.
+   * A chunk of ASCII (nearly every log) takes processAscii; any other goes line by line.
    */
   private process(s: SourceRuntime, t: FileTailer, chunk: Chunk): void {
-    const now = new Date();
-    const nowStr = now.toISOString();
-    const nowIso = JSON.stringify(nowStr);
-    const ticket = chunk.ticket;
-    const fanout = s.runners.length;
+    const n = chunk.starts.length;
     const tail = this.jsonTail(s, t);
-    const lines = chunk.lines;
-    for (let i = 0; i < lines.length; i++) {
-      const l = lines[i]!;
-      const end = i + 1 < lines.length ? lines[i + 1]!.offset : ticket.endOffset;
-      this.totals.linesRead++;
-      const { text, escaped } = decodeLine(l.buf, l.start, l.end);
-      if (s.filter && !s.filter(text)) { this.totals.eventsFiltered++; continue; }
-      const message = this.redact ? this.redact(text) : text;
-      const parsed = s.parser(message, now);
-      let flags = l.flags;
-      if (escaped || message !== text || parsed.flags) {
-        flags = [...(flags ?? []), ...(escaped ? ['escaped'] : []), ...(message !== text ? ['redacted'] : []), ...(parsed.flags ?? [])];
-      }
-      // The shape of LogEvent (event.ts), written out: one JSON.stringify per string, none per event.
-      const json = `{"id":"${t.key}:${l.offset}","time":${parsed.time ? JSON.stringify(parsed.time) : nowIso},"offset":${l.offset},` +
-        `"message":${JSON.stringify(message)}${parsed.fields ? `,"fields":${JSON.stringify(parsed.fields)}` : ''}` +
-        `${flags ? `,"flags":${JSON.stringify(flags)}` : ''}${tail}`;
-      ticket.remaining += fanout;
-      for (const r of s.runners) r.push(json, ticket, end);
-      t.lastEventTime = parsed.time ?? nowStr;
-      this.totals.eventsShipped++;
-    }
-    t.acknowledge(fanout); // a chunk whose every line was filtered out is acknowledged at once
+    if (n > 0 && tail.ascii && isAscii(chunk.buf.subarray(chunk.starts[0]!, chunk.ends[n - 1]!))) this.processAscii(s, t, chunk, tail);
+    else this.processLines(s, t, chunk, tail.json);
+    t.acknowledge(s.runners.length); // a chunk whose every line was filtered out is acknowledged at once
   }
 
-  private readonly tails = new WeakMap<FileTailer, string>();
-  private jsonTail(s: SourceRuntime, t: FileTailer): string {
+  /**
+   * The same events as processLines, with the work per chunk rather than per line where it can be:
+   * one scan of the chunk for secrets (only the lines it hits go through the redactor), the events
+   * of syslog and plain lines written as bytes by the EventEncoder (no string per line), and handed
+   * to the sinks in blocks. A line the encoder declines, or that a scan hit, or that carries a flag,
+   * is encoded by lineJson like any other.
+   */
+  private processAscii(s: SourceRuntime, t: FileTailer, chunk: Chunk, tail: FileTail): void {
+    const { buf, base, starts, ends } = chunk;
+    const n = starts.length;
+    const from = starts[0]!;
+    const now = new Date();
+    const nowIso = JSON.stringify(now.toISOString());
+    const ticket = chunk.ticket;
+    const fanout = s.runners.length;
+    const redact = this.redact;
+    const secrets = redact?.prefilter ? matchSpans(redact.prefilter, buf.toString('latin1', from, ends[n - 1]!)) : null;
+    const encodable = s.parserName === 'syslog' || s.parserName === 'plain';
+    const syslog = s.parserName === 'syslog';
+    const enc = this.encoder;
+    enc.begin(now, tail.idHead, tail.bytes);
+    enc.lastTime = NaN;
+    const sizes: number[] = [];
+    const endOffs: number[] = [];
+    let blockFrom = 0;
+    let lastTime: string | null = null;
+    let si = 0;
+    const flush = (): void => {
+      const count = sizes.length - blockFrom;
+      if (count === 0) return;
+      ticket.remaining += fanout * count;
+      for (const r of s.runners) r.pushBytes(enc.out, enc.pos, sizes, endOffs, blockFrom, count, ticket);
+      blockFrom = sizes.length;
+      enc.pos = 0;
+    };
+    for (let k = 0; k < n; k++) {
+      const ls = starts[k]!;
+      const le = ends[k]!;
+      let secret = false;
+      if (secrets !== null) {
+        while (si < secrets.length && secrets[si + 1]! <= ls - from) si += 2;
+        secret = si < secrets.length && secrets[si]! < le - from;
+      } else {
+        secret = redact !== null; // custom patterns: every line goes through the redactor
+      }
+      const need = enc.bound(le - ls);
+      if (enc.pos + need > enc.out.length) { flush(); enc.reserve(need); }
+      let p0 = enc.pos;
+      let filtered = false;
+      let done = false;
+      if (encodable && !secret && chunk.flags?.has(k) !== true) {
+        if (s.filter) {
+          const d = decodeLine(buf, ls, le);
+          filtered = !d.escaped && !s.filter(d.text);
+        }
+        if (!filtered) done = enc.line(buf, ls, le > ls && buf[le - 1] === 0x0d ? le - 1 : le, base + ls, syslog);
+      }
+      if (filtered) { this.totals.eventsFiltered++; continue; }
+      if (!done) {
+        const json = this.lineJson(s, t, chunk, k, now, nowIso, tail.json);
+        if (json === null) continue;
+        if (enc.pos + json.length * 3 > enc.out.length) { flush(); enc.reserve(json.length * 3); }
+        p0 = enc.pos;
+        enc.pos += enc.out.write(json, enc.pos, 'utf8');
+        lastTime = t.lastEventTime;
+      }
+      sizes.push(enc.pos - p0);
+      endOffs.push(lineEndOffset(chunk, k));
+      if (enc.pos >= BLOCK_BYTES) flush();
+    }
+    flush();
+    this.totals.linesRead += n;
+    this.totals.eventsShipped += sizes.length;
+    if (sizes.length > 0) t.lastEventTime = !Number.isNaN(enc.lastTime) ? new Date(enc.lastTime).toISOString() : lastTime ?? now.toISOString();
+  }
+
+  /** Line by line: any chunk that is not all ASCII. */
+  private processLines(s: SourceRuntime, t: FileTailer, chunk: Chunk, tail: string): void {
+    const now = new Date();
+    const nowIso = JSON.stringify(now.toISOString());
+    const ticket = chunk.ticket;
+    const fanout = s.runners.length;
+    for (let k = 0; k < chunk.starts.length; k++) {
+      this.totals.linesRead++;
+      const json = this.lineJson(s, t, chunk, k, now, nowIso, tail);
+      if (json === null) continue;
+      ticket.remaining += fanout;
+      const end = lineEndOffset(chunk, k);
+      for (const r of s.runners) r.push(json, ticket, end);
+      this.totals.eventsShipped++;
+    }
+  }
+
+  /**
+   * The JSON line of line k of a chunk: decoded, filtered, redacted, parsed. null when the filter
+   * drops it (counted). Sets the tailer's lastEventTime.
+   */
+  private lineJson(s: SourceRuntime, t: FileTailer, chunk: Chunk, k: number, now: Date, nowIso: string, tail: string): string | null {
+    const offset = chunk.base + chunk.starts[k]!;
+    const { text, escaped } = decodeLine(chunk.buf, chunk.starts[k]!, chunk.ends[k]!);
+    if (s.filter && !s.filter(text)) { this.totals.eventsFiltered++; return null; }
+    const message = this.redact ? this.redact(text) : text;
+    const parsed = s.parser(message, now);
+    let flags = chunk.flags?.get(k) ?? null;
+    if (escaped || message !== text || parsed.flags) {
+      flags = [...(flags ?? []), ...(escaped ? ['escaped'] : []), ...(message !== text ? ['redacted'] : []), ...(parsed.flags ?? [])];
+    }
+    t.lastEventTime = parsed.time ?? now.toISOString();
+    // The shape of LogEvent (event.ts), written out: one JSON.stringify per string, none per event.
+    return `{"id":"${t.key}:${offset}","time":${parsed.time ? JSON.stringify(parsed.time) : nowIso},"offset":${offset},` +
+      `"message":${JSON.stringify(message)}${parsed.fields ? `,"fields":${JSON.stringify(parsed.fields)}` : ''}` +
+      `${flags ? `,"flags":${JSON.stringify(flags)}` : ''}${tail}`;
+  }
+
+  private readonly encoder = new EventEncoder();
+  private readonly tails = new WeakMap<FileTailer, FileTail>();
+  private jsonTail(s: SourceRuntime, t: FileTailer): FileTail {
     let tail = this.tails.get(t);
     if (tail === undefined) {
-      tail = `,"source":${JSON.stringify(s.cfg.name)},"path":${JSON.stringify(t.path)},"host":${JSON.stringify(this.cfg.agent.hostname)},` +
+      const json = `,"source":${JSON.stringify(s.cfg.name)},"path":${JSON.stringify(t.path)},"host":${JSON.stringify(this.cfg.agent.hostname)},` +
         `"parser":"${s.parserName}"${s.tags ? `,"tags":${JSON.stringify(s.tags)}` : ''}}\n`;
+      const idHead = `{"id":"${t.key}:`;
+      tail = { json, ascii: !NON_ASCII.test(json + idHead), bytes: Buffer.from(json, 'latin1'), idHead: Buffer.from(idHead, 'latin1') };
       this.tails.set(t, tail);
     }
     return tail;
@@ -287,15 +446,13 @@ export class Pipeline {
   /** Audit records: decoded, filtered and redacted per line like any other, then grouped into events. */
   private processAudit(s: SourceRuntime, t: FileTailer, chunk: Chunk): void {
     const st = this.audit(t);
-    const lines = chunk.lines;
-    for (let i = 0; i < lines.length; i++) {
-      const l = lines[i]!;
-      const end = i + 1 < lines.length ? lines[i + 1]!.offset : chunk.ticket.endOffset;
+    const { buf, base, starts, ends } = chunk;
+    for (let k = 0; k < starts.length; k++) {
       this.totals.linesRead++;
-      const { text } = decodeLine(l.buf, l.start, l.end);
+      const { text } = decodeLine(buf, starts[k]!, ends[k]!);
       if (s.filter && !s.filter(text)) { this.totals.eventsFiltered++; continue; }
       const message = this.redact ? this.redact(text) : text;
-      for (const ev of st.grouper.push(message, l.offset, end)) this.emitAudit(s, t, st, ev, chunk.ticket);
+      for (const ev of st.grouper.push(message, base + starts[k]!, lineEndOffset(chunk, k))) this.emitAudit(s, t, st, ev, chunk.ticket);
     }
     this.holdBack(st, chunk.ticket);
     t.acknowledge(s.runners.length);
@@ -328,7 +485,7 @@ export class Pipeline {
     const message = raw ?? records.map((r) => r.raw).join('\n');
     const fields = { ...summary, records: records.map((r) => ({ type: r.type, fields: r.fields, enriched: r.enriched })) };
     const json = `{"id":"${t.key}:${offset}","time":${JSON.stringify(ev.time || new Date().toISOString())},"offset":${offset},` +
-      `"message":${JSON.stringify(message)},"fields":${JSON.stringify(fields)}${flags?.length ? `,"flags":${JSON.stringify(flags)}` : ''}${this.jsonTail(s, t)}`;
+      `"message":${JSON.stringify(message)},"fields":${JSON.stringify(fields)}${flags?.length ? `,"flags":${JSON.stringify(flags)}` : ''}${this.jsonTail(s, t).json}`;
     ticket.remaining += s.runners.length;
     for (const r of s.runners) r.push(json, ticket, st.safe);
     t.lastEventTime = ev.time || t.lastEventTime;

@@ -22,21 +22,33 @@ export interface Ticket {
   delivered: Map<unknown, number> | null;
 }
 
-export interface RawLine {
-  /** Offset of the line's first byte in the file. */
-  offset: number;
+/**
+ * The complete lines of one read, without an object per line: line k is `buf[starts[k], ends[k])`
+ * (without its '\n'), at file offset `base + starts[k]`. `buf` may be a buffer the reader reuses:
+ * use the chunk before the next read.
+ */
+export interface Chunk {
   buf: Buffer;
-  start: number;
-  end: number;
-  flags: string[] | null;
+  base: number;
+  starts: number[];
+  ends: number[];
+  /** Flags of the few lines that have any ('truncated', 'partial'), by line index. */
+  flags: Map<number, string[]> | null;
+  ticket: Ticket;
 }
 
-export interface Chunk { lines: RawLine[]; ticket: Ticket }
+/** File offset just past line k of a chunk (its newline included): where the next line starts. */
+export function lineEndOffset(c: Chunk, k: number): number {
+  return k + 1 < c.starts.length ? c.base + c.starts[k + 1]! : c.ticket.endOffset;
+}
 
 export interface TailerOptions {
   maxLineBytes: number;
   partialLineTimeoutMs: number;
   readBytes: number;
+  /** A buffer of at least `size` bytes to read into, which the caller may reuse once the chunk is
+   *  handled (the pipeline shares one among its files, read one at a time). Default: a new one. */
+  scratch?: (size: number) => Buffer;
 }
 
 export type TailerState = 'flowing' | 'idle' | 'rotated';
@@ -109,7 +121,7 @@ export class FileTailer {
       if (st.size === this.readOffset) return this.flushPartial(now);
       const want = Math.min(this.opts.readBytes, st.size - this.readOffset);
       const head = this.partial ? this.partial.length : 0;
-      const buf = Buffer.allocUnsafe(head + want);
+      const buf = this.opts.scratch ? this.opts.scratch(head + want) : Buffer.allocUnsafe(head + want);
       if (this.partial) this.partial.copy(buf, 0);
       const { bytesRead } = await readAsync(this.fd, buf, head, want, this.readOffset);
       if (bytesRead === 0) return this.flushPartial(now);
@@ -134,19 +146,26 @@ export class FileTailer {
 
   /** Splits buf (whose first byte is at file offset base) into lines; keeps an unfinished last line. */
   private split(buf: Buffer, base: number, now: number): Chunk {
-    const lines: RawLine[] = [];
+    const starts: number[] = [];
+    const ends: number[] = [];
+    let flags: Map<number, string[]> | null = null;
+    const cut = (start: number): void => {
+      (flags ??= new Map()).set(starts.length, ['truncated']);
+      starts.push(start);
+      ends.push(start + max);
+    };
     const max = this.opts.maxLineBytes;
     let start = 0;
     for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
       if (this.skipping) this.skipping = false; // the tail of an over-long line ends here
-      else if (nl - start > max) lines.push({ offset: base + start, buf, start, end: start + max, flags: ['truncated'] });
-      else lines.push({ offset: base + start, buf, start, end: nl, flags: null });
+      else if (nl - start > max) cut(start);
+      else { starts.push(start); ends.push(nl); }
       start = nl + 1;
     }
     if (start < buf.length) {
       if (this.skipping) start = buf.length; // still inside the over-long line: consume and drop the rest
       else if (buf.length - start >= max) {
-        lines.push({ offset: base + start, buf, start, end: start + max, flags: ['truncated'] });
+        cut(start);
         this.skipping = true;
         start = buf.length;
       }
@@ -154,7 +173,7 @@ export class FileTailer {
     this.partial = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
     if (this.partial && this.partialSince === 0) this.partialSince = now;
     if (!this.partial) this.partialSince = 0;
-    return { lines, ticket: this.ticket(base + start) };
+    return { buf, base, starts, ends, flags, ticket: this.ticket(base + start) };
   }
 
   /** A last line without its newline is shipped, flagged 'partial', once it has waited long enough. */
@@ -164,7 +183,7 @@ export class FileTailer {
     const offset = this.readOffset - p.length;
     this.partial = null;
     this.partialSince = 0;
-    return { lines: [{ offset, buf: p, start: 0, end: p.length, flags: ['partial'] }], ticket: this.ticket(this.readOffset) };
+    return { buf: p, base: offset, starts: [0], ends: [p.length], flags: new Map([[0, ['partial']]]), ticket: this.ticket(this.readOffset) };
   }
 
   /** A ticket for events made without new bytes (an audit event completed by a timeout). */

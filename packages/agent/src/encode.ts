@@ -1,0 +1,340 @@
+// The agent's hot path: one ASCII line of a syslog or plain source, straight from the bytes read to
+// the bytes of its JSON event, with no string and no object per line (the string path costs a
+// dozen short-lived strings per line, and the garbage collector was the largest item in the
+// profile). It covers the lines nearly every log is made of, and declines the rest, which the
+// pipeline then encodes through the parsers (parsers/syslog.ts) as before:
+//
+//   - a byte that is a control character other than TAB, DEL, or not ASCII (the line needs
+//     decodeLine's escaping);
+//   - RFC 5424, and syslog lines the header parser would flag 'unparsed'.
+//
+// What it writes is byte for byte what the string path writes for the same line; a unit test
+// compares the two on generated and hand-made lines (test/encode.test.ts). The timestamp rules
+// (validation, leap seconds, the UTC hour cache, RFC 3164's year) are the syslog parser's,
+// ported to bytes; a 3164 timestamp is resolved by that parser itself, once per distinct second.
+
+import { FACILITIES, SEVERITIES, daysInMonth, parse3164Time } from './parsers/syslog';
+
+const SPACE = 0x20;
+const COLON = 0x3a;
+const LBRACKET = 0x5b;
+const RBRACKET = 0x5d;
+const DASH = 0x2d;
+const BACKSLASH = 0x5c;
+
+/** How a byte goes into a JSON string here: 0 as it is, 1 after a backslash, 2 as \t, 3 not here. */
+const CLASS = new Uint8Array(256).map((_, b) => (b === 0x09 ? 2 : b < 0x20 || b >= 0x7f ? 3 : b === 0x22 || b === BACKSLASH ? 1 : 0));
+
+const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
+const TIME_KEY = ascii('","time":');
+const OFFSET_KEY = ascii(',"offset":');
+const MESSAGE_KEY = ascii(',"message":"');
+const HOSTNAME_KEY = ascii('","fields":{"hostname":"');
+const PROGRAM_KEY = ascii('","program":"');
+const PID_KEY = ascii(',"pid":');
+const PRIORITY_KEY = ascii(',"priority":');
+const FACILITY_KEY = FACILITIES.map((f) => ascii(`,"facility":"${f}"`));
+const SEVERITY_KEY = SEVERITIES.map((s) => ascii(`,"severity":"${s}"}`));
+
+function digit(b: Uint8Array, i: number): number {
+  const c = b[i]! - 0x30; // past the end: undefined - 0x30 is NaN, not a digit
+  return c >= 0 && c <= 9 ? c : -1;
+}
+
+function two(b: Uint8Array, i: number): number {
+  const x = digit(b, i);
+  const y = digit(b, i + 1);
+  return x < 0 || y < 0 ? -1 : x * 10 + y;
+}
+
+function put(out: Uint8Array, o: number, src: Uint8Array): number {
+  const n = src.length;
+  if (n > 24) { out.set(src, o); return o + n; }
+  for (let k = 0; k < n; k++) out[o + k] = src[k]!;
+  return o + n;
+}
+
+/** The decimal digits of a whole number ≥ 0 (a file offset, a pid). */
+function putUint(out: Uint8Array, o: number, n: number): number {
+  let len = 1;
+  for (let p = 10; p <= n; p *= 10) len++;
+  for (let k = o + len - 1; k >= o; k--) {
+    const q = Math.floor(n / 10);
+    out[k] = 0x30 + (n - q * 10);
+    n = q;
+  }
+  return o + len;
+}
+
+function put2(out: Uint8Array, o: number, n: number): void {
+  out[o] = 0x30 + ((n / 10) | 0);
+  out[o + 1] = 0x30 + (n % 10);
+}
+
+/** src[from, to) as the inside of a JSON string; -1 at a byte this path does not take. */
+function putEscaped(out: Uint8Array, o: number, src: Uint8Array, from: number, to: number): number {
+  for (let k = from; k < to; k++) {
+    const c = src[k]!;
+    const cl = CLASS[c]!;
+    if (cl === 0) out[o++] = c;
+    else if (cl === 1) { out[o++] = BACKSLASH; out[o++] = c; }
+    else if (cl === 2) { out[o++] = BACKSLASH; out[o++] = 0x74; }
+    else return -1;
+  }
+  return o;
+}
+
+export class EventEncoder {
+  /** Where events are written; the pipeline hands out[0, pos) to its sinks and resets pos. */
+  out: Buffer = Buffer.allocUnsafe(256 * 1024);
+  pos = 0;
+  /** Epoch ms of the time of the last line encoded with one (NaN: none yet). */
+  lastTime = NaN;
+
+  private nowJson: Uint8Array = ascii('""');
+  private now = new Date(0);
+  private idHead: Uint8Array = ascii('');
+  private tail: Uint8Array = ascii('');
+
+  // The header of the line being encoded.
+  private epoch = 0;
+  private hostStart = 0;
+  private hostEnd = 0;
+  private progStart = 0;
+  private progEnd = -1;
+  private pid = -1;
+  private pri = -1;
+
+  /** Makes sure `bytes` more fit at pos (growing out when empty; the caller flushes before). */
+  reserve(bytes: number): void {
+    if (this.pos + bytes <= this.out.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.out.length * 2, this.pos + bytes));
+    this.out.copy(bigger, 0, 0, this.pos);
+    this.out = bigger;
+  }
+
+  /** Starts a chunk of one file: its `{"id":"KEY:` and its tail (`,"source":…}\n`), and the time
+   *  given to lines that have none. */
+  begin(now: Date, idHead: Uint8Array, tail: Uint8Array): void {
+    this.now = now;
+    this.nowJson = ascii(JSON.stringify(now.toISOString()));
+    this.idHead = idHead;
+    this.tail = tail;
+  }
+
+  /** Bytes that are enough for the event of a line of `lineBytes` bytes. */
+  bound(lineBytes: number): number {
+    return this.idHead.length + this.tail.length + 4 * lineBytes + 256;
+  }
+
+  /**
+   * Writes the event of line src[ls, le) (its '\n' at le, a CRLF's CR dropped by the caller), read at
+   * file offset `offset`, at pos, with syslog's fields when `syslog`. Returns false, having written
+   * nothing, when the line is not one this path takes. reserve(bound(le - ls)) first.
+   */
+  line(src: Uint8Array, ls: number, le: number, offset: number, syslog: boolean): boolean {
+    if (syslog && !this.header(src, ls, le)) return false;
+    const out = this.out;
+    let o = put(out, this.pos, this.idHead);
+    o = putUint(out, o, offset);
+    o = put(out, o, TIME_KEY);
+    if (syslog) {
+      o = this.putIso(out, o, this.epoch);
+      this.lastTime = this.epoch;
+    } else {
+      o = put(out, o, this.nowJson);
+    }
+    o = put(out, o, OFFSET_KEY);
+    o = putUint(out, o, offset);
+    o = put(out, o, MESSAGE_KEY);
+    o = putEscaped(out, o, src, ls, le);
+    if (o < 0) return false;
+    if (syslog) {
+      o = put(out, o, HOSTNAME_KEY);
+      o = putEscaped(out, o, src, this.hostStart, this.hostEnd);
+      if (o < 0) return false;
+      if (this.progEnd >= 0) {
+        o = put(out, o, PROGRAM_KEY);
+        o = putEscaped(out, o, src, this.progStart, this.progEnd);
+        if (o < 0) return false;
+        out[o++] = 0x22;
+        if (this.pid >= 0) o = putUint(out, put(out, o, PID_KEY), this.pid);
+      } else {
+        out[o++] = 0x22;
+      }
+      if (this.pri >= 0) {
+        o = putUint(out, put(out, o, PRIORITY_KEY), this.pri);
+        o = put(out, o, FACILITY_KEY[this.pri >> 3]!);
+        o = put(out, o, SEVERITY_KEY[this.pri & 7]!);
+      } else {
+        out[o++] = 0x7d; // }
+      }
+    } else {
+      out[o++] = 0x22;
+    }
+    this.pos = put(out, o, this.tail);
+    return true;
+  }
+
+  // ---- syslog's header, as parsers/syslog.ts parseSyslogHeader reads it -------------------------
+
+  /** [<PRI>] timestamp host [tag[pid]:] …; false for 5424 and for what the parser calls unparsed. */
+  private header(b: Uint8Array, ls: number, le: number): boolean {
+    let i = ls;
+    this.pri = -1;
+    if (b[i] === 0x3c) { // '<'
+      let j = i + 1;
+      let v = 0;
+      let dd: number;
+      while ((dd = digit(b, j)) >= 0 && j <= i + 3) { v = v * 10 + dd; j++; }
+      if (j === i + 1 || j > i + 4 || b[j] !== 0x3e || v > 191) return false;
+      this.pri = v;
+      i = j + 1;
+      const v1 = digit(b, i);
+      if (v1 > 0 && (b[i + 1] === SPACE || (digit(b, i + 1) >= 0 && b[i + 2] === SPACE))) return false; // RFC 5424
+    }
+    const c = b[i]!;
+    const j = c >= 0x30 && c <= 0x39 ? this.time3339(b, i) : this.time3164(b, i, le);
+    if (j < 0 || j >= le || b[j] !== SPACE) return false;
+    return this.hostTag(b, j + 1, le);
+  }
+
+  private hostTag(b: Uint8Array, i: number, n: number): boolean {
+    this.progEnd = -1;
+    this.pid = -1;
+    let hEnd = i;
+    while (hEnd < n && b[hEnd] !== SPACE) hEnd++;
+    if (hEnd === i) return false;
+    this.hostStart = i;
+    this.hostEnd = hEnd;
+    if (hEnd >= n) return true;
+    const t = hEnd + 1;
+    let j = t;
+    let c = 0;
+    while (j < n && (c = b[j]!) !== SPACE && c !== COLON && c !== LBRACKET) j++;
+    if (j > t && j < n && c === LBRACKET) {
+      let k = j + 1;
+      let pid = 0;
+      let dd: number;
+      while (k < n && (dd = digit(b, k)) >= 0 && k - j <= 10) { pid = pid * 10 + dd; k++; }
+      if (k > j + 1 && k < n && b[k] === RBRACKET) {
+        k++;
+        if (k < n && b[k] === COLON) k++;
+        if (k < n && b[k] !== SPACE) return true; // `prog[1]x`: no tag
+        this.progStart = t;
+        this.progEnd = j;
+        this.pid = pid;
+      }
+    } else if (j > t && c === COLON && j < n) {
+      this.progStart = t;
+      this.progEnd = j;
+    }
+    return true;
+  }
+
+  // RFC 3339: the same checks and the same UTC-hour cache as parse3339Time.
+  private cY = -1; private cMo = -1; private cD = -1; private cH = -1; private cOff = 0; private cBase = 0;
+
+  private time3339(b: Uint8Array, i: number): number {
+    const y1 = two(b, i);
+    const y2 = two(b, i + 2);
+    if (y1 < 0 || y2 < 0 || b[i + 4] !== DASH || b[i + 7] !== DASH) return -1;
+    const t = b[i + 10];
+    if ((t !== 0x54 && t !== 0x74) || b[i + 13] !== COLON || b[i + 16] !== COLON) return -1;
+    const year = y1 * 100 + y2;
+    const mo = two(b, i + 5);
+    const d = two(b, i + 8);
+    const h = two(b, i + 11);
+    const mi = two(b, i + 14);
+    let sec = two(b, i + 17);
+    if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth(year, mo - 1)) return -1;
+    if (h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60) return -1;
+    if (sec === 60) sec = 59;
+    let j = i + 19;
+    let ms = 0;
+    if (b[j] === 0x2e) {
+      j++;
+      const fracStart = j;
+      let scale = 100;
+      let dd: number;
+      while ((dd = digit(b, j)) >= 0) { ms += dd * scale; scale /= 10; j++; }
+      if (j === fracStart) return -1;
+      ms = Math.floor(ms);
+    }
+    let offMin: number;
+    const z = b[j];
+    if (z === 0x5a || z === 0x7a) {
+      offMin = 0;
+      j++;
+    } else if (z === 0x2b || z === DASH) {
+      const oh = two(b, j + 1);
+      const om = two(b, j + 4);
+      if (oh < 0 || oh > 23 || om < 0 || om > 59 || b[j + 3] !== COLON) return -1;
+      offMin = (z === DASH ? -1 : 1) * (oh * 60 + om);
+      j += 6;
+    } else {
+      return -1;
+    }
+    if (year !== this.cY || mo !== this.cMo || d !== this.cD || h !== this.cH || offMin !== this.cOff) {
+      this.cY = year; this.cMo = mo; this.cD = d; this.cH = h; this.cOff = offMin;
+      const utc = new Date(0);
+      utc.setUTCFullYear(year, mo - 1, d);
+      utc.setUTCHours(h, 0, 0, 0);
+      this.cBase = utc.getTime() - offMin * 60000;
+    }
+    this.epoch = this.cBase + mi * 60000 + sec * 1000 + ms;
+    return this.epoch >= -8.64e15 && this.epoch <= 8.64e15 ? j : -1;
+  }
+
+  // RFC 3164: `Mmm dd HH:MM:SS` resolved by the syslog parser (year inference), cached per second.
+  private k3164 = Buffer.alloc(16);
+  private k3164Len = 0;
+  private k3164Now = NaN;
+  private k3164Epoch = NaN;
+  private readonly t3164 = { time: '' };
+
+  private time3164(b: Uint8Array, i: number, le: number): number {
+    const n = this.k3164Len;
+    if (n > 0 && this.k3164Now === this.now.getTime() && i + n <= le) {
+      let same = true;
+      for (let k = 0; k < n && same; k++) same = b[i + k] === this.k3164[k];
+      if (same) { this.epoch = this.k3164Epoch; return i + n; }
+    }
+    const head = Buffer.from(b.buffer, b.byteOffset + i, Math.min(16, le - i)).toString('latin1');
+    const after = parse3164Time(head, 0, this.now, this.t3164);
+    if (after < 0) return -1;
+    this.k3164.set(b.subarray(i, i + after));
+    this.k3164Len = after;
+    this.k3164Now = this.now.getTime();
+    this.k3164Epoch = this.epoch = Date.parse(this.t3164.time);
+    return i + after;
+  }
+
+  // ISO 8601 in UTC as toISOString() writes it, from a cached "YYYY-MM-DDTHH:" of the hour.
+  private isoHourStart = NaN;
+  private isoHourPrefix: Uint8Array = ascii('');
+
+  private putIso(out: Uint8Array, o: number, epoch: number): number {
+    let rem = epoch - this.isoHourStart;
+    if (!(rem >= 0 && rem < 3600000)) {
+      this.isoHourStart = epoch - (((epoch % 3600000) + 3600000) % 3600000);
+      const iso = new Date(this.isoHourStart).toISOString();
+      this.isoHourPrefix = ascii('"' + iso.slice(0, iso.length - 10));
+      rem = epoch - this.isoHourStart;
+    }
+    o = put(out, o, this.isoHourPrefix);
+    const min = Math.floor(rem / 60000);
+    rem -= min * 60000;
+    const sec = Math.floor(rem / 1000);
+    rem -= sec * 1000;
+    put2(out, o, min);
+    out[o + 2] = COLON;
+    put2(out, o + 3, sec);
+    out[o + 5] = 0x2e;
+    out[o + 6] = 0x30 + ((rem / 100) | 0);
+    put2(out, o + 7, rem % 100);
+    out[o + 9] = 0x5a;
+    out[o + 10] = 0x22;
+    return o + 11;
+  }
+}

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { EventEncoder } from '../src/encode';
+import { decodeLine } from '../src/parsers/escape';
+import { parsePlain } from '../src/parsers/plain';
+import { parseSyslog } from '../src/parsers/syslog';
+
+// The encoder must write, byte for byte, the event the string path makes of the same line:
+// decodeLine → parser → a LogEvent object in its key order → JSON.stringify. It may decline a line
+// (the pipeline then takes the string path), but what it accepts must be identical.
+
+const NOW = new Date(2026, 10, 24, 12, 0, 0);
+const KEY = '65024.16638017.de351fd6';
+const TAIL = { source: 'auth', path: '/var/log/auth.log', host: 'web-01', parser: 'syslog', tags: ['prod'] };
+
+function reference(line: Buffer, offset: number, syslog: boolean): string {
+  let end = line.length;
+  if (end > 0 && line[end - 1] === 0x0d) end--;
+  const { text, escaped } = decodeLine(line, 0, line.length);
+  assert.equal(escaped, false, 'only lines decodeLine leaves alone can be encoded');
+  assert.equal(text, line.toString('latin1', 0, end));
+  const p = (syslog ? parseSyslog : parsePlain)(text, NOW);
+  const ev: Record<string, unknown> = { id: `${KEY}:${offset}`, time: p.time ?? NOW.toISOString(), offset, message: text };
+  if (p.fields) ev.fields = p.fields;
+  if (p.flags) ev.flags = p.flags;
+  return JSON.stringify({ ...ev, ...TAIL, parser: syslog ? 'syslog' : 'plain' }) + '\n';
+}
+
+function encoder(syslog: boolean): EventEncoder {
+  const enc = new EventEncoder();
+  const tail = JSON.stringify({ ...TAIL, parser: syslog ? 'syslog' : 'plain' }).replace(/^\{/, ',') + '\n';
+  enc.begin(NOW, Buffer.from(`{"id":"${KEY}:`, 'latin1'), Buffer.from(tail, 'latin1'));
+  return enc;
+}
+
+/** Encodes `line` as the pipeline does (it sits in a buffer followed by '\n'); null when declined. */
+function encode(enc: EventEncoder, line: Buffer, offset: number, syslog: boolean): string | null {
+  const buf = Buffer.concat([Buffer.from('xx'), line, Buffer.from('\nnext line\n')]);
+  let le = 2 + line.length;
+  if (le > 2 && buf[le - 1] === 0x0d) le--;
+  enc.pos = 0;
+  enc.reserve(enc.bound(line.length));
+  if (!enc.line(buf, 2, le, offset, syslog)) {
+    assert.equal(enc.pos, 0, 'a declined line writes nothing');
+    return null;
+  }
+  return enc.out.toString('latin1', 0, enc.pos);
+}
+
+function check(lines: string[], syslog: boolean): { accepted: number } {
+  const enc = encoder(syslog);
+  let accepted = 0;
+  lines.forEach((l, i) => {
+    const line = Buffer.from(l, 'latin1');
+    const offset = i * 977 + (i % 3 === 0 ? 2 ** 40 : 0);
+    const got = encode(enc, line, offset, syslog);
+    if (got === null) return;
+    accepted++;
+    assert.equal(got, reference(line, offset, syslog), `line ${JSON.stringify(l)}`);
+  });
+  return { accepted };
+}
+
+/** A seeded PRNG (mulberry32): the same lines on every run. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('EventEncoder writes what the string path writes', () => {
+  test('hand-made syslog lines: each accepted one is identical, the odd ones are declined', () => {
+    const lines = [
+      '2026-11-24T09:05:01.123456+00:00 web1 sshd[1234]: Accepted password for alice from 192.0.2.10 port 51234 ssh2',
+      '2026-11-24T09:05:01+01:30 web1 CRON[9]: (root) CMD (run-parts /etc/cron.hourly)',
+      '2026-11-24T23:59:60.5-05:00 web1 kernel: leap second',
+      '2026-11-24t09:05:01.1z web1 sudo:   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/ls "quoted" \\back\\slash',
+      '2026-02-29T09:05:01Z web1 bad: not a leap year',
+      '2026-13-01T09:05:01Z web1 bad: month 13',
+      '<38>2026-11-24T09:05:01.123+00:00 web1 sshd[1]: with a priority',
+      '<191>Nov 24 09:05:01 web1 prog: top priority',
+      '<192>Nov 24 09:05:01 web1 prog: priority out of range',
+      '<34>1 2026-11-24T09:05:01.003Z mymachine su - ID47 - RFC 5424 goes the string way',
+      'Nov 24 09:05:01 web1 sshd[1234]: traditional',
+      'Nov  4 09:05:01 web1 sshd[1234]: space-padded day',
+      'Nov 4 09:05:01 web1 systemd-logind[1]: unpadded day',
+      'Dec 31 23:59:59 web1 prog: the end of a year in the future of NOW: last year',
+      'Feb 29 09:05:01 web1 prog: a leap day',
+      'Nov 24 09:05:01 web1 -- MARK --',
+      'Nov 24 09:05:01 web1 prog[1]x: not a tag',
+      'Nov 24 09:05:01 web1 prog[12345678901]: pid too long',
+      'Nov 24 09:05:01 web1 prog[]: empty pid',
+      'Nov 24 09:05:01 web1 prog[7]',
+      'Nov 24 09:05:01 web1 prog[7]:',
+      'Nov 24 09:05:01 web1 prog:',
+      'Nov 24 09:05:01 web1',
+      'Nov 24 09:05:01 web1 ',
+      'Nov 24 09:05:01  double space',
+      'Nov 24 09:05:01',
+      'Nov 24 25:05:01 web1 prog: bad hour',
+      'Noc 24 09:05:01 web1 prog: bad month',
+      'web"1 is not a timestamp',
+      '2026-11-24T09:05:01.123456+00:00 we"b\\1 pro"g[1]: quotes in the header',
+      '2026-11-24T09:05:01.123456+00:00 web1 prog: a\ttab',
+      '2026-11-24T09:05:01.123456+00:00 web1 prog: CRLF\r',
+      '2026-11-24T09:05:01.123456+00:00 web1 prog: a stray\rCR',
+      '2026-11-24T09:05:01.123456+00:00 web1 prog: ESC \x1b[31m red',
+      '2026-11-24T09:05:01.123456+00:00 web1 prog: NUL \x00 DEL \x7f',
+      '2026-11-24T09:05:01.123456+00:00 web1 prog: caf\xc3\xa9',
+      '',
+      '\r',
+      '2026-11-24T09:05:01.123456+00:00',
+      '2026-11-24T09:05:01.+00:00 web1 prog: no fraction digits',
+      '0001-01-01T00:00:00Z web1 prog: year 1',
+      '9999-12-31T23:59:59.999+00:00 web1 prog: year 9999',
+    ];
+    const { accepted } = check(lines, true);
+    assert.ok(accepted >= 25, `most of these lines are accepted (${accepted})`);
+    const enc = encoder(true);
+    for (const odd of ['2026-11-24T09:05:01Z web1 prog: a stray\rCR', '2026-11-24T09:05:01Z web1 prog: ESC \x1b', 'Nov 24 09:05:01 web1 caf\xc3\xa9',
+      '<34>1 2026-11-24T09:05:01.003Z mymachine su - ID47 - x', 'web1 is not a timestamp']) {
+      assert.equal(encode(enc, Buffer.from(odd, 'latin1'), 0, true), null, `declined: ${JSON.stringify(odd)}`);
+    }
+  });
+
+  test('100,000 generated syslog lines: identical bytes for every accepted line', () => {
+    const r = prng(0x5eed);
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
+    const n = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+    const p2 = (x: number) => String(x).padStart(2, '0');
+    const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+    const bodyChars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :;=/.,-_[]()"\\\t\'{}<>@#';
+    const lines: string[] = [];
+    for (let i = 0; i < 100_000; i++) {
+      let ts: string;
+      if (r() < 0.6) {
+        const zone = pick(['Z', '+00:00', '-00:00', '+01:00', '-05:30', '+14:00', 'z']);
+        const frac = pick(['', '.1', '.12', '.123', '.123456', '.999999999']);
+        ts = `${n(1970, 2100)}-${p2(n(1, 12))}-${p2(n(1, 31))}${pick(['T', 't'])}${p2(n(0, 24))}:${p2(n(0, 59))}:${p2(n(0, 60))}${frac}${zone}`;
+      } else {
+        const d = n(1, 31);
+        ts = `${pick(months)} ${pick([p2(d), String(d).padStart(2, ' '), String(d)])} ${p2(n(0, 23))}:${p2(n(0, 59))}:${p2(n(0, 60))}`;
+      }
+      const pri = r() < 0.2 ? `<${n(0, 200)}>` : '';
+      const host = pick(['web-01', 'db', 'h"q', 'x\\y', '']);
+      const prog = pick(['sshd[1234]:', 'sudo:', 'CRON[77]:', 'systemd-logind[1]:', 'kernel:', 'prog[1]x', 'prog[]:', '--', 'p[123]', '']);
+      let body = '';
+      for (let k = n(0, 60); k > 0; k--) body += bodyChars[Math.floor(r() * bodyChars.length)];
+      lines.push(`${pri}${ts}${r() < 0.05 ? '  ' : ' '}${host} ${prog} ${body}${r() < 0.05 ? '\r' : ''}`);
+    }
+    const { accepted } = check(lines, true);
+    assert.ok(accepted > 50_000, `most generated lines are accepted (${accepted})`);
+  });
+
+  test('plain: every printable line is accepted and identical', () => {
+    const lines = ['hello', '', 'a "quoted" \\ line\twith a tab', '2026-11-24T09:05:01Z web1 prog: looks like syslog', 'CRLF\r'];
+    assert.equal(check(lines, false).accepted, lines.length);
+  });
+
+  test('an offset past 2^32 and a pid of ten digits are written as the string path writes them', () => {
+    const lines = ['Nov 24 09:05:01 web1 sshd[4294967296]: big pid'];
+    const enc = encoder(true);
+    const got = encode(enc, Buffer.from(lines[0]!), 2 ** 45 + 7, true);
+    assert.equal(got, reference(Buffer.from(lines[0]!), 2 ** 45 + 7, true));
+  });
+});
