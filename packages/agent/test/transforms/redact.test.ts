@@ -5,8 +5,12 @@ import { compileRedactor } from '../../src/transforms/redact';
 const R = '[REDACTED]';
 const redact = compileRedactor({ builtin: true, patterns: [], replacement: R })!;
 
+/** Every input of the tables below. */
+const ALL: string[] = [];
+
 /** [input, expected] pairs; expected === input means "must not be redacted". */
 function cases(name: string, pairs: Array<[string, string]>): void {
+  ALL.push(...pairs.map(([input]) => input).filter((i) => !i.includes('\n')));
   describe(name, () => {
     for (const [input, expected] of pairs) {
       test(input.length > 90 ? `${input.slice(0, 90)}…` : input, () => {
@@ -181,5 +185,38 @@ describe('redactor behaviour', () => {
     const out = redact(line);
     assert.ok(out.startsWith(`x password=${R} x`));
     assert.ok(performance.now() - t0 < 500, `${performance.now() - t0} ms`);
+  });
+});
+
+describe('prefilter: one scan of many lines joined by newlines', () => {
+  test('every line the redactor changes is overlapped by a match of the scan (all the inputs above, 2,000 arrangements)', () => {
+    const re = redact.prefilter!;
+    assert.ok(re.global);
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let changed = 0;
+    for (let round = 0; round < 2000; round++) {
+      const lines = Array.from({ length: 8 }, () => ALL[Math.floor(rnd() * ALL.length)]!);
+      const text = lines.join('\n');
+      const spans: number[] = [];
+      re.lastIndex = 0;
+      for (let m = re.exec(text); m; m = re.exec(text)) spans.push(m.index, m.index + m[0].length);
+      let at = 0;
+      for (const line of lines) {
+        const start = at;
+        const end = at + line.length;
+        at = end + 1;
+        if (redact(line) === line) continue;
+        changed++;
+        let hit = false;
+        for (let i = 0; i < spans.length && !hit; i += 2) hit = spans[i]! < end && spans[i + 1]! > start;
+        assert.ok(hit, `not seen by the scan: ${JSON.stringify(line)} in ${JSON.stringify(text)}`);
+      }
+    }
+    assert.ok(changed > 1000, `the arrangements hold secrets (${changed})`);
+  });
+
+  test('no prefilter with custom patterns (they may be anchored)', () => {
+    assert.equal(compileRedactor({ builtin: true, patterns: [/^x/], replacement: R })!.prefilter, null);
   });
 });
