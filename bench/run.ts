@@ -23,7 +23,8 @@ const LATENCY_SECONDS = opt('--latency-seconds', 20);
 const PROFILE = argv.includes('--profile');
 /** Extra options for node when it runs the agent, for experiments: --agent-node-args "--max-semi-space-size=2". */
 // The agent runs with the node options its systemd unit gives it (systemd/guard-agent.service).
-const AGENT_NODE_ARGS = (argv.includes('--agent-node-args') ? argv[argv.indexOf('--agent-node-args') + 1]! : '--max-semi-space-size=4').split(' ').filter(Boolean);
+const UNIT_NODE_ARGS = /^ExecStart=\/usr\/bin\/node (.*) \/usr\/lib\/guard\/guard-agent\.js /m.exec(readFileSync(join(repoRoot, 'systemd/guard-agent.service'), 'utf8'))?.[1] ?? '';
+const AGENT_NODE_ARGS = (argv.includes('--agent-node-args') ? argv[argv.indexOf('--agent-node-args') + 1]! : UNIT_NODE_ARGS).split(' ').filter(Boolean);
 /** Environment for the agent's node, for experiments: --agent-env "MALLOC_ARENA_MAX=2". */
 const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env') + 1]! : '').split(' ').filter(Boolean);
 /** Which runs (1-5) to do: --runs 1,2. */

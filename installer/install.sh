@@ -332,12 +332,19 @@ had_lib=0
 if [ -e "$LIB" ]; then had_lib=1; run mv -T "$LIB" "$OLD"; fi
 run mv -T "$NEW" "$LIB"
 if [ "$had_lib" = 1 ]; then run rm -rf "$OLD"; fi
-# Node options as in the systemd units: the helper without a JIT (less to attack as root), the
-# agent with V8's young generation capped (peak RSS 152 instead of 212 MiB: docs/performance.md).
+# Node's options are the systemd units' (read from their ExecStart=, so there is one place to change
+# them): the helper without a JIT (less to attack as root), the agent with its memory settings
+# (docs/performance.md).
+unit_node_opts() {
+  local o
+  o=$(sed -n "s|^ExecStart=/usr/bin/node \(.*\) /usr/lib/guard/$1\.js .*|\1|p" "$REPO/systemd/$1.service")
+  case $o in *[!A-Za-z0-9=.\ -]*) die "unexpected node options in $REPO/systemd/$1.service: $o" ;; esac
+  if [ -n "$o" ]; then printf '%s ' "$o"; fi
+}
 for w in sbin/guard-helper sbin/guard-agent bin/guardctl; do
   case $w in
-    sbin/guard-helper) opts='--jitless ' ;;
-    sbin/guard-agent) opts='--max-semi-space-size=4 ' ;;
+    sbin/guard-helper) opts=$(unit_node_opts guard-helper) ;;
+    sbin/guard-agent) opts=$(unit_node_opts guard-agent) ;;
     *) opts='' ;;
   esac
   run write_file 0755 root root "$R/usr/$w" "#!/bin/sh

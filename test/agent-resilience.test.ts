@@ -99,7 +99,7 @@ describe('guard-agent when the backend fails', () => {
     await writeLines(path(), 'down', 50_000, 100_000);
     await sleep(30_000);
     const late = await readStatus(env);
-    // 100,000 encoded events are well over max_buffer_bytes (16 MiB): the files are the buffer now
+    // 100,000 encoded events are well over max_buffer_bytes (4 MiB): the files are the buffer now
     assert.equal(late.agent.paused, true, `reading paused with ${late.agent.queuedBytes} bytes queued`);
     assert.ok(late.agent.queuedBytes < 24 * 1024 * 1024, `queued ${late.agent.queuedBytes} bytes: bounded`);
     const upAt = new Date().toISOString();

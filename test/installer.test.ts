@@ -124,7 +124,7 @@ describe('installer/install.sh', { concurrency: false }, () => {
 
     assertMode('usr/lib/guard', 'root', 'root', 0o755, 'dir');
     for (const f of ['guard-helper.js', 'guard-agent.js', 'guardctl.js', 'fdpass.node', 'install.json']) assertMode(`usr/lib/guard/${f}`, 'root', 'root', 0o644, 'file');
-    for (const [w, js, opts] of [['usr/sbin/guard-helper', 'guard-helper', '--jitless '], ['usr/sbin/guard-agent', 'guard-agent', '--max-semi-space-size=4 '], ['usr/bin/guardctl', 'guardctl', '']] as const) {
+    for (const [w, js, opts] of [['usr/sbin/guard-helper', 'guard-helper', '--jitless '], ['usr/sbin/guard-agent', 'guard-agent', '--max-semi-space-size=4 --liftoff-only --v8-pool-size=1 '], ['usr/bin/guardctl', 'guardctl', '']] as const) {
       assertMode(w, 'root', 'root', 0o755, 'file');
       assert.equal(readFileSync(join(ROOT, w), 'utf8'), `#!/bin/sh\nexec '${process.execPath}' ${opts}'${ROOT}/usr/lib/guard/${js}.js' "$@"\n`);
     }

@@ -18,7 +18,7 @@ import type { CheckpointStore } from './state/checkpoints';
 import { compileFilter } from './transforms/filter';
 import { compileRedactor, type Redactor } from './transforms/redact';
 
-const READ_BYTES = 1 << 20;
+const READ_BYTES = 1 << 19;
 /** Bytes of encoded events handed to the sinks at a time (processAscii). */
 const BLOCK_BYTES = 64 * 1024;
 
@@ -43,16 +43,23 @@ class ByteQueue {
   private readPos = 0;
   private static readonly SEGMENT = 256 * 1024;
 
-  /** A segment read to its end, kept for the next one rather than left to the garbage collector. */
-  private spare: { buf: Buffer; used: number } | null = null;
+  /** Segments read to their end, kept for the next ones rather than left to the garbage collector
+   *  (a freed buffer goes back to the system only when the collector gets to it). */
+  private spares: { buf: Buffer; used: number }[] = [];
+  private static readonly SPARES = 16; // 4 MiB: the default max_buffer_bytes, so a full queue that drains frees nothing
+
+  private segment(room: number): { buf: Buffer; used: number } {
+    const seg = room <= ByteQueue.SEGMENT ? this.spares.pop() : undefined;
+    if (seg) { seg.used = 0; return seg; }
+    return { buf: Buffer.allocUnsafe(Math.max(ByteQueue.SEGMENT, room)), used: 0 };
+  }
 
   /** Appends the UTF-8 of s; returns its length in bytes. */
   write(s: string): number {
     const room = s.length * 3;
     let last = this.segs[this.segs.length - 1];
     if (!last || last.used + room > last.buf.length) {
-      if (this.spare && room <= ByteQueue.SEGMENT) { last = this.spare; this.spare = null; last.used = 0; }
-      else last = { buf: Buffer.allocUnsafe(Math.max(ByteQueue.SEGMENT, room)), used: 0 };
+      last = this.segment(room);
       this.segs.push(last);
     }
     const n = last.buf.write(s, last.used);
@@ -65,9 +72,7 @@ class ByteQueue {
     for (let start = 0; start < end;) {
       let last = this.segs[this.segs.length - 1];
       if (!last || last.used === last.buf.length) {
-        last = this.spare ?? { buf: Buffer.allocUnsafe(ByteQueue.SEGMENT), used: 0 };
-        this.spare = null;
-        last.used = 0;
+        last = this.segment(1);
         this.segs.push(last);
       }
       const n = Math.min(end - start, last.buf.length - last.used);
@@ -77,9 +82,8 @@ class ByteQueue {
     }
   }
 
-  /** Removes the next `bytes` bytes and returns them as one Buffer (one copy). */
-  take(bytes: number): Buffer {
-    const out = Buffer.allocUnsafe(bytes);
+  /** Removes the next `bytes` bytes and copies them to the start of `out`, which is long enough. */
+  take(bytes: number, out: Buffer): Buffer {
     let done = 0;
     while (done < bytes) {
       const seg = this.segs[0]!;
@@ -91,13 +95,13 @@ class ByteQueue {
         this.readPos = 0;
         if (this.segs.length > 1) {
           this.segs.shift();
-          if (seg.buf.length === ByteQueue.SEGMENT) this.spare = seg;
+          if (seg.buf.length === ByteQueue.SEGMENT && this.spares.length < ByteQueue.SPARES) this.spares.push(seg);
         } else {
           seg.used = 0; // the only segment, all read: reuse it
         }
       }
     }
-    return out;
+    return out.subarray(0, bytes);
   }
 }
 
@@ -162,7 +166,7 @@ class SinkRunner {
       this.ends = this.ends.slice(this.head);
       this.head = 0;
     }
-    const batch: Batch = { seq: ++this.seq, events: tickets.length, bytes, body: this.bytesQ.take(bytes) };
+    const batch: Batch = { seq: ++this.seq, events: tickets.length, bytes, body: this.bytesQ.take(bytes, this.bodyBuffer(bytes)) };
     this.inFlight = this.sink.send(batch, this.signal).then(() => {
       this.queuedBytes -= bytes;
       this.onDone(this, tickets, ends);
@@ -174,6 +178,24 @@ class SinkRunner {
       else if (this.queuedEvents > 0) this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
     });
   }
+
+  /**
+   * Batch bodies are cut into a ring of three buffers rather than a new one per batch (a new ~1 MiB
+   * buffer per batch kept tens of MiB of freed memory waiting for the garbage collector). A body is
+   * written again three batches later, when the two batches after it have been answered: the sink
+   * is done with it (send() resolved), and so is the socket — HTTP/1.1 without pipelining writes a
+   * connection's requests in order, so an answered later request means this one's bytes were all
+   * written, and a connection given up on is closed with whatever it had still to write.
+   */
+  private bodyBuffer(bytes: number): Buffer {
+    const i = this.bodyIx;
+    this.bodyIx = (i + 1) % this.bodies.length;
+    let b = this.bodies[i]!;
+    if (b.length < bytes) b = this.bodies[i] = Buffer.allocUnsafe(Math.ceil(bytes / 65536) * 65536);
+    return b;
+  }
+  private readonly bodies: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0)];
+  private bodyIx = 0;
 
   /** Resolves when what is in flight now has settled. */
   async idle(): Promise<void> { while (this.inFlight) await this.inFlight; }

@@ -202,7 +202,7 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     pollIntervalMs: a.number('poll_interval_ms', 250),
     rotateCheckIntervalMs: a.number('rotate_check_interval_ms', 1000),
     rescanIntervalMs: a.number('rescan_interval_ms', 10000),
-    maxBufferBytes: a.number('max_buffer_bytes', 16 * 1024 * 1024),
+    maxBufferBytes: a.number('max_buffer_bytes', 4 * 1024 * 1024),
     logLevel: a.oneOf('log_level', 'info'),
   };
   if (agent.maxBufferBytes < agent.maxLineBytes) {

@@ -14,7 +14,7 @@ export interface AgentSection {
   pollIntervalMs: number;        // poll_interval_ms, default 250: growth check by fstat
   rotateCheckIntervalMs: number; // rotate_check_interval_ms, default 1000: helper stat of each path
   rescanIntervalMs: number;      // rescan_interval_ms, default 10000: helper list for new files
-  maxBufferBytes: number;        // max_buffer_bytes, default 16 MiB: encoded events held before reading pauses
+  maxBufferBytes: number;        // max_buffer_bytes, default 4 MiB: encoded events held before reading pauses
   logLevel: 'debug' | 'info' | 'warn' | 'error';  // log_level, default info
 }
 

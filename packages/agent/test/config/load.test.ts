@@ -55,7 +55,7 @@ describe('defaults', () => {
       pollIntervalMs: 250,
       rotateCheckIntervalMs: 1000,
       rescanIntervalMs: 10000,
-      maxBufferBytes: 16 * 1024 * 1024,
+      maxBufferBytes: 4 * 1024 * 1024,
       logLevel: 'info',
     });
     assert.deepEqual(c.sources, []);

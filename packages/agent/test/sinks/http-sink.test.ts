@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { HttpSink, parseRetryAfter } from '../../src/sinks/http/http-sink';
+import * as undici from 'undici';
+import { HttpSink, Pool, parseRetryAfter, poolRequest } from '../../src/sinks/http/http-sink';
 import { backoffDelay } from '../../src/sinks/retry';
 import {
   captureLogger, dir, freePort, httpConfig, makeBatch, ndjson, stateDir, testPki, TestServer, waitFor,
@@ -32,6 +33,13 @@ function tokenFile(content: string): string {
   writeFileSync(p, content, { mode: 0o640 });
   return p;
 }
+
+describe('undici by its own modules', () => {
+  test('the Pool and request() the sink loads directly are the ones undici exports', () => {
+    assert.equal(Pool, undici.Pool);
+    assert.equal(poolRequest, undici.Pool.prototype.request);
+  });
+});
 
 describe('HttpSink: delivery', () => {
   test('delivers a gzip batch: body gunzips to the NDJSON, headers carry type, encoding and the bearer token', async () => {
