@@ -58,43 +58,96 @@ function put(out: Uint8Array, o: number, src: Uint8Array): number {
 function putUint(out: Uint8Array, o: number, n: number): number {
   let len = 1;
   for (let p = 10; p <= n; p *= 10) len++;
-  for (let k = o + len - 1; k >= o; k--) {
-    const q = Math.floor(n / 10);
-    out[k] = 0x30 + (n - q * 10);
-    n = q;
+  if (n <= 0x7fffffff) {
+    for (let k = o + len - 1; k >= o; k--) {
+      const q = (n / 10) | 0;
+      out[k] = 0x30 + n - q * 10;
+      n = q;
+    }
+  } else {
+    for (let k = o + len - 1; k >= o; k--) {
+      const q = Math.floor(n / 10);
+      out[k] = 0x30 + (n - q * 10);
+      n = q;
+    }
   }
   return o + len;
 }
 
 function put2(out: Uint8Array, o: number, n: number): void {
-  out[o] = 0x30 + ((n / 10) | 0);
-  out[o + 1] = 0x30 + (n % 10);
+  const q = (n / 10) | 0;
+  out[o] = 0x30 + q;
+  out[o + 1] = 0x30 + n - q * 10;
 }
 
-/** src[from, to) as the inside of a JSON string; -1 at a byte this path does not take. */
-function putEscaped(out: Uint8Array, o: number, src: Uint8Array, from: number, to: number): number {
-  for (let k = from; k < to; k++) {
-    const c = src[k]!;
+/** Runs shorter than this are copied by a JS loop; longer ones by copyWithin or Buffer#copy. */
+const COPY_MIN = 16;
+
+/**
+ * src[from, to) as the inside of a JSON string, at out[o…]; -1 at a byte this path does not take.
+ * `at` is where src[0] is in out when both are views of one buffer (copyWithin, a few ns), else -1.
+ */
+function putEscaped(out: Buffer, o: number, src: Buffer, at: number, from: number, to: number): number {
+  let k = from;
+  while (k < to) {
+    const run = k;
+    while (k < to && CLASS[src[k]!] === 0) k++;
+    const n = k - run;
+    if (n >= COPY_MIN) {
+      if (at >= 0) out.copyWithin(o, at + run, at + k);
+      else src.copy(out, o, run, k);
+      o += n;
+    } else {
+      for (let j = run; j < k; j++) out[o++] = src[j]!;
+    }
+    if (k === to) break;
+    const c = src[k++]!;
     const cl = CLASS[c]!;
-    if (cl === 0) out[o++] = c;
-    else if (cl === 1) { out[o++] = BACKSLASH; out[o++] = c; }
+    if (cl === 1) { out[o++] = BACKSLASH; out[o++] = c; }
     else if (cl === 2) { out[o++] = BACKSLASH; out[o++] = 0x74; }
     else return -1;
   }
   return o;
 }
 
+/** src[from, to), known to need no escaping, at out[o…] (`at` as for putEscaped). */
+function putRaw(out: Buffer, o: number, src: Buffer, at: number, from: number, to: number): number {
+  const n = to - from;
+  if (n < COPY_MIN) for (let j = from; j < to; j++) out[o++] = src[j]!;
+  else if (at >= 0) { out.copyWithin(o, at + from, at + to); o += n; }
+  else o += src.copy(out, o, from, to);
+  return o;
+}
+
+/** The byte strings every event is made of, laid out at the start of the encoder's constant area. */
+const KEYS = [TIME_KEY, OFFSET_KEY, MESSAGE_KEY, HOSTNAME_KEY, PROGRAM_KEY, ...FACILITY_KEY, ...SEVERITY_KEY];
+const KEYS_BYTES = KEYS.reduce((n, k) => n + k.length, 0);
+/** Room for a file's `{"id":"KEY:` and its tail (source, path, host, tags): more goes through put(). */
+const FILE_CONSTANTS = 16 * 1024;
+
 export class EventEncoder {
-  /** Where events are written; the pipeline hands out[0, pos) to its sinks and resets pos. */
-  out: Buffer = Buffer.allocUnsafe(256 * 1024);
+  /**
+   * One buffer holds the bytes read (the pipeline reads into input()), the constants events are
+   * made of, and the events written: copying between them is copyWithin, a few ns, where a copy
+   * between two buffers costs ~50 ns and a JS loop ~1 ns a byte (the message is most of an event).
+   *
+   *   [0, inCap) input | [inCap, start) constants | [start, out.length) events, written at pos
+   */
+  out: Buffer;
+  start = 0;
   pos = 0;
   /** Epoch ms of the time of the last line encoded with one (NaN: none yet). */
   lastTime = NaN;
 
+  private inCap = 0;
+  private keyAt: number[] = [];
   private nowJson: Uint8Array = ascii('""');
   private now = new Date(0);
   private idHead: Uint8Array = ascii('');
   private tail: Uint8Array = ascii('');
+  /** Where idHead and tail are in the constants, -1 when they did not fit. */
+  private idHeadAt = -1;
+  private tailAt = -1;
 
   // The header of the line being encoded.
   private epoch = 0;
@@ -105,12 +158,44 @@ export class EventEncoder {
   private pid = -1;
   private pri = -1;
 
-  /** Makes sure `bytes` more fit at pos (growing out when empty; the caller flushes before). */
+  constructor(inputBytes = 0, outputBytes = 256 * 1024) {
+    this.out = Buffer.alloc(0);
+    this.layout(inputBytes, outputBytes);
+  }
+
+  private layout(inputBytes: number, outputBytes: number): void {
+    const old = this.out;
+    const pending = this.pos - this.start;
+    this.inCap = inputBytes;
+    const start = inputBytes + KEYS_BYTES + FILE_CONSTANTS;
+    this.out = Buffer.allocUnsafe(start + Math.max(outputBytes, pending));
+    let at = inputBytes;
+    this.keyAt = KEYS.map((k) => { this.out.set(k, at); at += k.length; return at - k.length; });
+    if (pending > 0) old.copy(this.out, start, this.start, this.pos);
+    this.start = start;
+    this.pos = start + pending;
+    this.placeFileConstants();
+  }
+
+  private placeFileConstants(): void {
+    let at = this.inCap + KEYS_BYTES;
+    const fits = this.idHead.length + this.tail.length <= FILE_CONSTANTS;
+    this.idHeadAt = fits ? at : -1;
+    if (fits) { this.out.set(this.idHead, at); at += this.idHead.length; }
+    this.tailAt = fits ? at : -1;
+    if (fits) this.out.set(this.tail, at);
+  }
+
+  /** The buffer to read `size` bytes into: the input area (grown when needed). Its bytes stay put
+   *  until the next call, so a chunk read into it is encoded with copyWithin. */
+  input(size: number): Buffer {
+    if (size > this.inCap) this.layout(size, this.out.length - this.start);
+    return this.out.subarray(0, size);
+  }
+
+  /** Makes sure `bytes` more fit at pos (growing the events area: the caller flushes first). */
   reserve(bytes: number): void {
-    if (this.pos + bytes <= this.out.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.out.length * 2, this.pos + bytes));
-    this.out.copy(bigger, 0, 0, this.pos);
-    this.out = bigger;
+    if (this.pos + bytes > this.out.length) this.layout(this.inCap, Math.max((this.out.length - this.start) * 2, this.pos - this.start + bytes));
   }
 
   /** Starts a chunk of one file: its `{"id":"KEY:` and its tail (`,"source":…}\n`), and the time
@@ -118,8 +203,11 @@ export class EventEncoder {
   begin(now: Date, idHead: Uint8Array, tail: Uint8Array): void {
     this.now = now;
     this.nowJson = ascii(JSON.stringify(now.toISOString()));
-    this.idHead = idHead;
-    this.tail = tail;
+    if (idHead !== this.idHead || tail !== this.tail) {
+      this.idHead = idHead;
+      this.tail = tail;
+      this.placeFileConstants();
+    }
   }
 
   /** Bytes that are enough for the event of a line of `lineBytes` bytes. */
@@ -127,35 +215,49 @@ export class EventEncoder {
     return this.idHead.length + this.tail.length + 4 * lineBytes + 256;
   }
 
+  private key(o: number, i: number): number {
+    const at = this.keyAt[i]!;
+    const n = KEYS[i]!.length;
+    this.out.copyWithin(o, at, at + n);
+    return o + n;
+  }
+
   /**
    * Writes the event of line src[ls, le) (its '\n' at le, a CRLF's CR dropped by the caller), read at
    * file offset `offset`, at pos, with syslog's fields when `syslog`. Returns false, having written
-   * nothing, when the line is not one this path takes. reserve(bound(le - ls)) first.
+   * nothing, when the line is not one this path takes. reserve(bound(le - ls)) first. `clean`: the
+   * caller has checked that the line is ASCII and that none of its bytes needs escaping in JSON (one
+   * scan of many lines); then they are copied as they are.
    */
-  line(src: Uint8Array, ls: number, le: number, offset: number, syslog: boolean): boolean {
+  line(src: Buffer, ls: number, le: number, offset: number, syslog: boolean, clean = false): boolean {
     if (syslog && !this.header(src, ls, le)) return false;
     const out = this.out;
-    let o = put(out, this.pos, this.idHead);
+    const at = src.buffer === out.buffer ? src.byteOffset - out.byteOffset : -1;
+    let o = this.pos;
+    if (this.idHeadAt >= 0) { out.copyWithin(o, this.idHeadAt, this.idHeadAt + this.idHead.length); o += this.idHead.length; }
+    else o = put(out, o, this.idHead);
+    const digits = o;
     o = putUint(out, o, offset);
-    o = put(out, o, TIME_KEY);
+    const digitsEnd = o;
+    o = this.key(o, 0); // ","time":
     if (syslog) {
       o = this.putIso(out, o, this.epoch);
       this.lastTime = this.epoch;
     } else {
       o = put(out, o, this.nowJson);
     }
-    o = put(out, o, OFFSET_KEY);
-    o = putUint(out, o, offset);
-    o = put(out, o, MESSAGE_KEY);
-    o = putEscaped(out, o, src, ls, le);
+    o = this.key(o, 1); // ,"offset":
+    for (let k = digits; k < digitsEnd; k++) out[o++] = out[k]!;
+    o = this.key(o, 2); // ,"message":"
+    o = clean ? putRaw(out, o, src, at, ls, le) : putEscaped(out, o, src, at, ls, le);
     if (o < 0) return false;
     if (syslog) {
-      o = put(out, o, HOSTNAME_KEY);
-      o = putEscaped(out, o, src, this.hostStart, this.hostEnd);
+      o = this.key(o, 3); // ","fields":{"hostname":"
+      o = clean ? putRaw(out, o, src, at, this.hostStart, this.hostEnd) : putEscaped(out, o, src, at, this.hostStart, this.hostEnd);
       if (o < 0) return false;
       if (this.progEnd >= 0) {
-        o = put(out, o, PROGRAM_KEY);
-        o = putEscaped(out, o, src, this.progStart, this.progEnd);
+        o = this.key(o, 4); // ","program":"
+        o = clean ? putRaw(out, o, src, at, this.progStart, this.progEnd) : putEscaped(out, o, src, at, this.progStart, this.progEnd);
         if (o < 0) return false;
         out[o++] = 0x22;
         if (this.pid >= 0) o = putUint(out, put(out, o, PID_KEY), this.pid);
@@ -164,22 +266,24 @@ export class EventEncoder {
       }
       if (this.pri >= 0) {
         o = putUint(out, put(out, o, PRIORITY_KEY), this.pri);
-        o = put(out, o, FACILITY_KEY[this.pri >> 3]!);
-        o = put(out, o, SEVERITY_KEY[this.pri & 7]!);
+        o = this.key(o, 5 + (this.pri >> 3));
+        o = this.key(o, 5 + FACILITY_KEY.length + (this.pri & 7));
       } else {
         out[o++] = 0x7d; // }
       }
     } else {
       out[o++] = 0x22;
     }
-    this.pos = put(out, o, this.tail);
+    if (this.tailAt >= 0) { out.copyWithin(o, this.tailAt, this.tailAt + this.tail.length); o += this.tail.length; }
+    else o = put(out, o, this.tail);
+    this.pos = o;
     return true;
   }
 
   // ---- syslog's header, as parsers/syslog.ts parseSyslogHeader reads it -------------------------
 
   /** [<PRI>] timestamp host [tag[pid]:] …; false for 5424 and for what the parser calls unparsed. */
-  private header(b: Uint8Array, ls: number, le: number): boolean {
+  private header(b: Buffer, ls: number, le: number): boolean {
     let i = ls;
     this.pri = -1;
     if (b[i] === 0x3c) { // '<'

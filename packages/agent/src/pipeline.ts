@@ -25,6 +25,11 @@ const BLOCK_BYTES = 64 * 1024;
 /** What every event of one file ends with, and its id starts with; `ascii` when both are. */
 interface FileTail { json: string; ascii: boolean; bytes: Buffer; idHead: Buffer }
 const NON_ASCII = /[^\x00-\x7f]/;
+/** Lines of a chunk scanned at a time (processAscii). */
+const PIECE_BYTES = 64 * 1024;
+/** The bytes a JSON string cannot hold as they are (or that send a line to decodeLine), but the
+ *  '\n' between lines. */
+const JSON_SPECIAL = /["\\\x00-\x09\x0b-\x1f\x7f]/g;
 
 /** [start, end) of every match of a global regex in text, flattened: [s0, e0, s1, e1, …]. */
 function matchSpans(re: RegExp, text: string): number[] {
@@ -67,9 +72,9 @@ class ByteQueue {
     return n;
   }
 
-  /** Appends src[0, end). */
-  writeBytes(src: Buffer, end: number): void {
-    for (let start = 0; start < end;) {
+  /** Appends src[start, end). */
+  writeBytes(src: Buffer, start: number, end: number): void {
+    while (start < end) {
       let last = this.segs[this.segs.length - 1];
       if (!last || last.used === last.buf.length) {
         last = this.segment(1);
@@ -133,16 +138,16 @@ class SinkRunner {
     else this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
   }
 
-  /** Appends `count` events at once: their JSON lines, src[0, end), their sizes and end offsets in
+  /** Appends `count` events at once: their JSON lines, src[start, end), their sizes and end offsets in
    *  `sizes`/`ends` from index `from`. */
-  pushBytes(src: Buffer, end: number, sizes: number[], ends: number[], from: number, count: number, ticket: Ticket): void {
-    this.bytesQ.writeBytes(src, end);
+  pushBytes(src: Buffer, start: number, end: number, sizes: number[], ends: number[], from: number, count: number, ticket: Ticket): void {
+    this.bytesQ.writeBytes(src, start, end);
     for (let i = from; i < from + count; i++) {
       this.sizes.push(sizes[i]!);
       this.tickets.push(ticket);
       this.ends.push(ends[i]!);
     }
-    this.queuedBytes += end;
+    this.queuedBytes += end - start;
     if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
     else this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
   }
@@ -236,12 +241,12 @@ export class Pipeline {
       const sink = sinks.get(s.name)!;
       this.runners.set(s.name, new SinkRunner(sink, s.batch, this.abort.signal, (r, tickets, ends) => this.acked(r, tickets, ends), log));
     }
-    // One read buffer for every file: pump() reads one file at a time and handles each chunk before
-    // the next read (a partial last line is copied out of it).
-    let scratch = Buffer.alloc(0);
+    // One read buffer for every file, the encoder's input area: pump() reads one file at a time and
+    // handles each chunk before the next read (a partial last line is copied out of it).
+    this.encoder = new EventEncoder(READ_BYTES + cfg.agent.maxLineBytes);
     const tailerOpts = {
       maxLineBytes: cfg.agent.maxLineBytes, partialLineTimeoutMs: cfg.agent.partialLineTimeoutMs, readBytes: READ_BYTES,
-      scratch: (size: number) => (scratch.length >= size ? scratch : (scratch = Buffer.allocUnsafe(Math.max(size, READ_BYTES + cfg.agent.maxLineBytes)))),
+      scratch: (size: number) => this.encoder.input(size),
     };
     for (const src of cfg.sources) {
       const audit = src.type === 'audit' || src.parser === 'audit';
@@ -340,13 +345,11 @@ export class Pipeline {
   private processAscii(s: SourceRuntime, t: FileTailer, chunk: Chunk, tail: FileTail): void {
     const { buf, base, starts, ends } = chunk;
     const n = starts.length;
-    const from = starts[0]!;
     const now = new Date();
     const nowIso = JSON.stringify(now.toISOString());
     const ticket = chunk.ticket;
     const fanout = s.runners.length;
     const redact = this.redact;
-    const secrets = redact?.prefilter ? matchSpans(redact.prefilter, buf.toString('latin1', from, ends[n - 1]!)) : null;
     const encodable = s.parserName === 'syslog' || s.parserName === 'plain';
     const syslog = s.parserName === 'syslog';
     const enc = this.encoder;
@@ -356,25 +359,48 @@ export class Pipeline {
     const endOffs: number[] = [];
     let blockFrom = 0;
     let lastTime: string | null = null;
+    // The chunk is scanned a piece at a time: ≤ PIECE_BYTES of whole lines as one Latin-1 string
+    // (a string of 512 KiB costs seven times as much to make), for secrets and for the bytes a JSON
+    // string must escape (positions in the piece).
+    let pieceEnd = 0;
+    let pieceFrom = 0;
+    let secrets: number[] | null = null;
+    let specials: number[] = [];
     let si = 0;
+    let qi = 0;
     const flush = (): void => {
       const count = sizes.length - blockFrom;
       if (count === 0) return;
       ticket.remaining += fanout * count;
-      for (const r of s.runners) r.pushBytes(enc.out, enc.pos, sizes, endOffs, blockFrom, count, ticket);
+      for (const r of s.runners) r.pushBytes(enc.out, enc.start, enc.pos, sizes, endOffs, blockFrom, count, ticket);
       blockFrom = sizes.length;
-      enc.pos = 0;
+      enc.pos = enc.start;
     };
     for (let k = 0; k < n; k++) {
+      if (k === pieceEnd) {
+        let e = k + 1;
+        while (e < n && ends[e]! - starts[k]! <= PIECE_BYTES) e++;
+        pieceEnd = e;
+        pieceFrom = starts[k]!;
+        const text = buf.toString('latin1', pieceFrom, ends[e - 1]!);
+        secrets = redact?.prefilter ? matchSpans(redact.prefilter, text) : null;
+        specials = matchSpans(JSON_SPECIAL, text);
+        si = 0;
+        qi = 0;
+      }
       const ls = starts[k]!;
       const le = ends[k]!;
+      const rs = ls - pieceFrom;
+      const re = le - pieceFrom;
       let secret = false;
       if (secrets !== null) {
-        while (si < secrets.length && secrets[si + 1]! <= ls - from) si += 2;
-        secret = si < secrets.length && secrets[si]! < le - from;
+        while (si < secrets.length && secrets[si + 1]! <= rs) si += 2;
+        secret = si < secrets.length && secrets[si]! < re;
       } else {
         secret = redact !== null; // custom patterns: every line goes through the redactor
       }
+      while (qi < specials.length && specials[qi]! < rs) qi += 2;
+      const clean = !(qi < specials.length && specials[qi]! < re);
       const need = enc.bound(le - ls);
       if (enc.pos + need > enc.out.length) { flush(); enc.reserve(need); }
       let p0 = enc.pos;
@@ -385,7 +411,7 @@ export class Pipeline {
           const d = decodeLine(buf, ls, le);
           filtered = !d.escaped && !s.filter(d.text);
         }
-        if (!filtered) done = enc.line(buf, ls, le > ls && buf[le - 1] === 0x0d ? le - 1 : le, base + ls, syslog);
+        if (!filtered) done = enc.line(buf, ls, le > ls && buf[le - 1] === 0x0d ? le - 1 : le, base + ls, syslog, clean);
       }
       if (filtered) { this.totals.eventsFiltered++; continue; }
       if (!done) {
@@ -398,7 +424,7 @@ export class Pipeline {
       }
       sizes.push(enc.pos - p0);
       endOffs.push(lineEndOffset(chunk, k));
-      if (enc.pos >= BLOCK_BYTES) flush();
+      if (enc.pos - enc.start >= BLOCK_BYTES) flush();
     }
     flush();
     this.totals.linesRead += n;
@@ -444,7 +470,7 @@ export class Pipeline {
       `${flags ? `,"flags":${JSON.stringify(flags)}` : ''}${tail}`;
   }
 
-  private readonly encoder = new EventEncoder();
+  private readonly encoder: EventEncoder;
   private readonly tails = new WeakMap<FileTailer, FileTail>();
   private jsonTail(s: SourceRuntime, t: FileTailer): FileTail {
     let tail = this.tails.get(t);
@@ -516,11 +542,14 @@ export class Pipeline {
 
   private acked(r: SinkRunner, tickets: Ticket[], ends: number[]): void {
     const touched = new Set<FileTailer>();
-    for (let i = 0; i < tickets.length; i++) {
+    for (let i = 0; i < tickets.length;) { // a chunk's events are consecutive: a run at a time
       const t = tickets[i]!;
-      t.remaining--;
-      (t.delivered ??= new Map()).set(r, ends[i]!);
+      let j = i + 1;
+      while (j < tickets.length && tickets[j] === t) j++;
+      t.remaining -= j - i;
+      (t.delivered ??= new Map()).set(r, ends[j - 1]!);
       touched.add(t.tailer);
+      i = j;
     }
     for (const tailer of touched) tailer.acknowledge(this.sourceByName.get(tailer.source)!.runners.length);
     // Before this sink's next batch goes out: a kill now re-sends at most the batch in flight.

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { isAscii } from 'node:buffer';
 import { describe, test } from 'node:test';
 import { EventEncoder } from '../src/encode';
 import { decodeLine } from '../src/parsers/escape';
@@ -33,18 +34,30 @@ function encoder(syslog: boolean): EventEncoder {
   return enc;
 }
 
-/** Encodes `line` as the pipeline does (it sits in a buffer followed by '\n'); null when declined. */
+/**
+ * Encodes `line` as the pipeline does (it sits in a buffer followed by '\n'): once read into the
+ * encoder's own input area (copyWithin) and once from a buffer of its own (Buffer#copy); both must
+ * give the same bytes. null when declined.
+ */
 function encode(enc: EventEncoder, line: Buffer, offset: number, syslog: boolean): string | null {
-  const buf = Buffer.concat([Buffer.from('xx'), line, Buffer.from('\nnext line\n')]);
-  let le = 2 + line.length;
-  if (le > 2 && buf[le - 1] === 0x0d) le--;
-  enc.pos = 0;
-  enc.reserve(enc.bound(line.length));
-  if (!enc.line(buf, 2, le, offset, syslog)) {
-    assert.equal(enc.pos, 0, 'a declined line writes nothing');
-    return null;
-  }
-  return enc.out.toString('latin1', 0, enc.pos);
+  const bytes = Buffer.concat([Buffer.from('xx'), line, Buffer.from('\nnext line\n')]);
+  // `clean` as the pipeline finds it (an ASCII chunk, scanned as Latin-1), and never claimed
+  const clean = isAscii(line) && !/["\\\x00-\x09\x0b-\x1f\x7f]/.test(line.toString('latin1'));
+  const ways = [[enc.input(bytes.length), clean], [Buffer.from(bytes), clean], [enc.input(bytes.length), false], [Buffer.from(bytes), false]] as const;
+  const results = ways.map(([buf, cleanArg]) => {
+    bytes.copy(buf);
+    let le = 2 + line.length;
+    if (le > 2 && buf[le - 1] === 0x0d) le--;
+    enc.pos = enc.start;
+    enc.reserve(enc.bound(line.length));
+    if (!enc.line(buf, 2, le, offset, syslog, cleanArg)) {
+      assert.equal(enc.pos, enc.start, 'a declined line writes nothing');
+      return null;
+    }
+    return enc.out.toString('latin1', enc.start, enc.pos);
+  });
+  for (const r of results.slice(1)) assert.equal(r, results[0], 'from the input area and from another buffer, checked or known clean, alike');
+  return results[0]!;
 }
 
 function check(lines: string[], syslog: boolean): { accepted: number } {
