@@ -122,6 +122,8 @@ function putRaw(out: Buffer, o: number, src: Buffer, at: number, from: number, t
 /** The byte strings every event is made of, laid out at the start of the encoder's constant area. */
 const KEYS = [TIME_KEY, OFFSET_KEY, MESSAGE_KEY, HOSTNAME_KEY, PROGRAM_KEY, ...FACILITY_KEY, ...SEVERITY_KEY];
 const KEYS_BYTES = KEYS.reduce((n, k) => n + k.length, 0);
+/** Room for the cached `"YYYY-MM-DDTHH:MM:SS.` (at most `"+275760-09-13T00:00:00.`). */
+const ISO_BYTES = 32;
 /** Room for a file's `{"id":"KEY:` and its tail (source, path, host, tags): more goes through put(). */
 const FILE_CONSTANTS = 16 * 1024;
 
@@ -132,6 +134,7 @@ export class EventEncoder {
    * between two buffers costs ~50 ns and a JS loop ~1 ns a byte (the message is most of an event).
    *
    *   [0, inCap) input | [inCap, start) constants | [start, out.length) events, written at pos
+   *   constants: the keys (KEYS) | the second putIso writes | the file's idHead and tail
    */
   out: Buffer;
   start = 0;
@@ -167,7 +170,8 @@ export class EventEncoder {
     const old = this.out;
     const pending = this.pos - this.start;
     this.inCap = inputBytes;
-    const start = inputBytes + KEYS_BYTES + FILE_CONSTANTS;
+    const start = inputBytes + KEYS_BYTES + ISO_BYTES + FILE_CONSTANTS;
+    this.isoSecond = NaN; // its prefix is in the old buffer
     this.out = Buffer.allocUnsafe(start + Math.max(outputBytes, pending));
     let at = inputBytes;
     this.keyAt = KEYS.map((k) => { this.out.set(k, at); at += k.length; return at - k.length; });
@@ -178,7 +182,7 @@ export class EventEncoder {
   }
 
   private placeFileConstants(): void {
-    let at = this.inCap + KEYS_BYTES;
+    let at = this.inCap + KEYS_BYTES + ISO_BYTES;
     const fits = this.idHead.length + this.tail.length <= FILE_CONSTANTS;
     this.idHeadAt = fits ? at : -1;
     if (fits) { this.out.set(this.idHead, at); at += this.idHead.length; }
@@ -414,31 +418,27 @@ export class EventEncoder {
     return i + after;
   }
 
-  // ISO 8601 in UTC as toISOString() writes it, from a cached "YYYY-MM-DDTHH:" of the hour.
-  private isoHourStart = NaN;
-  private isoHourPrefix: Uint8Array = ascii('');
+  // ISO 8601 in UTC as toISOString() writes it: `"YYYY-MM-DDTHH:MM:SS.` of the second, kept in
+  // the constants area (a log has many lines a second), then the milliseconds and `Z"`.
+  private isoSecond = NaN;
+  private isoLen = 0;
 
-  private putIso(out: Uint8Array, o: number, epoch: number): number {
-    let rem = epoch - this.isoHourStart;
-    if (!(rem >= 0 && rem < 3600000)) {
-      this.isoHourStart = epoch - (((epoch % 3600000) + 3600000) % 3600000);
-      const iso = new Date(this.isoHourStart).toISOString();
-      this.isoHourPrefix = ascii('"' + iso.slice(0, iso.length - 10));
-      rem = epoch - this.isoHourStart;
+  private putIso(out: Buffer, o: number, epoch: number): number {
+    const at = this.inCap + KEYS_BYTES;
+    let ms = epoch - this.isoSecond;
+    if (!(ms >= 0 && ms < 1000)) {
+      this.isoSecond = epoch - (((epoch % 1000) + 1000) % 1000);
+      const iso = new Date(this.isoSecond).toISOString();
+      this.isoLen = out.write('"' + iso.slice(0, iso.length - 4), at, 'latin1');
+      ms = epoch - this.isoSecond;
     }
-    o = put(out, o, this.isoHourPrefix);
-    const min = Math.floor(rem / 60000);
-    rem -= min * 60000;
-    const sec = Math.floor(rem / 1000);
-    rem -= sec * 1000;
-    put2(out, o, min);
-    out[o + 2] = COLON;
-    put2(out, o + 3, sec);
-    out[o + 5] = 0x2e;
-    out[o + 6] = 0x30 + ((rem / 100) | 0);
-    put2(out, o + 7, rem % 100);
-    out[o + 9] = 0x5a;
-    out[o + 10] = 0x22;
-    return o + 11;
+    out.copyWithin(o, at, at + this.isoLen);
+    o += this.isoLen;
+    const h = (ms / 100) | 0;
+    out[o] = 0x30 + h;
+    put2(out, o + 1, ms - h * 100);
+    out[o + 3] = 0x5a;
+    out[o + 4] = 0x22;
+    return o + 5;
   }
 }
