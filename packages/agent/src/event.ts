@@ -75,6 +75,10 @@ export interface SinkStatus {
  */
 export interface Sink {
   readonly name: string;
+  /** True when prepare() does work worth overlapping with the batch in flight (compression). */
+  readonly preparesAhead?: boolean;
+  /** Gets the next batch ready while the one before it is in flight; send() then uses that work. */
+  prepare?(batch: Batch): void;
   send(batch: Batch, signal: AbortSignal): Promise<SendOutcome>;
   status(): SinkStatus;
   close(): Promise<void>;
