@@ -122,8 +122,10 @@ function putRaw(out: Buffer, o: number, src: Buffer, at: number, from: number, t
 /** The byte strings every event is made of, laid out at the start of the encoder's constant area. */
 const KEYS = [TIME_KEY, OFFSET_KEY, MESSAGE_KEY, HOSTNAME_KEY, PROGRAM_KEY, ...FACILITY_KEY, ...SEVERITY_KEY];
 const KEYS_BYTES = KEYS.reduce((n, k) => n + k.length, 0);
-/** Room for the cached `"YYYY-MM-DDTHH:MM:SS.` (at most `"+275760-09-13T00:00:00.`). */
-const ISO_BYTES = 32;
+/** Room for the cached `","time":"YYYY-MM-DDTHH:MM:SS.` (at most 10 + 23 bytes). */
+const ISO_BYTES = 40;
+/** Room for the cached `","fields":{"hostname":"HOST","program":"` of a host name of ≤ 64 bytes. */
+const HOST_BYTES = 128;
 /** Room for a file's `{"id":"KEY:` and its tail (source, path, host, tags): more goes through put(). */
 const FILE_CONSTANTS = 16 * 1024;
 
@@ -134,7 +136,7 @@ export class EventEncoder {
    * between two buffers costs ~50 ns and a JS loop ~1 ns a byte (the message is most of an event).
    *
    *   [0, inCap) input | [inCap, start) constants | [start, out.length) events, written at pos
-   *   constants: the keys (KEYS) | the second putIso writes | the file's idHead and tail
+   *   constants: the keys (KEYS) | the second putIso writes | the host | the file's idHead and tail
    */
   out: Buffer;
   start = 0;
@@ -170,8 +172,9 @@ export class EventEncoder {
     const old = this.out;
     const pending = this.pos - this.start;
     this.inCap = inputBytes;
-    const start = inputBytes + KEYS_BYTES + ISO_BYTES + FILE_CONSTANTS;
-    this.isoSecond = NaN; // its prefix is in the old buffer
+    const start = inputBytes + KEYS_BYTES + ISO_BYTES + HOST_BYTES + FILE_CONSTANTS;
+    this.isoSecond = NaN; // its prefix and the host's are in the old buffer
+    this.hostLen = -1;
     this.out = Buffer.allocUnsafe(start + Math.max(outputBytes, pending));
     let at = inputBytes;
     this.keyAt = KEYS.map((k) => { this.out.set(k, at); at += k.length; return at - k.length; });
@@ -182,7 +185,7 @@ export class EventEncoder {
   }
 
   private placeFileConstants(): void {
-    let at = this.inCap + KEYS_BYTES + ISO_BYTES;
+    let at = this.inCap + KEYS_BYTES + ISO_BYTES + HOST_BYTES;
     const fits = this.idHead.length + this.tail.length <= FILE_CONSTANTS;
     this.idHeadAt = fits ? at : -1;
     if (fits) { this.out.set(this.idHead, at); at += this.idHead.length; }
@@ -219,6 +222,30 @@ export class EventEncoder {
     return this.idHead.length + this.tail.length + 4 * lineBytes + 256;
   }
 
+  // The host name of the line before and the constant made of it (one copy where there were three).
+  private hostLen = -1;
+  private readonly hostBytes = Buffer.alloc(64);
+
+  /** True when the line's host is the cached one, caching it when it is not (and is short and
+   *  clean: only then is this asked). */
+  private sameHost(src: Buffer): boolean {
+    const n = this.hostEnd - this.hostStart;
+    if (n === this.hostLen) {
+      let k = 0;
+      while (k < n && src[this.hostStart + k] === this.hostBytes[k]) k++;
+      if (k === n) return true;
+    }
+    if (n > this.hostBytes.length) return false;
+    this.hostLen = n;
+    src.copy(this.hostBytes, 0, this.hostStart, this.hostEnd);
+    let at = this.inCap + KEYS_BYTES + ISO_BYTES;
+    this.out.set(HOSTNAME_KEY, at);
+    at += HOSTNAME_KEY.length;
+    src.copy(this.out, at, this.hostStart, this.hostEnd);
+    this.out.set(PROGRAM_KEY, at + n);
+    return true;
+  }
+
   private key(o: number, i: number): number {
     const at = this.keyAt[i]!;
     const n = KEYS[i]!.length;
@@ -243,11 +270,11 @@ export class EventEncoder {
     const digits = o;
     o = putUint(out, o, offset);
     const digitsEnd = o;
-    o = this.key(o, 0); // ","time":
     if (syslog) {
-      o = this.putIso(out, o, this.epoch);
+      o = this.putIso(out, o, this.epoch); // ","time":"…
       this.lastTime = this.epoch;
     } else {
+      o = this.key(o, 0); // ","time":
       o = put(out, o, this.nowJson);
     }
     o = this.key(o, 1); // ,"offset":
@@ -256,11 +283,19 @@ export class EventEncoder {
     o = clean ? putRaw(out, o, src, at, ls, le) : putEscaped(out, o, src, at, ls, le);
     if (o < 0) return false;
     if (syslog) {
-      o = this.key(o, 3); // ","fields":{"hostname":"
-      o = clean ? putRaw(out, o, src, at, this.hostStart, this.hostEnd) : putEscaped(out, o, src, at, this.hostStart, this.hostEnd);
-      if (o < 0) return false;
-      if (this.progEnd >= 0) {
-        o = this.key(o, 4); // ","program":"
+      const prog = this.progEnd >= 0;
+      if (clean && this.sameHost(src)) { // ","fields":{"hostname":"HOST[","program":"]
+        const hostAt = this.inCap + KEYS_BYTES + ISO_BYTES;
+        const n = HOSTNAME_KEY.length + this.hostLen + (prog ? PROGRAM_KEY.length : 0);
+        out.copyWithin(o, hostAt, hostAt + n);
+        o += n;
+      } else {
+        o = this.key(o, 3); // ","fields":{"hostname":"
+        o = clean ? putRaw(out, o, src, at, this.hostStart, this.hostEnd) : putEscaped(out, o, src, at, this.hostStart, this.hostEnd);
+        if (o < 0) return false;
+        if (prog) o = this.key(o, 4); // ","program":"
+      }
+      if (prog) {
         o = clean ? putRaw(out, o, src, at, this.progStart, this.progEnd) : putEscaped(out, o, src, at, this.progStart, this.progEnd);
         if (o < 0) return false;
         out[o++] = 0x22;
@@ -418,8 +453,8 @@ export class EventEncoder {
     return i + after;
   }
 
-  // ISO 8601 in UTC as toISOString() writes it: `"YYYY-MM-DDTHH:MM:SS.` of the second, kept in
-  // the constants area (a log has many lines a second), then the milliseconds and `Z"`.
+  // `","time":"` and ISO 8601 in UTC as toISOString() writes it: `YYYY-MM-DDTHH:MM:SS.` of the
+  // second, kept in the constants area (a log has many lines a second), then the ms and `Z"`.
   private isoSecond = NaN;
   private isoLen = 0;
 
@@ -429,7 +464,7 @@ export class EventEncoder {
     if (!(ms >= 0 && ms < 1000)) {
       this.isoSecond = epoch - (((epoch % 1000) + 1000) % 1000);
       const iso = new Date(this.isoSecond).toISOString();
-      this.isoLen = out.write('"' + iso.slice(0, iso.length - 4), at, 'latin1');
+      this.isoLen = out.write('","time":"' + iso.slice(0, iso.length - 4), at, 'latin1');
       ms = epoch - this.isoSecond;
     }
     out.copyWithin(o, at, at + this.isoLen);
