@@ -255,6 +255,7 @@ async function latencyRun(w: World, name: string, label: string, extra: string[]
     await sleep(1000);
     const s = new ProcSampler(side.agent.pid);
     const cpu0 = cpuSeconds(side.agent.pid);
+    console.log(`  agent CPU at idle after start: ${cpu0.toFixed(3)} s`);
     const idleRssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${side.agent.pid}/status`, 'utf8'))?.[1] ?? 0);
     const g = new AuthLogGenerator(0x1a7);
     const fd = openSync(path, 'a');

@@ -21,6 +21,7 @@ if (!existsSync(addon) || statSync(addon).mtimeMs < Math.max(newest(join(fdpass,
 }
 
 execFileSync(process.execPath, [join(root, 'packages/protocol/scripts/gen-validators.mjs')], { stdio: 'inherit' });
+execFileSync(process.execPath, [join(root, 'packages/agent/scripts/gen-config-validator.mjs')], { stdio: 'inherit' });
 
 const programs = {
   'guard-helper': 'packages/helper/src/main.ts',

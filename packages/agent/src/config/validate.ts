@@ -1,7 +1,7 @@
-// The shape check of guard.conf: ajv against schema.json, every error turned into one sentence that
+// The shape check of guard.conf: schema.json (compiled by ajv at build time), every error turned into one sentence that
 // names the section and the key and says what was expected. What a schema cannot say (paths
 // normalised, regexes compile, sinks exist, files readable) is checked in load.ts.
-import Ajv, { type ErrorObject } from 'ajv';
+import { config as compiledConfig } from './generated/validate';
 import schemaJson from './schema.json';
 
 /** One thing wrong with the config; `section` as written in the file (`source.auth`), no brackets. */
@@ -134,24 +134,10 @@ function unknownTop(name: string, value: unknown): Problem[] {
   return [{ section: name, text: `unknown section${hint}` }];
 }
 
-let compiled: ((data: unknown) => boolean) & { errors?: ErrorObject[] | null } | undefined;
-
-function validator(): NonNullable<typeof compiled> {
-  if (compiled === undefined) {
-    const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false, strictRequired: false });
-    ajv.addKeyword({ keyword: 'expected', schemaType: 'string' }); // annotation: the phrase messages use
-    ajv.addKeyword({
-      keyword: 'wholeNumber',
-      schemaType: 'array',
-      errors: false,
-      validate: (range: [number, number], data: unknown) => {
-        const n = typeof data === 'string' && /^[0-9]{1,16}$/.test(data) ? Number(data) : Number.isSafeInteger(data) ? (data as number) : NaN;
-        return n >= range[0] && n <= range[1];
-      },
-    });
-    compiled = ajv.compile(schemaJson);
-  }
-  return compiled;
+// Compiled at build time (scripts/gen-config-validator.mjs): no ajv and no schema compilation when
+// the agent starts.
+function validator(): typeof compiledConfig {
+  return compiledConfig;
 }
 
 // [source.a.b] makes ini create a "source.a" holding nothing but "b".
