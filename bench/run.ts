@@ -240,7 +240,7 @@ async function agentRun(w: World, name: string, label: string, tls: boolean, gzi
   }
 }
 
-interface LatencyResult { run: string; rate: number; seconds: number; lines: number; p50Ms: number; p95Ms: number; p99Ms: number; maxMs: number; agentCpuPct: number; idleRssMiB: number; peakRssMiB: number }
+interface LatencyResult { run: string; rate: number; seconds: number; lines: number; p50Ms: number; p95Ms: number; p99Ms: number; maxMs: number; agentCpuPct: number; startCpuS: number; idleRssMiB: number; peakRssMiB: number }
 
 async function latencyRun(w: World, name: string, label: string, extra: string[]): Promise<LatencyResult> {
   const total = LATENCY_RATE * LATENCY_SECONDS;
@@ -255,7 +255,6 @@ async function latencyRun(w: World, name: string, label: string, extra: string[]
     await sleep(1000);
     const s = new ProcSampler(side.agent.pid);
     const cpu0 = cpuSeconds(side.agent.pid);
-    console.log(`  agent CPU at idle after start: ${cpu0.toFixed(3)} s`);
     const idleRssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${side.agent.pid}/status`, 'utf8'))?.[1] ?? 0);
     const g = new AuthLogGenerator(0x1a7);
     const fd = openSync(path, 'a');
@@ -279,7 +278,7 @@ async function latencyRun(w: World, name: string, label: string, extra: string[]
     const l = d.latency!;
     return {
       run: label, rate: Math.round(total / appendS), seconds: round(appendS, 1), lines: total, p50Ms: l.p50, p95Ms: l.p95, p99Ms: l.p99, maxMs: l.max,
-      agentCpuPct: round(((s.cpuS - cpu0) / ((d.lastAt - t0) / 1000)) * 100, 1), idleRssMiB: round(idleRssKiB / 1024, 1), peakRssMiB: round(s.rssKiB / 1024, 1),
+      agentCpuPct: round(((s.cpuS - cpu0) / ((d.lastAt - t0) / 1000)) * 100, 1), startCpuS: round(cpu0, 3), idleRssMiB: round(idleRssKiB / 1024, 1), peakRssMiB: round(s.rssKiB / 1024, 1),
     };
   } finally {
     await side?.agent.stop();
@@ -392,8 +391,8 @@ async function main(): Promise<void> {
     ]));
     if (latencies.length) {
       console.log('\n' + table([
-        ['latency (append → receiver)', 'lines/s', 'lines', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'agent CPU %', 'RSS before MiB', 'peak RSS MiB'],
-        ...latencies.map((l) => [l.run, String(l.rate), String(l.lines), String(l.p50Ms), String(l.p95Ms), String(l.p99Ms), String(l.maxMs), l.agentCpuPct.toFixed(1), l.idleRssMiB.toFixed(1), l.peakRssMiB.toFixed(1)]),
+        ['latency (append → receiver)', 'lines/s', 'lines', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'agent CPU %', 'start CPU s', 'RSS before MiB', 'peak RSS MiB'],
+        ...latencies.map((l) => [l.run, String(l.rate), String(l.lines), String(l.p50Ms), String(l.p95Ms), String(l.p99Ms), String(l.maxMs), l.agentCpuPct.toFixed(1), l.startCpuS.toFixed(3), l.idleRssMiB.toFixed(1), l.peakRssMiB.toFixed(1)]),
       ]));
     }
     const targets: { target: string; run: string; value: string; met: boolean }[] = [];

@@ -29,7 +29,28 @@ const NON_ASCII = /[^\x00-\x7f]/;
 const PIECE_BYTES = 64 * 1024;
 /** The bytes a JSON string cannot hold as they are (or that send a line to decodeLine), but the
  *  '\n' between lines. */
-const JSON_SPECIAL = /["\\\x00-\x09\x0b-\x1f\x7f]/g;
+const JSON_SPECIAL = [...'"\\\x7f', ...Array.from({ length: 32 }, (_, c) => String.fromCharCode(c)).filter((c) => c !== '\n')];
+
+/**
+ * Marks dirty[k - k0] for each line k of starts[k0, k1) (piece text from buffer offset `from`) that
+ * holds a JSON_SPECIAL character: one indexOf per character (a memchr over the piece, where one
+ * regex over it cost several times as much), and at most one hit per line and character.
+ */
+export function markSpecial(text: string, from: number, starts: number[], k0: number, k1: number, dirty: Uint8Array): void {
+  dirty.fill(0, 0, k1 - k0);
+  for (const ch of JSON_SPECIAL) {
+    for (let p = text.indexOf(ch); p >= 0;) {
+      let lo = k0; // the line holding p: the last start ≤ from + p
+      let hi = k1 - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (starts[mid]! <= from + p) lo = mid; else hi = mid - 1;
+      }
+      dirty[lo - k0] = 1;
+      p = lo + 1 < k1 ? text.indexOf(ch, starts[lo + 1]! - from) : -1;
+    }
+  }
+}
 
 /** [start, end) of every match of a global regex in text, flattened: [s0, e0, s1, e1, …]. */
 function matchSpans(re: RegExp, text: string): number[] {
@@ -435,9 +456,8 @@ export class Pipeline {
     let pieceEnd = 0;
     let pieceFrom = 0;
     let secrets: number[] | null = null;
-    let specials: number[] = [];
+    let pieceStart = 0;
     let si = 0;
-    let qi = 0;
     const flush = (): void => {
       const count = sizes.length - blockFrom;
       if (count === 0) return;
@@ -454,9 +474,10 @@ export class Pipeline {
         pieceFrom = starts[k]!;
         const text = buf.toString('latin1', pieceFrom, ends[e - 1]!);
         secrets = redact?.prefilter ? matchSpans(redact.prefilter, text) : null;
-        specials = matchSpans(JSON_SPECIAL, text);
+        if (this.dirty.length < e - k) this.dirty = new Uint8Array(Math.max(e - k, this.dirty.length * 2));
+        markSpecial(text, pieceFrom, starts, k, e, this.dirty);
+        pieceStart = k;
         si = 0;
-        qi = 0;
       }
       const ls = starts[k]!;
       const le = ends[k]!;
@@ -469,8 +490,7 @@ export class Pipeline {
       } else {
         secret = redact !== null; // custom patterns: every line goes through the redactor
       }
-      while (qi < specials.length && specials[qi]! < rs) qi += 2;
-      const clean = !(qi < specials.length && specials[qi]! < re);
+      const clean = this.dirty[k - pieceStart] === 0;
       const need = enc.bound(le - ls);
       if (enc.pos + need > enc.out.length) { flush(); enc.reserve(need); }
       let p0 = enc.pos;
@@ -541,6 +561,8 @@ export class Pipeline {
   }
 
   private readonly encoder: EventEncoder;
+  /** Per line of the piece processAscii is on: 1 when it holds a byte JSON must escape. */
+  private dirty = new Uint8Array(1024);
   private readonly tails = new WeakMap<FileTailer, FileTail>();
   private jsonTail(s: SourceRuntime, t: FileTailer): FileTail {
     let tail = this.tails.get(t);
