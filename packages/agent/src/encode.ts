@@ -141,11 +141,15 @@ export class EventEncoder {
   out: Buffer;
   start = 0;
   pos = 0;
-  /** Epoch ms of the time of the last line encoded with one (NaN: none yet). */
+  /** Epoch ms of the time of the last line of this chunk encoded with one (NaN: none yet). */
   lastTime = NaN;
 
   private inCap = 0;
   private keyAt: number[] = [];
+  /** Where the areas of the constants start (layout()). */
+  private isoAt = 0;
+  private hostAt = 0;
+  private fileAt = 0;
   private nowJson: Uint8Array = ascii('""');
   private now = new Date(0);
   private idHead: Uint8Array = ascii('');
@@ -172,7 +176,10 @@ export class EventEncoder {
     const old = this.out;
     const pending = this.pos - this.start;
     this.inCap = inputBytes;
-    const start = inputBytes + KEYS_BYTES + ISO_BYTES + HOST_BYTES + FILE_CONSTANTS;
+    this.isoAt = inputBytes + KEYS_BYTES;
+    this.hostAt = this.isoAt + ISO_BYTES;
+    this.fileAt = this.hostAt + HOST_BYTES;
+    const start = this.fileAt + FILE_CONSTANTS;
     this.isoSecond = NaN; // its prefix and the host's are in the old buffer
     this.hostLen = -1;
     this.out = Buffer.allocUnsafe(start + Math.max(outputBytes, pending));
@@ -185,7 +192,7 @@ export class EventEncoder {
   }
 
   private placeFileConstants(): void {
-    let at = this.inCap + KEYS_BYTES + ISO_BYTES + HOST_BYTES;
+    let at = this.fileAt;
     const fits = this.idHead.length + this.tail.length <= FILE_CONSTANTS;
     this.idHeadAt = fits ? at : -1;
     if (fits) { this.out.set(this.idHead, at); at += this.idHead.length; }
@@ -209,6 +216,7 @@ export class EventEncoder {
    *  given to lines that have none. */
   begin(now: Date, idHead: Uint8Array, tail: Uint8Array): void {
     this.now = now;
+    this.lastTime = NaN;
     this.nowJson = ascii(JSON.stringify(now.toISOString()));
     if (idHead !== this.idHead || tail !== this.tail) {
       this.idHead = idHead;
@@ -238,7 +246,7 @@ export class EventEncoder {
     if (n > this.hostBytes.length) return false;
     this.hostLen = n;
     src.copy(this.hostBytes, 0, this.hostStart, this.hostEnd);
-    let at = this.inCap + KEYS_BYTES + ISO_BYTES;
+    let at = this.hostAt;
     this.out.set(HOSTNAME_KEY, at);
     at += HOSTNAME_KEY.length;
     src.copy(this.out, at, this.hostStart, this.hostEnd);
@@ -246,11 +254,19 @@ export class EventEncoder {
     return true;
   }
 
-  private key(o: number, i: number): number {
-    const at = this.keyAt[i]!;
-    const n = KEYS[i]!.length;
+  /** Copies `n` bytes of the constants from `at` to o. */
+  private copyConst(o: number, at: number, n: number): number {
     this.out.copyWithin(o, at, at + n);
     return o + n;
+  }
+
+  private key(o: number, i: number): number {
+    return this.copyConst(o, this.keyAt[i]!, KEYS[i]!.length);
+  }
+
+  /** The file's idHead or tail: from the constants when they fit there. */
+  private fileConst(o: number, at: number, bytes: Uint8Array): number {
+    return at >= 0 ? this.copyConst(o, at, bytes.length) : put(this.out, o, bytes);
   }
 
   /**
@@ -264,9 +280,7 @@ export class EventEncoder {
     if (syslog && !this.header(src, ls, le)) return false;
     const out = this.out;
     const at = src.buffer === out.buffer ? src.byteOffset - out.byteOffset : -1;
-    let o = this.pos;
-    if (this.idHeadAt >= 0) { out.copyWithin(o, this.idHeadAt, this.idHeadAt + this.idHead.length); o += this.idHead.length; }
-    else o = put(out, o, this.idHead);
+    let o = this.fileConst(this.pos, this.idHeadAt, this.idHead);
     const digits = o;
     o = putUint(out, o, offset);
     const digitsEnd = o;
@@ -280,23 +294,20 @@ export class EventEncoder {
     o = this.key(o, 1); // ,"offset":
     for (let k = digits; k < digitsEnd; k++) out[o++] = out[k]!;
     o = this.key(o, 2); // ,"message":"
-    o = clean ? putRaw(out, o, src, at, ls, le) : putEscaped(out, o, src, at, ls, le);
+    o = (clean ? putRaw : putEscaped)(out, o, src, at, ls, le);
     if (o < 0) return false;
     if (syslog) {
       const prog = this.progEnd >= 0;
       if (clean && this.sameHost(src)) { // ","fields":{"hostname":"HOST[","program":"]
-        const hostAt = this.inCap + KEYS_BYTES + ISO_BYTES;
-        const n = HOSTNAME_KEY.length + this.hostLen + (prog ? PROGRAM_KEY.length : 0);
-        out.copyWithin(o, hostAt, hostAt + n);
-        o += n;
+        o = this.copyConst(o, this.hostAt, HOSTNAME_KEY.length + this.hostLen + (prog ? PROGRAM_KEY.length : 0));
       } else {
         o = this.key(o, 3); // ","fields":{"hostname":"
-        o = clean ? putRaw(out, o, src, at, this.hostStart, this.hostEnd) : putEscaped(out, o, src, at, this.hostStart, this.hostEnd);
+        o = (clean ? putRaw : putEscaped)(out, o, src, at, this.hostStart, this.hostEnd);
         if (o < 0) return false;
         if (prog) o = this.key(o, 4); // ","program":"
       }
       if (prog) {
-        o = clean ? putRaw(out, o, src, at, this.progStart, this.progEnd) : putEscaped(out, o, src, at, this.progStart, this.progEnd);
+        o = (clean ? putRaw : putEscaped)(out, o, src, at, this.progStart, this.progEnd);
         if (o < 0) return false;
         out[o++] = 0x22;
         if (this.pid >= 0) o = putUint(out, put(out, o, PID_KEY), this.pid);
@@ -313,13 +324,11 @@ export class EventEncoder {
     } else {
       out[o++] = 0x22;
     }
-    if (this.tailAt >= 0) { out.copyWithin(o, this.tailAt, this.tailAt + this.tail.length); o += this.tail.length; }
-    else o = put(out, o, this.tail);
-    this.pos = o;
+    this.pos = this.fileConst(o, this.tailAt, this.tail);
     return true;
   }
 
-  // ---- syslog's header, as parsers/syslog.ts parseSyslogHeader reads it -------------------------
+  // ---- syslog's header, as parsers/syslog.ts parseSyslog reads it ------------------------------
 
   /** [<PRI>] timestamp host [tag[pid]:] …; false for 5424 and for what the parser calls unparsed. */
   private header(b: Buffer, ls: number, le: number): boolean {
@@ -436,14 +445,14 @@ export class EventEncoder {
   private k3164Epoch = NaN;
   private readonly t3164 = { time: '' };
 
-  private time3164(b: Uint8Array, i: number, le: number): number {
+  private time3164(b: Buffer, i: number, le: number): number {
     const n = this.k3164Len;
     if (n > 0 && this.k3164Now === this.now.getTime() && i + n <= le) {
       let same = true;
       for (let k = 0; k < n && same; k++) same = b[i + k] === this.k3164[k];
       if (same) { this.epoch = this.k3164Epoch; return i + n; }
     }
-    const head = Buffer.from(b.buffer, b.byteOffset + i, Math.min(16, le - i)).toString('latin1');
+    const head = b.toString('latin1', i, Math.min(i + 16, le));
     const after = parse3164Time(head, 0, this.now, this.t3164);
     if (after < 0) return -1;
     this.k3164.set(b.subarray(i, i + after));
@@ -459,7 +468,7 @@ export class EventEncoder {
   private isoLen = 0;
 
   private putIso(out: Buffer, o: number, epoch: number): number {
-    const at = this.inCap + KEYS_BYTES;
+    const at = this.isoAt;
     let ms = epoch - this.isoSecond;
     if (!(ms >= 0 && ms < 1000)) {
       this.isoSecond = epoch - (((epoch % 1000) + 1000) % 1000);
@@ -467,8 +476,7 @@ export class EventEncoder {
       this.isoLen = out.write('","time":"' + iso.slice(0, iso.length - 4), at, 'latin1');
       ms = epoch - this.isoSecond;
     }
-    out.copyWithin(o, at, at + this.isoLen);
-    o += this.isoLen;
+    o = this.copyConst(o, at, this.isoLen);
     const h = (ms / 100) | 0;
     out[o] = 0x30 + h;
     put2(out, o + 1, ms - h * 100);

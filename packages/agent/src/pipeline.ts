@@ -210,9 +210,7 @@ class SinkRunner {
   push(json: string, ticket: Ticket, end: number): void {
     const n = this.bytesQ.write(json);
     this.events.push(n, ticket, end);
-    this.queuedBytes += n;
-    if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
-    else this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
+    this.enqueued(n);
   }
 
   /** Appends `count` events at once: their JSON lines, src[start, end), their sizes and end offsets in
@@ -222,9 +220,18 @@ class SinkRunner {
     for (let i = from; i < from + count; i++) {
       this.events.push(sizes[i]!, ticket, ends[i]!);
     }
-    this.queuedBytes += end - start;
+    this.enqueued(end - start);
+  }
+
+  /** After events were queued: a batch goes when one is full, else when batch_max_wait_ms is up. */
+  private enqueued(bytes: number): void {
+    this.queuedBytes += bytes;
     if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
-    else this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
+    else this.armTimer();
+  }
+
+  private armTimer(): void {
+    this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
   }
 
   /** Sends the next batch if none is in flight. */
@@ -251,7 +258,7 @@ class SinkRunner {
     }).finally(() => {
       this.inFlight = null;
       if (this.next !== null || this.uncut >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
-      else if (this.uncut > 0) this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
+      else if (this.uncut > 0) this.armTimer();
     });
   }
 
@@ -445,11 +452,10 @@ export class Pipeline {
     const syslog = s.parserName === 'syslog';
     const enc = this.encoder;
     enc.begin(now, tail.idHead, tail.bytes);
-    enc.lastTime = NaN;
     const sizes: number[] = [];
     const endOffs: number[] = [];
     let blockFrom = 0;
-    let lastTime: string | null = null;
+    let lastByEncoder = false; // else lineJson has set t.lastEventTime
     // The chunk is scanned a piece at a time: ≤ PIECE_BYTES of whole lines as one Latin-1 string
     // (a string of 512 KiB costs seven times as much to make), for secrets and for the bytes a JSON
     // string must escape (positions in the piece).
@@ -494,24 +500,26 @@ export class Pipeline {
       const need = enc.bound(le - ls);
       if (enc.pos + need > enc.out.length) { flush(); enc.reserve(need); }
       let p0 = enc.pos;
-      let filtered = false;
+      let kept = false; // the filter has passed the line
       let done = false;
       if (encodable && !secret && chunk.flags?.has(k) !== true) {
         if (s.filter) {
           const d = decodeLine(buf, ls, le);
-          filtered = !d.escaped && !s.filter(d.text);
+          if (!d.escaped) {
+            if (!s.filter(d.text)) { this.totals.eventsFiltered++; continue; }
+            kept = true;
+          }
         }
-        if (!filtered) done = enc.line(buf, ls, le > ls && buf[le - 1] === 0x0d ? le - 1 : le, base + ls, syslog, clean);
+        done = enc.line(buf, ls, le > ls && buf[le - 1] === 0x0d ? le - 1 : le, base + ls, syslog, clean);
       }
-      if (filtered) { this.totals.eventsFiltered++; continue; }
       if (!done) {
-        const json = this.lineJson(s, t, chunk, k, now, nowIso, tail.json);
+        const json = this.lineJson(s, t, chunk, k, now, nowIso, tail.json, kept);
         if (json === null) continue;
         if (enc.pos + json.length * 3 > enc.out.length) { flush(); enc.reserve(json.length * 3); }
         p0 = enc.pos;
         enc.pos += enc.out.write(json, enc.pos, 'utf8');
-        lastTime = t.lastEventTime;
       }
+      lastByEncoder = done;
       sizes.push(enc.pos - p0);
       endOffs.push(lineEndOffset(chunk, k));
       if (enc.pos - enc.start >= BLOCK_BYTES) flush();
@@ -519,7 +527,7 @@ export class Pipeline {
     flush();
     this.totals.linesRead += n;
     this.totals.eventsShipped += sizes.length;
-    if (sizes.length > 0) t.lastEventTime = !Number.isNaN(enc.lastTime) ? new Date(enc.lastTime).toISOString() : lastTime ?? now.toISOString();
+    if (lastByEncoder) t.lastEventTime = Number.isNaN(enc.lastTime) ? now.toISOString() : new Date(enc.lastTime).toISOString();
   }
 
   /** Line by line: any chunk that is not all ASCII. */
@@ -540,13 +548,13 @@ export class Pipeline {
   }
 
   /**
-   * The JSON line of line k of a chunk: decoded, filtered, redacted, parsed. null when the filter
-   * drops it (counted). Sets the tailer's lastEventTime.
+   * The JSON line of line k of a chunk: decoded, filtered (unless `kept`: the filter has passed it),
+   * redacted, parsed. null when the filter drops it (counted). Sets the tailer's lastEventTime.
    */
-  private lineJson(s: SourceRuntime, t: FileTailer, chunk: Chunk, k: number, now: Date, nowIso: string, tail: string): string | null {
+  private lineJson(s: SourceRuntime, t: FileTailer, chunk: Chunk, k: number, now: Date, nowIso: string, tail: string, kept = false): string | null {
     const offset = chunk.base + chunk.starts[k]!;
     const { text, escaped } = decodeLine(chunk.buf, chunk.starts[k]!, chunk.ends[k]!);
-    if (s.filter && !s.filter(text)) { this.totals.eventsFiltered++; return null; }
+    if (s.filter && !kept && !s.filter(text)) { this.totals.eventsFiltered++; return null; }
     const message = this.redact ? this.redact(text) : text;
     const parsed = s.parser(message, now);
     let flags = chunk.flags?.get(k) ?? null;

@@ -1,7 +1,9 @@
-// The shape check of guard.conf: schema.json (compiled by ajv at build time), every error turned into one sentence that
-// names the section and the key and says what was expected. What a schema cannot say (paths
+// The shape check of guard.conf: schema.json (compiled by ajv at build time), every error turned
+// into one sentence that names the section and the key and says what was expected. What a schema cannot say (paths
 // normalised, regexes compile, sinks exist, files readable) is checked in load.ts.
-import { config as compiledConfig } from './generated/validate';
+// Compiled at build time (scripts/gen-config-validator.mjs): no ajv and no schema compilation when
+// the agent starts.
+import { config as validate } from './generated/validate';
 import schemaJson from './schema.json';
 
 /** One thing wrong with the config; `section` as written in the file (`source.auth`), no brackets. */
@@ -134,12 +136,6 @@ function unknownTop(name: string, value: unknown): Problem[] {
   return [{ section: name, text: `unknown section${hint}` }];
 }
 
-// Compiled at build time (scripts/gen-config-validator.mjs): no ajv and no schema compilation when
-// the agent starts.
-function validator(): typeof compiledConfig {
-  return compiledConfig;
-}
-
 // [source.a.b] makes ini create a "source.a" holding nothing but "b".
 const isOnlyParent = (v: unknown): boolean => {
   const children = Object.values(asObject(v) ?? {});
@@ -150,7 +146,6 @@ const unescapePointer = (s: string): string => s.replace(/~1/g, '/').replace(/~0
 
 /** Every way `raw` (what ini.parse returned) departs from schema.json, one problem per key. */
 export function schemaProblems(raw: Record<string, unknown>): Problem[] {
-  const validate = validator();
   if (validate(raw)) return [];
   const problems: Problem[] = [];
   const seen = new Set<string>();

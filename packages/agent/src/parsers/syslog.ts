@@ -257,35 +257,15 @@ function tokenEnd(s: string, i: number): number {
   return k < 0 ? s.length : k;
 }
 
-/** What the header of a line says, in a holder reused from line to line (no object per line). */
-export interface SyslogHeader {
-  time: string;
-  hostname: string;
-  /** null when the line names no program. */
-  program: string | null;
-  /** -1 when none. */
-  pid: number;
-  /** <PRI>, -1 when none. */
-  pri: number;
-  /** RFC 5424 only: where its VERSION starts. */
-  at: number;
-}
-
-export function newSyslogHeader(): SyslogHeader {
-  return { time: '', hostname: '', program: null, pid: -1, pri: -1, at: 0 };
-}
-
 /**
  * `host tag[pid]: msg` at i (3164 and rsyslog's 3339 format). A tag is recognised only when it is
  * followed by `[pid]` or `:` — `host -- MARK --` is a message without a program. `prog[pid]` with
  * no colon (followed by a space or the end of the line) is also a tag.
  */
-function parseHostTagMessage(s: string, i: number, h: SyslogHeader): boolean {
-  h.program = null;
-  h.pid = -1;
+function parseHostTagMessage(s: string, i: number, fields: Record<string, unknown>): boolean {
   const hEnd = tokenEnd(s, i);
   if (hEnd === i) return false;
-  h.hostname = s.slice(i, hEnd);
+  fields.hostname = s.slice(i, hEnd);
   if (hEnd >= s.length) return true;
   const t = hEnd + 1;
   let j = t;
@@ -301,12 +281,12 @@ function parseHostTagMessage(s: string, i: number, h: SyslogHeader): boolean {
       k++;
       if (s.charCodeAt(k) === COLON) k++;
       if (k < n && s.charCodeAt(k) !== SPACE) return true; // `prog[1]x`: no tag, all of it is message
-      h.program = s.slice(t, j);
-      h.pid = pid;
+      fields.program = s.slice(t, j);
+      fields.pid = pid;
       return true;
     }
   } else if (j > t && c === COLON && j < n) {
-    h.program = s.slice(t, j);
+    fields.program = s.slice(t, j);
     return true;
   }
   return true;
@@ -415,65 +395,32 @@ function addPriority(fields: Record<string, unknown>, pri: number): void {
 
 // ---- the parser ---------------------------------------------------------------------------------
 
-/**
- * Reads the header of a line into h. Returns 1 when it is a 3164 or 3339 line (h filled), 0 when it
- * is not syslog (shipped unparsed), -1 when it is RFC 5424 (which parseSyslog handles).
- */
-export function parseSyslogHeader(message: string, now: Date, h: SyslogHeader): 1 | 0 | -1 {
+export const parseSyslog: Parser = (message, now) => {
   let i = 0;
-  h.pri = -1;
-  h.time = '';
+  let pri = -1;
   if (message.charCodeAt(0) === 0x3c) { // '<'
     let j = 1;
     let v = 0;
     let dd: number;
     while ((dd = digit(message, j)) >= 0 && j <= 3) { v = v * 10 + dd; j++; }
-    if (j === 1 || j > 4 || message.charCodeAt(j) !== 0x3e || v > 191) return 0;
-    h.pri = v;
+    if (j === 1 || j > 4 || message.charCodeAt(j) !== 0x3e || v > 191) return unparsed();
+    pri = v;
     i = j + 1;
     // RFC 5424: a version (1–2 digits) and a space right after the PRI.
     const v1 = digit(message, i);
     if (v1 > 0 && (message.charCodeAt(i + 1) === SPACE ||
         (digit(message, i + 1) >= 0 && message.charCodeAt(i + 2) === SPACE))) {
-      h.at = i;
-      return -1;
+      return parse5424(message, i, pri);
     }
   }
+  const tOut = { time: '' };
   const c = message.charCodeAt(i);
   let j: number;
-  if (c >= 0x30 && c <= 0x39) j = parse3339Time(message, i, h);
-  else j = parse3164Time(message, i, now, h);
-  if (j < 0 || message.charCodeAt(j) !== SPACE) return 0;
-  return parseHostTagMessage(message, j + 1, h) ? 1 : 0;
-}
-
-/** The fields of a parsed 3164/3339 header (the `fields` of its event). */
-function headerFields(h: SyslogHeader): Record<string, unknown> {
-  const fields: Record<string, unknown> = { hostname: h.hostname };
-  if (h.program !== null) {
-    fields.program = h.program;
-    if (h.pid >= 0) fields.pid = h.pid;
-  }
-  addPriority(fields, h.pri);
-  return fields;
-}
-
-/** JSON.stringify(headerFields(h)), written out: the pipeline's per-line path. */
-export function headerFieldsJson(h: SyslogHeader): string {
-  let out = '{"hostname":' + JSON.stringify(h.hostname);
-  if (h.program !== null) {
-    out += ',"program":' + JSON.stringify(h.program);
-    if (h.pid >= 0) out += ',"pid":' + h.pid;
-  }
-  if (h.pri >= 0) out += ',"priority":' + h.pri + ',"facility":"' + FACILITIES[h.pri >> 3]! + '","severity":"' + SEVERITIES[h.pri & 7]! + '"';
-  return out + '}';
-}
-
-const header = newSyslogHeader();
-
-export const parseSyslog: Parser = (message, now) => {
-  const r = parseSyslogHeader(message, now, header);
-  if (r === 0) return unparsed();
-  if (r < 0) return parse5424(message, header.at, header.pri);
-  return { time: header.time, fields: headerFields(header) };
+  if (c >= 0x30 && c <= 0x39) j = parse3339Time(message, i, tOut);
+  else j = parse3164Time(message, i, now, tOut);
+  if (j < 0 || message.charCodeAt(j) !== SPACE) return unparsed();
+  const fields: Record<string, unknown> = {};
+  if (!parseHostTagMessage(message, j + 1, fields)) return unparsed();
+  addPriority(fields, pri);
+  return { time: tOut.time, fields };
 };
