@@ -39,7 +39,7 @@ const TARGETS = { linesPerS: 300_000, rssMiB: 100, latencyP99Ms: 1000 };
 // ---- measuring a process from /proc ------------------------------------------------------------
 
 /** utime + stime of every thread of the process, in seconds. */
-function cpuSeconds(pid: number): number {
+function cpuSeconds(pid: number | string): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
@@ -55,6 +55,8 @@ function peakRssKiB(pid: number): number {
 class ProcSampler {
   cpuS = 0;
   rssKiB = 0;
+  /** CPU seconds by thread name (summed over threads of one name), as last sampled. */
+  threads = new Map<number, { name: string; cpuS: number }>();
   private readonly timer: NodeJS.Timeout;
   constructor(readonly pid: number) {
     this.timer = setInterval(() => this.sample(), 100);
@@ -63,6 +65,10 @@ class ProcSampler {
     try {
       this.cpuS = cpuSeconds(this.pid);
       this.rssKiB = Math.max(this.rssKiB, peakRssKiB(this.pid));
+      for (const tid of readdirSync(`/proc/${this.pid}/task`)) {
+        const name = readFileSync(`/proc/${this.pid}/task/${tid}/comm`, 'utf8').trim();
+        this.threads.set(Number(tid), { name, cpuS: cpuSeconds(`${this.pid}/task/${tid}`) });
+      }
     } catch { /* gone: keep the last figures */ }
   }
   stop(): void { this.sample(); clearInterval(this.timer); }
@@ -189,6 +195,14 @@ async function startAgentSide(w: World, name: string, config: string): Promise<{
 interface RunResult {
   run: string; lines: number; seconds: number; linesPerS: number; cpuS: number; usCpuPerLine: number; peakRssMiB: number;
   receiverCpuS: number; requests: number; wireMiB: number; duplicates: number; agentWarnings: number; sample: string;
+  /** CPU seconds by thread name ("node" is the main thread, "libuv-worker" the thread pool, "V8 …" V8's). */
+  threads?: Record<string, number>;
+}
+
+function byThread(s: ProcSampler): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const t of s.threads.values()) out[t.name] = round((out[t.name] ?? 0) + t.cpuS, 2);
+  return out;
 }
 
 function result(run: string, lines: number, t0: number, d: Done, cpuS: number, rssKiB: number, extra: Partial<RunResult> = {}): RunResult {
@@ -211,7 +225,7 @@ async function baselineRun(w: World): Promise<RunResult> {
     await shipper.stop();
     await rx.w.stop();
     const final = rx.w.lines.find((x) => x.event === 'final');
-    return result('simple shipper (http)', LINES, t0, d, s.cpuS, s.rssKiB, { duplicates: (final?.records ?? d.records) - LINES });
+    return result('simple shipper (http)', LINES, t0, d, s.cpuS, s.rssKiB, { duplicates: (final?.records ?? d.records) - LINES, threads: byThread(s) });
   } finally {
     await rx.w.stop();
   }
@@ -232,7 +246,7 @@ async function agentRun(w: World, name: string, label: string, tls: boolean, gzi
     const final = rx.w.lines.find((x) => x.event === 'final');
     const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
     for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
-    return result(label, LINES, side.t0, d, s.cpuS, s.rssKiB, { duplicates: (final?.records ?? d.records) - LINES, agentWarnings: warnings.length });
+    return result(label, LINES, side.t0, d, s.cpuS, s.rssKiB, { duplicates: (final?.records ?? d.records) - LINES, agentWarnings: warnings.length, threads: byThread(s) });
   } finally {
     await side?.agent.stop();
     await side?.helper.stop();
@@ -389,6 +403,11 @@ async function main(): Promise<void> {
       ...runs.map((r) => [r.run, r.lines.toLocaleString('en'), r.seconds.toFixed(2), r.linesPerS.toLocaleString('en'), r.cpuS.toFixed(2),
         r.usCpuPerLine.toFixed(2), r.peakRssMiB.toFixed(1), r.receiverCpuS.toFixed(2), String(r.requests), r.wireMiB.toFixed(1), String(r.duplicates)]),
     ]));
+    console.log('\nCPU s by thread (main thread "node", thread pool "libuv-worker", V8\'s helpers "V8 …"):');
+    for (const r of runs) {
+      const t = Object.entries(r.threads ?? {}).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
+      console.log(`  ${r.run}: ${t.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+    }
     if (latencies.length) {
       console.log('\n' + table([
         ['latency (append → receiver)', 'lines/s', 'lines', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'agent CPU %', 'start CPU s', 'RSS before MiB', 'peak RSS MiB'],

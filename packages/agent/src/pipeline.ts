@@ -451,7 +451,7 @@ export class Pipeline {
     const encodable = s.parserName === 'syslog' || s.parserName === 'plain';
     const syslog = s.parserName === 'syslog';
     const enc = this.encoder;
-    enc.begin(now, tail.idHead, tail.bytes);
+    enc.begin(now, tail.idHead, tail.bytes, buf);
     const sizes: number[] = [];
     const endOffs: number[] = [];
     let blockFrom = 0;

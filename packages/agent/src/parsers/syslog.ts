@@ -191,15 +191,14 @@ function parse3339Time(s: string, i: number, out: { time: string }): number {
   if (s.charCodeAt(j) === 0x2e) { // '.'
     j++;
     const fracStart = j;
-    let scale = 100;
     let dd: number;
     while ((dd = digit(s, j)) >= 0) {
-      ms += dd * scale; // digits beyond the third add 0 (scale < 1 is floored away below)
-      scale /= 10;
+      if (j - fracStart < 3) ms = ms * 10 + dd; // digits past the millisecond are cut, not rounded
       j++;
     }
-    if (j === fracStart) return -1;
-    ms = Math.floor(ms);
+    const n = j - fracStart;
+    if (n === 0) return -1;
+    if (n < 3) ms *= n === 1 ? 100 : 10;
   }
   let offMin: number;
   const z = s.charCodeAt(j);

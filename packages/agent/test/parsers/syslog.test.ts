@@ -50,6 +50,14 @@ describe('parseSyslog: Debian 12 (rsyslog high-precision RFC 3339) auth.log line
     assert.equal(e.time, '2024-02-29T01:00:00.000Z');
   });
 
+  test('digits past the millisecond are cut, never rounded up (not even 20 nines into the next second)', () => {
+    assert.equal(parseSyslog('2026-11-24T09:05:01.99999999999999999999+00:00 h p: a', NOW).time, '2026-11-24T09:05:01.999Z');
+    assert.equal(parseSyslog('2026-11-24T23:59:59.9999999999999999Z h p: b', NOW).time, '2026-11-24T23:59:59.999Z');
+    assert.equal(parseSyslog('2026-11-24T09:05:01.0019+00:00 h p: c', NOW).time, '2026-11-24T09:05:01.001Z');
+    assert.equal(parseSyslog('2026-11-24T09:05:01.5Z h p: d', NOW).time, '2026-11-24T09:05:01.500Z');
+    assert.equal(parseSyslog('2026-11-24T09:05:01.05Z h p: e', NOW).time, '2026-11-24T09:05:01.050Z');
+  });
+
   test('agrees with Date for a spread of timestamps', () => {
     for (let i = 0; i < 2000; i++) {
       const ms = Date.UTC(2020, 0, 1) + i * 7_654_321_987 % (9 * 365 * 86400000);
