@@ -40,9 +40,15 @@ const TARGETS = { linesPerS: 300_000, rssMiB: 100, latencyP99Ms: 1000 };
 
 /** utime + stime of every thread of the process, in seconds. */
 function cpuSeconds(pid: number | string): number {
+  const { user, sys } = cpuSplit(pid);
+  return user + sys;
+}
+
+/** utime and stime apart, in seconds. */
+function cpuSplit(pid: number | string): { user: number; sys: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK };
 }
 
 /** VmHWM (peak resident set) in KiB. */
@@ -54,6 +60,8 @@ function peakRssKiB(pid: number): number {
 /** Samples a process every 100 ms, so the figures survive its exit. */
 class ProcSampler {
   cpuS = 0;
+  /** Of cpuS, the time in the kernel. */
+  sysS = 0;
   rssKiB = 0;
   /** CPU seconds by thread name (summed over threads of one name), as last sampled. */
   threads = new Map<number, { name: string; cpuS: number }>();
@@ -63,7 +71,9 @@ class ProcSampler {
   }
   sample(): void {
     try {
-      this.cpuS = cpuSeconds(this.pid);
+      const { user, sys } = cpuSplit(this.pid);
+      this.cpuS = user + sys;
+      this.sysS = sys;
       this.rssKiB = Math.max(this.rssKiB, peakRssKiB(this.pid));
       for (const tid of readdirSync(`/proc/${this.pid}/task`)) {
         const name = readFileSync(`/proc/${this.pid}/task/${tid}/comm`, 'utf8').trim();
@@ -200,7 +210,7 @@ interface RunResult {
 }
 
 function byThread(s: ProcSampler): Record<string, number> {
-  const out: Record<string, number> = {};
+  const out: Record<string, number> = { 'in the kernel (all threads)': round(s.sysS, 2) };
   for (const t of s.threads.values()) out[t.name] = round((out[t.name] ?? 0) + t.cpuS, 2);
   return out;
 }
@@ -403,7 +413,7 @@ async function main(): Promise<void> {
       ...runs.map((r) => [r.run, r.lines.toLocaleString('en'), r.seconds.toFixed(2), r.linesPerS.toLocaleString('en'), r.cpuS.toFixed(2),
         r.usCpuPerLine.toFixed(2), r.peakRssMiB.toFixed(1), r.receiverCpuS.toFixed(2), String(r.requests), r.wireMiB.toFixed(1), String(r.duplicates)]),
     ]));
-    console.log('\nCPU s by thread (main thread "node", thread pool "libuv-worker", V8\'s helpers "V8 …"):');
+    console.log('\nCPU s by thread (main thread "node", thread pool "libuv-worker", V8\'s helpers "V8 …"), and of all of it, in the kernel:');
     for (const r of runs) {
       const t = Object.entries(r.threads ?? {}).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
       console.log(`  ${r.run}: ${t.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);

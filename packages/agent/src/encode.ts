@@ -54,22 +54,36 @@ function put(out: Uint8Array, o: number, src: Uint8Array): number {
   return o + n;
 }
 
+/** "00".."99", two bytes a number: putUint writes two digits a division. */
+const PAIRS = Uint8Array.from({ length: 200 }, (_, k) => 0x30 + ((k & 1) === 0 ? ((k >> 1) / 10) | 0 : (k >> 1) % 10));
+
 /** The decimal digits of a whole number ≥ 0 (a file offset, a pid). */
 function putUint(out: Uint8Array, o: number, n: number): number {
+  if (n > 0x7fffffff) return putBigUint(out, o, n);
+  let v = n | 0;
+  const len = v < 100000 ? (v < 100 ? (v < 10 ? 1 : 2) : v < 1000 ? 3 : v < 10000 ? 4 : 5)
+    : v < 10000000 ? (v < 1000000 ? 6 : 7) : v < 100000000 ? 8 : v < 1000000000 ? 9 : 10;
+  let k = o + len;
+  while (v >= 100) {
+    const q = (v / 100) | 0;
+    const r = (v - q * 100) << 1;
+    out[--k] = PAIRS[r + 1]!;
+    out[--k] = PAIRS[r]!;
+    v = q;
+  }
+  if (v >= 10) { out[--k] = PAIRS[(v << 1) + 1]!; out[--k] = PAIRS[v << 1]!; }
+  else out[--k] = 0x30 + v;
+  return o + len;
+}
+
+/** putUint past 2^31 (offsets of files over 2 GiB). */
+function putBigUint(out: Uint8Array, o: number, n: number): number {
   let len = 1;
   for (let p = 10; p <= n; p *= 10) len++;
-  if (n <= 0x7fffffff) {
-    for (let k = o + len - 1; k >= o; k--) {
-      const q = (n / 10) | 0;
-      out[k] = 0x30 + n - q * 10;
-      n = q;
-    }
-  } else {
-    for (let k = o + len - 1; k >= o; k--) {
-      const q = Math.floor(n / 10);
-      out[k] = 0x30 + (n - q * 10);
-      n = q;
-    }
+  for (let k = o + len - 1; k >= o; k--) {
+    const q = Math.floor(n / 10);
+    out[k] = 0x30 + (n - q * 10);
+    n = q;
   }
   return o + len;
 }
@@ -84,6 +98,8 @@ function put2(out: Uint8Array, o: number, n: number): void {
  *  TurboFan compiles to plain loads and stores: a 10- to 64-byte copy in 5-18 ns, where
  *  Uint8Array#copyWithin, a call into C++, costs 18 ns whatever the length. */
 const WORDS_MAX = 64;
+/** Uint8Array#copyWithin itself: a site that calls it is a direct call, not a property load. */
+const COPY_WITHIN = Uint8Array.prototype.copyWithin;
 
 /**
  * out.copyWithin(o, at, at + n), for ranges that do not overlap (o ≥ at + n or o + n ≤ at), where
@@ -92,7 +108,7 @@ const WORDS_MAX = 64;
  * patterns of the top two bytes); the encoder copies only ASCII this way, which is never a NaN.
  */
 export function copyBytes(out: Uint8Array, view: DataView<ArrayBufferLike>, o: number, at: number, n: number): number {
-  if (n > WORDS_MAX) { out.copyWithin(o, at, at + n); return o + n; }
+  if (n > WORDS_MAX) { COPY_WITHIN.call(out, o, at, at + n); return o + n; }
   let k = 0;
   for (; k + 8 <= n; k += 8) view.setFloat64(o + k, view.getFloat64(at + k, true), true);
   for (; k < n; k++) out[o + k] = out[at + k]!;
@@ -512,10 +528,11 @@ export class EventEncoder {
       rem = epoch - this.isoHour;
     }
     o = this.copyConst(o, at, this.isoLen);
-    const min = (rem / 60000) | 0;
-    rem -= min * 60000;
-    const sec = (rem / 1000) | 0;
-    const ms = rem - sec * 1000;
+    let r = rem | 0; // < 3,600,000: integer divisions by constants from here on
+    const min = (r / 60000) | 0;
+    r -= min * 60000;
+    const sec = (r / 1000) | 0;
+    const ms = r - sec * 1000;
     put2(out, o, min);
     out[o + 2] = COLON;
     put2(out, o + 3, sec);

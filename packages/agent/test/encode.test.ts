@@ -189,6 +189,16 @@ describe('EventEncoder writes what the string path writes', () => {
     const got = encode(enc, Buffer.from(lines[0]!), 2 ** 45 + 7, true);
     assert.equal(got, reference(Buffer.from(lines[0]!), 2 ** 45 + 7, true));
   });
+
+  test('offsets and pids of every length, at each power of ten and either side of it', () => {
+    const enc = encoder(true);
+    const numbers = [0, 1, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 53 - 1];
+    for (let p = 10; p <= 1e15; p *= 10) numbers.push(p - 1, p, p + 1);
+    for (const n of numbers) {
+      const line = Buffer.from(`Nov 24 09:05:01 web1 sshd[${n}]: pid ${n}`);
+      assert.equal(encode(enc, line, n, true), reference(line, n, true), `offset and pid ${n}`);
+    }
+  });
 });
 
 describe('copyBytes', () => {
