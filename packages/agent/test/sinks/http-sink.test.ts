@@ -296,6 +296,21 @@ describe('HttpSink: retries', () => {
     assert.equal(srv.requests.length, 1);
   });
 
+  test('abort while a request is in flight (the server does not answer) rejects promptly, with no retry', async () => {
+    const srv = await server();
+    srv.respond = () => 'hang';
+    const { sink: s } = sink(httpConfig({ url: srv.url, timeoutMs: 600_000 }));
+    const ac = new AbortController();
+    const p = s.send(makeBatch(), ac.signal);
+    await waitFor(() => srv.requests.length === 1, 20_000, 'the request at the server');
+    const t0 = performance.now();
+    ac.abort();
+    await assert.rejects(p, { name: 'AbortError' });
+    assert.ok(performance.now() - t0 < 5000, 'far below timeout_ms');
+    assert.equal(s.status().retries, 0);
+    assert.equal(srv.requests.length, 1);
+  });
+
   test('an already aborted signal rejects at once without a request', async () => {
     const srv = await server();
     const { sink: s } = sink(httpConfig({ url: srv.url }));

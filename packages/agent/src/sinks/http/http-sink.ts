@@ -25,6 +25,7 @@ export const Pool = require('undici/lib/dispatcher/pool') as typeof UndiciPool;
 type Pool = UndiciPool;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const poolRequest = require('undici/lib/api/api-request') as UndiciPool['request'];
+import { EventEmitter } from 'node:events';
 import type { Batch, SendOutcome, Sink, SinkStatus } from '../../event';
 import type { HttpSinkConfig } from '../../config/types';
 import { writeDeadLetter } from '../dead-letter';
@@ -103,6 +104,22 @@ function parseToken(raw: string, path: string): string {
   // A token goes into a header: a line break in it would be header injection, not a token.
   if (/[\0-\x1f\x7f]/.test(token)) throw new SinkError('GUARD_HTTP_TOKEN_INVALID', `token_file ${path} holds control characters`);
   return token;
+}
+
+/**
+ * One attempt's abort signal as undici takes one: an EventEmitter with `aborted` and `reason`
+ * (undici listens with once('abort')). An AbortController costs ~4 µs a request in Node 20 (its
+ * signal is made lazily, and EventTarget listeners are slow); this costs a tenth of that.
+ */
+class AttemptSignal extends EventEmitter {
+  aborted = false;
+  reason: unknown = undefined;
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.emit('abort');
+  }
 }
 
 export class HttpSink implements Sink {
@@ -270,7 +287,7 @@ export class HttpSink implements Sink {
 
     // One deadline for the whole exchange (connect, upload, headers, body); the caller's signal
     // ends it at once too.
-    const attempt = new AbortController();
+    const attempt = new AttemptSignal();
     // Made when it fires, not per attempt: an Error captures a stack trace (~30 µs a batch).
     let timeout: SinkError | undefined;
     const timer = setTimeout(() => {
@@ -280,7 +297,7 @@ export class HttpSink implements Sink {
     const onAbort = (): void => attempt.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const res = await poolRequest.call(this.pool, { method: 'POST', path: this.requestPath, headers, body, signal: attempt.signal });
+      const res = await poolRequest.call(this.pool, { method: 'POST', path: this.requestPath, headers, body, signal: attempt });
       const status = res.statusCode;
       if (status >= 200 && status < 300) {
         await res.body.dump({ limit: RESPONSE_DRAIN_LIMIT }).catch(() => undefined);
@@ -296,7 +313,7 @@ export class HttpSink implements Sink {
       return { kind: 'retry', error, status, retryAfterMs };
     } catch (err) {
       if (signal.aborted) throw new SinkAbortError(signal.reason);
-      const error = timeout !== undefined && attempt.signal.aborted && attempt.signal.reason === timeout ? timeout : (err as Error);
+      const error = timeout !== undefined && attempt.aborted && attempt.reason === timeout ? timeout : (err as Error);
       return { kind: 'retry', error, status: null, retryAfterMs: null };
     } finally {
       clearTimeout(timer);
