@@ -194,6 +194,9 @@ export class EventEncoder {
   /** Where idHead and tail are in the constants, -1 when they did not fit. */
   private idHeadAt = -1;
   private tailAt = -1;
+  /** line() writes the next event's idHead after each event's tail (one copy): where it did, while
+   *  nothing else has been written since (clear(), putString(), begin() and layout() forget it). */
+  private headAt = -1;
 
   // The header of the line being encoded.
   private epoch = 0;
@@ -230,13 +233,15 @@ export class EventEncoder {
     if (this.src) this.srcAt = this.offsetIn(this.src); // -1 now: the chunk is in the old buffer
   }
 
+  /** The file's tail and idHead, in this order: the end of an event and the start of the next are
+   *  one copy. */
   private placeFileConstants(): void {
-    let at = this.fileAt;
-    const fits = this.idHead.length + this.tail.length <= FILE_CONSTANTS;
-    this.idHeadAt = fits ? at : -1;
-    if (fits) { this.out.set(this.idHead, at); at += this.idHead.length; }
+    const at = this.fileAt;
+    const fits = this.tail.length + this.idHead.length <= FILE_CONSTANTS;
     this.tailAt = fits ? at : -1;
-    if (fits) this.out.set(this.tail, at);
+    this.idHeadAt = fits ? at + this.tail.length : -1;
+    if (fits) { this.out.set(this.tail, at); this.out.set(this.idHead, this.idHeadAt); }
+    this.headAt = -1;
   }
 
   /** The buffer to read `size` bytes into: the input area (grown when needed). Its bytes stay put
@@ -259,6 +264,7 @@ export class EventEncoder {
     this.now = now;
     this.lastTime = NaN;
     this.nowJson = ascii(JSON.stringify(now.toISOString()));
+    this.headAt = -1;
     if (idHead !== this.idHead || tail !== this.tail) {
       this.idHead = idHead;
       this.tail = tail;
@@ -268,7 +274,19 @@ export class EventEncoder {
 
   /** Bytes that are enough for the event of a line of `lineBytes` bytes. */
   bound(lineBytes: number): number {
-    return this.idHead.length + this.tail.length + 4 * lineBytes + 256;
+    return 2 * this.idHead.length + this.tail.length + 4 * lineBytes + 256; // idHead: this event's and the next's
+  }
+
+  /** Forgets the events written (they have been handed on): the next is written at start. */
+  clear(): void {
+    this.pos = this.start;
+    this.headAt = -1;
+  }
+
+  /** Writes an event the string path made (UTF-8) at pos; reserve(3 * json.length) first. */
+  putString(json: string): void {
+    this.pos += this.out.write(json, this.pos, 'utf8');
+    this.headAt = -1;
   }
 
   // The host name of the line before and the constant made of it (one copy where there were three).
@@ -330,7 +348,7 @@ export class EventEncoder {
     if (syslog && !this.header(src, ls, le)) return false;
     const out = this.out;
     const at = src === this.src ? this.srcAt : this.offsetIn(src);
-    let o = this.fileConst(this.pos, this.idHeadAt, this.idHead);
+    let o = this.pos === this.headAt ? this.pos + this.idHead.length : this.fileConst(this.pos, this.idHeadAt, this.idHead);
     const digits = o;
     o = putUint(out, o, offset);
     const digitsEnd = o;
@@ -374,7 +392,12 @@ export class EventEncoder {
     } else {
       out[o++] = 0x22;
     }
-    this.pos = this.fileConst(o, this.tailAt, this.tail);
+    if (this.tailAt >= 0) { // the tail and the next event's idHead
+      this.pos = this.copyConst(o, this.tailAt, this.tail.length + this.idHead.length) - this.idHead.length;
+      this.headAt = this.pos;
+    } else {
+      this.pos = put(out, o, this.tail);
+    }
     return true;
   }
 

@@ -470,7 +470,7 @@ export class Pipeline {
       ticket.remaining += fanout * count;
       for (const r of s.runners) r.pushBytes(enc.out, enc.start, enc.pos, sizes, endOffs, blockFrom, count, ticket);
       blockFrom = sizes.length;
-      enc.pos = enc.start;
+      enc.clear();
     };
     for (let k = 0; k < n; k++) {
       if (k === pieceEnd) {
@@ -517,7 +517,7 @@ export class Pipeline {
         if (json === null) continue;
         if (enc.pos + json.length * 3 > enc.out.length) { flush(); enc.reserve(json.length * 3); }
         p0 = enc.pos;
-        enc.pos += enc.out.write(json, enc.pos, 'utf8');
+        enc.putString(json);
       }
       lastByEncoder = done;
       sizes.push(enc.pos - p0);

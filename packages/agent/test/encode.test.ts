@@ -14,17 +14,17 @@ const NOW = new Date(2026, 10, 24, 12, 0, 0);
 const KEY = '65024.16638017.de351fd6';
 const TAIL = { source: 'auth', path: '/var/log/auth.log', host: 'web-01', parser: 'syslog', tags: ['prod'] };
 
-function reference(line: Buffer, offset: number, syslog: boolean): string {
+function reference(line: Buffer, offset: number, syslog: boolean, key = KEY, tail: Record<string, unknown> = TAIL): string {
   let end = line.length;
   if (end > 0 && line[end - 1] === 0x0d) end--;
   const { text, escaped } = decodeLine(line, 0, line.length);
   assert.equal(escaped, false, 'only lines decodeLine leaves alone can be encoded');
   assert.equal(text, line.toString('latin1', 0, end));
   const p = (syslog ? parseSyslog : parsePlain)(text, NOW);
-  const ev: Record<string, unknown> = { id: `${KEY}:${offset}`, time: p.time ?? NOW.toISOString(), offset, message: text };
+  const ev: Record<string, unknown> = { id: `${key}:${offset}`, time: p.time ?? NOW.toISOString(), offset, message: text };
   if (p.fields) ev.fields = p.fields;
   if (p.flags) ev.flags = p.flags;
-  return JSON.stringify({ ...ev, ...TAIL, parser: syslog ? 'syslog' : 'plain' }) + '\n';
+  return JSON.stringify({ ...ev, ...tail, parser: syslog ? 'syslog' : 'plain' }) + '\n';
 }
 
 function encoder(syslog: boolean): EventEncoder {
@@ -54,7 +54,7 @@ function encode(enc: EventEncoder, line: Buffer, offset: number, syslog: boolean
     begins.get(enc)!(w % 2 === 0 ? buf : undefined); // the input area told to begin(); the other buffer not
     let le = 2 + line.length;
     if (le > 2 && buf[le - 1] === 0x0d) le--;
-    enc.pos = enc.start;
+    enc.clear();
     enc.reserve(enc.bound(line.length));
     if (!enc.line(buf, 2, le, offset, syslog, cleanArg)) {
       assert.equal(enc.pos, enc.start, 'a declined line writes nothing');
@@ -88,6 +88,34 @@ function prng(seed: number): () => number {
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Syslog-ish lines of every kind the encoder meets: zones, fractions, 3164, PRI, odd hosts and tags, quotes, tabs, CR. */
+function generatedLines(r: () => number, count: number): string[] {
+  const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
+  const n = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+  const p2 = (x: number) => String(x).padStart(2, '0');
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const bodyChars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :;=/.,-_[]()"\\\t\'{}<>@#';
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) {
+    let ts: string;
+    if (r() < 0.6) {
+      const zone = pick(['Z', '+00:00', '-00:00', '+01:00', '-05:30', '+14:00', 'z']);
+      const frac = pick(['', '.1', '.12', '.123', '.123456', '.999999999']);
+      ts = `${n(1970, 2100)}-${p2(n(1, 12))}-${p2(n(1, 31))}${pick(['T', 't'])}${p2(n(0, 24))}:${p2(n(0, 59))}:${p2(n(0, 60))}${frac}${zone}`;
+    } else {
+      const d = n(1, 31);
+      ts = `${pick(months)} ${pick([p2(d), String(d).padStart(2, ' '), String(d)])} ${p2(n(0, 23))}:${p2(n(0, 59))}:${p2(n(0, 60))}`;
+    }
+    const pri = r() < 0.2 ? `<${n(0, 200)}>` : '';
+    const host = pick(['web-01', 'db', 'h"q', 'x\\y', '']);
+    const prog = pick(['sshd[1234]:', 'sudo:', 'CRON[77]:', 'systemd-logind[1]:', 'kernel:', 'prog[1]x', 'prog[]:', '--', 'p[123]', '']);
+    let body = '';
+    for (let k = n(0, 60); k > 0; k--) body += bodyChars[Math.floor(r() * bodyChars.length)];
+    lines.push(`${pri}${ts}${r() < 0.05 ? '  ' : ' '}${host} ${prog} ${body}${r() < 0.05 ? '\r' : ''}`);
+  }
+  return lines;
 }
 
 describe('EventEncoder writes what the string path writes', () => {
@@ -150,32 +178,75 @@ describe('EventEncoder writes what the string path writes', () => {
   });
 
   test('100,000 generated syslog lines: identical bytes for every accepted line', () => {
-    const r = prng(0x5eed);
-    const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
-    const n = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
-    const p2 = (x: number) => String(x).padStart(2, '0');
-    const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-    const bodyChars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :;=/.,-_[]()"\\\t\'{}<>@#';
-    const lines: string[] = [];
-    for (let i = 0; i < 100_000; i++) {
-      let ts: string;
-      if (r() < 0.6) {
-        const zone = pick(['Z', '+00:00', '-00:00', '+01:00', '-05:30', '+14:00', 'z']);
-        const frac = pick(['', '.1', '.12', '.123', '.123456', '.999999999']);
-        ts = `${n(1970, 2100)}-${p2(n(1, 12))}-${p2(n(1, 31))}${pick(['T', 't'])}${p2(n(0, 24))}:${p2(n(0, 59))}:${p2(n(0, 60))}${frac}${zone}`;
-      } else {
-        const d = n(1, 31);
-        ts = `${pick(months)} ${pick([p2(d), String(d).padStart(2, ' '), String(d)])} ${p2(n(0, 23))}:${p2(n(0, 59))}:${p2(n(0, 60))}`;
-      }
-      const pri = r() < 0.2 ? `<${n(0, 200)}>` : '';
-      const host = pick(['web-01', 'db', 'h"q', 'x\\y', '']);
-      const prog = pick(['sshd[1234]:', 'sudo:', 'CRON[77]:', 'systemd-logind[1]:', 'kernel:', 'prog[1]x', 'prog[]:', '--', 'p[123]', '']);
-      let body = '';
-      for (let k = n(0, 60); k > 0; k--) body += bodyChars[Math.floor(r() * bodyChars.length)];
-      lines.push(`${pri}${ts}${r() < 0.05 ? '  ' : ' '}${host} ${prog} ${body}${r() < 0.05 ? '\r' : ''}`);
-    }
+    const lines = generatedLines(prng(0x5eed), 100_000);
     const { accepted } = check(lines, true);
     assert.ok(accepted > 50_000, `most generated lines are accepted (${accepted})`);
+  });
+
+  test('20,000 generated lines in a row, as the pipeline writes them: declined ones by the string path, flushes and file changes between', () => {
+    const r = prng(0xfeed);
+    const lines = generatedLines(r, 20_000).map((l) => Buffer.from(l, 'latin1'));
+    const files = [
+      { key: KEY, tail: TAIL },
+      { key: '1.2.3', tail: { source: 'other', path: '/var/log/syslog', host: 'web-01', parser: 'syslog' } },
+    ].map((f) => ({ ...f, head: Buffer.from(`{"id":"${f.key}:`, 'latin1'), tailBytes: Buffer.from(JSON.stringify({ ...f.tail, parser: 'syslog' }).replace(/^\{/, ',') + '\n', 'latin1') }));
+    const enc = new EventEncoder();
+    const input = Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\n')]));
+    const buf = enc.input(input.length);
+    input.copy(buf);
+    let file = files[0]!;
+    enc.begin(NOW, file.head, file.tailBytes, buf);
+    let got = '';
+    let want = '';
+    let declined = 0;
+    let at = 0;
+    for (const line of lines) {
+      const ls = at;
+      at += line.length + 1;
+      let le = ls + line.length;
+      if (le > ls && buf[le - 1] === 0x0d) le--;
+      const { text } = decodeLine(buf, ls, ls + line.length);
+      const clean = isAscii(line) && !/["\\\x00-\x09\x0b-\x1f\x7f]/.test(text);
+      const expected = reference(line, ls, true, file.key, file.tail);
+      want += expected;
+      enc.reserve(enc.bound(line.length) + 3 * expected.length);
+      if (!enc.line(buf, ls, le, ls, true, clean)) {
+        declined++;
+        enc.putString(expected); // what the pipeline's string path writes there
+      }
+      const x = r();
+      if (x < 0.03 || enc.pos - enc.start > 1 << 16) { // a block handed to the sinks
+        got += enc.out.toString('latin1', enc.start, enc.pos);
+        enc.clear();
+        if (x < 0.01) { // the next chunk is of another file
+          file = files[file === files[0] ? 1 : 0]!;
+          enc.begin(NOW, file.head, file.tailBytes, buf);
+        }
+      }
+    }
+    got += enc.out.toString('latin1', enc.start, enc.pos);
+    assert.ok(declined > 1000 && declined < lines.length / 2, `some lines went the string way (${declined})`);
+    assert.equal(Buffer.from(got, 'latin1').toString('utf8'), want);
+  });
+
+  test('an event written after others were, by the string path or over cleared ones, starts with its own id head', () => {
+    const enc = encoder(true);
+    const l1 = Buffer.from('Nov 24 09:05:01 web1 sshd[1]: first');
+    const l2 = Buffer.from('Nov 24 09:05:02 web1 sshd[2]: second');
+    const buf = enc.input(l1.length + l2.length + 2);
+    Buffer.concat([l1, Buffer.from('\n'), l2, Buffer.from('\n')]).copy(buf);
+    begins.get(enc)!(buf);
+    enc.reserve(1 << 16);
+    assert.ok(enc.line(buf, 0, l1.length, 0, true, true));
+    const len1 = enc.pos - enc.start; // the next event's id head is written past here already
+    enc.putString('x'.repeat(200)); // … and overwritten
+    enc.clear();
+    enc.putString('y'.repeat(len1)); // the next event starts where the first one's id head was
+    assert.ok(enc.line(buf, l1.length + 1, l1.length + 1 + l2.length, 99, true, true));
+    assert.equal(enc.out.toString('latin1', enc.start + len1, enc.pos), reference(l2, 99, true));
+    enc.clear(); // and after a clear, where the first event itself was
+    assert.ok(enc.line(buf, l1.length + 1, l1.length + 1 + l2.length, 99, true, true));
+    assert.equal(enc.out.toString('latin1', enc.start, enc.pos), reference(l2, 99, true));
   });
 
   test('plain: every printable line is accepted and identical', () => {
