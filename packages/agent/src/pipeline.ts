@@ -330,6 +330,9 @@ export class Pipeline {
   private pumping = false;
   private stopped = false;
   paused = false;
+  /** Pauses since the last one logged at info level, and when that was. */
+  private pauses = 0;
+  private pauseLoggedAt = -Infinity;
   private readonly sourceByName = new Map<string, SourceRuntime>();
 
   constructor(private readonly cfg: AgentConfig, sinks: Map<string, Sink>, link: HelperLink,
@@ -415,8 +418,23 @@ export class Pipeline {
   private updatePaused(): boolean {
     const q = this.queuedBytes;
     const max = this.cfg.agent.maxBufferBytes;
-    if (!this.paused && q > max) { this.paused = true; this.log.info({ queuedBytes: q }, 'sinks are behind: pausing reads'); }
-    else if (this.paused && q < max / 2) { this.paused = false; this.log.info({ queuedBytes: q }, 'resuming reads'); }
+    if (!this.paused && q > max) {
+      this.paused = true;
+      this.pauses++;
+      // Catching up on a backlog pauses and resumes every few batches: each is a debug line, and an
+      // info line at most once a minute says how often it happened (status shows `paused` live).
+      const now = Date.now();
+      if (now - this.pauseLoggedAt >= 60_000) {
+        this.log.info({ queuedBytes: q, pauses: this.pauses }, 'sinks are behind: pausing reads (this line at most once a minute; pauses counts since the last)');
+        this.pauseLoggedAt = now;
+        this.pauses = 0;
+      } else {
+        this.log.debug({ queuedBytes: q }, 'sinks are behind: pausing reads');
+      }
+    } else if (this.paused && q < max / 2) {
+      this.paused = false;
+      this.log.debug({ queuedBytes: q }, 'resuming reads');
+    }
     return this.paused;
   }
 
