@@ -47,6 +47,13 @@ function two(b: Uint8Array, i: number): number {
   return x < 0 || y < 0 ? -1 : x * 10 + y;
 }
 
+/** two() where b[i] and b[i + 1] are known to exist: `>>> 0` makes a byte below '0' a large number. */
+function twoIn(b: Uint8Array, i: number): number {
+  const x = b[i]! - 0x30;
+  const y = b[i + 1]! - 0x30;
+  return (x >>> 0) > 9 || (y >>> 0) > 9 ? -1 : x * 10 + y;
+}
+
 function put(out: Uint8Array, o: number, src: Uint8Array): number {
   const n = src.length;
   if (n > 24) { out.set(src, o); return o + n; }
@@ -419,7 +426,7 @@ export class EventEncoder {
       if (v1 > 0 && (b[i + 1] === SPACE || (digit(b, i + 1) >= 0 && b[i + 2] === SPACE))) return false; // RFC 5424
     }
     const c = b[i]!;
-    const j = c >= 0x30 && c <= 0x39 ? this.time3339(b, i) : this.time3164(b, i, le);
+    const j = c >= 0x30 && c <= 0x39 ? this.time3339(b, i, le) : this.time3164(b, i, le);
     if (j < 0 || j >= le || b[j] !== SPACE) return false;
     return this.hostTag(b, j + 1, le);
   }
@@ -460,18 +467,21 @@ export class EventEncoder {
   // RFC 3339: the same checks and the same UTC-hour cache as parse3339Time.
   private cY = -1; private cMo = -1; private cD = -1; private cH = -1; private cOff = 0; private cBase = 0;
 
-  private time3339(b: Uint8Array, i: number): number {
-    const y1 = two(b, i);
-    const y2 = two(b, i + 2);
+  private time3339(b: Uint8Array, i: number, le: number): number {
+    // The shortest timestamp, `YYYY-MM-DDTHH:MM:SSZ`, must be followed by a space before le (header
+    // checks that): so bytes i … i + 19 are the line's, and the fixed fields are read unchecked.
+    if (i + 20 >= le) return -1;
+    const y1 = twoIn(b, i);
+    const y2 = twoIn(b, i + 2);
     if (y1 < 0 || y2 < 0 || b[i + 4] !== DASH || b[i + 7] !== DASH) return -1;
     const t = b[i + 10];
     if ((t !== 0x54 && t !== 0x74) || b[i + 13] !== COLON || b[i + 16] !== COLON) return -1;
     const year = y1 * 100 + y2;
-    const mo = two(b, i + 5);
-    const d = two(b, i + 8);
-    const h = two(b, i + 11);
-    const mi = two(b, i + 14);
-    let sec = two(b, i + 17);
+    const mo = twoIn(b, i + 5);
+    const d = twoIn(b, i + 8);
+    const h = twoIn(b, i + 11);
+    const mi = twoIn(b, i + 14);
+    let sec = twoIn(b, i + 17);
     if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth(year, mo - 1)) return -1;
     if (h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60) return -1;
     if (sec === 60) sec = 59;

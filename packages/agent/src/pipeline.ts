@@ -214,10 +214,10 @@ class SinkRunner {
   }
 
   /** Appends `count` events at once: their JSON lines, src[start, end), their sizes and end offsets in
-   *  `sizes`/`ends` from index `from`. */
-  pushBytes(src: Buffer, start: number, end: number, sizes: number[], ends: number[], from: number, count: number, ticket: Ticket): void {
+   *  sizes[0, count) and ends[0, count). */
+  pushBytes(src: Buffer, start: number, end: number, sizes: Float64Array, ends: Float64Array, count: number, ticket: Ticket): void {
     this.bytesQ.writeBytes(src, start, end);
-    for (let i = from; i < from + count; i++) {
+    for (let i = 0; i < count; i++) {
       this.events.push(sizes[i]!, ticket, ends[i]!);
     }
     this.enqueued(end - start);
@@ -470,9 +470,9 @@ export class Pipeline {
     const syslog = s.parserName === 'syslog';
     const enc = this.encoder;
     enc.begin(now, tail.idHead, tail.bytes, buf);
-    const sizes: number[] = [];
-    const endOffs: number[] = [];
-    let blockFrom = 0;
+    // The events of the block being written: their sizes and the file offsets past their lines.
+    let count = 0;
+    let shipped = 0;
     let lastByEncoder = false; // else lineJson has set t.lastEventTime
     // The chunk is scanned a piece at a time: ≤ PIECE_BYTES of whole lines as one Latin-1 string
     // (a string of 512 KiB costs seven times as much to make), for secrets and for the bytes a JSON
@@ -483,11 +483,11 @@ export class Pipeline {
     let pieceStart = 0;
     let si = 0;
     const flush = (): void => {
-      const count = sizes.length - blockFrom;
       if (count === 0) return;
       ticket.remaining += fanout * count;
-      for (const r of s.runners) r.pushBytes(enc.out, enc.start, enc.pos, sizes, endOffs, blockFrom, count, ticket);
-      blockFrom = sizes.length;
+      for (const r of s.runners) r.pushBytes(enc.out, enc.start, enc.pos, this.blockSizes, this.blockEnds, count, ticket);
+      shipped += count;
+      count = 0;
       enc.clear();
     };
     for (let k = 0; k < n; k++) {
@@ -538,13 +538,15 @@ export class Pipeline {
         enc.putString(json);
       }
       lastByEncoder = done;
-      sizes.push(enc.pos - p0);
-      endOffs.push(lineEndOffset(chunk, k));
+      if (count === this.blockSizes.length) this.growBlock();
+      this.blockSizes[count] = enc.pos - p0;
+      this.blockEnds[count] = lineEndOffset(chunk, k);
+      count++;
       if (enc.pos - enc.start >= BLOCK_BYTES) flush();
     }
     flush();
     this.totals.linesRead += n;
-    this.totals.eventsShipped += sizes.length;
+    this.totals.eventsShipped += shipped;
     if (lastByEncoder) t.lastEventTime = Number.isNaN(enc.lastTime) ? now.toISOString() : new Date(enc.lastTime).toISOString();
   }
 
@@ -587,6 +589,17 @@ export class Pipeline {
   }
 
   private readonly encoder: EventEncoder;
+  /** processAscii's block of events: sizes and end offsets (kept, not made per chunk). */
+  private blockSizes = new Float64Array(1024);
+  private blockEnds = new Float64Array(1024);
+  private growBlock(): void {
+    const sizes = new Float64Array(this.blockSizes.length * 2);
+    const ends = new Float64Array(this.blockEnds.length * 2);
+    sizes.set(this.blockSizes);
+    ends.set(this.blockEnds);
+    this.blockSizes = sizes;
+    this.blockEnds = ends;
+  }
   /** Per line of the piece processAscii is on: 1 when it holds a byte JSON must escape. */
   private dirty = new Uint8Array(1024);
   private readonly tails = new WeakMap<FileTailer, FileTail>();
