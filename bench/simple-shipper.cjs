@@ -5,16 +5,27 @@
 //   node simple-shipper.cjs FILE URL
 // When the last batch is acknowledged it says so on stdout and stays alive until SIGTERM, so the
 // bench can read its CPU time and peak RSS from /proc like the agent's.
-const { createReadStream } = require('node:fs');
+//   node simple-shipper.cjs FILE URL [--ca CA.pem] [--gzip]
+// --ca and --gzip make the like-for-like baseline of guard's https+gzip run: TLS with that CA, each
+// batch gzipped (zlib's gzip on the thread pool, level 1, as guard compresses).
+const { createReadStream, readFileSync } = require('node:fs');
+const { promisify } = require('node:util');
+const zlib = require('node:zlib');
 const { Pool } = require('undici');
 
-const [file, url] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const [file, url] = args;
+const ca = args.includes('--ca') ? readFileSync(args[args.indexOf('--ca') + 1]) : undefined;
+const gzip = args.includes('--gzip') ? promisify(zlib.gzip) : null;
 const target = new URL(url);
-const pool = new Pool(target.origin, { connections: 1 });
+const pool = new Pool(target.origin, { connections: 1, ...(ca ? { connect: { ca } } : {}) });
 
 async function post(batch) {
+  const text = batch.join('\n') + '\n';
   const { statusCode, body } = await pool.request({
-    path: target.pathname, method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: batch.join('\n') + '\n',
+    path: target.pathname, method: 'POST',
+    headers: { 'content-type': 'application/x-ndjson', ...(gzip ? { 'content-encoding': 'gzip' } : {}) },
+    body: gzip ? await gzip(text, { level: 1 }) : text,
   });
   await body.dump();
   if (statusCode !== 200) throw new Error(`receiver answered ${statusCode}`);

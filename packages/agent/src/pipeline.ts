@@ -25,6 +25,10 @@ const BLOCK_BYTES = 64 * 1024;
 /** What every event of one file ends with, and its id starts with; `ascii` when both are. */
 interface FileTail { json: string; ascii: boolean; bytes: Buffer; idHead: Buffer }
 const NON_ASCII = /[^\x00-\x7f]/;
+/** Full batches a sink that prepares ahead (compresses) gets while one is in flight. Only one is
+ *  ever sent at a time: a kill re-sends at most that one. */
+const AHEAD = 2;
+
 /** Lines of a chunk scanned at a time (processAscii). */
 const PIECE_BYTES = 64 * 1024;
 /** The bytes a JSON string cannot hold as they are (or that send a line to decodeLine), but the
@@ -205,7 +209,11 @@ class SinkRunner {
   /** Events not yet cut into a batch. */
   private get uncut(): number { return this.events.length; }
   /** Events not yet handed to the sink (a batch cut ahead included). */
-  get queuedEvents(): number { return this.uncut + (this.next?.batch.events ?? 0); }
+  get queuedEvents(): number {
+    let n = this.uncut;
+    for (const b of this.ahead) n += b.batch.events;
+    return n;
+  }
 
   push(json: string, ticket: Ticket, end: number): void {
     const n = this.bytesQ.write(json);
@@ -238,15 +246,17 @@ class SinkRunner {
   kick(): void {
     if (this.signal.aborted) return;
     if (this.inFlight) {
-      // One full batch cut ahead, so that the sink gets it ready (compresses it) meanwhile.
-      if (this.next === null && this.sink.preparesAhead === true) {
-        this.next = this.cut(true);
-        if (this.next) this.sink.prepare?.(this.next.batch);
+      // Full batches cut ahead, so that the sink gets them ready (compresses them) meanwhile: with
+      // two, compressing is off the path from one answer to the next request.
+      while (this.ahead.length < AHEAD && this.sink.preparesAhead === true) {
+        const next = this.cut(true);
+        if (next === null) break;
+        this.ahead.push(next);
+        this.sink.prepare?.(next.batch);
       }
       return;
     }
-    const b = this.next ?? this.cut(false);
-    this.next = null;
+    const b = this.ahead.shift() ?? this.cut(false);
     if (b === null) return;
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     const { batch, tickets, ends } = b;
@@ -257,13 +267,13 @@ class SinkRunner {
       if (!this.signal.aborted) this.log.error({ sink: this.sink.name, err: e.message }, 'sink failed a batch unexpectedly; it will be re-read');
     }).finally(() => {
       this.inFlight = null;
-      if (this.next !== null || this.uncut >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
+      if (this.ahead.length > 0 || this.uncut >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
       else if (this.uncut > 0) this.armTimer();
     });
   }
 
-  /** The next batch, cut while one is in flight (sinks that prepare ahead). */
-  private next: { batch: Batch; tickets: Ticket[]; ends: number[] } | null = null;
+  /** The next batches, cut while one is in flight (sinks that prepare ahead), oldest first. */
+  private readonly ahead: { batch: Batch; tickets: Ticket[]; ends: number[] }[] = [];
 
   /** Takes the next batch off the queue; with `full`, only a batch as big as the limits allow. */
   private cut(full: boolean): { batch: Batch; tickets: Ticket[]; ends: number[] } | null {
@@ -282,11 +292,13 @@ class SinkRunner {
   }
 
   /**
-   * Batch bodies are cut into a ring of three buffers rather than a new one per batch (a new ~1 MiB
-   * buffer per batch kept tens of MiB of freed memory waiting for the garbage collector). A body is
-   * written again three batches later, when at least the batch after it has been answered (the one
-   * after that may be in flight, and the next cut ahead): the sink is done with it (send()
-   * resolved), and so is the socket — HTTP/1.1 without pipelining writes a connection's requests in
+   * Batch bodies are cut into a ring of AHEAD + 2 buffers rather than a new one per batch (a new
+   * ~1 MiB buffer per batch kept tens of MiB of freed memory waiting for the garbage collector). A
+   * body is written again AHEAD + 2 batches later, when at least the batch after it has been
+   * answered: a batch Y is cut with nothing in flight (every earlier one answered), or ahead while
+   * one is, and then the one in flight is Y − AHEAD or later, so Y − AHEAD − 1 and all before it
+   * were answered. The sink is done with such a body (send() resolved, its compression long
+   * finished), and so is the socket — HTTP/1.1 without pipelining writes a connection's requests in
    * order, so an answered later request means this one's bytes were all written, and a connection
    * given up on is closed with whatever it had still to write.
    */
@@ -297,7 +309,7 @@ class SinkRunner {
     if (b.length < bytes) b = this.bodies[i] = Buffer.allocUnsafe(Math.ceil(bytes / 65536) * 65536);
     return b;
   }
-  private readonly bodies: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0)];
+  private readonly bodies: Buffer[] = Array.from({ length: AHEAD + 2 }, () => Buffer.alloc(0));
   private bodyIx = 0;
 
   /** Resolves when what is in flight now has settled. */
