@@ -110,6 +110,23 @@ describe('guard-agent when the backend fails', () => {
     assert.equal(after.agent.paused, false);
   });
 
+  it('SIGTERM while the last batch is in flight: the agent waits for its answer, and a restart sends nothing again', async () => {
+    env.receiver.mode = { kind: 'slow', ms: 2000 };
+    const before = env.receiver.requests.length;
+    appendFileSync(path(), Array.from({ length: 100 }, (_, i) => line('term', i)).join('\n') + '\n');
+    await until(() => count(env, 'term', 100).distinct === 100, 15_000, 'the batch at the receiver, not yet answered');
+    assert.equal(env.receiver.requests.length - before, 1, 'one batch');
+    const t0 = Date.now();
+    await agent.stop('SIGTERM'); // 5 s of grace: enough for the 2 s answer
+    assert.ok(Date.now() - t0 >= 1000, `stopped after ${Date.now() - t0} ms: it waited for the answer`);
+    env.receiver.mode = { kind: 'ok' };
+    agent = await AgentProcess.start(env);
+    appendFileSync(path(), line('term', 100) + '\n');
+    await until(() => count(env, 'term', 101).distinct === 101, 15_000, 'a line after the restart');
+    await sleep(1000);
+    assert.equal(count(env, 'term', 101).received, 101, 'the batch answered before the stop was not sent again');
+  });
+
   it('backend answering 500: retried until it recovers, nothing lost', async () => {
     env.receiver.mode = { kind: 'status', code: 500 };
     await writeLines(path(), 'e500', 0, 5000);

@@ -24,7 +24,8 @@ export function makeTestCa(dir: string): TestCa {
   return { caCert: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key') };
 }
 
-export type ReceiverMode = { kind: 'ok' } | { kind: 'status'; code: number; retryAfter?: string };
+/** ok; a status (with Retry-After); or slow: each batch recorded when it has arrived, answered 200 `ms` later. */
+export type ReceiverMode = { kind: 'ok' } | { kind: 'status'; code: number; retryAfter?: string } | { kind: 'slow'; ms: number };
 
 export interface ReceivedEvent { id: string; message: string; path: string; offset: number; flags?: string[]; fields?: Record<string, unknown>; [k: string]: unknown }
 
@@ -66,8 +67,9 @@ export class Receiver {
         const lines = body.toString('utf8').split('\n').filter((l) => l !== '');
         for (const l of lines) this.events.push(JSON.parse(l) as ReceivedEvent);
         this.requests.push({ at: Date.now(), status: 200, events: lines.length });
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"ok":true}');
+        const answer = (): void => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}'); };
+        if (mode.kind === 'slow') setTimeout(answer, mode.ms);
+        else answer();
       });
     });
     server.on('secureConnection', (s: Socket) => {

@@ -246,14 +246,7 @@ class SinkRunner {
   kick(): void {
     if (this.signal.aborted) return;
     if (this.inFlight) {
-      // Full batches cut ahead, so that the sink gets them ready (compresses them) meanwhile: with
-      // two, compressing is off the path from one answer to the next request.
-      while (this.ahead.length < AHEAD && this.sink.preparesAhead === true) {
-        const next = this.cut(true);
-        if (next === null) break;
-        this.ahead.push(next);
-        this.sink.prepare?.(next.batch);
-      }
+      this.fillAhead();
       return;
     }
     const b = this.ahead.shift() ?? this.cut(false);
@@ -270,7 +263,22 @@ class SinkRunner {
       if (this.ahead.length > 0 || this.uncut >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
       else if (this.uncut > 0) this.armTimer();
     });
+    this.fillAhead(); // also when nothing more is queued meanwhile (reads paused: the queue is full)
   }
+
+  /** Full batches cut ahead while one is in flight, so that the sink gets them ready (compresses
+   *  them) meanwhile: with two, compressing is off the path from one answer to the next request. */
+  private fillAhead(): void {
+    while (this.ahead.length < AHEAD && this.sink.preparesAhead === true) {
+      const next = this.cut(true);
+      if (next === null) break;
+      this.ahead.push(next);
+      this.sink.prepare?.(next.batch);
+    }
+  }
+
+  /** A batch is with the sink now. */
+  get busy(): boolean { return this.inFlight !== null; }
 
   /** The next batches, cut while one is in flight (sinks that prepare ahead), oldest first. */
   private readonly ahead: { batch: Batch; tickets: Ticket[]; ends: number[] }[] = [];
@@ -710,7 +718,9 @@ export class Pipeline {
     for (const t of this.timers) clearInterval(t);
     for (const r of this.runners.values()) r.kick();
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && [...this.runners.values()].some((r) => r.queuedEvents > 0)) {
+    // Until every queued batch has been answered, the one in flight included (aborting that one
+    // would only send it again after the restart).
+    while (Date.now() < deadline && [...this.runners.values()].some((r) => r.queuedEvents > 0 || r.busy)) {
       await Promise.race([Promise.all([...this.runners.values()].map((r) => r.idle())), new Promise((r) => setTimeout(r, 100))]);
       for (const r of this.runners.values()) r.kick();
     }
