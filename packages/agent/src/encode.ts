@@ -13,7 +13,7 @@
 // (validation, leap seconds, the UTC hour cache, RFC 3164's year) are the syslog parser's,
 // ported to bytes; a 3164 timestamp is resolved by that parser itself, once per distinct second.
 
-import { FACILITIES, SEVERITIES, daysInMonth, parse3164Time } from './parsers/syslog';
+import { FACILITIES, SEVERITIES, daysInMonth, hourStart, parse3164Time } from './parsers/syslog';
 
 const SPACE = 0x20;
 const COLON = 0x3a;
@@ -126,22 +126,25 @@ export function copyBytes(out: Uint8Array, view: DataView<ArrayBufferLike>, o: n
 const COPY_MIN = 16;
 
 /**
- * src[from, to) as the inside of a JSON string, at out[o…]; -1 at a byte this path does not take.
- * `at` is where src[0] is in out when both are views of one buffer (copyWithin, a few ns), else -1.
+ * src[from, to), known to need no escaping, at out[o…]. `at` is where src[0] is in out when both are
+ * views of one buffer (then copyBytes, a few ns), else -1; `view` is a DataView of out.
  */
-function putEscaped(out: Buffer, o: number, src: Buffer, at: number, from: number, to: number): number {
+function putRaw(out: Buffer, view: DataView<ArrayBufferLike>, o: number, src: Buffer, at: number, from: number, to: number): number {
+  const n = to - from;
+  if (n < COPY_MIN) for (let j = from; j < to; j++) out[o++] = src[j]!;
+  else if (at >= 0) o = copyBytes(out, view, o, at + from, n);
+  else o += src.copy(out, o, from, to);
+  return o;
+}
+
+/** src[from, to) as the inside of a JSON string, at out[o…] (as putRaw); -1 at a byte this path
+ *  does not take. */
+function putEscaped(out: Buffer, view: DataView<ArrayBufferLike>, o: number, src: Buffer, at: number, from: number, to: number): number {
   let k = from;
   while (k < to) {
     const run = k;
     while (k < to && CLASS[src[k]!] === 0) k++;
-    const n = k - run;
-    if (n >= COPY_MIN) {
-      if (at >= 0) out.copyWithin(o, at + run, at + k);
-      else src.copy(out, o, run, k);
-      o += n;
-    } else {
-      for (let j = run; j < k; j++) out[o++] = src[j]!;
-    }
+    o = putRaw(out, view, o, src, at, run, k);
     if (k === to) break;
     const c = src[k++]!;
     const cl = CLASS[c]!;
@@ -149,15 +152,6 @@ function putEscaped(out: Buffer, o: number, src: Buffer, at: number, from: numbe
     else if (cl === 2) { out[o++] = BACKSLASH; out[o++] = 0x74; }
     else return -1;
   }
-  return o;
-}
-
-/** src[from, to), known to need no escaping, at out[o…] (`at` as for putEscaped; `view` a DataView of out). */
-function putRaw(out: Buffer, view: DataView<ArrayBufferLike>, o: number, src: Buffer, at: number, from: number, to: number): number {
-  const n = to - from;
-  if (n < COPY_MIN) for (let j = from; j < to; j++) out[o++] = src[j]!;
-  else if (at >= 0) o = copyBytes(out, view, o, at + from, n);
-  else o += src.copy(out, o, from, to);
   return o;
 }
 
@@ -178,10 +172,10 @@ export class EventEncoder {
    * between two buffers costs ~50 ns and a JS loop ~1 ns a byte (the message is most of an event).
    *
    *   [0, inCap) input | [inCap, start) constants | [start, out.length) events, written at pos
-   *   constants: the keys (KEYS) | the second putIso writes | the host | the file's idHead and tail
+   *   constants: the keys (KEYS) | the hour putIso writes | the host | the file's tail and idHead
    */
   out: Buffer;
-  /** A view of out, for copyWithin(). */
+  /** A view of out, for copyBytes(). */
   private view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
   start = 0;
   pos = 0;
@@ -198,8 +192,7 @@ export class EventEncoder {
   private now = new Date(0);
   private idHead: Uint8Array = ascii('');
   private tail: Uint8Array = ascii('');
-  /** Where idHead and tail are in the constants, -1 when they did not fit. */
-  private idHeadAt = -1;
+  /** Where the tail is in the constants, idHead right after it; -1 when they did not fit. */
   private tailAt = -1;
   /** line() writes the next event's idHead after each event's tail (one copy): where it did, while
    *  nothing else has been written since (clear(), putString(), begin() and layout() forget it). */
@@ -246,8 +239,7 @@ export class EventEncoder {
     const at = this.fileAt;
     const fits = this.tail.length + this.idHead.length <= FILE_CONSTANTS;
     this.tailAt = fits ? at : -1;
-    this.idHeadAt = fits ? at + this.tail.length : -1;
-    if (fits) { this.out.set(this.tail, at); this.out.set(this.idHead, this.idHeadAt); }
+    if (fits) { this.out.set(this.tail, at); this.out.set(this.idHead, at + this.tail.length); }
     this.headAt = -1;
   }
 
@@ -339,9 +331,15 @@ export class EventEncoder {
     return this.copyConst(o, this.keyAt[i]!, KEYS[i]!.length);
   }
 
-  /** The file's idHead or tail: from the constants when they fit there. */
-  private fileConst(o: number, at: number, bytes: Uint8Array): number {
-    return at >= 0 ? this.copyConst(o, at, bytes.length) : put(this.out, o, bytes);
+  /** src[from, to) as the inside of a JSON string at o (putRaw when the caller knows it clean). */
+  private putText(o: number, src: Buffer, at: number, from: number, to: number, clean: boolean): number {
+    return clean ? putRaw(this.out, this.view, o, src, at, from, to) : putEscaped(this.out, this.view, o, src, at, from, to);
+  }
+
+  /** The event's idHead at pos: written already after the event before, or copied now. */
+  private putIdHead(): number {
+    if (this.pos === this.headAt) return this.pos + this.idHead.length;
+    return this.tailAt >= 0 ? this.copyConst(this.pos, this.tailAt + this.tail.length, this.idHead.length) : put(this.out, this.pos, this.idHead);
   }
 
   /**
@@ -355,7 +353,7 @@ export class EventEncoder {
     if (syslog && !this.header(src, ls, le)) return false;
     const out = this.out;
     const at = src === this.src ? this.srcAt : this.offsetIn(src);
-    let o = this.pos === this.headAt ? this.pos + this.idHead.length : this.fileConst(this.pos, this.idHeadAt, this.idHead);
+    let o = this.putIdHead();
     const digits = o;
     o = putUint(out, o, offset);
     const digitsEnd = o;
@@ -369,7 +367,7 @@ export class EventEncoder {
     o = this.key(o, 1); // ,"offset":
     for (let k = digits; k < digitsEnd; k++) out[o++] = out[k]!;
     o = this.key(o, 2); // ,"message":"
-    o = clean ? putRaw(out, this.view, o, src, at, ls, le) : putEscaped(out, o, src, at, ls, le);
+    o = this.putText(o, src, at, ls, le, clean);
     if (o < 0) return false;
     if (syslog) {
       const prog = this.progEnd >= 0;
@@ -377,12 +375,12 @@ export class EventEncoder {
         o = this.copyConst(o, this.hostAt, HOSTNAME_KEY.length + this.hostLen + (prog ? PROGRAM_KEY.length : 0));
       } else {
         o = this.key(o, 3); // ","fields":{"hostname":"
-        o = clean ? putRaw(out, this.view, o, src, at, this.hostStart, this.hostEnd) : putEscaped(out, o, src, at, this.hostStart, this.hostEnd);
+        o = this.putText(o, src, at, this.hostStart, this.hostEnd, clean);
         if (o < 0) return false;
         if (prog) o = this.key(o, 4); // ","program":"
       }
       if (prog) {
-        o = clean ? putRaw(out, this.view, o, src, at, this.progStart, this.progEnd) : putEscaped(out, o, src, at, this.progStart, this.progEnd);
+        o = this.putText(o, src, at, this.progStart, this.progEnd, clean);
         if (o < 0) return false;
         out[o++] = 0x22;
         if (this.pid >= 0) o = putUint(out, put(out, o, PID_KEY), this.pid);
@@ -512,10 +510,7 @@ export class EventEncoder {
     }
     if (year !== this.cY || mo !== this.cMo || d !== this.cD || h !== this.cH || offMin !== this.cOff) {
       this.cY = year; this.cMo = mo; this.cD = d; this.cH = h; this.cOff = offMin;
-      const utc = new Date(0);
-      utc.setUTCFullYear(year, mo - 1, d);
-      utc.setUTCHours(h, 0, 0, 0);
-      this.cBase = utc.getTime() - offMin * 60000;
+      this.cBase = hourStart(year, mo, d, h, offMin);
     }
     this.epoch = this.cBase + mi * 60000 + sec * 1000 + ms;
     return this.epoch >= -8.64e15 && this.epoch <= 8.64e15 ? j : -1;

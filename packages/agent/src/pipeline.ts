@@ -9,7 +9,7 @@ import { AuditGrouper } from './parsers/audit/group';
 import type { AuditEvent } from './parsers/audit/types';
 import { isAscii } from 'node:buffer';
 import { EventEncoder } from './encode';
-import { decodeLine } from './parsers/escape';
+import { decodeLine, type DecodedLine } from './parsers/escape';
 import { getParser } from './parsers/index';
 import { FileSource } from './sources/file/file-source';
 import { type Chunk, type FileTailer, lineEndOffset, type Ticket } from './sources/file/tailer';
@@ -54,6 +54,16 @@ export function markSpecial(text: string, from: number, starts: number[], k0: nu
       p = lo + 1 < k1 ? text.indexOf(ch, starts[lo + 1]! - from) : -1;
     }
   }
+}
+
+/**
+ * The JSON line of an event on the string path: the shape of LogEvent (event.ts) written out, one
+ * JSON.stringify per part and none per event. `timeJson` is already JSON; `tail` is the file's
+ * `,"source":…}\n` (jsonTail). EventEncoder writes the same bytes for the lines it takes.
+ */
+function eventJson(key: string, offset: number, timeJson: string, message: string, fields: object | undefined, flags: readonly string[] | null, tail: string): string {
+  return `{"id":"${key}:${offset}","time":${timeJson},"offset":${offset},"message":${JSON.stringify(message)}` +
+    `${fields ? `,"fields":${JSON.stringify(fields)}` : ''}${flags ? `,"flags":${JSON.stringify(flags)}` : ''}${tail}`;
 }
 
 /** [start, end) of every match of a global regex in text, flattened: [s0, e0, s1, e1, …]. */
@@ -194,6 +204,9 @@ export class EventRing {
   }
 }
 
+/** A batch cut from a runner's queue, with what acknowledging it needs. */
+interface CutBatch { batch: Batch; tickets: Ticket[]; ends: number[] }
+
 /** Queue and batching in front of one sink. A batch's body is cut from the byte queue in one copy. */
 class SinkRunner {
   private readonly bytesQ = new ByteQueue();
@@ -281,10 +294,10 @@ class SinkRunner {
   get busy(): boolean { return this.inFlight !== null; }
 
   /** The next batches, cut while one is in flight (sinks that prepare ahead), oldest first. */
-  private readonly ahead: { batch: Batch; tickets: Ticket[]; ends: number[] }[] = [];
+  private readonly ahead: CutBatch[] = [];
 
   /** Takes the next batch off the queue; with `full`, only a batch as big as the limits allow. */
-  private cut(full: boolean): { batch: Batch; tickets: Ticket[]; ends: number[] } | null {
+  private cut(full: boolean): CutBatch | null {
     if (this.uncut === 0) return null;
     const ev = this.events;
     let count = 0;
@@ -538,20 +551,21 @@ export class Pipeline {
       const need = enc.bound(le - ls);
       if (enc.pos + need > enc.out.length) { flush(); enc.reserve(need); }
       let p0 = enc.pos;
+      let decoded: DecodedLine | null = null; // for the filter; lineJson takes it on
       let kept = false; // the filter has passed the line
       let done = false;
       if (encodable && !secret && chunk.flags?.has(k) !== true) {
         if (s.filter) {
-          const d = decodeLine(buf, ls, le);
-          if (!d.escaped) {
-            if (!s.filter(d.text)) { this.totals.eventsFiltered++; continue; }
+          decoded = decodeLine(buf, ls, le);
+          if (!decoded.escaped) {
+            if (!s.filter(decoded.text)) { this.totals.eventsFiltered++; continue; }
             kept = true;
           }
         }
         done = enc.line(buf, ls, le > ls && buf[le - 1] === 0x0d ? le - 1 : le, base + ls, syslog, clean);
       }
       if (!done) {
-        const json = this.lineJson(s, t, chunk, k, now, nowIso, tail.json, kept);
+        const json = this.lineJson(s, t, chunk, k, now, nowIso, tail.json, decoded, kept);
         if (json === null) continue;
         if (enc.pos + json.length * 3 > enc.out.length) { flush(); enc.reserve(json.length * 3); }
         p0 = enc.pos;
@@ -588,12 +602,14 @@ export class Pipeline {
   }
 
   /**
-   * The JSON line of line k of a chunk: decoded, filtered (unless `kept`: the filter has passed it),
-   * redacted, parsed. null when the filter drops it (counted). Sets the tailer's lastEventTime.
+   * The JSON line of line k of a chunk: decoded (unless the caller has: `decoded`), filtered (unless
+   * `kept`: the filter has passed it), redacted, parsed. null when the filter drops it (counted).
+   * Sets the tailer's lastEventTime.
    */
-  private lineJson(s: SourceRuntime, t: FileTailer, chunk: Chunk, k: number, now: Date, nowIso: string, tail: string, kept = false): string | null {
+  private lineJson(s: SourceRuntime, t: FileTailer, chunk: Chunk, k: number, now: Date, nowIso: string, tail: string,
+    decoded: DecodedLine | null = null, kept = false): string | null {
     const offset = chunk.base + chunk.starts[k]!;
-    const { text, escaped } = decodeLine(chunk.buf, chunk.starts[k]!, chunk.ends[k]!);
+    const { text, escaped } = decoded ?? decodeLine(chunk.buf, chunk.starts[k]!, chunk.ends[k]!);
     if (s.filter && !kept && !s.filter(text)) { this.totals.eventsFiltered++; return null; }
     const message = this.redact ? this.redact(text) : text;
     const parsed = s.parser(message, now);
@@ -602,10 +618,7 @@ export class Pipeline {
       flags = [...(flags ?? []), ...(escaped ? ['escaped'] : []), ...(message !== text ? ['redacted'] : []), ...(parsed.flags ?? [])];
     }
     t.lastEventTime = parsed.time ?? now.toISOString();
-    // The shape of LogEvent (event.ts), written out: one JSON.stringify per string, none per event.
-    return `{"id":"${t.key}:${offset}","time":${parsed.time ? JSON.stringify(parsed.time) : nowIso},"offset":${offset},` +
-      `"message":${JSON.stringify(message)}${parsed.fields ? `,"fields":${JSON.stringify(parsed.fields)}` : ''}` +
-      `${flags ? `,"flags":${JSON.stringify(flags)}` : ''}${tail}`;
+    return eventJson(t.key, offset, parsed.time ? JSON.stringify(parsed.time) : nowIso, message, parsed.fields, flags, tail);
   }
 
   private readonly encoder: EventEncoder;
@@ -683,8 +696,7 @@ export class Pipeline {
     const { records, offset, end: _end, raw, flags, ...summary } = ev as AuditEvent & { raw?: string };
     const message = raw ?? records.map((r) => r.raw).join('\n');
     const fields = { ...summary, records: records.map((r) => ({ type: r.type, fields: r.fields, enriched: r.enriched })) };
-    const json = `{"id":"${t.key}:${offset}","time":${JSON.stringify(ev.time || new Date().toISOString())},"offset":${offset},` +
-      `"message":${JSON.stringify(message)},"fields":${JSON.stringify(fields)}${flags?.length ? `,"flags":${JSON.stringify(flags)}` : ''}${this.jsonTail(s, t).json}`;
+    const json = eventJson(t.key, offset, JSON.stringify(ev.time || new Date().toISOString()), message, fields, flags?.length ? flags : null, this.jsonTail(s, t).json);
     ticket.remaining += s.runners.length;
     for (const r of s.runners) r.push(json, ticket, st.safe);
     t.lastEventTime = ev.time || t.lastEventTime;

@@ -54,11 +54,16 @@ export function expectedPhrase(s: Schema | undefined): string {
   return 'a valid value';
 }
 
+/** The `type` of [sink.NAME] as written, if any. */
+function sinkType(raw: Record<string, unknown>, name: string): unknown {
+  return asObject(asObject(raw.sink)?.[name])?.type;
+}
+
 /** The properties a section may have; for a sink they depend on its type. */
 export function sectionKeys(section: string, raw: Record<string, unknown>): Record<string, Schema> {
   const [kind, name] = splitSection(section);
   if (kind === 'sink' && name !== undefined) {
-    const type = (asObject(asObject(raw.sink)?.[name]))?.type;
+    const type = sinkType(raw, name);
     const def = type === 'http' ? 'httpSink' : type === 'file' ? 'fileSink' : 'sink';
     return definitions[def]?.properties ?? {};
   }
@@ -111,7 +116,7 @@ function unknownKey(section: string, key: string, raw: Record<string, unknown>):
   const known = Object.keys(sectionKeys(section, raw));
   const close = suggest(key, known);
   const hint = close !== undefined ? ` (did you mean "${close}"?)` : ` (known keys: ${known.join(', ')})`;
-  const type = section.startsWith('sink.') ? String(asObject(asObject(raw.sink)?.[section.slice(5)])?.type) : '';
+  const type = section.startsWith('sink.') ? sinkType(raw, section.slice(5)) : undefined;
   const forType = type === 'http' ? ' for an http sink' : type === 'file' ? ' for a file sink' : '';
   return { section, key, text: `unknown key${forType}${hint}` };
 }
@@ -122,10 +127,9 @@ const NAMED_SECTIONS = ['source', 'sink'];
 function unknownTop(name: string, value: unknown): Problem[] {
   const obj = asObject(value);
   if (obj === undefined) return [{ key: name, text: 'key outside any section (put it under the [section] it belongs to)' }];
-  const children = Object.entries(obj);
-  if (children.length > 0 && children.every(([, v]) => asObject(v) !== undefined)) {
+  if (isOnlyParent(obj)) {
     const kind = suggest(name, NAMED_SECTIONS);
-    return children.map(([child]) => ({
+    return Object.keys(obj).map((child) => ({
       section: `${name}.${child}`,
       text: `unknown section${kind !== undefined ? ` (did you mean "[${kind}.${child}]"?)` : ''}`,
     }));

@@ -6,12 +6,6 @@ import { parseJson } from './json';
 import { parsePlain } from './plain';
 import { parseSyslog } from './syslog';
 
-export { decodeLine } from './escape';
-export type { DecodedLine } from './escape';
-export { parseJson } from './json';
-export { parsePlain } from './plain';
-export { parseSyslog } from './syslog';
-
 const PARSERS: Readonly<Record<'syslog' | 'json' | 'plain', Parser>> = {
   syslog: parseSyslog,
   json: parseJson,

@@ -2,6 +2,7 @@
 // that parses, becomes the event's time.
 
 import type { Parsed, Parser } from '../event';
+import { isoUtc } from './syslog';
 
 /** Keys tried in order for the event time. */
 const TIME_KEYS = ['time', 'timestamp', '@timestamp', 'ts'] as const;
@@ -27,7 +28,7 @@ function timeOf(obj: Record<string, unknown>): string | undefined {
     } else {
       continue;
     }
-    if (Number.isFinite(ms)) return new Date(ms).toISOString();
+    if (Number.isFinite(ms)) return isoUtc(ms);
   }
   return undefined;
 }

@@ -165,6 +165,14 @@ export function parse3164Time(s: string, i: number, now: Date, out: { time: stri
 let c3339Y = -1, c3339Mo = -1, c3339D = -1, c3339H = -1, c3339Off = 0;
 let c3339Base = 0;
 
+/** Epoch ms at the start of hour h of that day (month 1–12) in a zone offMin minutes east of UTC. */
+export function hourStart(year: number, mo: number, d: number, h: number, offMin: number): number {
+  const utc = new Date(0);
+  utc.setUTCFullYear(year, mo - 1, d); // Date.UTC maps years 0–99 to 1900–1999; this does not
+  utc.setUTCHours(h, 0, 0, 0);
+  return utc.getTime() - offMin * 60000;
+}
+
 /**
  * Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` at i (RFC 3339, as in RFC 5424 and rsyslog's
  * high-precision format). Returns the index after it, or -1.
@@ -216,10 +224,7 @@ function parse3339Time(s: string, i: number, out: { time: string }): number {
   }
   if (year !== c3339Y || mo !== c3339Mo || d !== c3339D || h !== c3339H || offMin !== c3339Off) {
     c3339Y = year; c3339Mo = mo; c3339D = d; c3339H = h; c3339Off = offMin;
-    const utc = new Date(0);
-    utc.setUTCFullYear(year, mo - 1, d); // Date.UTC maps years 0–99 to 1900–1999; this does not
-    utc.setUTCHours(h, 0, 0, 0);
-    c3339Base = utc.getTime() - offMin * 60000;
+    c3339Base = hourStart(year, mo, d, h, offMin);
   }
   const epoch = c3339Base + mi * 60000 + sec * 1000 + ms;
   out.time = isoUtc(epoch);
@@ -233,7 +238,8 @@ const THREE_DIGITS = Array.from({ length: 1000 }, (_, n) => String(n).padStart(3
 let isoHourStart = NaN;
 let isoHourPrefix = '';
 
-function isoUtc(epoch: number): string {
+/** toISOString() of a whole number of ms since the epoch (the JSON and audit parsers use it too); '' beyond what a Date holds. */
+export function isoUtc(epoch: number): string {
   let rem = epoch - isoHourStart;
   if (!(rem >= 0 && rem < 3600000)) {
     if (!(epoch >= -8.64e15 && epoch <= 8.64e15)) return '';
@@ -377,11 +383,7 @@ function parse5424(s: string, i: number, pri: number): Parsed {
   } else {
     return unparsed();
   }
-  if (j < s.length) {
-    if (s.charCodeAt(j) !== SPACE) return unparsed();
-    j++;
-    if (s.charCodeAt(j) === 0xfeff) j++; // the BOM that marks MSG as UTF-8
-  }
+  if (j < s.length && s.charCodeAt(j) !== SPACE) return unparsed(); // MSG (the line itself is the message)
   return out;
 }
 

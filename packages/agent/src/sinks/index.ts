@@ -6,10 +6,6 @@ import type { Sink } from '../event';
 import { FileSink } from './file/file-sink';
 import { HttpSink } from './http/http-sink';
 
-export { FileSink } from './file/file-sink';
-export { HttpSink, parseRetryAfter } from './http/http-sink';
-export { SinkAbortError, SinkError } from './sink-error';
-
 /** Builds the sink a validated `[sink.NAME]` section describes. Throws a coded SinkError on unusable TLS/token files. */
 export function createSink(cfg: SinkConfig, opts: { stateDir: string; logger: pino.Logger }): Sink {
   switch (cfg.type) {

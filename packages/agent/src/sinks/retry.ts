@@ -1,6 +1,7 @@
 // Waiting between attempts: exponential backoff with full jitter, and a sleep that an abort
 // signal ends at once (shutdown must not wait out a ten-minute Retry-After).
 
+import type { SinkStatus } from '../event';
 import { SinkAbortError } from './sink-error';
 
 export interface RetryPolicy {
@@ -53,4 +54,17 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 export function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw new SinkAbortError(signal.reason);
+}
+
+/** Waits `delayMs` before the next attempt, showing it in the sink's status meanwhile: one more
+ *  retry, the error that caused it, and until when it waits. */
+export async function waitToRetry(state: SinkStatus, lastError: string, delayMs: number, signal: AbortSignal): Promise<void> {
+  state.retries += 1;
+  state.lastError = lastError;
+  state.retryingUntil = new Date(Date.now() + delayMs).toISOString();
+  try {
+    await sleep(delayMs, signal);
+  } finally {
+    state.retryingUntil = null;
+  }
 }

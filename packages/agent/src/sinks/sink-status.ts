@@ -7,3 +7,10 @@ export function newSinkStatus(name: string, type: string, endpoint: string): Sin
     deadLetteredBatches: 0, lastError: null, retryingUntil: null,
   };
 }
+
+/** A batch delivered: counted, and the time of the last success. */
+export function markDelivered(state: SinkStatus, events: number): void {
+  state.lastSuccess = new Date().toISOString();
+  state.deliveredBatches += 1;
+  state.deliveredEvents += events;
+}

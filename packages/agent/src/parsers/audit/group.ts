@@ -19,12 +19,10 @@
 // past a bound the oldest open event is emitted early, flagged 'evicted'. Records longer than
 // MAX_RECORD_LENGTH are cut and flagged by parseRecord.
 
-import { MAX_RECORD_LENGTH, bytesToText, isHex, parseRecord } from './record';
+import { MAX_RECORD_LENGTH, addFlag, hexToText, isHex, parseRecord } from './record';
 import { TYPES_BELOW_1300, TYPES_FROM_1700, TYPES_KERNEL } from './tables';
 import { archName, errnoName, syscallName } from './translate';
-import type { AuditEvent, AuditNested, AuditPath, AuditRecord, AuditValue } from './types';
-
-export { MAX_RECORD_LENGTH };
+import type { AuditEvent, AuditPath, AuditRecord, AuditValue } from './types';
 
 export interface AuditGrouperOptions {
   /** Open events at most (default 1024). */
@@ -90,11 +88,6 @@ interface Open {
 function secsOf(stamp: string): number {
   const dot = stamp.indexOf('.');
   return Number(dot < 0 ? stamp : stamp.slice(0, dot));
-}
-
-function addFlag(ev: AuditEvent, f: string): void {
-  if (ev.flags === undefined) ev.flags = [f];
-  else if (!ev.flags.includes(f)) ev.flags.push(f);
 }
 
 export class AuditGrouper {
@@ -370,13 +363,7 @@ export function argvOf(records: AuditRecord[]): string[] {
       continue;
     }
     const joined = chunks.join('');
-    argv.push(hex ? bytesToText(Buffer.from(joined, 'hex')) : joined);
+    argv.push(hex ? hexToText(joined) : joined);
   }
   return argv;
-}
-
-/** Nested msg of a user-space record, for callers that want it typed. */
-export function nestedMsg(rec: AuditRecord): AuditNested | undefined {
-  const m = rec.fields.msg;
-  return m !== undefined && typeof m === 'object' && !Array.isArray(m) ? m : undefined;
 }

@@ -18,6 +18,7 @@
 //   - the enrichment only ever fills `enriched`, and is found only where a token could start.
 
 import { decodeLine } from '../escape';
+import { isoUtc } from '../syslog';
 import type { AuditNested, AuditRecord, AuditValue } from './types';
 
 /** MAX_AUDIT_MESSAGE_LENGTH in auditd: a longer line is cut (at this many UTF-16 units) and flagged. */
@@ -59,10 +60,10 @@ function isHexDigit(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66);
 }
 
-/** True when s[from, to) is a non-empty, even-length run of hex digits. */
-export function isHex(s: string, from = 0, to = s.length): boolean {
-  if (to <= from || ((to - from) & 1) !== 0) return false;
-  for (let i = from; i < to; i++) if (!isHexDigit(s.charCodeAt(i))) return false;
+/** True when s is a non-empty, even-length run of hex digits. */
+export function isHex(s: string): boolean {
+  if (s.length === 0 || (s.length & 1) !== 0) return false;
+  for (let i = 0; i < s.length; i++) if (!isHexDigit(s.charCodeAt(i))) return false;
   return true;
 }
 
@@ -100,19 +101,6 @@ export function hexToList(hex: string, sep: number): string[] {
     }
   }
   return out;
-}
-
-// ---- time ---------------------------------------------------------------------------------------
-
-let lastSecsMs = '';
-let lastIso = '';
-
-function isoFromStamp(secsMs: string, secs: number, ms: number): string {
-  if (secsMs === lastSecsMs) return lastIso;
-  const t = secs * 1000 + ms;
-  lastIso = t <= 8.64e15 ? new Date(t).toISOString() : '';
-  lastSecsMs = secsMs;
-  return lastIso;
 }
 
 // ---- values -------------------------------------------------------------------------------------
@@ -171,14 +159,15 @@ interface ScanState {
   enrichAt: number;
 }
 
-function flag(st: ScanState, f: string): void {
-  if (st.flags === undefined) st.flags = [f];
-  else if (!st.flags.includes(f)) st.flags.push(f);
+/** Adds flag f to what holds `flags`, once. */
+export function addFlag(x: { flags?: string[] }, f: string): void {
+  if (x.flags === undefined) x.flags = [f];
+  else if (!x.flags.includes(f)) x.flags.push(f);
 }
 
 function put(out: Record<string, AuditValue>, key: string, v: AuditValue, st: ScanState): void {
-  if (key === '__proto__') { flag(st, 'malformed'); return; }
-  if (Object.prototype.hasOwnProperty.call(out, key)) { flag(st, 'duplicate_field'); return; }
+  if (key === '__proto__') { addFlag(st, 'malformed'); return; }
+  if (Object.prototype.hasOwnProperty.call(out, key)) { addFlag(st, 'duplicate_field'); return; }
   out[key] = v;
 }
 
@@ -205,12 +194,12 @@ function scan(s: string, i: number, end: number, out: Record<string, AuditValue>
       let we = i;
       while (we < end && s.charCodeAt(we) !== SPACE && (nested || sepAt(s, we) === 0)) we++;
       const word = s.slice(ks, we);
-      if (word.includes('"') || word.includes("'")) { flag(st, 'malformed'); return; }
+      if (word.includes('"') || word.includes("'")) { addFlag(st, 'malformed'); return; }
       if (avc) {
         if (word === 'denied' || word === 'granted') put(out, 'seresult', word, st);
         else if (word === '{') {
           const close = s.indexOf('}', we);
-          if (close < 0 || close > end) { flag(st, 'malformed'); return; }
+          if (close < 0 || close > end) { addFlag(st, 'malformed'); return; }
           put(out, 'seperms', s.slice(we, close).trim(), st);
           we = close + 1;
         }
@@ -225,13 +214,13 @@ function scan(s: string, i: number, end: number, out: Record<string, AuditValue>
       const close = s.indexOf('"', i + 1);
       if (close < 0 || close >= end) { // cut short (a truncated last line): keep what is there
         put(out, key, quotedValue(key, s.slice(i + 1, end)), st);
-        flag(st, 'malformed');
+        addFlag(st, 'malformed');
         return;
       }
       put(out, key, quotedValue(key, s.slice(i + 1, close)), st);
       i = close + 1;
       if (i < end && s.charCodeAt(i) !== SPACE && (nested || sepAt(s, i) === 0)) {
-        flag(st, 'malformed');
+        addFlag(st, 'malformed');
         return;
       }
       continue;
@@ -239,7 +228,7 @@ function scan(s: string, i: number, end: number, out: Record<string, AuditValue>
     if (c === SQUOTE) {
       const close = key === 'msg' && !nested ? closingQuote(s, i + 1, end) : nextQuote(s, i + 1, end, nested);
       if (close < 0 || close >= end) {
-        flag(st, 'malformed');
+        addFlag(st, 'malformed');
         if (key === 'msg' && !nested) put(out, key, nestedFields(s, i + 1, end, st), st);
         else put(out, key, s.slice(i + 1, end), st);
         return;
@@ -254,7 +243,7 @@ function scan(s: string, i: number, end: number, out: Record<string, AuditValue>
     while (i < end) {
       c = s.charCodeAt(i);
       if (c === SPACE) break;
-      if (c === DQUOTE || c === SQUOTE) { flag(st, 'malformed'); return; }
+      if (c === DQUOTE || c === SQUOTE) { addFlag(st, 'malformed'); return; }
       if (!nested && (c === GS || c === BACKSLASH) && sepAt(s, i) > 0) break;
       i++;
     }
@@ -295,7 +284,7 @@ function nestedFields(s: string, from: number, to: number, st: ScanState): Audit
   const out: Record<string, AuditValue> = {};
   const inner: ScanState = { flags: undefined, enrichAt: -1 };
   scan(s, from, to, out, 'msg', true, inner);
-  if (inner.flags !== undefined) for (const f of inner.flags) flag(st, f);
+  if (inner.flags !== undefined) for (const f of inner.flags) addFlag(st, f);
   // Nested values are strings and numbers only (no key lists, no proctitle).
   const res: AuditNested = {};
   for (const k of Object.keys(out)) {
@@ -391,7 +380,7 @@ export function parseRecord(line: string): AuditRecord | null {
   const ms = Number(line.slice(secEnd + 1, msEnd));
   const serial = Number(line.slice(msEnd + 1, serEnd));
   if (!Number.isSafeInteger(serial)) return null;
-  const time = isoFromStamp(line.slice(ts, msEnd), secs, ms);
+  const time = isoUtc(secs * 1000 + ms); // '' past the last date a Date can hold
   if (time === '') return null;
 
   const fields: Record<string, AuditValue> = {};

@@ -5,14 +5,14 @@
 // the batch is never dropped and never half-written.
 
 import { promises as fs } from 'node:fs';
-import { newSinkStatus } from '../sink-status';
+import { markDelivered, newSinkStatus } from '../sink-status';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type pino from 'pino';
 import type { Batch, SendOutcome, Sink, SinkStatus } from '../../event';
 import type { FileSinkConfig } from '../../config/types';
 import { fsyncDirectory } from '../durable-write';
-import { backoffDelay, sleep, throwIfAborted, type RetryPolicy } from '../retry';
+import { backoffDelay, throwIfAborted, waitToRetry, type RetryPolicy } from '../retry';
 import { describeError, errorCode, SinkError } from '../sink-error';
 
 /** FileSinkConfig has no retry keys: a local disk error is retried on this schedule. */
@@ -64,21 +64,15 @@ export class FileSink implements Sink {
         if (this.closed) throw new SinkError('GUARD_SINK_CLOSED', `sink ${this.name} was closed with batch ${batch.seq} unwritten`);
         try {
           await this.append(data);
-          this.state.lastSuccess = new Date().toISOString();
-          this.state.deliveredBatches += 1;
-          this.state.deliveredEvents += batch.events;
+          markDelivered(this.state, batch.events);
           if (failures > 0) this.log.info({ seq: batch.seq, attempts: failures + 1 }, 'batch written after retries');
           return 'delivered';
         } catch (err) {
           failures += 1;
           const code = errorCode(err);
           const delay = backoffDelay(failures, this.retry);
-          this.state.retries += 1;
-          this.state.lastError = describeError(err);
-          this.state.retryingUntil = new Date(Date.now() + delay).toISOString();
           this.log.error({ seq: batch.seq, code, path: this.cfg.path, attempt: failures, delayMs: delay }, `cannot write ${this.cfg.path} (${code}); retrying in ${delay} ms`);
-          await sleep(delay, signal);
-          this.state.retryingUntil = null;
+          await waitToRetry(this.state, describeError(err), delay, signal);
         }
       }
     } finally {

@@ -8,8 +8,8 @@
 //   401/403                  → re-read token_file once: retry if the token changed, else as below
 //   any other 4xx            → dead-letter, 'dead_lettered'
 
-import { readFileSync, promises as fs } from 'node:fs';
-import { newSinkStatus } from '../sink-status';
+import { readFileSync } from 'node:fs';
+import { markDelivered, newSinkStatus } from '../sink-status';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
 import type pino from 'pino';
@@ -29,7 +29,7 @@ import { EventEmitter } from 'node:events';
 import type { Batch, SendOutcome, Sink, SinkStatus } from '../../event';
 import type { HttpSinkConfig } from '../../config/types';
 import { writeDeadLetter } from '../dead-letter';
-import { backoffDelay, sleep, throwIfAborted, type RetryPolicy } from '../retry';
+import { backoffDelay, throwIfAborted, waitToRetry, type RetryPolicy } from '../retry';
 import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-error';
 
 const gzip = promisify(gzipCallback);
@@ -98,7 +98,14 @@ function readRequired(path: string, what: string): Buffer {
   }
 }
 
-function parseToken(raw: string, path: string): string {
+/** The bearer token in token_file (a few bytes, read when the sink starts, reloads, or is refused). */
+function readToken(path: string): string {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new SinkError('GUARD_HTTP_TOKEN_UNREADABLE', `cannot read token_file ${path}: ${describeError(err)}`, { cause: err });
+  }
   const token = raw.trim();
   if (token === '') throw new SinkError('GUARD_HTTP_TOKEN_EMPTY', `token_file ${path} is empty`);
   // A token goes into a header: a line break in it would be header injection, not a token.
@@ -164,7 +171,7 @@ export class HttpSink implements Sink {
     // The query string may carry an API key: status, logs and dead-letter files show origin + path.
     this.endpoint = `${url.origin}${url.pathname}`;
 
-    this.token = cfg.tokenFile === null ? null : parseToken(this.readTokenSync(cfg.tokenFile), cfg.tokenFile);
+    this.token = cfg.tokenFile === null ? null : readToken(cfg.tokenFile);
     this.tls = this.loadTls();
     this.pool = this.createPool(this.tls);
     this.state = newSinkStatus(cfg.name, 'http', this.endpoint);
@@ -181,12 +188,7 @@ export class HttpSink implements Sink {
    * on new connections: the old pool finishes what it is doing and is closed.
    */
   async reload(): Promise<void> {
-    if (this.cfg.tokenFile !== null) {
-      const raw = await fs.readFile(this.cfg.tokenFile, 'utf8').catch((err: unknown) => {
-        throw new SinkError('GUARD_HTTP_TOKEN_UNREADABLE', `cannot read token_file ${this.cfg.tokenFile}: ${describeError(err)}`, { cause: err });
-      });
-      this.token = parseToken(raw, this.cfg.tokenFile);
-    }
+    if (this.cfg.tokenFile !== null) this.token = readToken(this.cfg.tokenFile);
     const tls = this.loadTls();
     if (!this.sameTls(tls)) {
       const old = this.pool;
@@ -234,9 +236,7 @@ export class HttpSink implements Sink {
         if (this.closed) throw new SinkError('GUARD_SINK_CLOSED', `sink ${this.name} was closed with batch ${batch.seq} unsent`);
         const result = await this.attempt(body, signal);
         if (result.kind === 'delivered') {
-          this.state.lastSuccess = new Date().toISOString();
-          this.state.deliveredBatches += 1;
-          this.state.deliveredEvents += batch.events;
+          markDelivered(this.state, batch.events);
           if (failures > 0) this.log.info({ seq: batch.seq, attempts: failures + 1 }, 'batch delivered after retries');
           return 'delivered';
         }
@@ -255,16 +255,12 @@ export class HttpSink implements Sink {
 
         failures += 1;
         const code = errorCode(result.error);
-        this.state.lastError = describeError(result.error);
         const delay = result.retryAfterMs ?? backoffDelay(failures, this.retry);
-        this.state.retries += 1;
-        this.state.retryingUntil = new Date(Date.now() + delay).toISOString();
         this.log.warn(
           { seq: batch.seq, code, status: result.status ?? undefined, attempt: failures, delayMs: delay, retryAfter: result.retryAfterMs !== null },
           `batch not delivered (${code}); retrying in ${delay} ms`,
         );
-        await sleep(delay, signal);
-        this.state.retryingUntil = null;
+        await waitToRetry(this.state, describeError(result.error), delay, signal);
       }
     } finally {
       this.state.retryingUntil = null;
@@ -348,12 +344,8 @@ export class HttpSink implements Sink {
       } catch (err) {
         failures += 1;
         const delay = backoffDelay(failures, this.retry);
-        this.state.retries += 1;
-        this.state.lastError = `GUARD_DEAD_LETTER_WRITE_FAILED: ${describeError(err)}`;
-        this.state.retryingUntil = new Date(Date.now() + delay).toISOString();
         this.log.error({ seq: batch.seq, code: 'GUARD_DEAD_LETTER_WRITE_FAILED', cause: errorCode(err), delayMs: delay }, `cannot write the dead-letter file for a refused batch; retrying in ${delay} ms`);
-        await sleep(delay, signal);
-        this.state.retryingUntil = null;
+        await waitToRetry(this.state, `GUARD_DEAD_LETTER_WRITE_FAILED: ${describeError(err)}`, delay, signal);
       }
     }
   }
@@ -361,21 +353,13 @@ export class HttpSink implements Sink {
   private async tokenChanged(): Promise<boolean> {
     if (this.cfg.tokenFile === null) return false;
     try {
-      const token = parseToken(await fs.readFile(this.cfg.tokenFile, 'utf8'), this.cfg.tokenFile);
+      const token = readToken(this.cfg.tokenFile);
       if (token === this.token) return false;
       this.token = token;
       return true;
     } catch (err) {
-      this.log.warn({ code: errorCode(err) }, 'cannot re-read token_file after an authentication refusal');
+      this.log.warn({ code: errorCode(err instanceof SinkError && err.cause !== undefined ? err.cause : err) }, 'cannot re-read token_file after an authentication refusal');
       return false;
-    }
-  }
-
-  private readTokenSync(path: string): string {
-    try {
-      return readFileSync(path, 'utf8');
-    } catch (err) {
-      throw new SinkError('GUARD_HTTP_TOKEN_UNREADABLE', `cannot read token_file ${path}: ${describeError(err)}`, { cause: err });
     }
   }
 
