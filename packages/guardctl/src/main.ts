@@ -140,17 +140,16 @@ const installOptions = {
   'helper-socket': { type: 'string' },
 } as const;
 
+const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+
 function installOf(values: { root?: string | boolean | undefined }, io: Io): Install {
-  const root = typeof values.root === 'string' ? values.root : undefined;
   try {
-    return loadInstall(root, io.bundleDir ?? __dirname);
+    return loadInstall(str(values.root), io.bundleDir ?? __dirname);
   } catch (e) {
     if (e instanceof InstallInfoError) throw new CannotAsk(`${e.code}: ${e.message}`);
     throw e;
   }
 }
-
-const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
 
 async function status(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseOptions(args, { ...installOptions, json: { type: 'boolean' } });

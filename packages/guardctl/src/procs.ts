@@ -11,10 +11,7 @@ export interface ProcInfo {
   argv: string[];
   /** real, effective, saved, filesystem */
   uids: number[] | null;
-  gids: number[] | null;
-  groups: number[] | null;
-  caps: { CapInh: bigint; CapPrm: bigint; CapEff: bigint; CapBnd: bigint; CapAmb: bigint } | null;
-  noNewPrivs: boolean | null;
+  caps: { CapPrm: bigint; CapEff: bigint; CapBnd: bigint; CapAmb: bigint } | null;
 }
 
 export function readArgv(pid: number): string[] | null {
@@ -35,7 +32,7 @@ export function readProc(pid: number): ProcInfo | null {
   try {
     text = readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch {
-    return { pid, argv, uids: null, gids: null, groups: null, caps: null, noNewPrivs: null };
+    return { pid, argv, uids: null, caps: null };
   }
   const field = (k: string): string | undefined => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
   const nums = (k: string): number[] | null => {
@@ -46,9 +43,8 @@ export function readProc(pid: number): ProcInfo | null {
   const hasCaps = field('CapEff') !== undefined;
   return {
     pid, argv,
-    uids: nums('Uid'), gids: nums('Gid'), groups: nums('Groups'),
-    caps: hasCaps ? { CapInh: cap('CapInh'), CapPrm: cap('CapPrm'), CapEff: cap('CapEff'), CapBnd: cap('CapBnd'), CapAmb: cap('CapAmb') } : null,
-    noNewPrivs: field('NoNewPrivs') === undefined ? null : field('NoNewPrivs') === '1',
+    uids: nums('Uid'),
+    caps: hasCaps ? { CapPrm: cap('CapPrm'), CapEff: cap('CapEff'), CapBnd: cap('CapBnd'), CapAmb: cap('CapAmb') } : null,
   };
 }
 
@@ -94,7 +90,7 @@ export function readPidFile(path: string): number | null {
 }
 
 export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
-export interface Group { name: string; gid: number; members: string[] }
+export interface Group { name: string; gid: number }
 
 function getent(db: string, key: string): string | null {
   try {
@@ -114,8 +110,8 @@ export function lookupUser(key: string | number): Passwd | null {
 export function lookupGroup(key: string | number): Group | null {
   const line = getent('group', String(key));
   if (!line) return null;
-  const [name, , gid, members] = line.split(':');
-  return { name: name ?? '', gid: Number(gid), members: members ? members.split(',').filter(Boolean) : [] };
+  const [name, , gid] = line.split(':');
+  return { name: name ?? '', gid: Number(gid) };
 }
 
 const userNames = new Map<number, string>();

@@ -50,7 +50,7 @@ export interface VerifyInput {
 
 interface GuardProc { info: ProcInfo; program: string; script: string }
 
-function guardProcesses(install: Install, config: string): GuardProc[] {
+function guardProcesses(install: Install, config: string, codeDir: string): GuardProc[] {
   const out: GuardProc[] = [];
   for (const pid of allPids()) {
     const argv = readArgv(pid);
@@ -59,7 +59,7 @@ function guardProcesses(install: Install, config: string): GuardProc[] {
     if (!g || g.program === 'guardctl') continue; // an operator may run guardctl as root
     // this install's programs: run from its code, or with its config (or the default config when ROOT is /)
     const cfg = flagValue(argv, '--config');
-    const ours = g.script.startsWith(installPaths(install).codeDir + '/') || g.script.startsWith(join(install.root, 'usr/sbin') + '/')
+    const ours = g.script.startsWith(codeDir + '/') || g.script.startsWith(join(install.root, 'usr/sbin') + '/')
       || cfg === config || (cfg === undefined && install.root === '/');
     if (!ours) continue;
     const info = readProc(pid);
@@ -81,19 +81,19 @@ export function runChecks(input: VerifyInput): CheckResult[] {
 
   // --- the account
   const user = lookupUser(U);
+  const gids = user ? userGids(user) : [];
   if (!user) results.push(fail(`user ${U} exists`, 'no such user (getent passwd)'));
   else {
     results.push(pass(`user ${U} exists`, `uid ${user.uid}, gid ${user.gid} (${groupName(user.gid)})`));
     results.push(/\/(nologin|false)$/.test(user.shell)
       ? pass(`user ${U} has no login shell`, user.shell)
       : fail(`user ${U} has no login shell`, `shell is ${user.shell || '(empty: /bin/sh)'}; set it with \`usermod -s /usr/sbin/nologin ${U}\``));
-    results.push(homeCheck(user));
+    results.push(homeCheck(user, gids));
   }
   const group = lookupGroup(install.group);
   const audit = lookupGroup(install.auditGroup);
   results.push(group ? pass(`group ${install.group} exists`, `gid ${group.gid}`) : fail(`group ${install.group} exists`, 'no such group'));
   results.push(audit ? pass(`group ${install.auditGroup} exists`, `gid ${audit.gid}`) : fail(`group ${install.auditGroup} exists`, 'no such group'));
-  const gids = user ? userGids(user) : [];
   if (user && group) {
     results.push(user.gid === group.gid ? pass(`user ${U}'s primary group is ${install.group}`, groupName(user.gid))
       : fail(`user ${U}'s primary group is ${install.group}`, `it is ${groupName(user.gid)}`));
@@ -104,7 +104,7 @@ export function runChecks(input: VerifyInput): CheckResult[] {
   }
 
   // --- the processes
-  const procs = guardProcesses(install, P.config);
+  const procs = guardProcesses(install, P.config, P.codeDir);
   const helpers = procs.filter((p) => p.program === 'guard-helper');
   if (helpers.length === 0) results.push(fail('guard-helper runs as root', 'not running'));
   for (const h of helpers) {
@@ -136,27 +136,28 @@ export function runChecks(input: VerifyInput): CheckResult[] {
     : fail('only guard-helper runs as root', strays.map((s) => `pid ${s.info.pid} ${s.script} as root`).join('; ')));
 
   // --- the files
-  const want: [string, string, string, number, boolean][] = [
-    // path, owner, group, mode, required
-    [P.configDir, 'root', install.group, 0o750, true],
-    [P.config, 'root', install.group, 0o640, true],
-    [P.stateDir, U, install.group, 0o750, true],
-    [P.logDir, U, install.group, 0o750, true],
-    [P.runDir, 'root', install.group, 0o750, true],
-    [P.helperSocket, 'root', install.group, 0o660, true],
-    [P.agentRunDir, U, install.group, 0o750, true],
-    [P.statusSocket, U, install.group, 0o660, true],
-    [P.codeDir, 'root', 'root', 0o755, true],
-    ...codeFiles(P.codeDir).map((f): [string, string, string, number, boolean] => [f, 'root', 'root', 0o644, true]),
-    ...P.wrappers.map((f): [string, string, string, number, boolean] => [f, 'root', 'root', 0o755, true]),
+  type Want = [path: string, owner: string, group: string, mode: number];
+  const rootFiles = (files: string[], mode: number): Want[] => files.map((f) => [f, 'root', 'root', mode]);
+  const want: Want[] = [
+    [P.configDir, 'root', install.group, 0o750],
+    [P.config, 'root', install.group, 0o640],
+    [P.stateDir, U, install.group, 0o750],
+    [P.logDir, U, install.group, 0o750],
+    [P.runDir, 'root', install.group, 0o750],
+    [P.helperSocket, 'root', install.group, 0o660],
+    [P.agentRunDir, U, install.group, 0o750],
+    [P.statusSocket, U, install.group, 0o660],
+    [P.codeDir, 'root', 'root', 0o755],
+    ...rootFiles(codeFiles(P.codeDir), 0o644),
+    ...rootFiles(P.wrappers, 0o755),
   ];
-  if (install.init === 'systemd') want.push(...P.units.map((f): [string, string, string, number, boolean] => [f, 'root', 'root', 0o644, true]));
-  if (install.init === 'openrc') want.push(...P.initScripts.map((f): [string, string, string, number, boolean] => [f, 'root', 'root', 0o755, true]));
-  for (const [path, owner, grp, mode, required] of want) {
+  if (install.init === 'systemd') want.push(...rootFiles(P.units, 0o644));
+  if (install.init === 'openrc') want.push(...rootFiles(P.initScripts, 0o755));
+  for (const [path, owner, grp, mode] of want) {
     let st: Stats;
     try { st = lstatSync(path); } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      results.push(required ? fail(`${path} is ${owner}:${grp} ${octal(mode)}`, code === 'ENOENT' ? 'missing' : `cannot stat: ${code}`) : skip(`${path}`, 'not installed'));
+      results.push(fail(`${path} is ${owner}:${grp} ${octal(mode)}`, code === 'ENOENT' ? 'missing' : `cannot stat: ${code}`));
       continue;
     }
     const found = describe(st);
@@ -205,11 +206,11 @@ function codeFiles(codeDir: string): string[] {
   }
 }
 
-function homeCheck(user: Passwd): CheckResult {
+function homeCheck(user: Passwd, gids: number[]): CheckResult {
   const what = `user ${user.name} has no usable home`;
   let st: Stats;
   try { st = lstatSync(user.home); } catch { return pass(what, `${user.home || '(none)'} does not exist`); }
-  const w = writableBy(st, user.uid, userGids(user));
+  const w = writableBy(st, user.uid, gids);
   return w ? fail(what, `${user.home} exists and is ${w} (${describe(st)})`) : pass(what, `${user.home} is not writable by ${user.name} (${describe(st)})`);
 }
 
@@ -225,26 +226,26 @@ function secretCheck(path: string, user: Passwd, gids: number[]): CheckResult {
 /** Each file, and each directory from it up to /, must be neither writable by the user nor replaceable by it. */
 function pathChainCheck(what: string, files: string[], user: Passwd, gids: number[], checkFiles = true): CheckResult {
   const problems: string[] = [];
-  const seen = new Set<string>();
-  let dirs = 0;
+  const seen = new Set<string>(); // `${dir}\0${child}` pairs checked
+  const dirs = new Set<string>();
   for (const f of files) {
     let child: Stats;
     try { child = lstatSync(f); } catch (e) { problems.push(`${f}: cannot stat (${(e as NodeJS.ErrnoException).code})`); continue; }
     const w = checkFiles ? writableBy(child, user.uid, gids) : null;
     if (w) problems.push(`${f} is ${w} (${describe(child)})`);
-    for (let p = f, d = dirname(f); ; p = d, d = dirname(d)) {
+    for (let p = f, c = child, d = dirname(f); ; p = d, d = dirname(d)) {
       const key = `${d}\0${p}`;
       if (seen.has(key)) break;
       seen.add(key);
+      dirs.add(d);
       const dst = lstatSync(d);
-      dirs++;
-      const c = lstatSync(p);
       const dw = canReplaceChild(dst, c, user.uid, gids);
       if (dw && !problems.some((x) => x.startsWith(`${d} `))) problems.push(`${d} is ${dw} (${describe(dst)})`);
       if (d === '/') break;
+      c = dst; // the next pass asks whether d's parent can replace d
     }
   }
-  return problems.length ? fail(what, problems.join('; ')) : pass(what, `${checkFiles ? `${files.length} files and ` : ''}${new Set([...seen].map((k) => k.split('\0')[0])).size} directories up to / checked`);
+  return problems.length ? fail(what, problems.join('; ')) : pass(what, `${checkFiles ? `${files.length} files and ` : ''}${dirs.size} directories up to / checked`);
 }
 
 /** `systemd-analyze security` exposure: ≤ 0.9 for the helper, ≤ 1.1 for the agent. */
