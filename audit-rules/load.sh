@@ -129,7 +129,6 @@ while IFS= read -r line || [ -n "$line" ]; do
   fi
   if [ -z "$why" ]; then
     # drop the syscall names this auditctl does not know; the rule's arch picks the table
-    table=$machine
     case "$arch" in
       ""|b64) table=$machine ;;
       b32) table=$B32 ;;

@@ -389,14 +389,13 @@ step "Services ($INIT)"
 localise() {
   sed -e "s|^guard_root=.*|guard_root=\"$R\"|" -e "s|^guard_user=.*|guard_user=\"$USER_NAME\"|" \
       -e "s|^guard_group=.*|guard_group=\"$GROUP\"|" -e "s|^User=guard\$|User=$USER_NAME|" \
-      -e "s|^Group=guard\$|Group=$GROUP|" -e "s|^SocketGroup=guard\$|SocketGroup=$GROUP|" \
-      -e "s|^SupplementaryGroups=guard-audit\$|SupplementaryGroups=$AUDIT_GROUP|" "$1"
+      -e "s|^Group=guard\$|Group=$GROUP|" "$1"
 }
 SUPERVISION=""
 case "$INIT" in
   systemd)
     units=()
-    for u in "$REPO"/systemd/*.service "$REPO"/systemd/*.socket; do [ -f "$u" ] && units+=("$u"); done
+    for u in "$REPO"/systemd/*.service; do [ -f "$u" ] && units+=("$u"); done
     [ "${#units[@]}" -gt 0 ] || die "--init systemd, but $REPO/systemd/ has no unit files yet"
     if [ ! -d "$UNITS" ]; then run install -d -o root -g root -m 0755 "$UNITS"; fi
     for u in "${units[@]}"; do run write_file 0644 root root "$UNITS/$(basename "$u")" "$(localise "$u")"; done
