@@ -6,7 +6,7 @@
 // The world is the system tests': a throwaway system user for the agent, a /run sandbox holding
 // the built programs, the real guard-helper as root, an openssl-made CA for the HTTPS receiver.
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { chownSync, closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Helper } from '../test/lib/helper';
 import { makeTestCa, type TestCa } from '../test/lib/https-receiver';
@@ -184,9 +184,7 @@ function agentConfig(w: World, name: string, o: AgentRunOptions): string {
     ...(o.extra ?? []),
     '',
   ].join('\n');
-  const file = w.sb.writeConfig(`etc/guard-${name}.conf`, text, 0o640);
-  chownSync(file, 0, w.agent.gid);
-  return file;
+  return w.sb.writeConfig(`etc/guard-${name}.conf`, text, 0o640, { uid: 0, gid: w.agent.gid });
 }
 
 async function startAgentSide(w: World, name: string, config: string): Promise<{ helper: Helper; agent: Watched; t0: number }> {

@@ -174,8 +174,7 @@ describe('guard-agent reloads on SIGHUP', () => {
     try {
       await writeLines(path, 'hup', 0, 20_000);
       await until(() => count(env, 'hup', 20_000).distinct === 20_000, 30_000, 'the first half');
-      env.sb.writeConfig('etc/guard.conf', agentConfig(env, { agentKeys: ['tags = reloaded'] }), 0o640);
-      require('node:fs').chownSync(env.config, 0, env.agent.gid);
+      env.sb.writeConfig('etc/guard.conf', agentConfig(env, { agentKeys: ['tags = reloaded'] }), 0o640, { uid: 0, gid: env.agent.gid });
       process.kill(agent.pid, 'SIGHUP');
       await agent.waitFor((l) => l.msg === 'configuration reloaded', 15_000);
       await writeLines(path, 'hup', 20_000, 40_000);

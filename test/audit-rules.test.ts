@@ -21,8 +21,9 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { asLoginUser, auditStatus, startPrivateAuditd, systemAuditLog } from './lib/audit';
+import { sleep } from './lib/proc';
+import { repoRoot as repo } from './lib/sandbox';
 
-const repo = join(__dirname, '..');
 const RULES_IN = join(repo, 'audit-rules', '50-guard.rules.in');
 const LOAD = join(repo, 'audit-rules', 'load.sh');
 const UNLOAD = join(repo, 'audit-rules', 'unload.sh');
@@ -37,7 +38,6 @@ function sh(cmd: string, args: string[], opts: { input?: string } = {}) {
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, pid: r.pid };
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const has = (cmd: string) => sh('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 function listRules(): string[] {

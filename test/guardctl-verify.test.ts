@@ -8,8 +8,9 @@ import { chmodSync, chownSync, copyFileSync, existsSync, readFileSync } from 'no
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { teardownEnv } from './lib/env';
 import { Helper } from './lib/helper';
-import { cleanEnv, killAll, killPid, run, track } from './lib/proc';
+import { cleanEnv, killPid, run, track } from './lib/proc';
 import { Sandbox, distDir } from './lib/sandbox';
 import { TestUsers, type TestUser } from './lib/users';
 import { until } from './lib/agent-env';
@@ -77,13 +78,7 @@ describe('guardctl verify (a ROOT tree per the install contract, real helper and
     startAgent();
     await until(() => existsSync(statusSock()), 15_000, "the agent's status socket");
   });
-  after(async () => {
-    try { await helper?.stop(); } catch { /* ignore */ }
-    await killAll();
-    const problems = users.cleanup();
-    sb?.cleanup();
-    if (problems.length) console.error(`teardown: ${problems.join('; ')}`);
-  });
+  after(() => teardownEnv({ helper, users, sb }));
 
   it('a correct install: every line PASS or SKIP (units: init is none), exit 0', async () => {
     const r = await verify();

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killPid, run, sleep, type RunResult, pidsRunning } from './lib/proc';
+import { killPid, pidsRunning, procStatus, run, sleep, type RunResult } from './lib/proc';
 import { repoRoot } from './lib/sandbox';
 
 const suffix = randomBytes(3).toString('hex');
@@ -34,15 +34,6 @@ const gidOf = (g: string) => Number(getent('group', g)![2]);
 const uidOf = (u: string) => Number(getent('passwd', u)![2]);
 
 const ourPids = (): number[] => pidsRunning(`${ROOT}/usr/lib/guard/`);
-
-function status(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-    const i = line.indexOf(':');
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim();
-  }
-  return out;
-}
 
 const pidFrom = (rel: string) => Number(readFileSync(join(ROOT, rel), 'utf8').trim());
 
@@ -173,12 +164,12 @@ describe('installer/install.sh', { concurrency: false }, () => {
     const agent = pidFrom('run/guard/agent/agent.pid');
     firstPids = [helper, agent];
     assert.deepEqual(ourPids().sort(), [...firstPids].sort(), 'processes running ROOT code are not exactly the two in the pid files');
-    const h = status(helper);
+    const h = procStatus(helper);
     assert.equal(h.Uid!.split(/\s+/)[0], '0');
     assert.equal(h.CapBnd, '0000000000000005', 'helper bounding set: CAP_CHOWN and CAP_DAC_READ_SEARCH only');
     assert.equal(h.NoNewPrivs, '1');
     assert.match(readFileSync(`/proc/${helper}/cmdline`, 'utf8'), new RegExp(`${ROOT}/usr/lib/guard/guard-helper\\.js\\0--config\\0${ROOT}/etc/guard/guard\\.conf\\0--socket`));
-    const a = status(agent);
+    const a = procStatus(agent);
     assert.deepEqual(a.Uid!.split(/\s+/), Array(4).fill(String(uidOf(USER))));
     assert.deepEqual(a.Gid!.split(/\s+/), Array(4).fill(String(gidOf(GROUP))));
     assert.ok(a.Groups!.split(/\s+/).includes(String(gidOf(AUDIT))), `agent groups ${a.Groups} lack ${AUDIT}`);

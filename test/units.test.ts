@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setupAgentEnv, teardownAgentEnv, until, type AgentEnv } from './lib/agent-env';
 import { setupEnv, teardownEnv, type Env } from './lib/env';
-import { killPid, run, sleep, start, type RunResult } from './lib/proc';
+import { killPid, procStatus, run, sleep, start, type RunResult } from './lib/proc';
 import { repoRoot } from './lib/sandbox';
 
 const unitDir = join(repoRoot, 'systemd');
@@ -259,15 +259,6 @@ function execStart(keys: Map<string, string[]>, replace: Record<string, string>)
   const line = keys.get('ExecStart')?.[0];
   assert.ok(line, 'no ExecStart=');
   return line.split(/\s+/).map((w) => replace[w] ?? w);
-}
-
-function procStatus(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const l of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-    const i = l.indexOf(':');
-    if (i > 0) out[l.slice(0, i)] = l.slice(i + 1).trim();
-  }
-  return out;
 }
 
 describe('systemd units: systemd-analyze verify and security', () => {

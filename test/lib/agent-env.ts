@@ -2,10 +2,10 @@
 // HTTPS receiver with a CA made for the test, and guard-agent run as the agent user.
 import { connect } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
-import { chownSync } from 'node:fs';
 import { Helper } from './helper';
 import { Receiver, makeTestCa } from './https-receiver';
-import { killAll, killPid, sleep, start } from './proc';
+import { teardownEnv } from './env';
+import { killPid, sleep, start } from './proc';
 import { Sandbox } from './sandbox';
 import { TestUsers, type TestUser } from './users';
 
@@ -27,8 +27,6 @@ export interface AgentEnvOptions {
   agentKeys?: string[];
   /** [source.*] and extra [sink.*] sections; default: one syslog source on logs/*.log */
   sources?: (env: AgentEnv) => string;
-  /** extra lines for [sink.siem] */
-  sinkKeys?: string[];
 }
 
 export function agentConfig(env: AgentEnv, opts: AgentEnvOptions): string {
@@ -56,7 +54,6 @@ export function agentConfig(env: AgentEnv, opts: AgentEnvOptions): string {
     'batch_max_wait_ms = 100',
     'retry_initial_ms = 100',
     'retry_max_ms = 1000',
-    ...(opts.sinkKeys ?? []),
     '',
   ].join('\n');
 }
@@ -78,8 +75,7 @@ export async function setupAgentEnv(opts: AgentEnvOptions = {}): Promise<AgentEn
     const ca = makeTestCa(env.sb.mkdir('ca', 0o700));
     env.sb.file('etc/ca.pem', require('node:fs').readFileSync(ca.caCert, 'utf8'), 0o644);
     env.receiver = await Receiver.start(ca);
-    env.config = env.sb.writeConfig('etc/guard.conf', agentConfig(env, opts), 0o640);
-    chownSync(env.config, 0, env.agent.gid);
+    env.config = env.sb.writeConfig('etc/guard.conf', agentConfig(env, opts), 0o640, { uid: 0, gid: env.agent.gid });
     env.helper = await Helper.start({ helperJs: env.sb.helperJs, config: env.config, socket: env.sb.path('run/helper.sock') });
     return env;
   } catch (e) {
@@ -89,13 +85,8 @@ export async function setupAgentEnv(opts: AgentEnvOptions = {}): Promise<AgentEn
 }
 
 export async function teardownAgentEnv(env: Partial<AgentEnv> | undefined): Promise<void> {
-  if (!env) return;
-  try { await env.helper?.stop(); } catch { /* ignore */ }
-  try { await env.receiver?.down(); } catch { /* ignore */ }
-  await killAll();
-  const problems = env.users?.cleanup() ?? [];
-  try { env.sb?.cleanup(); } catch (e) { problems.push(String(e)); }
-  if (problems.length) console.error(`teardown: ${problems.join('; ')}`);
+  try { await env?.receiver?.down(); } catch { /* ignore */ }
+  await teardownEnv(env);
 }
 
 /** guard-agent, run as the agent user; its pino lines collected. */

@@ -90,9 +90,4 @@ export class Receiver {
     for (const sock of this.sockets) sock.destroy();
     await new Promise<void>((resolve) => s.close(() => resolve()));
   }
-
-  /** Events whose message contains `marker`, by their message. */
-  messages(marker: string): string[] {
-    return this.events.filter((e) => e.message.includes(marker)).map((e) => e.message);
-  }
 }

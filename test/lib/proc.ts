@@ -81,6 +81,16 @@ export function pidsRunning(prefix: string): number[] {
   });
 }
 
+/** /proc/PID/status as key → value. */
+export function procStatus(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim();
+  }
+  return out;
+}
+
 export function killPid(pid: number | undefined, signal: NodeJS.Signals = 'SIGTERM'): void {
   if (pid === undefined) return;
   try { process.kill(pid, signal); } catch { /* already gone */ }

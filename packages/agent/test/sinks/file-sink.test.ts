@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import { FileSink } from '../../src/sinks/file/file-sink';
 import { createSink } from '../../src/sinks/index';
 import { HttpSink } from '../../src/sinks/http/http-sink';
-import { captureLogger, dir, fileConfig, httpConfig, makeBatch, ndjson, stateDir, waitFor } from './fixtures';
+import { captureLogger, dir, fileConfig, httpConfig, makeBatch, stateDir, waitFor } from './fixtures';
 
 const sinks: { close(): Promise<void> }[] = [];
 after(async () => { for (const s of sinks) await s.close(); });
@@ -31,7 +31,7 @@ describe('FileSink', () => {
     const b = makeBatch(2);
     assert.equal(await s.send(a, never), 'delivered');
     assert.equal(await s.send(b, never), 'delivered');
-    assert.deepEqual(readFileSync(cfg.path), Buffer.concat([ndjson(a), ndjson(b)]));
+    assert.deepEqual(readFileSync(cfg.path), Buffer.concat([a.body, b.body]));
     assert.equal(statSync(cfg.path).mode & 0o777, 0o640 & ~process.umask());
     assert.equal(statSync(dirname(cfg.path)).mode & 0o777, 0o750 & ~process.umask());
     const st = s.status();
@@ -50,7 +50,7 @@ describe('FileSink', () => {
     const { sink: s } = sink(cfg);
     const a = makeBatch();
     await s.send(a, never);
-    assert.deepEqual(readFileSync(cfg.path), Buffer.concat([Buffer.from('earlier line\n'), ndjson(a)]));
+    assert.deepEqual(readFileSync(cfg.path), Buffer.concat([Buffer.from('earlier line\n'), a.body]));
   });
 
   test('fsyncs the file after writing and before resolving', async () => {
@@ -114,8 +114,8 @@ describe('FileSink', () => {
     const b = makeBatch(3);
     await s.send(a, never);
     await s.send(b, never);
-    assert.deepEqual(readFileSync(`${cfg.path}.1`), ndjson(a));
-    assert.deepEqual(readFileSync(cfg.path), ndjson(b));
+    assert.deepEqual(readFileSync(`${cfg.path}.1`), a.body);
+    assert.deepEqual(readFileSync(cfg.path), b.body);
   });
 
   test('ENOSPC (the file is /dev/full): retried with lastError, nothing half-written, delivered once space is back', async () => {
@@ -130,7 +130,7 @@ describe('FileSink', () => {
     assert.ok(logs.some((l) => l.includes('"code":"ENOSPC"')));
     unlinkSync(cfg.path);
     assert.equal(await p, 'delivered');
-    assert.deepEqual(readFileSync(cfg.path), ndjson(batch));
+    assert.deepEqual(readFileSync(cfg.path), batch.body);
     assert.equal(s.status().deliveredBatches, 1);
     assert.equal(s.status().retryingUntil, null);
   });
@@ -146,7 +146,7 @@ describe('FileSink', () => {
     assert.match(s.status().lastError ?? '', /^(ENOTDIR|EEXIST)/);
     rmSync(base);
     assert.equal(await p, 'delivered');
-    assert.deepEqual(readFileSync(cfg.path), ndjson(batch));
+    assert.deepEqual(readFileSync(cfg.path), batch.body);
   });
 
   test('abort while retrying rejects with an AbortError', async () => {
@@ -181,8 +181,8 @@ describe('FileSink', () => {
     await s.send(a, never);
     renameSync(cfg.path, `${cfg.path}.moved`);
     await s.send(b, never);
-    assert.deepEqual(readFileSync(`${cfg.path}.moved`), ndjson(a));
-    assert.deepEqual(readFileSync(cfg.path), ndjson(b));
+    assert.deepEqual(readFileSync(`${cfg.path}.moved`), a.body);
+    assert.deepEqual(readFileSync(cfg.path), b.body);
   });
 });
 

@@ -167,9 +167,6 @@ export function makeBatch(events = 3, tag = 'e'): Batch {
   return { seq, events, bytes: body.length, body };
 }
 
-export function ndjson(batch: Batch): Buffer {
-  return batch.body;
-}
 
 export function httpConfig(over: Partial<HttpSinkConfig> = {}): HttpSinkConfig {
   return {

@@ -9,7 +9,7 @@ import * as undici from 'undici';
 import { HttpSink, Pool, parseRetryAfter, poolRequest } from '../../src/sinks/http/http-sink';
 import { backoffDelay } from '../../src/sinks/retry';
 import {
-  captureLogger, dir, freePort, httpConfig, makeBatch, ndjson, stateDir, testPki, TestServer, waitFor,
+  captureLogger, dir, freePort, httpConfig, makeBatch, stateDir, testPki, TestServer, waitFor,
 } from './fixtures';
 
 const open: { close(): Promise<void> }[] = [];
@@ -50,7 +50,7 @@ describe('HttpSink: delivery', () => {
     assert.equal(await s.send(batch, new AbortController().signal), 'delivered');
     assert.equal(srv.requests.length, 1);
     const r = srv.requests[0]!;
-    assert.deepEqual(r.body, ndjson(batch));
+    assert.deepEqual(r.body, batch.body);
     assert.notDeepEqual(r.raw, r.body, 'the wire body is compressed');
     assert.equal(r.headers['content-type'], 'application/x-ndjson');
     assert.equal(r.headers['content-encoding'], 'gzip');
@@ -73,7 +73,7 @@ describe('HttpSink: delivery', () => {
     const { sink: s } = sink(httpConfig({ url: srv.url, compression: 'none' }));
     const batch = makeBatch(2);
     assert.equal(await s.send(batch, new AbortController().signal), 'delivered');
-    assert.deepEqual(srv.requests[0]!.raw, ndjson(batch));
+    assert.deepEqual(srv.requests[0]!.raw, batch.body);
     assert.equal(srv.requests[0]!.headers['content-encoding'], undefined);
     assert.equal(srv.requests[0]!.headers.authorization, undefined);
   });
@@ -185,7 +185,7 @@ describe('HttpSink: retries', () => {
     assert.equal(await s.send(batch, new AbortController().signal), 'delivered');
     assert.equal(srv.requests.length, 4);
     for (const r of srv.requests) assert.deepEqual(r.raw, srv.requests[0]!.raw, 'compressed once, the same bytes every attempt');
-    assert.deepEqual(srv.requests[3]!.body, ndjson(batch));
+    assert.deepEqual(srv.requests[3]!.body, batch.body);
     const st = s.status();
     assert.equal(st.retries, 3);
     assert.equal(st.deliveredBatches, 1);
@@ -246,7 +246,7 @@ describe('HttpSink: retries', () => {
     assert.equal(files.length, 2, `files: ${files.join(', ')}`);
     const data = files.find((f) => f.endsWith('.ndjson'))!;
     assert.match(data, new RegExp(`^backend-\\d{8}T\\d{6}\\.\\d{3}Z-${batch.seq}\\.ndjson$`));
-    assert.deepEqual(readFileSync(join(dl, data)), ndjson(batch), 'exactly the batch, uncompressed');
+    assert.deepEqual(readFileSync(join(dl, data)), batch.body, 'exactly the batch, uncompressed');
     const meta = JSON.parse(readFileSync(join(dl, data.replace(/\.ndjson$/, '.json')), 'utf8'));
     assert.equal(meta.status, 400);
     assert.equal(meta.code, 'GUARD_HTTP_STATUS_400');
@@ -275,7 +275,7 @@ describe('HttpSink: retries', () => {
     rmSync(sd);
     assert.equal(await p, 'dead_lettered');
     const files = readdirSync(join(sd, 'dead-letter'));
-    assert.deepEqual(readFileSync(join(sd, 'dead-letter', files.find((f) => f.endsWith('.ndjson'))!)), ndjson(batch));
+    assert.deepEqual(readFileSync(join(sd, 'dead-letter', files.find((f) => f.endsWith('.ndjson'))!)), batch.body);
     assert.equal(s.status().deadLetteredBatches, 1);
   });
 
@@ -329,7 +329,7 @@ describe('HttpSink: retries', () => {
     open.push(up);
     assert.equal(await p, 'delivered');
     assert.equal(up.requests.length, 1);
-    assert.deepEqual(up.requests[0]!.body, ndjson(batch));
+    assert.deepEqual(up.requests[0]!.body, batch.body);
   });
 
   test('no answer within timeout_ms: GUARD_HTTP_TIMEOUT, retried, then delivered', async () => {

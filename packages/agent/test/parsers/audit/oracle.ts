@@ -1,4 +1,4 @@
-// Helpers for the ausearch oracle and the benchmark: read a log as the agent does (escaped
+// Helpers for the ausearch oracle: read a log as the agent does (escaped
 // lines with their byte offsets) and parse `ausearch -i` output into events.
 
 import { execFileSync } from 'node:child_process';
