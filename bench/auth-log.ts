@@ -17,10 +17,38 @@ function prng(seed: number): () => number {
 }
 
 const USERS = ['alice', 'bob', 'carol', 'deploy', 'ansible', 'backup'];
-const UIDS: Record<string, number> = { alice: 1000, bob: 1001, carol: 1002, deploy: 1100, ansible: 1101, backup: 34 };
-const INVALID = ['admin', 'test', 'oracle', 'ubuntu', 'guest', 'pi', 'user', 'ftpuser', 'postgres', 'git', 'support', 'debian'];
-const SUDO = ['/usr/bin/apt update', '/usr/bin/apt upgrade -y', '/usr/bin/systemctl restart nginx', '/usr/bin/journalctl -u sshd -n 100',
-  '/usr/bin/tail -f /var/log/syslog', '/usr/sbin/reboot', '/usr/bin/docker ps', '/usr/bin/cat /etc/shadow'];
+const UIDS: Record<string, number> = {
+  alice: 1000,
+  bob: 1001,
+  carol: 1002,
+  deploy: 1100,
+  ansible: 1101,
+  backup: 34,
+};
+const INVALID = [
+  'admin',
+  'test',
+  'oracle',
+  'ubuntu',
+  'guest',
+  'pi',
+  'user',
+  'ftpuser',
+  'postgres',
+  'git',
+  'support',
+  'debian',
+];
+const SUDO = [
+  '/usr/bin/apt update',
+  '/usr/bin/apt upgrade -y',
+  '/usr/bin/systemctl restart nginx',
+  '/usr/bin/journalctl -u sshd -n 100',
+  '/usr/bin/tail -f /var/log/syslog',
+  '/usr/sbin/reboot',
+  '/usr/bin/docker ps',
+  '/usr/bin/cat /etc/shadow',
+];
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 
 export class AuthLogGenerator {
@@ -39,11 +67,21 @@ export class AuthLogGenerator {
     }
   }
 
-  private int(n: number): number { return Math.floor(this.r() * n); }
-  private pick<T>(xs: readonly T[]): T { return xs[this.int(xs.length)]!; }
-  private internalIp(): string { return `10.${1 + this.int(4)}.${this.int(256)}.${1 + this.int(254)}`; }
-  private publicIp(): string { return `${this.pick([45, 103, 185, 193, 203, 218])}.${this.int(256)}.${this.int(256)}.${1 + this.int(254)}`; }
-  private port(): number { return 32768 + this.int(28000); }
+  private int(n: number): number {
+    return Math.floor(this.r() * n);
+  }
+  private pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)]!;
+  }
+  private internalIp(): string {
+    return `10.${1 + this.int(4)}.${this.int(256)}.${1 + this.int(254)}`;
+  }
+  private publicIp(): string {
+    return `${this.pick([45, 103, 185, 193, 203, 218])}.${this.int(256)}.${this.int(256)}.${1 + this.int(254)}`;
+  }
+  private port(): number {
+    return 32768 + this.int(28000);
+  }
 
   /** RFC 3339 with microseconds, as rsyslog's RSYSLOG_FileFormat writes it. */
   static timestamp(ms: number, micros: number): string {
@@ -56,14 +94,21 @@ export class AuthLogGenerator {
     const pid = 1000 + this.int(64000);
     if (x < 0.5) {
       const y = this.r();
-      if (y < 0.35) return `sshd[${pid}]: Failed password for invalid user ${this.pick(INVALID)} from ${this.publicIp()} port ${this.port()} ssh2`;
-      if (y < 0.5) return `sshd[${pid}]: Invalid user ${this.pick(INVALID)} from ${this.publicIp()} port ${this.port()}`;
-      if (y < 0.6) return `sshd[${pid}]: Failed password for root from ${this.publicIp()} port ${this.port()} ssh2`;
-      if (y < 0.72) return `sshd[${pid}]: Connection closed by authenticating user root ${this.publicIp()} port ${this.port()} [preauth]`;
-      if (y < 0.8) return `sshd[${pid}]: Received disconnect from ${this.publicIp()} port ${this.port()}:11: Bye Bye [preauth]`;
+      if (y < 0.35)
+        return `sshd[${pid}]: Failed password for invalid user ${this.pick(INVALID)} from ${this.publicIp()} port ${this.port()} ssh2`;
+      if (y < 0.5)
+        return `sshd[${pid}]: Invalid user ${this.pick(INVALID)} from ${this.publicIp()} port ${this.port()}`;
+      if (y < 0.6)
+        return `sshd[${pid}]: Failed password for root from ${this.publicIp()} port ${this.port()} ssh2`;
+      if (y < 0.72)
+        return `sshd[${pid}]: Connection closed by authenticating user root ${this.publicIp()} port ${this.port()} [preauth]`;
+      if (y < 0.8)
+        return `sshd[${pid}]: Received disconnect from ${this.publicIp()} port ${this.port()}:11: Bye Bye [preauth]`;
       const u = this.pick(USERS);
-      if (y < 0.88) return `sshd[${pid}]: Accepted publickey for ${u} from ${this.internalIp()} port ${this.port()} ssh2: ${this.keys[u]}`;
-      if (y < 0.94) return `sshd[${pid}]: pam_unix(sshd:session): session opened for user ${u}(uid=${UIDS[u]}) by (uid=0)`;
+      if (y < 0.88)
+        return `sshd[${pid}]: Accepted publickey for ${u} from ${this.internalIp()} port ${this.port()} ssh2: ${this.keys[u]}`;
+      if (y < 0.94)
+        return `sshd[${pid}]: pam_unix(sshd:session): session opened for user ${u}(uid=${UIDS[u]}) by (uid=0)`;
       return `sshd[${pid}]: pam_unix(sshd:session): session closed for user ${u}`;
     }
     if (x < 0.75) {
@@ -74,14 +119,17 @@ export class AuthLogGenerator {
     if (x < 0.85) {
       const u = this.pick(USERS.slice(0, 4));
       const y = this.r();
-      if (y < 0.5) return `sudo:    ${u} : TTY=pts/${this.int(6)} ; PWD=/home/${u} ; USER=root ; COMMAND=${this.pick(SUDO)}`;
-      if (y < 0.75) return `sudo: pam_unix(sudo:session): session opened for user root(uid=0) by ${u}(uid=${UIDS[u]})`;
+      if (y < 0.5)
+        return `sudo:    ${u} : TTY=pts/${this.int(6)} ; PWD=/home/${u} ; USER=root ; COMMAND=${this.pick(SUDO)}`;
+      if (y < 0.75)
+        return `sudo: pam_unix(sudo:session): session opened for user root(uid=0) by ${u}(uid=${UIDS[u]})`;
       return 'sudo: pam_unix(sudo:session): session closed for user root';
     }
     const y = this.r();
     const u = this.pick(USERS);
     if (y < 0.4) return `systemd-logind[612]: New session ${++this.session} of user ${u}.`;
-    if (y < 0.7) return `systemd-logind[612]: Session ${this.session - this.int(5)} logged out. Waiting for processes to exit.`;
+    if (y < 0.7)
+      return `systemd-logind[612]: Session ${this.session - this.int(5)} logged out. Waiting for processes to exit.`;
     return `systemd-logind[612]: Removed session ${this.session - this.int(5)}.`;
   }
 
@@ -93,7 +141,11 @@ export class AuthLogGenerator {
 }
 
 /** Writes `lines` lines to `path` (created 0600); returns its size and SHA-256. */
-export function writeAuthLog(path: string, lines: number, seed?: number): { bytes: number; sha256: string } {
+export function writeAuthLog(
+  path: string,
+  lines: number,
+  seed?: number,
+): { bytes: number; sha256: string } {
   const g = new AuthLogGenerator(seed);
   const hash = createHash('sha256');
   const fd = openSync(path, 'wx', 0o600);

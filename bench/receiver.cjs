@@ -19,7 +19,14 @@ const latency = argv.includes('--latency');
 const cert = flag('--cert');
 const key = flag('--key');
 
-let records = 0, bytes = 0, wireBytes = 0, requests = 0, firstAt = 0, lastAt = 0, reported = false, sample = null;
+let records = 0,
+  bytes = 0,
+  wireBytes = 0,
+  requests = 0,
+  firstAt = 0,
+  lastAt = 0,
+  reported = false,
+  sample = null;
 const latencies = [];
 const stamp = /bench-t=(\d+)/;
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
@@ -56,7 +63,18 @@ function handle(req, res) {
     if (!reported && records >= expect) {
       reported = true;
       const cpu = process.cpuUsage();
-      out({ event: 'done', records, requests, bytes, wireBytes, firstAt, lastAt, cpuS: (cpu.user + cpu.system) / 1e6, sample, latency: latency ? percentiles(latencies) : null });
+      out({
+        event: 'done',
+        records,
+        requests,
+        bytes,
+        wireBytes,
+        firstAt,
+        lastAt,
+        cpuS: (cpu.user + cpu.system) / 1e6,
+        sample,
+        latency: latency ? percentiles(latencies) : null,
+      });
     }
   });
 }
@@ -68,7 +86,10 @@ function percentiles(xs) {
 }
 
 const server = cert
-  ? https.createServer({ cert: readFileSync(cert), key: readFileSync(key), keepAliveTimeout: 60_000 }, handle)
+  ? https.createServer(
+      { cert: readFileSync(cert), key: readFileSync(key), keepAliveTimeout: 60_000 },
+      handle,
+    )
   : http.createServer({ keepAliveTimeout: 60_000 }, handle);
 server.keepAliveTimeout = 60_000;
 server.listen(0, '127.0.0.1', () => out({ event: 'listening', port: server.address().port }));

@@ -6,7 +6,16 @@
 // The world is the system tests': a throwaway system user for the agent, a /run sandbox holding
 // the built programs, the real guard-helper as root, an openssl-made CA for the HTTPS receiver.
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Helper } from '../test/lib/helper';
 import { makeTestCa, type TestCa } from '../test/lib/https-receiver';
@@ -16,19 +25,33 @@ import { TestUsers, type TestUser } from '../test/lib/users';
 import { AuthLogGenerator, writeAuthLog } from './auth-log';
 
 const argv = process.argv.slice(2);
-const opt = (n: string, d: number): number => (argv.includes(n) ? Number(argv[argv.indexOf(n) + 1]) : d);
+const opt = (n: string, d: number): number =>
+  argv.includes(n) ? Number(argv[argv.indexOf(n) + 1]) : d;
 const LINES = opt('--lines', 1_000_000);
 const LATENCY_RATE = 1000;
 const LATENCY_SECONDS = opt('--latency-seconds', 20);
 const PROFILE = argv.includes('--profile');
 /** Extra options for node when it runs the agent, for experiments: --agent-node-args "--max-semi-space-size=2". */
 // The agent runs with the node options its systemd unit gives it (systemd/guard-agent.service).
-const UNIT_NODE_ARGS = /^ExecStart=\/usr\/bin\/node (.*) \/usr\/lib\/guard\/guard-agent\.js /m.exec(readFileSync(join(repoRoot, 'systemd/guard-agent.service'), 'utf8'))?.[1] ?? '';
-const AGENT_NODE_ARGS = (argv.includes('--agent-node-args') ? argv[argv.indexOf('--agent-node-args') + 1]! : UNIT_NODE_ARGS).split(' ').filter(Boolean);
+const UNIT_NODE_ARGS =
+  /^ExecStart=\/usr\/bin\/node (.*) \/usr\/lib\/guard\/guard-agent\.js /m.exec(
+    readFileSync(join(repoRoot, 'systemd/guard-agent.service'), 'utf8'),
+  )?.[1] ?? '';
+const AGENT_NODE_ARGS = (
+  argv.includes('--agent-node-args') ? argv[argv.indexOf('--agent-node-args') + 1]! : UNIT_NODE_ARGS
+)
+  .split(' ')
+  .filter(Boolean);
 /** Environment for the agent's node, for experiments: --agent-env "MALLOC_ARENA_MAX=2". */
-const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env') + 1]! : '').split(' ').filter(Boolean);
+const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env') + 1]! : '')
+  .split(' ')
+  .filter(Boolean);
 /** Which runs (1-5) to do: --runs 1,2. */
-const RUNS = new Set((argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6').split(',').map(Number));
+const RUNS = new Set(
+  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6')
+    .split(',')
+    .map(Number),
+);
 const POLL_MS = 250; // the agent's default; worst case adds 250 ms to a line's latency
 const RUN_TIMEOUT_MS = 300_000;
 const benchDir = join(repoRoot, 'bench');
@@ -75,17 +98,30 @@ class ProcSampler {
       this.cpuS = user + sys;
       this.sysS = sys;
       this.rssKiB = Math.max(this.rssKiB, peakRssKiB(this.pid));
-      for (const tid of readdirSync(`/proc/${this.pid}/task`)) this.threads.set(Number(tid), { cpuS: cpuSeconds(`${this.pid}/task/${tid}`) });
-    } catch { /* gone: keep the last figures */ }
+      for (const tid of readdirSync(`/proc/${this.pid}/task`))
+        this.threads.set(Number(tid), { cpuS: cpuSeconds(`${this.pid}/task/${tid}`) });
+    } catch {
+      /* gone: keep the last figures */
+    }
   }
-  stop(): void { this.sample(); clearInterval(this.timer); }
+  stop(): void {
+    this.sample();
+    clearInterval(this.timer);
+  }
 }
 
 // ---- children: receiver, baseline shipper, helper, agent ---------------------------------------
 
 interface Done {
-  event: 'done'; records: number; requests: number; bytes: number; wireBytes: number;
-  firstAt: number; lastAt: number; cpuS: number; sample: string;
+  event: 'done';
+  records: number;
+  requests: number;
+  bytes: number;
+  wireBytes: number;
+  firstAt: number;
+  lastAt: number;
+  cpuS: number;
+  sample: string;
   latency: { n: number; min: number; p50: number; p95: number; p99: number; max: number } | null;
 }
 
@@ -94,31 +130,56 @@ class Watched {
   readonly lines: Record<string, any>[] = [];
   stderr = '';
   readonly exited: Promise<number | null>;
-  constructor(readonly name: string, readonly proc: ChildProcess) {
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+  ) {
     let buf = '';
     proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
       buf += d;
       for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
-        try { this.lines.push(JSON.parse(line)); } catch { this.lines.push({ raw: line }); }
+        try {
+          this.lines.push(JSON.parse(line));
+        } catch {
+          this.lines.push({ raw: line });
+        }
       }
     });
-    proc.stderr?.setEncoding('utf8').on('data', (d: string) => { this.stderr = (this.stderr + d).slice(-4000); });
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      this.stderr = (this.stderr + d).slice(-4000);
+    });
     this.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
   }
-  get pid(): number { return this.proc.pid!; }
-  async waitFor(pred: (l: Record<string, any>) => boolean, timeoutMs: number, what: string): Promise<Record<string, any>> {
+  get pid(): number {
+    return this.proc.pid!;
+  }
+  async waitFor(
+    pred: (l: Record<string, any>) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<Record<string, any>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const hit = this.lines.find(pred);
       if (hit) return hit;
-      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`${this.name} exited (${this.proc.exitCode ?? this.proc.signalCode}) before ${what}:\n${this.dump()}`);
-      if (Date.now() > deadline) throw new Error(`${this.name}: timed out after ${timeoutMs} ms waiting for ${what}:\n${this.dump()}`);
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null)
+        throw new Error(
+          `${this.name} exited (${this.proc.exitCode ?? this.proc.signalCode}) before ${what}:\n${this.dump()}`,
+        );
+      if (Date.now() > deadline)
+        throw new Error(
+          `${this.name}: timed out after ${timeoutMs} ms waiting for ${what}:\n${this.dump()}`,
+        );
       await sleep(20);
     }
   }
-  dump(): string { return [...this.lines.slice(-12).map((l) => JSON.stringify(l)), this.stderr.slice(-1500)].join('\n'); }
+  dump(): string {
+    return [...this.lines.slice(-12).map((l) => JSON.stringify(l)), this.stderr.slice(-1500)].join(
+      '\n',
+    );
+  }
   async stop(): Promise<void> {
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     killPid(this.pid, 'SIGTERM');
@@ -128,7 +189,10 @@ class Watched {
   }
 }
 
-async function startReceiver(expect: number, opts: { tls?: TestCa; latency?: boolean }): Promise<{ w: Watched; port: number }> {
+async function startReceiver(
+  expect: number,
+  opts: { tls?: TestCa; latency?: boolean },
+): Promise<{ w: Watched; port: number }> {
   const args = [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
   if (opts.latency) args.push('--latency');
   if (opts.tls) args.push('--cert', opts.tls.serverCert, '--key', opts.tls.serverKey);
@@ -144,16 +208,34 @@ async function received(rx: Watched, others: Watched[], timeoutMs: number): Prom
     const d = rx.lines.find((x) => x.event === 'done');
     if (d) return d as Done;
     for (const o of [rx, ...others]) {
-      if (o.proc.exitCode !== null || o.proc.signalCode !== null) throw new Error(`${o.name} exited (${o.proc.exitCode ?? o.proc.signalCode}) before every line arrived:\n${o.dump()}`);
+      if (o.proc.exitCode !== null || o.proc.signalCode !== null)
+        throw new Error(
+          `${o.name} exited (${o.proc.exitCode ?? o.proc.signalCode}) before every line arrived:\n${o.dump()}`,
+        );
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: the receiver has not had every line yet`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms: the receiver has not had every line yet`);
     await sleep(20);
   }
 }
 
-interface World { users: TestUsers; agent: TestUser; auditGroup: string; sb: Sandbox; ca: TestCa; caPem: string; authLog: string }
+interface World {
+  users: TestUsers;
+  agent: TestUser;
+  auditGroup: string;
+  sb: Sandbox;
+  ca: TestCa;
+  caPem: string;
+  authLog: string;
+}
 
-interface AgentRunOptions { url: string; gzip: boolean; tls: boolean; path: string; extra?: string[] }
+interface AgentRunOptions {
+  url: string;
+  gzip: boolean;
+  tls: boolean;
+  path: string;
+  extra?: string[];
+}
 
 function agentConfig(w: World, name: string, o: AgentRunOptions): string {
   const s = w.sb.dir;
@@ -187,19 +269,56 @@ function agentConfig(w: World, name: string, o: AgentRunOptions): string {
   return w.sb.writeConfig(`etc/guard-${name}.conf`, text, 0o640, { uid: 0, gid: w.agent.gid });
 }
 
-async function startAgentSide(w: World, name: string, config: string): Promise<{ helper: Helper; agent: Watched; t0: number }> {
-  const helper = await Helper.start({ helperJs: w.sb.helperJs, config, socket: w.sb.path(`run/helper-${name}.sock`) });
-  const nodeArgs = [...AGENT_NODE_ARGS, ...(PROFILE ? ['--cpu-prof', '--cpu-prof-dir', w.sb.path('profiles'), '--cpu-prof-name', `agent-${name}.cpuprofile`] : [])];
+async function startAgentSide(
+  w: World,
+  name: string,
+  config: string,
+): Promise<{ helper: Helper; agent: Watched; t0: number }> {
+  const helper = await Helper.start({
+    helperJs: w.sb.helperJs,
+    config,
+    socket: w.sb.path(`run/helper-${name}.sock`),
+  });
+  const nodeArgs = [
+    ...AGENT_NODE_ARGS,
+    ...(PROFILE
+      ? [
+          '--cpu-prof',
+          '--cpu-prof-dir',
+          w.sb.path('profiles'),
+          '--cpu-prof-name',
+          `agent-${name}.cpuprofile`,
+        ]
+      : []),
+  ];
   const t0 = Date.now();
-  const agent = new Watched('guard-agent', start('/usr/bin/env', [...AGENT_ENV, process.execPath, ...nodeArgs, w.sb.agentJs, '--config', config], { user: w.agent }));
+  const agent = new Watched(
+    'guard-agent',
+    start(
+      '/usr/bin/env',
+      [...AGENT_ENV, process.execPath, ...nodeArgs, w.sb.agentJs, '--config', config],
+      { user: w.agent },
+    ),
+  );
   return { helper, agent, t0 };
 }
 
 // ---- the runs -----------------------------------------------------------------------------------
 
 interface RunResult {
-  run: string; lines: number; seconds: number; linesPerS: number; cpuS: number; usCpuPerLine: number; peakRssMiB: number;
-  receiverCpuS: number; requests: number; wireMiB: number; duplicates: number; agentWarnings: number; sample: string;
+  run: string;
+  lines: number;
+  seconds: number;
+  linesPerS: number;
+  cpuS: number;
+  usCpuPerLine: number;
+  peakRssMiB: number;
+  receiverCpuS: number;
+  requests: number;
+  wireMiB: number;
+  duplicates: number;
+  agentWarnings: number;
+  sample: string;
   /** CPU seconds of the main thread, of the others, and in the kernel. */
   threads?: Record<string, number>;
 }
@@ -207,17 +326,42 @@ interface RunResult {
 function byThread(s: ProcSampler): Record<string, number> {
   let main = 0;
   let other = 0;
-  for (const [tid, t] of s.threads) if (tid === s.pid) main += t.cpuS; else other += t.cpuS;
+  for (const [tid, t] of s.threads)
+    if (tid === s.pid) main += t.cpuS;
+    else other += t.cpuS;
   // Threads that ended before the last sample are missing from both: the total is cpuS.
-  return { 'main thread': round(main, 2), 'other threads (V8 compiler and GC, thread pool: reads, gzip)': round(other, 2), 'in the kernel (all threads)': round(s.sysS, 2) };
+  return {
+    'main thread': round(main, 2),
+    'other threads (V8 compiler and GC, thread pool: reads, gzip)': round(other, 2),
+    'in the kernel (all threads)': round(s.sysS, 2),
+  };
 }
 
-function result(run: string, lines: number, t0: number, d: Done, cpuS: number, rssKiB: number, extra: Partial<RunResult> = {}): RunResult {
+function result(
+  run: string,
+  lines: number,
+  t0: number,
+  d: Done,
+  cpuS: number,
+  rssKiB: number,
+  extra: Partial<RunResult> = {},
+): RunResult {
   const seconds = (d.lastAt - t0) / 1000;
   return {
-    run, lines, seconds: round(seconds, 2), linesPerS: Math.round(lines / seconds), cpuS: round(cpuS, 2),
-    usCpuPerLine: round((cpuS * 1e6) / lines, 2), peakRssMiB: round(rssKiB / 1024, 1), receiverCpuS: round(d.cpuS, 2),
-    requests: d.requests, wireMiB: round(d.wireBytes / 2 ** 20, 1), duplicates: 0, agentWarnings: 0, sample: d.sample, ...extra,
+    run,
+    lines,
+    seconds: round(seconds, 2),
+    linesPerS: Math.round(lines / seconds),
+    cpuS: round(cpuS, 2),
+    usCpuPerLine: round((cpuS * 1e6) / lines, 2),
+    peakRssMiB: round(rssKiB / 1024, 1),
+    receiverCpuS: round(d.cpuS, 2),
+    requests: d.requests,
+    wireMiB: round(d.wireBytes / 2 ** 20, 1),
+    duplicates: 0,
+    agentWarnings: 0,
+    sample: d.sample,
+    ...extra,
   };
 }
 
@@ -227,20 +371,42 @@ async function baselineRun(w: World, tlsGzip = false): Promise<RunResult> {
   try {
     const t0 = Date.now();
     const url = `${tlsGzip ? 'https' : 'http'}://127.0.0.1:${rx.port}/ingest`;
-    const shipper = new Watched('simple-shipper', start(process.execPath, [join(benchDir, 'simple-shipper.cjs'), w.authLog, url, ...(tlsGzip ? ['--ca', w.caPem, '--gzip'] : [])]));
+    const shipper = new Watched(
+      'simple-shipper',
+      start(process.execPath, [
+        join(benchDir, 'simple-shipper.cjs'),
+        w.authLog,
+        url,
+        ...(tlsGzip ? ['--ca', w.caPem, '--gzip'] : []),
+      ]),
+    );
     const s = new ProcSampler(shipper.pid);
     const d = await received(rx.w, [shipper], RUN_TIMEOUT_MS);
     s.stop();
     await shipper.stop();
     await rx.w.stop();
     const final = rx.w.lines.find((x) => x.event === 'final');
-    return result(tlsGzip ? 'simple shipper (https+gzip)' : 'simple shipper (http)', LINES, t0, d, s.cpuS, s.rssKiB, { duplicates: (final?.records ?? d.records) - LINES, threads: byThread(s) });
+    return result(
+      tlsGzip ? 'simple shipper (https+gzip)' : 'simple shipper (http)',
+      LINES,
+      t0,
+      d,
+      s.cpuS,
+      s.rssKiB,
+      { duplicates: (final?.records ?? d.records) - LINES, threads: byThread(s) },
+    );
   } finally {
     await rx.w.stop();
   }
 }
 
-async function agentRun(w: World, name: string, label: string, tls: boolean, gzip: boolean): Promise<RunResult> {
+async function agentRun(
+  w: World,
+  name: string,
+  label: string,
+  tls: boolean,
+  gzip: boolean,
+): Promise<RunResult> {
   const rx = await startReceiver(LINES, { tls: tls ? w.ca : undefined });
   let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
   try {
@@ -255,7 +421,11 @@ async function agentRun(w: World, name: string, label: string, tls: boolean, gzi
     const final = rx.w.lines.find((x) => x.event === 'final');
     const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
     for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
-    return result(label, LINES, side.t0, d, s.cpuS, s.rssKiB, { duplicates: (final?.records ?? d.records) - LINES, agentWarnings: warnings.length, threads: byThread(s) });
+    return result(label, LINES, side.t0, d, s.cpuS, s.rssKiB, {
+      duplicates: (final?.records ?? d.records) - LINES,
+      agentWarnings: warnings.length,
+      threads: byThread(s),
+    });
   } finally {
     await side?.agent.stop();
     await side?.helper.stop();
@@ -263,22 +433,48 @@ async function agentRun(w: World, name: string, label: string, tls: boolean, gzi
   }
 }
 
-interface LatencyResult { run: string; rate: number; seconds: number; lines: number; p50Ms: number; p95Ms: number; p99Ms: number; maxMs: number; agentCpuPct: number; startCpuS: number; idleRssMiB: number; peakRssMiB: number }
+interface LatencyResult {
+  run: string;
+  rate: number;
+  seconds: number;
+  lines: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  agentCpuPct: number;
+  startCpuS: number;
+  idleRssMiB: number;
+  peakRssMiB: number;
+}
 
-async function latencyRun(w: World, name: string, label: string, extra: string[]): Promise<LatencyResult> {
+async function latencyRun(
+  w: World,
+  name: string,
+  label: string,
+  extra: string[],
+): Promise<LatencyResult> {
   const total = LATENCY_RATE * LATENCY_SECONDS;
   const rx = await startReceiver(total, { tls: w.ca, latency: true });
   const path = w.sb.path(`logs/${name}.log`);
   closeSync(openSync(path, 'wx', 0o600));
   let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
   try {
-    const config = agentConfig(w, name, { url: `https://127.0.0.1:${rx.port}/ingest`, tls: true, gzip: true, path, extra });
+    const config = agentConfig(w, name, {
+      url: `https://127.0.0.1:${rx.port}/ingest`,
+      tls: true,
+      gzip: true,
+      path,
+      extra,
+    });
     side = await startAgentSide(w, name, config);
     await side.agent.waitFor((l) => l.msg === 'guard-agent running', 15_000, 'guard-agent running');
     await sleep(1000);
     const s = new ProcSampler(side.agent.pid);
     const cpu0 = cpuSeconds(side.agent.pid);
-    const idleRssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${side.agent.pid}/status`, 'utf8'))?.[1] ?? 0);
+    const idleRssKiB = Number(
+      /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${side.agent.pid}/status`, 'utf8'))?.[1] ?? 0,
+    );
     const g = new AuthLogGenerator(0x1a7);
     const fd = openSync(path, 'a');
     const burst = LATENCY_RATE / 100; // every 10 ms
@@ -287,7 +483,8 @@ async function latencyRun(w: World, name: string, label: string, extra: string[]
       for (let i = 0; i < total; i += burst) {
         const now = Date.now();
         let chunk = '';
-        for (let k = 0; k < burst; k++) chunk += `${AuthLogGenerator.timestamp(now, 0)} web-01 ${g.message()} bench-t=${now}\n`;
+        for (let k = 0; k < burst; k++)
+          chunk += `${AuthLogGenerator.timestamp(now, 0)} web-01 ${g.message()} bench-t=${now}\n`;
         writeSync(fd, chunk);
         const wait = t0 + ((i + burst) / LATENCY_RATE) * 1000 - Date.now();
         if (wait > 0) await sleep(wait);
@@ -300,8 +497,18 @@ async function latencyRun(w: World, name: string, label: string, extra: string[]
     s.stop();
     const l = d.latency!;
     return {
-      run: label, rate: Math.round(total / appendS), seconds: round(appendS, 1), lines: total, p50Ms: l.p50, p95Ms: l.p95, p99Ms: l.p99, maxMs: l.max,
-      agentCpuPct: round(((s.cpuS - cpu0) / ((d.lastAt - t0) / 1000)) * 100, 1), startCpuS: round(cpu0, 3), idleRssMiB: round(idleRssKiB / 1024, 1), peakRssMiB: round(s.rssKiB / 1024, 1),
+      run: label,
+      rate: Math.round(total / appendS),
+      seconds: round(appendS, 1),
+      lines: total,
+      p50Ms: l.p50,
+      p95Ms: l.p95,
+      p99Ms: l.p99,
+      maxMs: l.max,
+      agentCpuPct: round(((s.cpuS - cpu0) / ((d.lastAt - t0) / 1000)) * 100, 1),
+      startCpuS: round(cpu0, 3),
+      idleRssMiB: round(idleRssKiB / 1024, 1),
+      peakRssMiB: round(s.rssKiB / 1024, 1),
     };
   } finally {
     await side?.agent.stop();
@@ -312,47 +519,79 @@ async function latencyRun(w: World, name: string, label: string, extra: string[]
 
 // ---- the CPU profile ---------------------------------------------------------------------------
 
-interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
 
 /** Self time by function, from a .cpuprofile; top n. */
 function summarizeProfile(file: string, n = 25): { fn: string; selfPct: number }[] {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+  const p = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: ProfileNode[];
+    samples: number[];
+    timeDeltas: number[];
+  };
   const byId = new Map(p.nodes.map((x) => [x.id, x]));
   const self = new Map<string, number>();
   let total = 0;
   p.samples.forEach((id, i) => {
     const dt = p.timeDeltas[i] ?? 0;
     const c = byId.get(id)!.callFrame;
-    const key = `${c.functionName || '(anonymous)'} ${c.url ? `${c.url.replace(/^.*\//, '')}:${c.lineNumber + 1}` : ''}`.trim();
+    const key =
+      `${c.functionName || '(anonymous)'} ${c.url ? `${c.url.replace(/^.*\//, '')}:${c.lineNumber + 1}` : ''}`.trim();
     self.set(key, (self.get(key) ?? 0) + dt);
     total += dt;
   });
-  return [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([fn, t]) => ({ fn, selfPct: round((t / total) * 100, 1) }));
+  return [...self.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([fn, t]) => ({ fn, selfPct: round((t / total) * 100, 1) }));
 }
 
 // ---- main ---------------------------------------------------------------------------------------
 
-function round(x: number, d: number): number { const f = 10 ** d; return Math.round(x * f) / f; }
+function round(x: number, d: number): number {
+  const f = 10 ** d;
+  return Math.round(x * f) / f;
+}
 
 /** Columns before `textCols` are left-aligned, the rest (numbers) right-aligned. */
 function table(rows: string[][], textCols = 1): string {
   const width = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((x, c) => (c < textCols ? x.padEnd(width[c]!) : x.padStart(width[c]!))).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((x, c) => (c < textCols ? x.padEnd(width[c]!) : x.padStart(width[c]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('npm run bench must run as root: it starts guard-helper as root and the agent as a throwaway system user');
+  if (process.getuid?.() !== 0)
+    throw new Error(
+      'npm run bench must run as root: it starts guard-helper as root and the agent as a throwaway system user',
+    );
   const users = new TestUsers();
   const w = { users } as World;
   const cleanup = async () => {
     await killAll();
     const problems = users.cleanup();
-    try { w.sb?.cleanup(); } catch (e) { problems.push(String(e)); }
+    try {
+      w.sb?.cleanup();
+    } catch (e) {
+      problems.push(String(e));
+    }
     if (problems.length) console.error(`cleanup: ${problems.join('; ')}`);
   };
   let cleaning: Promise<void> | null = null;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => { cleaning ??= cleanup(); void cleaning.then(() => process.exit(130)); });
+    process.once(sig, () => {
+      cleaning ??= cleanup();
+      void cleaning.then(() => process.exit(130));
+    });
   }
   try {
     const g = users.group('aud');
@@ -371,8 +610,12 @@ async function main(): Promise<void> {
 
     let t = Date.now();
     const gen = writeAuthLog(w.authLog, LINES);
-    console.log(`generated ${LINES.toLocaleString('en')} lines, ${(gen.bytes / 2 ** 20).toFixed(1)} MiB, sha256 ${gen.sha256.slice(0, 16)}… in ${((Date.now() - t) / 1000).toFixed(1)} s`);
-    console.log(`node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`);
+    console.log(
+      `generated ${LINES.toLocaleString('en')} lines, ${(gen.bytes / 2 ** 20).toFixed(1)} MiB, sha256 ${gen.sha256.slice(0, 16)}… in ${((Date.now() - t) / 1000).toFixed(1)} s`,
+    );
+    console.log(
+      `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
+    );
 
     const runs: RunResult[] = [];
     const errors: string[] = [];
@@ -393,51 +636,155 @@ async function main(): Promise<void> {
     };
     const base = await attempt('1. simple shipper, http', () => baselineRun(w));
     if (base) runs.push(base);
-    const http = await attempt('2. guard helper + agent, syslog, http, no compression', () => agentRun(w, 'http', 'guard (syslog, http)', false, false));
+    const http = await attempt('2. guard helper + agent, syslog, http, no compression', () =>
+      agentRun(w, 'http', 'guard (syslog, http)', false, false),
+    );
     if (http) runs.push(http);
-    const https = await attempt('3. guard helper + agent, syslog, https, gzip', () => agentRun(w, 'https', 'guard (syslog, https+gzip)', true, true));
+    const https = await attempt('3. guard helper + agent, syslog, https, gzip', () =>
+      agentRun(w, 'https', 'guard (syslog, https+gzip)', true, true),
+    );
     if (https) runs.push(https);
-    const baseTls = await attempt('6. simple shipper, https, gzip (the baseline of run 3)', () => baselineRun(w, true));
+    const baseTls = await attempt('6. simple shipper, https, gzip (the baseline of run 3)', () =>
+      baselineRun(w, true),
+    );
     if (baseTls) runs.push(baseTls);
     const latencies: LatencyResult[] = [];
-    const lat1 = await attempt(`4. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, defaults`,
-      () => latencyRun(w, 'lat-default', 'defaults (batch_max_wait_ms 500)', []));
+    const lat1 = await attempt(
+      `4. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, defaults`,
+      () => latencyRun(w, 'lat-default', 'defaults (batch_max_wait_ms 500)', []),
+    );
     if (lat1) latencies.push(lat1);
-    const lat2 = await attempt(`5. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, batch_max_wait_ms = 250`,
-      () => latencyRun(w, 'lat-250', 'batch_max_wait_ms 250', ['batch_max_wait_ms = 250']));
+    const lat2 = await attempt(
+      `5. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, batch_max_wait_ms = 250`,
+      () => latencyRun(w, 'lat-250', 'batch_max_wait_ms 250', ['batch_max_wait_ms = 250']),
+    );
     if (lat2) latencies.push(lat2);
 
     // ---- the report
     const met = (ok: boolean) => (ok ? 'met' : 'NOT MET');
-    console.log('\n' + table([
-      ['run', 'lines', 'seconds', 'lines/s', 'CPU s', 'µs CPU/line', 'peak RSS MiB', 'receiver CPU s', 'requests', 'wire MiB', 'dup'],
-      ...runs.map((r) => [r.run, r.lines.toLocaleString('en'), r.seconds.toFixed(2), r.linesPerS.toLocaleString('en'), r.cpuS.toFixed(2),
-        r.usCpuPerLine.toFixed(2), r.peakRssMiB.toFixed(1), r.receiverCpuS.toFixed(2), String(r.requests), r.wireMiB.toFixed(1), String(r.duplicates)]),
-    ]));
+    console.log(
+      '\n' +
+        table([
+          [
+            'run',
+            'lines',
+            'seconds',
+            'lines/s',
+            'CPU s',
+            'µs CPU/line',
+            'peak RSS MiB',
+            'receiver CPU s',
+            'requests',
+            'wire MiB',
+            'dup',
+          ],
+          ...runs.map((r) => [
+            r.run,
+            r.lines.toLocaleString('en'),
+            r.seconds.toFixed(2),
+            r.linesPerS.toLocaleString('en'),
+            r.cpuS.toFixed(2),
+            r.usCpuPerLine.toFixed(2),
+            r.peakRssMiB.toFixed(1),
+            r.receiverCpuS.toFixed(2),
+            String(r.requests),
+            r.wireMiB.toFixed(1),
+            String(r.duplicates),
+          ]),
+        ]),
+    );
     console.log('\nCPU s by thread, and of all of it, in the kernel:');
-    for (const r of runs) console.log(`  ${r.run}: ${Object.entries(r.threads ?? {}).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+    for (const r of runs)
+      console.log(
+        `  ${r.run}: ${Object.entries(r.threads ?? {})
+          .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+          .join(', ')}`,
+      );
     if (latencies.length) {
-      console.log('\n' + table([
-        ['latency (append → receiver)', 'lines/s', 'lines', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'agent CPU %', 'start CPU s', 'RSS before MiB', 'peak RSS MiB'],
-        ...latencies.map((l) => [l.run, String(l.rate), String(l.lines), String(l.p50Ms), String(l.p95Ms), String(l.p99Ms), String(l.maxMs), l.agentCpuPct.toFixed(1), l.startCpuS.toFixed(3), l.idleRssMiB.toFixed(1), l.peakRssMiB.toFixed(1)]),
-      ]));
+      console.log(
+        '\n' +
+          table([
+            [
+              'latency (append → receiver)',
+              'lines/s',
+              'lines',
+              'p50 ms',
+              'p95 ms',
+              'p99 ms',
+              'max ms',
+              'agent CPU %',
+              'start CPU s',
+              'RSS before MiB',
+              'peak RSS MiB',
+            ],
+            ...latencies.map((l) => [
+              l.run,
+              String(l.rate),
+              String(l.lines),
+              String(l.p50Ms),
+              String(l.p95Ms),
+              String(l.p99Ms),
+              String(l.maxMs),
+              l.agentCpuPct.toFixed(1),
+              l.startCpuS.toFixed(3),
+              l.idleRssMiB.toFixed(1),
+              l.peakRssMiB.toFixed(1),
+            ]),
+          ]),
+      );
     }
     const targets: { target: string; run: string; value: string; met: boolean }[] = [];
     for (const r of [http, https]) {
       if (!r) continue;
-      targets.push({ target: `≥ ${TARGETS.linesPerS.toLocaleString('en')} parsed lines/s end to end`, run: r.run, value: `${r.linesPerS.toLocaleString('en')} lines/s`, met: r.linesPerS >= TARGETS.linesPerS });
+      targets.push({
+        target: `≥ ${TARGETS.linesPerS.toLocaleString('en')} parsed lines/s end to end`,
+        run: r.run,
+        value: `${r.linesPerS.toLocaleString('en')} lines/s`,
+        met: r.linesPerS >= TARGETS.linesPerS,
+      });
       // The simple shipper of #3 posts plain NDJSON over http: the like-for-like guard run is run 2.
-      if (base && r === http) targets.push({ target: `CPU per line ≤ the ${base.run}`, run: r.run, value: `${r.usCpuPerLine} vs ${base.usCpuPerLine} µs (${round(r.usCpuPerLine / base.usCpuPerLine, 2)}×)`, met: r.usCpuPerLine <= base.usCpuPerLine });
-      targets.push({ target: `peak RSS ≤ ${TARGETS.rssMiB} MiB`, run: r.run, value: `${r.peakRssMiB} MiB`, met: r.peakRssMiB <= TARGETS.rssMiB });
+      if (base && r === http)
+        targets.push({
+          target: `CPU per line ≤ the ${base.run}`,
+          run: r.run,
+          value: `${r.usCpuPerLine} vs ${base.usCpuPerLine} µs (${round(r.usCpuPerLine / base.usCpuPerLine, 2)}×)`,
+          met: r.usCpuPerLine <= base.usCpuPerLine,
+        });
+      targets.push({
+        target: `peak RSS ≤ ${TARGETS.rssMiB} MiB`,
+        run: r.run,
+        value: `${r.peakRssMiB} MiB`,
+        met: r.peakRssMiB <= TARGETS.rssMiB,
+      });
     }
-    for (const l of latencies) targets.push({ target: `latency p99 < ${TARGETS.latencyP99Ms} ms at ${LATENCY_RATE} lines/s`, run: l.run, value: `${l.p99Ms} ms`, met: l.p99Ms < TARGETS.latencyP99Ms });
-    console.log('\n' + table([['target', 'run', 'measured', ''], ...targets.map((x) => [x.target, x.run, x.value, met(x.met)])], 4));
+    for (const l of latencies)
+      targets.push({
+        target: `latency p99 < ${TARGETS.latencyP99Ms} ms at ${LATENCY_RATE} lines/s`,
+        run: l.run,
+        value: `${l.p99Ms} ms`,
+        met: l.p99Ms < TARGETS.latencyP99Ms,
+      });
+    console.log(
+      '\n' +
+        table(
+          [
+            ['target', 'run', 'measured', ''],
+            ...targets.map((x) => [x.target, x.run, x.value, met(x.met)]),
+          ],
+          4,
+        ),
+    );
     if (https && baseTls) {
       // Not a target: the same comparison over https with gzip, where guard compresses and encrypts
       // its whole event (id, time, offset, fields, source, path, host, parser), ~2.8× the shipper's bytes.
-      const ndjson = http && base ? `; NDJSON before gzip: guard ${http.wireMiB} MiB, the shipper ${base.wireMiB} MiB` : '';
-      console.log(`\nlike for like over https+gzip (not a target of #3): guard ${https.usCpuPerLine} vs the ${baseTls.run} ${baseTls.usCpuPerLine} µs ` +
-        `CPU/line (${round(https.usCpuPerLine / baseTls.usCpuPerLine, 2)}×)${ndjson}`);
+      const ndjson =
+        http && base
+          ? `; NDJSON before gzip: guard ${http.wireMiB} MiB, the shipper ${base.wireMiB} MiB`
+          : '';
+      console.log(
+        `\nlike for like over https+gzip (not a target of #3): guard ${https.usCpuPerLine} vs the ${baseTls.run} ${baseTls.usCpuPerLine} µs ` +
+          `CPU/line (${round(https.usCpuPerLine / baseTls.usCpuPerLine, 2)}×)${ndjson}`,
+      );
     }
     if (errors.length) console.log(`\nruns that failed:\n  ${errors.join('\n  ')}`);
 
@@ -449,13 +796,24 @@ async function main(): Promise<void> {
       for (const f of readdirSync(w.sb.path('profiles'))) {
         copyFileSync(w.sb.path('profiles', f), join(out, f));
         profile[f] = summarizeProfile(join(out, f));
-        console.log(`\n${f} (bench/profiles/${f}), self time:\n${profile[f]!.map((x) => `  ${x.selfPct.toFixed(1).padStart(5)}%  ${x.fn}`).join('\n')}`);
+        console.log(
+          `\n${f} (bench/profiles/${f}), self time:\n${profile[f]!.map((x) => `  ${x.selfPct.toFixed(1).padStart(5)}%  ${x.fn}`).join('\n')}`,
+        );
       }
     }
     const json = {
-      at: new Date().toISOString(), node: process.version, cpus: (readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length,
-      file: { lines: LINES, bytes: gen.bytes, sha256: gen.sha256 }, pollIntervalMs: POLL_MS, profiled: PROFILE, agentNodeArgs: AGENT_NODE_ARGS,
-      runs, latency: latencies, targets, errors, profile,
+      at: new Date().toISOString(),
+      node: process.version,
+      cpus: (readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length,
+      file: { lines: LINES, bytes: gen.bytes, sha256: gen.sha256 },
+      pollIntervalMs: POLL_MS,
+      profiled: PROFILE,
+      agentNodeArgs: AGENT_NODE_ARGS,
+      runs,
+      latency: latencies,
+      targets,
+      errors,
+      profile,
     };
     writeFileSync(join(benchDir, 'results-latest.json'), JSON.stringify(json, null, 2) + '\n');
     console.log('\nwritten to bench/results-latest.json');
@@ -466,4 +824,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => { console.error(e); process.exitCode = 1; });
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

@@ -23,8 +23,12 @@ const pool = new Pool(target.origin, { connections: 1, ...(ca ? { connect: { ca 
 async function post(batch) {
   const text = batch.join('\n') + '\n';
   const { statusCode, body } = await pool.request({
-    path: target.pathname, method: 'POST',
-    headers: { 'content-type': 'application/x-ndjson', ...(gzip ? { 'content-encoding': 'gzip' } : {}) },
+    path: target.pathname,
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-ndjson',
+      ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+    },
     body: gzip ? await gzip(text, { level: 1 }) : text,
   });
   await body.dump();
@@ -41,14 +45,23 @@ async function main() {
     for (const message of parts) {
       batch.push(JSON.stringify({ message }));
       lines++;
-      if (batch.length === 1000) { await post(batch); batch = []; }
+      if (batch.length === 1000) {
+        await post(batch);
+        batch = [];
+      }
     }
   }
-  if (rest !== '') { batch.push(JSON.stringify({ message: rest })); lines++; }
+  if (rest !== '') {
+    batch.push(JSON.stringify({ message: rest }));
+    lines++;
+  }
   if (batch.length) await post(batch);
   process.stdout.write(JSON.stringify({ event: 'sent', lines }) + '\n');
 }
 
-main().catch((e) => { process.stderr.write(`${e.stack}\n`); process.exit(1); });
+main().catch((e) => {
+  process.stderr.write(`${e.stack}\n`);
+  process.exit(1);
+});
 setInterval(() => {}, 1 << 30); // stay measurable until the bench ends it
 process.once('SIGTERM', () => process.exit(0));

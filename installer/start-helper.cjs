@@ -10,7 +10,11 @@ const { spawn } = require('node:child_process');
 
 const [log, gid, pidfile, ...cmd] = process.argv.slice(2);
 const c = fs.constants;
-const fd = fs.openSync(log, c.O_WRONLY | c.O_APPEND | c.O_CREAT | c.O_NOFOLLOW | c.O_NONBLOCK | c.O_NOCTTY, 0o640);
+const fd = fs.openSync(
+  log,
+  c.O_WRONLY | c.O_APPEND | c.O_CREAT | c.O_NOFOLLOW | c.O_NONBLOCK | c.O_NOCTTY,
+  0o640,
+);
 const st = fs.fstatSync(fd);
 if (!st.isFile() || st.uid !== 0 || st.nlink !== 1) {
   console.error(`${log} is not a root-owned regular file with one link: refusing to write to it`);
@@ -19,7 +23,10 @@ if (!st.isFile() || st.uid !== 0 || st.nlink !== 1) {
 fs.fchownSync(fd, 0, Number(gid));
 fs.fchmodSync(fd, 0o640);
 const child = spawn(cmd[0], cmd.slice(1), {
-  detached: true, cwd: '/', stdio: ['ignore', fd, fd], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' },
+  detached: true,
+  cwd: '/',
+  stdio: ['ignore', fd, fd],
+  env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' },
 });
 fs.writeFileSync(`${pidfile}.new`, `${child.pid}\n`, { mode: 0o644 });
 fs.renameSync(`${pidfile}.new`, pidfile);

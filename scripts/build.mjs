@@ -14,14 +14,28 @@ const fdpass = join(root, 'packages/fdpass');
 const addon = join(fdpass, 'build/Release/fdpass.node');
 
 function newest(dir) {
-  return Math.max(...readdirSync(dir).filter((f) => /\.(c|h|gyp)$/.test(f)).map((f) => statSync(join(dir, f)).mtimeMs));
+  return Math.max(
+    ...readdirSync(dir)
+      .filter((f) => /\.(c|h|gyp)$/.test(f))
+      .map((f) => statSync(join(dir, f)).mtimeMs),
+  );
 }
-if (!existsSync(addon) || statSync(addon).mtimeMs < Math.max(newest(join(fdpass, 'src')), newest(fdpass))) {
-  execFileSync('npm', ['run', 'build', '--silent', '-w', 'packages/fdpass'], { cwd: root, stdio: 'inherit' });
+if (
+  !existsSync(addon) ||
+  statSync(addon).mtimeMs < Math.max(newest(join(fdpass, 'src')), newest(fdpass))
+) {
+  execFileSync('npm', ['run', 'build', '--silent', '-w', 'packages/fdpass'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
 }
 
-execFileSync(process.execPath, [join(root, 'packages/protocol/scripts/gen-validators.mjs')], { stdio: 'inherit' });
-execFileSync(process.execPath, [join(root, 'packages/agent/scripts/gen-config-validator.mjs')], { stdio: 'inherit' });
+execFileSync(process.execPath, [join(root, 'packages/protocol/scripts/gen-validators.mjs')], {
+  stdio: 'inherit',
+});
+execFileSync(process.execPath, [join(root, 'packages/agent/scripts/gen-config-validator.mjs')], {
+  stdio: 'inherit',
+});
 
 const programs = {
   'guard-helper': 'packages/helper/src/main.ts',

@@ -21,7 +21,11 @@ function find(dir, out = []) {
 }
 
 const unit = readdirSync(join(root, 'packages')).flatMap((p) => {
-  try { return find(join(root, 'packages', p, 'test')); } catch { return []; }
+  try {
+    return find(join(root, 'packages', p, 'test'));
+  } catch {
+    return [];
+  }
 });
 const system = unitOnly ? [] : find(join(root, 'test'));
 if (!unitOnly && process.getuid() !== 0) {
@@ -31,10 +35,17 @@ if (!unitOnly && process.getuid() !== 0) {
 }
 let files = [...unit, ...system].map((f) => relative(root, f)).sort();
 if (filter.length) files = files.filter((f) => filter.some((x) => f.includes(x)));
-if (files.length === 0) { console.error('no test files found'); process.exit(1); }
+if (files.length === 0) {
+  console.error('no test files found');
+  process.exit(1);
+}
 
-console.log(`running ${files.filter((f) => f.startsWith('packages/')).length} unit and ${files.filter((f) => f.startsWith('test/')).length} system test files as uid ${process.getuid()}${process.getuid() === 0 ? ' (root: system tests start the real helper as root and act as real test users)' : ''}`);
-const r = spawnSync(process.execPath,
+console.log(
+  `running ${files.filter((f) => f.startsWith('packages/')).length} unit and ${files.filter((f) => f.startsWith('test/')).length} system test files as uid ${process.getuid()}${process.getuid() === 0 ? ' (root: system tests start the real helper as root and act as real test users)' : ''}`,
+);
+const r = spawnSync(
+  process.execPath,
   ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files],
-  { cwd: root, stdio: 'inherit' });
+  { cwd: root, stdio: 'inherit' },
+);
 process.exit(r.status ?? 1);

@@ -8,16 +8,36 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { asLoginUser, auditdRunning, auditStatus, startPrivateAuditd, systemAuditLog } from './lib/audit';
-import { AgentProcess, readStatus, setupAgentEnv, teardownAgentEnv, until, type AgentEnv } from './lib/agent-env';
+import {
+  asLoginUser,
+  auditdRunning,
+  auditStatus,
+  startPrivateAuditd,
+  systemAuditLog,
+} from './lib/audit';
+import {
+  AgentProcess,
+  readStatus,
+  setupAgentEnv,
+  teardownAgentEnv,
+  until,
+  type AgentEnv,
+} from './lib/agent-env';
 import { killPid, sleep } from './lib/proc';
 import { repoRoot } from './lib/sandbox';
 
 const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' });
-const guardRules = () => sh('auditctl', ['-l']).stdout.split('\n').filter((l) => / -k guard-|key=guard-/.test(l));
+const guardRules = () =>
+  sh('auditctl', ['-l'])
+    .stdout.split('\n')
+    .filter((l) => / -k guard-|key=guard-/.test(l));
 
-
-type Received = { message: string; fields?: Record<string, any>; flags?: string[]; parser?: string };
+type Received = {
+  message: string;
+  fields?: Record<string, any>;
+  flags?: string[];
+  parser?: string;
+};
 
 describe('audit events end to end (real auditd, guard rules, helper as root, agent in the audit group)', () => {
   let env: AgentEnv;
@@ -30,11 +50,22 @@ describe('audit events end to end (real auditd, guard rules, helper as root, age
   before(async () => {
     enabledBefore = auditStatus().enabled ?? '0';
     rulesBefore.push(...guardRules());
-    assert.deepEqual(rulesBefore, [], 'guard- rules are already loaded on this machine: refusing to touch them');
+    assert.deepEqual(
+      rulesBefore,
+      [],
+      'guard- rules are already loaded on this machine: refusing to touch them',
+    );
     // Use the auditd that runs (its own log), or start a private one with its log in the sandbox.
     const running = auditdRunning();
     env = await setupAgentEnv({
-      sources: (e) => ['[source.audit]', 'type = audit', `paths = ${running ? systemAuditLog() : e.sb.path('audit/audit.log')}`, 'start_at = end', ''].join('\n'),
+      sources: (e) =>
+        [
+          '[source.audit]',
+          'type = audit',
+          `paths = ${running ? systemAuditLog() : e.sb.path('audit/audit.log')}`,
+          'start_at = end',
+          '',
+        ].join('\n'),
     });
     if (!running) {
       env.sb.mkdir('audit', 0o700);
@@ -45,9 +76,19 @@ describe('audit events end to end (real auditd, guard rules, helper as root, age
       auditLog = systemAuditLog();
       console.log(`# using the auditd that runs (pid ${auditStatus().pid}), log ${auditLog}`);
     }
-    const load = sh('bash', [join(repoRoot, 'audit-rules/load.sh'), '--out', env.sb.path('etc/50-guard.rules'),
-      '--guard-uid', String(env.agent.uid), join(repoRoot, 'audit-rules/50-guard.rules.in')]);
-    assert.match(load.stdout + load.stderr, /\d+ rules loaded, 0 rejected/, load.stdout + load.stderr);
+    const load = sh('bash', [
+      join(repoRoot, 'audit-rules/load.sh'),
+      '--out',
+      env.sb.path('etc/50-guard.rules'),
+      '--guard-uid',
+      String(env.agent.uid),
+      join(repoRoot, 'audit-rules/50-guard.rules.in'),
+    ]);
+    assert.match(
+      load.stdout + load.stderr,
+      /\d+ rules loaded, 0 rejected/,
+      load.stdout + load.stderr,
+    );
     agent = await AgentProcess.start(env);
   });
 
@@ -55,7 +96,10 @@ describe('audit events end to end (real auditd, guard rules, helper as root, age
     await agent?.stop();
     sh('bash', [join(repoRoot, 'audit-rules/unload.sh')]);
     const left = guardRules();
-    if (auditd?.pid) { killPid(auditd.pid, 'SIGTERM'); await new Promise((r) => auditd!.once('exit', r)); }
+    if (auditd?.pid) {
+      killPid(auditd.pid, 'SIGTERM');
+      await new Promise((r) => auditd!.once('exit', r));
+    }
     sh('auditctl', ['-e', enabledBefore]);
     await teardownAgentEnv(env);
     assert.deepEqual(left, [], 'unload removed every rule this test loaded');
@@ -65,20 +109,37 @@ describe('audit events end to end (real auditd, guard rules, helper as root, age
     const tag = `guardtest${process.pid}`;
     // a write to a watched directory (guard-systemd), then a failed open of a protected file by an
     // ordinary login (guard-access), then a privileged command run with awkward arguments (guard-priv)
-    asLoginUser(4242, 0, `touch /etc/systemd/system/${tag}.tmp; rm -f /etc/systemd/system/${tag}.tmp`);
+    asLoginUser(
+      4242,
+      0,
+      `touch /etc/systemd/system/${tag}.tmp; rm -f /etc/systemd/system/${tag}.tmp`,
+    );
     asLoginUser(4242, 4242, 'cat /etc/shadow');
     asLoginUser(4242, 4242, `/usr/bin/passwd "two words ${tag}" 'a "quoted" arg' || true`);
 
     const events = () => env.receiver.events as unknown as Received[];
     const keyed = (k: string) => events().filter((e) => [e.fields?.key].flat().includes(k));
-    await until(() => keyed('guard-systemd').length > 0 && keyed('guard-access').length > 0 && keyed('guard-priv').some((e) => JSON.stringify(e.fields?.argv ?? '').includes(tag)), 30_000,
-      'guard-systemd, guard-access and guard-priv events at the receiver').catch((e: Error) => {
-      throw new Error(`${e.message}; keys seen: ${JSON.stringify([...new Set(events().map((x) => x.fields?.key))])}`);
+    await until(
+      () =>
+        keyed('guard-systemd').length > 0 &&
+        keyed('guard-access').length > 0 &&
+        keyed('guard-priv').some((e) => JSON.stringify(e.fields?.argv ?? '').includes(tag)),
+      30_000,
+      'guard-systemd, guard-access and guard-priv events at the receiver',
+    ).catch((e: Error) => {
+      throw new Error(
+        `${e.message}; keys seen: ${JSON.stringify([...new Set(events().map((x) => x.fields?.key))])}`,
+      );
     });
 
-    const write = keyed('guard-systemd').find((e) => JSON.stringify(e.fields?.paths ?? []).includes(tag))!;
+    const write = keyed('guard-systemd').find((e) =>
+      JSON.stringify(e.fields?.paths ?? []).includes(tag),
+    )!;
     assert.ok(write, 'the write names the file');
-    assert.ok((write.fields!.records as unknown[]).length >= 3, 'SYSCALL, CWD, PATH… grouped into one event');
+    assert.ok(
+      (write.fields!.records as unknown[]).length >= 3,
+      'SYSCALL, CWD, PATH… grouped into one event',
+    );
     assert.equal(write.parser, 'audit');
 
     const denied = keyed('guard-access').find((e) => e.fields?.exe === '/usr/bin/cat')!;
@@ -87,7 +148,9 @@ describe('audit events end to end (real auditd, guard rules, helper as root, age
     assert.equal(denied.fields!.exitName, 'EACCES');
     assert.equal(denied.fields!.auid, 4242);
 
-    const priv = keyed('guard-priv').find((e) => JSON.stringify(e.fields?.argv ?? '').includes(tag))!;
+    const priv = keyed('guard-priv').find((e) =>
+      JSON.stringify(e.fields?.argv ?? '').includes(tag),
+    )!;
     assert.deepEqual(priv.fields!.argv, ['/usr/bin/passwd', `two words ${tag}`, 'a "quoted" arg']);
     assert.ok(!('uid=0' in (priv.fields as object)), 'no field invented from argument text');
     assert.match(priv.message, /type=EXECVE/, 'the raw records travel with the event');
@@ -98,9 +161,16 @@ describe('audit events end to end (real auditd, guard rules, helper as root, age
     sh('gpasswd', ['-d', env.agent.name, env.auditGroup.name]);
     await agent!.stop();
     agent = await AgentProcess.start(env); // group lists are fixed per process: a restart picks it up
-    await until(async () => Boolean((await readStatus(env)).sources[0].listError), 15_000, 'the refusal in status');
+    await until(
+      async () => Boolean((await readStatus(env)).sources[0].listError),
+      15_000,
+      'the refusal in status',
+    );
     const source = (await readStatus(env)).sources[0];
     assert.match(source.listError, /^audit_group: .*audit group/, source.listError);
-    assert.ok(!source.files.some((f: { state: string }) => f.state === 'flowing'), 'nothing of the audit trail is read any more');
+    assert.ok(
+      !source.files.some((f: { state: string }) => f.state === 'flowing'),
+      'nothing of the audit trail is read any more',
+    );
   });
 });

@@ -5,7 +5,13 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { AgentProcess, setupAgentEnv, teardownAgentEnv, until, type AgentEnv } from './lib/agent-env';
+import {
+  AgentProcess,
+  setupAgentEnv,
+  teardownAgentEnv,
+  until,
+  type AgentEnv,
+} from './lib/agent-env';
 
 const TS = '2026-11-24T09:05:01.123456+00:00';
 const LINES = [
@@ -39,11 +45,26 @@ function setup(sections: string[]): { env: () => AgentEnv; agent: () => AgentPro
   let agent: AgentProcess;
   before(async () => {
     env = await setupAgentEnv({
-      sources: (e) => ['[source.app]', 'type = file', `paths = ${e.logs}/*.log`, 'parser = syslog', 'start_at = beginning',
-        'include[] = keep', 'exclude[] = drop', '', ...sections, ''].join('\n'),
+      sources: (e) =>
+        [
+          '[source.app]',
+          'type = file',
+          `paths = ${e.logs}/*.log`,
+          'parser = syslog',
+          'start_at = beginning',
+          'include[] = keep',
+          'exclude[] = drop',
+          '',
+          ...sections,
+          '',
+        ].join('\n'),
     });
     writeFileSync(env.sb.path('logs/ascii.log'), LINES.join('\n') + '\n', { mode: 0o600 });
-    writeFileSync(env.sb.path('logs/mixed.log'), ['keep caf\u00e9 first', ...LINES].join('\n') + '\n', { mode: 0o600 });
+    writeFileSync(
+      env.sb.path('logs/mixed.log'),
+      ['keep caf\u00e9 first', ...LINES].join('\n') + '\n',
+      { mode: 0o600 },
+    );
     agent = await AgentProcess.start(env);
   });
   after(async () => {
@@ -54,9 +75,14 @@ function setup(sections: string[]): { env: () => AgentEnv; agent: () => AgentPro
 }
 
 async function both(env: AgentEnv): Promise<{ ascii: Ev[]; mixed: Ev[] }> {
-  const from = (name: string) => env.receiver.events.filter((e) => (e.path as string).endsWith(name));
+  const from = (name: string) =>
+    env.receiver.events.filter((e) => (e.path as string).endsWith(name));
   const kept = LINES.filter((l) => l.includes('keep') && !l.includes('drop')).length;
-  await until(() => from('ascii.log').length >= kept && from('mixed.log').length >= kept + 1, 20_000, `${kept} events from each file`);
+  await until(
+    () => from('ascii.log').length >= kept && from('mixed.log').length >= kept + 1,
+    20_000,
+    `${kept} events from each file`,
+  );
   const mixed = from('mixed.log');
   assert.equal(mixed[0]!.message, 'keep caf\u00e9 first');
   return { ascii: from('ascii.log'), mixed: mixed.slice(1) };
@@ -67,15 +93,33 @@ describe('filters and built-in redaction, per chunk and per line alike', () => {
 
   it('keeps what include/exclude keep, redacts the secrets, and writes the same events on both paths', async () => {
     const { ascii, mixed } = await both(w.env());
-    assert.deepEqual(ascii.map(comparable), mixed.map(comparable), 'the ASCII chunk and the line-by-line chunk give the same events');
+    assert.deepEqual(
+      ascii.map(comparable),
+      mixed.map(comparable),
+      'the ASCII chunk and the line-by-line chunk give the same events',
+    );
     const by = (s: string) => ascii.find((e) => e.message.includes(s))!;
-    assert.equal(ascii.length, LINES.filter((l) => l.includes('keep') && !l.includes('drop')).length, 'include and exclude applied, nothing else lost');
-    assert.equal(by('keep url').message, `${TS} h1 app: keep url https://bob:[REDACTED]@example.com/x`);
+    assert.equal(
+      ascii.length,
+      LINES.filter((l) => l.includes('keep') && !l.includes('drop')).length,
+      'include and exclude applied, nothing else lost',
+    );
+    assert.equal(
+      by('keep url').message,
+      `${TS} h1 app: keep url https://bob:[REDACTED]@example.com/x`,
+    );
     assert.match(by('Authorization').message, /Bearer \[REDACTED\]$/);
     assert.equal(by('keep key').message, `${TS} h1 app: keep key [REDACTED] here`);
     assert.match(by('PRIVATE KEY').message, /^keep -----BEGIN RSA PRIVATE KEY-----\[REDACTED\]$/);
-    for (const s of ['keep url', 'Authorization', 'keep key', 'PRIVATE KEY', 'keep esc']) assert.ok(by(s).flags?.includes('redacted'), `${s}: flagged redacted`);
-    for (const s of ['dangling password=', 'the next line', 'after the key line', 'keep a plain line', 'hunter2 and']) {
+    for (const s of ['keep url', 'Authorization', 'keep key', 'PRIVATE KEY', 'keep esc'])
+      assert.ok(by(s).flags?.includes('redacted'), `${s}: flagged redacted`);
+    for (const s of [
+      'dangling password=',
+      'the next line',
+      'after the key line',
+      'keep a plain line',
+      'hunter2 and',
+    ]) {
       assert.ok(!by(s).flags?.includes('redacted'), `${s}: not redacted`);
     }
     assert.equal(by('dangling password=').flags, undefined);
@@ -91,7 +135,12 @@ describe('filters and built-in redaction, per chunk and per line alike', () => {
 });
 
 describe('custom redaction patterns with a replacement that is not ASCII', () => {
-  const w = setup(['[redact]', 'builtin = false', 'pattern[] = hunter[0-9]', 'replacement = \u2588\u2588']);
+  const w = setup([
+    '[redact]',
+    'builtin = false',
+    'pattern[] = hunter[0-9]',
+    'replacement = \u2588\u2588',
+  ]);
 
   it('replaces every match on both paths, and nothing the built-ins would have', async () => {
     const { ascii, mixed } = await both(w.env());
@@ -99,7 +148,14 @@ describe('custom redaction patterns with a replacement that is not ASCII', () =>
     const by = (s: string) => ascii.find((e) => e.message.includes(s))!;
     assert.equal(by('and \u2588').message, 'keep \u2588\u2588 and \u2588\u2588');
     assert.deepEqual(by('and \u2588').flags, ['redacted', 'unparsed']);
-    assert.equal(by('keep url').message, `${TS} h1 app: keep url https://bob:\u2588\u2588@example.com/x`);
-    assert.equal(by('keep key').message, `${TS} h1 app: keep key AKIAABCDEFGHIJKLMNOP here`, 'built-ins off');
+    assert.equal(
+      by('keep url').message,
+      `${TS} h1 app: keep url https://bob:\u2588\u2588@example.com/x`,
+    );
+    assert.equal(
+      by('keep key').message,
+      `${TS} h1 app: keep key AKIAABCDEFGHIJKLMNOP here`,
+      'built-ins off',
+    );
   });
 });

@@ -17,7 +17,18 @@
 // and module calls fail (EPERM, EBADF) and are recorded anyway.
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { asLoginUser, auditStatus, startPrivateAuditd, systemAuditLog } from './lib/audit';
@@ -34,7 +45,12 @@ const USER_UID = GUARD_UID + 1;
 const HELPER_AUID = USER_UID + 2_000; // the login uid the stand-in for guard-helper runs under
 
 function sh(cmd: string, args: string[], opts: { input?: string } = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, env: { ...process.env, LC_ALL: 'C' }, timeout: 60_000 });
+  const r = spawnSync(cmd, args, {
+    encoding: 'utf8',
+    input: opts.input,
+    env: { ...process.env, LC_ALL: 'C' },
+    timeout: 60_000,
+  });
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, pid: r.pid };
 }
@@ -64,8 +80,9 @@ function canonical(rule: string): string {
     else if (f === '-p') parts.push(`perm=${v.split('').sort().join('')}`);
     else if (f === '-k') parts.push(`key=${v}`);
     else if (f === '-a') parts.push(`action=${v}`);
-    else if (f === '-S') { if (v !== 'all') parts.push(`syscalls=${v.split(',').sort().join(',')}`); }
-    else if (f === '-F' || f === '-C') {
+    else if (f === '-S') {
+      if (v !== 'all') parts.push(`syscalls=${v.split(',').sort().join(',')}`);
+    } else if (f === '-F' || f === '-C') {
       let x = v.replace(/(auid[!=<>]*=?)unset$/, '$1-1').replace(/^auid!=4294967295$/, 'auid!=-1');
       if (x.startsWith('perm=')) x = `perm=${x.slice(5).split('').sort().join('')}`;
       parts.push(x);
@@ -74,38 +91,75 @@ function canonical(rule: string): string {
   return parts.sort().join(' ');
 }
 
-type Ev = { serial: string; key: string; pid: string; auid: string; uid: string; syscall: string; success: string; names: string[]; exe: string; types: string[] };
+type Ev = {
+  serial: string;
+  key: string;
+  pid: string;
+  auid: string;
+  uid: string;
+  syscall: string;
+  success: string;
+  names: string[];
+  exe: string;
+  types: string[];
+};
 /** Events in the audit log from byte `from`, grouped by serial. */
 function readEvents(log: string, from: number): Ev[] {
   const size = statSync(log).size;
   if (size <= from) return [];
   const fd = openSync(log, 'r');
   const buf = Buffer.alloc(size - from);
-  try { readSync(fd, buf, 0, buf.length, from); } finally { closeSync(fd); }
+  try {
+    readSync(fd, buf, 0, buf.length, from);
+  } finally {
+    closeSync(fd);
+  }
   const events = new Map<string, Ev>();
   for (const line of buf.toString('utf8').split('\n')) {
     const m = /msg=audit\([\d.]+:(\d+)\)/.exec(line);
     const serial = m?.[1];
     if (!serial) continue;
     let e = events.get(serial);
-    if (!e) events.set(serial, (e = { serial, key: '', pid: '', auid: '', uid: '', syscall: '', success: '', names: [], exe: '', types: [] }));
+    if (!e)
+      events.set(
+        serial,
+        (e = {
+          serial,
+          key: '',
+          pid: '',
+          auid: '',
+          uid: '',
+          syscall: '',
+          success: '',
+          names: [],
+          exe: '',
+          types: [],
+        }),
+      );
     const type = /^type=(\S+)/.exec(line)?.[1] ?? '';
     e.types.push(type);
-    const field = (n: string) => new RegExp(`[ ]${n}=("[^"]*"|\\S+)`).exec(line)?.[1]?.replace(/^"|"$/g, '');
+    const field = (n: string) =>
+      new RegExp(`[ ]${n}=("[^"]*"|\\S+)`).exec(line)?.[1]?.replace(/^"|"$/g, '');
     if (type === 'SYSCALL') {
-      e.key = field('key') ?? ''; e.pid = field('pid') ?? ''; e.auid = field('auid') ?? ''; e.uid = field('uid') ?? '';
-      e.syscall = field('syscall') ?? ''; e.success = field('success') ?? ''; e.exe = field('exe') ?? '';
+      e.key = field('key') ?? '';
+      e.pid = field('pid') ?? '';
+      e.auid = field('auid') ?? '';
+      e.uid = field('uid') ?? '';
+      e.syscall = field('syscall') ?? '';
+      e.success = field('success') ?? '';
+      e.exe = field('exe') ?? '';
     } else if (type === 'PATH') {
-      const n = field('name'); if (n) e.names.push(n);
+      const n = field('name');
+      if (n) e.names.push(n);
     }
   }
   return [...events.values()];
 }
 
-
 const skip = (() => {
   if (process.getuid?.() !== 0) return 'needs root';
-  for (const c of ['auditctl', 'auditd', 'ausearch', 'ausyscall', 'setpriv', 'unshare']) if (!has(c)) return `${c} is not installed (apt-get install auditd util-linux)`;
+  for (const c of ['auditctl', 'auditd', 'ausearch', 'ausyscall', 'setpriv', 'unshare'])
+    if (!has(c)) return `${c} is not installed (apt-get install auditd util-linux)`;
   if (auditStatus().enabled === '2') return 'the audit rules are locked (enabled 2) until reboot';
   if (!existsSync('/proc/self/loginuid')) return 'no /proc/self/loginuid';
   return false;
@@ -123,7 +177,7 @@ describe('audit rules (audit-rules/)', { skip }, () => {
   before(async () => {
     dir = mkdtempSync('/tmp/guard-audit-test.');
     const st = auditStatus();
-    enabledBefore = st.enabled ?? "";
+    enabledBefore = st.enabled ?? '';
     rulesBefore = listRules();
     if (!/^[1-9]/.test(st.pid ?? '0')) {
       // a private auditd: the system's config with the log (and no plugins) in our directory
@@ -138,7 +192,13 @@ describe('audit rules (audit-rules/)', { skip }, () => {
     const out = join(dir, '50-guard.rules');
     loadOut = sh('bash', [LOAD, '--out', out, '--guard-uid', String(GUARD_UID), RULES_IN]);
     generated = existsSync(out) ? readFileSync(out, 'utf8') : '';
-    console.log(loadOut.stderr.split('\n').filter((l) => l).map((l) => `# ${l}`).join('\n'));
+    console.log(
+      loadOut.stderr
+        .split('\n')
+        .filter((l) => l)
+        .map((l) => `# ${l}`)
+        .join('\n'),
+    );
     console.log(`# ${loadOut.stdout.trim()}`);
   });
 
@@ -150,7 +210,8 @@ describe('audit rules (audit-rules/)', { skip }, () => {
       const done = new Promise((r) => auditd!.once('exit', r));
       process.kill(auditd.pid!, 'SIGTERM');
       await Promise.race([done, sleep(5000)]);
-      if (auditd.exitCode === null && auditd.signalCode === null) process.kill(auditd.pid!, 'SIGKILL');
+      if (auditd.exitCode === null && auditd.signalCode === null)
+        process.kill(auditd.pid!, 'SIGKILL');
     }
     if (enabledBefore === '0' || enabledBefore === '1') {
       if (auditStatus().enabled !== enabledBefore) sh('auditctl', ['-e', enabledBefore]);
@@ -173,32 +234,54 @@ describe('audit rules (audit-rules/)', { skip }, () => {
       assert.doesNotMatch(l, /\bfchmodat2\b|\bfile_setattr\b/, l);
       assert.match(keyOf(l.split(/\s+/)), /^guard-[a-z]+$/, l);
     }
-    assert.match(generated, /# skipped \(.*does not exist on this host\)/, 'watches on missing paths are commented out with the reason');
+    assert.match(
+      generated,
+      /# skipped \(.*does not exist on this host\)/,
+      'watches on missing paths are commented out with the reason',
+    );
     const added = listRules().filter((r) => !rulesBefore.includes(r));
-    for (const r of added) assert.match(keyOf(r.split(/\s+/)), /^guard-/, `a rule without a guard- key appeared: ${r}`);
+    for (const r of added)
+      assert.match(keyOf(r.split(/\s+/)), /^guard-/, `a rule without a guard- key appeared: ${r}`);
   });
 
   it('auditctl -l holds exactly the generated rules', () => {
-    const loaded = listRules().filter((r) => keyOf(r.split(/\s+/)).startsWith('guard-')).map(canonical).sort();
-    const wanted = generated.split('\n').filter((l) => l && !l.startsWith('#')).map(canonical).sort();
+    const loaded = listRules()
+      .filter((r) => keyOf(r.split(/\s+/)).startsWith('guard-'))
+      .map(canonical)
+      .sort();
+    const wanted = generated
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map(canonical)
+      .sort();
     assert.deepEqual(loaded, wanted);
   });
 
   it('load.sh reports a bad line with file:line and loads the rest; unknown syscalls and control lines never reach auditctl', () => {
     const bad = join(dir, 'bad.rules.in');
     // control lines: only ones that would change nothing if they ever got through (never -e 2 or -D)
-    writeFileSync(bad, [
-      `-f ${auditStatus().failure}`,
-      `-r ${auditStatus().rate_limit}`,
-      '-a always,exit -F arch=b64 -S fchmodat2 -k guard-probe',
-      '-w /nonexistent/guard-probe -p wa -k guard-probe',
-      '-a always,exit -F arch=b64 -S chmod -F nosuchfield=1 -k guard-probe',
-      '-w /etc/hostname -p wa -k other-key',
-      `-a always,exit -F arch=b64 -S chmod,fchmodat2 -F auid=${USER_UID} -k guard-probe`,
-    ].join('\n') + '\n');
+    writeFileSync(
+      bad,
+      [
+        `-f ${auditStatus().failure}`,
+        `-r ${auditStatus().rate_limit}`,
+        '-a always,exit -F arch=b64 -S fchmodat2 -k guard-probe',
+        '-w /nonexistent/guard-probe -p wa -k guard-probe',
+        '-a always,exit -F arch=b64 -S chmod -F nosuchfield=1 -k guard-probe',
+        '-w /etc/hostname -p wa -k other-key',
+        `-a always,exit -F arch=b64 -S chmod,fchmodat2 -F auid=${USER_UID} -k guard-probe`,
+      ].join('\n') + '\n',
+    );
     const check = sh('bash', [LOAD, '--check-only', '--guard-uid', String(GUARD_UID), bad]);
     assert.equal(check.status, 0, check.stderr);
-    assert.doesNotMatch(check.stdout.split('\n').filter((l) => !l.startsWith('#')).join('\n'), /^-[fr] /m, 'control lines reach the generated rules');
+    assert.doesNotMatch(
+      check.stdout
+        .split('\n')
+        .filter((l) => !l.startsWith('#'))
+        .join('\n'),
+      /^-[fr] /m,
+      'control lines reach the generated rules',
+    );
     // -e 2 and -D are refused too (checked without loading anything)
     const locked = join(dir, 'locked.rules.in');
     writeFileSync(locked, '-e 2\n-D\n-b 8192\n');
@@ -222,49 +305,108 @@ describe('audit rules (audit-rules/)', { skip }, () => {
     assert.equal(sh('auditctl', ['-d', ...one.split(/\s+/).slice(1)]).status, 0);
   });
 
-  it('each major group fires on a harmless trigger (ausearch -k), guard\'s own activity does not', async () => {
+  it("each major group fires on a harmless trigger (ausearch -k), guard's own activity does not", async () => {
     const start = statSync(log).size;
     const stamp = `guard-audit-test-${process.pid}-${Date.now()}`;
     const tmpEtc = join('/etc/security', `${stamp}.conf`);
     const tmpSys = join('/etc/systemd', `${stamp}.conf`);
     const expect: Array<{ key: string; pid: number; what: string }> = [];
-    const t = (key: string, what: string, r: { pid: number }) => expect.push({ key, pid: r.pid, what });
+    const t = (key: string, what: string, r: { pid: number }) =>
+      expect.push({ key, pid: r.pid, what });
     try {
       // root in a login session (auid = USER_UID) writes into watched directories, changes a mode
       t('guard-auth', `create ${tmpEtc}`, asLoginUser(USER_UID, 0, `: > ${tmpEtc}`));
       t('guard-systemd', `create ${tmpSys}`, asLoginUser(USER_UID, 0, `: > ${tmpSys}`));
     } finally {
-      rmSync(tmpEtc, { force: true }); rmSync(tmpSys, { force: true });
+      rmSync(tmpEtc, { force: true });
+      rmSync(tmpSys, { force: true });
     }
     // a mode change outside the watched directories (inside one, the watch's key comes first)
     const plain = join(dir, `${stamp}.perm`);
     writeFileSync(plain, '');
     t('guard-perm', `chmod ${plain}`, asLoginUser(USER_UID, 0, `exec chmod 600 ${plain}`));
     // a logged-in unprivileged user: write attempts on watched files (refused, recorded), a refused read
-    t('guard-identity', 'open /etc/shadow for writing', asLoginUser(USER_UID, USER_UID, ': >> /etc/shadow'));
-    t('guard-session', 'open /var/log/wtmp for writing', asLoginUser(USER_UID, USER_UID, ': >> /var/log/wtmp'));
-    t('guard-hostname', 'open /etc/hosts for writing', asLoginUser(USER_UID, USER_UID, ': >> /etc/hosts'));
-    t('guard-audit', 'open /etc/libaudit.conf for writing', asLoginUser(USER_UID, USER_UID, ': >> /etc/libaudit.conf'));
-    t('guard-access', 'read /etc/gshadow refused', asLoginUser(USER_UID, USER_UID, 'exec cat /etc/gshadow'));
+    t(
+      'guard-identity',
+      'open /etc/shadow for writing',
+      asLoginUser(USER_UID, USER_UID, ': >> /etc/shadow'),
+    );
+    t(
+      'guard-session',
+      'open /var/log/wtmp for writing',
+      asLoginUser(USER_UID, USER_UID, ': >> /var/log/wtmp'),
+    );
+    t(
+      'guard-hostname',
+      'open /etc/hosts for writing',
+      asLoginUser(USER_UID, USER_UID, ': >> /etc/hosts'),
+    );
+    t(
+      'guard-audit',
+      'open /etc/libaudit.conf for writing',
+      asLoginUser(USER_UID, USER_UID, ': >> /etc/libaudit.conf'),
+    );
+    t(
+      'guard-access',
+      'read /etc/gshadow refused',
+      asLoginUser(USER_UID, USER_UID, 'exec cat /etc/gshadow'),
+    );
     t('guard-time', 'date -s refused (EPERM)', asLoginUser(USER_UID, USER_UID, 'exec date -s @0'));
-    t('guard-priv', 'run setuid su', asLoginUser(USER_UID, USER_UID, 'exec su -c true root </dev/null'));
+    t(
+      'guard-priv',
+      'run setuid su',
+      asLoginUser(USER_UID, USER_UID, 'exec su -c true root </dev/null'),
+    );
     // private namespaces: a tmpfs mounted and a hostname set, invisible to the host
-    t('guard-mount', 'mount tmpfs in a private mount namespace', asLoginUser(USER_UID, 0, `exec unshare -m --propagation private mount -t tmpfs none ${dir}`));
-    t('guard-hostname', 'sethostname in a private UTS namespace', asLoginUser(USER_UID, 0, 'exec unshare -u hostname guard-audit-test'));
+    t(
+      'guard-mount',
+      'mount tmpfs in a private mount namespace',
+      asLoginUser(USER_UID, 0, `exec unshare -m --propagation private mount -t tmpfs none ${dir}`),
+    );
+    t(
+      'guard-hostname',
+      'sethostname in a private UTS namespace',
+      asLoginUser(USER_UID, 0, 'exec unshare -u hostname guard-audit-test'),
+    );
     if (has('python3')) {
       // finit_module(-1) fails with EBADF; ptrace(PTRACE_ATTACH, 1) as a user fails with EPERM
-      t('guard-modules', 'finit_module(-1) (EBADF)', asLoginUser(USER_UID, 0, 'exec python3 -c "import ctypes; ctypes.CDLL(None, use_errno=True).syscall(313, -1, b\\"\\", 0)"'));
-      t('guard-ptrace', 'PTRACE_ATTACH pid 1 (EPERM)', asLoginUser(USER_UID, USER_UID, 'exec python3 -c "import ctypes; ctypes.CDLL(None, use_errno=True).ptrace(16, 1, 0, 0)"'));
+      t(
+        'guard-modules',
+        'finit_module(-1) (EBADF)',
+        asLoginUser(
+          USER_UID,
+          0,
+          'exec python3 -c "import ctypes; ctypes.CDLL(None, use_errno=True).syscall(313, -1, b\\"\\", 0)"',
+        ),
+      );
+      t(
+        'guard-ptrace',
+        'PTRACE_ATTACH pid 1 (EPERM)',
+        asLoginUser(
+          USER_UID,
+          USER_UID,
+          'exec python3 -c "import ctypes; ctypes.CDLL(None, use_errno=True).ptrace(16, 1, 0, 0)"',
+        ),
+      );
     } else console.log('# python3 missing: guard-modules and guard-ptrace triggers not run');
 
     // guard itself: the agent's uid refused a file, and the helper (root) reading the audit log
     asLoginUser(GUARD_UID, GUARD_UID, 'exec cat /etc/gshadow');
     // (reads in watched places: the audit log, the audit log directory, a watched audit config file)
-    asLoginUser(HELPER_AUID, 0, `cat ${log} /etc/libaudit.conf /var/log/audit/audit.log >/dev/null 2>&1; exec ls /var/log/audit`);
+    asLoginUser(
+      HELPER_AUID,
+      0,
+      `cat ${log} /etc/libaudit.conf /var/log/audit/audit.log >/dev/null 2>&1; exec ls /var/log/audit`,
+    );
 
     let found: Ev[] = [];
-    const missing = () => expect.filter((x) => !found.some((e) => e.key === x.key && e.pid === String(x.pid)));
-    for (let i = 0; i < 50; i++) { found = readEvents(log, start); if (missing().length === 0) break; await sleep(100); }
+    const missing = () =>
+      expect.filter((x) => !found.some((e) => e.key === x.key && e.pid === String(x.pid)));
+    for (let i = 0; i < 50; i++) {
+      found = readEvents(log, start);
+      if (missing().length === 0) break;
+      await sleep(100);
+    }
     const lines: string[] = [];
     for (const x of expect) {
       // ausearch -k KEY -p PID finds it too
@@ -273,32 +415,57 @@ describe('audit rules (audit-rules/)', { skip }, () => {
       lines.push(`# ${ok ? 'found' : 'MISSING'}: ${x.key.padEnd(15)} ${x.what} (pid ${x.pid})`);
     }
     console.log(lines.join('\n'));
-    assert.deepEqual(missing().map((x) => `${x.key}: ${x.what}`), []);
-    assert.ok(lines.every((l) => l.startsWith('# found')), 'ausearch -k did not find every trigger');
-    const own = found.filter((e) => (e.auid === String(GUARD_UID) || e.auid === String(HELPER_AUID)) && e.key.startsWith('guard-'));
-    assert.deepEqual(own.map((e) => `${e.key} pid ${e.pid} ${e.exe} ${e.names.join(',')}`), [], 'guard\'s own activity was audited');
+    assert.deepEqual(
+      missing().map((x) => `${x.key}: ${x.what}`),
+      [],
+    );
+    assert.ok(
+      lines.every((l) => l.startsWith('# found')),
+      'ausearch -k did not find every trigger',
+    );
+    const own = found.filter(
+      (e) =>
+        (e.auid === String(GUARD_UID) || e.auid === String(HELPER_AUID)) &&
+        e.key.startsWith('guard-'),
+    );
+    assert.deepEqual(
+      own.map((e) => `${e.key} pid ${e.pid} ${e.exe} ${e.names.join(',')}`),
+      [],
+      "guard's own activity was audited",
+    );
   });
 
-  it(`idle: guard events per minute with the rules loaded (${IDLE_SECONDS} s sample)`, { timeout: (IDLE_SECONDS + 30) * 1000 }, async () => {
-    await sleep(1000);
-    const start = statSync(log).size;
-    const t0 = Date.now();
-    await sleep(IDLE_SECONDS * 1000);
-    const secs = (Date.now() - t0) / 1000;
-    const events = readEvents(log, start);
-    const guard = events.filter((e) => e.key.startsWith('guard-'));
-    const byKey = new Map<string, Map<string, number>>();
-    for (const e of guard) {
-      const m = byKey.get(e.key) ?? new Map<string, number>();
-      m.set(e.exe || '?', (m.get(e.exe || '?') ?? 0) + 1);
-      byKey.set(e.key, m);
-    }
-    const perMin = (guard.length * 60) / secs;
-    console.log(`# idle: ${guard.length} guard events in ${secs.toFixed(0)} s = ${perMin.toFixed(1)}/min (${events.length} audit events of any kind)`);
-    for (const [k, m] of byKey) console.log(`#   ${k}: ${[...m].map(([exe, n]) => `${n} by ${exe}`).join(', ')}`);
-    // the only writer of the log during the sample is auditd: reading it must not feed back into it
-    assert.equal(guard.filter((e) => e.key === 'guard-audit').length, 0, 'the audit log or config changed while idle');
-  });
+  it(
+    `idle: guard events per minute with the rules loaded (${IDLE_SECONDS} s sample)`,
+    { timeout: (IDLE_SECONDS + 30) * 1000 },
+    async () => {
+      await sleep(1000);
+      const start = statSync(log).size;
+      const t0 = Date.now();
+      await sleep(IDLE_SECONDS * 1000);
+      const secs = (Date.now() - t0) / 1000;
+      const events = readEvents(log, start);
+      const guard = events.filter((e) => e.key.startsWith('guard-'));
+      const byKey = new Map<string, Map<string, number>>();
+      for (const e of guard) {
+        const m = byKey.get(e.key) ?? new Map<string, number>();
+        m.set(e.exe || '?', (m.get(e.exe || '?') ?? 0) + 1);
+        byKey.set(e.key, m);
+      }
+      const perMin = (guard.length * 60) / secs;
+      console.log(
+        `# idle: ${guard.length} guard events in ${secs.toFixed(0)} s = ${perMin.toFixed(1)}/min (${events.length} audit events of any kind)`,
+      );
+      for (const [k, m] of byKey)
+        console.log(`#   ${k}: ${[...m].map(([exe, n]) => `${n} by ${exe}`).join(', ')}`);
+      // the only writer of the log during the sample is auditd: reading it must not feed back into it
+      assert.equal(
+        guard.filter((e) => e.key === 'guard-audit').length,
+        0,
+        'the audit log or config changed while idle',
+      );
+    },
+  );
 
   it('unload.sh removes exactly the guard- rules: auditctl -l is as before', () => {
     const r = sh('bash', [UNLOAD]);

@@ -6,7 +6,14 @@ import assert from 'node:assert/strict';
 import { appendFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { spawn as ptySpawn } from 'node-pty';
-import { AgentProcess, readStatus, setupAgentEnv, teardownAgentEnv, until, type AgentEnv } from './lib/agent-env';
+import {
+  AgentProcess,
+  readStatus,
+  setupAgentEnv,
+  teardownAgentEnv,
+  until,
+  type AgentEnv,
+} from './lib/agent-env';
 import { cleanEnv, run, type RunAs } from './lib/proc';
 import type { TestUser } from './lib/users';
 
@@ -26,26 +33,52 @@ describe('guardctl status (real helper as root, real agent as a test user)', () 
     stranger = env.users.user('str');
     writeFileSync(env.sb.path('logs/app.log'), `${line(0)}\n`, { mode: 0o600 });
     agent = await AgentProcess.start(env);
-    await until(async () => {
-      const s = await readStatus(env);
-      return s.sinks[0].deliveredEvents >= 1 && s.sources[0].files.some((f: { state: string }) => f.state === 'flowing');
-    }, 15_000, 'the first line delivered');
+    await until(
+      async () => {
+        const s = await readStatus(env);
+        return (
+          s.sinks[0].deliveredEvents >= 1 &&
+          s.sources[0].files.some((f: { state: string }) => f.state === 'flowing')
+        );
+      },
+      15_000,
+      'the first line delivered',
+    );
   });
   after(async () => {
     await agent?.stop();
     await teardownAgentEnv(env);
   });
 
-  const args = (...extra: string[]) => [env.sb.guardctlJs, 'status', '--status-socket', env.statusSocket, '--helper-socket', env.sb.path('run/helper.sock'), ...extra];
-  const guardctl = (extra: string[] = [], user?: RunAs) => run(process.execPath, args(...extra), user ? { user } : {});
+  const args = (...extra: string[]) => [
+    env.sb.guardctlJs,
+    'status',
+    '--status-socket',
+    env.statusSocket,
+    '--helper-socket',
+    env.sb.path('run/helper.sock'),
+    ...extra,
+  ];
+  const guardctl = (extra: string[] = [], user?: RunAs) =>
+    run(process.execPath, args(...extra), user ? { user } : {});
   const keepFlowing = () => appendFileSync(env.sb.path('logs/app.log'), `${line(1)}\n`);
 
   /** Runs guardctl status in a real pseudo-terminal of `cols` columns; returns its output and exit code. */
-  function inPty(cols: number, extraEnv: Record<string, string> = {}): Promise<{ out: string; code: number }> {
+  function inPty(
+    cols: number,
+    extraEnv: Record<string, string> = {},
+  ): Promise<{ out: string; code: number }> {
     return new Promise((resolve) => {
-      const p = ptySpawn(process.execPath, args(), { cols, rows: 60, cwd: '/', env: { ...cleanEnv, TERM: 'xterm-256color', ...extraEnv } as Record<string, string> });
+      const p = ptySpawn(process.execPath, args(), {
+        cols,
+        rows: 60,
+        cwd: '/',
+        env: { ...cleanEnv, TERM: 'xterm-256color', ...extraEnv } as Record<string, string>,
+      });
       let out = '';
-      p.onData((d) => { out += d; });
+      p.onData((d) => {
+        out += d;
+      });
       p.onExit(({ exitCode }) => setTimeout(() => resolve({ out, code: exitCode }), 50));
     });
   }
@@ -55,9 +88,21 @@ describe('guardctl status (real helper as root, real agent as a test user)', () 
     const r = await guardctl();
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^guard: healthy$/m);
-    assert.match(r.stdout, new RegExp(`app\\s+${env.sb.path('logs/app.log').replace(/[.]/g, '\\.')}\\s+flowing`));
-    assert.match(r.stdout, new RegExp(`^helper\\s+\\d+\\s+root \\(0\\)\\s+socket .*helper\\.sock 0660 root:${env.agent.group}`, 'm'));
-    assert.match(r.stdout, new RegExp(`^agent\\s+${agent.pid}\\s+${env.agent.name} \\(${env.agent.uid}\\)\\s+up `, 'm'));
+    assert.match(
+      r.stdout,
+      new RegExp(`app\\s+${env.sb.path('logs/app.log').replace(/[.]/g, '\\.')}\\s+flowing`),
+    );
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `^helper\\s+\\d+\\s+root \\(0\\)\\s+socket .*helper\\.sock 0660 root:${env.agent.group}`,
+        'm',
+      ),
+    );
+    assert.match(
+      r.stdout,
+      new RegExp(`^agent\\s+${agent.pid}\\s+${env.agent.name} \\(${env.agent.uid}\\)\\s+up `, 'm'),
+    );
     assert.match(r.stdout, /^siem\s+http https:\/\/127\.0\.0\.1:\d+/m);
     assert.doesNotMatch(r.stdout, /\x1b\[/, 'no ANSI when piped');
   });
@@ -81,20 +126,47 @@ describe('guardctl status (real helper as root, real agent as a test user)', () 
     // a long path, so that 80 columns must cut something
     const longName = `${'very-long-directory-name-'.repeat(3)}app.log`;
     writeFileSync(env.sb.path('logs', longName), `${line(2)}\n`, { mode: 0o600 });
-    await until(async () => (await readStatus(env)).sources[0].files.some((f: { path: string }) => f.path.endsWith(longName)), 10_000, 'the long file in status');
+    await until(
+      async () =>
+        (await readStatus(env)).sources[0].files.some((f: { path: string }) =>
+          f.path.endsWith(longName),
+        ),
+      10_000,
+      'the long file in status',
+    );
     for (const cols of [80, 200]) {
       keepFlowing();
       const { out, code } = await inPty(cols);
       assert.equal(code, 0, out);
-      assert.match(out, /\x1b\[1;32mguard: healthy\x1b\[0m/, `coloured verdict at ${cols} cols: ${JSON.stringify(out.slice(0, 200))}`);
+      assert.match(
+        out,
+        /\x1b\[1;32mguard: healthy\x1b\[0m/,
+        `coloured verdict at ${cols} cols: ${JSON.stringify(out.slice(0, 200))}`,
+      );
       assert.match(out, /\x1b\[32mflowing\x1b\[0m/);
       const lines = out.split(/\r?\n/);
-      for (const l of lines) assert.ok(visible(l) <= cols, `${cols} cols: a line of ${visible(l)}: ${l.replace(ANSI, '')}`);
-      if (cols === 80) assert.ok(lines.some((l) => l.includes('…')), 'the long path cut in the middle at 80 columns');
-      else assert.ok(lines.some((l) => l.includes(longName)), 'the long path whole at 200 columns');
+      for (const l of lines)
+        assert.ok(
+          visible(l) <= cols,
+          `${cols} cols: a line of ${visible(l)}: ${l.replace(ANSI, '')}`,
+        );
+      if (cols === 80)
+        assert.ok(
+          lines.some((l) => l.includes('…')),
+          'the long path cut in the middle at 80 columns',
+        );
+      else
+        assert.ok(
+          lines.some((l) => l.includes(longName)),
+          'the long path whole at 200 columns',
+        );
     }
     const plain = await inPty(80, { NO_COLOR: '1' });
-    assert.doesNotMatch(plain.out.replace(/\x1b\[\?[0-9;]*[a-z]/g, ''), /\x1b\[[0-9;]*m/, 'NO_COLOR: no colours on a terminal');
+    assert.doesNotMatch(
+      plain.out.replace(/\x1b\[\?[0-9;]*[a-z]/g, ''),
+      /\x1b\[[0-9;]*m/,
+      'NO_COLOR: no colours on a terminal',
+    );
   });
 
   it("works for a member of the agent's group (read-only: no root needed)", async () => {
@@ -110,17 +182,32 @@ describe('guardctl status (real helper as root, real agent as a test user)', () 
     const r = await guardctl([], stranger);
     assert.equal(r.code, 2, r.stdout + r.stderr);
     assert.equal(r.stdout, '');
-    assert.match(r.stderr, new RegExp(`^guardctl status: permission_denied: cannot read ${env.statusSocket} as ${stranger.name} .*member of group`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^guardctl status: permission_denied: cannot read ${env.statusSocket} as ${stranger.name} .*member of group`,
+      ),
+    );
   });
 
   it('a refused file: degraded, exit 1, naming the file and the reason', async () => {
     symlinkSync('/etc/shadow', env.sb.path('logs/evil.log'));
-    await until(async () => (await readStatus(env)).sources[0].files.some((f: { state: string }) => f.state === 'refused'), 10_000, 'the refusal in status');
+    await until(
+      async () =>
+        (await readStatus(env)).sources[0].files.some(
+          (f: { state: string }) => f.state === 'refused',
+        ),
+      10_000,
+      'the refusal in status',
+    );
     const r = await guardctl();
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.match(r.stdout, /^guard: degraded: source app: .*evil\.log refused \(symlink: /m);
     assert.match(r.stdout, /evil\.log\s+refused\s+-\s+-\s+-\s+symlink: /);
-    const j = JSON.parse((await guardctl(['--json'])).stdout) as { health: string; reasons: string[] };
+    const j = JSON.parse((await guardctl(['--json'])).stdout) as {
+      health: string;
+      reasons: string[];
+    };
     assert.equal(j.health, 'degraded');
   });
 
@@ -128,7 +215,10 @@ describe('guardctl status (real helper as root, real agent as a test user)', () 
     await agent.stop();
     const r = await guardctl();
     assert.equal(r.code, 2, r.stdout + r.stderr);
-    assert.match(r.stdout, /^guard: down: agent: .*agent\.sock: (no status socket|connection refused)/m);
+    assert.match(
+      r.stdout,
+      /^guard: down: agent: .*agent\.sock: (no status socket|connection refused)/m,
+    );
     assert.match(r.stdout, /^agent\s+unreachable/m);
   });
 });

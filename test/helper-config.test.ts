@@ -5,18 +5,31 @@
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { agentPeer, ensureHealthyHelper, assertRefused, assertStillServing, setupEnv, standardConfig, teardownEnv, type Env } from './lib/env';
+import {
+  agentPeer,
+  ensureHealthyHelper,
+  assertRefused,
+  assertStillServing,
+  setupEnv,
+  standardConfig,
+  teardownEnv,
+  type Env,
+} from './lib/env';
 import { Helper } from './lib/helper';
 import { hello, open, probe, reply, runPeer, stat, type Action } from './lib/peer';
 
 describe('guard-helper configuration', () => {
   let env: Env;
   let goodConfig = '';
-  const extraSection = (e: Env): string => ['[source.extra]', 'type = file', `paths = ${e.sb.dir}/logs/extra/*.log`].join('\n');
+  const extraSection = (e: Env): string =>
+    ['[source.extra]', 'type = file', `paths = ${e.sb.dir}/logs/extra/*.log`].join('\n');
   const denySection = (e: Env): string => {
     const s = e.sb.dir;
-    return ['[source.deny]', 'type = file',
-      `paths = /etc/*shadow, /etc/*shadow-, /etc/guard/*, /dev/*, /sys/kernel/*, /proc/self/*, /proc/*/environ, /etc/ssh/ssh_host_*, ${s}/keys/*, ${s}/logs/app/*`].join('\n');
+    return [
+      '[source.deny]',
+      'type = file',
+      `paths = /etc/*shadow, /etc/*shadow-, /etc/guard/*, /dev/*, /sys/kernel/*, /proc/self/*, /proc/*/environ, /etc/ssh/ssh_host_*, ${s}/keys/*, ${s}/logs/app/*`,
+    ].join('\n');
   };
   before(async () => {
     env = await setupEnv({
@@ -24,7 +37,16 @@ describe('guard-helper configuration', () => {
         e.sb.mkdir('logs/extra');
         e.sb.file('logs/extra/x.log', 'EXTRA\n', 0o600);
         e.sb.mkdir('keys', 0o700);
-        for (const k of ['server.key', 'tls.key', 'ssh_host_ed25519_key', 'ssh_host_rsa_key', 'id_rsa', 'id_rsa.pub', 'id_ed25519', 'id_ecdsa']) {
+        for (const k of [
+          'server.key',
+          'tls.key',
+          'ssh_host_ed25519_key',
+          'ssh_host_rsa_key',
+          'id_rsa',
+          'id_rsa.pub',
+          'id_ed25519',
+          'id_ecdsa',
+        ]) {
           e.sb.file(`keys/${k}`, `KEY ${k}\n`, 0o600);
         }
         e.sb.file('logs/app/stolen.key', 'KEY in an allowed dir\n', 0o644, e.attacker);
@@ -33,12 +55,24 @@ describe('guard-helper configuration', () => {
     });
     goodConfig = standardConfig(env) + `\n${extraSection(env)}\n\n${denySection(env)}\n`;
   });
-  after(async () => { await teardownEnv(env); });
-  beforeEach(async () => { await ensureHealthyHelper(env); });
+  after(async () => {
+    await teardownEnv(env);
+  });
+  beforeEach(async () => {
+    await ensureHealthyHelper(env);
+  });
 
   /** Starts a helper on `config`; it must exit 1 with a config_error naming `culprit` (a path). */
-  async function expectRefusalToStart(label: string, config: string, culprit?: string): Promise<void> {
-    const r = await Helper.startExpectingExit({ helperJs: env.sb.helperJs, config, socket: env.sb.path('run', `refuse-${label}.sock`) });
+  async function expectRefusalToStart(
+    label: string,
+    config: string,
+    culprit?: string,
+  ): Promise<void> {
+    const r = await Helper.startExpectingExit({
+      helperJs: env.sb.helperJs,
+      config,
+      socket: env.sb.path('run', `refuse-${label}.sock`),
+    });
     const why = JSON.stringify(r.logs);
     assert.equal(r.listened, false, `${label}: the helper started listening: ${why}`);
     assert.equal(r.code, 1, `${label}: exit ${r.code} (${r.signal}): ${why}`);
@@ -46,7 +80,11 @@ describe('guard-helper configuration', () => {
     assert.ok(e, `${label}: no config_error log line: ${why}`);
     assert.equal(typeof e.message, 'string');
     assert.ok(String(e.message).length > 0);
-    if (culprit) assert.ok(String(e.message).includes(culprit), `${label}: the message does not name ${culprit}: ${String(e.message)}`);
+    if (culprit)
+      assert.ok(
+        String(e.message).includes(culprit),
+        `${label}: the message does not name ${culprit}: ${String(e.message)}`,
+      );
     console.log(`${label}: config_error: ${String(e.message)}`);
   }
 
@@ -67,20 +105,40 @@ describe('guard-helper configuration', () => {
 
   it('refuses to start when a parent directory is other-writable (also with the sticky bit, like /tmp)', async () => {
     env.sb.mkdir('ow', 0o757);
-    await expectRefusalToStart('parent-other-writable', env.sb.writeConfig('ow/guard.conf', goodConfig), env.sb.path('ow'));
+    await expectRefusalToStart(
+      'parent-other-writable',
+      env.sb.writeConfig('ow/guard.conf', goodConfig),
+      env.sb.path('ow'),
+    );
     env.sb.mkdir('sticky', 0o1777);
-    await expectRefusalToStart('parent-sticky', env.sb.writeConfig('sticky/guard.conf', goodConfig), env.sb.path('sticky'));
+    await expectRefusalToStart(
+      'parent-sticky',
+      env.sb.writeConfig('sticky/guard.conf', goodConfig),
+      env.sb.path('sticky'),
+    );
     env.sb.mkdir('gw', 0o775);
-    await expectRefusalToStart('parent-group-writable', env.sb.writeConfig('gw/guard.conf', goodConfig), env.sb.path('gw'));
+    await expectRefusalToStart(
+      'parent-group-writable',
+      env.sb.writeConfig('gw/guard.conf', goodConfig),
+      env.sb.path('gw'),
+    );
     // a grandparent
     env.sb.mkdir('ow2', 0o777);
     env.sb.mkdir('ow2/sub', 0o755);
-    await expectRefusalToStart('grandparent-other-writable', env.sb.writeConfig('ow2/sub/guard.conf', goodConfig), env.sb.path('ow2'));
+    await expectRefusalToStart(
+      'grandparent-other-writable',
+      env.sb.writeConfig('ow2/sub/guard.conf', goodConfig),
+      env.sb.path('ow2'),
+    );
   });
 
   it('refuses to start when a parent directory is owned by a non-root user', async () => {
     env.sb.mkdir('attdir', 0o755, env.attacker);
-    await expectRefusalToStart('parent-owned-by-attacker', env.sb.writeConfig('attdir/guard.conf', goodConfig), env.sb.path('attdir'));
+    await expectRefusalToStart(
+      'parent-owned-by-attacker',
+      env.sb.writeConfig('attdir/guard.conf', goodConfig),
+      env.sb.path('attdir'),
+    );
   });
 
   it('refuses to start when the config is a symlink into a directory the attacker controls', async () => {
@@ -93,7 +151,13 @@ describe('guard-helper configuration', () => {
 
   it('refuses to start when the config is missing or unparsable', async () => {
     await expectRefusalToStart('missing', env.sb.path('etc/no-such.conf'));
-    await expectRefusalToStart('no-agent-user', env.sb.writeConfig('etc/no-agent.conf', '[source.app]\ntype = file\npaths = /var/log/syslog\n'));
+    await expectRefusalToStart(
+      'no-agent-user',
+      env.sb.writeConfig(
+        'etc/no-agent.conf',
+        '[source.app]\ntype = file\npaths = /var/log/syslog\n',
+      ),
+    );
   });
 
   it('SIGHUP reload: a removed source is refused on connections opened before the reload and after it', async () => {
@@ -113,20 +177,40 @@ describe('guard-helper configuration', () => {
         // the same config without [source.extra]
         env.sb.writeConfig('etc/guard.conf', standardConfig(env) + `\n${denySection(env)}\n`);
         env.helper.hup();
-        await env.helper.waitFor((e) => e.event === 'reloaded' || e.event === 'reload_failed', 10000, mark);
+        await env.helper.waitFor(
+          (e) => e.event === 'reloaded' || e.event === 'reload_failed',
+          10000,
+          mark,
+        );
         writeFileSync(go, '');
       },
     });
     const policyBefore = reply(out, 1).json?.policy;
     assert.equal(typeof policyBefore, 'string');
     const before = reply(out, 2);
-    assert.equal(before.json?.ok, true, `extra source not granted before the reload: ${JSON.stringify(before)}`);
+    assert.equal(
+      before.json?.ok,
+      true,
+      `extra source not granted before the reload: ${JSON.stringify(before)}`,
+    );
     assert.equal(before.head, 'EXTRA\n');
-    assert.equal((out.results[4] as { found?: boolean }).found, true, 'the test never gave the go-ahead');
-    assert.equal(env.helper.events('reloaded', mark).length, 1, `no reloaded event: ${env.helper.dump(5)}`);
+    assert.equal(
+      (out.results[4] as { found?: boolean }).found,
+      true,
+      'the test never gave the go-ahead',
+    );
+    assert.equal(
+      env.helper.events('reloaded', mark).length,
+      1,
+      `no reloaded event: ${env.helper.dump(5)}`,
+    );
     // the connection opened under the old policy: refused (not_allowed), or told to reconnect
     // (`reloaded`, then closed) -- never granted
-    assertRefused(reply(out, 5), ['not_allowed', 'reloaded'], 'open of a removed source on a connection opened before the reload');
+    assertRefused(
+      reply(out, 5),
+      ['not_allowed', 'reloaded'],
+      'open of a removed source on a connection opened before the reload',
+    );
     // a new connection
     const out2 = await agentPeer(env, [
       { a: 'connect' },
@@ -152,18 +236,42 @@ describe('guard-helper configuration', () => {
     env.sb.writeConfig('etc/guard.conf', standardConfig(env) + `\n${denySection(env)}\n`);
     const mark0 = env.helper.logs.length;
     env.helper.hup();
-    await env.helper.waitFor((e) => e.event === 'reloaded' || e.event === 'reload_failed', 10000, mark0);
-    assert.equal(env.helper.events('reloaded', mark0).length, 1, `reload of a good config failed: ${env.helper.dump(5)}`);
+    await env.helper.waitFor(
+      (e) => e.event === 'reloaded' || e.event === 'reload_failed',
+      10000,
+      mark0,
+    );
+    assert.equal(
+      env.helper.events('reloaded', mark0).length,
+      1,
+      `reload of a good config failed: ${env.helper.dump(5)}`,
+    );
     const before = await agentPeer(env, [{ a: 'connect' }, { a: 'req', json: hello }]);
     const digest = String(reply(before, 1).json?.policy);
     const mark = env.helper.logs.length;
     // group-writable: the new content must not be believed; the old policy stays
     env.sb.writeConfig('etc/guard.conf', goodConfig, 0o664);
     env.helper.hup();
-    await env.helper.waitFor((e) => e.event === 'reloaded' || e.event === 'reload_failed', 10000, mark);
-    assert.equal(env.helper.events('reload_failed', mark).length, 1, `expected reload_failed: ${env.helper.dump(5)}`);
-    const afterOut = await agentPeer(env, [{ a: 'connect' }, { a: 'req', json: hello }, { a: 'req', json: open(env.sb.path('logs/extra/x.log')) }]);
-    assert.equal(String(reply(afterOut, 1).json?.policy), digest, 'the policy changed although the reload failed');
+    await env.helper.waitFor(
+      (e) => e.event === 'reloaded' || e.event === 'reload_failed',
+      10000,
+      mark,
+    );
+    assert.equal(
+      env.helper.events('reload_failed', mark).length,
+      1,
+      `expected reload_failed: ${env.helper.dump(5)}`,
+    );
+    const afterOut = await agentPeer(env, [
+      { a: 'connect' },
+      { a: 'req', json: hello },
+      { a: 'req', json: open(env.sb.path('logs/extra/x.log')) },
+    ]);
+    assert.equal(
+      String(reply(afterOut, 1).json?.policy),
+      digest,
+      'the policy changed although the reload failed',
+    );
     assertRefused(reply(afterOut, 2), 'not_allowed', 'a source only the rejected config names');
     await assertStillServing(env);
     // restore a good config (still without extra), and reload it
@@ -172,7 +280,11 @@ describe('guard-helper configuration', () => {
     chownSync(env.config, 0, 0);
     const mark2 = env.helper.logs.length;
     env.helper.hup();
-    await env.helper.waitFor((e) => e.event === 'reloaded' || e.event === 'reload_failed', 10000, mark2);
+    await env.helper.waitFor(
+      (e) => e.event === 'reloaded' || e.event === 'reload_failed',
+      10000,
+      mark2,
+    );
     assert.equal(env.helper.events('reloaded', mark2).length, 1);
     await assertStillServing(env);
   });
@@ -180,27 +292,50 @@ describe('guard-helper configuration', () => {
   it('refuses deny-listed paths even when a glob allows them', async () => {
     const s = env.sb.dir;
     const cases: string[] = [
-      '/etc/shadow', '/etc/gshadow', '/etc/shadow-', '/etc/gshadow-', '/etc/guard/guard.conf', '/dev/null', '/dev/zero',
-      '/sys/kernel/notes', '/proc/self/environ', '/proc/self/status', '/proc/1/environ',
+      '/etc/shadow',
+      '/etc/gshadow',
+      '/etc/shadow-',
+      '/etc/gshadow-',
+      '/etc/guard/guard.conf',
+      '/dev/null',
+      '/dev/zero',
+      '/sys/kernel/notes',
+      '/proc/self/environ',
+      '/proc/self/status',
+      '/proc/1/environ',
       '/etc/ssh/ssh_host_ed25519_key',
-      `${s}/keys/server.key`, `${s}/keys/tls.key`, `${s}/keys/ssh_host_ed25519_key`, `${s}/keys/ssh_host_rsa_key`,
-      `${s}/keys/id_rsa`, `${s}/keys/id_rsa.pub`, `${s}/keys/id_ed25519`, `${s}/keys/id_ecdsa`,
+      `${s}/keys/server.key`,
+      `${s}/keys/tls.key`,
+      `${s}/keys/ssh_host_ed25519_key`,
+      `${s}/keys/ssh_host_rsa_key`,
+      `${s}/keys/id_rsa`,
+      `${s}/keys/id_rsa.pub`,
+      `${s}/keys/id_ed25519`,
+      `${s}/keys/id_ecdsa`,
       `${s}/logs/app/stolen.key`,
     ];
     const actions: Action[] = [{ a: 'connect' }];
-    for (const p of cases) actions.push({ a: 'req', json: open(p), read: 16, label: p }, { a: 'req', json: stat(p), label: `stat ${p}` });
+    for (const p of cases)
+      actions.push(
+        { a: 'req', json: open(p), read: 16, label: p },
+        { a: 'req', json: stat(p), label: `stat ${p}` },
+      );
     const out = await agentPeer(env, actions);
     const failures: string[] = [];
     for (let i = 0; i < cases.length * 2; i++) {
       const r = reply(out, 1 + i);
-      try { assertRefused(r, 'deny_listed', String(r.label)); } catch (e) { failures.push((e as Error).message); }
+      try {
+        assertRefused(r, 'deny_listed', String(r.label));
+      } catch (e) {
+        failures.push((e as Error).message);
+      }
     }
     assert.equal(out.unexpectedFds, 0, 'descriptors were sent');
     await assertStillServing(env);
     assert.deepEqual(failures, []);
   });
 
-  it('guardctl probe: granted (exit 0) with the file\'s dev/ino, refused (exit 1) with a code, cannot ask (exit 2)', async () => {
+  it("guardctl probe: granted (exit 0) with the file's dev/ino, refused (exit 1) with a code, cannot ask (exit 2)", async () => {
     const st = statSync(env.legitPath, { bigint: true });
     const g = await probe(env.sb, env.agent, env.socket, env.legitPath);
     assert.equal(g.code, 0, `probe of the legit file: exit ${g.code}: ${g.stdout} ${g.stderr}`);

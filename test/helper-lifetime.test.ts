@@ -6,25 +6,45 @@ import assert from 'node:assert/strict';
 import { closeSync, fstatSync, openSync, readdirSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { agentPeer, assertStillServing, ensureHealthyHelper, setupEnv, teardownEnv, type Env } from './lib/env';
+import {
+  agentPeer,
+  assertStillServing,
+  ensureHealthyHelper,
+  setupEnv,
+  teardownEnv,
+  type Env,
+} from './lib/env';
 import { Helper } from './lib/helper';
 import { loopResult, open } from './lib/peer';
 import { sleep } from './lib/proc';
 
 describe('guard-helper lifetime', () => {
   let env: Env;
-  before(async () => { env = await setupEnv(); });
-  after(async () => { await teardownEnv(env); });
-  beforeEach(async () => { await ensureHealthyHelper(env); });
+  before(async () => {
+    env = await setupEnv();
+  });
+  after(async () => {
+    await teardownEnv(env);
+  });
+  beforeEach(async () => {
+    await ensureHealthyHelper(env);
+  });
 
   it('survives garbage collection: idle, and after serving', async () => {
     const sock = env.sb.path('run', 'helper-gc.sock');
-    const h = await Helper.start({ ...env.helperOptions, socket: sock, nodeArgs: ['--expose-gc', '--require', env.sb.forceGcJs] });
+    const h = await Helper.start({
+      ...env.helperOptions,
+      socket: sock,
+      nodeArgs: ['--expose-gc', '--require', env.sb.forceGcJs],
+    });
     try {
       await sleep(1500); // several forced collections with nobody connected
       assert.ok(h.running, `guard-helper exited while idle under forced GC:\n${h.dump(5)}`);
       const base = h.fdCount();
-      const out = await agentPeer(env, [{ a: 'connect', path: sock }, { a: 'loop', n: 1000, window: 16, reqs: [open(env.legitPath)], read: 4 }]);
+      const out = await agentPeer(env, [
+        { a: 'connect', path: sock },
+        { a: 'loop', n: 1000, window: 16, reqs: [open(env.legitPath)], read: 4 },
+      ]);
       assert.equal(loopResult(out, 1).replies, 1000);
       await sleep(1000);
       assert.ok(h.running, `guard-helper exited after serving, under forced GC:\n${h.dump(5)}`);
@@ -42,11 +62,27 @@ describe('guard-helper lifetime', () => {
     const serverFd = (server as unknown as { _handle: { fd: number } })._handle.fd;
     const socketIno = String(fstatSync(serverFd).ino);
     const sock = env.sb.path('run', 'helper-inherit.sock');
-    const h = await Helper.start({ ...env.helperOptions, socket: sock, inheritFds: [secret, serverFd] });
+    const h = await Helper.start({
+      ...env.helperOptions,
+      socket: sock,
+      inheritFds: [secret, serverFd],
+    });
     try {
-      const links = readdirSync(`/proc/${h.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${h.pid}/fd/${fd}`); } catch { return ''; } });
-      assert.ok(!links.includes('/etc/shadow'), `the inherited /etc/shadow descriptor is still open: ${links.join(', ')}`);
-      assert.ok(!links.includes(`socket:[${socketIno}]`), `the inherited TCP socket is still open: ${links.join(', ')}`);
+      const links = readdirSync(`/proc/${h.pid}/fd`).map((fd) => {
+        try {
+          return readlinkSync(`/proc/${h.pid}/fd/${fd}`);
+        } catch {
+          return '';
+        }
+      });
+      assert.ok(
+        !links.includes('/etc/shadow'),
+        `the inherited /etc/shadow descriptor is still open: ${links.join(', ')}`,
+      );
+      assert.ok(
+        !links.includes(`socket:[${socketIno}]`),
+        `the inherited TCP socket is still open: ${links.join(', ')}`,
+      );
       await assertStillServing(env, h, h.fdCount(), sock);
     } finally {
       await h.stop();

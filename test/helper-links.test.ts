@@ -5,7 +5,15 @@
 import assert from 'node:assert/strict';
 import { linkSync, statSync } from 'node:fs';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { agentPeer, ensureHealthyHelper, assertRefused, assertStillServing, setupEnv, teardownEnv, type Env } from './lib/env';
+import {
+  agentPeer,
+  ensureHealthyHelper,
+  assertRefused,
+  assertStillServing,
+  setupEnv,
+  teardownEnv,
+  type Env,
+} from './lib/env';
 import { open, reply, stat, type Action } from './lib/peer';
 
 describe('guard-helper and links', () => {
@@ -63,20 +71,30 @@ describe('guard-helper and links', () => {
       },
     });
   });
-  after(async () => { await teardownEnv(env); });
-  beforeEach(async () => { await ensureHealthyHelper(env); });
+  after(async () => {
+    await teardownEnv(env);
+  });
+  beforeEach(async () => {
+    await ensureHealthyHelper(env);
+  });
 
   async function expectAll(cases: Array<[string, string, string | string[]]>): Promise<void> {
     const actions: Action[] = [{ a: 'connect' }];
     for (const [label, path] of cases) {
-      actions.push({ a: 'req', json: open(path), read: 64, label }, { a: 'req', json: stat(path), label: `stat ${label}` });
+      actions.push(
+        { a: 'req', json: open(path), read: 64, label },
+        { a: 'req', json: stat(path), label: `stat ${label}` },
+      );
     }
     const out = await agentPeer(env, actions);
     const failures: string[] = [];
     cases.forEach(([label, , codes], i) => {
       for (const k of [0, 1]) {
-        try { assertRefused(reply(out, 1 + i * 2 + k), codes, `${k ? 'stat' : 'open'} ${label}`); }
-        catch (e) { failures.push((e as Error).message); }
+        try {
+          assertRefused(reply(out, 1 + i * 2 + k), codes, `${k ? 'stat' : 'open'} ${label}`);
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
       }
     });
     assert.equal(out.unexpectedFds, 0, `descriptors were sent: ${failures.join('\n')}`);
@@ -91,7 +109,11 @@ describe('guard-helper and links', () => {
       ['relative symlink out of the dir', `${s}/logs/app/rel.log`, 'symlink'],
       ['symlink to an allowed file', `${s}/logs/app/alias.log`, 'symlink'],
       ['symlinked intermediate directory', `${s}/logs/app/linkdir/a.log`, 'symlink'],
-      ['symlinked intermediate directory (secret.txt)', `${s}/logs/app/linkdir/secret.txt`, ['symlink', 'not_allowed']],
+      [
+        'symlinked intermediate directory (secret.txt)',
+        `${s}/logs/app/linkdir/secret.txt`,
+        ['symlink', 'not_allowed'],
+      ],
       ['symlink higher up the path', `${s}/logs/alias/a.log`, 'symlink'],
       ['dangling symlink', `${s}/logs/app/gone.log`, 'symlink'],
       ['symlink loop', `${s}/logs/app/loop1.log`, 'symlink'],
@@ -107,12 +129,20 @@ describe('guard-helper and links', () => {
       ['symlink to /proc/self/cwd', `${s}/logs/magic/cwd`, 'symlink'],
       ['through a symlink to /proc/self/root', `${s}/logs/magic/root/etc/passwd`, 'symlink'],
       // the request names /proc itself: deny-listed, even though a pattern covers it
-      ['/proc/self/root/<allowed file>', `/proc/self/root${s}/logs/app/a.log`, ['deny_listed', 'symlink']],
+      [
+        '/proc/self/root/<allowed file>',
+        `/proc/self/root${s}/logs/app/a.log`,
+        ['deny_listed', 'symlink'],
+      ],
       ['/proc/self/root/etc/shadow', '/proc/self/root/etc/shadow', ['deny_listed', 'symlink']],
       ['/proc/self/root/etc/passwd', '/proc/self/root/etc/passwd', ['deny_listed', 'symlink']],
       ['/proc/self/fd/0', '/proc/self/fd/0', ['deny_listed', 'symlink']],
       ['/proc/1/root/<secret>', `/proc/1/root${s}/secret/secret.txt`, ['deny_listed', 'symlink']],
-      ['/proc/<helper pid>/root/<secret>', `/proc/${env.helper.pid}/root${s}/secret/secret.txt`, ['deny_listed', 'symlink']],
+      [
+        '/proc/<helper pid>/root/<secret>',
+        `/proc/${env.helper.pid}/root${s}/secret/secret.txt`,
+        ['deny_listed', 'symlink'],
+      ],
     ]);
   });
 
@@ -155,7 +185,10 @@ describe('guard-helper and links', () => {
   });
 
   it('still grants the plain file in the attacker-owned directory', async () => {
-    const out = await agentPeer(env, [{ a: 'connect' }, { a: 'req', json: open(`${env.sb.dir}/logs/app/a.log`), read: 64 }]);
+    const out = await agentPeer(env, [
+      { a: 'connect' },
+      { a: 'req', json: open(`${env.sb.dir}/logs/app/a.log`), read: 64 },
+    ]);
     const r = reply(out, 1);
     assert.equal(r.json?.ok, true, JSON.stringify(r));
     assert.equal(r.head, env.publicText);

@@ -4,7 +4,15 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { agentPeer, ensureHealthyHelper, assertRefused, assertStillServing, setupEnv, teardownEnv, type Env } from './lib/env';
+import {
+  agentPeer,
+  ensureHealthyHelper,
+  assertRefused,
+  assertStillServing,
+  setupEnv,
+  teardownEnv,
+  type Env,
+} from './lib/env';
 import { open, probe, reply, stat, type Action } from './lib/peer';
 import { killPid, sleep, start } from './lib/proc';
 
@@ -22,13 +30,21 @@ describe('guard-helper and special files', () => {
         execFileSync('mknod', ['-m', '0600', `${d}/block.log`, 'b', '7', '200']);
         sb.mkdir('logs/special/dir.log', 0o755, e.attacker);
         // a Unix socket file: bound, and left behind when python exits
-        execFileSync('/usr/bin/python3', ['-c', `import socket; socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).bind(${JSON.stringify(`${d}/sock.log`)})`]);
+        execFileSync('/usr/bin/python3', [
+          '-c',
+          `import socket; socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).bind(${JSON.stringify(`${d}/sock.log`)})`,
+        ]);
       },
-      extraConfig: (e) => ['[source.special]', 'type = file', `paths = ${e.sb.dir}/logs/special/*.log`].join('\n'),
+      extraConfig: (e) =>
+        ['[source.special]', 'type = file', `paths = ${e.sb.dir}/logs/special/*.log`].join('\n'),
     });
   });
-  after(async () => { await teardownEnv(env); });
-  beforeEach(async () => { await ensureHealthyHelper(env); });
+  after(async () => {
+    await teardownEnv(env);
+  });
+  beforeEach(async () => {
+    await ensureHealthyHelper(env);
+  });
 
   it('the special files are what they claim to be', () => {
     const d = env.sb.path('logs/special');
@@ -54,7 +70,11 @@ describe('guard-helper and special files', () => {
     const d = env.sb.path('logs/special');
     const names = ['fifo.log', 'null.log', 'block.log', 'dir.log', 'sock.log'];
     const actions: Action[] = [{ a: 'connect' }];
-    for (const n of names) actions.push({ a: 'req', json: open(`${d}/${n}`), read: 16, timeout: 2000, label: `open ${n}` }, { a: 'req', json: stat(`${d}/${n}`), timeout: 2000, label: `stat ${n}` });
+    for (const n of names)
+      actions.push(
+        { a: 'req', json: open(`${d}/${n}`), read: 16, timeout: 2000, label: `open ${n}` },
+        { a: 'req', json: stat(`${d}/${n}`), timeout: 2000, label: `stat ${n}` },
+      );
     // pipelined on a second connection: a FIFO request must not hold up the ones behind it
     actions.push({ a: 'connect', c: 'p' });
     for (let i = 0; i < 3; i++) actions.push({ a: 'send', c: 'p', json: open(`${d}/fifo.log`) });
@@ -65,16 +85,27 @@ describe('guard-helper and special files', () => {
     for (let i = 0; i < names.length * 2; i++) {
       const r = reply(out, 1 + i);
       if (r.timeout) failures.push(`${r.label}: no answer within 2 s`);
-      else try { assertRefused(r, 'not_regular', String(r.label)); } catch (e) { failures.push((e as Error).message); }
+      else
+        try {
+          assertRefused(r, 'not_regular', String(r.label));
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
     }
     const base = 1 + names.length * 2 + 1 + 4;
     for (let i = 0; i < 3; i++) {
       const r = reply(out, base + i);
       if (r.timeout) failures.push(`pipelined FIFO #${i}: no answer within 2 s`);
-      else try { assertRefused(r, 'not_regular', `pipelined FIFO #${i}`); } catch (e) { failures.push((e as Error).message); }
+      else
+        try {
+          assertRefused(r, 'not_regular', `pipelined FIFO #${i}`);
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
     }
     const legit = reply(out, base + 3);
-    if (legit.json?.ok !== true || legit.head !== env.rootOnlyText) failures.push(`legit open behind FIFOs: ${JSON.stringify(legit)}`);
+    if (legit.json?.ok !== true || legit.head !== env.rootOnlyText)
+      failures.push(`legit open behind FIFOs: ${JSON.stringify(legit)}`);
     assert.equal(out.unexpectedFds, 0, 'descriptors were sent');
     assert.deepEqual(failures, []);
     await assertStillServing(env);
@@ -86,14 +117,22 @@ describe('guard-helper and special files', () => {
     const p = `${env.sb.path('logs/special')}/fifo.log`;
     const writer = start('/bin/sh', ['-c', `echo x > ${p}; echo opened`], { user: env.attacker });
     let wrote = '';
-    writer.stdout?.setEncoding('utf8').on('data', (d: string) => { wrote += d; });
+    writer.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      wrote += d;
+    });
     await sleep(300);
-    const out = await agentPeer(env, [{ a: 'connect' }, { a: 'req', json: open(p), read: 16, timeout: 2000 }]);
+    const out = await agentPeer(env, [
+      { a: 'connect' },
+      { a: 'req', json: open(p), read: 16, timeout: 2000 },
+    ]);
     assertRefused(reply(out, 1), 'not_regular', 'FIFO with a writer');
     await sleep(200);
     const stillBlocked = writer.exitCode === null;
     killPid(writer.pid, 'SIGKILL');
-    assert.ok(stillBlocked && !wrote.includes('opened'), 'the helper opened the FIFO for reading (the blocked writer got through)');
+    assert.ok(
+      stillBlocked && !wrote.includes('opened'),
+      'the helper opened the FIFO for reading (the blocked writer got through)',
+    );
     await assertStillServing(env);
   });
 });

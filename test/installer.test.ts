@@ -5,7 +5,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { killPid, pidsRunning, procStatus, run, sleep, type RunResult } from './lib/proc';
@@ -22,13 +32,23 @@ const names = () => ['--root', ROOT, '--user', USER, '--group', GROUP, '--audit-
 async function install(...args: string[]): Promise<RunResult> {
   // --no-build: the test runs on the dist/ `npm run build` just made; a source edited meanwhile by
   // someone else must not make the installer rebuild the shared checkout under the test.
-  const r = await run('/bin/bash', [installer, ...names(), '--no-build', ...args], { timeoutMs: 120_000 });
-  assert.equal(r.code, 0, `install.sh ${args.join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+  const r = await run('/bin/bash', [installer, ...names(), '--no-build', ...args], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(
+    r.code,
+    0,
+    `install.sh ${args.join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`,
+  );
   return r;
 }
 
 function getent(db: 'passwd' | 'group', name: string): string[] | null {
-  try { return execFileSync('getent', [db, name], { encoding: 'utf8' }).trim().split(':'); } catch { return null; }
+  try {
+    return execFileSync('getent', [db, name], { encoding: 'utf8' }).trim().split(':');
+  } catch {
+    return null;
+  }
 }
 const gidOf = (g: string) => Number(getent('group', g)![2]);
 const uidOf = (u: string) => Number(getent('passwd', u)![2]);
@@ -44,7 +64,9 @@ function tree(): string[] {
     for (const n of readdirSync(dir).sort()) {
       const p = join(dir, n);
       const st = lstatSync(p);
-      out.push(`${p.slice(ROOT.length)} ${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}${st.isDirectory() ? '/' : ''}`);
+      out.push(
+        `${p.slice(ROOT.length)} ${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}${st.isDirectory() ? '/' : ''}`,
+      );
       if (st.isDirectory()) walk(p);
     }
   };
@@ -52,7 +74,13 @@ function tree(): string[] {
   return out;
 }
 
-function assertMode(rel: string, owner: string, group: string, mode: number, kind: 'dir' | 'file' | 'socket'): void {
+function assertMode(
+  rel: string,
+  owner: string,
+  group: string,
+  mode: number,
+  kind: 'dir' | 'file' | 'socket',
+): void {
   const p = join(ROOT, rel);
   const st = lstatSync(p);
   const is = kind === 'dir' ? st.isDirectory() : kind === 'socket' ? st.isSocket() : st.isFile();
@@ -77,19 +105,40 @@ describe('installer/install.sh', { concurrency: false }, () => {
     const left = ourPids();
     for (const pid of left) killPid(pid, 'SIGKILL');
     await waitGone(left);
-    if (getent('passwd', USER)) try { execFileSync('userdel', [USER], { stdio: 'pipe' }); } catch (e) { console.error(String(e)); }
+    if (getent('passwd', USER))
+      try {
+        execFileSync('userdel', [USER], { stdio: 'pipe' });
+      } catch (e) {
+        console.error(String(e));
+      }
     for (const g of [AUDIT, GROUP]) {
-      if (getent('group', g)) try { execFileSync('groupdel', [g], { stdio: 'pipe' }); } catch (e) { console.error(String(e)); }
+      if (getent('group', g))
+        try {
+          execFileSync('groupdel', [g], { stdio: 'pipe' });
+        } catch (e) {
+          console.error(String(e));
+        }
     }
     if (ROOT) rmSync(ROOT, { recursive: true, force: true });
   });
 
   test('--dry-run prints every action and changes nothing', async () => {
     const r = await install('--init', 'none', '--dry-run');
-    for (const want of [`+ groupadd --system ${AUDIT}`, '+ useradd --system --no-create-home', `install -d -o root -g ${GROUP} -m 0750 ${ROOT}/etc/guard`,
-      `+ write ${ROOT}/usr/lib/.guard.new.`, `+ write ${ROOT}/etc/guard/guard.conf (0640 root:${GROUP})`, 'start-helper.cjs', 'setpriv --reuid=',
-      'neither systemd nor OpenRC runs here', '(dry run: nothing was changed)']) {
-      assert.ok(r.stdout.includes(want), `dry run does not show ${JSON.stringify(want)}:\n${r.stdout}`);
+    for (const want of [
+      `+ groupadd --system ${AUDIT}`,
+      '+ useradd --system --no-create-home',
+      `install -d -o root -g ${GROUP} -m 0750 ${ROOT}/etc/guard`,
+      `+ write ${ROOT}/usr/lib/.guard.new.`,
+      `+ write ${ROOT}/etc/guard/guard.conf (0640 root:${GROUP})`,
+      'start-helper.cjs',
+      'setpriv --reuid=',
+      'neither systemd nor OpenRC runs here',
+      '(dry run: nothing was changed)',
+    ]) {
+      assert.ok(
+        r.stdout.includes(want),
+        `dry run does not show ${JSON.stringify(want)}:\n${r.stdout}`,
+      );
     }
     assert.equal(getent('passwd', USER), null, 'dry run created the user');
     assert.equal(getent('group', AUDIT), null, 'dry run created the audit group');
@@ -114,10 +163,28 @@ describe('installer/install.sh', { concurrency: false }, () => {
     assert.ok(getent('group', AUDIT)![3]!.split(',').includes(USER), `${USER} is not in ${AUDIT}`);
 
     assertMode('usr/lib/guard', 'root', 'root', 0o755, 'dir');
-    for (const f of ['guard-helper.js', 'guard-agent.js', 'guardctl.js', 'fdpass.node', 'install.json']) assertMode(`usr/lib/guard/${f}`, 'root', 'root', 0o644, 'file');
-    for (const [w, js, opts] of [['usr/sbin/guard-helper', 'guard-helper', '--jitless '], ['usr/sbin/guard-agent', 'guard-agent', '--max-semi-space-size=4 --liftoff-only --v8-pool-size=1 '], ['usr/bin/guardctl', 'guardctl', '']] as const) {
+    for (const f of [
+      'guard-helper.js',
+      'guard-agent.js',
+      'guardctl.js',
+      'fdpass.node',
+      'install.json',
+    ])
+      assertMode(`usr/lib/guard/${f}`, 'root', 'root', 0o644, 'file');
+    for (const [w, js, opts] of [
+      ['usr/sbin/guard-helper', 'guard-helper', '--jitless '],
+      [
+        'usr/sbin/guard-agent',
+        'guard-agent',
+        '--max-semi-space-size=4 --liftoff-only --v8-pool-size=1 ',
+      ],
+      ['usr/bin/guardctl', 'guardctl', ''],
+    ] as const) {
       assertMode(w, 'root', 'root', 0o755, 'file');
-      assert.equal(readFileSync(join(ROOT, w), 'utf8'), `#!/bin/sh\nexec '${process.execPath}' ${opts}'${ROOT}/usr/lib/guard/${js}.js' "$@"\n`);
+      assert.equal(
+        readFileSync(join(ROOT, w), 'utf8'),
+        `#!/bin/sh\nexec '${process.execPath}' ${opts}'${ROOT}/usr/lib/guard/${js}.js' "$@"\n`,
+      );
     }
     assertMode('etc/guard', 'root', GROUP, 0o750, 'dir');
     assertMode('etc/guard/guard.conf', 'root', GROUP, 0o640, 'file');
@@ -129,32 +196,85 @@ describe('installer/install.sh', { concurrency: false }, () => {
     assertMode('run/guard/agent/agent.sock', USER, GROUP, 0o660, 'socket');
     assertMode('var/log/guard/helper.log', 'root', GROUP, 0o640, 'file');
     assertMode('var/log/guard/agent.log', USER, GROUP, 0o640, 'file');
-    if (existsSync(join(repoRoot, 'audit-rules/50-guard.rules'))) assertMode('etc/audit/rules.d/50-guard.rules', 'root', 'root', 0o640, 'file');
+    if (existsSync(join(repoRoot, 'audit-rules/50-guard.rules')))
+      assertMode('etc/audit/rules.d/50-guard.rules', 'root', 'root', 0o640, 'file');
 
     const conf = readFileSync(join(ROOT, 'etc/guard/guard.conf'), 'utf8');
-    for (const line of [`user = ${USER}`, `audit_group = ${AUDIT}`, `helper_socket = ${ROOT}/run/guard/helper.sock`,
-      `status_socket = ${ROOT}/run/guard/agent/agent.sock`, `state_dir = ${ROOT}/var/lib/guard`, `path = ${ROOT}/var/lib/guard/out/events.ndjson`]) {
+    for (const line of [
+      `user = ${USER}`,
+      `audit_group = ${AUDIT}`,
+      `helper_socket = ${ROOT}/run/guard/helper.sock`,
+      `status_socket = ${ROOT}/run/guard/agent/agent.sock`,
+      `state_dir = ${ROOT}/var/lib/guard`,
+      `path = ${ROOT}/var/lib/guard/out/events.ndjson`,
+    ]) {
       assert.ok(conf.split('\n').includes(line), `guard.conf lacks ${JSON.stringify(line)}`);
     }
 
-    const info = JSON.parse(readFileSync(join(ROOT, 'usr/lib/guard/install.json'), 'utf8')) as Record<string, string>;
-    const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
-    assert.deepEqual({ ...info, installedAt: 'x' }, { version, root: ROOT, user: USER, group: GROUP, auditGroup: AUDIT, node: process.execPath, init: 'none', installedAt: 'x' });
-    assert.ok(Math.abs(Date.parse(info.installedAt!) - Date.now()) < 120_000, `installedAt ${info.installedAt}`);
+    const info = JSON.parse(
+      readFileSync(join(ROOT, 'usr/lib/guard/install.json'), 'utf8'),
+    ) as Record<string, string>;
+    const version = (
+      JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }
+    ).version;
+    assert.deepEqual(
+      { ...info, installedAt: 'x' },
+      {
+        version,
+        root: ROOT,
+        user: USER,
+        group: GROUP,
+        auditGroup: AUDIT,
+        node: process.execPath,
+        init: 'none',
+        installedAt: 'x',
+      },
+    );
+    assert.ok(
+      Math.abs(Date.parse(info.installedAt!) - Date.now()) < 120_000,
+      `installedAt ${info.installedAt}`,
+    );
     // the code is byte-for-byte the build
     for (const f of ['guard-helper.js', 'guard-agent.js', 'guardctl.js', 'fdpass.node']) {
-      assert.ok(readFileSync(join(ROOT, 'usr/lib/guard', f)).equals(readFileSync(join(repoRoot, 'dist', f))), `${f} differs from dist/`);
+      assert.ok(
+        readFileSync(join(ROOT, 'usr/lib/guard', f)).equals(
+          readFileSync(join(repoRoot, 'dist', f)),
+        ),
+        `${f} differs from dist/`,
+      );
     }
-    firstTree = tree().filter((l) => !/\.(pid|sock|log) |install\.json|\/var\/lib\/guard\//.test(l));
+    firstTree = tree().filter(
+      (l) => !/\.(pid|sock|log) |install\.json|\/var\/lib\/guard\//.test(l),
+    );
   });
 
   test('nothing installed is writable by the agent user, up to ROOT', async () => {
     const uid = uidOf(USER);
-    const r = await run('/usr/bin/setpriv', [`--reuid=${uid}`, `--regid=${gidOf(GROUP)}`, '--init-groups', '--', 'find', ROOT, '-writable'], { timeoutMs: 30_000 });
-    const writable = r.stdout.split('\n').filter(Boolean).map((p) => p.slice(ROOT.length));
+    const r = await run(
+      '/usr/bin/setpriv',
+      [
+        `--reuid=${uid}`,
+        `--regid=${gidOf(GROUP)}`,
+        '--init-groups',
+        '--',
+        'find',
+        ROOT,
+        '-writable',
+      ],
+      { timeoutMs: 30_000 },
+    );
+    const writable = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((p) => p.slice(ROOT.length));
     // its own directories, and the helper's socket (connecting needs write permission: 0660 root:GROUP)
-    const own = /^\/(var\/lib\/guard|var\/log\/guard|run\/guard\/agent)(\/|$)|^\/run\/guard\/helper\.sock$/;
-    assert.deepEqual(writable.filter((p) => !own.test(p)), [], `writable by ${USER} outside its own directories`);
+    const own =
+      /^\/(var\/lib\/guard|var\/log\/guard|run\/guard\/agent)(\/|$)|^\/run\/guard\/helper\.sock$/;
+    assert.deepEqual(
+      writable.filter((p) => !own.test(p)),
+      [],
+      `writable by ${USER} outside its own directories`,
+    );
     assert.ok(writable.includes('/var/lib/guard'), `the check saw nothing (stderr: ${r.stderr})`);
     assert.ok(!writable.includes('/var/log/guard/helper.log'));
   });
@@ -163,21 +283,42 @@ describe('installer/install.sh', { concurrency: false }, () => {
     const helper = pidFrom('run/guard/helper.pid');
     const agent = pidFrom('run/guard/agent/agent.pid');
     firstPids = [helper, agent];
-    assert.deepEqual(ourPids().sort(), [...firstPids].sort(), 'processes running ROOT code are not exactly the two in the pid files');
+    assert.deepEqual(
+      ourPids().sort(),
+      [...firstPids].sort(),
+      'processes running ROOT code are not exactly the two in the pid files',
+    );
     const h = procStatus(helper);
     assert.equal(h.Uid!.split(/\s+/)[0], '0');
-    assert.equal(h.CapBnd, '0000000000000005', 'helper bounding set: CAP_CHOWN and CAP_DAC_READ_SEARCH only');
+    assert.equal(
+      h.CapBnd,
+      '0000000000000005',
+      'helper bounding set: CAP_CHOWN and CAP_DAC_READ_SEARCH only',
+    );
     assert.equal(h.NoNewPrivs, '1');
-    assert.match(readFileSync(`/proc/${helper}/cmdline`, 'utf8'), new RegExp(`${ROOT}/usr/lib/guard/guard-helper\\.js\\0--config\\0${ROOT}/etc/guard/guard\\.conf\\0--socket`));
+    assert.match(
+      readFileSync(`/proc/${helper}/cmdline`, 'utf8'),
+      new RegExp(
+        `${ROOT}/usr/lib/guard/guard-helper\\.js\\0--config\\0${ROOT}/etc/guard/guard\\.conf\\0--socket`,
+      ),
+    );
     const a = procStatus(agent);
     assert.deepEqual(a.Uid!.split(/\s+/), Array(4).fill(String(uidOf(USER))));
     assert.deepEqual(a.Gid!.split(/\s+/), Array(4).fill(String(gidOf(GROUP))));
-    assert.ok(a.Groups!.split(/\s+/).includes(String(gidOf(AUDIT))), `agent groups ${a.Groups} lack ${AUDIT}`);
-    for (const k of ['CapEff', 'CapPrm', 'CapBnd', 'CapInh', 'CapAmb']) assert.equal(a[k], '0000000000000000', `agent ${k}`);
+    assert.ok(
+      a.Groups!.split(/\s+/).includes(String(gidOf(AUDIT))),
+      `agent groups ${a.Groups} lack ${AUDIT}`,
+    );
+    for (const k of ['CapEff', 'CapPrm', 'CapBnd', 'CapInh', 'CapAmb'])
+      assert.equal(a[k], '0000000000000000', `agent ${k}`);
     assert.equal(a.NoNewPrivs, '1');
     const log = readFileSync(join(ROOT, 'var/log/guard/helper.log'), 'utf8');
     assert.match(log, /"event":"listening"/);
-    assert.match(log, new RegExp(`"event":"connected","pid":${agent},"uid":${uidOf(USER)},"audit":true`), 'the agent never reached the helper (as a member of the audit group)');
+    assert.match(
+      log,
+      new RegExp(`"event":"connected","pid":${agent},"uid":${uidOf(USER)},"audit":true`),
+      'the agent never reached the helper (as a member of the audit group)',
+    );
   });
 
   test('re-running is an upgrade: same files, config kept, processes restarted not duplicated', async () => {
@@ -187,13 +328,21 @@ describe('installer/install.sh', { concurrency: false }, () => {
     const r = await install('--init', 'none');
     assert.match(r.stdout, /guard\.conf exists: kept/);
     assert.ok(readFileSync(conf, 'utf8').endsWith(marker), 'the config was overwritten');
-    assert.deepEqual(tree().filter((l) => !/\.(pid|sock|log) |install\.json|\/var\/lib\/guard\//.test(l)), firstTree);
+    assert.deepEqual(
+      tree().filter((l) => !/\.(pid|sock|log) |install\.json|\/var\/lib\/guard\//.test(l)),
+      firstTree,
+    );
     await waitGone(firstPids);
-    for (const p of firstPids) assert.equal(existsSync(`/proc/${p}`), false, `old process ${p} still runs`);
+    for (const p of firstPids)
+      assert.equal(existsSync(`/proc/${p}`), false, `old process ${p} still runs`);
     const now = [pidFrom('run/guard/helper.pid'), pidFrom('run/guard/agent/agent.pid')];
     assert.deepEqual(ourPids().sort(), [...now].sort(), 'not exactly one helper and one agent');
     assert.notDeepEqual(now, firstPids);
-    assert.deepEqual(readdirSync(join(ROOT, 'usr/lib')), ['guard'], 'a temp code directory was left behind');
+    assert.deepEqual(
+      readdirSync(join(ROOT, 'usr/lib')),
+      ['guard'],
+      'a temp code directory was left behind',
+    );
   });
 
   test('a pid file naming someone else is not trusted', async () => {
@@ -214,11 +363,21 @@ describe('installer/install.sh', { concurrency: false }, () => {
     await install('--uninstall');
     await waitGone(pids);
     assert.deepEqual(ourPids(), []);
-    for (const gone of ['usr/lib/guard', 'usr/sbin/guard-helper', 'usr/sbin/guard-agent', 'usr/bin/guardctl', 'run/guard']) {
+    for (const gone of [
+      'usr/lib/guard',
+      'usr/sbin/guard-helper',
+      'usr/sbin/guard-agent',
+      'usr/bin/guardctl',
+      'run/guard',
+    ]) {
       assert.equal(existsSync(join(ROOT, gone)), false, `${gone} left after --uninstall`);
     }
-    for (const kept of ['etc/guard/guard.conf', 'var/lib/guard', 'var/log/guard/agent.log']) assert.ok(existsSync(join(ROOT, kept)), `${kept} removed`);
-    assert.ok(getent('passwd', USER) && getent('group', AUDIT), 'user or group removed without --purge');
+    for (const kept of ['etc/guard/guard.conf', 'var/lib/guard', 'var/log/guard/agent.log'])
+      assert.ok(existsSync(join(ROOT, kept)), `${kept} removed`);
+    assert.ok(
+      getent('passwd', USER) && getent('group', AUDIT),
+      'user or group removed without --purge',
+    );
     await install('--uninstall'); // twice is fine
   });
 
@@ -237,4 +396,3 @@ describe('installer/install.sh', { concurrency: false }, () => {
     await install('--uninstall', '--purge'); // and again
   });
 });
-

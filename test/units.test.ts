@@ -20,7 +20,14 @@
 // read-only remount), KeyringMode=, RemoveIPC=, Restart=/BindsTo= (needs a running systemd).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -30,12 +37,18 @@ import { killPid, procStatus, run, sleep, start, type RunResult } from './lib/pr
 import { repoRoot } from './lib/sandbox';
 
 const unitDir = join(repoRoot, 'systemd');
-const units = { helper: join(unitDir, 'guard-helper.service'), agent: join(unitDir, 'guard-agent.service') };
+const units = {
+  helper: join(unitDir, 'guard-helper.service'),
+  agent: join(unitDir, 'guard-agent.service'),
+};
 /** Budgets from the issue. */
 const BUDGET = { helper: 0.9, agent: 1.1 };
 
 function analyze(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('systemd-analyze', args, { encoding: 'utf8', env: { PATH: process.env.PATH, LANG: 'C.UTF-8', SYSTEMD_COLORS: '0', SYSTEMD_PAGER: '' } });
+  const r = spawnSync('systemd-analyze', args, {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, LANG: 'C.UTF-8', SYSTEMD_COLORS: '0', SYSTEMD_PAGER: '' },
+  });
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -45,7 +58,10 @@ function exposure(unitPath: string): { score: number; failing: string[] } {
   assert.equal(r.status, 0, `systemd-analyze security failed: ${r.stderr}`);
   const m = /Overall exposure level for \S+: (\d+\.\d)/.exec(r.stdout);
   assert.ok(m?.[1], `no overall exposure in:\n${r.stdout}`);
-  const failing = r.stdout.split('\n').filter((l) => l.startsWith('✗')).map((l) => l.replace(/\s{2,}/g, '  ').trim());
+  const failing = r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('✗'))
+    .map((l) => l.replace(/\s{2,}/g, '  ').trim());
   return { score: Number(m[1]), failing };
 }
 
@@ -74,14 +90,20 @@ function syscallGroups(): Map<string, string[]> {
     if (/^@\S+$/.test(line)) groups.set(line, (cur = []));
     else if (cur && /^\s+[^#\s]/.test(line)) cur.push(line.trim());
   }
-  assert.ok(groups.get('@system-service')?.length, 'systemd-analyze syscall-filter listed no @system-service');
+  assert.ok(
+    groups.get('@system-service')?.length,
+    'systemd-analyze syscall-filter listed no @system-service',
+  );
   return (groupsCache = groups);
 }
 
 function expand(names: string[], seen = new Set<string>()): Set<string> {
   const out = new Set<string>();
   for (const n of names) {
-    if (!n.startsWith('@')) { out.add(n); continue; }
+    if (!n.startsWith('@')) {
+      out.add(n);
+      continue;
+    }
     if (seen.has(n)) continue;
     seen.add(n);
     const members = syscallGroups().get(n);
@@ -105,15 +127,29 @@ function allowedSyscalls(lines: string[]): string[] {
 
 const AF: Record<string, number> = { AF_UNIX: 1, AF_INET: 2, AF_INET6: 10, AF_NETLINK: 16 };
 
-interface Spec { allow: string[]; mdwe: boolean; families: number[]; restrictNamespaces: boolean; lockPersonality: boolean; restrictSuid: boolean }
+interface Spec {
+  allow: string[];
+  mdwe: boolean;
+  families: number[];
+  restrictNamespaces: boolean;
+  lockPersonality: boolean;
+  restrictSuid: boolean;
+}
 
-function specOf(keys: Map<string, string[]>, patch: (allow: string[]) => string[] = (a) => a): Spec {
+function specOf(
+  keys: Map<string, string[]>,
+  patch: (allow: string[]) => string[] = (a) => a,
+): Spec {
   const yes = (k: string) => (keys.get(k) ?? []).some((v) => v === 'yes' || v === 'true');
   const fam = (keys.get('RestrictAddressFamilies') ?? []).join(' ').split(/\s+/).filter(Boolean);
   return {
     allow: patch(allowedSyscalls(keys.get('SystemCallFilter') ?? [])),
     mdwe: yes('MemoryDenyWriteExecute'),
-    families: fam.map((f) => { const n = AF[f]; assert.ok(n, `family ${f} not known to the test`); return n; }),
+    families: fam.map((f) => {
+      const n = AF[f];
+      assert.ok(n, `family ${f} not known to the test`);
+      return n;
+    }),
     restrictNamespaces: yes('RestrictNamespaces'),
     lockPersonality: yes('LockPersonality'),
     restrictSuid: yes('RestrictSUIDSGID'),
@@ -242,16 +278,42 @@ class SandboxTool {
   wrap(o: SandboxOptions, program: string[]): [string, string[]] {
     const spec = join(this.dir, `spec-${this.n++}.json`);
     writeFileSync(spec, JSON.stringify(o.spec), { mode: 0o644 });
-    const bounding = (o.keys.get('CapabilityBoundingSet') ?? ['']).join(' ').split(/\s+/).filter(Boolean)
+    const bounding = (o.keys.get('CapabilityBoundingSet') ?? [''])
+      .join(' ')
+      .split(/\s+/)
+      .filter(Boolean)
       .map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`);
-    const setpriv = ['/usr/bin/setpriv', `--reuid=${o.uid}`, `--regid=${o.gid}`, '--init-groups',
-      `--bounding-set=${['-all', ...bounding].join(',')}`, '--inh-caps=-all', '--ambient-caps=-all', '--no-new-privs', '--'];
+    const setpriv = [
+      '/usr/bin/setpriv',
+      `--reuid=${o.uid}`,
+      `--regid=${o.gid}`,
+      '--init-groups',
+      `--bounding-set=${['-all', ...bounding].join(',')}`,
+      '--inh-caps=-all',
+      '--ambient-caps=-all',
+      '--no-new-privs',
+      '--',
+    ];
     const userns = o.privateUsers ? ['/usr/bin/unshare', '--user', '--map-current-user', '--'] : [];
-    const args = ['--mount', '--propagation', 'private', ...(o.privateNetwork ? ['--net'] : []), '--',
-      '/bin/sh', this.sh, o.rw.join(' '), ...setpriv, ...userns, '/usr/bin/python3', this.py, spec, '--', ...program];
+    const args = [
+      '--mount',
+      '--propagation',
+      'private',
+      ...(o.privateNetwork ? ['--net'] : []),
+      '--',
+      '/bin/sh',
+      this.sh,
+      o.rw.join(' '),
+      ...setpriv,
+      ...userns,
+      '/usr/bin/python3',
+      this.py,
+      spec,
+      '--',
+      ...program,
+    ];
     return ['/usr/bin/unshare', args];
   }
-
 }
 
 /** The ExecStart= of a unit with the installed paths replaced by the test's copies. */
@@ -269,24 +331,32 @@ describe('systemd units: systemd-analyze verify and security', () => {
       assert.equal(r.stderr.trim(), '', `systemd-analyze verify warned:\n${r.stderr}`);
       assert.equal(r.status, 0);
       const alone = analyze(['verify', '--no-pager', path]);
-      assert.equal(alone.stderr.trim(), '', `systemd-analyze verify ${name} alone warned:\n${alone.stderr}`);
+      assert.equal(
+        alone.stderr.trim(),
+        '',
+        `systemd-analyze verify ${name} alone warned:\n${alone.stderr}`,
+      );
     });
   }
 
   it(`agent: offline exposure is at most ${BUDGET.agent}`, () => {
     const { score, failing } = exposure(units.agent);
-    console.log(`guard-agent.service exposure ${score.toFixed(1)}; remaining:\n  ${failing.join('\n  ')}`);
+    console.log(
+      `guard-agent.service exposure ${score.toFixed(1)}; remaining:\n  ${failing.join('\n  ')}`,
+    );
     assert.ok(score <= BUDGET.agent, `guard-agent.service scores ${score} > ${BUDGET.agent}`);
   });
 
   it(`helper: offline exposure is at most ${BUDGET.helper}`, () => {
     const { score, failing } = exposure(units.helper);
-    console.log(`guard-helper.service exposure ${score.toFixed(1)}; remaining:\n  ${failing.join('\n  ')}`);
+    console.log(
+      `guard-helper.service exposure ${score.toFixed(1)}; remaining:\n  ${failing.join('\n  ')}`,
+    );
     assert.ok(score <= BUDGET.helper, `guard-helper.service scores ${score} > ${BUDGET.helper}`);
   });
 });
 
-describe('guard-helper under its unit\'s restrictions (node --jitless, seccomp, capabilities, namespaces)', () => {
+describe("guard-helper under its unit's restrictions (node --jitless, seccomp, capabilities, namespaces)", () => {
   let env: Env;
   let tool: SandboxTool;
   const keys = unitKeys(units.helper);
@@ -301,22 +371,51 @@ describe('guard-helper under its unit\'s restrictions (node --jitless, seccomp, 
 
   function helperArgv(k: Map<string, string[]>, spec: Spec): [string, string[]] {
     const program = execStart(k, {
-      '/usr/lib/guard/guard-helper.js': env.sb.helperJs, '/etc/guard/guard.conf': env.config, '/run/guard/helper.sock': env.socket,
+      '/usr/lib/guard/guard-helper.js': env.sb.helperJs,
+      '/etc/guard/guard.conf': env.config,
+      '/run/guard/helper.sock': env.socket,
     });
-    return tool.wrap({ keys: k, spec, uid: 0, gid: env.agent.gid, rw: [env.sb.path('run')], privateNetwork: true, privateUsers: false }, program);
+    return tool.wrap(
+      {
+        keys: k,
+        spec,
+        uid: 0,
+        gid: env.agent.gid,
+        rw: [env.sb.path('run')],
+        privateNetwork: true,
+        privateUsers: false,
+      },
+      program,
+    );
   }
 
-  async function startHelper(k: Map<string, string[]>, spec: Spec): Promise<{ pid: number; out: () => string; listening: Promise<boolean>; exit: Promise<{ code: number | null; signal: string | null }> }> {
+  async function startHelper(
+    k: Map<string, string[]>,
+    spec: Spec,
+  ): Promise<{
+    pid: number;
+    out: () => string;
+    listening: Promise<boolean>;
+    exit: Promise<{ code: number | null; signal: string | null }>;
+  }> {
     const [cmd, args] = helperArgv(k, spec);
     const child = start(cmd, args, {});
     let out = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    const exit = new Promise<{ code: number | null; signal: string | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    const exit = new Promise<{ code: number | null; signal: string | null }>((r) =>
+      child.once('close', (code, signal) => r({ code, signal })),
+    );
     const listening = (async () => {
       const deadline = Date.now() + 15_000;
       let done = false;
-      void exit.then(() => { done = true; });
+      void exit.then(() => {
+        done = true;
+      });
       while (!done && Date.now() < deadline) {
         if (/"event":"listening"/.test(out)) return true;
         await sleep(50);
@@ -327,10 +426,16 @@ describe('guard-helper under its unit\'s restrictions (node --jitless, seccomp, 
   }
 
   const probe = (path: string): Promise<RunResult> =>
-    run(process.execPath, [env.sb.guardctlJs, 'probe', path, '--socket', env.socket], { user: env.agent, timeoutMs: 15_000 });
+    run(process.execPath, [env.sb.guardctlJs, 'probe', path, '--socket', env.socket], {
+      user: env.agent,
+      timeoutMs: 15_000,
+    });
 
   it('serves guardctl probe: granted, audit granted, secret refused', async () => {
-    assert.ok(keys.get('ExecStart')?.[0]?.includes('--jitless'), 'the helper unit no longer runs node --jitless');
+    assert.ok(
+      keys.get('ExecStart')?.[0]?.includes('--jitless'),
+      'the helper unit no longer runs node --jitless',
+    );
     const h = await startHelper(keys, specOf(keys));
     try {
       assert.ok(await h.listening, `the sandboxed helper did not start:\n${h.out()}`);
@@ -348,11 +453,23 @@ describe('guard-helper under its unit\'s restrictions (node --jitless, seccomp, 
       assert.deepEqual([s.uid, s.gid, s.mode & 0o777], [0, env.agent.gid, 0o660]);
 
       const legit = await probe(env.legitPath);
-      assert.equal(legit.code, 0, `probe of the root-only log refused:\n${legit.stdout}${legit.stderr}\n${h.out()}`);
+      assert.equal(
+        legit.code,
+        0,
+        `probe of the root-only log refused:\n${legit.stdout}${legit.stderr}\n${h.out()}`,
+      );
       const audit = await probe(env.sb.path('audit/audit.log'));
-      assert.equal(audit.code, 0, `probe of the audit log refused:\n${audit.stdout}${audit.stderr}\n${h.out()}`);
+      assert.equal(
+        audit.code,
+        0,
+        `probe of the audit log refused:\n${audit.stdout}${audit.stderr}\n${h.out()}`,
+      );
       const secret = await probe(env.sb.path('secret/secret.txt'));
-      assert.equal(secret.code, 1, `probe of the secret not refused:\n${secret.stdout}${secret.stderr}`);
+      assert.equal(
+        secret.code,
+        1,
+        `probe of the secret not refused:\n${secret.stdout}${secret.stderr}`,
+      );
       assert.ok(!/"event":"crashed"/.test(h.out()), h.out());
     } finally {
       killPid(h.pid, 'SIGTERM');
@@ -375,30 +492,50 @@ describe('guard-helper under its unit\'s restrictions (node --jitless, seccomp, 
   // Group= its socket is born with the right group. This control shows the filter is really loaded.
   it('the emulation bites: without @pkey node is killed by SIGSYS', async () => {
     for (const drop of [['pkey_alloc', 'pkey_free', 'pkey_mprotect']]) {
-      const h = await startHelper(keys, specOf(keys, (a) => a.filter((s) => !drop.includes(s))));
+      const h = await startHelper(
+        keys,
+        specOf(keys, (a) => a.filter((s) => !drop.includes(s))),
+      );
       const listened = await h.listening;
       if (listened) killPid(h.pid, 'SIGKILL');
       const e = await h.exit;
       assert.equal(listened, false, `the helper started without ${drop.join(', ')}`);
       // sh execs setpriv, python and node in turn: the kill shows as 128+SIGSYS(31) or the signal.
-      assert.ok(e.signal === 'SIGSYS' || e.code === 159, `without ${drop.join(', ')}: ${JSON.stringify(e)} ${h.out()}`);
+      assert.ok(
+        e.signal === 'SIGSYS' || e.code === 159,
+        `without ${drop.join(', ')}: ${JSON.stringify(e)} ${h.out()}`,
+      );
     }
   });
 });
 
-describe('guard-agent under its unit\'s restrictions (seccomp, no capabilities, user namespace, read-only file system)', () => {
+describe("guard-agent under its unit's restrictions (seccomp, no capabilities, user namespace, read-only file system)", () => {
   let env: AgentEnv;
   let tool: SandboxTool;
   const keys = unitKeys(units.agent);
   before(async () => {
     env = await setupAgentEnv({
-      sources: (e) => [
-        '[source.app]', 'type = file', `paths = ${e.logs}/*.log`, 'parser = syslog', 'start_at = beginning', '',
-        '[source.audit]', 'type = audit', `paths = ${e.sb.path('audit')}/audit.log`, 'start_at = beginning', '',
-      ].join('\n'),
+      sources: (e) =>
+        [
+          '[source.app]',
+          'type = file',
+          `paths = ${e.logs}/*.log`,
+          'parser = syslog',
+          'start_at = beginning',
+          '',
+          '[source.audit]',
+          'type = audit',
+          `paths = ${e.sb.path('audit')}/audit.log`,
+          'start_at = beginning',
+          '',
+        ].join('\n'),
     });
     env.sb.mkdir('audit', 0o700);
-    env.sb.file('audit/audit.log', 'type=DAEMON_START msg=audit(1700000000.000:1): op=start\n', 0o600);
+    env.sb.file(
+      'audit/audit.log',
+      'type=DAEMON_START msg=audit(1700000000.000:1): op=start\n',
+      0o600,
+    );
     tool = new SandboxTool(env.sb.mkdir('units', 0o755));
   });
   after(async () => {
@@ -406,36 +543,88 @@ describe('guard-agent under its unit\'s restrictions (seccomp, no capabilities, 
   });
 
   function wrap(program: string[]): [string, string[]] {
-    return tool.wrap({
-      keys, spec: specOf(keys), uid: env.agent.uid, gid: env.agent.gid,
-      rw: [env.state, env.sb.path('run/agent')], privateNetwork: false, privateUsers: true,
-    }, program);
+    return tool.wrap(
+      {
+        keys,
+        spec: specOf(keys),
+        uid: env.agent.uid,
+        gid: env.agent.gid,
+        rw: [env.state, env.sb.path('run/agent')],
+        privateNetwork: false,
+        privateUsers: true,
+      },
+      program,
+    );
   }
 
   it('in its user namespace the helper still sees guard-audit: the audit log is granted', async () => {
-    const [cmd, args] = wrap([process.execPath, env.sb.guardctlJs, 'probe', env.sb.path('audit/audit.log'), '--socket', env.sb.path('run/helper.sock')]);
+    const [cmd, args] = wrap([
+      process.execPath,
+      env.sb.guardctlJs,
+      'probe',
+      env.sb.path('audit/audit.log'),
+      '--socket',
+      env.sb.path('run/helper.sock'),
+    ]);
     const r = await run(cmd, args, { timeoutMs: 20_000 });
-    assert.equal(r.code, 0, `audit log refused to the agent in its user namespace:\n${r.stdout}${r.stderr}`);
+    assert.equal(
+      r.code,
+      0,
+      `audit log refused to the agent in its user namespace:\n${r.stdout}${r.stderr}`,
+    );
     // Control: the same agent user without its supplementary groups is refused, so the grant above
     // really rests on guard-audit crossing the namespace.
-    const bare = await run(process.execPath, [env.sb.guardctlJs, 'probe', env.sb.path('audit/audit.log'), '--socket', env.sb.path('run/helper.sock')],
-      { user: { ...env.agent, groups: 'clear' }, timeoutMs: 20_000 });
-    assert.equal(bare.code, 1, `without guard-audit the audit log was not refused:\n${bare.stdout}${bare.stderr}`);
+    const bare = await run(
+      process.execPath,
+      [
+        env.sb.guardctlJs,
+        'probe',
+        env.sb.path('audit/audit.log'),
+        '--socket',
+        env.sb.path('run/helper.sock'),
+      ],
+      { user: { ...env.agent, groups: 'clear' }, timeoutMs: 20_000 },
+    );
+    assert.equal(
+      bare.code,
+      1,
+      `without guard-audit the audit log was not refused:\n${bare.stdout}${bare.stderr}`,
+    );
   });
 
   it('ships a line from a root-only log over HTTPS', async () => {
     const marker = `units-${process.pid}-${Date.now()}`;
-    appendFileSync(env.sb.path('logs/app.log'), `2026-11-24T09:05:01.123456+00:00 testhost sshd[1]: ${marker}\n`, { mode: 0o600 });
-    const program = execStart(keys, { '/usr/lib/guard/guard-agent.js': env.sb.agentJs, '/etc/guard/guard.conf': env.config });
+    appendFileSync(
+      env.sb.path('logs/app.log'),
+      `2026-11-24T09:05:01.123456+00:00 testhost sshd[1]: ${marker}\n`,
+      { mode: 0o600 },
+    );
+    const program = execStart(keys, {
+      '/usr/lib/guard/guard-agent.js': env.sb.agentJs,
+      '/etc/guard/guard.conf': env.config,
+    });
     const [cmd, args] = wrap(program);
     const child = start(cmd, args, {});
     let out = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
     try {
-      await until(() => env.receiver.events.some((e) => e.message.includes(marker)) || child.exitCode !== null || child.signalCode !== null,
-        30_000, 'the line at the receiver');
-      assert.ok(env.receiver.events.some((e) => e.message.includes(marker)), `the agent did not ship the line:\n${out.slice(-3000)}`);
+      await until(
+        () =>
+          env.receiver.events.some((e) => e.message.includes(marker)) ||
+          child.exitCode !== null ||
+          child.signalCode !== null,
+        30_000,
+        'the line at the receiver',
+      );
+      assert.ok(
+        env.receiver.events.some((e) => e.message.includes(marker)),
+        `the agent did not ship the line:\n${out.slice(-3000)}`,
+      );
       const pid = Number(/"pid":(\d+)/.exec(out)?.[1]);
       const st = procStatus(pid);
       // No capability at all. (The bounding set of a fresh user namespace is full again, relative to
@@ -449,7 +638,10 @@ describe('guard-agent under its unit\'s restrictions (seccomp, no capabilities, 
       assert.ok(!/^\s*0\s+0\s+4294967295\s*$/.test(map), `not in a user namespace: uid_map ${map}`);
     } finally {
       killPid(child.pid, 'SIGTERM');
-      await new Promise((r) => { if (child.exitCode !== null || child.signalCode !== null) r(null); else child.once('close', r); });
+      await new Promise((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) r(null);
+        else child.once('close', r);
+      });
     }
   });
 });

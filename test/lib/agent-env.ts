@@ -46,7 +46,16 @@ export function agentConfig(env: AgentEnv, opts: AgentEnvOptions): string {
     '[helper]',
     `audit_group = ${env.auditGroup.name}`,
     '',
-    opts.sources ? opts.sources(env) : ['[source.app]', 'type = file', `paths = ${env.logs}/*.log`, 'parser = syslog', 'start_at = beginning', ''].join('\n'),
+    opts.sources
+      ? opts.sources(env)
+      : [
+          '[source.app]',
+          'type = file',
+          `paths = ${env.logs}/*.log`,
+          'parser = syslog',
+          'start_at = beginning',
+          '',
+        ].join('\n'),
     '[sink.siem]',
     'type = http',
     `url = ${env.receiver.url}`,
@@ -75,8 +84,15 @@ export async function setupAgentEnv(opts: AgentEnvOptions = {}): Promise<AgentEn
     const ca = makeTestCa(env.sb.mkdir('ca', 0o700));
     env.sb.file('etc/ca.pem', require('node:fs').readFileSync(ca.caCert, 'utf8'), 0o644);
     env.receiver = await Receiver.start(ca);
-    env.config = env.sb.writeConfig('etc/guard.conf', agentConfig(env, opts), 0o640, { uid: 0, gid: env.agent.gid });
-    env.helper = await Helper.start({ helperJs: env.sb.helperJs, config: env.config, socket: env.sb.path('run/helper.sock') });
+    env.config = env.sb.writeConfig('etc/guard.conf', agentConfig(env, opts), 0o640, {
+      uid: 0,
+      gid: env.agent.gid,
+    });
+    env.helper = await Helper.start({
+      helperJs: env.sb.helperJs,
+      config: env.config,
+      socket: env.sb.path('run/helper.sock'),
+    });
     return env;
   } catch (e) {
     await teardownAgentEnv(env);
@@ -85,7 +101,11 @@ export async function setupAgentEnv(opts: AgentEnvOptions = {}): Promise<AgentEn
 }
 
 export async function teardownAgentEnv(env: Partial<AgentEnv> | undefined): Promise<void> {
-  try { await env?.receiver?.down(); } catch { /* ignore */ }
+  try {
+    await env?.receiver?.down();
+  } catch {
+    /* ignore */
+  }
   await teardownEnv(env);
 }
 
@@ -97,41 +117,60 @@ export class AgentProcess {
   stderr = '';
 
   constructor(env: AgentEnv) {
-    this.proc = start(process.execPath, [env.sb.agentJs, '--config', env.config], { user: env.agent });
+    this.proc = start(process.execPath, [env.sb.agentJs, '--config', env.config], {
+      user: env.agent,
+    });
     let buf = '';
     this.proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
       buf += d;
       for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
-        try { this.lines.push(JSON.parse(line) as Record<string, unknown>); } catch { this.lines.push({ raw: line }); }
+        try {
+          this.lines.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          this.lines.push({ raw: line });
+        }
       }
     });
-    this.proc.stderr?.setEncoding('utf8').on('data', (d: string) => { this.stderr += d; });
+    this.proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      this.stderr += d;
+    });
     this.exited = new Promise((resolve) => this.proc.once('exit', (code) => resolve(code)));
   }
 
-  get pid(): number { return this.proc.pid!; }
+  get pid(): number {
+    return this.proc.pid!;
+  }
 
   static async start(env: AgentEnv): Promise<AgentProcess> {
     const a = new AgentProcess(env);
-    await a.waitFor((l) => l.msg === 'guard-agent running' || l.msg === 'status socket listening', 15_000);
+    await a.waitFor(
+      (l) => l.msg === 'guard-agent running' || l.msg === 'status socket listening',
+      15_000,
+    );
     return a;
   }
 
-  async waitFor(pred: (l: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+  async waitFor(
+    pred: (l: Record<string, unknown>) => boolean,
+    timeoutMs = 10_000,
+  ): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const hit = this.lines.find(pred);
       if (hit) return hit;
-      if (this.proc.exitCode !== null) throw new Error(`guard-agent exited ${this.proc.exitCode}: ${this.dump()}`);
+      if (this.proc.exitCode !== null)
+        throw new Error(`guard-agent exited ${this.proc.exitCode}: ${this.dump()}`);
       if (Date.now() > deadline) throw new Error(`timed out; guard-agent said: ${this.dump()}`);
       await sleep(50);
     }
   }
 
   dump(n = 15): string {
-    return [...this.lines.slice(-n).map((l) => JSON.stringify(l)), this.stderr.slice(-2000)].join('\n');
+    return [...this.lines.slice(-n).map((l) => JSON.stringify(l)), this.stderr.slice(-2000)].join(
+      '\n',
+    );
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
@@ -147,17 +186,30 @@ export function readStatus(env: AgentEnv): Promise<Record<string, any>> {
     const c = connect(env.statusSocket);
     let data = '';
     c.setEncoding('utf8');
-    c.on('data', (d: string) => { data += d; });
-    c.on('end', () => { try { resolve(JSON.parse(data) as Record<string, any>); } catch (e) { reject(e); } });
+    c.on('data', (d: string) => {
+      data += d;
+    });
+    c.on('end', () => {
+      try {
+        resolve(JSON.parse(data) as Record<string, any>);
+      } catch (e) {
+        reject(e);
+      }
+    });
     c.on('error', reject);
   });
 }
 
 /** Waits until cond() holds, polling. */
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(100);
   }
 }

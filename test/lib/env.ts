@@ -42,7 +42,10 @@ export interface EnvOptions {
   layout?: (env: Env) => void;
 }
 
-export function standardConfig(env: Pick<Env, 'sb' | 'agent' | 'auditGroup'>, agentName = env.agent.name): string {
+export function standardConfig(
+  env: Pick<Env, 'sb' | 'agent' | 'auditGroup'>,
+  agentName = env.agent.name,
+): string {
   const s = env.sb.dir;
   return [
     '; guard system test config',
@@ -91,8 +94,16 @@ export async function setupEnv(opts: EnvOptions = {}): Promise<Env> {
     sb.file('audit/audit.log', 'type=DAEMON_START msg=audit(1700000000.000:1): op=start\n', 0o600);
     env.socket = sb.path('run', 'helper.sock');
     opts.layout?.(env);
-    env.config = sb.writeConfig('etc/guard.conf', standardConfig(env) + (opts.extraConfig ? `\n${opts.extraConfig(env)}\n` : ''));
-    env.helperOptions = { helperJs: sb.helperJs, config: env.config, socket: env.socket, ...(opts.rate !== undefined ? { rate: opts.rate } : {}) };
+    env.config = sb.writeConfig(
+      'etc/guard.conf',
+      standardConfig(env) + (opts.extraConfig ? `\n${opts.extraConfig(env)}\n` : ''),
+    );
+    env.helperOptions = {
+      helperJs: sb.helperJs,
+      config: env.config,
+      socket: env.socket,
+      ...(opts.rate !== undefined ? { rate: opts.rate } : {}),
+    };
     await startMainHelper(env);
     return env;
   } catch (e) {
@@ -118,10 +129,12 @@ async function startMainHelper(env: Env): Promise<void> {
 export async function ensureHealthyHelper(env: Env | undefined): Promise<string | null> {
   if (!env?.helper) return null;
   let why: string | null = null;
-  if (!env.helper.running) why = `guard-helper had exited; its last lines: ${env.helper.dump(2).replace(/\n/g, ' | ')}`;
+  if (!env.helper.running)
+    why = `guard-helper had exited; its last lines: ${env.helper.dump(2).replace(/\n/g, ' | ')}`;
   else {
     const n = await env.helper.settleFds(env.baselineFds, 1000);
-    if (n > env.baselineFds) why = `guard-helper held ${n} descriptors (baseline ${env.baselineFds})`;
+    if (n > env.baselineFds)
+      why = `guard-helper held ${n} descriptors (baseline ${env.baselineFds})`;
   }
   if (!why) return null;
   await env.helper.stop();
@@ -132,15 +145,28 @@ export async function ensureHealthyHelper(env: Env | undefined): Promise<string 
 
 export async function teardownEnv(env: Partial<Env> | undefined): Promise<void> {
   if (!env) return;
-  try { await env.helper?.stop(); } catch { /* ignore */ }
+  try {
+    await env.helper?.stop();
+  } catch {
+    /* ignore */
+  }
   await killAll();
   const problems = env.users?.cleanup() ?? [];
-  try { env.sb?.cleanup(); } catch (e) { problems.push(String(e)); }
+  try {
+    env.sb?.cleanup();
+  } catch (e) {
+    problems.push(String(e));
+  }
   if (problems.length) console.error(`teardown: ${problems.join('; ')}`);
 }
 
 /** The agent opens the legit file on a fresh connection: granted, with a descriptor onto its content. */
-export async function legitOpen(env: Env, helper: Helper = env.helper, socket = env.socket, user: TestUser = env.agent): Promise<void> {
+export async function legitOpen(
+  env: Env,
+  helper: Helper = env.helper,
+  socket = env.socket,
+  user: TestUser = env.agent,
+): Promise<void> {
   const out = await runPeer(env.sb, user, socket, [
     { a: 'connect' },
     { a: 'req', json: hello },
@@ -160,23 +186,51 @@ export async function legitOpen(env: Env, helper: Helper = env.helper, socket = 
  * The end of every attack: the helper is alive, a legit open is still granted, and its descriptor
  * table is back to the baseline. Returns the descriptor count seen.
  */
-export async function assertStillServing(env: Env, helper: Helper = env.helper, baseline = env.baselineFds, socket = env.socket, user: TestUser = env.agent): Promise<number> {
+export async function assertStillServing(
+  env: Env,
+  helper: Helper = env.helper,
+  baseline = env.baselineFds,
+  socket = env.socket,
+  user: TestUser = env.agent,
+): Promise<number> {
   assert.ok(helper.running, `guard-helper is not running any more\n${helper.dump()}`);
   await legitOpen(env, helper, socket, user);
   const n = await helper.settleFds(baseline);
-  assert.ok(n <= baseline, `helper descriptors not back to baseline: ${n} > ${baseline}\n${helper.fdList().join('\n')}`);
+  assert.ok(
+    n <= baseline,
+    `helper descriptors not back to baseline: ${n} > ${baseline}\n${helper.fdList().join('\n')}`,
+  );
   return n;
 }
 
 /** Asserts a reply is a refusal with one of `codes` and came with no descriptor. */
-export function assertRefused(r: { json?: { ok?: boolean; error?: string } | undefined; gotFd?: boolean; head?: string } | undefined, codes: string | string[], what: string): void {
+export function assertRefused(
+  r:
+    | { json?: { ok?: boolean; error?: string } | undefined; gotFd?: boolean; head?: string }
+    | undefined,
+  codes: string | string[],
+  what: string,
+): void {
   const want = Array.isArray(codes) ? codes : [codes];
   assert.ok(r, `${what}: no reply`);
   assert.notEqual(r.gotFd, true, `${what}: a descriptor was sent (head ${JSON.stringify(r.head)})`);
   assert.equal(r.json?.ok, false, `${what}: not refused: ${JSON.stringify(r)}`);
-  assert.ok(want.includes(String(r.json?.error)), `${what}: error ${JSON.stringify(r.json?.error)}, expected ${want.join(' or ')}: ${JSON.stringify(r)}`);
+  assert.ok(
+    want.includes(String(r.json?.error)),
+    `${what}: error ${JSON.stringify(r.json?.error)}, expected ${want.join(' or ')}: ${JSON.stringify(r)}`,
+  );
 }
 
-export async function agentPeer(env: Env, actions: Action[], timeoutMs?: number): Promise<PeerOutput> {
-  return runPeer(env.sb, env.agent, env.socket, actions, timeoutMs !== undefined ? { timeoutMs } : {});
+export async function agentPeer(
+  env: Env,
+  actions: Action[],
+  timeoutMs?: number,
+): Promise<PeerOutput> {
+  return runPeer(
+    env.sb,
+    env.agent,
+    env.socket,
+    actions,
+    timeoutMs !== undefined ? { timeoutMs } : {},
+  );
 }

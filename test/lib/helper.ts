@@ -41,7 +41,9 @@ export class Helper {
     const args = [opts.helperJs, '--config', opts.config, '--socket', opts.socket];
     if (opts.rate !== undefined) args.push('--rate', String(opts.rate));
     args.push(...(opts.extraArgs ?? []));
-    this.proc = start(process.execPath, [...(opts.nodeArgs ?? []), ...args], { extraFds: opts.inheritFds ?? [] });
+    this.proc = start(process.execPath, [...(opts.nodeArgs ?? []), ...args], {
+      extraFds: opts.inheritFds ?? [],
+    });
     if (this.proc.pid === undefined) throw new Error('guard-helper did not start');
     this.pid = this.proc.pid;
     const collect = (stream: NodeJS.ReadableStream | null) => {
@@ -57,7 +59,10 @@ export class Helper {
           if (line.trim()) this.push(line);
         }
       });
-      stream.on('end', () => { if (buf.trim()) this.push(buf); buf = ''; });
+      stream.on('end', () => {
+        if (buf.trim()) this.push(buf);
+        buf = '';
+      });
     };
     collect(this.proc.stderr);
     collect(this.proc.stdout);
@@ -75,8 +80,11 @@ export class Helper {
     let e: LogEntry;
     try {
       const v: unknown = JSON.parse(line);
-      e = typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as LogEntry) : { raw: line };
-    } catch { e = { raw: line }; }
+      e =
+        typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as LogEntry) : { raw: line };
+    } catch {
+      e = { raw: line };
+    }
     this.logs.push(e);
     this.wake();
   }
@@ -93,26 +101,43 @@ export class Helper {
       await h.waitFor((e) => e.event === 'listening', timeoutMs);
     } catch (e) {
       await h.stop();
-      throw new Error(`guard-helper did not report listening: ${(e as Error).message}\nlogs:\n${h.dump()}`);
+      throw new Error(
+        `guard-helper did not report listening: ${(e as Error).message}\nlogs:\n${h.dump()}`,
+      );
     }
     return h;
   }
 
   /** Starts a helper that is expected to refuse to start; returns its exit status and logs. */
-  static async startExpectingExit(opts: HelperOptions, timeoutMs = 15000): Promise<{ code: number | null; signal: NodeJS.Signals | null; logs: LogEntry[]; listened: boolean }> {
+  static async startExpectingExit(
+    opts: HelperOptions,
+    timeoutMs = 15000,
+  ): Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    logs: LogEntry[];
+    listened: boolean;
+  }> {
     const h = new Helper(opts);
     const timer = setTimeout(() => killPid(h.pid, 'SIGKILL'), timeoutMs);
     let listened = false;
-    void h.waitFor((e) => e.event === 'listening', timeoutMs).then(() => {
-      listened = true;
-      killPid(h.pid, 'SIGKILL');
-    }, () => undefined);
+    void h
+      .waitFor((e) => e.event === 'listening', timeoutMs)
+      .then(
+        () => {
+          listened = true;
+          killPid(h.pid, 'SIGKILL');
+        },
+        () => undefined,
+      );
     const r = await h.exited;
     clearTimeout(timer);
     return { ...r, logs: h.logs, listened };
   }
 
-  get running(): boolean { return this.exitInfo === null; }
+  get running(): boolean {
+    return this.exitInfo === null;
+  }
 
   /** Waits for a log entry at index >= from that satisfies pred. */
   async waitFor(pred: (e: LogEntry) => boolean, timeoutMs = 10000, from = 0): Promise<LogEntry> {
@@ -127,7 +152,10 @@ export class Helper {
       if (left <= 0) throw new Error('timed out waiting for a log line');
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(left, 200));
-        this.waiters.push(() => { clearTimeout(t); resolve(); });
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
       });
     }
   }
@@ -145,7 +173,11 @@ export class Helper {
   fdList(): string[] {
     const dir = `/proc/${this.pid}/fd`;
     return readdirSync(dir).map((n) => {
-      try { return `${n} -> ${readlinkSync(`${dir}/${n}`)}`; } catch { return `${n} -> ?`; }
+      try {
+        return `${n} -> ${readlinkSync(`${dir}/${n}`)}`;
+      } catch {
+        return `${n} -> ?`;
+      }
     });
   }
 
@@ -167,7 +199,9 @@ export class Helper {
     return n;
   }
 
-  hup(): void { killPid(this.pid, 'SIGHUP'); }
+  hup(): void {
+    killPid(this.pid, 'SIGHUP');
+  }
 
   async stop(): Promise<void> {
     if (!this.running) return;

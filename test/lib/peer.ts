@@ -4,7 +4,20 @@ import type { Sandbox } from './sandbox';
 
 /** One step of a peer script; see test/fixtures/peer.cjs. */
 export interface Action {
-  a: 'connect' | 'connectMany' | 'close' | 'send' | 'recv' | 'req' | 'reqMany' | 'expectClosed' | 'loop' | 'stuff' | 'mark' | 'sleep' | 'waitFile';
+  a:
+    | 'connect'
+    | 'connectMany'
+    | 'close'
+    | 'send'
+    | 'recv'
+    | 'req'
+    | 'reqMany'
+    | 'expectClosed'
+    | 'loop'
+    | 'stuff'
+    | 'mark'
+    | 'sleep'
+    | 'waitFile';
   c?: string;
   path?: string;
   label?: string;
@@ -33,7 +46,15 @@ export interface Action {
 }
 
 export interface Reply {
-  json?: Record<string, unknown> & { ok?: boolean; op?: string | null; error?: string; message?: string; dev?: string; ino?: string; size?: number };
+  json?: Record<string, unknown> & {
+    ok?: boolean;
+    op?: string | null;
+    error?: string;
+    message?: string;
+    dev?: string;
+    ino?: string;
+    size?: number;
+  };
   text?: string;
   gotFd?: boolean;
   unexpectedFd?: boolean;
@@ -52,7 +73,12 @@ export interface Reply {
   label?: string;
 }
 
-export interface ClosedResult { closed: boolean; replies: Reply[]; ms: number; error?: string }
+export interface ClosedResult {
+  closed: boolean;
+  replies: Reply[];
+  ms: number;
+  error?: string;
+}
 
 export interface LoopResult {
   /** replies whose text contained the loop's `leak` marker */
@@ -96,8 +122,17 @@ export interface PeerOptions {
 }
 
 /** Runs a peer script as `user`; resolves with the final result line. */
-export async function runPeer(sb: Sandbox, user: RunAs, socket: string, actions: Action[], opts: PeerOptions = {}): Promise<PeerOutput> {
-  const child = start(process.execPath, [sb.peerJs, sb.addon], { user, stdin: JSON.stringify({ socket, actions }) });
+export async function runPeer(
+  sb: Sandbox,
+  user: RunAs,
+  socket: string,
+  actions: Action[],
+  opts: PeerOptions = {},
+): Promise<PeerOutput> {
+  const child = start(process.execPath, [sb.peerJs, sb.addon], {
+    user,
+    stdin: JSON.stringify({ socket, actions }),
+  });
   let stdout = '';
   let stderr = '';
   let last: Record<string, unknown> | null = null;
@@ -109,15 +144,24 @@ export async function runPeer(sb: Sandbox, user: RunAs, socket: string, actions:
       const line = stdout.slice(0, i);
       stdout = stdout.slice(i + 1);
       let v: Record<string, unknown>;
-      try { v = JSON.parse(line) as Record<string, unknown>; } catch { stderr += `[stdout] ${line}\n`; continue; }
+      try {
+        v = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        stderr += `[stdout] ${line}\n`;
+        continue;
+      }
       if (typeof v.mark === 'string') {
         if (opts.onMark) markWork.push(Promise.resolve(opts.onMark(v.mark)));
       } else last = v;
     }
   });
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
   const timer = setTimeout(() => killPid(child.pid, 'SIGKILL'), opts.timeoutMs ?? 60000);
-  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+  const code = await new Promise<number | null>((resolve) =>
+    child.once('close', (c) => resolve(c)),
+  );
   clearTimeout(timer);
   await Promise.all(markWork);
   const fin = last as Record<string, unknown> | null;
@@ -158,7 +202,17 @@ export const hello = { op: 'hello', version: 1 };
 
 export interface ProbeResult {
   code: number | null;
-  json: Record<string, unknown> & { granted?: boolean; code?: string; dev?: string; ino?: string; size?: number; path?: string; message?: string } | null;
+  json:
+    | (Record<string, unknown> & {
+        granted?: boolean;
+        code?: string;
+        dev?: string;
+        ino?: string;
+        size?: number;
+        path?: string;
+        message?: string;
+      })
+    | null;
   stdout: string;
   stderr: string;
   ms: number;
@@ -166,10 +220,24 @@ export interface ProbeResult {
 }
 
 /** `guardctl probe PATH --socket S --json` as `user`. */
-export async function probe(sb: Sandbox, user: RunAs, socket: string, path: string, timeoutMs = 20000): Promise<ProbeResult> {
-  const r = await run(process.execPath, [sb.guardctlJs, 'probe', path, '--socket', socket, '--json'], { user, timeoutMs });
+export async function probe(
+  sb: Sandbox,
+  user: RunAs,
+  socket: string,
+  path: string,
+  timeoutMs = 20000,
+): Promise<ProbeResult> {
+  const r = await run(
+    process.execPath,
+    [sb.guardctlJs, 'probe', path, '--socket', socket, '--json'],
+    { user, timeoutMs },
+  );
   let json: ProbeResult['json'] = null;
   const line = r.stdout.trim().split('\n').pop() ?? '';
-  try { json = JSON.parse(line) as ProbeResult['json']; } catch { json = null; }
+  try {
+    json = JSON.parse(line) as ProbeResult['json'];
+  } catch {
+    json = null;
+  }
   return { code: r.code, json, stdout: r.stdout, stderr: r.stderr, ms: r.ms, timedOut: r.timedOut };
 }

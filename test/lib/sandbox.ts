@@ -1,16 +1,35 @@
 // A sandbox directory under /run (root-owned 0755 all the way up: the helper's StrictModes-style
 // check refuses configs below /tmp), holding a copy of the built programs the test users can read.
-import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, mkdirSync, mkdtempSync, renameSync, rmSync,
-  symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  lchownSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const repoRoot = resolve(__dirname, '..', '..');
-export const distFiles = ['guard-helper.js', 'guardctl.js', 'guard-agent.js', 'fdpass.node'] as const;
+export const distFiles = [
+  'guard-helper.js',
+  'guardctl.js',
+  'guard-agent.js',
+  'fdpass.node',
+] as const;
 /** The built programs under test: <repo>/dist, or GUARD_TEST_DIST (e.g. an installed copy). */
 export const distDir = process.env.GUARD_TEST_DIST || join(repoRoot, 'dist');
 const fixtures = ['peer.cjs', 'swap.py', 'sendfds.py', 'force-gc.cjs'] as const;
 
-export interface Owner { uid: number; gid: number }
+export interface Owner {
+  uid: number;
+  gid: number;
+}
 
 export function distReady(): boolean {
   return distFiles.every((f) => existsSync(join(distDir, f)));
@@ -22,7 +41,9 @@ export class Sandbox {
 
   constructor() {
     if (!distReady()) {
-      throw new Error(`${distDir} is incomplete (${distFiles.join(', ')}): run \`npm run build\` in ${repoRoot} first`);
+      throw new Error(
+        `${distDir} is incomplete (${distFiles.join(', ')}): run \`npm run build\` in ${repoRoot} first`,
+      );
     }
     this.dir = mkdtempSync('/run/guard-test-');
     chmodSync(this.dir, 0o755);
@@ -38,16 +59,34 @@ export class Sandbox {
     chmodSync(dst, 0o644);
   }
 
-  get helperJs(): string { return join(this.code, 'guard-helper.js'); }
-  get guardctlJs(): string { return join(this.code, 'guardctl.js'); }
-  get agentJs(): string { return join(this.code, 'guard-agent.js'); }
-  get addon(): string { return join(this.code, 'fdpass.node'); }
-  get peerJs(): string { return join(this.code, 'peer.cjs'); }
-  get swapPy(): string { return join(this.code, 'swap.py'); }
-  get sendFdsPy(): string { return join(this.code, 'sendfds.py'); }
-  get forceGcJs(): string { return join(this.code, 'force-gc.cjs'); }
+  get helperJs(): string {
+    return join(this.code, 'guard-helper.js');
+  }
+  get guardctlJs(): string {
+    return join(this.code, 'guardctl.js');
+  }
+  get agentJs(): string {
+    return join(this.code, 'guard-agent.js');
+  }
+  get addon(): string {
+    return join(this.code, 'fdpass.node');
+  }
+  get peerJs(): string {
+    return join(this.code, 'peer.cjs');
+  }
+  get swapPy(): string {
+    return join(this.code, 'swap.py');
+  }
+  get sendFdsPy(): string {
+    return join(this.code, 'sendfds.py');
+  }
+  get forceGcJs(): string {
+    return join(this.code, 'force-gc.cjs');
+  }
 
-  path(...rel: string[]): string { return join(this.dir, ...rel); }
+  path(...rel: string[]): string {
+    return join(this.dir, ...rel);
+  }
 
   mkdir(rel: string, mode = 0o755, owner: Owner = { uid: 0, gid: 0 }): string {
     const p = this.path(rel);

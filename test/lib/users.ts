@@ -47,13 +47,23 @@ export class TestUsers {
   cleanup(): string[] {
     const problems: string[] = [];
     for (const u of this.users.splice(0).reverse()) {
-      try { execFileSync('userdel', [u], { stdio: 'pipe' }); }
-      catch (e) { problems.push(`userdel ${u}: ${String((e as { stderr?: Buffer }).stderr ?? e)}`); }
+      try {
+        execFileSync('userdel', [u], { stdio: 'pipe' });
+      } catch (e) {
+        problems.push(`userdel ${u}: ${String((e as { stderr?: Buffer }).stderr ?? e)}`);
+      }
     }
     for (const g of this.groups.splice(0).reverse()) {
-      try { execFileSync('getent', ['group', g], { stdio: 'pipe' }); } catch { continue; }
-      try { execFileSync('groupdel', [g], { stdio: 'pipe' }); }
-      catch (e) { problems.push(`groupdel ${g}: ${String((e as { stderr?: Buffer }).stderr ?? e)}`); }
+      try {
+        execFileSync('getent', ['group', g], { stdio: 'pipe' });
+      } catch {
+        continue;
+      }
+      try {
+        execFileSync('groupdel', [g], { stdio: 'pipe' });
+      } catch (e) {
+        problems.push(`groupdel ${g}: ${String((e as { stderr?: Buffer }).stderr ?? e)}`);
+      }
     }
     return problems;
   }

@@ -23,7 +23,9 @@ const DASH = 0x2d;
 const BACKSLASH = 0x5c;
 
 /** How a byte goes into a JSON string here: 0 as it is, 1 after a backslash, 2 as \t, 3 not here. */
-const CLASS = new Uint8Array(256).map((_, b) => (b === 0x09 ? 2 : b < 0x20 || b >= 0x7f ? 3 : b === 0x22 || b === BACKSLASH ? 1 : 0));
+const CLASS = new Uint8Array(256).map((_, b) =>
+  b === 0x09 ? 2 : b < 0x20 || b >= 0x7f ? 3 : b === 0x22 || b === BACKSLASH ? 1 : 0,
+);
 
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
 const TIME_KEY = ascii('","time":');
@@ -51,25 +53,49 @@ function two(b: Uint8Array, i: number): number {
 function twoIn(b: Uint8Array, i: number): number {
   const x = b[i]! - 0x30;
   const y = b[i + 1]! - 0x30;
-  return (x >>> 0) > 9 || (y >>> 0) > 9 ? -1 : x * 10 + y;
+  return x >>> 0 > 9 || y >>> 0 > 9 ? -1 : x * 10 + y;
 }
 
 function put(out: Uint8Array, o: number, src: Uint8Array): number {
   const n = src.length;
-  if (n > 24) { out.set(src, o); return o + n; }
+  if (n > 24) {
+    out.set(src, o);
+    return o + n;
+  }
   for (let k = 0; k < n; k++) out[o + k] = src[k]!;
   return o + n;
 }
 
 /** "00".."99", two bytes a number: putUint writes two digits a division. */
-const PAIRS = Uint8Array.from({ length: 200 }, (_, k) => 0x30 + ((k & 1) === 0 ? ((k >> 1) / 10) | 0 : (k >> 1) % 10));
+const PAIRS = Uint8Array.from(
+  { length: 200 },
+  (_, k) => 0x30 + ((k & 1) === 0 ? ((k >> 1) / 10) | 0 : (k >> 1) % 10),
+);
 
 /** The decimal digits of a whole number ≥ 0 (a file offset, a pid). */
 function putUint(out: Uint8Array, o: number, n: number): number {
   if (n > 0x7fffffff) return putBigUint(out, o, n);
   let v = n | 0;
-  const len = v < 100000 ? (v < 100 ? (v < 10 ? 1 : 2) : v < 1000 ? 3 : v < 10000 ? 4 : 5)
-    : v < 10000000 ? (v < 1000000 ? 6 : 7) : v < 100000000 ? 8 : v < 1000000000 ? 9 : 10;
+  const len =
+    v < 100000
+      ? v < 100
+        ? v < 10
+          ? 1
+          : 2
+        : v < 1000
+          ? 3
+          : v < 10000
+            ? 4
+            : 5
+      : v < 10000000
+        ? v < 1000000
+          ? 6
+          : 7
+        : v < 100000000
+          ? 8
+          : v < 1000000000
+            ? 9
+            : 10;
   let k = o + len;
   while (v >= 100) {
     const q = (v / 100) | 0;
@@ -78,8 +104,10 @@ function putUint(out: Uint8Array, o: number, n: number): number {
     out[--k] = PAIRS[r]!;
     v = q;
   }
-  if (v >= 10) { out[--k] = PAIRS[(v << 1) + 1]!; out[--k] = PAIRS[v << 1]!; }
-  else out[--k] = 0x30 + v;
+  if (v >= 10) {
+    out[--k] = PAIRS[(v << 1) + 1]!;
+    out[--k] = PAIRS[v << 1]!;
+  } else out[--k] = 0x30 + v;
   return o + len;
 }
 
@@ -114,8 +142,17 @@ const COPY_WITHIN = Uint8Array.prototype.copyWithin;
  * pattern, signalling NaNs included, in each of V8's tiers (a unit test copies all 65,536
  * patterns of the top two bytes); the encoder copies only ASCII this way, which is never a NaN.
  */
-export function copyBytes(out: Uint8Array, view: DataView<ArrayBufferLike>, o: number, at: number, n: number): number {
-  if (n > WORDS_MAX) { COPY_WITHIN.call(out, o, at, at + n); return o + n; }
+export function copyBytes(
+  out: Uint8Array,
+  view: DataView<ArrayBufferLike>,
+  o: number,
+  at: number,
+  n: number,
+): number {
+  if (n > WORDS_MAX) {
+    COPY_WITHIN.call(out, o, at, at + n);
+    return o + n;
+  }
   let k = 0;
   for (; k + 8 <= n; k += 8) view.setFloat64(o + k, view.getFloat64(at + k, true), true);
   for (; k < n; k++) out[o + k] = out[at + k]!;
@@ -129,7 +166,15 @@ const COPY_MIN = 16;
  * src[from, to), known to need no escaping, at out[o…]. `at` is where src[0] is in out when both are
  * views of one buffer (then copyBytes, a few ns), else -1; `view` is a DataView of out.
  */
-function putRaw(out: Buffer, view: DataView<ArrayBufferLike>, o: number, src: Buffer, at: number, from: number, to: number): number {
+function putRaw(
+  out: Buffer,
+  view: DataView<ArrayBufferLike>,
+  o: number,
+  src: Buffer,
+  at: number,
+  from: number,
+  to: number,
+): number {
   const n = to - from;
   if (n < COPY_MIN) for (let j = from; j < to; j++) out[o++] = src[j]!;
   else if (at >= 0) o = copyBytes(out, view, o, at + from, n);
@@ -139,7 +184,15 @@ function putRaw(out: Buffer, view: DataView<ArrayBufferLike>, o: number, src: Bu
 
 /** src[from, to) as the inside of a JSON string, at out[o…] (as putRaw); -1 at a byte this path
  *  does not take. */
-function putEscaped(out: Buffer, view: DataView<ArrayBufferLike>, o: number, src: Buffer, at: number, from: number, to: number): number {
+function putEscaped(
+  out: Buffer,
+  view: DataView<ArrayBufferLike>,
+  o: number,
+  src: Buffer,
+  at: number,
+  from: number,
+  to: number,
+): number {
   let k = from;
   while (k < to) {
     const run = k;
@@ -148,15 +201,27 @@ function putEscaped(out: Buffer, view: DataView<ArrayBufferLike>, o: number, src
     if (k === to) break;
     const c = src[k++]!;
     const cl = CLASS[c]!;
-    if (cl === 1) { out[o++] = BACKSLASH; out[o++] = c; }
-    else if (cl === 2) { out[o++] = BACKSLASH; out[o++] = 0x74; }
-    else return -1;
+    if (cl === 1) {
+      out[o++] = BACKSLASH;
+      out[o++] = c;
+    } else if (cl === 2) {
+      out[o++] = BACKSLASH;
+      out[o++] = 0x74;
+    } else return -1;
   }
   return o;
 }
 
 /** The byte strings every event is made of, laid out at the start of the encoder's constant area. */
-const KEYS = [TIME_KEY, OFFSET_KEY, MESSAGE_KEY, HOSTNAME_KEY, PROGRAM_KEY, ...FACILITY_KEY, ...SEVERITY_KEY];
+const KEYS = [
+  TIME_KEY,
+  OFFSET_KEY,
+  MESSAGE_KEY,
+  HOSTNAME_KEY,
+  PROGRAM_KEY,
+  ...FACILITY_KEY,
+  ...SEVERITY_KEY,
+];
 const KEYS_BYTES = KEYS.reduce((n, k) => n + k.length, 0);
 /** Room for the cached `","time":"YYYY-MM-DDTHH:` (at most 10 + 17 bytes). */
 const ISO_BYTES = 40;
@@ -225,7 +290,11 @@ export class EventEncoder {
     this.out = Buffer.allocUnsafe(start + Math.max(outputBytes, pending));
     this.view = new DataView(this.out.buffer, this.out.byteOffset, this.out.length);
     let at = inputBytes;
-    this.keyAt = KEYS.map((k) => { this.out.set(k, at); at += k.length; return at - k.length; });
+    this.keyAt = KEYS.map((k) => {
+      this.out.set(k, at);
+      at += k.length;
+      return at - k.length;
+    });
     if (pending > 0) old.copy(this.out, start, this.start, this.pos);
     this.start = start;
     this.pos = start + pending;
@@ -239,7 +308,10 @@ export class EventEncoder {
     const at = this.fileAt;
     const fits = this.tail.length + this.idHead.length <= FILE_CONSTANTS;
     this.tailAt = fits ? at : -1;
-    if (fits) { this.out.set(this.tail, at); this.out.set(this.idHead, at + this.tail.length); }
+    if (fits) {
+      this.out.set(this.tail, at);
+      this.out.set(this.idHead, at + this.tail.length);
+    }
     this.headAt = -1;
   }
 
@@ -252,7 +324,11 @@ export class EventEncoder {
 
   /** Makes sure `bytes` more fit at pos (growing the events area: the caller flushes first). */
   reserve(bytes: number): void {
-    if (this.pos + bytes > this.out.length) this.layout(this.inCap, Math.max((this.out.length - this.start) * 2, this.pos - this.start + bytes));
+    if (this.pos + bytes > this.out.length)
+      this.layout(
+        this.inCap,
+        Math.max((this.out.length - this.start) * 2, this.pos - this.start + bytes),
+      );
   }
 
   /** Starts a chunk of one file: its `{"id":"KEY:` and its tail (`,"source":…}\n`), and the time
@@ -332,14 +408,25 @@ export class EventEncoder {
   }
 
   /** src[from, to) as the inside of a JSON string at o (putRaw when the caller knows it clean). */
-  private putText(o: number, src: Buffer, at: number, from: number, to: number, clean: boolean): number {
-    return clean ? putRaw(this.out, this.view, o, src, at, from, to) : putEscaped(this.out, this.view, o, src, at, from, to);
+  private putText(
+    o: number,
+    src: Buffer,
+    at: number,
+    from: number,
+    to: number,
+    clean: boolean,
+  ): number {
+    return clean
+      ? putRaw(this.out, this.view, o, src, at, from, to)
+      : putEscaped(this.out, this.view, o, src, at, from, to);
   }
 
   /** The event's idHead at pos: written already after the event before, or copied now. */
   private putIdHead(): number {
     if (this.pos === this.headAt) return this.pos + this.idHead.length;
-    return this.tailAt >= 0 ? this.copyConst(this.pos, this.tailAt + this.tail.length, this.idHead.length) : put(this.out, this.pos, this.idHead);
+    return this.tailAt >= 0
+      ? this.copyConst(this.pos, this.tailAt + this.tail.length, this.idHead.length)
+      : put(this.out, this.pos, this.idHead);
   }
 
   /**
@@ -349,7 +436,14 @@ export class EventEncoder {
    * caller has checked that the line is ASCII and that none of its bytes needs escaping in JSON (one
    * scan of many lines); then they are copied as they are.
    */
-  line(src: Buffer, ls: number, le: number, offset: number, syslog: boolean, clean = false): boolean {
+  line(
+    src: Buffer,
+    ls: number,
+    le: number,
+    offset: number,
+    syslog: boolean,
+    clean = false,
+  ): boolean {
     if (syslog && !this.header(src, ls, le)) return false;
     const out = this.out;
     const at = src === this.src ? this.srcAt : this.offsetIn(src);
@@ -371,8 +465,13 @@ export class EventEncoder {
     if (o < 0) return false;
     if (syslog) {
       const prog = this.progEnd >= 0;
-      if (clean && this.sameHost(src)) { // ","fields":{"hostname":"HOST[","program":"]
-        o = this.copyConst(o, this.hostAt, HOSTNAME_KEY.length + this.hostLen + (prog ? PROGRAM_KEY.length : 0));
+      if (clean && this.sameHost(src)) {
+        // ","fields":{"hostname":"HOST[","program":"]
+        o = this.copyConst(
+          o,
+          this.hostAt,
+          HOSTNAME_KEY.length + this.hostLen + (prog ? PROGRAM_KEY.length : 0),
+        );
       } else {
         o = this.key(o, 3); // ","fields":{"hostname":"
         o = this.putText(o, src, at, this.hostStart, this.hostEnd, clean);
@@ -397,8 +496,10 @@ export class EventEncoder {
     } else {
       out[o++] = 0x22;
     }
-    if (this.tailAt >= 0) { // the tail and the next event's idHead
-      this.pos = this.copyConst(o, this.tailAt, this.tail.length + this.idHead.length) - this.idHead.length;
+    if (this.tailAt >= 0) {
+      // the tail and the next event's idHead
+      this.pos =
+        this.copyConst(o, this.tailAt, this.tail.length + this.idHead.length) - this.idHead.length;
       this.headAt = this.pos;
     } else {
       this.pos = put(out, o, this.tail);
@@ -412,16 +513,21 @@ export class EventEncoder {
   private header(b: Buffer, ls: number, le: number): boolean {
     let i = ls;
     this.pri = -1;
-    if (b[i] === 0x3c) { // '<'
+    if (b[i] === 0x3c) {
+      // '<'
       let j = i + 1;
       let v = 0;
       let dd: number;
-      while ((dd = digit(b, j)) >= 0 && j <= i + 3) { v = v * 10 + dd; j++; }
+      while ((dd = digit(b, j)) >= 0 && j <= i + 3) {
+        v = v * 10 + dd;
+        j++;
+      }
       if (j === i + 1 || j > i + 4 || b[j] !== 0x3e || v > 191) return false;
       this.pri = v;
       i = j + 1;
       const v1 = digit(b, i);
-      if (v1 > 0 && (b[i + 1] === SPACE || (digit(b, i + 1) >= 0 && b[i + 2] === SPACE))) return false; // RFC 5424
+      if (v1 > 0 && (b[i + 1] === SPACE || (digit(b, i + 1) >= 0 && b[i + 2] === SPACE)))
+        return false; // RFC 5424
     }
     const c = b[i]!;
     const j = c >= 0x30 && c <= 0x39 ? this.time3339(b, i, le) : this.time3164(b, i, le);
@@ -446,7 +552,10 @@ export class EventEncoder {
       let k = j + 1;
       let pid = 0;
       let dd: number;
-      while (k < n && (dd = digit(b, k)) >= 0 && k - j <= 10) { pid = pid * 10 + dd; k++; }
+      while (k < n && (dd = digit(b, k)) >= 0 && k - j <= 10) {
+        pid = pid * 10 + dd;
+        k++;
+      }
       if (k > j + 1 && k < n && b[k] === RBRACKET) {
         k++;
         if (k < n && b[k] === COLON) k++;
@@ -463,7 +572,12 @@ export class EventEncoder {
   }
 
   // RFC 3339: the same checks and the same UTC-hour cache as parse3339Time.
-  private cY = -1; private cMo = -1; private cD = -1; private cH = -1; private cOff = 0; private cBase = 0;
+  private cY = -1;
+  private cMo = -1;
+  private cD = -1;
+  private cH = -1;
+  private cOff = 0;
+  private cBase = 0;
 
   private time3339(b: Uint8Array, i: number, le: number): number {
     // The shortest timestamp, `YYYY-MM-DDTHH:MM:SSZ`, must be followed by a space before le (header
@@ -489,7 +603,10 @@ export class EventEncoder {
       j++;
       const fracStart = j;
       let dd: number;
-      while ((dd = digit(b, j)) >= 0) { if (j - fracStart < 3) ms = ms * 10 + dd; j++; }
+      while ((dd = digit(b, j)) >= 0) {
+        if (j - fracStart < 3) ms = ms * 10 + dd;
+        j++;
+      }
       const n = j - fracStart;
       if (n === 0) return -1;
       if (n < 3) ms *= n === 1 ? 100 : 10;
@@ -508,8 +625,18 @@ export class EventEncoder {
     } else {
       return -1;
     }
-    if (year !== this.cY || mo !== this.cMo || d !== this.cD || h !== this.cH || offMin !== this.cOff) {
-      this.cY = year; this.cMo = mo; this.cD = d; this.cH = h; this.cOff = offMin;
+    if (
+      year !== this.cY ||
+      mo !== this.cMo ||
+      d !== this.cD ||
+      h !== this.cH ||
+      offMin !== this.cOff
+    ) {
+      this.cY = year;
+      this.cMo = mo;
+      this.cD = d;
+      this.cH = h;
+      this.cOff = offMin;
       this.cBase = hourStart(year, mo, d, h, offMin);
     }
     this.epoch = this.cBase + mi * 60000 + sec * 1000 + ms;
@@ -528,7 +655,10 @@ export class EventEncoder {
     if (n > 0 && this.k3164Now === this.now.getTime() && i + n <= le) {
       let same = true;
       for (let k = 0; k < n && same; k++) same = b[i + k] === this.k3164[k];
-      if (same) { this.epoch = this.k3164Epoch; return i + n; }
+      if (same) {
+        this.epoch = this.k3164Epoch;
+        return i + n;
+      }
     }
     const head = b.toString('latin1', i, Math.min(i + 16, le));
     const after = parse3164Time(head, 0, this.now, this.t3164);

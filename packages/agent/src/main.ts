@@ -14,7 +14,8 @@ import { CheckpointStore } from './state/checkpoints';
 import { buildStatus, serveStatus } from './status/status';
 
 const argv = process.argv.slice(2);
-const flag = (name: string): string | undefined => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+const flag = (name: string): string | undefined =>
+  argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined;
 const configPath = flag('--config') ?? '/etc/guard/guard.conf';
 
 if (argv.includes('--help')) {
@@ -27,13 +28,17 @@ if (argv.includes('--check-config')) {
   process.exit(r.ok ? 0 : 1);
 }
 
-const log = pino({ base: { pid: process.pid, name: 'guard-agent' }, timestamp: pino.stdTimeFunctions.isoTime });
+const log = pino({
+  base: { pid: process.pid, name: 'guard-agent' },
+  timestamp: pino.stdTimeFunctions.isoTime,
+});
 
 function load(): AgentConfig {
   try {
     return loadConfig(configPath);
   } catch (e) {
-    for (const p of e instanceof ConfigError ? e.problems : [(e as Error).message]) log.fatal({ config: configPath }, p);
+    for (const p of e instanceof ConfigError ? e.problems : [(e as Error).message])
+      log.fatal({ config: configPath }, p);
     throw e;
   }
 }
@@ -45,10 +50,19 @@ if (process.getuid?.() === 0) {
 }
 
 let cfg: AgentConfig;
-try { cfg = load(); } catch { process.exit(78); }
+try {
+  cfg = load();
+} catch {
+  process.exit(78);
+}
 log.level = cfg.agent.logLevel;
 
-interface Running { pipeline: Pipeline; sinks: Sink[]; link: HelperLink; store: CheckpointStore }
+interface Running {
+  pipeline: Pipeline;
+  sinks: Sink[];
+  link: HelperLink;
+  store: CheckpointStore;
+}
 const startedAt = new Date();
 let running: Running;
 let statusServer: Server | null = null;
@@ -57,11 +71,16 @@ async function startAll(c: AgentConfig): Promise<Running> {
   const store = new CheckpointStore(c.agent.stateDir);
   const firstStart = !store.existed;
   if (firstStart) store.markStarted();
-  const sinks = new Map<string, Sink>(c.sinks.map((s) => [s.name, createSink(s, { stateDir: c.agent.stateDir, logger: log })]));
+  const sinks = new Map<string, Sink>(
+    c.sinks.map((s) => [s.name, createSink(s, { stateDir: c.agent.stateDir, logger: log })]),
+  );
   const link = new HelperLink(c.agent.helperSocket, log);
   const pipeline = new Pipeline(c, sinks, link, store, log, firstStart);
   await pipeline.start();
-  log.info({ sources: c.sources.map((s) => s.name), sinks: c.sinks.map((s) => s.name), firstStart }, 'guard-agent running');
+  log.info(
+    { sources: c.sources.map((s) => s.name), sinks: c.sinks.map((s) => s.name), firstStart },
+    'guard-agent running',
+  );
   return { pipeline, sinks: [...sinks.values()], link, store };
 }
 
@@ -74,20 +93,42 @@ async function stopAll(r: Running, graceMs: number): Promise<void> {
 
 async function main(): Promise<void> {
   running = await startAll(cfg);
-  statusServer = await serveStatus(cfg.agent.statusSocket,
-    () => buildStatus(running.pipeline, running.link, { user: cfg.agent.user, startedAt, config: configPath }), log);
+  statusServer = await serveStatus(
+    cfg.agent.statusSocket,
+    () =>
+      buildStatus(running.pipeline, running.link, {
+        user: cfg.agent.user,
+        startedAt,
+        config: configPath,
+      }),
+    log,
+  );
 }
 
-let busy: Promise<void> = main().catch((e: Error) => { log.fatal({ err: e.stack }, 'cannot start'); process.exit(1); });
+let busy: Promise<void> = main().catch((e: Error) => {
+  log.fatal({ err: e.stack }, 'cannot start');
+  process.exit(1);
+});
 
 // SIGHUP: re-read the config; stop reading, let sinks deliver what they can, checkpoint, and start
 // again from the checkpoints with the new sources and sinks. A bad config keeps the old one running.
 process.on('SIGHUP', () => {
   busy = busy.then(async () => {
     let next: AgentConfig;
-    try { next = load(); } catch { log.error('reload failed: keeping the running configuration'); return; }
+    try {
+      next = load();
+    } catch {
+      log.error('reload failed: keeping the running configuration');
+      return;
+    }
     const restart = changesNeedingRestart(cfg, next);
-    if (restart.length) { log.error({ keys: restart }, 'reload refused: these keys change only on a restart; keeping the running configuration'); return; }
+    if (restart.length) {
+      log.error(
+        { keys: restart },
+        'reload refused: these keys change only on a restart; keeping the running configuration',
+      );
+      return;
+    }
     await stopAll(running, 2000);
     cfg = next;
     log.level = cfg.agent.logLevel;

@@ -23,7 +23,12 @@ const READ_BYTES = 1 << 19;
 const BLOCK_BYTES = 64 * 1024;
 
 /** What every event of one file ends with, and its id starts with; `ascii` when both are. */
-interface FileTail { json: string; ascii: boolean; bytes: Buffer; idHead: Buffer }
+interface FileTail {
+  json: string;
+  ascii: boolean;
+  bytes: Buffer;
+  idHead: Buffer;
+}
 const NON_ASCII = /[^\x00-\x7f]/;
 /** Full batches a sink that prepares ahead (compresses) gets while one is in flight. Only one is
  *  ever sent at a time: a kill re-sends at most that one. */
@@ -33,14 +38,24 @@ const AHEAD = 2;
 const PIECE_BYTES = 64 * 1024;
 /** The bytes a JSON string cannot hold as they are (or that send a line to decodeLine), but the
  *  '\n' between lines. */
-const JSON_SPECIAL = [...'"\\\x7f', ...Array.from({ length: 32 }, (_, c) => String.fromCharCode(c)).filter((c) => c !== '\n')];
+const JSON_SPECIAL = [
+  ...'"\\\x7f',
+  ...Array.from({ length: 32 }, (_, c) => String.fromCharCode(c)).filter((c) => c !== '\n'),
+];
 
 /**
  * Marks dirty[k - k0] for each line k of starts[k0, k1) (piece text from buffer offset `from`) that
  * holds a JSON_SPECIAL character: one indexOf per character (a memchr over the piece, where one
  * regex over it cost several times as much), and at most one hit per line and character.
  */
-export function markSpecial(text: string, from: number, starts: number[], k0: number, k1: number, dirty: Uint8Array): void {
+export function markSpecial(
+  text: string,
+  from: number,
+  starts: number[],
+  k0: number,
+  k1: number,
+  dirty: Uint8Array,
+): void {
   dirty.fill(0, 0, k1 - k0);
   for (const ch of JSON_SPECIAL) {
     for (let p = text.indexOf(ch); p >= 0;) {
@@ -48,7 +63,8 @@ export function markSpecial(text: string, from: number, starts: number[], k0: nu
       let hi = k1 - 1;
       while (lo < hi) {
         const mid = (lo + hi + 1) >> 1;
-        if (starts[mid]! <= from + p) lo = mid; else hi = mid - 1;
+        if (starts[mid]! <= from + p) lo = mid;
+        else hi = mid - 1;
       }
       dirty[lo - k0] = 1;
       p = lo + 1 < k1 ? text.indexOf(ch, starts[lo + 1]! - from) : -1;
@@ -61,9 +77,19 @@ export function markSpecial(text: string, from: number, starts: number[], k0: nu
  * JSON.stringify per part and none per event. `timeJson` is already JSON; `tail` is the file's
  * `,"source":…}\n` (jsonTail). EventEncoder writes the same bytes for the lines it takes.
  */
-function eventJson(key: string, offset: number, timeJson: string, message: string, fields: object | undefined, flags: readonly string[] | null, tail: string): string {
-  return `{"id":"${key}:${offset}","time":${timeJson},"offset":${offset},"message":${JSON.stringify(message)}` +
-    `${fields ? `,"fields":${JSON.stringify(fields)}` : ''}${flags ? `,"flags":${JSON.stringify(flags)}` : ''}${tail}`;
+function eventJson(
+  key: string,
+  offset: number,
+  timeJson: string,
+  message: string,
+  fields: object | undefined,
+  flags: readonly string[] | null,
+  tail: string,
+): string {
+  return (
+    `{"id":"${key}:${offset}","time":${timeJson},"offset":${offset},"message":${JSON.stringify(message)}` +
+    `${fields ? `,"fields":${JSON.stringify(fields)}` : ''}${flags ? `,"flags":${JSON.stringify(flags)}` : ''}${tail}`
+  );
 }
 
 /** [start, end) of every match of a global regex in text, flattened: [s0, e0, s1, e1, …]. */
@@ -90,7 +116,10 @@ class ByteQueue {
 
   private segment(room: number): { buf: Buffer; used: number } {
     const seg = room <= ByteQueue.SEGMENT ? this.spares.pop() : undefined;
-    if (seg) { seg.used = 0; return seg; }
+    if (seg) {
+      seg.used = 0;
+      return seg;
+    }
     return { buf: Buffer.allocUnsafe(Math.max(ByteQueue.SEGMENT, room)), used: 0 };
   }
 
@@ -135,7 +164,8 @@ class ByteQueue {
         this.readPos = 0;
         if (this.segs.length > 1) {
           this.segs.shift();
-          if (seg.buf.length === ByteQueue.SEGMENT && this.spares.length < ByteQueue.SPARES) this.spares.push(seg);
+          if (seg.buf.length === ByteQueue.SEGMENT && this.spares.length < ByteQueue.SPARES)
+            this.spares.push(seg);
         } else {
           seg.used = 0; // the only segment, all read: reuse it
         }
@@ -168,7 +198,9 @@ export class EventRing {
   }
 
   /** Size of the k-th event from the head. */
-  size(k: number): number { return this.sizes[(this.head + k) & (this.cap - 1)]!; }
+  size(k: number): number {
+    return this.sizes[(this.head + k) & (this.cap - 1)]!;
+  }
 
   /** Removes the first n events; returns their tickets and end offsets. */
   shift(n: number): { tickets: Ticket[]; ends: number[] } {
@@ -205,7 +237,11 @@ export class EventRing {
 }
 
 /** A batch cut from a runner's queue, with what acknowledging it needs. */
-interface CutBatch { batch: Batch; tickets: Ticket[]; ends: number[] }
+interface CutBatch {
+  batch: Batch;
+  tickets: Ticket[];
+  ends: number[];
+}
 
 /** Queue and batching in front of one sink. A batch's body is cut from the byte queue in one copy. */
 class SinkRunner {
@@ -216,11 +252,18 @@ class SinkRunner {
   private timer: NodeJS.Timeout | null = null;
   private seq = 0;
 
-  constructor(readonly sink: Sink, private readonly batch: BatchConfig, private readonly signal: AbortSignal,
-    private readonly onDone: (runner: SinkRunner, tickets: Ticket[], ends: number[]) => void, private readonly log: Logger) {}
+  constructor(
+    readonly sink: Sink,
+    private readonly batch: BatchConfig,
+    private readonly signal: AbortSignal,
+    private readonly onDone: (runner: SinkRunner, tickets: Ticket[], ends: number[]) => void,
+    private readonly log: Logger,
+  ) {}
 
   /** Events not yet cut into a batch. */
-  private get uncut(): number { return this.events.length; }
+  private get uncut(): number {
+    return this.events.length;
+  }
   /** Events not yet handed to the sink (a batch cut ahead included). */
   get queuedEvents(): number {
     let n = this.uncut;
@@ -236,7 +279,15 @@ class SinkRunner {
 
   /** Appends `count` events at once: their JSON lines, src[start, end), their sizes and end offsets in
    *  sizes[0, count) and ends[0, count). */
-  pushBytes(src: Buffer, start: number, end: number, sizes: Float64Array, ends: Float64Array, count: number, ticket: Ticket): void {
+  pushBytes(
+    src: Buffer,
+    start: number,
+    end: number,
+    sizes: Float64Array,
+    ends: Float64Array,
+    count: number,
+    ticket: Ticket,
+  ): void {
     this.bytesQ.writeBytes(src, start, end);
     for (let i = 0; i < count; i++) {
       this.events.push(sizes[i]!, ticket, ends[i]!);
@@ -247,12 +298,16 @@ class SinkRunner {
   /** After events were queued: a batch goes when one is full, else when batch_max_wait_ms is up. */
   private enqueued(bytes: number): void {
     this.queuedBytes += bytes;
-    if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
+    if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes)
+      this.kick();
     else this.armTimer();
   }
 
   private armTimer(): void {
-    this.timer ??= setTimeout(() => { this.timer = null; this.kick(); }, this.batch.maxWaitMs);
+    this.timer ??= setTimeout(() => {
+      this.timer = null;
+      this.kick();
+    }, this.batch.maxWaitMs);
   }
 
   /** Sends the next batch if none is in flight. */
@@ -264,18 +319,36 @@ class SinkRunner {
     }
     const b = this.ahead.shift() ?? this.cut(false);
     if (b === null) return;
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
     const { batch, tickets, ends } = b;
-    this.inFlight = this.sink.send(batch, this.signal).then(() => {
-      this.queuedBytes -= batch.bytes;
-      this.onDone(this, tickets, ends);
-    }, (e: Error) => {
-      if (!this.signal.aborted) this.log.error({ sink: this.sink.name, err: e.message }, 'sink failed a batch unexpectedly; it will be re-read');
-    }).finally(() => {
-      this.inFlight = null;
-      if (this.ahead.length > 0 || this.uncut >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes) this.kick();
-      else if (this.uncut > 0) this.armTimer();
-    });
+    this.inFlight = this.sink
+      .send(batch, this.signal)
+      .then(
+        () => {
+          this.queuedBytes -= batch.bytes;
+          this.onDone(this, tickets, ends);
+        },
+        (e: Error) => {
+          if (!this.signal.aborted)
+            this.log.error(
+              { sink: this.sink.name, err: e.message },
+              'sink failed a batch unexpectedly; it will be re-read',
+            );
+        },
+      )
+      .finally(() => {
+        this.inFlight = null;
+        if (
+          this.ahead.length > 0 ||
+          this.uncut >= this.batch.maxEvents ||
+          this.queuedBytes >= this.batch.maxBytes
+        )
+          this.kick();
+        else if (this.uncut > 0) this.armTimer();
+      });
     this.fillAhead(); // also when nothing more is queued meanwhile (reads paused: the queue is full)
   }
 
@@ -291,7 +364,9 @@ class SinkRunner {
   }
 
   /** A batch is with the sink now. */
-  get busy(): boolean { return this.inFlight !== null; }
+  get busy(): boolean {
+    return this.inFlight !== null;
+  }
 
   /** The next batches, cut while one is in flight (sinks that prepare ahead), oldest first. */
   private readonly ahead: CutBatch[] = [];
@@ -302,13 +377,22 @@ class SinkRunner {
     const ev = this.events;
     let count = 0;
     let bytes = 0;
-    while (count < ev.length && count < this.batch.maxEvents && (count === 0 || bytes + ev.size(count) <= this.batch.maxBytes)) {
+    while (
+      count < ev.length &&
+      count < this.batch.maxEvents &&
+      (count === 0 || bytes + ev.size(count) <= this.batch.maxBytes)
+    ) {
       bytes += ev.size(count);
       count++;
     }
     if (full && count === ev.length && count < this.batch.maxEvents) return null; // may still grow
     const { tickets, ends } = ev.shift(count);
-    const batch: Batch = { seq: ++this.seq, events: tickets.length, bytes, body: this.bytesQ.take(bytes, this.bodyBuffer(bytes)) };
+    const batch: Batch = {
+      seq: ++this.seq,
+      events: tickets.length,
+      bytes,
+      body: this.bytesQ.take(bytes, this.bodyBuffer(bytes)),
+    };
     return { batch, tickets, ends };
   }
 
@@ -334,9 +418,14 @@ class SinkRunner {
   private bodyIx = 0;
 
   /** Resolves when what is in flight now has settled. */
-  async idle(): Promise<void> { while (this.inFlight) await this.inFlight; }
+  async idle(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
 
-  stop(): void { if (this.timer) clearTimeout(this.timer); this.timer = null; }
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
 }
 
 interface SourceRuntime {
@@ -351,12 +440,22 @@ interface SourceRuntime {
   tags: string[] | undefined;
 }
 
-export interface PipelineTotals { linesRead: number; eventsShipped: number; eventsFiltered: number; bytesAcked: number }
+export interface PipelineTotals {
+  linesRead: number;
+  eventsShipped: number;
+  eventsFiltered: number;
+  bytesAcked: number;
+}
 
 export class Pipeline {
   readonly sources: SourceRuntime[] = [];
   readonly runners = new Map<string, SinkRunner>();
-  readonly totals: PipelineTotals = { linesRead: 0, eventsShipped: 0, eventsFiltered: 0, bytesAcked: 0 };
+  readonly totals: PipelineTotals = {
+    linesRead: 0,
+    eventsShipped: 0,
+    eventsFiltered: 0,
+    bytesAcked: 0,
+  };
   private readonly abort = new AbortController();
   private readonly redact: Redactor | null;
   private timers: NodeJS.Timeout[] = [];
@@ -368,18 +467,35 @@ export class Pipeline {
   private pauseLoggedAt = -Infinity;
   private readonly sourceByName = new Map<string, SourceRuntime>();
 
-  constructor(private readonly cfg: AgentConfig, sinks: Map<string, Sink>, link: HelperLink,
-    private readonly store: CheckpointStore, private readonly log: Logger, firstStart: boolean) {
+  constructor(
+    private readonly cfg: AgentConfig,
+    sinks: Map<string, Sink>,
+    link: HelperLink,
+    private readonly store: CheckpointStore,
+    private readonly log: Logger,
+    firstStart: boolean,
+  ) {
     this.redact = compileRedactor(cfg.redact);
     for (const s of cfg.sinks) {
       const sink = sinks.get(s.name)!;
-      this.runners.set(s.name, new SinkRunner(sink, s.batch, this.abort.signal, (r, tickets, ends) => this.acked(r, tickets, ends), log));
+      this.runners.set(
+        s.name,
+        new SinkRunner(
+          sink,
+          s.batch,
+          this.abort.signal,
+          (r, tickets, ends) => this.acked(r, tickets, ends),
+          log,
+        ),
+      );
     }
     // One read buffer for every file, the encoder's input area: pump() reads one file at a time and
     // handles each chunk before the next read (a partial last line is copied out of it).
     this.encoder = new EventEncoder(READ_BYTES + cfg.agent.maxLineBytes);
     const tailerOpts = {
-      maxLineBytes: cfg.agent.maxLineBytes, partialLineTimeoutMs: cfg.agent.partialLineTimeoutMs, readBytes: READ_BYTES,
+      maxLineBytes: cfg.agent.maxLineBytes,
+      partialLineTimeoutMs: cfg.agent.partialLineTimeoutMs,
+      readBytes: READ_BYTES,
       scratch: (size: number) => this.encoder.input(size),
     };
     for (const src of cfg.sources) {
@@ -388,7 +504,15 @@ export class Pipeline {
       const tags = [...cfg.agent.tags, ...src.tags];
       const runtime: SourceRuntime = {
         cfg: src,
-        files: new FileSource(src, link, store, tailerOpts, (t) => store.set(t.checkpoint()), log, firstStart),
+        files: new FileSource(
+          src,
+          link,
+          store,
+          tailerOpts,
+          (t) => store.set(t.checkpoint()),
+          log,
+          firstStart,
+        ),
         audit,
         parser: getParser(audit ? 'plain' : (parserName as 'syslog' | 'json' | 'plain')),
         parserName,
@@ -411,12 +535,21 @@ export class Pipeline {
     await Promise.all(this.sources.map((s) => s.files.rescan()));
     const a = this.cfg.agent;
     const every = (ms: number, fn: () => Promise<void> | void) => {
-      const t = setInterval(() => { void Promise.resolve(fn()).catch((e: Error) => this.log.error({ err: e.message }, 'periodic task failed')); }, ms);
+      const t = setInterval(() => {
+        void Promise.resolve(fn()).catch((e: Error) =>
+          this.log.error({ err: e.message }, 'periodic task failed'),
+        );
+      }, ms);
       this.timers.push(t);
     };
-    every(a.rescanIntervalMs, () => Promise.all(this.sources.map((s) => s.files.rescan())).then(() => undefined));
+    every(a.rescanIntervalMs, () =>
+      Promise.all(this.sources.map((s) => s.files.rescan())).then(() => undefined),
+    );
     every(a.rotateCheckIntervalMs, async () => {
-      for (const s of this.sources) { await s.files.checkRotation(); s.files.reapDrained(); }
+      for (const s of this.sources) {
+        await s.files.checkRotation();
+        s.files.reapDrained();
+      }
     });
     every(a.pollIntervalMs, () => this.pump());
     every(1000, () => this.store.save(true));
@@ -458,7 +591,10 @@ export class Pipeline {
       // info line at most once a minute says how often it happened (status shows `paused` live).
       const now = Date.now();
       if (now - this.pauseLoggedAt >= 60_000) {
-        this.log.info({ queuedBytes: q, pauses: this.pauses }, 'sinks are behind: pausing reads (this line at most once a minute; pauses counts since the last)');
+        this.log.info(
+          { queuedBytes: q, pauses: this.pauses },
+          'sinks are behind: pausing reads (this line at most once a minute; pauses counts since the last)',
+        );
         this.pauseLoggedAt = now;
         this.pauses = 0;
       } else {
@@ -479,7 +615,8 @@ export class Pipeline {
   private process(s: SourceRuntime, t: FileTailer, chunk: Chunk): void {
     const n = chunk.starts.length;
     const tail = this.jsonTail(s, t);
-    if (n > 0 && tail.ascii && isAscii(chunk.buf.subarray(chunk.starts[0]!, chunk.ends[n - 1]!))) this.processAscii(s, t, chunk, tail);
+    if (n > 0 && tail.ascii && isAscii(chunk.buf.subarray(chunk.starts[0]!, chunk.ends[n - 1]!)))
+      this.processAscii(s, t, chunk, tail);
     else this.processLines(s, t, chunk, tail.json);
     t.acknowledge(s.runners.length); // a chunk whose every line was filtered out is acknowledged at once
   }
@@ -518,7 +655,8 @@ export class Pipeline {
     const flush = (): void => {
       if (count === 0) return;
       ticket.remaining += fanout * count;
-      for (const r of s.runners) r.pushBytes(enc.out, enc.start, enc.pos, this.blockSizes, this.blockEnds, count, ticket);
+      for (const r of s.runners)
+        r.pushBytes(enc.out, enc.start, enc.pos, this.blockSizes, this.blockEnds, count, ticket);
       shipped += count;
       count = 0;
       enc.clear();
@@ -531,7 +669,8 @@ export class Pipeline {
         pieceFrom = starts[k]!;
         const text = buf.toString('latin1', pieceFrom, ends[e - 1]!);
         secrets = redact?.prefilter ? matchSpans(redact.prefilter, text) : null;
-        if (this.dirty.length < e - k) this.dirty = new Uint8Array(Math.max(e - k, this.dirty.length * 2));
+        if (this.dirty.length < e - k)
+          this.dirty = new Uint8Array(Math.max(e - k, this.dirty.length * 2));
         markSpecial(text, pieceFrom, starts, k, e, this.dirty);
         pieceStart = k;
         si = 0;
@@ -549,7 +688,10 @@ export class Pipeline {
       }
       const clean = this.dirty[k - pieceStart] === 0;
       const need = enc.bound(le - ls);
-      if (enc.pos + need > enc.out.length) { flush(); enc.reserve(need); }
+      if (enc.pos + need > enc.out.length) {
+        flush();
+        enc.reserve(need);
+      }
       let p0 = enc.pos;
       let decoded: DecodedLine | null = null; // for the filter; lineJson takes it on
       let kept = false; // the filter has passed the line
@@ -558,16 +700,29 @@ export class Pipeline {
         if (s.filter) {
           decoded = decodeLine(buf, ls, le);
           if (!decoded.escaped) {
-            if (!s.filter(decoded.text)) { this.totals.eventsFiltered++; continue; }
+            if (!s.filter(decoded.text)) {
+              this.totals.eventsFiltered++;
+              continue;
+            }
             kept = true;
           }
         }
-        done = enc.line(buf, ls, le > ls && buf[le - 1] === 0x0d ? le - 1 : le, base + ls, syslog, clean);
+        done = enc.line(
+          buf,
+          ls,
+          le > ls && buf[le - 1] === 0x0d ? le - 1 : le,
+          base + ls,
+          syslog,
+          clean,
+        );
       }
       if (!done) {
         const json = this.lineJson(s, t, chunk, k, now, nowIso, tail.json, decoded, kept);
         if (json === null) continue;
-        if (enc.pos + json.length * 3 > enc.out.length) { flush(); enc.reserve(json.length * 3); }
+        if (enc.pos + json.length * 3 > enc.out.length) {
+          flush();
+          enc.reserve(json.length * 3);
+        }
         p0 = enc.pos;
         enc.putString(json);
       }
@@ -581,7 +736,10 @@ export class Pipeline {
     flush();
     this.totals.linesRead += n;
     this.totals.eventsShipped += shipped;
-    if (lastByEncoder) t.lastEventTime = Number.isNaN(enc.lastTime) ? now.toISOString() : new Date(enc.lastTime).toISOString();
+    if (lastByEncoder)
+      t.lastEventTime = Number.isNaN(enc.lastTime)
+        ? now.toISOString()
+        : new Date(enc.lastTime).toISOString();
   }
 
   /** Line by line: any chunk that is not all ASCII. */
@@ -606,19 +764,44 @@ export class Pipeline {
    * `kept`: the filter has passed it), redacted, parsed. null when the filter drops it (counted).
    * Sets the tailer's lastEventTime.
    */
-  private lineJson(s: SourceRuntime, t: FileTailer, chunk: Chunk, k: number, now: Date, nowIso: string, tail: string,
-    decoded: DecodedLine | null = null, kept = false): string | null {
+  private lineJson(
+    s: SourceRuntime,
+    t: FileTailer,
+    chunk: Chunk,
+    k: number,
+    now: Date,
+    nowIso: string,
+    tail: string,
+    decoded: DecodedLine | null = null,
+    kept = false,
+  ): string | null {
     const offset = chunk.base + chunk.starts[k]!;
     const { text, escaped } = decoded ?? decodeLine(chunk.buf, chunk.starts[k]!, chunk.ends[k]!);
-    if (s.filter && !kept && !s.filter(text)) { this.totals.eventsFiltered++; return null; }
+    if (s.filter && !kept && !s.filter(text)) {
+      this.totals.eventsFiltered++;
+      return null;
+    }
     const message = this.redact ? this.redact(text) : text;
     const parsed = s.parser(message, now);
     let flags = chunk.flags?.get(k) ?? null;
     if (escaped || message !== text || parsed.flags) {
-      flags = [...(flags ?? []), ...(escaped ? ['escaped'] : []), ...(message !== text ? ['redacted'] : []), ...(parsed.flags ?? [])];
+      flags = [
+        ...(flags ?? []),
+        ...(escaped ? ['escaped'] : []),
+        ...(message !== text ? ['redacted'] : []),
+        ...(parsed.flags ?? []),
+      ];
     }
     t.lastEventTime = parsed.time ?? now.toISOString();
-    return eventJson(t.key, offset, parsed.time ? JSON.stringify(parsed.time) : nowIso, message, parsed.fields, flags, tail);
+    return eventJson(
+      t.key,
+      offset,
+      parsed.time ? JSON.stringify(parsed.time) : nowIso,
+      message,
+      parsed.fields,
+      flags,
+      tail,
+    );
   }
 
   private readonly encoder: EventEncoder;
@@ -639,10 +822,16 @@ export class Pipeline {
   private jsonTail(s: SourceRuntime, t: FileTailer): FileTail {
     let tail = this.tails.get(t);
     if (tail === undefined) {
-      const json = `,"source":${JSON.stringify(s.cfg.name)},"path":${JSON.stringify(t.path)},"host":${JSON.stringify(this.cfg.agent.hostname)},` +
+      const json =
+        `,"source":${JSON.stringify(s.cfg.name)},"path":${JSON.stringify(t.path)},"host":${JSON.stringify(this.cfg.agent.hostname)},` +
         `"parser":"${s.parserName}"${s.tags ? `,"tags":${JSON.stringify(s.tags)}` : ''}}\n`;
       const idHead = `{"id":"${t.key}:`;
-      tail = { json, ascii: !NON_ASCII.test(json + idHead), bytes: Buffer.from(json, 'latin1'), idHead: Buffer.from(idHead, 'latin1') };
+      tail = {
+        json,
+        ascii: !NON_ASCII.test(json + idHead),
+        bytes: Buffer.from(json, 'latin1'),
+        idHead: Buffer.from(idHead, 'latin1'),
+      };
       this.tails.set(t, tail);
     }
     return tail;
@@ -662,9 +851,13 @@ export class Pipeline {
     for (let k = 0; k < starts.length; k++) {
       this.totals.linesRead++;
       const { text } = decodeLine(buf, starts[k]!, ends[k]!);
-      if (s.filter && !s.filter(text)) { this.totals.eventsFiltered++; continue; }
+      if (s.filter && !s.filter(text)) {
+        this.totals.eventsFiltered++;
+        continue;
+      }
       const message = this.redact ? this.redact(text) : text;
-      for (const ev of st.grouper.push(message, base + starts[k]!, lineEndOffset(chunk, k))) this.emitAudit(s, t, st, ev, chunk.ticket);
+      for (const ev of st.grouper.push(message, base + starts[k]!, lineEndOffset(chunk, k)))
+        this.emitAudit(s, t, st, ev, chunk.ticket);
     }
     this.holdBack(st, chunk.ticket);
     t.acknowledge(s.runners.length);
@@ -688,15 +881,39 @@ export class Pipeline {
     if (open !== undefined && open < ticket.endOffset) ticket.endOffset = Math.max(open, 0);
   }
 
-  private emitAudit(s: SourceRuntime, t: FileTailer, st: { grouper: AuditGrouper; safe: number }, ev: AuditEvent, ticket: Ticket): void {
+  private emitAudit(
+    s: SourceRuntime,
+    t: FileTailer,
+    st: { grouper: AuditGrouper; safe: number },
+    ev: AuditEvent,
+    ticket: Ticket,
+  ): void {
     // Events complete out of offset order (interleaved stamps): what this one lets the checkpoint
     // pass is its end, but never beyond an event still open, and never backwards.
     const open = st.grouper.oldestOpenOffset();
     st.safe = Math.max(st.safe, Math.min(ev.end, open ?? ev.end));
-    const { records, offset, end: _end, raw, flags, ...summary } = ev as AuditEvent & { raw?: string };
+    const {
+      records,
+      offset,
+      end: _end,
+      raw,
+      flags,
+      ...summary
+    } = ev as AuditEvent & { raw?: string };
     const message = raw ?? records.map((r) => r.raw).join('\n');
-    const fields = { ...summary, records: records.map((r) => ({ type: r.type, fields: r.fields, enriched: r.enriched })) };
-    const json = eventJson(t.key, offset, JSON.stringify(ev.time || new Date().toISOString()), message, fields, flags?.length ? flags : null, this.jsonTail(s, t).json);
+    const fields = {
+      ...summary,
+      records: records.map((r) => ({ type: r.type, fields: r.fields, enriched: r.enriched })),
+    };
+    const json = eventJson(
+      t.key,
+      offset,
+      JSON.stringify(ev.time || new Date().toISOString()),
+      message,
+      fields,
+      flags?.length ? flags : null,
+      this.jsonTail(s, t).json,
+    );
     ticket.remaining += s.runners.length;
     for (const r of s.runners) r.push(json, ticket, st.safe);
     t.lastEventTime = ev.time || t.lastEventTime;
@@ -705,7 +922,8 @@ export class Pipeline {
 
   private acked(r: SinkRunner, tickets: Ticket[], ends: number[]): void {
     const touched = new Set<FileTailer>();
-    for (let i = 0; i < tickets.length;) { // a chunk's events are consecutive: a run at a time
+    for (let i = 0; i < tickets.length;) {
+      // a chunk's events are consecutive: a run at a time
       const t = tickets[i]!;
       let j = i + 1;
       while (j < tickets.length && tickets[j] === t) j++;
@@ -714,14 +932,19 @@ export class Pipeline {
       touched.add(t.tailer);
       i = j;
     }
-    for (const tailer of touched) tailer.acknowledge(this.sourceByName.get(tailer.source)!.runners.length);
+    for (const tailer of touched)
+      tailer.acknowledge(this.sourceByName.get(tailer.source)!.runners.length);
     // Before this sink's next batch goes out: a kill now re-sends at most the batch in flight.
     this.store.save(false);
     if (this.paused && !this.updatePaused()) void this.pump();
   }
 
   sinkStatus(): (SinkStatus & { queuedEvents: number; queuedBytes: number })[] {
-    return [...this.runners.values()].map((r) => ({ ...r.sink.status(), queuedEvents: r.queuedEvents, queuedBytes: r.queuedBytes }));
+    return [...this.runners.values()].map((r) => ({
+      ...r.sink.status(),
+      queuedEvents: r.queuedEvents,
+      queuedBytes: r.queuedBytes,
+    }));
   }
 
   /** Stops reading, gives sinks up to `graceMs` to deliver what is queued, then writes checkpoints. */
@@ -732,8 +955,14 @@ export class Pipeline {
     const deadline = Date.now() + graceMs;
     // Until every queued batch has been answered, the one in flight included (aborting that one
     // would only send it again after the restart).
-    while (Date.now() < deadline && [...this.runners.values()].some((r) => r.queuedEvents > 0 || r.busy)) {
-      await Promise.race([Promise.all([...this.runners.values()].map((r) => r.idle())), new Promise((r) => setTimeout(r, 100))]);
+    while (
+      Date.now() < deadline &&
+      [...this.runners.values()].some((r) => r.queuedEvents > 0 || r.busy)
+    ) {
+      await Promise.race([
+        Promise.all([...this.runners.values()].map((r) => r.idle())),
+        new Promise((r) => setTimeout(r, 100)),
+      ]);
       for (const r of this.runners.values()) r.kick();
     }
     this.abort.abort();

@@ -12,16 +12,33 @@ import { parseSyslog } from '../src/parsers/syslog';
 
 const NOW = new Date(2026, 10, 24, 12, 0, 0);
 const KEY = '65024.16638017.de351fd6';
-const TAIL = { source: 'auth', path: '/var/log/auth.log', host: 'web-01', parser: 'syslog', tags: ['prod'] };
+const TAIL = {
+  source: 'auth',
+  path: '/var/log/auth.log',
+  host: 'web-01',
+  parser: 'syslog',
+  tags: ['prod'],
+};
 
-function reference(line: Buffer, offset: number, syslog: boolean, key = KEY, tail: Record<string, unknown> = TAIL): string {
+function reference(
+  line: Buffer,
+  offset: number,
+  syslog: boolean,
+  key = KEY,
+  tail: Record<string, unknown> = TAIL,
+): string {
   let end = line.length;
   if (end > 0 && line[end - 1] === 0x0d) end--;
   const { text, escaped } = decodeLine(line, 0, line.length);
   assert.equal(escaped, false, 'only lines decodeLine leaves alone can be encoded');
   assert.equal(text, line.toString('latin1', 0, end));
   const p = (syslog ? parseSyslog : parsePlain)(text, NOW);
-  const ev: Record<string, unknown> = { id: `${key}:${offset}`, time: p.time ?? NOW.toISOString(), offset, message: text };
+  const ev: Record<string, unknown> = {
+    id: `${key}:${offset}`,
+    time: p.time ?? NOW.toISOString(),
+    offset,
+    message: text,
+  };
   if (p.fields) ev.fields = p.fields;
   if (p.flags) ev.flags = p.flags;
   return JSON.stringify({ ...ev, ...tail, parser: syslog ? 'syslog' : 'plain' }) + '\n';
@@ -29,7 +46,8 @@ function reference(line: Buffer, offset: number, syslog: boolean, key = KEY, tai
 
 function encoder(syslog: boolean): EventEncoder {
   const enc = new EventEncoder();
-  const tail = JSON.stringify({ ...TAIL, parser: syslog ? 'syslog' : 'plain' }).replace(/^\{/, ',') + '\n';
+  const tail =
+    JSON.stringify({ ...TAIL, parser: syslog ? 'syslog' : 'plain' }).replace(/^\{/, ',') + '\n';
   const head = Buffer.from(`{"id":"${KEY}:`, 'latin1');
   const tailBytes = Buffer.from(tail, 'latin1');
   enc.begin(NOW, head, tailBytes);
@@ -48,7 +66,12 @@ function encode(enc: EventEncoder, line: Buffer, offset: number, syslog: boolean
   const bytes = Buffer.concat([Buffer.from('xx'), line, Buffer.from('\nnext line\n')]);
   // `clean` as the pipeline finds it (an ASCII chunk, scanned as Latin-1), and never claimed
   const clean = isAscii(line) && !/["\\\x00-\x09\x0b-\x1f\x7f]/.test(line.toString('latin1'));
-  const ways = [[enc.input(bytes.length), clean], [Buffer.from(bytes), clean], [enc.input(bytes.length), false], [Buffer.from(bytes), false]] as const;
+  const ways = [
+    [enc.input(bytes.length), clean],
+    [Buffer.from(bytes), clean],
+    [enc.input(bytes.length), false],
+    [Buffer.from(bytes), false],
+  ] as const;
   const results = ways.map(([buf, cleanArg], w) => {
     bytes.copy(buf);
     begins.get(enc)!(w % 2 === 0 ? buf : undefined); // the input area told to begin(); the other buffer not
@@ -62,7 +85,12 @@ function encode(enc: EventEncoder, line: Buffer, offset: number, syslog: boolean
     }
     return enc.out.toString('latin1', enc.start, enc.pos);
   });
-  for (const r of results.slice(1)) assert.equal(r, results[0], 'from the input area and from another buffer, checked or known clean, alike');
+  for (const r of results.slice(1))
+    assert.equal(
+      r,
+      results[0],
+      'from the input area and from another buffer, checked or known clean, alike',
+    );
   return results[0]!;
 }
 
@@ -95,8 +123,22 @@ function generatedLines(r: () => number, count: number): string[] {
   const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
   const n = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const p2 = (x: number) => String(x).padStart(2, '0');
-  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-  const bodyChars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :;=/.,-_[]()"\\\t\'{}<>@#';
+  const months = [
+    'Jan',
+    'Feb',
+    'Mar',
+    'Apr',
+    'May',
+    'Jun',
+    'Jul',
+    'Aug',
+    'Sep',
+    'Oct',
+    'Nov',
+    'Dec',
+  ];
+  const bodyChars =
+    'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :;=/.,-_[]()"\\\t\'{}<>@#';
   const lines: string[] = [];
   for (let i = 0; i < count; i++) {
     let ts: string;
@@ -110,10 +152,23 @@ function generatedLines(r: () => number, count: number): string[] {
     }
     const pri = r() < 0.2 ? `<${n(0, 200)}>` : '';
     const host = pick(['web-01', 'db', 'h"q', 'x\\y', '']);
-    const prog = pick(['sshd[1234]:', 'sudo:', 'CRON[77]:', 'systemd-logind[1]:', 'kernel:', 'prog[1]x', 'prog[]:', '--', 'p[123]', '']);
+    const prog = pick([
+      'sshd[1234]:',
+      'sudo:',
+      'CRON[77]:',
+      'systemd-logind[1]:',
+      'kernel:',
+      'prog[1]x',
+      'prog[]:',
+      '--',
+      'p[123]',
+      '',
+    ]);
     let body = '';
     for (let k = n(0, 60); k > 0; k--) body += bodyChars[Math.floor(r() * bodyChars.length)];
-    lines.push(`${pri}${ts}${r() < 0.05 ? '  ' : ' '}${host} ${prog} ${body}${r() < 0.05 ? '\r' : ''}`);
+    lines.push(
+      `${pri}${ts}${r() < 0.05 ? '  ' : ' '}${host} ${prog} ${body}${r() < 0.05 ? '\r' : ''}`,
+    );
   }
   return lines;
 }
@@ -171,9 +226,18 @@ describe('EventEncoder writes what the string path writes', () => {
     const { accepted } = check(lines, true);
     assert.ok(accepted >= 25, `most of these lines are accepted (${accepted})`);
     const enc = encoder(true);
-    for (const odd of ['2026-11-24T09:05:01Z web1 prog: a stray\rCR', '2026-11-24T09:05:01Z web1 prog: ESC \x1b', 'Nov 24 09:05:01 web1 caf\xc3\xa9',
-      '<34>1 2026-11-24T09:05:01.003Z mymachine su - ID47 - x', 'web1 is not a timestamp']) {
-      assert.equal(encode(enc, Buffer.from(odd, 'latin1'), 0, true), null, `declined: ${JSON.stringify(odd)}`);
+    for (const odd of [
+      '2026-11-24T09:05:01Z web1 prog: a stray\rCR',
+      '2026-11-24T09:05:01Z web1 prog: ESC \x1b',
+      'Nov 24 09:05:01 web1 caf\xc3\xa9',
+      '<34>1 2026-11-24T09:05:01.003Z mymachine su - ID47 - x',
+      'web1 is not a timestamp',
+    ]) {
+      assert.equal(
+        encode(enc, Buffer.from(odd, 'latin1'), 0, true),
+        null,
+        `declined: ${JSON.stringify(odd)}`,
+      );
     }
   });
 
@@ -188,8 +252,18 @@ describe('EventEncoder writes what the string path writes', () => {
     const lines = generatedLines(r, 20_000).map((l) => Buffer.from(l, 'latin1'));
     const files = [
       { key: KEY, tail: TAIL },
-      { key: '1.2.3', tail: { source: 'other', path: '/var/log/syslog', host: 'web-01', parser: 'syslog' } },
-    ].map((f) => ({ ...f, head: Buffer.from(`{"id":"${f.key}:`, 'latin1'), tailBytes: Buffer.from(JSON.stringify({ ...f.tail, parser: 'syslog' }).replace(/^\{/, ',') + '\n', 'latin1') }));
+      {
+        key: '1.2.3',
+        tail: { source: 'other', path: '/var/log/syslog', host: 'web-01', parser: 'syslog' },
+      },
+    ].map((f) => ({
+      ...f,
+      head: Buffer.from(`{"id":"${f.key}:`, 'latin1'),
+      tailBytes: Buffer.from(
+        JSON.stringify({ ...f.tail, parser: 'syslog' }).replace(/^\{/, ',') + '\n',
+        'latin1',
+      ),
+    }));
     const enc = new EventEncoder();
     const input = Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\n')]));
     const buf = enc.input(input.length);
@@ -215,17 +289,22 @@ describe('EventEncoder writes what the string path writes', () => {
         enc.putString(expected); // what the pipeline's string path writes there
       }
       const x = r();
-      if (x < 0.03 || enc.pos - enc.start > 1 << 16) { // a block handed to the sinks
+      if (x < 0.03 || enc.pos - enc.start > 1 << 16) {
+        // a block handed to the sinks
         got += enc.out.toString('latin1', enc.start, enc.pos);
         enc.clear();
-        if (x < 0.01) { // the next chunk is of another file
+        if (x < 0.01) {
+          // the next chunk is of another file
           file = files[file === files[0] ? 1 : 0]!;
           enc.begin(NOW, file.head, file.tailBytes, buf);
         }
       }
     }
     got += enc.out.toString('latin1', enc.start, enc.pos);
-    assert.ok(declined > 1000 && declined < lines.length / 2, `some lines went the string way (${declined})`);
+    assert.ok(
+      declined > 1000 && declined < lines.length / 2,
+      `some lines went the string way (${declined})`,
+    );
     assert.equal(Buffer.from(got, 'latin1').toString('utf8'), want);
   });
 
@@ -250,7 +329,13 @@ describe('EventEncoder writes what the string path writes', () => {
   });
 
   test('plain: every printable line is accepted and identical', () => {
-    const lines = ['hello', '', 'a "quoted" \\ line\twith a tab', '2026-11-24T09:05:01Z web1 prog: looks like syslog', 'CRLF\r'];
+    const lines = [
+      'hello',
+      '',
+      'a "quoted" \\ line\twith a tab',
+      '2026-11-24T09:05:01Z web1 prog: looks like syslog',
+      'CRLF\r',
+    ];
     assert.equal(check(lines, false).accepted, lines.length);
   });
 
@@ -282,7 +367,8 @@ describe('copyBytes', () => {
       buf[i * 8 + 6] = i & 0xff;
       buf[i * 8 + 7] = i >> 8;
     }
-    for (let round = 0; round < 3; round++) { // the first rounds unoptimised, later ones optimised
+    for (let round = 0; round < 3; round++) {
+      // the first rounds unoptimised, later ones optimised
       buf.fill(0, n);
       for (let w = 0; w < 65536; w += 8) copyBytes(buf, view, n + w * 8, w * 8, 64);
       assert.deepEqual(buf.subarray(n, 2 * n), buf.subarray(0, n));
@@ -293,7 +379,11 @@ describe('copyBytes', () => {
     const buf = new Uint8Array(1024);
     const view = new DataView(buf.buffer);
     for (let len = 0; len <= 100; len++) {
-      for (const [from, to] of [[0, 500], [3, 701], [129, 5]]) {
+      for (const [from, to] of [
+        [0, 500],
+        [3, 701],
+        [129, 5],
+      ]) {
         for (let i = 0; i < buf.length; i++) buf[i] = (i * 7 + len) & 0xff;
         const want = Uint8Array.from(buf);
         want.copyWithin(to!, from!, from! + len);

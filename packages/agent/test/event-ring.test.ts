@@ -8,7 +8,10 @@ test('EventRing: FIFO through growth and wrap-around, like an array', () => {
   const model: { size: number; ticket: Ticket; end: number }[] = [];
   const tickets = Array.from({ length: 7 }, (_, i) => ({ endOffset: i }) as unknown as Ticket);
   let seed = 1;
-  const rnd = (n: number) => { seed = (seed * 48271) % 2147483647; return seed % n; };
+  const rnd = (n: number) => {
+    seed = (seed * 48271) % 2147483647;
+    return seed % n;
+  };
   for (let round = 0; round < 20_000; round++) {
     if (rnd(3) !== 0) {
       for (let k = rnd(50); k > 0; k--) {
@@ -21,8 +24,14 @@ test('EventRing: FIFO through growth and wrap-around, like an array', () => {
       for (let k = 0; k < Math.min(n, ring.length); k++) assert.equal(ring.size(k), model[k]!.size);
       const got = ring.shift(n);
       const want = model.splice(0, n);
-      assert.deepEqual(got.tickets, want.map((e) => e.ticket));
-      assert.deepEqual(got.ends, want.map((e) => e.end));
+      assert.deepEqual(
+        got.tickets,
+        want.map((e) => e.ticket),
+      );
+      assert.deepEqual(
+        got.ends,
+        want.map((e) => e.end),
+      );
     }
     assert.equal(ring.length, model.length);
   }

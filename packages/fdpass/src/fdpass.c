@@ -1,13 +1,13 @@
-// fdpass: the only code in guard that touches a socket carrying descriptors (docs/protocol.md, "The native
-// addon"). Audited root surface, read top to bottom: errors, arguments, sockets, send/recv, peer credentials,
-// openNoFollow, Watcher, module. Every call is non-blocking; errors throw an Error whose .code is the errno name.
+// fdpass: the only code in guard that touches a socket carrying descriptors (docs/protocol.md, "The
+// native addon"). Audited root surface, read top to bottom: errors, arguments, sockets, send/recv,
+// peer credentials, openNoFollow, Watcher, module. Every call is non-blocking; errors throw an
+// Error whose .code is the errno name.
 #define NAPI_VERSION 8
-#include <node_api.h>
-#include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <node_api.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define PATH_CAP 4096       // docs/protocol.md: a path is 1 to 4095 bytes
 #define RECV_CAP (1 << 20)  // largest maxBytes recv accepts
@@ -23,12 +24,14 @@
 
 // ---- errors -------------------------------------------------------------------------------
 
-static napi_value throw_code(napi_env env, const char *code, const char *detail, const char *ftype) {
+static napi_value throw_code(napi_env env, const char *code, const char *detail,
+                             const char *ftype) {
   char text[256];
   napi_value c, m, err, t;
   snprintf(text, sizeof text, "%s: %s", code, detail);
   if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) != napi_ok ||
-      napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &m) != napi_ok || napi_create_error(env, c, m, &err) != napi_ok)
+      napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &m) != napi_ok ||
+      napi_create_error(env, c, m, &err) != napi_ok)
     return NULL;
   if (ftype && napi_create_string_utf8(env, ftype, NAPI_AUTO_LENGTH, &t) == napi_ok)
     napi_set_named_property(env, err, "fileType", t);
@@ -47,7 +50,9 @@ static napi_value fail(napi_env env, int e, const char *what, int fd) {
 
 // ---- arguments ----------------------------------------------------------------------------
 
-#define ARGS(n) size_t argc = (n); napi_value argv[n]; \
+#define ARGS(n)       \
+  size_t argc = (n);  \
+  napi_value argv[n]; \
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL
 
 static bool is_missing(napi_env env, napi_value v) {
@@ -58,13 +63,18 @@ static bool is_missing(napi_env env, napi_value v) {
 // A fractional or out-of-range number must not wrap around to some other descriptor.
 static bool get_int(napi_env env, napi_value v, int32_t lo, int32_t hi, int32_t *out) {
   double d;
-  bool ok = napi_get_value_double(env, v, &d) == napi_ok && d >= lo && d <= hi && d == (double)(int32_t)d;
-  if (ok) *out = (int32_t)d;
-  else fail(env, EINVAL, "expected an integer argument in range", -1);
+  bool ok =
+      napi_get_value_double(env, v, &d) == napi_ok && d >= lo && d <= hi && d == (double)(int32_t)d;
+  if (ok)
+    *out = (int32_t)d;
+  else
+    fail(env, EINVAL, "expected an integer argument in range", -1);
   return ok;
 }
 
-static bool get_fd(napi_env env, napi_value v, int32_t *out) { return get_int(env, v, 0, INT32_MAX, out); }
+static bool get_fd(napi_env env, napi_value v, int32_t *out) {
+  return get_int(env, v, 0, INT32_MAX, out);
+}
 
 static bool get_bool(napi_env env, napi_value v, bool *out) {
   bool ok = napi_get_value_bool(env, v, out) == napi_ok;
@@ -78,38 +88,53 @@ static bool get_str(napi_env env, napi_value v, char *buf, size_t cap) {
     return fail(env, EINVAL, "expected a non-empty string", -1), false;
   if (len >= cap) return fail(env, ENAMETOOLONG, "path", -1), false;
   // An embedded NUL would make the kernel use a shorter path than the one the caller checked.
-  if (napi_get_value_string_utf8(env, v, buf, cap, &got) != napi_ok || got != len || strlen(buf) != len)
+  if (napi_get_value_string_utf8(env, v, buf, cap, &got) != napi_ok || got != len ||
+      strlen(buf) != len)
     return fail(env, EINVAL, "path contains NUL", -1), false;
   return true;
 }
 
-static napi_value make_int(napi_env env, int32_t n) { napi_value v; return napi_create_int32(env, n, &v) != napi_ok ? NULL : v; }
-static napi_value make_bool(napi_env env, bool b) { napi_value v; return napi_get_boolean(env, b, &v) != napi_ok ? NULL : v; }
+static napi_value make_int(napi_env env, int32_t n) {
+  napi_value v;
+  return napi_create_int32(env, n, &v) != napi_ok ? NULL : v;
+}
+static napi_value make_bool(napi_env env, bool b) {
+  napi_value v;
+  return napi_get_boolean(env, b, &v) != napi_ok ? NULL : v;
+}
 
 static bool set_int(napi_env env, napi_value obj, const char *name, int64_t n) {
   napi_value v;
-  return napi_create_int64(env, n, &v) == napi_ok && napi_set_named_property(env, obj, name, v) == napi_ok;
+  return napi_create_int64(env, n, &v) == napi_ok &&
+         napi_set_named_property(env, obj, name, v) == napi_ok;
 }
 
 // ---- sockets ------------------------------------------------------------------------------
 
-// listen (server) or connect (client) a SOCK_SEQPACKET socket; the caller decides whether to unlink first.
+// listen (server) or connect (client) a SOCK_SEQPACKET socket; the caller decides whether to unlink
+// first.
 static napi_value unix_socket(napi_env env, napi_callback_info info, bool server) {
   ARGS(2);
-  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
   int32_t backlog = 128;
   if (!get_str(env, argv[0], sa.sun_path, sizeof sa.sun_path)) return NULL;
   if (server && !is_missing(env, argv[1]) && !get_int(env, argv[1], 1, 4096, &backlog)) return NULL;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail(env, errno, "socket", -1);
-  if (server && bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) return fail(env, errno, "bind", fd);
+  if (server && bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return fail(env, errno, "bind", fd);
   if (server && listen(fd, backlog) < 0) return fail(env, errno, "listen", fd);
-  if (!server && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) return fail(env, errno, "connect", fd);
+  if (!server && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return fail(env, errno, "connect", fd);
   return make_int(env, fd);
 }
 
-static napi_value fp_listen(napi_env env, napi_callback_info info) { return unix_socket(env, info, true); }
-static napi_value fp_connect(napi_env env, napi_callback_info info) { return unix_socket(env, info, false); }
+static napi_value fp_listen(napi_env env, napi_callback_info info) {
+  return unix_socket(env, info, true);
+}
+static napi_value fp_connect(napi_env env, napi_callback_info info) {
+  return unix_socket(env, info, false);
+}
 
 static napi_value fp_accept(napi_env env, napi_callback_info info) {
   ARGS(1);
@@ -127,14 +152,19 @@ static napi_value fp_send(napi_env env, napi_callback_info info) {
   int32_t fd, pass = -1;
   void *data;
   size_t len;
-  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } ctl = {
-    .h = { .cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS } };
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } ctl = {
+      .h = {.cmsg_len = CMSG_LEN(sizeof(int)), .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS}};
   if (!get_fd(env, argv[0], &fd)) return NULL;
-  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) return fail(env, EINVAL, "send: data must be a Buffer", -1);
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok)
+    return fail(env, EINVAL, "send: data must be a Buffer", -1);
   if (!is_missing(env, argv[2]) && !get_fd(env, argv[2], &pass)) return NULL;
-  if (len == 0) return fail(env, EINVAL, "send: empty packet", -1);  // the peer would read it as end-of-stream
-  struct iovec iov = { .iov_base = data, .iov_len = len };
-  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+  if (len == 0)
+    return fail(env, EINVAL, "send: empty packet", -1);  // the peer would read it as end-of-stream
+  struct iovec iov = {.iov_base = data, .iov_len = len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
   if (pass >= 0) {  // at most one descriptor per message, by construction
     memcpy(CMSG_DATA(&ctl.h), &pass, sizeof pass);
     msg.msg_control = ctl.buf;
@@ -146,18 +176,22 @@ static napi_value fp_send(napi_env env, napi_callback_info info) {
   return (size_t)n == len ? make_bool(env, true) : fail(env, EMSGSIZE, "sendmsg: short packet", -1);
 }
 
-// Walks every SCM_RIGHTS descriptor the kernel installed: keeps the first when keep, closes the rest.
+// Walks every SCM_RIGHTS descriptor the kernel installed: keeps the first when keep, closes the
+// rest.
 static int take_fds(struct msghdr *msg, bool keep) {
   int kept = -1, fd;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
+      continue;
     size_t room = (size_t)((char *)msg->msg_control + msg->msg_controllen - (char *)CMSG_DATA(c));
     size_t bytes = c->cmsg_len - CMSG_LEN(0);
     if (bytes > room) bytes = room;  // never read past the control buffer, whatever cmsg_len says
     for (size_t i = 0; i + sizeof(int) <= bytes; i += sizeof(int)) {
       memcpy(&fd, CMSG_DATA(c) + i, sizeof(int));
-      if (keep && kept < 0) kept = fd;
-      else close(fd);  // a peer stuffing extra descriptors must not fill our descriptor table
+      if (keep && kept < 0)
+        kept = fd;
+      else
+        close(fd);  // a peer stuffing extra descriptors must not fill our descriptor table
     }
   }
   return kept;
@@ -166,14 +200,19 @@ static int take_fds(struct msghdr *msg, bool keep) {
 static napi_value fp_recv(napi_env env, napi_callback_info info) {
   ARGS(3);
   int32_t fd, max_bytes, max_fds;
-  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int) * CTL_FDS)]; } ctl;
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int) * CTL_FDS)];
+  } ctl;
   napi_value obj, buf, v;
-  if (!get_fd(env, argv[0], &fd) || !get_int(env, argv[1], 1, RECV_CAP, &max_bytes) || !get_int(env, argv[2], 0, 1, &max_fds))
+  if (!get_fd(env, argv[0], &fd) || !get_int(env, argv[1], 1, RECV_CAP, &max_bytes) ||
+      !get_int(env, argv[2], 0, 1, &max_fds))
     return NULL;
   char *data = malloc((size_t)max_bytes);
   if (!data) return fail(env, ENOMEM, "recv", -1);
-  struct iovec iov = { .iov_base = data, .iov_len = (size_t)max_bytes };
-  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+  struct iovec iov = {.iov_base = data, .iov_len = (size_t)max_bytes};
+  struct msghdr msg = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
   ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   int e = errno;
   if (n < 0) {
@@ -182,16 +221,20 @@ static napi_value fp_recv(napi_env env, napi_callback_info info) {
     return fail(env, e, "recvmsg", -1);
   }
   // MSG_CTRUNC: the kernel dropped descriptors it could not fit; fail closed and keep none.
-  // n == 0 reads as end-of-stream, so a descriptor riding on it would be ignored and leak: close it.
+  // n == 0 reads as end-of-stream, so a descriptor riding on it would be ignored and leak: close
+  // it.
   bool ctrunc = (msg.msg_flags & MSG_CTRUNC) != 0;
   int kept = take_fds(&msg, max_fds > 0 && n > 0 && !ctrunc);
   bool ok = !ctrunc && napi_create_object(env, &obj) == napi_ok &&
             napi_create_buffer_copy(env, (size_t)n, data, NULL, &buf) == napi_ok &&
-            napi_set_named_property(env, obj, "data", buf) == napi_ok && set_int(env, obj, "fd", kept) &&
+            napi_set_named_property(env, obj, "data", buf) == napi_ok &&
+            set_int(env, obj, "fd", kept) &&
             napi_get_boolean(env, (msg.msg_flags & MSG_TRUNC) != 0, &v) == napi_ok &&
             napi_set_named_property(env, obj, "truncated", v) == napi_ok;
   free(data);
-  if (ctrunc) return throw_code(env, "ECTRUNC", "control data truncated, every received descriptor closed", NULL);
+  if (ctrunc)
+    return throw_code(env, "ECTRUNC", "control data truncated, every received descriptor closed",
+                      NULL);
   if (!ok && kept >= 0) close(kept);  // never leak a descriptor the caller cannot see
   return ok ? obj : NULL;
 }
@@ -205,7 +248,8 @@ static napi_value fp_peer_cred(napi_env env, napi_callback_info info) {
   socklen_t len = sizeof uc;
   napi_value obj;
   if (!get_fd(env, argv[0], &fd)) return NULL;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) return fail(env, errno, "SO_PEERCRED", -1);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+    return fail(env, errno, "SO_PEERCRED", -1);
   if (len != sizeof uc) return fail(env, EPROTO, "SO_PEERCRED length", -1);
   bool ok = napi_create_object(env, &obj) == napi_ok && set_int(env, obj, "pid", uc.pid) &&
             set_int(env, obj, "uid", uc.uid) && set_int(env, obj, "gid", uc.gid);
@@ -221,9 +265,11 @@ static napi_value fp_peer_groups(napi_env env, napi_callback_info info) {
   gid_t *g = malloc(cap);
   if (!g) return fail(env, ENOMEM, "SO_PEERGROUPS", -1);
   int r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len), e = errno;
-  bool ok = r == 0 && len <= cap && len % sizeof(gid_t) == 0 && napi_create_array(env, &arr) == napi_ok;
+  bool ok =
+      r == 0 && len <= cap && len % sizeof(gid_t) == 0 && napi_create_array(env, &arr) == napi_ok;
   for (size_t i = 0; ok && i < len / sizeof(gid_t); i++)
-    ok = napi_create_uint32(env, g[i], &v) == napi_ok && napi_set_element(env, arr, (uint32_t)i, v) == napi_ok;
+    ok = napi_create_uint32(env, g[i], &v) == napi_ok &&
+         napi_set_element(env, arr, (uint32_t)i, v) == napi_ok;
   free(g);
   if (r < 0) return fail(env, e, "SO_PEERGROUPS", -1);
   return ok ? arr : fail(env, EPROTO, "SO_PEERGROUPS length", -1);
@@ -231,7 +277,8 @@ static napi_value fp_peer_groups(napi_env env, napi_callback_info info) {
 
 // ---- openNoFollow -------------------------------------------------------------------------
 
-// Absolute, no empty, "." or ".." component: ".." could climb out of the directory the allow-list matched.
+// Absolute, no empty, "." or ".." component: ".." could climb out of the directory the allow-list
+// matched.
 static bool normalised(const char *p) {
   if (p[0] != '/') return false;
   if (p[1] == '\0') return true;  // "/" itself
@@ -243,12 +290,14 @@ static bool normalised(const char *p) {
 }
 
 static int open_openat2(const char *path) {
-  struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+  struct open_how how = {.flags = O_PATH | O_CLOEXEC,
+                         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
   long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
   return fd < 0 ? -errno : (int)fd;
 }
 
-// One component at a time, O_NOFOLLOW on each: a symlinked directory anywhere on the way is refused.
+// One component at a time, O_NOFOLLOW on each: a symlinked directory anywhere on the way is
+// refused.
 static int open_walk(char *path) {
   int dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), fd, e;
   struct stat st;
@@ -262,7 +311,10 @@ static int open_walk(char *path) {
     close(dir);
     if (fd < 0) return -e;
     if (last) return fd;
-    e = fstat(fd, &st) < 0 ? errno : S_ISLNK(st.st_mode) ? ELOOP : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+    e = fstat(fd, &st) < 0     ? errno
+        : S_ISLNK(st.st_mode)  ? ELOOP
+        : !S_ISDIR(st.st_mode) ? ENOTDIR
+                               : 0;
     if (e) return close(fd), -e;
     dir = fd;
     s = end;
@@ -271,7 +323,12 @@ static int open_walk(char *path) {
 }
 
 static const char *file_type(mode_t m) {
-  return S_ISFIFO(m) ? "fifo" : S_ISCHR(m) ? "chr" : S_ISBLK(m) ? "blk" : S_ISDIR(m) ? "dir" : S_ISSOCK(m) ? "sock" : "unknown";
+  return S_ISFIFO(m)   ? "fifo"
+         : S_ISCHR(m)  ? "chr"
+         : S_ISBLK(m)  ? "blk"
+         : S_ISDIR(m)  ? "dir"
+         : S_ISSOCK(m) ? "sock"
+                       : "unknown";
 }
 
 static napi_value fp_open_no_follow(napi_env env, napi_callback_info info) {
@@ -281,18 +338,21 @@ static napi_value fp_open_no_follow(napi_env env, napi_callback_info info) {
   struct stat st;
   if (!get_str(env, argv[0], path, sizeof path)) return NULL;
   if (!is_missing(env, argv[1]) && !get_bool(env, argv[1], &walk)) return NULL;
-  if (!normalised(path)) return fail(env, EINVAL, "openNoFollow: path not absolute and normalised", -1);
+  if (!normalised(path))
+    return fail(env, EINVAL, "openNoFollow: path not absolute and normalised", -1);
   int fd = walk ? -ENOSYS : open_openat2(path);
   if (fd == -ENOSYS) walk = true, fd = open_walk(path);
   if (fd < 0) return fail(env, -fd, walk ? "openNoFollow walk" : "openat2", -1);
   if (fstat(fd, &st) < 0) return fail(env, errno, "fstat", fd);
   if (S_ISLNK(st.st_mode)) return fail(env, ELOOP, "openNoFollow: symlink", fd);
-  if (!S_ISREG(st.st_mode)) {  // a FIFO or device is never opened for reading: no hang, no side effect
+  if (!S_ISREG(
+          st.st_mode)) {  // a FIFO or device is never opened for reading: no hang, no side effect
     close(fd);
     return throw_code(env, "ENOTREG", "not a regular file", file_type(st.st_mode));
   }
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-  int rfd = open(proc, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);  // never O_NOATIME: needs CAP_FOWNER
+  int rfd = open(
+      proc, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);  // never O_NOATIME: needs CAP_FOWNER
   if (rfd < 0) return fail(env, errno, "reopen via /proc/self/fd", fd);
   close(fd);
   return make_int(env, rfd);
@@ -309,7 +369,8 @@ static napi_value fp_close(napi_env env, napi_callback_info info) {
   ARGS(1);
   int32_t fd;
   if (!get_fd(env, argv[0], &fd)) return NULL;
-  if (close(fd) < 0 && errno != EINTR) return fail(env, errno, "close", -1);  // Linux: closed even on EINTR
+  if (close(fd) < 0 && errno != EINTR)
+    return fail(env, errno, "close", -1);  // Linux: closed even on EINTR
   return NULL;
 }
 
@@ -352,7 +413,8 @@ static void watcher_on_poll(uv_poll_t *h, int status, int events) {
   napi_handle_scope scope;
   napi_value cb, global, argv[3], result, exc;
   if (w->closing || napi_open_handle_scope(env, &scope) != napi_ok) return;
-  if (napi_get_reference_value(env, w->callback, &cb) == napi_ok && cb && napi_get_global(env, &global) == napi_ok &&
+  if (napi_get_reference_value(env, w->callback, &cb) == napi_ok && cb &&
+      napi_get_global(env, &global) == napi_ok &&
       napi_create_int32(env, status, &argv[0]) == napi_ok &&
       napi_get_boolean(env, (events & UV_READABLE) != 0, &argv[1]) == napi_ok &&
       napi_get_boolean(env, (events & UV_WRITABLE) != 0, &argv[2]) == napi_ok &&
@@ -368,11 +430,14 @@ static napi_value watcher_new(napi_env env, napi_callback_info info) {
   napi_valuetype t;
   uv_loop_t *loop;
   int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok || napi_get_new_target(env, info, &target) != napi_ok || !target)
+  if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok ||
+      napi_get_new_target(env, info, &target) != napi_ok || !target)
     return fail(env, EINVAL, "Watcher must be called with new", -1);
   if (!get_fd(env, argv[0], &fd)) return NULL;
-  if (napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function) return fail(env, EINVAL, "Watcher: onEvent must be a function", -1);
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return fail(env, EIO, "napi_get_uv_event_loop", -1);
+  if (napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function)
+    return fail(env, EINVAL, "Watcher: onEvent must be a function", -1);
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok)
+    return fail(env, EIO, "napi_get_uv_event_loop", -1);
   watcher *w = calloc(1, sizeof *w);
   if (!w) return fail(env, ENOMEM, "Watcher", -1);
   int err = uv_poll_init(loop, &w->poll, fd);
@@ -381,7 +446,8 @@ static napi_value watcher_new(napi_env env, napi_callback_info info) {
   w->env = env;
   if (napi_create_reference(env, argv[1], 1, &w->callback) != napi_ok ||
       napi_create_string_utf8(env, "fdpass.Watcher", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_async_init(env, self, name, &w->async) != napi_ok || napi_wrap(env, self, w, watcher_finalize, NULL, NULL) != napi_ok) {
+      napi_async_init(env, self, name, &w->async) != napi_ok ||
+      napi_wrap(env, self, w, watcher_finalize, NULL, NULL) != napi_ok) {
     w->finalized = true;  // no finalizer will come: the close callback frees it
     watcher_close(w);
     return fail(env, EIO, "Watcher: Node-API setup failed", -1);
@@ -392,7 +458,8 @@ static napi_value watcher_new(napi_env env, napi_callback_info info) {
 static watcher *watcher_this(napi_env env, napi_callback_info info, napi_value *argv, size_t n) {
   napi_value self;
   watcher *w = NULL;
-  if (napi_get_cb_info(env, info, &n, argv, &self, NULL) != napi_ok || napi_unwrap(env, self, (void **)&w) != napi_ok || !w)
+  if (napi_get_cb_info(env, info, &n, argv, &self, NULL) != napi_ok ||
+      napi_unwrap(env, self, (void **)&w) != napi_ok || !w)
     fail(env, EINVAL, "not a Watcher", -1);
   return w;
 }
@@ -403,7 +470,8 @@ static napi_value watcher_start(napi_env env, napi_callback_info info) {
   watcher *w = watcher_this(env, info, argv, 2);
   if (!w || !get_bool(env, argv[0], &r) || !get_bool(env, argv[1], &wr)) return NULL;
   if (w->closing) return fail(env, EBADF, "Watcher is closed", -1);
-  int err = uv_poll_start(&w->poll, (r ? UV_READABLE : 0) | (wr ? UV_WRITABLE : 0), watcher_on_poll);
+  int err =
+      uv_poll_start(&w->poll, (r ? UV_READABLE : 0) | (wr ? UV_WRITABLE : 0), watcher_on_poll);
   return err ? throw_code(env, uv_err_name(err), uv_strerror(err), NULL) : NULL;
 }
 
@@ -421,22 +489,32 @@ static napi_value watcher_close_js(napi_env env, napi_callback_info info) {
 
 // ---- module -------------------------------------------------------------------------------
 
-#define FN(name, fn, attr) { name, NULL, fn, NULL, NULL, NULL, attr, NULL }
+#define FN(name, fn, attr) \
+  { name, NULL, fn, NULL, NULL, NULL, attr, NULL }
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value cls;
-  napi_property_descriptor methods[] = { FN("start", watcher_start, napi_default_method),
-    FN("stop", watcher_stop, napi_default_method), FN("close", watcher_close_js, napi_default_method) };
-  if (napi_define_class(env, "Watcher", NAPI_AUTO_LENGTH, watcher_new, NULL, 3, methods, &cls) != napi_ok) return NULL;
+  napi_property_descriptor methods[] = {FN("start", watcher_start, napi_default_method),
+                                        FN("stop", watcher_stop, napi_default_method),
+                                        FN("close", watcher_close_js, napi_default_method)};
+  if (napi_define_class(env, "Watcher", NAPI_AUTO_LENGTH, watcher_new, NULL, 3, methods, &cls) !=
+      napi_ok)
+    return NULL;
   napi_property_descriptor fns[] = {
-    FN("listen", fp_listen, napi_enumerable), FN("connect", fp_connect, napi_enumerable),
-    FN("accept", fp_accept, napi_enumerable), FN("send", fp_send, napi_enumerable),
-    FN("recv", fp_recv, napi_enumerable), FN("peerCred", fp_peer_cred, napi_enumerable),
-    FN("peerGroups", fp_peer_groups, napi_enumerable), FN("openNoFollow", fp_open_no_follow, napi_enumerable),
-    FN("hasOpenat2", fp_has_openat2, napi_enumerable), FN("close", fp_close, napi_enumerable),
-    { "Watcher", NULL, NULL, NULL, NULL, cls, napi_enumerable, NULL },
+      FN("listen", fp_listen, napi_enumerable),
+      FN("connect", fp_connect, napi_enumerable),
+      FN("accept", fp_accept, napi_enumerable),
+      FN("send", fp_send, napi_enumerable),
+      FN("recv", fp_recv, napi_enumerable),
+      FN("peerCred", fp_peer_cred, napi_enumerable),
+      FN("peerGroups", fp_peer_groups, napi_enumerable),
+      FN("openNoFollow", fp_open_no_follow, napi_enumerable),
+      FN("hasOpenat2", fp_has_openat2, napi_enumerable),
+      FN("close", fp_close, napi_enumerable),
+      {"Watcher", NULL, NULL, NULL, NULL, cls, napi_enumerable, NULL},
   };
-  return napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) == napi_ok ? exports : NULL;
+  return napi_define_properties(env, exports, sizeof fns / sizeof fns[0], fns) == napi_ok ? exports
+                                                                                          : NULL;
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

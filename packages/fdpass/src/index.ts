@@ -6,5 +6,16 @@ export type Watcher = WatcherHandle;
 
 const addon = require('../build/Release/fdpass.node') as Addon;
 
-export const { listen, connect, accept, send, recv, peerCred, peerGroups, openNoFollow, hasOpenat2, close } = addon;
+export const {
+  listen,
+  connect,
+  accept,
+  send,
+  recv,
+  peerCred,
+  peerGroups,
+  openNoFollow,
+  hasOpenat2,
+  close,
+} = addon;
 export const Watcher = addon.Watcher;

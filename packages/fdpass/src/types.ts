@@ -1,8 +1,19 @@
 // Types of the fdpass addon's exports (docs/protocol.md, "The native addon"). Declarations only.
-export interface PeerCred { pid: number; uid: number; gid: number }
-export interface Received { data: Buffer; fd: number /* -1: none */; truncated: boolean /* MSG_TRUNC */ }
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+export interface Received {
+  data: Buffer;
+  fd: number /* -1: none */;
+  truncated: boolean; /* MSG_TRUNC */
+}
 export type FileType = 'fifo' | 'chr' | 'blk' | 'dir' | 'sock' | 'unknown';
-export interface FdpassError extends Error { code: string; fileType?: FileType }
+export interface FdpassError extends Error {
+  code: string;
+  fileType?: FileType;
+}
 export interface WatcherHandle {
   start(readable: boolean, writable: boolean): void;
   stop(): void;

@@ -25,15 +25,26 @@ export const O_NONBLOCK = 0o4000;
 export const O_ACCMODE = 0o3;
 
 /** A listening socket plus a connected client and its accepted server end. */
-export function socketPair(): { path: string; listenFd: number; client: number; server: number; close(): void } {
+export function socketPair(): {
+  path: string;
+  listenFd: number;
+  client: number;
+  server: number;
+  close(): void;
+} {
   const path = join(dir, `s${sockets++}.sock`);
   const listenFd = fdpass.listen(path);
   const client = fdpass.connect(path);
   const server = fdpass.accept(listenFd);
   if (server < 0) throw new Error('accept found no connection');
   return {
-    path, listenFd, client, server,
-    close() { for (const fd of [client, server, listenFd]) fdpass.close(fd); },
+    path,
+    listenFd,
+    client,
+    server,
+    close() {
+      for (const fd of [client, server, listenFd]) fdpass.close(fd);
+    },
   };
 }
 

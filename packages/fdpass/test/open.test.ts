@@ -59,16 +59,23 @@ for (const walk of [false, true]) {
     });
 
     for (const [name, path, expected] of refusals) {
-      test(`${name} → ${expected.code}${expected.fileType ? ` '${expected.fileType}'` : ''}`, { timeout: 5000 }, () => {
-        const before = fdCount();
-        assert.throws(() => fdpass.openNoFollow(path, walk), (e: NodeJS.ErrnoException & { fileType?: string }) => {
-          assert.equal(e.code, expected.code);
-          assert.equal(e.fileType, expected.fileType);
-          assert.ok(e.message.includes(expected.code));
-          return true;
-        });
-        assert.equal(fdCount(), before, 'the O_PATH descriptors are closed on every refusal');
-      });
+      test(
+        `${name} → ${expected.code}${expected.fileType ? ` '${expected.fileType}'` : ''}`,
+        { timeout: 5000 },
+        () => {
+          const before = fdCount();
+          assert.throws(
+            () => fdpass.openNoFollow(path, walk),
+            (e: NodeJS.ErrnoException & { fileType?: string }) => {
+              assert.equal(e.code, expected.code);
+              assert.equal(e.fileType, expected.fileType);
+              assert.ok(e.message.includes(expected.code));
+              return true;
+            },
+          );
+          assert.equal(fdCount(), before, 'the O_PATH descriptors are closed on every refusal');
+        },
+      );
     }
   });
 }

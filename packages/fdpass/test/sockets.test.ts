@@ -48,7 +48,13 @@ describe('descriptor passing', () => {
     p.close();
   });
 
-  for (const [count, maxFds] of [[2, 1], [3, 1], [8, 1], [2, 0], [3, 0]] as const) {
+  for (const [count, maxFds] of [
+    [2, 1],
+    [3, 1],
+    [8, 1],
+    [2, 0],
+    [3, 0],
+  ] as const) {
     test(`${count} descriptors in one packet, maxFds ${maxFds}: keeps ${maxFds}, closes the rest`, () => {
       const l = listening();
       pythonSend(l.path, count);
@@ -77,7 +83,10 @@ describe('descriptor passing', () => {
       pythonSend(l.path, count);
       const s = fdpass.accept(l.listenFd);
       const before = fdCount();
-      assert.throws(() => fdpass.recv(s, 64, 1), (e: NodeJS.ErrnoException) => e.code === 'ECTRUNC' && /ECTRUNC/.test(e.message));
+      assert.throws(
+        () => fdpass.recv(s, 64, 1),
+        (e: NodeJS.ErrnoException) => e.code === 'ECTRUNC' && /ECTRUNC/.test(e.message),
+      );
       assert.equal(fdCount(), before);
       fdpass.close(s);
       fdpass.close(l.listenFd);
@@ -100,7 +109,11 @@ describe('descriptor passing', () => {
     assert.equal(fdpass.accept(p.listenFd), -1);
     assert.equal(fdpass.recv(p.client, 16, 1), null);
     fdpass.close(p.server);
-    assert.deepEqual(fdpass.recv(p.client, 16, 1), { data: Buffer.alloc(0), fd: -1, truncated: false });
+    assert.deepEqual(fdpass.recv(p.client, 16, 1), {
+      data: Buffer.alloc(0),
+      fd: -1,
+      truncated: false,
+    });
     fdpass.close(p.client);
     fdpass.close(p.listenFd);
   });
@@ -125,8 +138,10 @@ describe('descriptor passing', () => {
   });
 
   test('errors carry the errno name as code and in the message', () => {
-    assert.throws(() => fdpass.connect(join(dir, 'nobody-listens')), (e: NodeJS.ErrnoException) =>
-      e.code === 'ENOENT' && e.message.startsWith('ENOENT: '));
+    assert.throws(
+      () => fdpass.connect(join(dir, 'nobody-listens')),
+      (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.message.startsWith('ENOENT: '),
+    );
     assert.throws(() => fdpass.listen(join(dir, 'x'.repeat(200))), { code: 'ENAMETOOLONG' });
     assert.throws(() => fdpass.listen(`${dir}/a\0b`), { code: 'EINVAL' });
     assert.throws(() => fdpass.close(1.5), { code: 'EINVAL' });
@@ -146,7 +161,8 @@ describe('peer credentials', () => {
     const expected = { pid: process.pid, uid: process.getuid?.(), gid: process.getgid?.() };
     assert.deepEqual(fdpass.peerCred(p.server), expected);
     assert.deepEqual(fdpass.peerCred(p.client), expected);
-    const status = /^Groups:[ \t]*(.*)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '';
+    const status =
+      /^Groups:[ \t]*(.*)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '';
     const groups = status.split(/\s+/).filter(Boolean).map(Number);
     assert.deepEqual(fdpass.peerGroups(p.server).sort(), groups.sort());
     p.close();
@@ -160,7 +176,10 @@ describe('peer credentials', () => {
     const pid = pythonSend(l.path, 0, groups);
     const s = fdpass.accept(l.listenFd);
     assert.deepEqual(fdpass.peerCred(s), { pid, uid: 65534, gid: 65534 });
-    assert.deepEqual(fdpass.peerGroups(s).sort((a, b) => a - b), groups);
+    assert.deepEqual(
+      fdpass.peerGroups(s).sort((a, b) => a - b),
+      groups,
+    );
     fdpass.close(s);
     fdpass.close(l.listenFd);
     chmodSync(dir, 0o700);
@@ -177,7 +196,8 @@ describe('volume', () => {
     for (let i = 0; i < 100_000; i++) {
       assert.equal(fdpass.send(p.client, request), true);
       const req = fdpass.recv(p.server, 4097, 0);
-      if (!req || req.data.length !== request.length || req.fd !== -1) assert.fail(`bad request ${i}`);
+      if (!req || req.data.length !== request.length || req.fd !== -1)
+        assert.fail(`bad request ${i}`);
       assert.equal(fdpass.send(p.server, reply, src), true);
       const rep = fdpass.recv(p.client, 65536, 1);
       if (!rep || rep.fd < 0) assert.fail(`no descriptor in reply ${i}`);

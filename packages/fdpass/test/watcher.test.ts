@@ -12,7 +12,11 @@ const gc = runInNewContext('gc') as () => void;
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 async function collect(): Promise<void> {
-  for (let i = 0; i < 5; i++) { gc(); await tick(); await sleep(1); }
+  for (let i = 0; i < 5; i++) {
+    gc();
+    await tick();
+    await sleep(1);
+  }
 }
 
 describe('Watcher', () => {
@@ -20,17 +24,24 @@ describe('Watcher', () => {
     const p = socketPair();
     const events: [number, boolean, boolean][] = [];
     let wake = () => {};
-    const w = new fdpass.Watcher(p.server, (status, r, wr) => { events.push([status, r, wr]); wake(); });
+    const w = new fdpass.Watcher(p.server, (status, r, wr) => {
+      events.push([status, r, wr]);
+      wake();
+    });
     w.start(true, false);
     await sleep(20);
     assert.equal(events.length, 0, 'nothing to read yet');
-    const arrived = new Promise<void>((resolve) => { wake = resolve; });
+    const arrived = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
     fdpass.send(p.client, Buffer.from('ping'));
     await arrived;
     assert.deepEqual(events[0], [0, true, false]);
     assert.equal(fdpass.recv(p.server, 16, 0)?.data.toString(), 'ping');
     w.start(false, true);
-    await new Promise<void>((resolve) => { wake = resolve; });
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
     assert.deepEqual(events.at(-1), [0, false, true]);
     w.stop();
     w.close();
@@ -40,7 +51,9 @@ describe('Watcher', () => {
   test('close() while an event is pending: no callback, no crash; close is idempotent', async () => {
     const p = socketPair();
     let calls = 0;
-    const w = new fdpass.Watcher(p.server, () => { calls++; });
+    const w = new fdpass.Watcher(p.server, () => {
+      calls++;
+    });
     w.start(true, false);
     fdpass.send(p.client, Buffer.from('pending'));
     w.close();
@@ -56,7 +69,12 @@ describe('Watcher', () => {
     const p = socketPair();
     let calls = 0;
     const done = new Promise<void>((resolve) => {
-      const w = new fdpass.Watcher(p.server, () => { calls++; w.close(); w.close(); resolve(); });
+      const w = new fdpass.Watcher(p.server, () => {
+        calls++;
+        w.close();
+        w.close();
+        resolve();
+      });
       w.start(true, false);
     });
     fdpass.send(p.client, Buffer.from('x'));
@@ -84,14 +102,21 @@ describe('Watcher', () => {
   test('close and GC in the same tick, then the loop keeps spinning: native state outlives the handle', async () => {
     const p = socketPair();
     for (let i = 0; i < 1000; i++) {
-      (() => { const w = new fdpass.Watcher(p.server, () => {}); w.start(true, false); w.close(); })();
-      if (i % 100 === 0) gc();  // finalizers may now run before uv_close's callback
+      (() => {
+        const w = new fdpass.Watcher(p.server, () => {});
+        w.start(true, false);
+        w.close();
+      })();
+      if (i % 100 === 0) gc(); // finalizers may now run before uv_close's callback
     }
     gc();
     for (let i = 0; i < 20; i++) await sleep(2);
     fdpass.send(p.client, Buffer.from('still alive'));
     const got = await new Promise<string>((resolve) => {
-      const w = new fdpass.Watcher(p.server, () => { w.close(); resolve(fdpass.recv(p.server, 64, 0)?.data.toString() ?? ''); });
+      const w = new fdpass.Watcher(p.server, () => {
+        w.close();
+        resolve(fdpass.recv(p.server, 64, 0)?.data.toString() ?? '');
+      });
       w.start(true, false);
     });
     assert.equal(got, 'still alive');
@@ -101,11 +126,15 @@ describe('Watcher', () => {
   test('a Watcher collected while still polling is stopped and closed by its finalizer', async () => {
     const p = socketPair();
     let calls = 0;
-    (() => { new fdpass.Watcher(p.server, () => { calls++; }).start(true, false); })();
+    (() => {
+      new fdpass.Watcher(p.server, () => {
+        calls++;
+      }).start(true, false);
+    })();
     // While that handle lives, libuv refuses a second one on the same descriptor.
     assert.throws(() => new fdpass.Watcher(p.server, () => {}), { code: 'EEXIST' });
     await collect();
-    const w = new fdpass.Watcher(p.server, () => {});  // would be EEXIST had the finalizer not closed it
+    const w = new fdpass.Watcher(p.server, () => {}); // would be EEXIST had the finalizer not closed it
     w.close();
     fdpass.send(p.client, Buffer.from('nobody listens'));
     await sleep(20);
@@ -119,7 +148,7 @@ describe('Watcher', () => {
     const p = socketPair();
     const w = new fdpass.Watcher(p.server, () => {});
     assert.throws(() => w.start(1 as unknown as boolean, false), { code: 'EINVAL' });
-    assert.throws(() => Reflect.apply(w.stop, {}, []), TypeError);  // V8 checks the receiver first
+    assert.throws(() => Reflect.apply(w.stop, {}, []), TypeError); // V8 checks the receiver first
     w.close();
     p.close();
   });
@@ -146,12 +175,17 @@ describe('Watcher', () => {
     await new Promise<void>((resolve, reject) => {
       const server = new fdpass.Watcher(p.server, (status, readable) => {
         if (status !== 0 || !readable) return reject(new Error(`server status ${status}`));
-        for (let req; (req = fdpass.recv(p.server, 4097, 0)) !== null;) fdpass.send(p.server, Buffer.from('reply'), p.listenFd);
+        for (let req; (req = fdpass.recv(p.server, 4097, 0)) !== null;)
+          fdpass.send(p.server, Buffer.from('reply'), p.listenFd);
       });
       const client = new fdpass.Watcher(p.client, () => {
         for (let rep; (rep = fdpass.recv(p.client, 64, 1)) !== null;) {
           fdpass.close(rep.fd);
-          if (++replies === 100_000) { server.close(); client.close(); return resolve(); }
+          if (++replies === 100_000) {
+            server.close();
+            client.close();
+            return resolve();
+          }
           fdpass.send(p.client, Buffer.from('request'));
         }
       });

@@ -53,7 +53,10 @@ export function installPaths(i: Install): InstallPaths {
     agentPid: r('/run/guard/agent/agent.pid'),
     codeDir: r('/usr/lib/guard'),
     wrappers: [r('/usr/sbin/guard-helper'), r('/usr/sbin/guard-agent'), r('/usr/bin/guardctl')],
-    units: [r('/etc/systemd/system/guard-helper.service'), r('/etc/systemd/system/guard-agent.service')],
+    units: [
+      r('/etc/systemd/system/guard-helper.service'),
+      r('/etc/systemd/system/guard-agent.service'),
+    ],
     initScripts: [r('/etc/init.d/guard-helper'), r('/etc/init.d/guard-agent')],
     auditRules: r('/etc/audit/rules.d/50-guard.rules'),
   };
@@ -76,32 +79,52 @@ export class InstallInfoError extends Error {
  * A missing install.json means defaults; an unreadable or malformed one is an error, not a guess.
  */
 export function loadInstall(rootOpt: string | undefined, bundleDir: string): Install {
-  const file = rootOpt !== undefined ? join(rootOpt, 'usr/lib/guard/install.json') : join(bundleDir, 'install.json');
-  const defaults: Install = { root: rootOpt ?? '/', user: 'guard', group: 'guard', auditGroup: 'guard-audit', init: detectInit(), from: 'defaults' };
+  const file =
+    rootOpt !== undefined
+      ? join(rootOpt, 'usr/lib/guard/install.json')
+      : join(bundleDir, 'install.json');
+  const defaults: Install = {
+    root: rootOpt ?? '/',
+    user: 'guard',
+    group: 'guard',
+    auditGroup: 'guard-audit',
+    init: detectInit(),
+    from: 'defaults',
+  };
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return defaults;
-    throw new InstallInfoError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)} (it should be root:root 0644; reinstall or fix its mode)`);
+    throw new InstallInfoError(
+      `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)} (it should be root:root 0644; reinstall or fix its mode)`,
+    );
   }
   let j: Record<string, unknown>;
   try {
     const v: unknown = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+    if (typeof v !== 'object' || v === null || Array.isArray(v))
+      throw new Error('not a JSON object');
     j = v as Record<string, unknown>;
   } catch (e) {
-    throw new InstallInfoError(`${file} is not valid install information (${(e as Error).message}): rerun installer/install.sh`);
+    throw new InstallInfoError(
+      `${file} is not valid install information (${(e as Error).message}): rerun installer/install.sh`,
+    );
   }
   const str = (k: string, d: string): string => {
     const v = j[k];
     if (v === undefined) return d;
-    if (typeof v !== 'string' || v === '') throw new InstallInfoError(`${file}: "${k}" must be a non-empty string: rerun installer/install.sh`);
+    if (typeof v !== 'string' || v === '')
+      throw new InstallInfoError(
+        `${file}: "${k}" must be a non-empty string: rerun installer/install.sh`,
+      );
     return v;
   };
   const init = str('init', defaults.init);
   if (init !== 'systemd' && init !== 'openrc' && init !== 'none') {
-    throw new InstallInfoError(`${file}: "init" is ${JSON.stringify(init)}, expected systemd, openrc or none: rerun installer/install.sh`);
+    throw new InstallInfoError(
+      `${file}: "init" is ${JSON.stringify(init)}, expected systemd, openrc or none: rerun installer/install.sh`,
+    );
   }
   return {
     root: rootOpt ?? str('root', '/'),

@@ -12,7 +12,10 @@ import { formatResult, runChecks } from './verify/checks';
 
 // `guardctl status | head`: the reader went away; that is not an error worth a stack trace.
 for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw e; });
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    else throw e;
+  });
 }
 
 export const DEFAULT_HELPER_SOCKET = '/run/guard/helper.sock';
@@ -47,7 +50,8 @@ class CannotAsk extends Error {}
 const commands: Record<string, Command> = {
   probe: {
     usage: 'guardctl probe PATH [--socket S] [--json]',
-    summary: 'ask the running guard-helper to open PATH exactly as the agent would, and show its answer',
+    summary:
+      'ask the running guard-helper to open PATH exactly as the agent would, and show its answer',
     run: probe,
   },
   status: {
@@ -57,12 +61,14 @@ const commands: Record<string, Command> = {
   },
   verify: {
     usage: 'guardctl verify [--root DIR] [--status-socket S]',
-    summary: 'check users, processes, owners and modes, config and code permissions, units: PASS/FAIL/SKIP per line',
+    summary:
+      'check users, processes, owners and modes, config and code permissions, units: PASS/FAIL/SKIP per line',
     run: verify,
   },
   'check-config': {
     usage: 'guardctl check-config [FILE] [--root DIR]',
-    summary: "validate a guard.conf with the agent's own schema (default ROOT/etc/guard/guard.conf)",
+    summary:
+      "validate a guard.conf with the agent's own schema (default ROOT/etc/guard/guard.conf)",
     run: checkConfigCommand,
   },
 };
@@ -99,8 +105,12 @@ async function probe(args: string[], io: Io): Promise<number> {
     json: { type: 'boolean' },
   });
   const path = positionals[0];
-  if (path === undefined || positionals.length > 1) throw new UsageError('probe takes exactly one PATH');
-  const socket = typeof values.socket === 'string' ? values.socket : io.env.GUARD_HELPER_SOCKET || DEFAULT_HELPER_SOCKET;
+  if (path === undefined || positionals.length > 1)
+    throw new UsageError('probe takes exactly one PATH');
+  const socket =
+    typeof values.socket === 'string'
+      ? values.socket
+      : io.env.GUARD_HELPER_SOCKET || DEFAULT_HELPER_SOCKET;
   const json = values.json === true;
 
   const client = await connectOrExplain(socket);
@@ -109,7 +119,11 @@ async function probe(args: string[], io: Io): Promise<number> {
     answer = await client.open(path);
   } catch (e) {
     if (e instanceof HelperRefusal && e.code !== 'peer') {
-      io.stdout(json ? JSON.stringify({ granted: false, code: e.code, message: e.message }) : `refused: ${e.code}: ${e.message}`);
+      io.stdout(
+        json
+          ? JSON.stringify({ granted: false, code: e.code, message: e.message })
+          : `refused: ${e.code}: ${e.message}`,
+      );
       return EXIT_NO;
     }
     throw explainConversationError(e, socket);
@@ -122,15 +136,25 @@ async function probe(args: string[], io: Io): Promise<number> {
     // The descriptor, not the reply, is what the agent would read: check it is the file named.
     const st = fstatSync(fd, { bigint: true });
     if (String(st.dev) !== reply.dev || String(st.ino) !== reply.ino) {
-      throw new CannotAsk(`the helper's reply names dev ${reply.dev} ino ${reply.ino}, but the descriptor it sent ` +
-        `is dev ${st.dev} ino ${st.ino}: report this as a guard-helper bug`);
+      throw new CannotAsk(
+        `the helper's reply names dev ${reply.dev} ino ${reply.ino}, but the descriptor it sent ` +
+          `is dev ${st.dev} ino ${st.ino}: report this as a guard-helper bug`,
+      );
     }
   } finally {
     closeSync(fd);
   }
-  io.stdout(json
-    ? JSON.stringify({ granted: true, path: reply.path, dev: reply.dev, ino: reply.ino, size: reply.size })
-    : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes)`);
+  io.stdout(
+    json
+      ? JSON.stringify({
+          granted: true,
+          path: reply.path,
+          dev: reply.dev,
+          ino: reply.ino,
+          size: reply.size,
+        })
+      : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes)`,
+  );
   return EXIT_OK;
 }
 
@@ -140,7 +164,8 @@ const installOptions = {
   'helper-socket': { type: 'string' },
 } as const;
 
-const str = (v: string | boolean | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
+const str = (v: string | boolean | undefined): string | undefined =>
+  typeof v === 'string' ? v : undefined;
 
 function installOf(values: { root?: string | boolean | undefined }, io: Io): Install {
   try {
@@ -152,18 +177,24 @@ function installOf(values: { root?: string | boolean | undefined }, io: Io): Ins
 }
 
 async function status(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseOptions(args, { ...installOptions, json: { type: 'boolean' } });
+  const { values, positionals } = parseOptions(args, {
+    ...installOptions,
+    json: { type: 'boolean' },
+  });
   if (positionals.length) throw new UsageError('status takes no arguments');
   const install = installOf(values, io);
   const P = installPaths(install);
   let report;
   try {
-    report = await collectStatus({
-      statusSocket: str(values['status-socket']) ?? P.statusSocket,
-      helperSocket: str(values['helper-socket']) ?? P.helperSocket,
-      helperPid: P.helperPid,
-      defaultHelperSocket: P.helperSocket,
-    }, install);
+    report = await collectStatus(
+      {
+        statusSocket: str(values['status-socket']) ?? P.statusSocket,
+        helperSocket: str(values['helper-socket']) ?? P.helperSocket,
+        helperPid: P.helperPid,
+        defaultHelperSocket: P.helperSocket,
+      },
+      install,
+    );
   } catch (e) {
     if (e instanceof StatusAccessError) throw new CannotAsk(`${e.code}: ${e.message}`);
     throw e;
@@ -178,21 +209,32 @@ async function status(args: string[], io: Io): Promise<number> {
 }
 
 async function verify(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseOptions(args, { ...installOptions, json: { type: 'boolean' } });
+  const { values, positionals } = parseOptions(args, {
+    ...installOptions,
+    json: { type: 'boolean' },
+  });
   if (positionals.length) throw new UsageError('verify takes no arguments');
   const install = installOf(values, io);
   const P = installPaths(install);
   let agentPid: number | null = null;
   try {
-    agentPid = (await readAgentStatus(str(values['status-socket']) ?? P.statusSocket, install, 2000)).agent.pid;
-  } catch { /* the agent is then looked for in /proc; a missing agent is a FAIL line of its own */ }
+    agentPid = (
+      await readAgentStatus(str(values['status-socket']) ?? P.statusSocket, install, 2000)
+    ).agent.pid;
+  } catch {
+    /* the agent is then looked for in /proc; a missing agent is a FAIL line of its own */
+  }
   const results = runChecks({ install, agentPidFromStatus: agentPid, selfPid: process.pid });
   const failed = results.filter((r) => r.verdict === 'FAIL').length;
   if (values.json === true) io.stdout(JSON.stringify({ install, failed, results }, null, 2));
   else {
-    io.stdout(`guard verify: ${install.root === '/' ? 'this host' : install.root} (user ${install.user}, group ${install.group}, audit group ${install.auditGroup}, init ${install.init}; from ${install.from})`);
+    io.stdout(
+      `guard verify: ${install.root === '/' ? 'this host' : install.root} (user ${install.user}, group ${install.group}, audit group ${install.auditGroup}, init ${install.init}; from ${install.from})`,
+    );
     for (const r of results) io.stdout(formatResult(r));
-    io.stdout(`${results.length} checks: ${results.filter((r) => r.verdict === 'PASS').length} PASS, ${failed} FAIL, ${results.filter((r) => r.verdict === 'SKIP').length} SKIP`);
+    io.stdout(
+      `${results.length} checks: ${results.filter((r) => r.verdict === 'PASS').length} PASS, ${failed} FAIL, ${results.filter((r) => r.verdict === 'SKIP').length} SKIP`,
+    );
   }
   return failed ? EXIT_NO : EXIT_OK;
 }
@@ -212,19 +254,25 @@ async function connectOrExplain(socket: string): Promise<HelperClient> {
   } catch (e) {
     const code = (e as { code?: unknown }).code;
     const why: Record<string, string> = {
-      ENOENT: 'no such socket (is guard-helper running? `systemctl status guard-helper`; or pass --socket)',
+      ENOENT:
+        'no such socket (is guard-helper running? `systemctl status guard-helper`; or pass --socket)',
       EACCES: 'permission denied (run as the agent user, e.g. `sudo -u guard guardctl ...`)',
       EPERM: 'permission denied (run as the agent user, e.g. `sudo -u guard guardctl ...`)',
-      ECONNREFUSED: 'connection refused (the socket exists but no helper listens on it: restart guard-helper)',
-      EAGAIN: 'the helper is not accepting connections (its backlog stayed full for 2 s): try again',
+      ECONNREFUSED:
+        'connection refused (the socket exists but no helper listens on it: restart guard-helper)',
+      EAGAIN:
+        'the helper is not accepting connections (its backlog stayed full for 2 s): try again',
       ENOTSOCK: 'not a socket (check --socket / GUARD_HELPER_SOCKET)',
       ENOTDIR: 'a component of the path is not a directory (check --socket / GUARD_HELPER_SOCKET)',
       EPROTOTYPE: 'not a SOCK_SEQPACKET socket (is this the guard-helper socket?)',
     };
     // connect(2) says ECONNREFUSED for a path that is not a socket at all: tell the two apart.
     const notSocket = code === 'ECONNREFUSED' && !isSocket(socket);
-    const reason = notSocket ? why.ENOTSOCK
-      : typeof code === 'string' ? why[code] ?? `${code} (${(e as Error).message})` : String(e);
+    const reason = notSocket
+      ? why.ENOTSOCK
+      : typeof code === 'string'
+        ? (why[code] ?? `${code} (${(e as Error).message})`)
+        : String(e);
     throw new CannotAsk(`cannot connect to ${socket}: ${reason}`);
   }
 }
@@ -238,13 +286,17 @@ function isSocket(path: string): boolean {
 }
 
 function explainConversationError(e: unknown, socket: string): Error {
-  if (e instanceof HelperRefusal) { // code 'peer': we connected, but are not the agent user
-    return new CannotAsk(`the helper at ${socket} refused this user (uid ${process.getuid?.() ?? '?'}): ${e.message} ` +
-      '(run as the agent user, e.g. `sudo -u guard guardctl probe PATH`)');
+  if (e instanceof HelperRefusal) {
+    // code 'peer': we connected, but are not the agent user
+    return new CannotAsk(
+      `the helper at ${socket} refused this user (uid ${process.getuid?.() ?? '?'}): ${e.message} ` +
+        '(run as the agent user, e.g. `sudo -u guard guardctl probe PATH`)',
+    );
   }
   if (e instanceof HelperConnectionError) {
     const why: Record<string, string> = {
-      helper_closed: 'the helper closed the connection before answering (check its log: `journalctl -u guard-helper`)',
+      helper_closed:
+        'the helper closed the connection before answering (check its log: `journalctl -u guard-helper`)',
       helper_protocol: `the helper sent a reply this guardctl does not understand (${e.message}); are guardctl and guard-helper the same version?`,
       request_too_large: `${e.message}: the agent could not ask for this path either`,
       client_closed: e.message,
@@ -304,9 +356,13 @@ if (require.main === module) {
     bundleDir: __dirname,
   };
   main(process.argv.slice(2), io).then(
-    (code) => { process.exitCode = code; },
+    (code) => {
+      process.exitCode = code;
+    },
     (e: unknown) => {
-      process.stderr.write(`guardctl: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+      process.stderr.write(
+        `guardctl: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+      );
       process.exitCode = EXIT_CANNOT_ASK;
     },
   );

@@ -34,7 +34,8 @@ export function readProc(pid: number): ProcInfo | null {
   } catch {
     return { pid, argv, uids: null, caps: null };
   }
-  const field = (k: string): string | undefined => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
+  const field = (k: string): string | undefined =>
+    new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
   const nums = (k: string): number[] | null => {
     const v = field(k);
     return v === undefined ? null : v.split(/\s+/).filter(Boolean).map(Number);
@@ -42,15 +43,25 @@ export function readProc(pid: number): ProcInfo | null {
   const cap = (k: string): bigint => BigInt(`0x${field(k) ?? '0'}`);
   const hasCaps = field('CapEff') !== undefined;
   return {
-    pid, argv,
+    pid,
+    argv,
     uids: nums('Uid'),
-    caps: hasCaps ? { CapPrm: cap('CapPrm'), CapEff: cap('CapEff'), CapBnd: cap('CapBnd'), CapAmb: cap('CapAmb') } : null,
+    caps: hasCaps
+      ? {
+          CapPrm: cap('CapPrm'),
+          CapEff: cap('CapEff'),
+          CapBnd: cap('CapBnd'),
+          CapAmb: cap('CapAmb'),
+        }
+      : null,
   };
 }
 
 export function allPids(): number[] {
   try {
-    return readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number);
+    return readdirSync('/proc')
+      .filter((n) => /^\d+$/.test(n))
+      .map(Number);
   } catch {
     return [];
   }
@@ -89,12 +100,26 @@ export function readPidFile(path: string): number | null {
   }
 }
 
-export interface Passwd { name: string; uid: number; gid: number; home: string; shell: string }
-export interface Group { name: string; gid: number }
+export interface Passwd {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+}
+export interface Group {
+  name: string;
+  gid: number;
+}
 
 function getent(db: string, key: string): string | null {
   try {
-    return execFileSync('getent', [db, key], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0] ?? null;
+    return (
+      execFileSync('getent', [db, key], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).split('\n')[0] ?? null
+    );
   } catch {
     return null; // exit 2: no such entry
   }
@@ -104,7 +129,13 @@ export function lookupUser(key: string | number): Passwd | null {
   const line = getent('passwd', String(key));
   if (!line) return null;
   const [name, , uid, gid, , home, shell] = line.split(':');
-  return { name: name ?? '', uid: Number(uid), gid: Number(gid), home: home ?? '', shell: shell ?? '' };
+  return {
+    name: name ?? '',
+    uid: Number(uid),
+    gid: Number(gid),
+    home: home ?? '',
+    shell: shell ?? '',
+  };
 }
 
 export function lookupGroup(key: string | number): Group | null {
@@ -128,7 +159,10 @@ export function groupName(gid: number): string {
 /** Every gid a user is in: the primary group and each group listing the user. */
 export function userGids(user: Passwd): number[] {
   try {
-    const out = execFileSync('id', ['-G', user.name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('id', ['-G', user.name], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     return [...new Set([user.gid, ...out.trim().split(/\s+/).map(Number)])];
   } catch {
     return [user.gid];

@@ -3,7 +3,14 @@
 // Piped output is the same table, plain and untruncated, so `grep` and `awk` see whole paths.
 
 /** ANSI SGR codes guardctl uses; `paint` emits them only when colour is on. */
-export const SGR = { bold: '1', dim: '2', red: '31', green: '32', yellow: '33', cyan: '36' } as const;
+export const SGR = {
+  bold: '1',
+  dim: '2',
+  red: '31',
+  green: '32',
+  yellow: '33',
+  cyan: '36',
+} as const;
 export type Style = keyof typeof SGR;
 
 export interface Output {
@@ -17,7 +24,10 @@ export interface Output {
  * Colour only on a terminal. FORCE_COLOR (anything but '0' or empty) forces it on, as in
  * supports-color; otherwise a non-empty NO_COLOR (no-color.org) turns it off.
  */
-export function decideOutput(env: NodeJS.ProcessEnv, tty: { isTTY: boolean; columns: number | undefined }): Output {
+export function decideOutput(
+  env: NodeJS.ProcessEnv,
+  tty: { isTTY: boolean; columns: number | undefined },
+): Output {
   const force = env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '' && env.FORCE_COLOR !== '0';
   const noColor = env.NO_COLOR !== undefined && env.NO_COLOR !== '';
   const color = force || (!noColor && tty.isTTY);
@@ -51,7 +61,11 @@ export function truncateMiddle(s: string, w: number): string {
   const keep = w - 1;
   const head = Math.ceil(keep / 2);
   const tail = keep - head;
-  return chars.slice(0, head).join('') + '…' + (tail > 0 ? chars.slice(chars.length - tail).join('') : '');
+  return (
+    chars.slice(0, head).join('') +
+    '…' +
+    (tail > 0 ? chars.slice(chars.length - tail).join('') : '')
+  );
 }
 
 export interface Column {
@@ -81,7 +95,8 @@ export function fitWidths(natural: number[], mins: number[], columns: number | n
     while (total() > columns) {
       let pick = -1;
       for (let i = 0; i < w.length; i++) {
-        if (w[i]! > floor[i]! && (pick < 0 || w[i]! - floor[i]! > w[pick]! - floor[pick]!)) pick = i;
+        if (w[i]! > floor[i]! && (pick < 0 || w[i]! - floor[i]! > w[pick]! - floor[pick]!))
+          pick = i;
       }
       if (pick < 0) break;
       w[pick]! -= 1;
@@ -92,7 +107,9 @@ export function fitWidths(natural: number[], mins: number[], columns: number | n
 
 /** Renders rows under a bold header line; returns the lines (no trailing newline). */
 export function renderTable(columns: Column[], rows: Cell[][], out: Output): string[] {
-  const natural = columns.map((c, i) => Math.max(width(c.header), ...rows.map((r) => width(r[i]?.text ?? ''))));
+  const natural = columns.map((c, i) =>
+    Math.max(width(c.header), ...rows.map((r) => width(r[i]?.text ?? ''))),
+  );
   const mins = columns.map((c) => c.min ?? width(c.header));
   const w = fitWidths(natural, mins, out.columns);
   const last = columns.length - 1;
@@ -102,12 +119,18 @@ export function renderTable(columns: Column[], rows: Cell[][], out: Output): str
       const text = truncateMiddle(cell.text, w[i]!);
       // pad before painting, so escape codes never count as width; the last column is not padded
       const pad = i === last ? '' : ' '.repeat(w[i]! - width(text));
-      const painted = paint(out, header ? 'bold' : cell.style ?? null, text);
+      const painted = paint(out, header ? 'bold' : (cell.style ?? null), text);
       return c.align === 'right' ? pad + painted : painted + pad;
     });
     return parts.join(' '.repeat(GAP)).replace(/\s+$/, '');
   };
-  return [line(columns.map((c) => ({ text: c.header })), true), ...rows.map((r) => line(r, false))];
+  return [
+    line(
+      columns.map((c) => ({ text: c.header })),
+      true,
+    ),
+    ...rows.map((r) => line(r, false)),
+  ];
 }
 
 /** A line of free text on a terminal: cut in the middle to the width, never wrapped. */

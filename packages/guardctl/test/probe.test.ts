@@ -23,11 +23,26 @@ function grantingHelper(lie = false) {
   const h = (helper = new FakeHelper((raw: unknown, conn: FakeConnection) => {
     const req = raw as { op: string; path: string };
     if (req.path !== file) {
-      return conn.reply({ ok: false, op: req.op, error: 'not_allowed', message: `no [source.*] pattern matches ${req.path}` });
+      return conn.reply({
+        ok: false,
+        op: req.op,
+        error: 'not_allowed',
+        message: `no [source.*] pattern matches ${req.path}`,
+      });
     }
     const st = statSync(file, { bigint: true });
     const fd = openSync(file, 'r');
-    conn.reply({ ok: true, op: 'open', path: file, dev: String(st.dev), ino: String(lie ? st.ino + 1n : st.ino), size: Number(st.size) }, fd);
+    conn.reply(
+      {
+        ok: true,
+        op: 'open',
+        path: file,
+        dev: String(st.dev),
+        ino: String(lie ? st.ino + 1n : st.ino),
+        size: Number(st.size),
+      },
+      fd,
+    );
     closeSync(fd);
   }));
   const file = join(h.dir, 'app.log');
@@ -73,17 +88,30 @@ describe('guardctl probe', () => {
     const st = statSync(file, { bigint: true });
     const r = await run(['probe', '--json', file], { GUARD_HELPER_SOCKET: h.socketPath });
     assert.equal(r.code, 0);
-    assert.deepEqual(JSON.parse(r.stdout), { granted: true, path: file, dev: String(st.dev), ino: String(st.ino), size: 12 });
+    assert.deepEqual(JSON.parse(r.stdout), {
+      granted: true,
+      path: file,
+      dev: String(st.dev),
+      ino: String(st.ino),
+      size: 12,
+    });
   });
 
   it('prints the refusal code and message, exit 1 (also as JSON)', async () => {
     const { h } = grantingHelper();
     const r = await run(['probe', '/var/log/other.log', '--socket', h.socketPath]);
     assert.equal(r.code, 1);
-    assert.equal(r.stdout, 'refused: not_allowed: no [source.*] pattern matches /var/log/other.log');
+    assert.equal(
+      r.stdout,
+      'refused: not_allowed: no [source.*] pattern matches /var/log/other.log',
+    );
     const j = await run(['probe', '/var/log/other.log', '--socket', h.socketPath, '--json']);
     assert.equal(j.code, 1);
-    assert.deepEqual(JSON.parse(j.stdout), { granted: false, code: 'not_allowed', message: 'no [source.*] pattern matches /var/log/other.log' });
+    assert.deepEqual(JSON.parse(j.stdout), {
+      granted: false,
+      code: 'not_allowed',
+      message: 'no [source.*] pattern matches /var/log/other.log',
+    });
   });
 
   it('exit 2 when the descriptor is not the file the reply names', async () => {
@@ -98,15 +126,21 @@ describe('guardctl probe', () => {
     const r = await run(['probe', '/var/log/syslog', '--socket', '/nonexistent/helper.sock']);
     assert.equal(r.code, 2);
     assert.equal(r.stdout, '');
-    assert.match(r.stderr, /cannot connect to \/nonexistent\/helper.sock: no such socket \(is guard-helper running\?/);
+    assert.match(
+      r.stderr,
+      /cannot connect to \/nonexistent\/helper.sock: no such socket \(is guard-helper running\?/,
+    );
   });
 
   it('exit 2 when the helper refuses this user (peer)', async () => {
-    const h = (helper = new FakeHelper(() => {}, (conn) => {
-      conn.reply({ ok: false, op: null, error: 'peer', message: 'uid 0 is not the agent user' });
-      conn.close();
-      return false;
-    }));
+    const h = (helper = new FakeHelper(
+      () => {},
+      (conn) => {
+        conn.reply({ ok: false, op: null, error: 'peer', message: 'uid 0 is not the agent user' });
+        conn.close();
+        return false;
+      },
+    ));
     const r = await run(['probe', '/var/log/syslog', '--socket', h.socketPath]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /refused this user .*uid 0 is not the agent user.*sudo -u guard/);

@@ -3,24 +3,98 @@ import { describe, it } from 'node:test';
 import type { AgentStatus } from '@guard/agent/src/status/status';
 import { renderStatus } from '../src/status/render';
 import { classify, HEALTH_EXIT, statusJson, type StatusReport } from '../src/status/report';
-import { decideOutput, fitWidths, renderTable, stripAnsi, truncateMiddle, width } from '../src/table';
+import {
+  decideOutput,
+  fitWidths,
+  renderTable,
+  stripAnsi,
+  truncateMiddle,
+  width,
+} from '../src/table';
 import { parseExposure, writableBy } from '../src/verify/checks';
 
-const LONG = '/var/log/some/very/deeply/nested/application/directory/with/a/long/name/service-access.log';
+const LONG =
+  '/var/log/some/very/deeply/nested/application/directory/with/a/long/name/service-access.log';
 
 function agentStatus(over: (s: AgentStatus) => void = () => undefined): AgentStatus {
   const s: AgentStatus = {
-    agent: { pid: 4242, uid: 998, user: 'guard', startedAt: '2026-01-01T00:00:00.000Z', uptimeSeconds: 7380, config: '/etc/guard/guard.conf', paused: false, queuedBytes: 0 },
+    agent: {
+      pid: 4242,
+      uid: 998,
+      user: 'guard',
+      startedAt: '2026-01-01T00:00:00.000Z',
+      uptimeSeconds: 7380,
+      config: '/etc/guard/guard.conf',
+      paused: false,
+      queuedBytes: 0,
+    },
     helper: { socket: '/run/guard/helper.sock', connected: true, lastError: null },
     sources: [
-      { name: 'syslog', type: 'file', patterns: ['/var/log/syslog'], listError: null, listTruncated: false,
-        files: [{ path: '/var/log/syslog', state: 'flowing', offset: 100, size: 100, lagBytes: 0, lagSeconds: 0, lastEventTime: new Date().toISOString(), truncations: 0 },
-          { path: LONG, state: 'idle', offset: 5, size: 5, lagBytes: 0, lagSeconds: 0, lastEventTime: null, truncations: 0 }] },
-      { name: 'audit', type: 'audit', patterns: ['/var/log/audit/audit.log'], listError: null, listTruncated: false,
-        files: [{ path: '/var/log/audit/audit.log', state: 'flowing', offset: 1, size: 1, lagBytes: 0, lagSeconds: 0, lastEventTime: null, truncations: 0 }] },
+      {
+        name: 'syslog',
+        type: 'file',
+        patterns: ['/var/log/syslog'],
+        listError: null,
+        listTruncated: false,
+        files: [
+          {
+            path: '/var/log/syslog',
+            state: 'flowing',
+            offset: 100,
+            size: 100,
+            lagBytes: 0,
+            lagSeconds: 0,
+            lastEventTime: new Date().toISOString(),
+            truncations: 0,
+          },
+          {
+            path: LONG,
+            state: 'idle',
+            offset: 5,
+            size: 5,
+            lagBytes: 0,
+            lagSeconds: 0,
+            lastEventTime: null,
+            truncations: 0,
+          },
+        ],
+      },
+      {
+        name: 'audit',
+        type: 'audit',
+        patterns: ['/var/log/audit/audit.log'],
+        listError: null,
+        listTruncated: false,
+        files: [
+          {
+            path: '/var/log/audit/audit.log',
+            state: 'flowing',
+            offset: 1,
+            size: 1,
+            lagBytes: 0,
+            lagSeconds: 0,
+            lastEventTime: null,
+            truncations: 0,
+          },
+        ],
+      },
     ],
-    sinks: [{ name: 'siem', type: 'http', endpoint: 'https://siem.example.com:8443/ingest', lastSuccess: new Date().toISOString(), retries: 0,
-      deliveredEvents: 10, deliveredBatches: 1, deadLetteredBatches: 0, lastError: null, retryingUntil: null, queuedEvents: 0, queuedBytes: 0 }],
+    sinks: [
+      {
+        name: 'siem',
+        type: 'http',
+        endpoint: 'https://siem.example.com:8443/ingest',
+        lastSuccess: new Date().toISOString(),
+        retries: 0,
+        deliveredEvents: 10,
+        deliveredBatches: 1,
+        deadLetteredBatches: 0,
+        lastError: null,
+        retryingUntil: null,
+        queuedEvents: 0,
+        queuedBytes: 0,
+      },
+    ],
     totals: { linesRead: 10, eventsShipped: 10, eventsFiltered: 0 },
   };
   over(s);
@@ -29,10 +103,34 @@ function agentStatus(over: (s: AgentStatus) => void = () => undefined): AgentSta
 
 function report(agent: AgentStatus | null, helperUp = true): StatusReport {
   return {
-    statusSocket: '/run/guard/agent/agent.sock', agent, agentError: agent ? null : '/run/guard/agent/agent.sock: no status socket (is guard-agent running?)',
-    helper: { pid: helperUp ? 100 : null, foundBy: helperUp ? 'proc' : null, uid: helperUp ? 0 : null, user: helperUp ? 'root' : null, uidNote: null,
-      socket: { path: '/run/guard/helper.sock', exists: helperUp, isSocket: helperUp, mode: '0660', owner: 'root', group: 'guard', error: null } },
-    audit: { auditdRunning: true, guardRules: null, guardRulesNote: 'unknown (needs root)', accessGranted: true, accessNote: null },
+    statusSocket: '/run/guard/agent/agent.sock',
+    agent,
+    agentError: agent
+      ? null
+      : '/run/guard/agent/agent.sock: no status socket (is guard-agent running?)',
+    helper: {
+      pid: helperUp ? 100 : null,
+      foundBy: helperUp ? 'proc' : null,
+      uid: helperUp ? 0 : null,
+      user: helperUp ? 'root' : null,
+      uidNote: null,
+      socket: {
+        path: '/run/guard/helper.sock',
+        exists: helperUp,
+        isSocket: helperUp,
+        mode: '0660',
+        owner: 'root',
+        group: 'guard',
+        error: null,
+      },
+    },
+    audit: {
+      auditdRunning: true,
+      guardRules: null,
+      guardRulesNote: 'unknown (needs root)',
+      accessGranted: true,
+      accessNote: null,
+    },
   };
 }
 
@@ -46,25 +144,82 @@ describe('health classification', () => {
     assert.match(a.reasons[0]!, /^agent: .*no status socket/);
     const h = classify(report(agentStatus(), false));
     assert.equal(h.health, 'down');
-    assert.deepEqual(h.reasons, ['helper: not running', 'helper: no socket at /run/guard/helper.sock']);
+    assert.deepEqual(h.reasons, [
+      'helper: not running',
+      'helper: no socket at /run/guard/helper.sock',
+    ]);
     assert.equal(HEALTH_EXIT.down, 2);
   });
   it('degraded: a refused file, named with its code and reason', () => {
-    const r = classify(report(agentStatus((s) => s.sources[0]!.files.push({ path: '/var/log/evil.log', state: 'refused', refusal: { code: 'symlink', message: 'a symbolic link', since: '' } }))));
+    const r = classify(
+      report(
+        agentStatus((s) =>
+          s.sources[0]!.files.push({
+            path: '/var/log/evil.log',
+            state: 'refused',
+            refusal: { code: 'symlink', message: 'a symbolic link', since: '' },
+          }),
+        ),
+      ),
+    );
     assert.equal(r.health, 'degraded');
-    assert.deepEqual(r.reasons, ['source syslog: /var/log/evil.log refused (symlink: a symbolic link)']);
+    assert.deepEqual(r.reasons, [
+      'source syslog: /var/log/evil.log refused (symlink: a symbolic link)',
+    ]);
   });
   it('a pattern that matches no file yet is shown, not a fault', () => {
-    assert.equal(classify(report(agentStatus((s) => { s.sources[0]!.files = [{ path: '/var/log/x*.log', state: 'no_match' }]; }))).health, 'healthy');
+    assert.equal(
+      classify(
+        report(
+          agentStatus((s) => {
+            s.sources[0]!.files = [{ path: '/var/log/x*.log', state: 'no_match' }];
+          }),
+        ),
+      ).health,
+      'healthy',
+    );
   });
   it('degraded: paused, helper link down, retrying, dead letters, never delivered', () => {
     const cases: [(s: AgentStatus) => void, RegExp][] = [
-      [(s) => { s.agent.paused = true; }, /reading paused/],
-      [(s) => { s.helper.connected = false; s.helper.lastError = 'ECONNREFUSED'; }, /not connected to the helper \(ECONNREFUSED\)/],
-      [(s) => { s.sinks[0]!.retryingUntil = new Date().toISOString(); s.sinks[0]!.lastError = 'HTTP 503'; }, /sink siem: retrying: HTTP 503/],
-      [(s) => { s.sinks[0]!.deadLetteredBatches = 2; }, /sink siem: 2 batches dead-lettered/],
-      [(s) => { s.sinks[0]!.lastSuccess = null; s.sinks[0]!.lastError = 'ECONNREFUSED'; }, /never delivered: ECONNREFUSED/],
-      [(s) => { s.sources[0]!.listError = 'helper_closed'; }, /cannot list files: helper_closed/],
+      [
+        (s) => {
+          s.agent.paused = true;
+        },
+        /reading paused/,
+      ],
+      [
+        (s) => {
+          s.helper.connected = false;
+          s.helper.lastError = 'ECONNREFUSED';
+        },
+        /not connected to the helper \(ECONNREFUSED\)/,
+      ],
+      [
+        (s) => {
+          s.sinks[0]!.retryingUntil = new Date().toISOString();
+          s.sinks[0]!.lastError = 'HTTP 503';
+        },
+        /sink siem: retrying: HTTP 503/,
+      ],
+      [
+        (s) => {
+          s.sinks[0]!.deadLetteredBatches = 2;
+        },
+        /sink siem: 2 batches dead-lettered/,
+      ],
+      [
+        (s) => {
+          s.sinks[0]!.lastSuccess = null;
+          s.sinks[0]!.lastError = 'ECONNREFUSED';
+        },
+        /never delivered: ECONNREFUSED/,
+      ],
+      [
+        (s) => {
+          s.sources[0]!.listError = 'helper_closed';
+        },
+        /cannot list files: helper_closed/,
+      ],
     ];
     for (const [change, reason] of cases) {
       const r = classify(report(agentStatus(change)));
@@ -73,13 +228,34 @@ describe('health classification', () => {
     }
   });
   it('an old sink error followed by a success is history, not trouble', () => {
-    assert.equal(classify(report(agentStatus((s) => { s.sinks[0]!.lastError = 'HTTP 503 an hour ago'; }))).health, 'healthy');
+    assert.equal(
+      classify(
+        report(
+          agentStatus((s) => {
+            s.sinks[0]!.lastError = 'HTTP 503 an hour ago';
+          }),
+        ),
+      ).health,
+      'healthy',
+    );
   });
   it('--json has health, reasons, helper, agent, audit, sources, sinks', () => {
     const j = statusJson(report(agentStatus()));
-    assert.deepEqual(Object.keys(j), ['health', 'reasons', 'helper', 'agent', 'audit', 'sources', 'sinks']);
+    assert.deepEqual(Object.keys(j), [
+      'health',
+      'reasons',
+      'helper',
+      'agent',
+      'audit',
+      'sources',
+      'sinks',
+    ]);
     assert.equal((j.agent as { pid: number }).pid, 4242);
-    assert.deepEqual(Object.keys(statusJson(report(null)).agent as object), ['reachable', 'statusSocket', 'error']);
+    assert.deepEqual(Object.keys(statusJson(report(null)).agent as object), [
+      'reachable',
+      'statusSocket',
+      'error',
+    ]);
   });
 });
 
@@ -95,7 +271,10 @@ describe('table rendering', () => {
   it('fits widths: shrinks the widest column first, never below its minimum while that is enough', () => {
     assert.deepEqual(fitWidths([10, 50, 10], [5, 12, 5], 80), [10, 50, 10]);
     assert.deepEqual(fitWidths([10, 50, 10], [5, 12, 5], 50), [10, 26, 10]);
-    assert.deepEqual(fitWidths([10, 50, 10], [5, 12, 5], 10).reduce((a, b) => a + b, 0) + 4 <= 10 || true, true);
+    assert.deepEqual(
+      fitWidths([10, 50, 10], [5, 12, 5], 10).reduce((a, b) => a + b, 0) + 4 <= 10 || true,
+      true,
+    );
     const tiny = fitWidths([10, 50, 10], [5, 12, 5], 12);
     assert.ok(tiny.reduce((a, b) => a + b, 0) + 4 <= 12, String(tiny));
   });
@@ -103,9 +282,24 @@ describe('table rendering', () => {
     for (const columns of [40, 80, 120, 200]) {
       const out = decideOutput({}, { isTTY: true, columns });
       assert.equal(out.color, true);
-      const lines = renderStatus(report(agentStatus((s) => s.sources[0]!.files.push({ path: LONG + '.evil', state: 'refused', refusal: { code: 'symlink', message: 'x'.repeat(300), since: '' } }))), out);
-      for (const l of lines) assert.ok(width(l) <= columns, `${columns} cols: ${width(l)}: ${stripAnsi(l)}`);
-      assert.ok(lines.some((l) => l.includes('\x1b[')), 'colours');
+      const lines = renderStatus(
+        report(
+          agentStatus((s) =>
+            s.sources[0]!.files.push({
+              path: LONG + '.evil',
+              state: 'refused',
+              refusal: { code: 'symlink', message: 'x'.repeat(300), since: '' },
+            }),
+          ),
+        ),
+        out,
+      );
+      for (const l of lines)
+        assert.ok(width(l) <= columns, `${columns} cols: ${width(l)}: ${stripAnsi(l)}`);
+      assert.ok(
+        lines.some((l) => l.includes('\x1b[')),
+        'colours',
+      );
     }
   });
   it('piped: no ANSI, nothing truncated', () => {
@@ -120,12 +314,25 @@ describe('table rendering', () => {
   it('NO_COLOR turns colours off on a terminal; FORCE_COLOR=1 turns them on when piped', () => {
     assert.equal(decideOutput({ NO_COLOR: '1' }, { isTTY: true, columns: 80 }).color, false);
     assert.equal(decideOutput({ NO_COLOR: '' }, { isTTY: true, columns: 80 }).color, true);
-    assert.equal(decideOutput({ FORCE_COLOR: '1' }, { isTTY: false, columns: undefined }).color, true);
-    assert.equal(decideOutput({ FORCE_COLOR: '0' }, { isTTY: false, columns: undefined }).color, false);
+    assert.equal(
+      decideOutput({ FORCE_COLOR: '1' }, { isTTY: false, columns: undefined }).color,
+      true,
+    );
+    assert.equal(
+      decideOutput({ FORCE_COLOR: '0' }, { isTTY: false, columns: undefined }).color,
+      false,
+    );
   });
   it('pads before painting: columns line up with colours on', () => {
     const out = { color: true, columns: 80 };
-    const lines = renderTable([{ header: 'A' }, { header: 'B' }], [[{ text: 'x', style: 'red' }, { text: 'y' }], [{ text: 'long' }, { text: 'z' }]], out).map(stripAnsi);
+    const lines = renderTable(
+      [{ header: 'A' }, { header: 'B' }],
+      [
+        [{ text: 'x', style: 'red' }, { text: 'y' }],
+        [{ text: 'long' }, { text: 'z' }],
+      ],
+      out,
+    ).map(stripAnsi);
     assert.deepEqual(lines, ['A     B', 'x     y', 'long  z']);
   });
 });
@@ -141,7 +348,10 @@ describe('verify helpers', () => {
     assert.equal(writableBy({ uid: 0, gid: 998, mode: 0o757 }, 998, [998]), null);
   });
   it('reads systemd-analyze security scores', () => {
-    assert.equal(parseExposure('...\n→ Overall exposure level for guard-helper.service: 0.9 SAFE 😀\n'), 0.9);
+    assert.equal(
+      parseExposure('...\n→ Overall exposure level for guard-helper.service: 0.9 SAFE 😀\n'),
+      0.9,
+    );
     assert.equal(parseExposure('nothing'), null);
   });
 });

@@ -5,36 +5,65 @@ import * as fdpass from '@guard/fdpass';
 import type { ErrorCode } from '@guard/protocol/wire';
 import { isDenied, matchingSources, pathSyntaxError, type Policy } from './policy';
 
-export interface Opened { fd: number; dev: string; ino: string; size: number }
+export interface Opened {
+  fd: number;
+  dev: string;
+  ino: string;
+  size: number;
+}
 export class Refused extends Error {
-  constructor(readonly code: ErrorCode, message: string) { super(message); }
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 // Which of the peer's requests a path is allowed for; throws Refused when none.
 function checkAllowed(policy: Policy, path: string, inAuditGroup: boolean): void {
-  if (isDenied(path)) throw new Refused('deny_listed', `${path} is on guard's built-in deny-list (credentials, keys, kernel interfaces)`);
+  if (isDenied(path))
+    throw new Refused(
+      'deny_listed',
+      `${path} is on guard's built-in deny-list (credentials, keys, kernel interfaces)`,
+    );
   const sources = matchingSources(policy, path);
-  if (sources.length === 0) throw new Refused('not_allowed', `${path} matches no [source.*] paths in guard.conf`);
+  if (sources.length === 0)
+    throw new Refused('not_allowed', `${path} matches no [source.*] paths in guard.conf`);
   if (!inAuditGroup && sources.every((s) => s.audit))
-    throw new Refused('audit_group', `${path} is an audit source: the agent user must be in the audit group (restart the agent after adding it)`);
+    throw new Refused(
+      'audit_group',
+      `${path} is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
+    );
 }
 
 // A hard link to a secret can be planted only in a directory a non-root user controls (owns, or may
 // write through group or other bits; an ACL shows as group bits): there, a second name for the file
 // means we may not trust it. A directory renamed under us while we look is no more trustworthy.
 function writableByNonRoot(path: string): string | null {
-  for (let dir = path.slice(0, path.lastIndexOf('/')) || '/'; ; dir = dir.slice(0, dir.lastIndexOf('/')) || '/') {
+  for (
+    let dir = path.slice(0, path.lastIndexOf('/')) || '/';
+    ;
+    dir = dir.slice(0, dir.lastIndexOf('/')) || '/'
+  ) {
     let st;
-    try { st = lstatSync(dir); } catch { return `directory ${dir} changed while it was checked`; }
+    try {
+      st = lstatSync(dir);
+    } catch {
+      return `directory ${dir} changed while it was checked`;
+    }
     if (st.uid !== 0) return `directory ${dir} is owned by uid ${st.uid}`;
-    if (st.mode & 0o022) return `directory ${dir} is writable by ${st.mode & 0o002 ? 'everyone' : `gid ${st.gid}`}`;
+    if (st.mode & 0o022)
+      return `directory ${dir} is writable by ${st.mode & 0o002 ? 'everyone' : `gid ${st.gid}`}`;
     if (dir === '/') return null;
   }
 }
 
 const OPEN_ERRORS: Record<string, [ErrorCode, string]> = {
-  ELOOP: ['symlink', 'a symbolic link is on the way; guard follows none'], ENOENT: ['not_found', 'no such file'],
-  ENOTDIR: ['not_found', 'a component on the way is not a directory'], ENOTREG: ['not_regular', 'not a regular file'],
+  ELOOP: ['symlink', 'a symbolic link is on the way; guard follows none'],
+  ENOENT: ['not_found', 'no such file'],
+  ENOTDIR: ['not_found', 'a component on the way is not a directory'],
+  ENOTREG: ['not_regular', 'not a regular file'],
 };
 
 export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean): Opened {
@@ -46,7 +75,10 @@ export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean)
     fd = fdpass.openNoFollow(path);
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { fileType?: string };
-    const [code, why] = OPEN_ERRORS[err.code ?? ''] ?? ['io', `cannot open: ${err.code ?? err.message}`];
+    const [code, why] = OPEN_ERRORS[err.code ?? ''] ?? [
+      'io',
+      `cannot open: ${err.code ?? err.message}`,
+    ];
     throw new Refused(code, `${path}: ${why}${err.fileType ? ` (${err.fileType})` : ''}`);
   }
   try {
@@ -54,17 +86,32 @@ export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean)
     // The descriptor's real path: a rename between resolution and open must not carry us outside.
     const real = readlinkSync(`/proc/self/fd/${fd}`);
     if (real !== path) {
-      if (pathSyntaxError(real)) throw new Refused('moved', `${path} was moved or deleted while it was opened`);
-      try { checkAllowed(policy, real, inAuditGroup); } catch (e) {
-        throw new Refused(e instanceof Refused && e.code === 'deny_listed' ? 'deny_listed' : 'moved', `${path} now resolves to ${real}, which is not allowed`);
+      if (pathSyntaxError(real))
+        throw new Refused('moved', `${path} was moved or deleted while it was opened`);
+      try {
+        checkAllowed(policy, real, inAuditGroup);
+      } catch (e) {
+        throw new Refused(
+          e instanceof Refused && e.code === 'deny_listed' ? 'deny_listed' : 'moved',
+          `${path} now resolves to ${real}, which is not allowed`,
+        );
       }
     }
     const untrusted = st.nlink > 1n ? writableByNonRoot(real) : null;
-    if (untrusted) throw new Refused('hard_link', `${real} has ${st.nlink} hard links and ${untrusted}: possibly a planted link`);
+    if (untrusted)
+      throw new Refused(
+        'hard_link',
+        `${real} has ${st.nlink} hard links and ${untrusted}: possibly a planted link`,
+      );
     return { fd, dev: String(st.dev), ino: String(st.ino), size: Number(st.size) };
   } catch (e) {
     fdpass.close(fd);
     // The peer can provoke file-system errors (renames, deep paths) here; they refuse, never crash.
-    throw e instanceof Refused ? e : new Refused('io', `${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'} while checking the opened file`);
+    throw e instanceof Refused
+      ? e
+      : new Refused(
+          'io',
+          `${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'} while checking the opened file`,
+        );
   }
 }

@@ -1,12 +1,32 @@
 // The helper's policy: which paths may be opened, for whom. Built once from guard.conf, then frozen;
 // SIGHUP builds a new one and swaps it in whole (never edited in place).
 import { createHash } from 'node:crypto';
-import { closeSync, constants, opendirSync, openSync, readFileSync, realpathSync, statSync, type Dir } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  opendirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  type Dir,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import * as ini from 'ini';
 
-export interface Source { name: string; audit: boolean; patterns: string[]; regexes: RegExp[] }
-export interface Policy { agentUid: number; socketGid: number; auditGid: number; sources: Source[]; digest: string }
+export interface Source {
+  name: string;
+  audit: boolean;
+  patterns: string[];
+  regexes: RegExp[];
+}
+export interface Policy {
+  agentUid: number;
+  socketGid: number;
+  auditGid: number;
+  sources: Source[];
+  digest: string;
+}
 
 // Never handed out, whatever a glob says: credentials, key material, kernel and device interfaces,
 // guard's own secrets. Checked on the requested path and again on the opened descriptor's real path.
@@ -34,7 +54,14 @@ export function pathSyntaxError(path: string): string | null {
 
 function globToRegex(pattern: string): RegExp {
   const body = pattern.replace(/\[!?[^\]/\\]+\]|[.+^${}()|\\[\]]|\*|\?/g, (m) =>
-    m === '*' ? '[^/]*' : m === '?' ? '[^/]' : m.length > 1 ? '(?!/)' + m.replace(/^\[[!^]/, '[^') : '\\' + m); // a range may span /
+    m === '*'
+      ? '[^/]*'
+      : m === '?'
+        ? '[^/]'
+        : m.length > 1
+          ? '(?!/)' + m.replace(/^\[[!^]/, '[^')
+          : '\\' + m,
+  ); // a range may span /
   return new RegExp(`^${body}$`);
 }
 
@@ -49,13 +76,18 @@ export function assertRootOnly(file: string): string {
   for (let p = real; ; p = dirname(p)) {
     const st = statSync(p);
     if (st.uid !== 0 || (st.mode & 0o022) !== 0)
-      throw new Error(`${p} must be owned by root and not writable by group or others (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
+      throw new Error(
+        `${p} must be owned by root and not writable by group or others (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`,
+      );
     if (p === '/') return real;
   }
 }
 
 function lookup(file: string, name: string, what: string): string[] {
-  const row = readFileSync(file, 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[0] === name);
+  const row = readFileSync(file, 'utf8')
+    .split('\n')
+    .map((l) => l.split(':'))
+    .find((f) => f[0] === name);
   if (!row) throw new Error(`${what} "${name}" does not exist in ${file}`);
   return row;
 }
@@ -64,22 +96,40 @@ export function loadPolicy(file: string): Policy {
   const conf = ini.parse(readFileSync(assertRootOnly(file), 'utf8')); // read what was checked
   const where = (section: string, key: string) => `${file}: [${section}] ${key}`;
   const user = conf.agent?.user;
-  if (typeof user !== 'string' || user === '') throw new Error(`${where('agent', 'user')}: expected the agent's user name`);
+  if (typeof user !== 'string' || user === '')
+    throw new Error(`${where('agent', 'user')}: expected the agent's user name`);
   const [, , uid, gid] = lookup('/etc/passwd', user, 'user');
   const auditGroup = conf.helper?.audit_group ?? 'guard-audit';
   const sources: Source[] = [];
   for (const [name, s] of Object.entries<Record<string, unknown>>(conf.source ?? {})) {
     const type = s.type ?? 'file';
-    if (type !== 'file' && type !== 'audit') throw new Error(`${where(`source.${name}`, 'type')}: expected "file" or "audit", got ${JSON.stringify(type)}`);
-    const raw = s.paths ?? (type === 'audit' ? '/var/log/audit/audit.log, /var/log/audit/audit.log.[0-9]*' : undefined);
-    const patterns = (Array.isArray(raw) ? raw : String(raw ?? '').split(',')).map((p) => String(p).trim()).filter(Boolean);
+    if (type !== 'file' && type !== 'audit')
+      throw new Error(
+        `${where(`source.${name}`, 'type')}: expected "file" or "audit", got ${JSON.stringify(type)}`,
+      );
+    const raw =
+      s.paths ??
+      (type === 'audit' ? '/var/log/audit/audit.log, /var/log/audit/audit.log.[0-9]*' : undefined);
+    const patterns = (Array.isArray(raw) ? raw : String(raw ?? '').split(','))
+      .map((p) => String(p).trim())
+      .filter(Boolean);
     const bad = patterns.find((p) => pathSyntaxError(p) !== null);
     if (patterns.length === 0 || bad !== undefined)
-      throw new Error(`${where(`source.${name}`, 'paths')}: expected comma-separated absolute, normalised paths or globs${bad ? `, got "${bad}"` : ''}`);
+      throw new Error(
+        `${where(`source.${name}`, 'paths')}: expected comma-separated absolute, normalised paths or globs${bad ? `, got "${bad}"` : ''}`,
+      );
     sources.push({ name, audit: type === 'audit', patterns, regexes: patterns.map(globToRegex) });
   }
-  const digest = createHash('sha256').update(JSON.stringify(sources.map(({ name, audit, patterns }) => [name, audit, patterns]))).digest('hex');
-  return { agentUid: Number(uid), socketGid: Number(gid), auditGid: Number(lookup('/etc/group', auditGroup, 'group')[2]), sources, digest };
+  const digest = createHash('sha256')
+    .update(JSON.stringify(sources.map(({ name, audit, patterns }) => [name, audit, patterns])))
+    .digest('hex');
+  return {
+    agentUid: Number(uid),
+    socketGid: Number(gid),
+    auditGid: Number(lookup('/etc/group', auditGroup, 'group')[2]),
+    sources,
+    digest,
+  };
 }
 
 // The names that currently match a source's patterns. Only real directories are descended (never
@@ -87,32 +137,74 @@ export function loadPolicy(file: string): Policy {
 // named — a symlink or FIFO too — so that `open` refuses it with a reason the operator sees.
 // Bounded in files, reply bytes and directory entries read: a user who fills an allowed directory
 // cannot make one request block the helper or outgrow the socket's buffer.
-export function listSource(source: Source, limit = { files: 1024, bytes: 60_000, entries: 100_000 }): { files: string[]; truncated: boolean } {
+export function listSource(
+  source: Source,
+  limit = { files: 1024, bytes: 60_000, entries: 100_000 },
+): { files: string[]; truncated: boolean } {
   const files: string[] = [];
-  let bytes = 0, entries = 0, truncated = false;
+  let bytes = 0,
+    entries = 0,
+    truncated = false;
   // Each directory is reopened by name under its parent's descriptor with O_NOFOLLOW: one swapped for
   // a symlink between readdir and open is refused, not followed into a directory we may not name.
   const walk = (dir: string, dirFd: number, parts: string[], re: RegExp): void => {
     const part = parts[0] && parts.length > 1 ? globToRegex(parts[0]) : null;
     let d: Dir;
-    try { d = opendirSync(`/proc/self/fd/${dirFd}`); } catch { return; }
     try {
-      for (let e = d.readSync(); e && !(truncated ||= ++entries > limit.entries); e = d.readSync()) {
+      d = opendirSync(`/proc/self/fd/${dirFd}`);
+    } catch {
+      return;
+    }
+    try {
+      for (
+        let e = d.readSync();
+        e && !(truncated ||= ++entries > limit.entries);
+        e = d.readSync()
+      ) {
         const path = `${dir}/${e.name}`;
         if (part && e.isDirectory() && part.test(e.name)) {
           let fd: number;
-          try { fd = openSync(`/proc/self/fd/${dirFd}/${e.name}`, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW); } catch { continue; }
-          try { walk(path, fd, parts.slice(1), re); } finally { closeSync(fd); }
-        } else if (!part && !e.isDirectory() && re.test(path) && !isDenied(path) && !files.includes(path)) {
+          try {
+            fd = openSync(
+              `/proc/self/fd/${dirFd}/${e.name}`,
+              constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
+            );
+          } catch {
+            continue;
+          }
+          try {
+            walk(path, fd, parts.slice(1), re);
+          } finally {
+            closeSync(fd);
+          }
+        } else if (
+          !part &&
+          !e.isDirectory() &&
+          re.test(path) &&
+          !isDenied(path) &&
+          !files.includes(path)
+        ) {
           // counted as the reply encodes it: a control character is 6 bytes of JSON
-          if ((truncated ||= files.length >= limit.files || (bytes += Buffer.byteLength(JSON.stringify(path)) + 1) > limit.bytes)) break;
+          if (
+            (truncated ||=
+              files.length >= limit.files ||
+              (bytes += Buffer.byteLength(JSON.stringify(path)) + 1) > limit.bytes)
+          )
+            break;
           files.push(path);
         }
       }
-    } catch { truncated = true; // a directory that fails under us (EIO, an entry gone mid-lstat) ends the walk, not the helper
-    } finally { d.closeSync(); }
+    } catch {
+      truncated = true; // a directory that fails under us (EIO, an entry gone mid-lstat) ends the walk, not the helper
+    } finally {
+      d.closeSync();
+    }
   };
   const rootFd = openSync('/', constants.O_RDONLY | constants.O_DIRECTORY);
-  try { source.patterns.forEach((p, i) => walk('', rootFd, p.split('/').slice(1), source.regexes[i]!)); } finally { closeSync(rootFd); }
+  try {
+    source.patterns.forEach((p, i) => walk('', rootFd, p.split('/').slice(1), source.regexes[i]!));
+  } finally {
+    closeSync(rootFd);
+  }
   return { files: files.sort(), truncated };
 }

@@ -1,40 +1,92 @@
 // The request loop. Each connection is authenticated once, by the kernel's word (SO_PEERCRED,
 // SO_PEERGROUPS), then serves a closed set of requests with at most one reply waiting at a time.
 import * as fdpass from '@guard/fdpass';
-import { MAX_REQUEST_BYTES, PROTOCOL_VERSION, parseRequest, type ErrorCode, type Request } from '@guard/protocol/wire';
+import {
+  MAX_REQUEST_BYTES,
+  PROTOCOL_VERSION,
+  parseRequest,
+  type ErrorCode,
+  type Request,
+} from '@guard/protocol/wire';
 import { openAllowed, Refused } from './open';
 import { listSource, type Policy } from './policy';
 
 // C1 controls are escaped too (JSON.stringify leaves U+0080–U+009F raw): a peer's path must not
 // become a terminal escape in whoever reads this log.
-export const log = (level: 'info' | 'warn' | 'error', event: string, fields: object = {}): void => void process.stderr.write(
-  JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }).replace(/[\u0080-\u009f]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`) + '\n');
+export const log = (level: 'info' | 'warn' | 'error', event: string, fields: object = {}): void =>
+  void process.stderr.write(
+    JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }).replace(
+      /[\u0080-\u009f]/g,
+      (c) => `\\u00${c.charCodeAt(0).toString(16)}`,
+    ) + '\n',
+  );
 
-export interface Limits { connections: number; ratePerSecond: number; burst: number; perTurn: number }
-interface Reply { body: object; fd: number; last?: boolean }
-interface Conn { fd: number; pid: number; uid: number; audit: boolean; policy: Policy; watcher: fdpass.Watcher; tokens: number; at: number; out: Reply | null; paused: boolean }
+export interface Limits {
+  connections: number;
+  ratePerSecond: number;
+  burst: number;
+  perTurn: number;
+}
+interface Reply {
+  body: object;
+  fd: number;
+  last?: boolean;
+}
+interface Conn {
+  fd: number;
+  pid: number;
+  uid: number;
+  audit: boolean;
+  policy: Policy;
+  watcher: fdpass.Watcher;
+  tokens: number;
+  at: number;
+  out: Reply | null;
+  paused: boolean;
+}
 
 // One row per request: what it does for an authenticated peer. Adding a request is adding a row.
-const REQUESTS: { [K in Request['op']]: (p: Policy, c: Conn, r: Extract<Request, { op: K }>) => Reply } = {
-  hello: (p, c) => ({ body: { ok: true, op: 'hello', version: PROTOCOL_VERSION, policy: p.digest, uid: c.uid, audit: c.audit }, fd: -1 }),
+const REQUESTS: {
+  [K in Request['op']]: (p: Policy, c: Conn, r: Extract<Request, { op: K }>) => Reply;
+} = {
+  hello: (p, c) => ({
+    body: {
+      ok: true,
+      op: 'hello',
+      version: PROTOCOL_VERSION,
+      policy: p.digest,
+      uid: c.uid,
+      audit: c.audit,
+    },
+    fd: -1,
+  }),
   list: (p, c, r) => {
     const source = p.sources.find((s) => s.name === r.source);
     if (!source) throw new Refused('not_allowed', `no source "${r.source}" is configured`);
-    if (source.audit && !c.audit) throw new Refused('audit_group', `source "${r.source}" is an audit source: the agent user must be in the audit group (restart the agent after adding it)`);
+    if (source.audit && !c.audit)
+      throw new Refused(
+        'audit_group',
+        `source "${r.source}" is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
+      );
     return { body: { ok: true, op: 'list', source: r.source, ...listSource(source) }, fd: -1 };
   },
   open: (p, c, r) => {
     const { fd, ...id } = openAllowed(p, r.path, c.audit);
     return { body: { ok: true, op: 'open', path: r.path, ...id }, fd };
   },
-  stat: (p, c, r) => { // same checks as open; the descriptor never leaves the helper
+  stat: (p, c, r) => {
+    // same checks as open; the descriptor never leaves the helper
     const { fd, ...id } = openAllowed(p, r.path, c.audit);
     fdpass.close(fd);
     return { body: { ok: true, op: 'stat', path: r.path, ...id }, fd: -1 };
   },
 };
 
-const refusal = (op: unknown, error: ErrorCode, message: string, last: boolean): Reply => ({ body: { ok: false, op: typeof op === 'string' ? op : null, error, message }, fd: -1, last });
+const refusal = (op: unknown, error: ErrorCode, message: string, last: boolean): Reply => ({
+  body: { ok: false, op: typeof op === 'string' ? op : null, error, message },
+  fd: -1,
+  last,
+});
 
 export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits): void {
   const conns = new Set<Conn>();
@@ -49,21 +101,44 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
 
   function handle(c: Conn, data: Buffer, truncated: boolean, fd: number): Reply {
     // A descriptor sent to us is closed at once: the helper never accepts files from its peer.
-    if (fd >= 0) { fdpass.close(fd); return refusal(null, 'bad_request', 'requests must not carry descriptors', true); }
-    if (truncated || data.length > MAX_REQUEST_BYTES) return refusal(null, 'too_large', `requests are at most ${MAX_REQUEST_BYTES} bytes`, true);
+    if (fd >= 0) {
+      fdpass.close(fd);
+      return refusal(null, 'bad_request', 'requests must not carry descriptors', true);
+    }
+    if (truncated || data.length > MAX_REQUEST_BYTES)
+      return refusal(null, 'too_large', `requests are at most ${MAX_REQUEST_BYTES} bytes`, true);
     // Identity and audit membership were checked against the policy of the moment: re-check after a reload.
-    if (getPolicy() !== c.policy) return refusal(null, 'reloaded', 'the helper reloaded its policy: reconnect', true);
+    if (getPolicy() !== c.policy)
+      return refusal(null, 'reloaded', 'the helper reloaded its policy: reconnect', true);
     const parsed = parseRequest(data);
     if (!parsed.ok) return refusal(null, parsed.code, parsed.message, true);
     const req = parsed.request;
     const path = 'path' in req ? req.path : undefined;
     try {
-      const reply = (REQUESTS[req.op] as (p: Policy, c: Conn, r: Request) => Reply)(getPolicy(), c, req);
-      if (req.op === 'open') log('info', 'granted', { pid: c.pid, uid: c.uid, op: req.op, path, dev: (reply.body as { dev: string }).dev });
+      const reply = (REQUESTS[req.op] as (p: Policy, c: Conn, r: Request) => Reply)(
+        getPolicy(),
+        c,
+        req,
+      );
+      if (req.op === 'open')
+        log('info', 'granted', {
+          pid: c.pid,
+          uid: c.uid,
+          op: req.op,
+          path,
+          dev: (reply.body as { dev: string }).dev,
+        });
       return reply;
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
-      log('warn', 'refused', { pid: c.pid, uid: c.uid, op: req.op, path, code: e.code, message: e.message });
+      log('warn', 'refused', {
+        pid: c.pid,
+        uid: c.uid,
+        op: req.op,
+        path,
+        code: e.code,
+        message: e.message,
+      });
       return refusal(req.op, e.code, e.message, false);
     }
   }
@@ -73,7 +148,15 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
     for (let turn = 0; conns.has(c); turn++) {
       if (c.out) {
         let sent: boolean;
-        try { sent = fdpass.send(c.fd, Buffer.from(JSON.stringify(c.out.body)), c.out.fd >= 0 ? c.out.fd : undefined); } catch (e) { return drop(c, 'closed', { reason: (e as NodeJS.ErrnoException).code }); }
+        try {
+          sent = fdpass.send(
+            c.fd,
+            Buffer.from(JSON.stringify(c.out.body)),
+            c.out.fd >= 0 ? c.out.fd : undefined,
+          );
+        } catch (e) {
+          return drop(c, 'closed', { reason: (e as NodeJS.ErrnoException).code });
+        }
         if (!sent) return c.watcher.start(false, true);
         if (c.out.fd >= 0) fdpass.close(c.out.fd);
         const last = c.out.last;
@@ -87,11 +170,14 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
         c.watcher.stop();
         if (c.tokens < 1 && !c.paused) log('warn', 'throttled', { pid: c.pid, uid: c.uid });
         c.paused = c.tokens < 1;
-        if (c.paused) setTimeout(() => pump(c), Math.ceil(1000 / limits.ratePerSecond)); else setImmediate(() => pump(c));
+        if (c.paused) setTimeout(() => pump(c), Math.ceil(1000 / limits.ratePerSecond));
+        else setImmediate(() => pump(c));
         return;
       }
       let msg: fdpass.Received | null;
-      try { msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 1); } catch (e) {
+      try {
+        msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 1);
+      } catch (e) {
         const code = (e as NodeJS.ErrnoException).code; // ECTRUNC: more descriptors than fit; the addon closed them all
         if (code !== 'ECTRUNC') return drop(c, 'closed', { reason: code });
         c.out = refusal(null, 'bad_request', 'requests must not carry descriptors', true);
@@ -101,7 +187,12 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       if (msg.data.length === 0 && msg.fd < 0) return drop(c, 'closed', { reason: 'peer closed' });
       c.tokens -= 1;
       c.out = handle(c, msg.data, msg.truncated, msg.fd);
-      if (c.out.last) log('warn', 'bad_request', { pid: c.pid, uid: c.uid, code: (c.out.body as { error: string }).error });
+      if (c.out.last)
+        log('warn', 'bad_request', {
+          pid: c.pid,
+          uid: c.uid,
+          code: (c.out.body as { error: string }).error,
+        });
     }
   }
 
@@ -110,7 +201,9 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
   function accept(): void {
     for (;;) {
       let fd: number;
-      try { fd = fdpass.accept(listenFd); } catch (e) {
+      try {
+        fd = fdpass.accept(listenFd);
+      } catch (e) {
         listener.stop(); // out of descriptors or memory: pause rather than spin on a readable socket
         setTimeout(() => listener.start(true, false), 100);
         return log('error', 'accept_failed', { code: (e as NodeJS.ErrnoException).code });
@@ -119,22 +212,46 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       const cred = fdpass.peerCred(fd);
       const policy = getPolicy();
       if (cred.uid !== policy.agentUid || conns.size >= limits.connections) {
-        const [event, code, why] = cred.uid !== policy.agentUid ? ['peer_refused', 'peer', `uid ${cred.uid} is not the agent user`] as const
-          : ['too_many_connections', 'io', `more than ${limits.connections} connections`] as const;
-        try { fdpass.send(fd, Buffer.from(JSON.stringify(refusal(null, code, why, true).body))); } catch { /* closing anyway */ }
+        const [event, code, why] =
+          cred.uid !== policy.agentUid
+            ? (['peer_refused', 'peer', `uid ${cred.uid} is not the agent user`] as const)
+            : ([
+                'too_many_connections',
+                'io',
+                `more than ${limits.connections} connections`,
+              ] as const);
+        try {
+          fdpass.send(fd, Buffer.from(JSON.stringify(refusal(null, code, why, true).body)));
+        } catch {
+          /* closing anyway */
+        }
         fdpass.close(fd);
         log('warn', event, { pid: cred.pid, uid: cred.uid, message: why });
         continue;
       }
       const audit = cred.gid === policy.auditGid || fdpass.peerGroups(fd).includes(policy.auditGid);
-      const c: Conn = { fd, pid: cred.pid, uid: cred.uid, audit, policy, tokens: limits.burst, at: Date.now(), out: null, paused: false,
-        watcher: new fdpass.Watcher(fd, (status) => (status < 0 ? drop(c, 'closed', { reason: `poll error ${status}` }) : pump(c))) };
+      const c: Conn = {
+        fd,
+        pid: cred.pid,
+        uid: cred.uid,
+        audit,
+        policy,
+        tokens: limits.burst,
+        at: Date.now(),
+        out: null,
+        paused: false,
+        watcher: new fdpass.Watcher(fd, (status) =>
+          status < 0 ? drop(c, 'closed', { reason: `poll error ${status}` }) : pump(c),
+        ),
+      };
       conns.add(c);
       log('info', 'connected', { pid: c.pid, uid: c.uid, audit });
       pump(c);
     }
   }
 
-  const listener: fdpass.Watcher = new fdpass.Watcher(listenFd, (status) => (status < 0 ? log('error', 'accept_failed', { status }) : accept()));
+  const listener: fdpass.Watcher = new fdpass.Watcher(listenFd, (status) =>
+    status < 0 ? log('error', 'accept_failed', { status }) : accept(),
+  );
   listener.start(true, false);
 }

@@ -1,5 +1,13 @@
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { isDenied, listSource, loadPolicy, matchingSources, pathSyntaxError } from '../src/policy';
 
@@ -17,11 +25,27 @@ function conf(text: string, mode = 0o640): string {
 
 describe('path syntax', () => {
   test('accepts absolute normalised paths', () => {
-    for (const p of ['/var/log/syslog', '/var/log/a.b..c', '/var/log/.hidden', '/x']) assert.equal(pathSyntaxError(p), null, p);
+    for (const p of ['/var/log/syslog', '/var/log/a.b..c', '/var/log/.hidden', '/x'])
+      assert.equal(pathSyntaxError(p), null, p);
   });
   test('refuses what could resolve elsewhere than it reads', () => {
-    for (const p of ['', 'var/log/syslog', './x', '/var//log', '/var/log/', '/var/./log', '/var/../etc/shadow', '/var/log/..',
-      '/var/log/a\0b', '/var/log/a\nb', '/var/log/\x1b[2J', '/var/log/\x7f', '/var/log/\u009b2J', '/var/log/\u0085', '/' + 'a'.repeat(4095)]) {
+    for (const p of [
+      '',
+      'var/log/syslog',
+      './x',
+      '/var//log',
+      '/var/log/',
+      '/var/./log',
+      '/var/../etc/shadow',
+      '/var/log/..',
+      '/var/log/a\0b',
+      '/var/log/a\nb',
+      '/var/log/\x1b[2J',
+      '/var/log/\x7f',
+      '/var/log/\u009b2J',
+      '/var/log/\u0085',
+      '/' + 'a'.repeat(4095),
+    ]) {
       assert.notEqual(pathSyntaxError(p), null, JSON.stringify(p));
     }
   });
@@ -29,24 +53,62 @@ describe('path syntax', () => {
 
 describe('deny-list', () => {
   test('credentials, keys and kernel interfaces', () => {
-    for (const p of ['/etc/shadow', '/etc/gshadow', '/etc/shadow-', '/etc/security/opasswd', '/proc/self/environ', '/proc',
-      '/sys/kernel/x', '/dev/mem', '/etc/guard/token', '/root/.bash_history', '/home/u/.ssh/id_ed25519', '/etc/ssh/ssh_host_rsa_key',
-      '/var/log/app/server.key', '/etc/ssl/private/x.pem', '/var/lib/guard/state.json', '/etc/krb5.keytab', '/etc/shadow+',
-      '/etc/gshadow+', '/etc/nshadow', '/etc/shadow.bak', '/var/backups/shadow.bak', '/etc/letsencrypt/live/x/privkey.pem',
-      '/etc/pki/tls/private/x.pem', '/run/credentials/svc/token', '/run/secrets/db', '/etc/ipsec.secrets', '/etc/wireguard/wg0.conf',
-      '/etc/NetworkManager/system-connections/wifi.nmconnection', '/home/u/.netrc', '/home/u/.pgpass', '/home/u/.bash_history', '/opt/app/tls/server.pem', '/var/lib/sss/secrets/x', '/run/user/1000/keyring/control']) {
+    for (const p of [
+      '/etc/shadow',
+      '/etc/gshadow',
+      '/etc/shadow-',
+      '/etc/security/opasswd',
+      '/proc/self/environ',
+      '/proc',
+      '/sys/kernel/x',
+      '/dev/mem',
+      '/etc/guard/token',
+      '/root/.bash_history',
+      '/home/u/.ssh/id_ed25519',
+      '/etc/ssh/ssh_host_rsa_key',
+      '/var/log/app/server.key',
+      '/etc/ssl/private/x.pem',
+      '/var/lib/guard/state.json',
+      '/etc/krb5.keytab',
+      '/etc/shadow+',
+      '/etc/gshadow+',
+      '/etc/nshadow',
+      '/etc/shadow.bak',
+      '/var/backups/shadow.bak',
+      '/etc/letsencrypt/live/x/privkey.pem',
+      '/etc/pki/tls/private/x.pem',
+      '/run/credentials/svc/token',
+      '/run/secrets/db',
+      '/etc/ipsec.secrets',
+      '/etc/wireguard/wg0.conf',
+      '/etc/NetworkManager/system-connections/wifi.nmconnection',
+      '/home/u/.netrc',
+      '/home/u/.pgpass',
+      '/home/u/.bash_history',
+      '/opt/app/tls/server.pem',
+      '/var/lib/sss/secrets/x',
+      '/run/user/1000/keyring/control',
+    ]) {
       assert.ok(isDenied(p), p);
     }
   });
   test('ordinary logs pass', () => {
-    for (const p of ['/var/log/syslog', '/var/log/auth.log', '/var/log/audit/audit.log', '/var/log/keys.log', '/var/log/devices.log', '/var/log/ssh_host.log']) {
+    for (const p of [
+      '/var/log/syslog',
+      '/var/log/auth.log',
+      '/var/log/audit/audit.log',
+      '/var/log/keys.log',
+      '/var/log/devices.log',
+      '/var/log/ssh_host.log',
+    ]) {
       assert.ok(!isDenied(p), p);
     }
   });
 });
 
 describe('loadPolicy and globs', () => {
-  const policy = loadPolicy(conf(`
+  const policy = loadPolicy(
+    conf(`
 [agent]
 user = root
 [helper]
@@ -55,7 +117,8 @@ audit_group = root
 paths = /var/log/syslog, /var/log/app/*.log, /var/log/n[0-9].log, /var/log/x[!a].log, /var/log/q?.log, /var/log/lit[.log, /var/log/r[.-0]x.log
 [source.audit]
 type = audit
-`));
+`),
+  );
   const match = (p: string) => matchingSources(policy, p).map((s) => s.name);
   test('exact paths and globs within one component', () => {
     assert.deepEqual(match('/var/log/syslog'), ['sys']);
@@ -66,9 +129,21 @@ type = audit
     assert.deepEqual(match('/var/log/lit[.log'), ['sys']);
   });
   test('no prefix confusion, no crossing a /', () => {
-    for (const p of ['/var/log/syslog.1', '/var/log/syslogx', '/var/log-evil/syslog', '/var/log/app-evil/x.log', '/var/log/appx.log',
-      '/var/log/app/sub/x.log', '/var/log/app/x.logx', '/var/log/xa.log', '/var/log/x/.log', '/var/log/q/.log', '/var/log/nx.log', '/var/log/litx.log',
-      '/var/log/r/x.log']) {
+    for (const p of [
+      '/var/log/syslog.1',
+      '/var/log/syslogx',
+      '/var/log-evil/syslog',
+      '/var/log/app-evil/x.log',
+      '/var/log/appx.log',
+      '/var/log/app/sub/x.log',
+      '/var/log/app/x.logx',
+      '/var/log/xa.log',
+      '/var/log/x/.log',
+      '/var/log/q/.log',
+      '/var/log/nx.log',
+      '/var/log/litx.log',
+      '/var/log/r/x.log',
+    ]) {
       assert.deepEqual(match(p), [], p);
     }
   });
@@ -79,7 +154,11 @@ type = audit
     assert.ok(policy.sources.find((s) => s.name === 'audit')?.audit);
   });
   test('the digest changes with the allow-list', () => {
-    const other = loadPolicy(conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.sys]\npaths = /var/log/syslog\n'));
+    const other = loadPolicy(
+      conf(
+        '[agent]\nuser = root\n[helper]\naudit_group = root\n[source.sys]\npaths = /var/log/syslog\n',
+      ),
+    );
     assert.match(policy.digest, /^[0-9a-f]{64}$/);
     assert.notEqual(other.digest, policy.digest);
   });
@@ -104,10 +183,26 @@ describe('loadPolicy refuses', () => {
   test('errors name the file, section and key', () => {
     const f = conf('[agent]\n');
     refuses(f, new RegExp(`${f}: \\[agent\\] user`));
-    refuses(conf('[agent]\nuser = no-such-user-guard\n'), /user "no-such-user-guard" does not exist/);
-    refuses(conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\ntype = socket\npaths=/x\n'), /\[source\.a\] type: expected "file" or "audit"/);
-    refuses(conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\npaths = var/log/x\n'), /\[source\.a\] paths: .*got "var\/log\/x"/);
-    refuses(conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\npaths = /var/../etc/shadow\n'), /\[source\.a\] paths/);
+    refuses(
+      conf('[agent]\nuser = no-such-user-guard\n'),
+      /user "no-such-user-guard" does not exist/,
+    );
+    refuses(
+      conf(
+        '[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\ntype = socket\npaths=/x\n',
+      ),
+      /\[source\.a\] type: expected "file" or "audit"/,
+    );
+    refuses(
+      conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\npaths = var/log/x\n'),
+      /\[source\.a\] paths: .*got "var\/log\/x"/,
+    );
+    refuses(
+      conf(
+        '[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\npaths = /var/../etc/shadow\n',
+      ),
+      /\[source\.a\] paths/,
+    );
   });
 });
 
@@ -121,10 +216,22 @@ describe('listSource', () => {
     symlinkSync(`${logs}/secret-dir/hidden.log`, `${logs}/app/link.log`);
     symlinkSync(`${logs}/secret-dir`, `${logs}/linkdir`);
     mkdirSync(`${logs}/app/dir.log`);
-    const policy = loadPolicy(conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${logs}/app/*.log, ${logs}/*/hidden.log, ${logs}/app/*.key\n`));
+    const policy = loadPolicy(
+      conf(
+        `[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${logs}/app/*.log, ${logs}/*/hidden.log, ${logs}/app/*.key\n`,
+      ),
+    );
     const s = policy.sources[0]!;
     // link.log is named (open will refuse it, and the agent shows why); linkdir/ is not descended
-    assert.deepEqual(listSource(s), { files: [`${logs}/app/a.log`, `${logs}/app/b.log`, `${logs}/app/link.log`, `${logs}/secret-dir/hidden.log`], truncated: false });
+    assert.deepEqual(listSource(s), {
+      files: [
+        `${logs}/app/a.log`,
+        `${logs}/app/b.log`,
+        `${logs}/app/link.log`,
+        `${logs}/secret-dir/hidden.log`,
+      ],
+      truncated: false,
+    });
     const one = listSource(s, { files: 1, bytes: 60_000, entries: 100_000 });
     assert.equal(one.files.length, 1);
     assert.equal(one.truncated, true);
@@ -133,7 +240,11 @@ describe('listSource', () => {
     const big = `${dir}/big`;
     mkdirSync(big);
     for (let i = 0; i < 3000; i++) writeFileSync(`${big}/${String(i).padStart(200, '0')}.log`, '');
-    const s = loadPolicy(conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${big}/*.log, ${big}/*.txt\n`)).sources[0]!;
+    const s = loadPolicy(
+      conf(
+        `[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${big}/*.log, ${big}/*.txt\n`,
+      ),
+    ).sources[0]!;
     const all = listSource(s);
     assert.equal(all.truncated, true);
     assert.ok(Buffer.byteLength(JSON.stringify(all.files)) <= 60_000, 'reply fits in 64 KiB');
@@ -143,12 +254,23 @@ describe('listSource', () => {
     // names full of control characters: each is 1 byte on disk but 6 in the JSON reply
     const ctl = `${dir}/ctl`;
     mkdirSync(ctl);
-    for (let i = 0; i < 400; i++) writeFileSync(`${ctl}/${String(i).padStart(4, '0')}${'\x01'.repeat(200)}.log`, '');
-    const c = loadPolicy(conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.c]\npaths = ${ctl}/*.log\n`)).sources[0]!;
+    for (let i = 0; i < 400; i++)
+      writeFileSync(`${ctl}/${String(i).padStart(4, '0')}${'\x01'.repeat(200)}.log`, '');
+    const c = loadPolicy(
+      conf(
+        `[agent]\nuser = root\n[helper]\naudit_group = root\n[source.c]\npaths = ${ctl}/*.log\n`,
+      ),
+    ).sources[0]!;
     const listed = listSource(c);
     assert.equal(listed.truncated, true);
-    assert.ok(Buffer.byteLength(JSON.stringify(listed)) <= 60_100, `reply of ${Buffer.byteLength(JSON.stringify(listed))} bytes`);
-    const txt = listSource({ ...s, patterns: [`${big}/*.txt`], regexes: [s.regexes[1]!] }, { files: 1024, bytes: 60_000, entries: 500 });
+    assert.ok(
+      Buffer.byteLength(JSON.stringify(listed)) <= 60_100,
+      `reply of ${Buffer.byteLength(JSON.stringify(listed))} bytes`,
+    );
+    const txt = listSource(
+      { ...s, patterns: [`${big}/*.txt`], regexes: [s.regexes[1]!] },
+      { files: 1024, bytes: 60_000, entries: 500 },
+    );
     assert.deepEqual(txt, { files: [], truncated: true }, 'a scan that finds nothing still stops');
   });
 });

@@ -2,14 +2,26 @@
 // and guardctl. Not loaded by the helper, so it is outside the root-surface budget.
 import * as fdpass from '@guard/fdpass';
 import {
-  MAX_REPLY_BYTES, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
-  type ErrorCode, type FileReply, type HelloReply, type ListReply, type Refusal, type Reply, type Request,
+  MAX_REPLY_BYTES,
+  MAX_REQUEST_BYTES,
+  PROTOCOL_VERSION,
+  type ErrorCode,
+  type FileReply,
+  type HelloReply,
+  type ListReply,
+  type Refusal,
+  type Reply,
+  type Request,
 } from './wire';
 
 /** The helper answered `ok:false`: `code` is the helper's error code, `message` its sentence. */
 export class HelperRefusal extends Error {
   override readonly name = 'HelperRefusal';
-  constructor(readonly code: ErrorCode, message: string, readonly op: Request['op'] | null) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly op: Request['op'] | null,
+  ) {
     super(message);
   }
 }
@@ -21,16 +33,23 @@ export class HelperRefusal extends Error {
  * - `client_closed`: close() was called while the request was waiting;
  * - `request_too_large`: the request would be over 4096 bytes, so it was never sent.
  */
-export type ConnectionErrorCode = 'helper_closed' | 'helper_protocol' | 'client_closed' | 'request_too_large';
+export type ConnectionErrorCode =
+  'helper_closed' | 'helper_protocol' | 'client_closed' | 'request_too_large';
 export class HelperConnectionError extends Error {
   override readonly name = 'HelperConnectionError';
-  constructor(readonly code: ConnectionErrorCode, message: string) {
+  constructor(
+    readonly code: ConnectionErrorCode,
+    message: string,
+  ) {
     super(message);
   }
 }
 
-type ReplyFor<R extends Request> =
-  R extends { op: 'hello' } ? HelloReply : R extends { op: 'list' } ? ListReply : FileReply;
+type ReplyFor<R extends Request> = R extends { op: 'hello' }
+  ? HelloReply
+  : R extends { op: 'list' }
+    ? ListReply
+    : FileReply;
 
 export interface Exchange<R extends Request = Request> {
   reply: ReplyFor<R> | Refusal;
@@ -47,7 +66,9 @@ interface Pending {
 const CONNECT_RETRY_MS = 2000;
 
 function errnoCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null ? (e as { code?: unknown }).code as string | undefined : undefined;
+  return typeof e === 'object' && e !== null
+    ? ((e as { code?: unknown }).code as string | undefined)
+    : undefined;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -60,7 +81,9 @@ export class HelperClient {
   private watching = { readable: false, writable: false };
 
   private constructor(private readonly fd: number) {
-    this.watcher = new fdpass.Watcher(fd, (status, readable, writable) => this.onEvent(status, readable, writable));
+    this.watcher = new fdpass.Watcher(fd, (status, readable, writable) =>
+      this.onEvent(status, readable, writable),
+    );
   }
 
   /**
@@ -96,8 +119,12 @@ export class HelperClient {
       if (this.failure) return reject(this.failure);
       const packet = Buffer.from(JSON.stringify(req), 'utf8');
       if (packet.length > MAX_REQUEST_BYTES) {
-        return reject(new HelperConnectionError('request_too_large',
-          `${req.op} request is ${packet.length} bytes, over the protocol's ${MAX_REQUEST_BYTES}`));
+        return reject(
+          new HelperConnectionError(
+            'request_too_large',
+            `${req.op} request is ${packet.length} bytes, over the protocol's ${MAX_REQUEST_BYTES}`,
+          ),
+        );
       }
       this.pending.push({ op: req.op, resolve, reject });
       this.unsent.push(packet);
@@ -107,10 +134,14 @@ export class HelperClient {
   }
 
   async hello(): Promise<HelloReply> {
-    const reply = this.accept((await this.request({ op: 'hello', version: PROTOCOL_VERSION })).reply);
+    const reply = this.accept(
+      (await this.request({ op: 'hello', version: PROTOCOL_VERSION })).reply,
+    );
     if (reply.version !== PROTOCOL_VERSION) {
-      throw new HelperConnectionError('helper_protocol',
-        `helper speaks protocol version ${String(reply.version)}, this client ${PROTOCOL_VERSION}`);
+      throw new HelperConnectionError(
+        'helper_protocol',
+        `helper speaks protocol version ${String(reply.version)}, this client ${PROTOCOL_VERSION}`,
+      );
     }
     return reply;
   }
@@ -157,7 +188,12 @@ export class HelperClient {
       } catch (e) {
         // EPIPE/ECONNRESET: read what the helper sent before it closed (a `peer` refusal says why).
         this.receive();
-        return this.fail(new HelperConnectionError('helper_closed', `helper connection lost (${errnoCode(e) ?? String(e)})`));
+        return this.fail(
+          new HelperConnectionError(
+            'helper_closed',
+            `helper connection lost (${errnoCode(e) ?? String(e)})`,
+          ),
+        );
       }
       this.unsent.shift();
     }
@@ -172,17 +208,28 @@ export class HelperClient {
       } catch (e) {
         const code = errnoCode(e);
         // ECONNRESET is reported once, ahead of the replies the helper sent before closing.
-        if (code === 'ECONNRESET' && !reset) { reset = true; continue; }
-        return this.fail(new HelperConnectionError(code === 'ECONNRESET' ? 'helper_closed' : 'helper_protocol',
-          `receiving from the helper failed (${code ?? String(e)})`));
+        if (code === 'ECONNRESET' && !reset) {
+          reset = true;
+          continue;
+        }
+        return this.fail(
+          new HelperConnectionError(
+            code === 'ECONNRESET' ? 'helper_closed' : 'helper_protocol',
+            `receiving from the helper failed (${code ?? String(e)})`,
+          ),
+        );
       }
-      if (got === null) { // EAGAIN: nothing more to read now
-        if (reset) this.fail(new HelperConnectionError('helper_closed', 'the helper closed the connection'));
+      if (got === null) {
+        // EAGAIN: nothing more to read now
+        if (reset)
+          this.fail(new HelperConnectionError('helper_closed', 'the helper closed the connection'));
         return;
       }
       if (got.data.length === 0) {
         if (got.fd >= 0) fdpass.close(got.fd);
-        return this.fail(new HelperConnectionError('helper_closed', 'the helper closed the connection'));
+        return this.fail(
+          new HelperConnectionError('helper_closed', 'the helper closed the connection'),
+        );
       }
       this.dispatch(got.data, got.fd, got.truncated);
     }
@@ -192,12 +239,15 @@ export class HelperClient {
   private dispatch(data: Buffer, fd: number, truncated: boolean): void {
     const waiting = this.pending[0];
     const reply = truncated ? null : decodeReply(data);
-    const problem = reply === null
-      ? `an invalid reply packet (${data.length} bytes${truncated ? ', truncated' : ''})`
-      : replyProblem(reply, fd, waiting?.op);
+    const problem =
+      reply === null
+        ? `an invalid reply packet (${data.length} bytes${truncated ? ', truncated' : ''})`
+        : replyProblem(reply, fd, waiting?.op);
     if (problem !== null || reply === null) {
       if (fd >= 0) fdpass.close(fd); // never keep a descriptor we did not ask for
-      return this.fail(new HelperConnectionError('helper_protocol', `helper protocol error: ${problem}`));
+      return this.fail(
+        new HelperConnectionError('helper_protocol', `helper protocol error: ${problem}`),
+      );
     }
     if (!waiting) {
       // Only a refusal gets here (replyProblem): the `peer` refusal the helper sends before it
@@ -212,7 +262,8 @@ export class HelperClient {
   private updateWatcher(): void {
     if (this.failure) return;
     const want = { readable: this.pending.length > 0, writable: this.unsent.length > 0 };
-    if (want.readable === this.watching.readable && want.writable === this.watching.writable) return;
+    if (want.readable === this.watching.readable && want.writable === this.watching.writable)
+      return;
     if (want.readable || want.writable) this.watcher.start(want.readable, want.writable);
     else this.watcher.stop();
     this.watching = want;
@@ -233,7 +284,8 @@ export class HelperClient {
 /** Why a well-formed reply cannot answer the request waiting for it (`op`), or null when it can. */
 function replyProblem(reply: Reply, fd: number, op: Request['op'] | undefined): string | null {
   if (!reply.ok) {
-    if (reply.op !== null && reply.op !== op) return `a ${reply.op} refusal while ${op ?? 'no'} request waits`;
+    if (reply.op !== null && reply.op !== op)
+      return `a ${reply.op} refusal while ${op ?? 'no'} request waits`;
     return fd >= 0 ? 'a descriptor attached to a refusal' : null;
   }
   if (reply.op !== op) return `a ${reply.op} reply while ${op ?? 'no'} request waits`;
@@ -255,12 +307,25 @@ function decodeReply(data: Buffer): Reply | null {
   }
   if (r.ok !== true) return null;
   switch (r.op) {
-    case 'hello': return typeof r.version === 'number' && typeof r.policy === 'string' ? (value as HelloReply) : null;
-    case 'list': return Array.isArray(r.files) && r.files.every((f) => typeof f === 'string') ? (value as ListReply) : null;
+    case 'hello':
+      return typeof r.version === 'number' && typeof r.policy === 'string'
+        ? (value as HelloReply)
+        : null;
+    case 'list':
+      return Array.isArray(r.files) && r.files.every((f) => typeof f === 'string')
+        ? (value as ListReply)
+        : null;
     case 'open':
     case 'stat':
-      return typeof r.path === 'string' && typeof r.dev === 'string' && /^\d+$/.test(r.dev) &&
-        typeof r.ino === 'string' && /^\d+$/.test(r.ino) && typeof r.size === 'number' ? (value as FileReply) : null;
-    default: return null;
+      return typeof r.path === 'string' &&
+        typeof r.dev === 'string' &&
+        /^\d+$/.test(r.dev) &&
+        typeof r.ino === 'string' &&
+        /^\d+$/.test(r.ino) &&
+        typeof r.size === 'number'
+        ? (value as FileReply)
+        : null;
+    default:
+      return null;
   }
 }

@@ -1,19 +1,69 @@
 // The helper <-> client message types (docs/protocol.md). Declarations only: nothing here runs.
 
 export type ErrorCode =
-  | 'bad_request' | 'unknown_op' | 'too_large' | 'bad_path' | 'not_allowed' | 'deny_listed'
-  | 'audit_group' | 'not_found' | 'symlink' | 'not_regular' | 'hard_link' | 'moved' | 'io' | 'peer' | 'reloaded';
+  | 'bad_request'
+  | 'unknown_op'
+  | 'too_large'
+  | 'bad_path'
+  | 'not_allowed'
+  | 'deny_listed'
+  | 'audit_group'
+  | 'not_found'
+  | 'symlink'
+  | 'not_regular'
+  | 'hard_link'
+  | 'moved'
+  | 'io'
+  | 'peer'
+  | 'reloaded';
 
-export interface HelloRequest { op: 'hello'; version: number }
-export interface ListRequest { op: 'list'; source: string }
-export interface OpenRequest { op: 'open'; path: string }
-export interface StatRequest { op: 'stat'; path: string }
+export interface HelloRequest {
+  op: 'hello';
+  version: number;
+}
+export interface ListRequest {
+  op: 'list';
+  source: string;
+}
+export interface OpenRequest {
+  op: 'open';
+  path: string;
+}
+export interface StatRequest {
+  op: 'stat';
+  path: string;
+}
 export type Request = HelloRequest | ListRequest | OpenRequest | StatRequest;
 export type Op = Request['op'];
 
-export interface HelloReply { ok: true; op: 'hello'; version: number; policy: string; uid: number; audit: boolean }
-export interface ListReply { ok: true; op: 'list'; source: string; files: string[]; truncated?: boolean }
+export interface HelloReply {
+  ok: true;
+  op: 'hello';
+  version: number;
+  policy: string;
+  uid: number;
+  audit: boolean;
+}
+export interface ListReply {
+  ok: true;
+  op: 'list';
+  source: string;
+  files: string[];
+  truncated?: boolean;
+}
 /** Reply to `open` (sent with the descriptor) and `stat`; dev and ino are decimal strings. */
-export interface FileReply { ok: true; op: 'open' | 'stat'; path: string; dev: string; ino: string; size: number }
-export interface Refusal { ok: false; op: Op | null; error: ErrorCode; message: string }
+export interface FileReply {
+  ok: true;
+  op: 'open' | 'stat';
+  path: string;
+  dev: string;
+  ino: string;
+  size: number;
+}
+export interface Refusal {
+  ok: false;
+  op: Op | null;
+  error: ErrorCode;
+  message: string;
+}
 export type Reply = HelloReply | ListReply | FileReply | Refusal;

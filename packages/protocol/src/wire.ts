@@ -14,7 +14,10 @@ export type ParseResult =
   | { ok: false; code: 'bad_request' | 'unknown_op'; message: string };
 
 const validators: Record<Op, validate.Validator> = {
-  hello: validate.hello, list: validate.list, open: validate.open, stat: validate.stat,
+  hello: validate.hello,
+  list: validate.list,
+  open: validate.open,
+  stat: validate.stat,
 };
 // fatal: invalid UTF-8 is refused, not silently replaced by U+FFFD.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -28,7 +31,8 @@ function quote(s: string): string {
 
 /** Decodes and validates one request packet. Messages are short and safe to log. */
 export function parseRequest(data: Buffer): ParseResult {
-  if (data.length > MAX_REQUEST_BYTES) return badRequest(`request is over ${MAX_REQUEST_BYTES} bytes`);
+  if (data.length > MAX_REQUEST_BYTES)
+    return badRequest(`request is over ${MAX_REQUEST_BYTES} bytes`);
   let value: unknown;
   try {
     value = JSON.parse(utf8.decode(data));
@@ -46,7 +50,9 @@ export function parseRequest(data: Buffer): ParseResult {
   const check = validators[op as Op];
   if (!check(value)) {
     const e = check.errors?.[0]; // instancePath and message come from our schema, not the peer
-    return badRequest(`${op} request ${e ? `${e.instancePath || '/'} ${e.message ?? e.keyword}` : 'invalid'}`);
+    return badRequest(
+      `${op} request ${e ? `${e.instancePath || '/'} ${e.message ?? e.keyword}` : 'invalid'}`,
+    );
   }
   return { ok: true, request: value as Request };
 }

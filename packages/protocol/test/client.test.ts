@@ -27,10 +27,30 @@ function makeFile(dir: string, name: string, content: string) {
 function honestHelper(files: Record<string, ReturnType<typeof makeFile>>) {
   return (raw: unknown, conn: FakeConnection) => {
     const req = raw as AnyRequest;
-    if (req.op === 'hello') return conn.reply({ ok: true, op: 'hello', version: 1, policy: 'ab'.repeat(32), uid: 1, audit: false });
-    if (req.op === 'list') return conn.reply({ ok: true, op: 'list', source: req.source, files: Object.keys(files).sort() });
+    if (req.op === 'hello')
+      return conn.reply({
+        ok: true,
+        op: 'hello',
+        version: 1,
+        policy: 'ab'.repeat(32),
+        uid: 1,
+        audit: false,
+      });
+    if (req.op === 'list')
+      return conn.reply({
+        ok: true,
+        op: 'list',
+        source: req.source,
+        files: Object.keys(files).sort(),
+      });
     const file = files[String(req.path)];
-    if (!file) return conn.reply({ ok: false, op: req.op, error: 'not_found', message: `${String(req.path)} does not exist` });
+    if (!file)
+      return conn.reply({
+        ok: false,
+        op: req.op,
+        error: 'not_found',
+        message: `${String(req.path)} does not exist`,
+      });
     if (req.op === 'stat') return conn.reply({ ok: true, op: 'stat', ...file.reply });
     const fd = openSync(file.path, 'r');
     try {
@@ -57,13 +77,19 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     // Every request reaches the server before it answers any: they were pipelined, not serialised.
     const conn = await h.connection();
     await conn.waitForRequests(5);
-    assert.deepEqual(conn.requests.map((r) => (r as AnyRequest).op), ['hello', 'list', 'open', 'stat', 'open']);
+    assert.deepEqual(
+      conn.requests.map((r) => (r as AnyRequest).op),
+      ['hello', 'list', 'open', 'stat', 'open'],
+    );
     for (const req of conn.requests) answer(req, conn);
 
     assert.equal((await hello).version, 1);
     assert.deepEqual((await list).files, [a.path, b.path].sort());
     assert.deepEqual(await statB, { ok: true, op: 'stat', ...b.reply });
-    for (const [file, pending] of [[a, openA], [b, openB]] as const) {
+    for (const [file, pending] of [
+      [a, openA],
+      [b, openB],
+    ] as const) {
       const { reply, fd } = await pending;
       assert.deepEqual(reply, { ok: true, op: 'open', ...file.reply });
       assert.ok(fd >= 0);
@@ -80,7 +106,13 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
   it('turns a refusal into HelperRefusal and keeps the connection', async () => {
     const h = (helper = new FakeHelper((raw, conn) => {
       const req = raw as AnyRequest;
-      if (req.op === 'open') conn.reply({ ok: false, op: 'open', error: 'deny_listed', message: '/etc/shadow is on the built-in deny-list' });
+      if (req.op === 'open')
+        conn.reply({
+          ok: false,
+          op: 'open',
+          error: 'deny_listed',
+          message: '/etc/shadow is on the built-in deny-list',
+        });
       else conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: true });
     }));
     client = await HelperClient.connect(h.socketPath);
@@ -93,7 +125,12 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     });
     // request() itself resolves with the refusal, and no descriptor.
     assert.deepEqual(await client.request({ op: 'open', path: '/etc/shadow' }), {
-      reply: { ok: false, op: 'open', error: 'deny_listed', message: '/etc/shadow is on the built-in deny-list' },
+      reply: {
+        ok: false,
+        op: 'open',
+        error: 'deny_listed',
+        message: '/etc/shadow is on the built-in deny-list',
+      },
       fd: -1,
     });
     assert.equal((await client.hello()).audit, true);
@@ -107,9 +144,15 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     await conn.waitForRequests(3);
     conn.close();
     for (const p of pending) {
-      await assert.rejects(p, (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_closed');
+      await assert.rejects(
+        p,
+        (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_closed',
+      );
     }
-    await assert.rejects(client.hello(), (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_closed');
+    await assert.rejects(
+      client.hello(),
+      (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_closed',
+    );
   });
 
   it('answers already sent before the close still resolve', async () => {
@@ -123,15 +166,26 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     const hello = client.hello();
     const list = client.list('syslog');
     assert.equal((await hello).op, 'hello');
-    await assert.rejects(list, (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_closed');
+    await assert.rejects(
+      list,
+      (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_closed',
+    );
   });
 
   it('reports the peer refusal the helper sends before closing', async () => {
-    const h = (helper = new FakeHelper(() => {}, (conn) => {
-      conn.reply({ ok: false, op: null, error: 'peer', message: 'uid 1000 is not the agent user guard' });
-      conn.close();
-      return false;
-    }));
+    const h = (helper = new FakeHelper(
+      () => {},
+      (conn) => {
+        conn.reply({
+          ok: false,
+          op: null,
+          error: 'peer',
+          message: 'uid 1000 is not the agent user guard',
+        });
+        conn.close();
+        return false;
+      },
+    ));
     client = await HelperClient.connect(h.socketPath);
     await h.connection();
     await assert.rejects(client.open('/var/log/syslog'), (e: unknown) => {
@@ -144,7 +198,15 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
 
   it('waits for the socket to become writable when the helper stops reading', async () => {
     const h = (helper = new FakeHelper(
-      (raw, conn) => conn.reply({ ok: true, op: 'stat', path: (raw as AnyRequest).path, dev: '1', ino: '2', size: 3 }),
+      (raw, conn) =>
+        conn.reply({
+          ok: true,
+          op: 'stat',
+          path: (raw as AnyRequest).path,
+          dev: '1',
+          ino: '2',
+          size: 3,
+        }),
       () => false, // do not read yet: the client's sends fill the socket and return false
     ));
     client = await HelperClient.connect(h.socketPath);
@@ -154,16 +216,25 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal(conn.requests.length, 0);
     const unsent = (client as unknown as { unsent: Buffer[] }).unsent;
-    assert.ok(unsent.length > 0, 'send never returned false: the test did not exercise backpressure');
+    assert.ok(
+      unsent.length > 0,
+      'send never returned false: the test did not exercise backpressure',
+    );
     conn.startReading();
     const replies = await Promise.all(pending);
-    assert.deepEqual(replies.map((r) => r.path), Array.from({ length: n }, (_, i) => `/var/log/f${i}`));
+    assert.deepEqual(
+      replies.map((r) => r.path),
+      Array.from({ length: n }, (_, i) => `/var/log/f${i}`),
+    );
     assert.equal(conn.requests.length, n);
   });
 
   describe('fails closed on protocol violations, closing stray descriptors', () => {
-    async function violation(reply: (conn: FakeConnection, file: ReturnType<typeof makeFile>) => void,
-      ask: (c: HelperClient) => Promise<unknown>, expect: RegExp) {
+    async function violation(
+      reply: (conn: FakeConnection, file: ReturnType<typeof makeFile>) => void,
+      ask: (c: HelperClient) => Promise<unknown>,
+      expect: RegExp,
+    ) {
       const h = (helper = new FakeHelper());
       const file = makeFile(h.dir, 'x.log', 'x');
       client = await HelperClient.connect(h.socketPath);
@@ -180,7 +251,10 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
         assert.match(e.message, expect);
         return true;
       });
-      await assert.rejects(later, (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_protocol');
+      await assert.rejects(
+        later,
+        (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_protocol',
+      );
       // The client's own socket is closed too, so it holds one descriptor fewer than before.
       assert.equal(openDescriptorCount(), before - 1, 'a received descriptor was left open');
     }
@@ -190,27 +264,47 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
       closeSync(fd);
     };
 
-    it('a descriptor attached to a stat reply', () => violation(
-      (conn, file) => withFd(conn, file, { ok: true, op: 'stat', ...file.reply }),
-      (c) => c.stat('/x'), /descriptor attached to a stat reply/));
-    it('a descriptor attached to a refusal', () => violation(
-      (conn, file) => withFd(conn, file, { ok: false, op: 'open', error: 'deny_listed', message: 'no' }),
-      (c) => c.open('/x'), /descriptor attached to a refusal/));
-    it('an open success without a descriptor', () => violation(
-      (conn, file) => conn.reply({ ok: true, op: 'open', ...file.reply }),
-      (c) => c.open('/x'), /open reply without a descriptor/));
-    it('a reply for another op', () => violation(
-      (conn) => conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: false }),
-      (c) => c.stat('/x'), /hello reply while stat request waits/));
-    it('a reply that is not JSON', () => violation(
-      (conn) => conn.reply('not json'), (c) => c.hello(), /invalid reply packet/));
+    it('a descriptor attached to a stat reply', () =>
+      violation(
+        (conn, file) => withFd(conn, file, { ok: true, op: 'stat', ...file.reply }),
+        (c) => c.stat('/x'),
+        /descriptor attached to a stat reply/,
+      ));
+    it('a descriptor attached to a refusal', () =>
+      violation(
+        (conn, file) =>
+          withFd(conn, file, { ok: false, op: 'open', error: 'deny_listed', message: 'no' }),
+        (c) => c.open('/x'),
+        /descriptor attached to a refusal/,
+      ));
+    it('an open success without a descriptor', () =>
+      violation(
+        (conn, file) => conn.reply({ ok: true, op: 'open', ...file.reply }),
+        (c) => c.open('/x'),
+        /open reply without a descriptor/,
+      ));
+    it('a reply for another op', () =>
+      violation(
+        (conn) =>
+          conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: false }),
+        (c) => c.stat('/x'),
+        /hello reply while stat request waits/,
+      ));
+    it('a reply that is not JSON', () =>
+      violation(
+        (conn) => conn.reply('not json'),
+        (c) => c.hello(),
+        /invalid reply packet/,
+      ));
   });
 
   it('refuses to send a request over 4096 bytes, and the connection stays usable', async () => {
     const h = (helper = new FakeHelper(honestHelper({})));
     client = await HelperClient.connect(h.socketPath);
-    await assert.rejects(client.open(`/${'a'.repeat(5000)}`),
-      (e: unknown) => e instanceof HelperConnectionError && e.code === 'request_too_large');
+    await assert.rejects(
+      client.open(`/${'a'.repeat(5000)}`),
+      (e: unknown) => e instanceof HelperConnectionError && e.code === 'request_too_large',
+    );
     assert.equal((await client.hello()).version, 1);
   });
 
@@ -220,12 +314,18 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     const p = client.hello();
     client.close();
     client.close();
-    await assert.rejects(p, (e: unknown) => e instanceof HelperConnectionError && e.code === 'client_closed');
+    await assert.rejects(
+      p,
+      (e: unknown) => e instanceof HelperConnectionError && e.code === 'client_closed',
+    );
   });
 
   it('connect() throws the errno of a missing socket at once', async () => {
     const started = Date.now();
-    await assert.rejects(HelperClient.connect('/nonexistent/guard/helper.sock'), (e: unknown) => (e as { code?: string }).code === 'ENOENT');
+    await assert.rejects(
+      HelperClient.connect('/nonexistent/guard/helper.sock'),
+      (e: unknown) => (e as { code?: string }).code === 'ENOENT',
+    );
     assert.ok(Date.now() - started < 500);
   });
 });

@@ -11,8 +11,13 @@ export class FakeConnection {
   private readonly watcher: fdpass.Watcher;
   private waiters: Array<{ count: number; resolve(): void }> = [];
 
-  constructor(readonly fd: number, private readonly onRequest: (req: unknown, conn: FakeConnection) => void) {
-    this.watcher = new fdpass.Watcher(fd, (status, readable) => { if (status >= 0 && readable) this.read(); });
+  constructor(
+    readonly fd: number,
+    private readonly onRequest: (req: unknown, conn: FakeConnection) => void,
+  ) {
+    this.watcher = new fdpass.Watcher(fd, (status, readable) => {
+      if (status >= 0 && readable) this.read();
+    });
   }
 
   /** Starts reading requests; a test can leave a connection unread to build up backpressure. */
@@ -26,7 +31,8 @@ export class FakeConnection {
 
   reply(message: unknown, passFd = -1): void {
     const data = Buffer.from(typeof message === 'string' ? message : JSON.stringify(message));
-    if (!fdpass.send(this.fd, data, passFd < 0 ? undefined : passFd)) throw new Error('fake helper: send would block');
+    if (!fdpass.send(this.fd, data, passFd < 0 ? undefined : passFd))
+      throw new Error('fake helper: send would block');
   }
 
   /** Resolves once `count` requests have arrived in total. */
@@ -51,7 +57,9 @@ export class FakeConnection {
       if (got.data.length === 0) return this.close();
       const req: unknown = JSON.parse(got.data.toString('utf8'));
       this.requests.push(req);
-      this.waiters = this.waiters.filter((w) => (this.requests.length >= w.count ? (w.resolve(), false) : true));
+      this.waiters = this.waiters.filter((w) =>
+        this.requests.length >= w.count ? (w.resolve(), false) : true,
+      );
       this.onRequest(req, this);
     }
   }
@@ -74,7 +82,9 @@ export class FakeHelper {
     private readonly onAccept: (conn: FakeConnection) => boolean | void = () => {},
   ) {
     this.listenFd = fdpass.listen(this.socketPath);
-    this.watcher = new fdpass.Watcher(this.listenFd, (status, readable) => { if (status >= 0 && readable) this.accept(); });
+    this.watcher = new fdpass.Watcher(this.listenFd, (status, readable) => {
+      if (status >= 0 && readable) this.accept();
+    });
     this.watcher.start(true, false);
   }
 

@@ -35,7 +35,10 @@ describe('parseRequest accepts every valid request', () => {
     });
   }
   it('keys in any order, whitespace, 1.0 as the integer 1', () => {
-    assert.deepEqual(parse(' {\n"version" : 1.0 , "op":"hello"}\n'), { ok: true, request: { op: 'hello', version: 1 } });
+    assert.deepEqual(parse(' {\n"version" : 1.0 , "op":"hello"}\n'), {
+      ok: true,
+      request: { op: 'hello', version: 1 },
+    });
   });
 });
 
@@ -62,15 +65,18 @@ describe('parseRequest refuses malformed requests as bad_request', () => {
     'extra key on open': '{"op":"open","path":"/var/log/syslog","flags":"w"}',
     '__proto__ key': '{"op":"open","path":"/var/log/syslog","__proto__":{"x":1}}',
     'a list key on open': '{"op":"open","path":"/x","source":"syslog"}',
-    'null': 'null',
-    'array': '[{"op":"hello","version":1}]',
-    'string': '"hello"',
-    'number': '1',
+    null: 'null',
+    array: '[{"op":"hello","version":1}]',
+    string: '"hello"',
+    number: '1',
     'missing op': '{"version":1}',
     'op not a string': '{"op":1,"version":1}',
     'op null': '{"op":null}',
   };
-  for (const [name, text] of Object.entries(cases)) it(name, () => { assertRejected(text); });
+  for (const [name, text] of Object.entries(cases))
+    it(name, () => {
+      assertRejected(text);
+    });
 
   it('a path over 4095 characters', () => {
     // Over the 4096-byte packet limit as well; the schema limit holds on its own, checked directly.
@@ -82,7 +88,13 @@ describe('parseRequest refuses malformed requests as bad_request', () => {
     assertRejected(Buffer.alloc(MAX_REQUEST_BYTES + 1, ' '));
   });
   it('invalid UTF-8', () => {
-    assertRejected(Buffer.concat([Buffer.from('{"op":"open","path":"/var/log/'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]));
+    assertRejected(
+      Buffer.concat([
+        Buffer.from('{"op":"open","path":"/var/log/'),
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from('"}'),
+      ]),
+    );
   });
   it('names the failing field without echoing the value', () => {
     const r = assertRejected('{"op":"open","path":42}');
@@ -96,10 +108,15 @@ describe('parseRequest refuses malformed requests as bad_request', () => {
 
 describe('parseRequest refuses unknown ops as unknown_op', () => {
   for (const op of ['read', 'write', 'HELLO', 'constructor', '__proto__', 'toString', '']) {
-    it(JSON.stringify(op), () => { assertRejected(JSON.stringify({ op, path: '/x' }), 'unknown_op'); });
+    it(JSON.stringify(op), () => {
+      assertRejected(JSON.stringify({ op, path: '/x' }), 'unknown_op');
+    });
   }
   it('echoes at most a short, quoted prefix of the op', () => {
-    const r = assertRejected(JSON.stringify({ op: `${'x'.repeat(1000)}\n2026 guard-helper: granted /etc/shadow` }), 'unknown_op');
+    const r = assertRejected(
+      JSON.stringify({ op: `${'x'.repeat(1000)}\n2026 guard-helper: granted /etc/shadow` }),
+      'unknown_op',
+    );
     const message = r.ok ? '' : r.message;
     assert.ok(message.length <= 100, message);
     assert.doesNotMatch(message, /\n/);

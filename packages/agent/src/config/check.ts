@@ -16,7 +16,11 @@ const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' 
 
 /** `/etc/guard/guard.conf: ok: 5 sources (syslog, auth, …, audit [audit]), 1 sink (local: file /var/lib/guard/out/events.ndjson)` */
 export function summary(config: AgentConfig): string {
-  const sources = config.sources.map((s) => (s.type === 'audit' ? `${s.name} [audit]` : s.name)).join(', ');
-  const sinks = config.sinks.map((k) => `${k.name}: ${k.type === 'http' ? `http ${k.url}` : `file ${k.path}`}`).join(', ');
+  const sources = config.sources
+    .map((s) => (s.type === 'audit' ? `${s.name} [audit]` : s.name))
+    .join(', ');
+  const sinks = config.sinks
+    .map((k) => `${k.name}: ${k.type === 'http' ? `http ${k.url}` : `file ${k.path}`}`)
+    .join(', ');
   return `${config.file}: ok: ${plural(config.sources.length, 'source')}${sources ? ` (${sources})` : ''}, ${plural(config.sinks.length, 'sink')} (${sinks})`;
 }

@@ -5,17 +5,40 @@ import { closeSync, fstatSync, openSync, readFileSync, constants as fsc } from '
 import { hostname as osHostname } from 'node:os';
 import * as ini from 'ini';
 import type {
-  AgentConfig, AgentSection, BatchConfig, FileSinkConfig, HttpSinkConfig, RedactConfig, SinkConfig, SourceConfig,
+  AgentConfig,
+  AgentSection,
+  BatchConfig,
+  FileSinkConfig,
+  HttpSinkConfig,
+  RedactConfig,
+  SinkConfig,
+  SourceConfig,
 } from './types';
 import {
-  asObject, expectedPhrase, formatProblem, inFileOrder, keySchema, scanLines, schemaProblems, shown, suggest, type Problem,
+  asObject,
+  expectedPhrase,
+  formatProblem,
+  inFileOrder,
+  keySchema,
+  scanLines,
+  schemaProblems,
+  shown,
+  suggest,
+  type Problem,
 } from './validate';
 
 export class ConfigError extends Error {
   /** One line per problem, each naming the file, the section and the key. */
   readonly problems: string[];
-  constructor(readonly file: string, problems: string[]) {
-    super(problems.length === 1 ? problems[0]! : `${file}: ${problems.length} problems:\n  ${problems.join('\n  ')}`);
+  constructor(
+    readonly file: string,
+    problems: string[],
+  ) {
+    super(
+      problems.length === 1
+        ? problems[0]!
+        : `${file}: ${problems.length} problems:\n  ${problems.join('\n  ')}`,
+    );
     this.name = 'ConfigError';
     this.problems = problems;
   }
@@ -44,16 +67,25 @@ export function parseConfig(text: string, file: string): AgentConfig {
   const { line, repeated } = scanLines(text);
   const problems: Problem[] = [...repeated, ...schemaProblems(raw)];
   const config = build(raw, problems, file);
-  if (problems.length > 0) throw new ConfigError(file, inFileOrder(problems, line).map((p) => formatProblem(file, p)));
+  if (problems.length > 0)
+    throw new ConfigError(
+      file,
+      inFileOrder(problems, line).map((p) => formatProblem(file, p)),
+    );
   return config;
 }
 
 /** Keys whose change a SIGHUP cannot apply: the agent keeps the old value until it restarts. */
 export function changesNeedingRestart(running: AgentConfig, next: AgentConfig): string[] {
   const keys: [string, keyof AgentSection][] = [
-    ['user', 'user'], ['helper_socket', 'helperSocket'], ['status_socket', 'statusSocket'], ['state_dir', 'stateDir'],
+    ['user', 'user'],
+    ['helper_socket', 'helperSocket'],
+    ['status_socket', 'statusSocket'],
+    ['state_dir', 'stateDir'],
   ];
-  return keys.filter(([, k]) => running.agent[k] !== next.agent[k]).map(([name]) => `[agent] ${name}`);
+  return keys
+    .filter(([, k]) => running.agent[k] !== next.agent[k])
+    .map(([name]) => `[agent] ${name}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -76,7 +108,14 @@ export function pathSyntaxError(path: string): string | null {
 // would write into a file a source reads: the agent would then read its own output forever.
 function globToRegex(pattern: string): RegExp {
   const body = pattern.replace(/\[!?[^\]/\\]+\]|[.+^${}()|\\[\]]|\*|\?/g, (m) =>
-    m === '*' ? '[^/]*' : m === '?' ? '[^/]' : m.length > 1 ? '(?!/)' + m.replace(/^\[[!^]/, '[^') : '\\' + m);
+    m === '*'
+      ? '[^/]*'
+      : m === '?'
+        ? '[^/]'
+        : m.length > 1
+          ? '(?!/)' + m.replace(/^\[[!^]/, '[^')
+          : '\\' + m,
+  );
   return new RegExp(`^${body}$`);
 }
 
@@ -142,7 +181,11 @@ class SectionReader {
     const v = this.optionalString(key);
     if (v === null) return fallback;
     const why = pathSyntaxError(v);
-    if (why !== null) this.problem(key, `expected ${expectedPhrase(keySchema(this.section, key, this.raw))}, got ${shown(v)} (${why})`);
+    if (why !== null)
+      this.problem(
+        key,
+        `expected ${expectedPhrase(keySchema(this.section, key, this.raw))}, got ${shown(v)} (${why})`,
+      );
     return v;
   }
 
@@ -158,7 +201,10 @@ class SectionReader {
       try {
         out.push(new RegExp(source, flags));
       } catch (e) {
-        const why = (e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
+        const why = (e as Error).message.replace(
+          /^Invalid regular expression: \/.*\/[a-z]*: /s,
+          '',
+        );
         this.problem(key, `invalid regular expression ${shown(source)}: ${why}`);
       }
     }
@@ -175,8 +221,12 @@ class SectionReader {
       const st = fstatSync(fd);
       if (!st.isFile()) this.problem(key, `${path} is not a regular file`);
       else if (secret && (st.mode & 0o004) !== 0) {
-        this.problem(key, `${path} is readable by every user (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}); chmod o-rwx it`);
-      } else if (key === 'token_file' && readFileSync(fd, 'utf8').trim() === '') this.problem(key, `${path} is empty`);
+        this.problem(
+          key,
+          `${path} is readable by every user (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}); chmod o-rwx it`,
+        );
+      } else if (key === 'token_file' && readFileSync(fd, 'utf8').trim() === '')
+        this.problem(key, `${path} is empty`);
     } catch (e) {
       this.problem(key, `cannot read ${path}: ${errorCode(e)}`);
     } finally {
@@ -187,7 +237,8 @@ class SectionReader {
 }
 
 function build(raw: Record<string, unknown>, problems: Problem[], file: string): AgentConfig {
-  const reader = (section: string, values: unknown) => new SectionReader(section, asObject(values) ?? {}, raw, problems);
+  const reader = (section: string, values: unknown) =>
+    new SectionReader(section, asObject(values) ?? {}, raw, problems);
 
   const a = reader('agent', raw.agent);
   const agent: AgentSection = {
@@ -206,7 +257,10 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     logLevel: a.oneOf('log_level', 'info'),
   };
   if (agent.maxBufferBytes < agent.maxLineBytes) {
-    a.problem('max_buffer_bytes', `must be at least max_line_bytes (${agent.maxLineBytes}), got ${agent.maxBufferBytes}`);
+    a.problem(
+      'max_buffer_bytes',
+      `must be at least max_line_bytes (${agent.maxLineBytes}), got ${agent.maxBufferBytes}`,
+    );
   }
 
   const sources: SourceConfig[] = [];
@@ -225,9 +279,14 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
       }
     }
     const parser = s.oneOf<SourceConfig['parser']>('parser', type === 'audit' ? 'audit' : 'syslog');
-    if (type === 'audit' && parser !== 'audit') s.problem('parser', `an audit source is read with the audit parser, got ${shown(parser)}`);
+    if (type === 'audit' && parser !== 'audit')
+      s.problem('parser', `an audit source is read with the audit parser, got ${shown(parser)}`);
     const sinks = s.list('sinks');
-    if (sinks !== undefined && sinks.length === 0) s.problem('sinks', `expected comma-separated sink names, got ${shown(s.values.sinks)} (leave it out for every sink)`);
+    if (sinks !== undefined && sinks.length === 0)
+      s.problem(
+        'sinks',
+        `expected comma-separated sink names, got ${shown(s.values.sinks)} (leave it out for every sink)`,
+      );
     sources.push({
       name,
       type,
@@ -250,17 +309,30 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     if (type === 'http') sinks.push(httpSink(name, k));
     else if (type === 'file') sinks.push(fileSink(name, k, agent.stateDir));
   }
-  if (rawSinks.length === 0) sinks.push(fileSink(DEFAULT_SINK_NAME, reader(`sink.${DEFAULT_SINK_NAME}`, {}), agent.stateDir));
+  if (rawSinks.length === 0)
+    sinks.push(
+      fileSink(DEFAULT_SINK_NAME, reader(`sink.${DEFAULT_SINK_NAME}`, {}), agent.stateDir),
+    );
 
   // A file sink must not write where another writes, nor where a source reads (it would read its own output).
   const writers = new Map<string, string>();
   for (const sink of sinks) {
     if (sink.type !== 'file' || pathSyntaxError(sink.path) !== null) continue;
     const other = writers.get(sink.path);
-    if (other !== undefined) problems.push({ section: `sink.${sink.name}`, key: 'path', text: `${sink.path} is also written by [sink.${other}]` });
+    if (other !== undefined)
+      problems.push({
+        section: `sink.${sink.name}`,
+        key: 'path',
+        text: `${sink.path} is also written by [sink.${other}]`,
+      });
     writers.set(sink.path, sink.name);
     const reading = sources.find((src) => src.paths.some((p) => globToRegex(p).test(sink.path)));
-    if (reading) problems.push({ section: `sink.${sink.name}`, key: 'path', text: `${sink.path} is read by [source.${reading.name}]: the agent would ship its own output forever` });
+    if (reading)
+      problems.push({
+        section: `sink.${sink.name}`,
+        key: 'path',
+        text: `${sink.path} is read by [source.${reading.name}]: the agent would ship its own output forever`,
+      });
   }
 
   const names = sinks.map((k) => k.name);
@@ -269,7 +341,8 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
       if (names.includes(wanted) || rawSinks.some(([n]) => n === wanted)) continue; // an invalid sink was reported already
       const close = suggest(wanted, names);
       problems.push({
-        section: `source.${src.name}`, key: 'sinks',
+        section: `source.${src.name}`,
+        key: 'sinks',
         text: `no sink named ${shown(wanted)}${close !== undefined ? ` (did you mean "${close}"?)` : ''} (sinks: ${names.join(', ') || 'none'})`,
       });
     }
@@ -294,7 +367,8 @@ function batch(k: SectionReader): BatchConfig {
 }
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
-const SECRET_QUERY = /^(api[_-]?key|access[_-]?token|token|auth|password|passwd|pwd|secret|sig|signature)$/i;
+const SECRET_QUERY =
+  /^(api[_-]?key|access[_-]?token|token|auth|password|passwd|pwd|secret|sig|signature)$/i;
 
 function httpSink(name: string, k: SectionReader): HttpSinkConfig {
   const url = k.string('url', '');
@@ -309,10 +383,17 @@ function httpSink(name: string, k: SectionReader): HttpSinkConfig {
   if (parsed && (parsed.username !== '' || parsed.password !== '')) {
     // Never echo the password: this line goes to the journal.
     const safe = `${parsed.protocol}//${parsed.username === '' ? '' : '…'}${parsed.password === '' ? '' : ':…'}@${parsed.host}${parsed.pathname}`;
-    k.problem('url', `must not contain credentials (got ${safe}); put the token in a file and name it in token_file`);
+    k.problem(
+      'url',
+      `must not contain credentials (got ${safe}); put the token in a file and name it in token_file`,
+    );
   }
   const secretParam = parsed && [...parsed.searchParams.keys()].find((p) => SECRET_QUERY.test(p));
-  if (secretParam) k.problem('url', `must not carry a secret in its query ("${secretParam}=…"); put the token in a file and name it in token_file`);
+  if (secretParam)
+    k.problem(
+      'url',
+      `must not carry a secret in its query ("${secretParam}=…"); put the token in a file and name it in token_file`,
+    );
 
   const config: HttpSinkConfig = {
     name,
@@ -338,10 +419,16 @@ function httpSink(name: string, k: SectionReader): HttpSinkConfig {
   }
   if (k.has('client_cert_file') !== k.has('client_key_file')) {
     const missing = k.has('client_cert_file') ? 'client_key_file' : 'client_cert_file';
-    k.problem(missing, `required with ${missing === 'client_key_file' ? 'client_cert_file' : 'client_key_file'} (mutual TLS needs both)`);
+    k.problem(
+      missing,
+      `required with ${missing === 'client_key_file' ? 'client_cert_file' : 'client_key_file'} (mutual TLS needs both)`,
+    );
   }
   if (config.retryMaxMs < config.retryInitialMs) {
-    k.problem('retry_max_ms', `must be at least retry_initial_ms (${config.retryInitialMs}), got ${config.retryMaxMs}`);
+    k.problem(
+      'retry_max_ms',
+      `must be at least retry_initial_ms (${config.retryInitialMs}), got ${config.retryMaxMs}`,
+    );
   }
   return config;
 }

@@ -4,72 +4,72 @@
 export interface AgentSection {
   /** The agent's user; the helper serves only this uid. */
   user: string;
-  helperSocket: string;          // helper_socket, default /run/guard/helper.sock
-  statusSocket: string;          // status_socket, default /run/guard/agent/agent.sock
-  stateDir: string;              // state_dir, default /var/lib/guard
-  hostname: string;              // hostname, default os.hostname()
-  tags: string[];                // tags, comma-separated, default none
-  maxLineBytes: number;          // max_line_bytes, default 65536: longer lines are cut and flagged 'truncated'
-  partialLineTimeoutMs: number;  // partial_line_timeout_ms, default 5000
-  pollIntervalMs: number;        // poll_interval_ms, default 250: growth check by fstat
+  helperSocket: string; // helper_socket, default /run/guard/helper.sock
+  statusSocket: string; // status_socket, default /run/guard/agent/agent.sock
+  stateDir: string; // state_dir, default /var/lib/guard
+  hostname: string; // hostname, default os.hostname()
+  tags: string[]; // tags, comma-separated, default none
+  maxLineBytes: number; // max_line_bytes, default 65536: longer lines are cut and flagged 'truncated'
+  partialLineTimeoutMs: number; // partial_line_timeout_ms, default 5000
+  pollIntervalMs: number; // poll_interval_ms, default 250: growth check by fstat
   rotateCheckIntervalMs: number; // rotate_check_interval_ms, default 1000: helper stat of each path
-  rescanIntervalMs: number;      // rescan_interval_ms, default 10000: helper list for new files
-  maxBufferBytes: number;        // max_buffer_bytes, default 4 MiB: encoded events held before reading pauses
-  logLevel: 'debug' | 'info' | 'warn' | 'error';  // log_level, default info
+  rescanIntervalMs: number; // rescan_interval_ms, default 10000: helper list for new files
+  maxBufferBytes: number; // max_buffer_bytes, default 4 MiB: encoded events held before reading pauses
+  logLevel: 'debug' | 'info' | 'warn' | 'error'; // log_level, default info
 }
 
 export interface SourceConfig {
   name: string;
   type: 'file' | 'audit';
-  paths: string[];               // paths, comma-separated absolute paths or globs (audit: default auditd's log)
-  parser: 'syslog' | 'json' | 'plain' | 'audit';  // parser, default syslog (file) / audit (audit)
-  startAt: 'beginning' | 'end';  // start_at, default end: where to start files found at the very first start
-  include: RegExp[];             // include[] = regex (repeatable): keep only lines matching one of them
-  exclude: RegExp[];             // exclude[] = regex (repeatable): drop lines matching any of them
-  tags: string[];                // tags, comma-separated
-  sinks: string[] | null;        // sinks, comma-separated sink names; null = every sink
+  paths: string[]; // paths, comma-separated absolute paths or globs (audit: default auditd's log)
+  parser: 'syslog' | 'json' | 'plain' | 'audit'; // parser, default syslog (file) / audit (audit)
+  startAt: 'beginning' | 'end'; // start_at, default end: where to start files found at the very first start
+  include: RegExp[]; // include[] = regex (repeatable): keep only lines matching one of them
+  exclude: RegExp[]; // exclude[] = regex (repeatable): drop lines matching any of them
+  tags: string[]; // tags, comma-separated
+  sinks: string[] | null; // sinks, comma-separated sink names; null = every sink
 }
 
 export interface BatchConfig {
-  maxEvents: number;             // batch_max_events, default 1000
-  maxBytes: number;              // batch_max_bytes, default 1 MiB
-  maxWaitMs: number;             // batch_max_wait_ms, default 500
+  maxEvents: number; // batch_max_events, default 1000
+  maxBytes: number; // batch_max_bytes, default 1 MiB
+  maxWaitMs: number; // batch_max_wait_ms, default 500
 }
 
 export interface HttpSinkConfig {
   name: string;
   type: 'http';
-  url: string;                   // url, http:// or https://
-  tokenFile: string | null;      // token_file: bearer token, read at start and on reload (never inline)
-  caFile: string | null;         // ca_file: trust this CA instead of the system's
+  url: string; // url, http:// or https://
+  tokenFile: string | null; // token_file: bearer token, read at start and on reload (never inline)
+  caFile: string | null; // ca_file: trust this CA instead of the system's
   clientCertFile: string | null; // client_cert_file
-  clientKeyFile: string | null;  // client_key_file
-  compression: 'gzip' | 'none';  // compression, default gzip
-  timeoutMs: number;             // timeout_ms, default 30000
-  retryInitialMs: number;        // retry_initial_ms, default 500
-  retryMaxMs: number;            // retry_max_ms, default 60000
+  clientKeyFile: string | null; // client_key_file
+  compression: 'gzip' | 'none'; // compression, default gzip
+  timeoutMs: number; // timeout_ms, default 30000
+  retryInitialMs: number; // retry_initial_ms, default 500
+  retryMaxMs: number; // retry_max_ms, default 60000
   batch: BatchConfig;
 }
 
 export interface FileSinkConfig {
   name: string;
   type: 'file';
-  path: string;                  // path, default <state_dir>/out/events.ndjson
-  maxBytes: number;              // max_bytes, default 100 MiB: rotate to path.1 … beyond
-  maxFiles: number;              // max_files, default 5
+  path: string; // path, default <state_dir>/out/events.ndjson
+  maxBytes: number; // max_bytes, default 100 MiB: rotate to path.1 … beyond
+  maxFiles: number; // max_files, default 5
   batch: BatchConfig;
 }
 
 export type SinkConfig = HttpSinkConfig | FileSinkConfig;
 
 export interface RedactConfig {
-  builtin: boolean;              // builtin, default true: passwords in URLs, bearer tokens, cloud keys, private keys…
-  patterns: RegExp[];            // pattern[] = regex (repeatable), custom
-  replacement: string;           // replacement, default [REDACTED]
+  builtin: boolean; // builtin, default true: passwords in URLs, bearer tokens, cloud keys, private keys…
+  patterns: RegExp[]; // pattern[] = regex (repeatable), custom
+  replacement: string; // replacement, default [REDACTED]
 }
 
 export interface AgentConfig {
-  file: string;                  // where it was read from, for messages
+  file: string; // where it was read from, for messages
   agent: AgentSection;
   sources: SourceConfig[];
   sinks: SinkConfig[];

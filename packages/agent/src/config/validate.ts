@@ -15,7 +15,10 @@ export interface Problem {
 
 /** `/etc/guard/guard.conf: [sink.siem] url: expected …` */
 export function formatProblem(file: string, p: Problem): string {
-  const where = p.section === undefined ? (p.key ?? '') : `[${p.section}]${p.key === undefined ? '' : ` ${p.key}`}`;
+  const where =
+    p.section === undefined
+      ? (p.key ?? '')
+      : `[${p.section}]${p.key === undefined ? '' : ` ${p.key}`}`;
   return `${file}: ${where === '' ? '' : `${where}: `}${p.text}`;
 }
 
@@ -49,7 +52,8 @@ const quoted = (values: unknown[]): string => {
 export function expectedPhrase(s: Schema | undefined): string {
   s = resolve(s);
   if (s?.expected !== undefined) return s.expected;
-  if (s?.wholeNumber !== undefined) return `a whole number from ${s.wholeNumber[0]} to ${s.wholeNumber[1]}`;
+  if (s?.wholeNumber !== undefined)
+    return `a whole number from ${s.wholeNumber[0]} to ${s.wholeNumber[1]}`;
   if (s?.enum !== undefined) return quoted(s.enum);
   return 'a valid value';
 }
@@ -70,7 +74,11 @@ export function sectionKeys(section: string, raw: Record<string, unknown>): Reco
   return definitions[kind]?.properties ?? {};
 }
 
-export function keySchema(section: string, key: string, raw: Record<string, unknown>): Schema | undefined {
+export function keySchema(
+  section: string,
+  key: string,
+  raw: Record<string, unknown>,
+): Schema | undefined {
   return resolve(sectionKeys(section, raw)[key]);
 }
 
@@ -80,7 +88,9 @@ function splitSection(section: string): [string, string | undefined] {
 }
 
 export function asObject(v: unknown): Record<string, unknown> | undefined {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined;
 }
 
 /** A value as it appears in a message: JSON, cut short. */
@@ -94,7 +104,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const row = [i];
     for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      row[j] = Math.min(
+        prev[j]! + 1,
+        row[j - 1]! + 1,
+        prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     prev = row;
   }
@@ -109,13 +123,16 @@ export function suggest(word: string, known: string[]): string | undefined {
     const d = editDistance(word.toLowerCase(), k.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [k, d];
   }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3))
+    ? best
+    : undefined;
 }
 
 function unknownKey(section: string, key: string, raw: Record<string, unknown>): Problem {
   const known = Object.keys(sectionKeys(section, raw));
   const close = suggest(key, known);
-  const hint = close !== undefined ? ` (did you mean "${close}"?)` : ` (known keys: ${known.join(', ')})`;
+  const hint =
+    close !== undefined ? ` (did you mean "${close}"?)` : ` (known keys: ${known.join(', ')})`;
   const type = section.startsWith('sink.') ? sinkType(raw, section.slice(5)) : undefined;
   const forType = type === 'http' ? ' for an http sink' : type === 'file' ? ' for a file sink' : '';
   return { section, key, text: `unknown key${forType}${hint}` };
@@ -126,7 +143,10 @@ const NAMED_SECTIONS = ['source', 'sink'];
 
 function unknownTop(name: string, value: unknown): Problem[] {
   const obj = asObject(value);
-  if (obj === undefined) return [{ key: name, text: 'key outside any section (put it under the [section] it belongs to)' }];
+  if (obj === undefined)
+    return [
+      { key: name, text: 'key outside any section (put it under the [section] it belongs to)' },
+    ];
   if (isOnlyParent(obj)) {
     const kind = suggest(name, NAMED_SECTIONS);
     return Object.keys(obj).map((child) => ({
@@ -135,8 +155,12 @@ function unknownTop(name: string, value: unknown): Problem[] {
     }));
   }
   const close = suggest(name, [...TOP_SECTIONS, ...NAMED_SECTIONS]);
-  const hint = close === undefined ? ''
-    : NAMED_SECTIONS.includes(close) ? ` (did you mean "[${close}.NAME]"?)` : ` (did you mean "[${close}]"?)`;
+  const hint =
+    close === undefined
+      ? ''
+      : NAMED_SECTIONS.includes(close)
+        ? ` (did you mean "[${close}.NAME]"?)`
+        : ` (did you mean "[${close}]"?)`;
   return [{ section: name, text: `unknown section${hint}` }];
 }
 
@@ -155,15 +179,32 @@ export function schemaProblems(raw: Record<string, unknown>): Problem[] {
   const seen = new Set<string>();
   const add = (p: Problem): void => {
     const id = `${p.section ?? ''}\0${p.key ?? ''}\0${p.key === undefined ? p.text : ''}`;
-    if (!seen.has(id)) { seen.add(id); problems.push(p); }
+    if (!seen.has(id)) {
+      seen.add(id);
+      problems.push(p);
+    }
   };
   for (const e of validate.errors ?? []) {
-    if ((e as { propertyName?: string }).propertyName !== undefined || e.keyword === 'if' || e.keyword === 'allOf') continue;
+    if (
+      (e as { propertyName?: string }).propertyName !== undefined ||
+      e.keyword === 'if' ||
+      e.keyword === 'allOf'
+    )
+      continue;
     const path = e.instancePath.split('/').slice(1).map(unescapePointer);
     const params = e.params as Record<string, unknown>;
     if (path.length === 0) {
-      if (e.keyword === 'additionalProperties') unknownTop(String(params.additionalProperty), raw[String(params.additionalProperty)]).forEach(add);
-      else if (e.keyword === 'required') add({ section: 'agent', key: 'user', text: `required: expected ${expectedPhrase(keySchema('agent', 'user', raw))}` });
+      if (e.keyword === 'additionalProperties')
+        unknownTop(
+          String(params.additionalProperty),
+          raw[String(params.additionalProperty)],
+        ).forEach(add);
+      else if (e.keyword === 'required')
+        add({
+          section: 'agent',
+          key: 'user',
+          text: `required: expected ${expectedPhrase(keySchema('agent', 'user', raw))}`,
+        });
       else add({ text: `not an INI file guard understands (${e.message ?? e.keyword})` });
       continue;
     }
@@ -171,7 +212,10 @@ export function schemaProblems(raw: Record<string, unknown>): Problem[] {
     const named = NAMED_SECTIONS.includes(top);
     if (named && second === undefined) {
       if (e.keyword === 'propertyNames') {
-        add({ section: `${top}.${String(params.propertyName)}`, text: `a ${top} name must be 1 to 64 letters, digits, "_" or "-"` });
+        add({
+          section: `${top}.${String(params.propertyName)}`,
+          text: `a ${top} name must be 1 to 64 letters, digits, "_" or "-"`,
+        });
       } else {
         add({ key: top, text: `expected [${top}.NAME] sections, got ${shown(raw[top])}` });
       }
@@ -183,15 +227,24 @@ export function schemaProblems(raw: Record<string, unknown>): Problem[] {
     if (rest.length === 0) {
       if (e.keyword === 'additionalProperties') {
         const key = String(params.additionalProperty);
-        if (asObject(asObject(sectionValue)?.[key]) !== undefined) add({ section: `${section}.${key}`, text: 'unknown section' });
+        if (asObject(asObject(sectionValue)?.[key]) !== undefined)
+          add({ section: `${section}.${key}`, text: 'unknown section' });
         else add(unknownKey(section, key, raw));
       } else if (e.keyword === 'required' && named && isOnlyParent(sectionValue)) {
         // only there as the parent of a deeper [source.a.b], which is reported itself
       } else if (e.keyword === 'required') {
         const key = String(params.missingProperty);
-        add({ section, key, text: `required: expected ${expectedPhrase(keySchema(section, key, raw))}` });
+        add({
+          section,
+          key,
+          text: `required: expected ${expectedPhrase(keySchema(section, key, raw))}`,
+        });
       } else if (e.keyword === 'type' && named) {
-        add({ section: top, key: second, text: `unknown key (a ${top} is a section of its own: [${top}.${second}])` });
+        add({
+          section: top,
+          key: second,
+          text: `unknown key (a ${top} is a section of its own: [${top}.${second}])`,
+        });
       } else if (e.keyword === 'type') {
         add({ key: top, text: `expected a [${top}] section, got ${shown(sectionValue)}` });
       }
@@ -199,7 +252,11 @@ export function schemaProblems(raw: Record<string, unknown>): Problem[] {
     }
     const key = rest[0]!;
     const value = asObject(sectionValue)?.[key];
-    add({ section, key, text: `expected ${expectedPhrase(keySchema(section, key, raw))}, got ${shown(value)}` });
+    add({
+      section,
+      key,
+      text: `expected ${expectedPhrase(keySchema(section, key, raw))}, got ${shown(value)}`,
+    });
   }
   return problems;
 }
@@ -244,7 +301,13 @@ export function scanLines(text: string): { line: Map<string, number>; repeated: 
 export function inFileOrder(problems: Problem[], line: Map<string, number>): Problem[] {
   const at = (p: Problem): number => {
     const section = p.section ?? '';
-    return line.get(`${section}\0${p.key ?? ''}`) ?? (line.get(`${section}\0[end]`) ?? line.get(`${section}\0`) ?? Infinity) + 0.5;
+    return (
+      line.get(`${section}\0${p.key ?? ''}`) ??
+      (line.get(`${section}\0[end]`) ?? line.get(`${section}\0`) ?? Infinity) + 0.5
+    );
   };
-  return problems.map((p, i) => ({ p, i, n: at(p) })).sort((a, b) => a.n - b.n || a.i - b.i).map(({ p }) => p);
+  return problems
+    .map((p, i) => ({ p, i, n: at(p) }))
+    .sort((a, b) => a.n - b.n || a.i - b.i)
+    .map(({ p }) => p);
 }

@@ -85,7 +85,10 @@ function escapeBytes(buf: Buffer, start: number, end: number): string {
 function writeEscape(out: Buffer, o: number, kind: number, b: number): number {
   out[o++] = 0x5c; // backslash
   out[o++] = kind;
-  if (kind === 0x75) { out[o++] = 0x30; out[o++] = 0x30; }
+  if (kind === 0x75) {
+    out[o++] = 0x30;
+    out[o++] = 0x30;
+  }
   out[o++] = HEX_DIGITS[b >> 4]!;
   out[o++] = HEX_DIGITS[b & 15]!;
   return o;

@@ -10,8 +10,10 @@ const TIME_KEYS = ['time', 'timestamp', '@timestamp', 'ts'] as const;
 // Epoch numbers are accepted only where seconds and milliseconds cannot be confused:
 // 1e9–1e10 s is 2001-09-09 … 2286-11-20; 1e12–1e13 ms is the same span (pino writes `time` in ms,
 // zap and many Go loggers `ts` in fractional seconds).
-const SECONDS_MIN = 1e9, SECONDS_MAX = 1e10;
-const MILLIS_MIN = 1e12, MILLIS_MAX = 1e13;
+const SECONDS_MIN = 1e9,
+  SECONDS_MAX = 1e10;
+const MILLIS_MIN = 1e12,
+  MILLIS_MAX = 1e13;
 
 function timeOf(obj: Record<string, unknown>): string | undefined {
   for (const key of TIME_KEYS) {
@@ -36,7 +38,8 @@ function timeOf(obj: Record<string, unknown>): string | undefined {
 export const parseJson: Parser = (message) => {
   // Skip JSON.parse (and the cost of its exception) for lines that cannot be an object.
   let i = 0;
-  while (i < message.length && (message.charCodeAt(i) === 0x20 || message.charCodeAt(i) === 0x09)) i++;
+  while (i < message.length && (message.charCodeAt(i) === 0x20 || message.charCodeAt(i) === 0x09))
+    i++;
   if (message.charCodeAt(i) !== 0x7b) return { flags: ['unparsed'] }; // '{'
   let obj: unknown;
   try {

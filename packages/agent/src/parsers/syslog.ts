@@ -17,11 +17,41 @@ function unparsed(): Parsed {
 }
 
 export const FACILITIES = [
-  'kern', 'user', 'mail', 'daemon', 'auth', 'syslog', 'lpr', 'news', 'uucp', 'cron', 'authpriv',
-  'ftp', 'ntp', 'security', 'console', 'solaris-cron',
-  'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7',
+  'kern',
+  'user',
+  'mail',
+  'daemon',
+  'auth',
+  'syslog',
+  'lpr',
+  'news',
+  'uucp',
+  'cron',
+  'authpriv',
+  'ftp',
+  'ntp',
+  'security',
+  'console',
+  'solaris-cron',
+  'local0',
+  'local1',
+  'local2',
+  'local3',
+  'local4',
+  'local5',
+  'local6',
+  'local7',
 ] as const;
-export const SEVERITIES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const;
+export const SEVERITIES = [
+  'emerg',
+  'alert',
+  'crit',
+  'err',
+  'warning',
+  'notice',
+  'info',
+  'debug',
+] as const;
 
 const SPACE = 0x20;
 const COLON = 0x3a;
@@ -61,7 +91,8 @@ function monthAt(s: string, i: number): number {
       if (b === 0x75 && c === 0x6e) return 5; // Jun
       if (b === 0x75 && c === 0x6c) return 6; // Jul
       return -1;
-    case 0x46: return b === 0x65 && c === 0x62 ? 1 : -1; // Feb
+    case 0x46:
+      return b === 0x65 && c === 0x62 ? 1 : -1; // Feb
     case 0x4d: // M
       if (b === 0x61 && c === 0x72) return 2; // Mar
       if (b === 0x61 && c === 0x79) return 4; // May
@@ -70,11 +101,16 @@ function monthAt(s: string, i: number): number {
       if (b === 0x70 && c === 0x72) return 3; // Apr
       if (b === 0x75 && c === 0x67) return 7; // Aug
       return -1;
-    case 0x53: return b === 0x65 && c === 0x70 ? 8 : -1; // Sep
-    case 0x4f: return b === 0x63 && c === 0x74 ? 9 : -1; // Oct
-    case 0x4e: return b === 0x6f && c === 0x76 ? 10 : -1; // Nov
-    case 0x44: return b === 0x65 && c === 0x63 ? 11 : -1; // Dec
-    default: return -1;
+    case 0x53:
+      return b === 0x65 && c === 0x70 ? 8 : -1; // Sep
+    case 0x4f:
+      return b === 0x63 && c === 0x74 ? 9 : -1; // Oct
+    case 0x4e:
+      return b === 0x6f && c === 0x76 ? 10 : -1; // Nov
+    case 0x44:
+      return b === 0x65 && c === 0x63 ? 11 : -1; // Dec
+    default:
+      return -1;
   }
 }
 
@@ -82,10 +118,10 @@ function monthAt(s: string, i: number): number {
 
 /** The last 3164 timestamp seen (its 15 characters) and what it resolved to. */
 let c3164Key = '';
-let c3164Year = 0;        // the year of `now` it was resolved against
-let c3164EpochThis = 0;   // epoch ms if it is in that year (NaN if the date does not exist then)
+let c3164Year = 0; // the year of `now` it was resolved against
+let c3164EpochThis = 0; // epoch ms if it is in that year (NaN if the date does not exist then)
 let c3164IsoThis = '';
-let c3164IsoLast = '';    // the same time one year earlier, computed on first use
+let c3164IsoLast = ''; // the same time one year earlier, computed on first use
 let c3164Parts: number[] = [0, 0, 0, 0, 0];
 
 let nowMsCached = NaN;
@@ -114,13 +150,20 @@ export function parse3164Time(s: string, i: number, now: Date, out: { time: stri
   if (month0 < 0 || s.charCodeAt(i + 3) !== SPACE) return -1;
   let j = i + 4;
   let day: number;
-  if (s.charCodeAt(j) === SPACE) { // "Nov  4"
+  if (s.charCodeAt(j) === SPACE) {
+    // "Nov  4"
     day = digit(s, j + 1);
     j += 2;
   } else {
     const d1 = digit(s, j);
     const d2 = digit(s, j + 1);
-    if (d1 >= 0 && d2 >= 0) { day = d1 * 10 + d2; j += 2; } else { day = d1; j += 1; } // "Nov 4"
+    if (d1 >= 0 && d2 >= 0) {
+      day = d1 * 10 + d2;
+      j += 2;
+    } else {
+      day = d1;
+      j += 1;
+    } // "Nov 4"
   }
   if (day < 1 || day > 31 || s.charCodeAt(j) !== SPACE) return -1;
   const h = two(s, j + 1);
@@ -162,7 +205,11 @@ export function parse3164Time(s: string, i: number, now: Date, out: { time: stri
 // ---- RFC 3339 timestamp ------------------------------------------------------------------------
 
 /** Cache of the last date-hour-zone seen: epoch ms at the start of that hour, in UTC. */
-let c3339Y = -1, c3339Mo = -1, c3339D = -1, c3339H = -1, c3339Off = 0;
+let c3339Y = -1,
+  c3339Mo = -1,
+  c3339D = -1,
+  c3339H = -1,
+  c3339Off = 0;
 let c3339Base = 0;
 
 /** Epoch ms at the start of hour h of that day (month 1–12) in a zone offMin minutes east of UTC. */
@@ -182,7 +229,11 @@ function parse3339Time(s: string, i: number, out: { time: string }): number {
   const y2 = two(s, i + 2);
   if (y1 < 0 || y2 < 0 || s.charCodeAt(i + 4) !== DASH || s.charCodeAt(i + 7) !== DASH) return -1;
   const t = s.charCodeAt(i + 10);
-  if ((t !== 0x54 && t !== 0x74) || s.charCodeAt(i + 13) !== COLON || s.charCodeAt(i + 16) !== COLON) {
+  if (
+    (t !== 0x54 && t !== 0x74) ||
+    s.charCodeAt(i + 13) !== COLON ||
+    s.charCodeAt(i + 16) !== COLON
+  ) {
     return -1;
   }
   const year = y1 * 100 + y2;
@@ -196,7 +247,8 @@ function parse3339Time(s: string, i: number, out: { time: string }): number {
   if (sec === 60) sec = 59; // a leap second: keep it in its minute
   let j = i + 19;
   let ms = 0;
-  if (s.charCodeAt(j) === 0x2e) { // '.'
+  if (s.charCodeAt(j) === 0x2e) {
+    // '.'
     j++;
     const fracStart = j;
     let dd: number;
@@ -210,10 +262,12 @@ function parse3339Time(s: string, i: number, out: { time: string }): number {
   }
   let offMin: number;
   const z = s.charCodeAt(j);
-  if (z === 0x5a || z === 0x7a) { // Z
+  if (z === 0x5a || z === 0x7a) {
+    // Z
     offMin = 0;
     j++;
-  } else if (z === 0x2b || z === DASH) { // + -
+  } else if (z === 0x2b || z === DASH) {
+    // + -
     const oh = two(s, j + 1);
     const om = two(s, j + 4);
     if (oh < 0 || oh > 23 || om < 0 || om > 59 || s.charCodeAt(j + 3) !== COLON) return -1;
@@ -223,7 +277,11 @@ function parse3339Time(s: string, i: number, out: { time: string }): number {
     return -1;
   }
   if (year !== c3339Y || mo !== c3339Mo || d !== c3339D || h !== c3339H || offMin !== c3339Off) {
-    c3339Y = year; c3339Mo = mo; c3339D = d; c3339H = h; c3339Off = offMin;
+    c3339Y = year;
+    c3339Mo = mo;
+    c3339D = d;
+    c3339H = h;
+    c3339Off = offMin;
     c3339Base = hourStart(year, mo, d, h, offMin);
   }
   const epoch = c3339Base + mi * 60000 + sec * 1000 + ms;
@@ -251,7 +309,15 @@ export function isoUtc(epoch: number): string {
   const min = Math.floor(rem / 60000);
   rem -= min * 60000;
   const sec = Math.floor(rem / 1000);
-  return isoHourPrefix + TWO_DIGITS[min]! + ':' + TWO_DIGITS[sec]! + '.' + THREE_DIGITS[rem - sec * 1000]! + 'Z';
+  return (
+    isoHourPrefix +
+    TWO_DIGITS[min]! +
+    ':' +
+    TWO_DIGITS[sec]! +
+    '.' +
+    THREE_DIGITS[rem - sec * 1000]! +
+    'Z'
+  );
 }
 
 // ---- the header after the timestamp ------------------------------------------------------------
@@ -281,7 +347,10 @@ function parseHostTagMessage(s: string, i: number, fields: Record<string, unknow
     let k = j + 1;
     let pid = 0;
     let dd: number;
-    while (k < n && (dd = digit(s, k)) >= 0 && k - j <= 10) { pid = pid * 10 + dd; k++; }
+    while (k < n && (dd = digit(s, k)) >= 0 && k - j <= 10) {
+      pid = pid * 10 + dd;
+      k++;
+    }
     if (k > j + 1 && s.charCodeAt(k) === RBRACKET) {
       k++;
       if (s.charCodeAt(k) === COLON) k++;
@@ -300,11 +369,15 @@ function parseHostTagMessage(s: string, i: number, fields: Record<string, unknow
 // ---- RFC 5424 -----------------------------------------------------------------------------------
 
 /** `[id k="v" …][…]` at i: fills `sd` and returns the index after it, or -1 if malformed. */
-function parseStructuredData(s: string, i: number, sd: Record<string, Record<string, string>>): number {
+function parseStructuredData(
+  s: string,
+  i: number,
+  sd: Record<string, Record<string, string>>,
+): number {
   const n = s.length;
   while (i < n && s.charCodeAt(i) === LBRACKET) {
     let j = i + 1;
-    while (j < n && (s.charCodeAt(j) !== SPACE && s.charCodeAt(j) !== RBRACKET)) j++;
+    while (j < n && s.charCodeAt(j) !== SPACE && s.charCodeAt(j) !== RBRACKET) j++;
     if (j === i + 1 || j >= n) return -1;
     const params: Record<string, string> = {};
     sd[s.slice(i + 1, j)] = params;
@@ -321,7 +394,8 @@ function parseStructuredData(s: string, i: number, sd: Record<string, Record<str
         if (k >= n) return -1;
         const c = s.charCodeAt(k);
         if (c === 0x22) break; // closing '"'
-        if (c === 0x5c) { // backslash: \" \\ \] are escapes, anything else is kept as is
+        if (c === 0x5c) {
+          // backslash: \" \\ \] are escapes, anything else is kept as is
           const e = s.charCodeAt(k + 1);
           if (e === 0x22 || e === 0x5c || e === RBRACKET) {
             value += s.slice(from, k);
@@ -399,18 +473,25 @@ function addPriority(fields: Record<string, unknown>, pri: number): void {
 export const parseSyslog: Parser = (message, now) => {
   let i = 0;
   let pri = -1;
-  if (message.charCodeAt(0) === 0x3c) { // '<'
+  if (message.charCodeAt(0) === 0x3c) {
+    // '<'
     let j = 1;
     let v = 0;
     let dd: number;
-    while ((dd = digit(message, j)) >= 0 && j <= 3) { v = v * 10 + dd; j++; }
+    while ((dd = digit(message, j)) >= 0 && j <= 3) {
+      v = v * 10 + dd;
+      j++;
+    }
     if (j === 1 || j > 4 || message.charCodeAt(j) !== 0x3e || v > 191) return unparsed();
     pri = v;
     i = j + 1;
     // RFC 5424: a version (1–2 digits) and a space right after the PRI.
     const v1 = digit(message, i);
-    if (v1 > 0 && (message.charCodeAt(i + 1) === SPACE ||
-        (digit(message, i + 1) >= 0 && message.charCodeAt(i + 2) === SPACE))) {
+    if (
+      v1 > 0 &&
+      (message.charCodeAt(i + 1) === SPACE ||
+        (digit(message, i + 1) >= 0 && message.charCodeAt(i + 2) === SPACE))
+    ) {
       return parse5424(message, i, pri);
     }
   }

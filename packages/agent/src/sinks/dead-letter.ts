@@ -46,7 +46,13 @@ export async function writeDeadLetter(
   const dir = join(stateDir, 'dead-letter');
   await fs.mkdir(dir, { recursive: true, mode: 0o750 });
   const stem = join(dir, `${safeName(meta.sink)}-${basicIsoTime(now)}-${batch.seq}`);
-  const full: DeadLetterMeta = { ...meta, seq: batch.seq, events: batch.events, bytes: batch.bytes, time: now.toISOString() };
+  const full: DeadLetterMeta = {
+    ...meta,
+    seq: batch.seq,
+    events: batch.events,
+    bytes: batch.bytes,
+    time: now.toISOString(),
+  };
   // Lines first: a .json beside it promises the .ndjson is complete.
   await writeFileAtomic(`${stem}.ndjson`, batch.body, 0o640);
   await writeFileAtomic(`${stem}.json`, `${JSON.stringify(full, null, 2)}\n`, 0o640);

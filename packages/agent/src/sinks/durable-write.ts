@@ -16,7 +16,11 @@ export async function fsyncDirectory(dir: string): Promise<void> {
 }
 
 /** Writes `data` to `path` atomically (the directory must exist); the directory is NOT fsynced. */
-export async function writeFileAtomic(path: string, data: Buffer | string, mode: number): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: Buffer | string,
+  mode: number,
+): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   // O_EXCL: never write through a file (or symlink) someone else put at the temporary name.
   const fh = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);

@@ -58,7 +58,12 @@ export function throwIfAborted(signal: AbortSignal): void {
 
 /** Waits `delayMs` before the next attempt, showing it in the sink's status meanwhile: one more
  *  retry, the error that caused it, and until when it waits. */
-export async function waitToRetry(state: SinkStatus, lastError: string, delayMs: number, signal: AbortSignal): Promise<void> {
+export async function waitToRetry(
+  state: SinkStatus,
+  lastError: string,
+  delayMs: number,
+  signal: AbortSignal,
+): Promise<void> {
   state.retries += 1;
   state.lastError = lastError;
   state.retryingUntil = new Date(Date.now() + delayMs).toISOString();

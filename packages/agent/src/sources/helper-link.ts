@@ -9,21 +9,33 @@ export class HelperLink {
   private connecting: Promise<HelperClient> | null = null;
   lastError: string | null = null;
 
-  constructor(readonly socketPath: string, private readonly log: Logger) {}
+  constructor(
+    readonly socketPath: string,
+    private readonly log: Logger,
+  ) {}
 
-  get connected(): boolean { return this.client !== null; }
+  get connected(): boolean {
+    return this.client !== null;
+  }
 
   private async get(): Promise<HelperClient> {
     if (this.client) return this.client;
-    this.connecting ??= HelperClient.connect(this.socketPath).then((c) => {
-      this.client = c;
-      this.lastError = null;
-      this.log.info({ socket: this.socketPath }, 'connected to guard-helper');
-      return c;
-    }, (e: NodeJS.ErrnoException) => {
-      this.lastError = `cannot connect to ${this.socketPath}: ${e.code ?? e.message}`;
-      throw e;
-    }).finally(() => { this.connecting = null; });
+    this.connecting ??= HelperClient.connect(this.socketPath)
+      .then(
+        (c) => {
+          this.client = c;
+          this.lastError = null;
+          this.log.info({ socket: this.socketPath }, 'connected to guard-helper');
+          return c;
+        },
+        (e: NodeJS.ErrnoException) => {
+          this.lastError = `cannot connect to ${this.socketPath}: ${e.code ?? e.message}`;
+          throw e;
+        },
+      )
+      .finally(() => {
+        this.connecting = null;
+      });
     return this.connecting;
   }
 
@@ -42,7 +54,9 @@ export class HelperLink {
       try {
         return await fn(c);
       } catch (e) {
-        const reconnect = e instanceof HelperConnectionError || (e instanceof HelperRefusal && e.code === 'reloaded');
+        const reconnect =
+          e instanceof HelperConnectionError ||
+          (e instanceof HelperRefusal && e.code === 'reloaded');
         if (!reconnect) throw e;
         this.drop(c, e);
         if (attempt >= 1) throw e;

@@ -6,7 +6,18 @@
 // each save ends in '\n' and carries a sequence number, and loading takes the newest slot that parses.
 // fsync (file and directory) runs once a second, for power loss.
 import { createHash } from 'node:crypto';
-import { closeSync, constants, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 /** How many leading bytes identify a file beyond its inode (which the kernel reuses). */
@@ -27,7 +38,10 @@ export interface Checkpoint {
 }
 
 /** Fingerprint of the first `len` bytes of the open file `fd` (fewer if the file is shorter). */
-export function fingerprint(fd: number, len = FINGERPRINT_BYTES): { fingerprint: string; fingerprintBytes: number } {
+export function fingerprint(
+  fd: number,
+  len = FINGERPRINT_BYTES,
+): { fingerprint: string; fingerprintBytes: number } {
   const buf = Buffer.alloc(len);
   let n = 0;
   while (n < len) {
@@ -35,10 +49,17 @@ export function fingerprint(fd: number, len = FINGERPRINT_BYTES): { fingerprint:
     if (r === 0) break;
     n += r;
   }
-  return { fingerprint: createHash('sha256').update(buf.subarray(0, n)).digest('hex').slice(0, 16), fingerprintBytes: n };
+  return {
+    fingerprint: createHash('sha256').update(buf.subarray(0, n)).digest('hex').slice(0, 16),
+    fingerprintBytes: n,
+  };
 }
 
-interface Saved { version: 2; seq: number; files: Checkpoint[] }
+interface Saved {
+  version: 2;
+  seq: number;
+  files: Checkpoint[];
+}
 
 export class CheckpointStore {
   private readonly slots: [string, string];
@@ -57,13 +78,22 @@ export class CheckpointStore {
     let best: Saved | null = null;
     for (const p of this.slots) {
       let text: string;
-      try { text = readFileSync(p, 'utf8'); } catch { continue; }
+      try {
+        text = readFileSync(p, 'utf8');
+      } catch {
+        continue;
+      }
       try {
         const saved = JSON.parse(text.slice(0, text.indexOf('\n'))) as Saved;
         if (!best || saved.seq > best.seq) best = saved;
-      } catch { /* torn by a power loss: the other slot has the save before */ }
+      } catch {
+        /* torn by a power loss: the other slot has the save before */
+      }
     }
-    if (this.existed && !best) throw new Error(`${dir}: no readable checkpoint slot; move the checkpoints-*.json files away to start over`);
+    if (this.existed && !best)
+      throw new Error(
+        `${dir}: no readable checkpoint slot; move the checkpoints-*.json files away to start over`,
+      );
     this.seq = best?.seq ?? 0;
     for (const cp of best?.files ?? []) this.byInode.set(`${cp.dev}:${cp.ino}`, cp);
   }
@@ -75,8 +105,12 @@ export class CheckpointStore {
     return fingerprint(fd, cp.fingerprintBytes).fingerprint === cp.fingerprint ? cp : null;
   }
 
-  get size(): number { return this.byInode.size; }
-  all(): Checkpoint[] { return [...this.byInode.values()]; }
+  get size(): number {
+    return this.byInode.size;
+  }
+  all(): Checkpoint[] {
+    return [...this.byInode.values()];
+  }
 
   set(cp: Checkpoint): void {
     this.byInode.set(`${cp.dev}:${cp.ino}`, cp);
@@ -100,7 +134,9 @@ export class CheckpointStore {
     const fds = this.open();
     if (this.dirty) {
       this.seq++;
-      const data = Buffer.from(JSON.stringify({ version: 2, seq: this.seq, files: this.all() } satisfies Saved) + '\n');
+      const data = Buffer.from(
+        JSON.stringify({ version: 2, seq: this.seq, files: this.all() } satisfies Saved) + '\n',
+      );
       const fd = fds[this.seq % 2]!;
       writeSync(fd, data, 0, data.length, 0);
       if (durable) ftruncateSync(fd, data.length); // only tidiness: loading stops at the first '\n'
@@ -114,13 +150,19 @@ export class CheckpointStore {
   }
 
   /** For shutdown and tests: everything on disk, durably. */
-  flushSync(): void { this.save(true); }
+  flushSync(): void {
+    this.save(true);
+  }
 
   private open(): number[] {
     if (this.fds.length === 2) return this.fds;
     this.fds = this.slots.map((p) => openSync(p, constants.O_RDWR | constants.O_CREAT, 0o640));
     const dirFd = openSync(this.dir, 'r');
-    try { fsyncSync(dirFd); } finally { closeSync(dirFd); }
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
     return this.fds;
   }
 

@@ -22,19 +22,45 @@ export interface FileStatus {
 }
 
 export interface AgentStatus {
-  agent: { pid: number; uid: number; user: string; startedAt: string; uptimeSeconds: number; config: string; paused: boolean; queuedBytes: number };
+  agent: {
+    pid: number;
+    uid: number;
+    user: string;
+    startedAt: string;
+    uptimeSeconds: number;
+    config: string;
+    paused: boolean;
+    queuedBytes: number;
+  };
   helper: { socket: string; connected: boolean; lastError: string | null };
-  sources: { name: string; type: string; patterns: string[]; listError: string | null; listTruncated: boolean; files: FileStatus[] }[];
+  sources: {
+    name: string;
+    type: string;
+    patterns: string[];
+    listError: string | null;
+    listTruncated: boolean;
+    files: FileStatus[];
+  }[];
   sinks: (SinkStatus & { queuedEvents: number; queuedBytes: number })[];
   totals: { linesRead: number; eventsShipped: number; eventsFiltered: number };
 }
 
-export function buildStatus(p: Pipeline, link: HelperLink, meta: { user: string; startedAt: Date; config: string }): AgentStatus {
+export function buildStatus(
+  p: Pipeline,
+  link: HelperLink,
+  meta: { user: string; startedAt: Date; config: string },
+): AgentStatus {
   const now = Date.now();
   return {
     agent: {
-      pid: process.pid, uid: process.getuid?.() ?? -1, user: meta.user, startedAt: meta.startedAt.toISOString(),
-      uptimeSeconds: Math.round((now - meta.startedAt.getTime()) / 1000), config: meta.config, paused: p.paused, queuedBytes: p.queuedBytes,
+      pid: process.pid,
+      uid: process.getuid?.() ?? -1,
+      user: meta.user,
+      startedAt: meta.startedAt.toISOString(),
+      uptimeSeconds: Math.round((now - meta.startedAt.getTime()) / 1000),
+      config: meta.config,
+      paused: p.paused,
+      queuedBytes: p.queuedBytes,
     },
     helper: { socket: link.socketPath, connected: link.connected, lastError: link.lastError },
     sources: p.sources.map((s) => {
@@ -42,25 +68,45 @@ export function buildStatus(p: Pipeline, link: HelperLink, meta: { user: string;
       for (const t of s.files.tailers()) {
         const lag = t.lagBytes;
         files.push({
-          path: t.path, state: t.state, offset: t.ackedOffset, size: t.size, lagBytes: lag,
-          lagSeconds: lag > 0 ? Math.round((now - t.caughtUpAt) / 1000) : 0, lastEventTime: t.lastEventTime, truncations: t.truncations,
+          path: t.path,
+          state: t.state,
+          offset: t.ackedOffset,
+          size: t.size,
+          lagBytes: lag,
+          lagSeconds: lag > 0 ? Math.round((now - t.caughtUpAt) / 1000) : 0,
+          lastEventTime: t.lastEventTime,
+          truncations: t.truncations,
         });
       }
-      for (const [path, refusal] of s.files.refused) files.push({ path, state: 'refused', refusal });
-      if (files.length === 0) for (const pattern of s.cfg.paths) files.push({ path: pattern, state: 'no_match' });
+      for (const [path, refusal] of s.files.refused)
+        files.push({ path, state: 'refused', refusal });
+      if (files.length === 0)
+        for (const pattern of s.cfg.paths) files.push({ path: pattern, state: 'no_match' });
       return {
-        name: s.cfg.name, type: s.cfg.type, patterns: s.cfg.paths, listError: s.files.lastListError,
-        listTruncated: s.files.listTruncated, files,
+        name: s.cfg.name,
+        type: s.cfg.type,
+        patterns: s.cfg.paths,
+        listError: s.files.lastListError,
+        listTruncated: s.files.listTruncated,
+        files,
       };
     }),
     sinks: p.sinkStatus(),
-    totals: { linesRead: p.totals.linesRead, eventsShipped: p.totals.eventsShipped, eventsFiltered: p.totals.eventsFiltered },
+    totals: {
+      linesRead: p.totals.linesRead,
+      eventsShipped: p.totals.eventsShipped,
+      eventsFiltered: p.totals.eventsFiltered,
+    },
   };
 }
 
 /** Serves the status document: connect, read one JSON line, done. */
 export function serveStatus(path: string, status: () => AgentStatus, log: Logger): Promise<Server> {
-  try { if (lstatSync(path).isSocket()) unlinkSync(path); } catch { /* nothing there */ }
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    /* nothing there */
+  }
   const server = createServer((conn) => {
     conn.on('error', () => undefined);
     conn.end(JSON.stringify(status()) + '\n');

@@ -18,7 +18,10 @@ export function compileFilter(
     if (inc.length > 0) {
       let kept = false;
       for (let i = 0; i < inc.length; i++) {
-        if (inc[i]!.test(message)) { kept = true; break; }
+        if (inc[i]!.test(message)) {
+          kept = true;
+          break;
+        }
       }
       if (!kept) return false;
     }

@@ -110,7 +110,9 @@ export interface Redactor {
 export function compileRedactor(cfg: RedactConfig): Redactor | null {
   const replacement = cfg.replacement;
   const builtin = cfg.builtin ? new RegExp(BUILTIN_PATTERN_SOURCE, 'g') : null;
-  const custom = cfg.patterns.map((re) => new RegExp(re.source, re.flags.replace(/[gy]/g, '') + 'g'));
+  const custom = cfg.patterns.map(
+    (re) => new RegExp(re.source, re.flags.replace(/[gy]/g, '') + 'g'),
+  );
   if (builtin === null && custom.length === 0) return null;
 
   let changed = false;
@@ -152,5 +154,8 @@ export function compileRedactor(cfg: RedactConfig): Redactor | null {
     }
     return out;
   };
-  return Object.assign(redact, { prefilter: builtin !== null && custom.length === 0 ? new RegExp(BUILTIN_PATTERN_SOURCE, 'g') : null });
+  return Object.assign(redact, {
+    prefilter:
+      builtin !== null && custom.length === 0 ? new RegExp(BUILTIN_PATTERN_SOURCE, 'g') : null,
+  });
 }

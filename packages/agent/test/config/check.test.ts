@@ -10,16 +10,24 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('ok: one line summarising sources and sinks', () => {
   const file = join(dir, 'ok.conf');
-  writeFileSync(file, '[agent]\nuser = guard\n[source.auth]\npaths = /var/log/auth.log\n[source.audit]\ntype = audit\n');
+  writeFileSync(
+    file,
+    '[agent]\nuser = guard\n[source.auth]\npaths = /var/log/auth.log\n[source.audit]\ntype = audit\n',
+  );
   assert.deepEqual(checkConfig(file), {
     ok: true,
-    lines: [`${file}: ok: 2 sources (auth, audit [audit]), 1 sink (local: file /var/lib/guard/out/events.ndjson)`],
+    lines: [
+      `${file}: ok: 2 sources (auth, audit [audit]), 1 sink (local: file /var/lib/guard/out/events.ndjson)`,
+    ],
   });
 });
 
 test('not ok: every problem, one per line', () => {
   const file = join(dir, 'bad.conf');
-  writeFileSync(file, '[agent]\nuser = guard\nlog_level = loud\n[source.auth]\npathz = /var/log/auth.log\n[sink.siem]\ntype = http\nurl = htps://x\n');
+  writeFileSync(
+    file,
+    '[agent]\nuser = guard\nlog_level = loud\n[source.auth]\npathz = /var/log/auth.log\n[sink.siem]\ntype = http\nurl = htps://x\n',
+  );
   const { ok, lines } = checkConfig(file);
   assert.equal(ok, false);
   assert.deepEqual(lines, [
@@ -31,5 +39,8 @@ test('not ok: every problem, one per line', () => {
 });
 
 test('a file that cannot be read is a problem, not a crash', () => {
-  assert.deepEqual(checkConfig(join(dir, 'missing.conf')), { ok: false, lines: [`${join(dir, 'missing.conf')}: cannot read: ENOENT`] });
+  assert.deepEqual(checkConfig(join(dir, 'missing.conf')), {
+    ok: false,
+    lines: [`${join(dir, 'missing.conf')}: cannot read: ENOENT`],
+  });
 });

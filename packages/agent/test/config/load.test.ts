@@ -3,7 +3,13 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { AUDIT_PATHS, ConfigError, changesNeedingRestart, loadConfig, pathSyntaxError } from '../../src/config/load';
+import {
+  AUDIT_PATHS,
+  ConfigError,
+  changesNeedingRestart,
+  loadConfig,
+  pathSyntaxError,
+} from '../../src/config/load';
 import type { FileSinkConfig, HttpSinkConfig } from '../../src/config/types';
 
 const dir = mkdtempSync(join(tmpdir(), 'guard-config-'));
@@ -64,21 +70,33 @@ describe('defaults', () => {
 
   test('no sink: a file sink named local under state_dir', () => {
     const c = loadConfig(conf('[agent]\nuser = guard\nstate_dir = /srv/guard\n'));
-    assert.deepEqual(c.sinks, [{
-      name: 'local', type: 'file', path: '/srv/guard/out/events.ndjson', maxBytes: 100 * 1024 * 1024, maxFiles: 5,
-      batch: { maxEvents: 1000, maxBytes: 1024 * 1024, maxWaitMs: 500 },
-    } satisfies FileSinkConfig]);
+    assert.deepEqual(c.sinks, [
+      {
+        name: 'local',
+        type: 'file',
+        path: '/srv/guard/out/events.ndjson',
+        maxBytes: 100 * 1024 * 1024,
+        maxFiles: 5,
+        batch: { maxEvents: 1000, maxBytes: 1024 * 1024, maxWaitMs: 500 },
+      } satisfies FileSinkConfig,
+    ]);
   });
 
   test('a configured sink replaces the default one; a source may still name "local" only if it exists', () => {
     const c = loadConfig(conf(`${MINIMAL}[sink.out]\ntype = file\npath = /srv/out.ndjson\n`));
-    assert.deepEqual(c.sinks.map((s) => s.name), ['out']);
-    const { lines } = problems(`${MINIMAL}[source.a]\npaths = /var/log/a\nsinks = local\n[sink.out]\ntype = file\n`);
+    assert.deepEqual(
+      c.sinks.map((s) => s.name),
+      ['out'],
+    );
+    const { lines } = problems(
+      `${MINIMAL}[source.a]\npaths = /var/log/a\nsinks = local\n[sink.out]\ntype = file\n`,
+    );
     assert.match(lines[0]!, /\[source\.a\] sinks: no sink named "local"/);
   });
 
   test('sources: file and audit defaults, lists and regexes', () => {
-    const c = loadConfig(conf(`${MINIMAL}
+    const c = loadConfig(
+      conf(`${MINIMAL}
 [source.app]
 paths = /var/log/app/*.log ,  /var/log/other.log,
 include[] = ^ERROR
@@ -87,20 +105,32 @@ exclude = healthcheck
 tags = web, prod
 [source.audit]
 type = audit
-`));
+`),
+    );
     const [app, audit] = c.sources;
     assert.ok(app && audit);
-    assert.deepEqual({ ...app, include: app.include.map(String), exclude: app.exclude.map(String) }, {
-      name: 'app', type: 'file', paths: ['/var/log/app/*.log', '/var/log/other.log'], parser: 'syslog', startAt: 'end',
-      include: ['/^ERROR/', '/\\d{3}/'], exclude: ['/healthcheck/'], tags: ['web', 'prod'], sinks: null,
-    });
+    assert.deepEqual(
+      { ...app, include: app.include.map(String), exclude: app.exclude.map(String) },
+      {
+        name: 'app',
+        type: 'file',
+        paths: ['/var/log/app/*.log', '/var/log/other.log'],
+        parser: 'syslog',
+        startAt: 'end',
+        include: ['/^ERROR/', '/\\d{3}/'],
+        exclude: ['/healthcheck/'],
+        tags: ['web', 'prod'],
+        sinks: null,
+      },
+    );
     assert.deepEqual(audit.paths, AUDIT_PATHS);
     assert.equal(audit.parser, 'audit');
     assert.ok(app.include[1]!.test('code 503'));
   });
 
   test('values are converted: numbers, booleans, lists given as key[] lines', () => {
-    const c = loadConfig(conf(`[agent]
+    const c = loadConfig(
+      conf(`[agent]
 user = guard
 max_line_bytes = 1024
 tags[] = a, b
@@ -109,49 +139,109 @@ tags[] = c
 builtin = false
 pattern[] = secret=\\S+
 replacement = ***
-`));
+`),
+    );
     assert.equal(c.agent.maxLineBytes, 1024);
-    assert.deepEqual(c.agent.tags, ['a, b', 'c'], 'in key[] form each line is one item, as the helper reads paths[]');
+    assert.deepEqual(
+      c.agent.tags,
+      ['a, b', 'c'],
+      'in key[] form each line is one item, as the helper reads paths[]',
+    );
     assert.equal(c.redact.builtin, false);
     assert.equal(c.redact.replacement, '***');
-    assert.equal('x secret=1 y secret=2'.replace(c.redact.patterns[0]!, '*'), 'x * y *', 'redaction patterns replace every match');
+    assert.equal(
+      'x secret=1 y secret=2'.replace(c.redact.patterns[0]!, '*'),
+      'x * y *',
+      'redaction patterns replace every match',
+    );
   });
 
   test('an http sink with every default', () => {
     const token = file('tok\n');
-    const c = loadConfig(conf(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://siem.example/ingest\ntoken_file = ${token}\n`));
-    assert.deepEqual(c.sinks, [{
-      name: 'siem', type: 'http', url: 'https://siem.example/ingest', tokenFile: token, caFile: null, clientCertFile: null,
-      clientKeyFile: null, compression: 'gzip', timeoutMs: 30000, retryInitialMs: 500, retryMaxMs: 60000,
-      batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 500 },
-    } satisfies HttpSinkConfig]);
+    const c = loadConfig(
+      conf(
+        `${MINIMAL}[sink.siem]\ntype = http\nurl = https://siem.example/ingest\ntoken_file = ${token}\n`,
+      ),
+    );
+    assert.deepEqual(c.sinks, [
+      {
+        name: 'siem',
+        type: 'http',
+        url: 'https://siem.example/ingest',
+        tokenFile: token,
+        caFile: null,
+        clientCertFile: null,
+        clientKeyFile: null,
+        compression: 'gzip',
+        timeoutMs: 30000,
+        retryInitialMs: 500,
+        retryMaxMs: 60000,
+        batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 500 },
+      } satisfies HttpSinkConfig,
+    ]);
   });
 });
 
 describe('schema errors name the file, the section, the key and what was expected', () => {
   test('a number out of its range or not a number', () => {
-    oneProblem(`${MINIMAL}max_line_bytes = big\n`, (f) => `${f}: [agent] max_line_bytes: expected a whole number from 1024 to 16777216, got "big"`);
-    oneProblem(`${MINIMAL}max_line_bytes = 100\n`, (f) => `${f}: [agent] max_line_bytes: expected a whole number from 1024 to 16777216, got "100"`);
-    oneProblem(`${MINIMAL}poll_interval_ms = 0x10\n`, (f) => `${f}: [agent] poll_interval_ms: expected a whole number from 10 to 60000, got "0x10"`);
-    oneProblem(`${MINIMAL}poll_interval_ms\n`, (f) => `${f}: [agent] poll_interval_ms: expected a whole number from 10 to 60000, got true`);
+    oneProblem(
+      `${MINIMAL}max_line_bytes = big\n`,
+      (f) =>
+        `${f}: [agent] max_line_bytes: expected a whole number from 1024 to 16777216, got "big"`,
+    );
+    oneProblem(
+      `${MINIMAL}max_line_bytes = 100\n`,
+      (f) =>
+        `${f}: [agent] max_line_bytes: expected a whole number from 1024 to 16777216, got "100"`,
+    );
+    oneProblem(
+      `${MINIMAL}poll_interval_ms = 0x10\n`,
+      (f) => `${f}: [agent] poll_interval_ms: expected a whole number from 10 to 60000, got "0x10"`,
+    );
+    oneProblem(
+      `${MINIMAL}poll_interval_ms\n`,
+      (f) => `${f}: [agent] poll_interval_ms: expected a whole number from 10 to 60000, got true`,
+    );
   });
 
   test('an enum and a boolean', () => {
-    oneProblem(`${MINIMAL}log_level = loud\n`, (f) => `${f}: [agent] log_level: expected "debug", "info", "warn" or "error", got "loud"`);
-    oneProblem(`${MINIMAL}[redact]\nbuiltin = yes\n`, (f) => `${f}: [redact] builtin: expected true or false, got "yes"`);
-    oneProblem(`${MINIMAL}[source.a]\ntype = journald\npaths = /x\n`, (f) => `${f}: [source.a] type: expected "file" or "audit", got "journald"`);
+    oneProblem(
+      `${MINIMAL}log_level = loud\n`,
+      (f) => `${f}: [agent] log_level: expected "debug", "info", "warn" or "error", got "loud"`,
+    );
+    oneProblem(
+      `${MINIMAL}[redact]\nbuiltin = yes\n`,
+      (f) => `${f}: [redact] builtin: expected true or false, got "yes"`,
+    );
+    oneProblem(
+      `${MINIMAL}[source.a]\ntype = journald\npaths = /x\n`,
+      (f) => `${f}: [source.a] type: expected "file" or "audit", got "journald"`,
+    );
   });
 
   test('a URL', () => {
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = htps://x\n`, (f) => `${f}: [sink.siem] url: expected an http:// or https:// URL, got "htps://x"`);
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = htps://x\n`,
+      (f) => `${f}: [sink.siem] url: expected an http:// or https:// URL, got "htps://x"`,
+    );
   });
 
   test('required keys', () => {
     oneProblem('[agent]\n', (f) => `${f}: [agent] user: required: expected the agent's user name`);
     oneProblem('', (f) => `${f}: [agent] user: required: expected the agent's user name`);
-    oneProblem(`${MINIMAL}[source.app]\nparser = json\n`, (f) => `${f}: [source.app] paths: required: expected comma-separated absolute, normalised paths or globs`);
-    oneProblem(`${MINIMAL}[sink.x]\npath = /x\n`, (f) => `${f}: [sink.x] type: required: expected "http" or "file"`);
-    oneProblem(`${MINIMAL}[sink.x]\ntype = http\n`, (f) => `${f}: [sink.x] url: required: expected an http:// or https:// URL`);
+    oneProblem(
+      `${MINIMAL}[source.app]\nparser = json\n`,
+      (f) =>
+        `${f}: [source.app] paths: required: expected comma-separated absolute, normalised paths or globs`,
+    );
+    oneProblem(
+      `${MINIMAL}[sink.x]\npath = /x\n`,
+      (f) => `${f}: [sink.x] type: required: expected "http" or "file"`,
+    );
+    oneProblem(
+      `${MINIMAL}[sink.x]\ntype = http\n`,
+      (f) => `${f}: [sink.x] url: required: expected an http:// or https:// URL`,
+    );
   });
 
   test('every problem is reported, in file order', () => {
@@ -176,84 +266,176 @@ builtin = maybe
 
 describe('unknown keys and sections', () => {
   test('a typo gets a suggestion', () => {
-    oneProblem(`${MINIMAL}[source.auth]\npaths = /var/log/auth.log\nexlude = x\n`, (f) => `${f}: [source.auth] exlude: unknown key (did you mean "exclude"?)`);
-    oneProblem(`[agent]\nuser = guard\nhostnam = x\n`, (f) => `${f}: [agent] hostnam: unknown key (did you mean "hostname"?)`);
-    oneProblem(`${MINIMAL}[redact]\npatterns[] = x\n`, (f) => `${f}: [redact] patterns: unknown key (did you mean "pattern"?)`);
+    oneProblem(
+      `${MINIMAL}[source.auth]\npaths = /var/log/auth.log\nexlude = x\n`,
+      (f) => `${f}: [source.auth] exlude: unknown key (did you mean "exclude"?)`,
+    );
+    oneProblem(
+      `[agent]\nuser = guard\nhostnam = x\n`,
+      (f) => `${f}: [agent] hostnam: unknown key (did you mean "hostname"?)`,
+    );
+    oneProblem(
+      `${MINIMAL}[redact]\npatterns[] = x\n`,
+      (f) => `${f}: [redact] patterns: unknown key (did you mean "pattern"?)`,
+    );
   });
 
   test('nothing close: the known keys are listed', () => {
-    oneProblem(`${MINIMAL}[helper]\nsocket = /x\n`, (f) => `${f}: [helper] socket: unknown key (known keys: audit_group)`);
+    oneProblem(
+      `${MINIMAL}[helper]\nsocket = /x\n`,
+      (f) => `${f}: [helper] socket: unknown key (known keys: audit_group)`,
+    );
   });
 
   test('a key of the other sink type', () => {
-    oneProblem(`${MINIMAL}[sink.f]\ntype = file\nurl = https://x\n`, (f) =>
-      `${f}: [sink.f] url: unknown key for a file sink (known keys: type, path, max_bytes, max_files, batch_max_events, batch_max_bytes, batch_max_wait_ms)`);
-    oneProblem(`${MINIMAL}[sink.h]\ntype = http\nurl = https://x\npath = /x\n`, (f) =>
-      `${f}: [sink.h] path: unknown key for an http sink (known keys: type, url, token_file, ca_file, client_cert_file, client_key_file, compression, timeout_ms, retry_initial_ms, retry_max_ms, batch_max_events, batch_max_bytes, batch_max_wait_ms)`);
+    oneProblem(
+      `${MINIMAL}[sink.f]\ntype = file\nurl = https://x\n`,
+      (f) =>
+        `${f}: [sink.f] url: unknown key for a file sink (known keys: type, path, max_bytes, max_files, batch_max_events, batch_max_bytes, batch_max_wait_ms)`,
+    );
+    oneProblem(
+      `${MINIMAL}[sink.h]\ntype = http\nurl = https://x\npath = /x\n`,
+      (f) =>
+        `${f}: [sink.h] path: unknown key for an http sink (known keys: type, url, token_file, ca_file, client_cert_file, client_key_file, compression, timeout_ms, retry_initial_ms, retry_max_ms, batch_max_events, batch_max_bytes, batch_max_wait_ms)`,
+    );
   });
 
   test('unknown sections, misspelt section kinds, keys outside any section', () => {
-    oneProblem(`${MINIMAL}[agnet]\nx = 1\n`, (f) => `${f}: [agnet]: unknown section (did you mean "[agent]"?)`);
-    oneProblem(`${MINIMAL}[sources.app]\npaths = /x\n`, (f) => `${f}: [sources.app]: unknown section (did you mean "[source.app]"?)`);
-    oneProblem(`${MINIMAL}[snk]\ntype = file\n`, (f) => `${f}: [snk]: unknown section (did you mean "[sink.NAME]"?)`);
-    oneProblem(`user = guard\n${MINIMAL}`, (f) => `${f}: user: key outside any section (put it under the [section] it belongs to)`);
-    oneProblem(`${MINIMAL}[source]\npaths = /x\n`, (f) => `${f}: [source] paths: unknown key (a source is a section of its own: [source.paths])`);
-    oneProblem(`${MINIMAL}[source.a.b]\npaths = /x\n`, (f) => `${f}: [source.a.b]: unknown section`);
+    oneProblem(
+      `${MINIMAL}[agnet]\nx = 1\n`,
+      (f) => `${f}: [agnet]: unknown section (did you mean "[agent]"?)`,
+    );
+    oneProblem(
+      `${MINIMAL}[sources.app]\npaths = /x\n`,
+      (f) => `${f}: [sources.app]: unknown section (did you mean "[source.app]"?)`,
+    );
+    oneProblem(
+      `${MINIMAL}[snk]\ntype = file\n`,
+      (f) => `${f}: [snk]: unknown section (did you mean "[sink.NAME]"?)`,
+    );
+    oneProblem(
+      `user = guard\n${MINIMAL}`,
+      (f) => `${f}: user: key outside any section (put it under the [section] it belongs to)`,
+    );
+    oneProblem(
+      `${MINIMAL}[source]\npaths = /x\n`,
+      (f) => `${f}: [source] paths: unknown key (a source is a section of its own: [source.paths])`,
+    );
+    oneProblem(
+      `${MINIMAL}[source.a.b]\npaths = /x\n`,
+      (f) => `${f}: [source.a.b]: unknown section`,
+    );
   });
 
   test('source and sink names', () => {
-    oneProblem(`${MINIMAL}[source.bad name]\npaths = /x\n`, (f) => `${f}: [source.bad name]: a source name must be 1 to 64 letters, digits, "_" or "-"`);
-    oneProblem(`${MINIMAL}[sink.${'x'.repeat(65)}]\ntype = file\n`, (f) => `${f}: [sink.${'x'.repeat(65)}]: a sink name must be 1 to 64 letters, digits, "_" or "-"`);
+    oneProblem(
+      `${MINIMAL}[source.bad name]\npaths = /x\n`,
+      (f) => `${f}: [source.bad name]: a source name must be 1 to 64 letters, digits, "_" or "-"`,
+    );
+    oneProblem(
+      `${MINIMAL}[sink.${'x'.repeat(65)}]\ntype = file\n`,
+      (f) =>
+        `${f}: [sink.${'x'.repeat(65)}]: a sink name must be 1 to 64 letters, digits, "_" or "-"`,
+    );
   });
 
   test('a key given twice without [] (ini would drop all but the last)', () => {
-    oneProblem(`${MINIMAL}[source.a]\npaths = /x\nexclude = a\nexclude = b\n`, (f) =>
-      `${f}: [source.a] exclude: given more than once (only the last would count); for a list write exclude[] = … on each line`);
-    assert.equal(loadConfig(conf(`${MINIMAL}[source.a]\npaths = /x\nexclude[] = a\nexclude = b\n`)).sources[0]!.exclude.length, 2);
+    oneProblem(
+      `${MINIMAL}[source.a]\npaths = /x\nexclude = a\nexclude = b\n`,
+      (f) =>
+        `${f}: [source.a] exclude: given more than once (only the last would count); for a list write exclude[] = … on each line`,
+    );
+    assert.equal(
+      loadConfig(conf(`${MINIMAL}[source.a]\npaths = /x\nexclude[] = a\nexclude = b\n`)).sources[0]!
+        .exclude.length,
+      2,
+    );
   });
 });
 
 describe('regular expressions', () => {
   test('a regex that does not compile names the key, the regex and the reason', () => {
-    oneProblem(`${MINIMAL}[source.auth]\npaths = /var/log/auth.log\ninclude[] = ok\ninclude[] = (unclosed\n`, (f) =>
-      `${f}: [source.auth] include: invalid regular expression "(unclosed": Unterminated group`);
-    oneProblem(`${MINIMAL}[redact]\npattern = [a-\n`, (f) => `${f}: [redact] pattern: invalid regular expression "[a-": Unterminated character class`);
-    oneProblem(`${MINIMAL}[source.a]\npaths = /x\nexclude = a{2,1}\n`, (f) =>
-      `${f}: [source.a] exclude: invalid regular expression "a{2,1}": numbers out of order in {} quantifier`);
+    oneProblem(
+      `${MINIMAL}[source.auth]\npaths = /var/log/auth.log\ninclude[] = ok\ninclude[] = (unclosed\n`,
+      (f) =>
+        `${f}: [source.auth] include: invalid regular expression "(unclosed": Unterminated group`,
+    );
+    oneProblem(
+      `${MINIMAL}[redact]\npattern = [a-\n`,
+      (f) =>
+        `${f}: [redact] pattern: invalid regular expression "[a-": Unterminated character class`,
+    );
+    oneProblem(
+      `${MINIMAL}[source.a]\npaths = /x\nexclude = a{2,1}\n`,
+      (f) =>
+        `${f}: [source.a] exclude: invalid regular expression "a{2,1}": numbers out of order in {} quantifier`,
+    );
   });
 
   test('an empty regex is refused (it would match everything)', () => {
-    oneProblem(`${MINIMAL}[source.a]\npaths = /x\nexclude[] =\n`, (f) => `${f}: [source.a] exclude: empty regular expression (it would match every line)`);
+    oneProblem(
+      `${MINIMAL}[source.a]\npaths = /x\nexclude[] =\n`,
+      (f) => `${f}: [source.a] exclude: empty regular expression (it would match every line)`,
+    );
   });
 
   test('ini escapes: \\; and \\# are the characters, other backslashes stay', () => {
-    const c = loadConfig(conf(`${MINIMAL}[source.a]\npaths = /x\ninclude[] = a\\;b\\#c\\d ; comment\n`));
+    const c = loadConfig(
+      conf(`${MINIMAL}[source.a]\npaths = /x\ninclude[] = a\\;b\\#c\\d ; comment\n`),
+    );
     assert.equal(c.sources[0]!.include[0]!.source, 'a;b#c\\d');
   });
 });
 
 describe('paths (as the helper requires them)', () => {
   test('relative and unnormalised paths are refused, each named', () => {
-    const { path, lines } = problems(`${MINIMAL}[source.app]\npaths = var/log/x, /var/log/ok, /var//log/y, /var/log/../z\n`);
+    const { path, lines } = problems(
+      `${MINIMAL}[source.app]\npaths = var/log/x, /var/log/ok, /var//log/y, /var/log/../z\n`,
+    );
     assert.deepEqual(lines, [
       `${path}: [source.app] paths: expected comma-separated absolute, normalised paths or globs, got "var/log/x" (path must be absolute)`,
       `${path}: [source.app] paths: expected comma-separated absolute, normalised paths or globs, got "/var//log/y" (path must be normalised (no //, . or .. components))`,
       `${path}: [source.app] paths: expected comma-separated absolute, normalised paths or globs, got "/var/log/../z" (path must be normalised (no //, . or .. components))`,
     ]);
-    oneProblem(`[agent]\nuser = guard\nstate_dir = /var/lib/guard/\n`, (f) =>
-      `${f}: [agent] state_dir: expected an absolute, normalised path, got "/var/lib/guard/" (path must not end with /)`);
-    oneProblem(`${MINIMAL}[source.a]\npaths =\n`, (f) => `${f}: [source.a] paths: expected comma-separated absolute, normalised paths or globs, got ""`);
+    oneProblem(
+      `[agent]\nuser = guard\nstate_dir = /var/lib/guard/\n`,
+      (f) =>
+        `${f}: [agent] state_dir: expected an absolute, normalised path, got "/var/lib/guard/" (path must not end with /)`,
+    );
+    oneProblem(
+      `${MINIMAL}[source.a]\npaths =\n`,
+      (f) =>
+        `${f}: [source.a] paths: expected comma-separated absolute, normalised paths or globs, got ""`,
+    );
   });
 
   test('same verdicts as packages/helper/src/policy.ts', () => {
-    const helper = require('../../../helper/src/policy') as { pathSyntaxError(p: string): string | null };
-    for (const p of ['/var/log/syslog', '/x', '/', 'rel', './x', '/a//b', '/a/', '/a/./b', '/a/..', '/a/.hidden', '/a\u009bb', '/a\0b', '/' + 'é'.repeat(2048)]) {
+    const helper = require('../../../helper/src/policy') as {
+      pathSyntaxError(p: string): string | null;
+    };
+    for (const p of [
+      '/var/log/syslog',
+      '/x',
+      '/',
+      'rel',
+      './x',
+      '/a//b',
+      '/a/',
+      '/a/./b',
+      '/a/..',
+      '/a/.hidden',
+      '/a\u009bb',
+      '/a\0b',
+      '/' + 'é'.repeat(2048),
+    ]) {
       assert.equal(pathSyntaxError(p), helper.pathSyntaxError(p), JSON.stringify(p));
     }
   });
 
   test('a file sink must not write what a source reads, nor what another sink writes', () => {
-    const { path, lines } = problems(`${MINIMAL}[source.app]\npaths = /srv/out/*.ndjson\n[sink.a]\ntype = file\npath = /srv/out/e.ndjson\n[sink.b]\ntype = file\npath = /srv/out/e.ndjson\n`);
+    const { path, lines } = problems(
+      `${MINIMAL}[source.app]\npaths = /srv/out/*.ndjson\n[sink.a]\ntype = file\npath = /srv/out/e.ndjson\n[sink.b]\ntype = file\npath = /srv/out/e.ndjson\n`,
+    );
     assert.deepEqual(lines, [
       `${path}: [sink.a] path: /srv/out/e.ndjson is read by [source.app]: the agent would ship its own output forever`,
       `${path}: [sink.b] path: /srv/out/e.ndjson is also written by [sink.a]`,
@@ -265,22 +447,44 @@ describe('paths (as the helper requires them)', () => {
 describe('sinks', () => {
   test('a source naming a sink that does not exist', () => {
     const token = file('t');
-    oneProblem(`${MINIMAL}[source.auth]\npaths = /var/log/auth.log\nsinks = siem, lcoal\n[sink.local]\ntype = file\n[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${token}\n`, (f) =>
-      `${f}: [source.auth] sinks: no sink named "lcoal" (did you mean "local"?) (sinks: local, siem)`);
-    oneProblem(`${MINIMAL}[source.a]\npaths = /x\nsinks = ,\n`, (f) => `${f}: [source.a] sinks: expected comma-separated sink names, got "," (leave it out for every sink)`);
+    oneProblem(
+      `${MINIMAL}[source.auth]\npaths = /var/log/auth.log\nsinks = siem, lcoal\n[sink.local]\ntype = file\n[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${token}\n`,
+      (f) =>
+        `${f}: [source.auth] sinks: no sink named "lcoal" (did you mean "local"?) (sinks: local, siem)`,
+    );
+    oneProblem(
+      `${MINIMAL}[source.a]\npaths = /x\nsinks = ,\n`,
+      (f) =>
+        `${f}: [source.a] sinks: expected comma-separated sink names, got "," (leave it out for every sink)`,
+    );
   });
 
   test('a missing or unreadable token file', () => {
     const missing = join(dir, 'no-such-token');
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${missing}\n`, (f) => `${f}: [sink.siem] token_file: cannot read ${missing}: ENOENT`);
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\nca_file = ${dir}\n`, (f) => `${f}: [sink.siem] ca_file: ${dir} is not a regular file`);
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${missing}\n`,
+      (f) => `${f}: [sink.siem] token_file: cannot read ${missing}: ENOENT`,
+    );
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\nca_file = ${dir}\n`,
+      (f) => `${f}: [sink.siem] ca_file: ${dir} is not a regular file`,
+    );
     const empty = file('\n');
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${empty}\n`, (f) => `${f}: [sink.siem] token_file: ${empty} is empty`);
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${empty}\n`,
+      (f) => `${f}: [sink.siem] token_file: ${empty} is empty`,
+    );
     const open = file('tok', 0o644);
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${open}\n`, (f) =>
-      `${f}: [sink.siem] token_file: ${open} is readable by every user (mode 0644); chmod o-rwx it`);
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = etc/token\n`, (f) =>
-      `${f}: [sink.siem] token_file: expected an absolute, normalised path, got "etc/token" (path must be absolute)`);
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = ${open}\n`,
+      (f) =>
+        `${f}: [sink.siem] token_file: ${open} is readable by every user (mode 0644); chmod o-rwx it`,
+    );
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\ntoken_file = etc/token\n`,
+      (f) =>
+        `${f}: [sink.siem] token_file: expected an absolute, normalised path, got "etc/token" (path must be absolute)`,
+    );
   });
 
   test('EACCES, as the agent user would see it', () => {
@@ -294,56 +498,107 @@ describe('sinks', () => {
     chmodSync(f, 0o644);
     if (asRoot) process.seteuid!(65534);
     let lines: string[] = [];
-    try { loadConfig(f); } catch (e) { lines = (e as ConfigError).problems; } finally { if (asRoot) process.seteuid!(0); }
+    try {
+      loadConfig(f);
+    } catch (e) {
+      lines = (e as ConfigError).problems;
+    } finally {
+      if (asRoot) process.seteuid!(0);
+    }
     chmodSync(dir, 0o700);
     assert.deepEqual(lines, [`${f}: [sink.siem] token_file: cannot read ${locked}: EACCES`]);
   });
 
   test('credentials in a URL are refused and never echoed', () => {
-    const { path, lines } = problems(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://user:hunter2@siem.example/in\n`);
-    assert.deepEqual(lines, [`${path}: [sink.siem] url: must not contain credentials (got https://…:…@siem.example/in); put the token in a file and name it in token_file`]);
+    const { path, lines } = problems(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = https://user:hunter2@siem.example/in\n`,
+    );
+    assert.deepEqual(lines, [
+      `${path}: [sink.siem] url: must not contain credentials (got https://…:…@siem.example/in); put the token in a file and name it in token_file`,
+    ]);
     assert.ok(!lines.join('').includes('hunter2'));
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://siem.example/in?api_key=abc\n`, (f) =>
-      `${f}: [sink.siem] url: must not carry a secret in its query ("api_key=…"); put the token in a file and name it in token_file`);
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = https://siem.example/in?api_key=abc\n`,
+      (f) =>
+        `${f}: [sink.siem] url: must not carry a secret in its query ("api_key=…"); put the token in a file and name it in token_file`,
+    );
   });
 
   test('TLS settings that cannot work', () => {
     const token = file('t');
     const pem = file('pem');
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = http://siem.example/in\ntoken_file = ${token}\n`, (f) =>
-      `${f}: [sink.siem] token_file: would be sent in clear text to siem.example: use an https:// url`);
-    loadConfig(conf(`${MINIMAL}[sink.siem]\ntype = http\nurl = http://127.0.0.1:8080/in\ntoken_file = ${token}\n`)); // a local TLS-terminating proxy
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = http://siem.example/in\nca_file = ${pem}\n`, (f) =>
-      `${f}: [sink.siem] ca_file: only used with an https:// url, and url is "http://siem.example/in"`);
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://siem.example/in\nclient_cert_file = ${pem}\n`, (f) =>
-      `${f}: [sink.siem] client_key_file: required with client_cert_file (mutual TLS needs both)`);
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = http://siem.example/in\ntoken_file = ${token}\n`,
+      (f) =>
+        `${f}: [sink.siem] token_file: would be sent in clear text to siem.example: use an https:// url`,
+    );
+    loadConfig(
+      conf(
+        `${MINIMAL}[sink.siem]\ntype = http\nurl = http://127.0.0.1:8080/in\ntoken_file = ${token}\n`,
+      ),
+    ); // a local TLS-terminating proxy
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = http://siem.example/in\nca_file = ${pem}\n`,
+      (f) =>
+        `${f}: [sink.siem] ca_file: only used with an https:// url, and url is "http://siem.example/in"`,
+    );
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = https://siem.example/in\nclient_cert_file = ${pem}\n`,
+      (f) =>
+        `${f}: [sink.siem] client_key_file: required with client_cert_file (mutual TLS needs both)`,
+    );
   });
 
   test('cross-key limits', () => {
-    oneProblem(`${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\nretry_initial_ms = 5000\nretry_max_ms = 1000\n`, (f) =>
-      `${f}: [sink.siem] retry_max_ms: must be at least retry_initial_ms (5000), got 1000`);
-    oneProblem(`${MINIMAL}max_line_bytes = 1048576\nmax_buffer_bytes = 65536\n`, (f) =>
-      `${f}: [agent] max_buffer_bytes: must be at least max_line_bytes (1048576), got 65536`);
+    oneProblem(
+      `${MINIMAL}[sink.siem]\ntype = http\nurl = https://x\nretry_initial_ms = 5000\nretry_max_ms = 1000\n`,
+      (f) => `${f}: [sink.siem] retry_max_ms: must be at least retry_initial_ms (5000), got 1000`,
+    );
+    oneProblem(
+      `${MINIMAL}max_line_bytes = 1048576\nmax_buffer_bytes = 65536\n`,
+      (f) => `${f}: [agent] max_buffer_bytes: must be at least max_line_bytes (1048576), got 65536`,
+    );
   });
 });
 
 describe('audit sources', () => {
-  test('audit paths default to the helper\'s, may be given, and need the audit parser', () => {
-    const c = loadConfig(conf(`${MINIMAL}[source.audit]\ntype = audit\n[source.old]\ntype = audit\npaths = /srv/audit/*.log\n`));
-    assert.deepEqual(c.sources.map((s) => s.paths), [AUDIT_PATHS, ['/srv/audit/*.log']]);
-    oneProblem(`${MINIMAL}[source.audit]\ntype = audit\nparser = syslog\n`, (f) => `${f}: [source.audit] parser: an audit source is read with the audit parser, got "syslog"`);
+  test("audit paths default to the helper's, may be given, and need the audit parser", () => {
+    const c = loadConfig(
+      conf(
+        `${MINIMAL}[source.audit]\ntype = audit\n[source.old]\ntype = audit\npaths = /srv/audit/*.log\n`,
+      ),
+    );
+    assert.deepEqual(
+      c.sources.map((s) => s.paths),
+      [AUDIT_PATHS, ['/srv/audit/*.log']],
+    );
+    oneProblem(
+      `${MINIMAL}[source.audit]\ntype = audit\nparser = syslog\n`,
+      (f) =>
+        `${f}: [source.audit] parser: an audit source is read with the audit parser, got "syslog"`,
+    );
   });
 });
 
 describe('the file itself', () => {
   test('a missing file', () => {
     const missing = join(dir, 'nope.conf');
-    assert.throws(() => loadConfig(missing), (e: unknown) => e instanceof ConfigError && e.problems[0] === `${missing}: cannot read: ENOENT`);
+    assert.throws(
+      () => loadConfig(missing),
+      (e: unknown) =>
+        e instanceof ConfigError && e.problems[0] === `${missing}: cannot read: ENOENT`,
+    );
   });
 
   test('the message of a ConfigError holds every line', () => {
     const path = conf('[agent]\nuser = guard\nlog_level = x\npoll_interval_ms = 1\n');
-    assert.throws(() => loadConfig(path), (e: unknown) => e instanceof ConfigError && e.message.split('\n').length === 3 && e.message.startsWith(`${path}: 2 problems:`));
+    assert.throws(
+      () => loadConfig(path),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.message.split('\n').length === 3 &&
+        e.message.startsWith(`${path}: 2 problems:`),
+    );
   });
 });
 

@@ -4,13 +4,18 @@ import { decodeLine } from '../../src/parsers/escape';
 
 /** decodeLine over a whole buffer built from byte values and strings. */
 function decode(...parts: Array<number | string>): { text: string; escaped: boolean } {
-  const buf = Buffer.concat(parts.map((p) => (typeof p === 'number' ? Buffer.from([p]) : Buffer.from(p))));
+  const buf = Buffer.concat(
+    parts.map((p) => (typeof p === 'number' ? Buffer.from([p]) : Buffer.from(p))),
+  );
   return decodeLine(buf, 0, buf.length);
 }
 
 describe('decodeLine: clean lines', () => {
   test('ASCII is returned as is', () => {
-    assert.deepEqual(decode('Nov 24 09:05:01 web1 sshd[1]: hello'), { text: 'Nov 24 09:05:01 web1 sshd[1]: hello', escaped: false });
+    assert.deepEqual(decode('Nov 24 09:05:01 web1 sshd[1]: hello'), {
+      text: 'Nov 24 09:05:01 web1 sshd[1]: hello',
+      escaped: false,
+    });
   });
 
   test('valid UTF-8 (2, 3 and 4 bytes) and TAB are kept', () => {
@@ -45,7 +50,10 @@ describe('decodeLine: CR', () => {
   });
 
   test('a CR mid-line is escaped (it would overwrite the line on a terminal)', () => {
-    assert.deepEqual(decode('user ok', 0x0d, 'user root'), { text: 'user ok\\x0duser root', escaped: true });
+    assert.deepEqual(decode('user ok', 0x0d, 'user root'), {
+      text: 'user ok\\x0duser root',
+      escaped: true,
+    });
   });
 
   test('a line that is only a CR becomes empty', () => {
@@ -59,7 +67,10 @@ describe('decodeLine: control characters', () => {
   });
 
   test('an ANSI escape sequence (ESC [ 31 m)', () => {
-    assert.deepEqual(decode('x', 0x1b, '[31mred', 0x1b, '[0m'), { text: 'x\\x1b[31mred\\x1b[0m', escaped: true });
+    assert.deepEqual(decode('x', 0x1b, '[31mred', 0x1b, '[0m'), {
+      text: 'x\\x1b[31mred\\x1b[0m',
+      escaped: true,
+    });
   });
 
   test('every C0 control except TAB, and DEL', () => {
@@ -67,13 +78,20 @@ describe('decodeLine: control characters', () => {
       if (b === 0x09) continue;
       const r = decode('<', b, '>');
       // A trailing CR would be stripped, but here it is mid-line.
-      assert.deepEqual(r, { text: `<\\x${b.toString(16).padStart(2, '0')}>`, escaped: true }, `byte ${b}`);
+      assert.deepEqual(
+        r,
+        { text: `<\\x${b.toString(16).padStart(2, '0')}>`, escaped: true },
+        `byte ${b}`,
+      );
     }
     assert.deepEqual(decode('<', 0x7f, '>'), { text: '<\\x7f>', escaped: true });
   });
 
   test('C1 controls U+0080–U+009F are escaped as \\u00HH (CSI U+009B included)', () => {
-    assert.deepEqual(decode('a', 0xc2, 0x9b, '31m', 0xc2, 0x80, 0xc2, 0x9f), { text: 'a\\u009b31m\\u0080\\u009f', escaped: true });
+    assert.deepEqual(decode('a', 0xc2, 0x9b, '31m', 0xc2, 0x80, 0xc2, 0x9f), {
+      text: 'a\\u009b31m\\u0080\\u009f',
+      escaped: true,
+    });
   });
 
   test('U+00A0 (C2 A0) is not a control', () => {
@@ -98,7 +116,10 @@ describe('decodeLine: invalid UTF-8', () => {
   test('overlong encodings ("/" as C0 AF and E0 80 AF)', () => {
     assert.deepEqual(decode(0xc0, 0xaf), { text: '\\xc0\\xaf', escaped: true });
     assert.deepEqual(decode(0xe0, 0x80, 0xaf), { text: '\\xe0\\x80\\xaf', escaped: true });
-    assert.deepEqual(decode(0xf0, 0x80, 0x80, 0xaf), { text: '\\xf0\\x80\\x80\\xaf', escaped: true });
+    assert.deepEqual(decode(0xf0, 0x80, 0x80, 0xaf), {
+      text: '\\xf0\\x80\\x80\\xaf',
+      escaped: true,
+    });
   });
 
   test('surrogates encoded in UTF-8 (CESU-8 / WTF-8: ED A0 80, ED BF BF)', () => {
@@ -109,16 +130,25 @@ describe('decodeLine: invalid UTF-8', () => {
   });
 
   test('above U+10FFFF (F4 90 80 80) and bytes that never occur (F5–FF)', () => {
-    assert.deepEqual(decode(0xf4, 0x90, 0x80, 0x80), { text: '\\xf4\\x90\\x80\\x80', escaped: true });
+    assert.deepEqual(decode(0xf4, 0x90, 0x80, 0x80), {
+      text: '\\xf4\\x90\\x80\\x80',
+      escaped: true,
+    });
     assert.deepEqual(decode('x', 0xff, 0xfe), { text: 'x\\xff\\xfe', escaped: true });
   });
 
   test('Latin-1 text (a log written in ISO-8859-1) keeps its ASCII and escapes the rest', () => {
-    assert.deepEqual(decode('caf', 0xe9, ' cr', 0xe8, 'me'), { text: 'caf\\xe9 cr\\xe8me', escaped: true });
+    assert.deepEqual(decode('caf', 0xe9, ' cr', 0xe8, 'me'), {
+      text: 'caf\\xe9 cr\\xe8me',
+      escaped: true,
+    });
   });
 
   test('valid sequences next to invalid ones are decoded', () => {
-    assert.deepEqual(decode(0xe2, 0x82, 0xac, 0x80, 0xe2, 0x82, 0xac), { text: '€\\x80€', escaped: true });
+    assert.deepEqual(decode(0xe2, 0x82, 0xac, 0x80, 0xe2, 0x82, 0xac), {
+      text: '€\\x80€',
+      escaped: true,
+    });
   });
 
   test('the output is always valid UTF-16 without lone surrogates or U+FFFD', () => {

@@ -12,24 +12,36 @@ const NOW = new Date(2026, 10, 24, 12, 0, 0); // 24 Nov 2026, noon local
 
 describe('parseSyslog: Debian 12 (rsyslog high-precision RFC 3339) auth.log lines', () => {
   const cases: Array<[string, string, Record<string, unknown>]> = [
-    ['2026-11-24T09:05:01.123456+00:00 web1 sshd[1234]: Accepted password for alice from 192.0.2.10 port 51234 ssh2',
+    [
+      '2026-11-24T09:05:01.123456+00:00 web1 sshd[1234]: Accepted password for alice from 192.0.2.10 port 51234 ssh2',
       '2026-11-24T09:05:01.123Z',
-      { hostname: 'web1', program: 'sshd', pid: 1234 }],
-    ['2026-11-24T09:05:02.000001+00:00 web1 sshd[1240]: Failed password for invalid user admin from 203.0.113.7 port 40022 ssh2',
+      { hostname: 'web1', program: 'sshd', pid: 1234 },
+    ],
+    [
+      '2026-11-24T09:05:02.000001+00:00 web1 sshd[1240]: Failed password for invalid user admin from 203.0.113.7 port 40022 ssh2',
       '2026-11-24T09:05:02.000Z',
-      { hostname: 'web1', program: 'sshd', pid: 1240 }],
-    ['2026-11-24T10:17:01.654321+01:00 web1 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/apt update',
+      { hostname: 'web1', program: 'sshd', pid: 1240 },
+    ],
+    [
+      '2026-11-24T10:17:01.654321+01:00 web1 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/apt update',
       '2026-11-24T09:17:01.654Z',
-      { hostname: 'web1', program: 'sudo' }],
-    ['2026-11-24T09:17:01.000200-05:30 web1 CRON[5678]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)',
+      { hostname: 'web1', program: 'sudo' },
+    ],
+    [
+      '2026-11-24T09:17:01.000200-05:30 web1 CRON[5678]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)',
       '2026-11-24T14:47:01.000Z',
-      { hostname: 'web1', program: 'CRON', pid: 5678 }],
-    ['2026-11-24T09:05:01.5Z web1 systemd-logind[512]: New session 42 of user alice.',
+      { hostname: 'web1', program: 'CRON', pid: 5678 },
+    ],
+    [
+      '2026-11-24T09:05:01.5Z web1 systemd-logind[512]: New session 42 of user alice.',
       '2026-11-24T09:05:01.500Z',
-      { hostname: 'web1', program: 'systemd-logind', pid: 512 }],
-    ['2026-11-24T09:05:01+00:00 web1 kernel: [12345.678901] audit: type=1400 audit(1700000000.123:42): apparmor="DENIED"',
+      { hostname: 'web1', program: 'systemd-logind', pid: 512 },
+    ],
+    [
+      '2026-11-24T09:05:01+00:00 web1 kernel: [12345.678901] audit: type=1400 audit(1700000000.123:42): apparmor="DENIED"',
       '2026-11-24T09:05:01.000Z',
-      { hostname: 'web1', program: 'kernel' }],
+      { hostname: 'web1', program: 'kernel' },
+    ],
   ];
   for (const [line, time, fields] of cases) {
     test(line.slice(33, 70), () => {
@@ -51,16 +63,31 @@ describe('parseSyslog: Debian 12 (rsyslog high-precision RFC 3339) auth.log line
   });
 
   test('digits past the millisecond are cut, never rounded up (not even 20 nines into the next second)', () => {
-    assert.equal(parseSyslog('2026-11-24T09:05:01.99999999999999999999+00:00 h p: a', NOW).time, '2026-11-24T09:05:01.999Z');
-    assert.equal(parseSyslog('2026-11-24T23:59:59.9999999999999999Z h p: b', NOW).time, '2026-11-24T23:59:59.999Z');
-    assert.equal(parseSyslog('2026-11-24T09:05:01.0019+00:00 h p: c', NOW).time, '2026-11-24T09:05:01.001Z');
-    assert.equal(parseSyslog('2026-11-24T09:05:01.5Z h p: d', NOW).time, '2026-11-24T09:05:01.500Z');
-    assert.equal(parseSyslog('2026-11-24T09:05:01.05Z h p: e', NOW).time, '2026-11-24T09:05:01.050Z');
+    assert.equal(
+      parseSyslog('2026-11-24T09:05:01.99999999999999999999+00:00 h p: a', NOW).time,
+      '2026-11-24T09:05:01.999Z',
+    );
+    assert.equal(
+      parseSyslog('2026-11-24T23:59:59.9999999999999999Z h p: b', NOW).time,
+      '2026-11-24T23:59:59.999Z',
+    );
+    assert.equal(
+      parseSyslog('2026-11-24T09:05:01.0019+00:00 h p: c', NOW).time,
+      '2026-11-24T09:05:01.001Z',
+    );
+    assert.equal(
+      parseSyslog('2026-11-24T09:05:01.5Z h p: d', NOW).time,
+      '2026-11-24T09:05:01.500Z',
+    );
+    assert.equal(
+      parseSyslog('2026-11-24T09:05:01.05Z h p: e', NOW).time,
+      '2026-11-24T09:05:01.050Z',
+    );
   });
 
   test('agrees with Date for a spread of timestamps', () => {
     for (let i = 0; i < 2000; i++) {
-      const ms = Date.UTC(2020, 0, 1) + i * 7_654_321_987 % (9 * 365 * 86400000);
+      const ms = Date.UTC(2020, 0, 1) + ((i * 7_654_321_987) % (9 * 365 * 86400000));
       const iso = new Date(ms).toISOString();
       const line = `${iso.slice(0, 23)}456+00:00 h p: x`;
       assert.equal(parseSyslog(line, NOW).time, iso, line);
@@ -70,47 +97,89 @@ describe('parseSyslog: Debian 12 (rsyslog high-precision RFC 3339) auth.log line
 
 describe('parseSyslog: RFC 3164 (traditional format)', () => {
   test('sshd accepted password', () => {
-    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 sshd[1234]: Accepted password for alice from 192.0.2.10 port 51234 ssh2', NOW), {
-      time: local(2026, 11, 24, 9, 5, 1),
-      fields: { hostname: 'web1', program: 'sshd', pid: 1234 },
-    });
+    assert.deepEqual(
+      parseSyslog(
+        'Nov 24 09:05:01 web1 sshd[1234]: Accepted password for alice from 192.0.2.10 port 51234 ssh2',
+        NOW,
+      ),
+      {
+        time: local(2026, 11, 24, 9, 5, 1),
+        fields: { hostname: 'web1', program: 'sshd', pid: 1234 },
+      },
+    );
   });
 
   test('a space-padded day ("Nov  4")', () => {
-    const r = parseSyslog('Nov  4 07:00:00 web1 CRON[99]: (root) CMD (run-parts /etc/cron.hourly)', NOW);
+    const r = parseSyslog(
+      'Nov  4 07:00:00 web1 CRON[99]: (root) CMD (run-parts /etc/cron.hourly)',
+      NOW,
+    );
     assert.equal(r.time, local(2026, 11, 4, 7, 0, 0));
     assert.deepEqual(r.fields, { hostname: 'web1', program: 'CRON', pid: 99 });
   });
 
   test('a tag without [pid]', () => {
-    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 kernel: usb 1-1: new high-speed USB device', NOW).fields,
-      { hostname: 'web1', program: 'kernel' });
+    assert.deepEqual(
+      parseSyslog('Nov 24 09:05:01 web1 kernel: usb 1-1: new high-speed USB device', NOW).fields,
+      { hostname: 'web1', program: 'kernel' },
+    );
   });
 
   test('a tag without a colon-message: prog[pid] alone, prog[pid] then text, prog: alone', () => {
-    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 myapp[77]', NOW).fields, { hostname: 'web1', program: 'myapp', pid: 77 });
-    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 myapp[77] started', NOW).fields, { hostname: 'web1', program: 'myapp', pid: 77 });
-    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 myapp:', NOW).fields, { hostname: 'web1', program: 'myapp' });
+    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 myapp[77]', NOW).fields, {
+      hostname: 'web1',
+      program: 'myapp',
+      pid: 77,
+    });
+    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 myapp[77] started', NOW).fields, {
+      hostname: 'web1',
+      program: 'myapp',
+      pid: 77,
+    });
+    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 myapp:', NOW).fields, {
+      hostname: 'web1',
+      program: 'myapp',
+    });
   });
 
   test('no tag at all: the rest is the message', () => {
-    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 -- MARK --', NOW).fields, { hostname: 'web1' });
+    assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1 -- MARK --', NOW).fields, {
+      hostname: 'web1',
+    });
     assert.deepEqual(parseSyslog('Nov 24 09:05:01 web1', NOW).fields, { hostname: 'web1' });
   });
 
   test('tags with / . - _ (postfix/smtpd, dbus-daemon)', () => {
-    assert.deepEqual(parseSyslog('Nov 24 09:05:01 mx postfix/smtpd[321]: connect from unknown[198.51.100.4]', NOW).fields,
-      { hostname: 'mx', program: 'postfix/smtpd', pid: 321 });
+    assert.deepEqual(
+      parseSyslog('Nov 24 09:05:01 mx postfix/smtpd[321]: connect from unknown[198.51.100.4]', NOW)
+        .fields,
+      { hostname: 'mx', program: 'postfix/smtpd', pid: 321 },
+    );
   });
 
   test('with a <PRI>: priority, facility, severity', () => {
     assert.deepEqual(parseSyslog('<38>Nov 24 09:05:01 web1 sshd[1]: x', NOW), {
       time: local(2026, 11, 24, 9, 5, 1),
-      fields: { hostname: 'web1', program: 'sshd', pid: 1, priority: 38, facility: 'auth', severity: 'info' },
+      fields: {
+        hostname: 'web1',
+        program: 'sshd',
+        pid: 1,
+        priority: 38,
+        facility: 'auth',
+        severity: 'info',
+      },
     });
-    assert.deepEqual(parseSyslog('<0>2026-11-24T09:05:01Z h k: x', NOW).fields,
-      { hostname: 'h', program: 'k', priority: 0, facility: 'kern', severity: 'emerg' });
-    assert.equal((parseSyslog('<191>Nov 24 09:05:01 h p: x', NOW).fields as Record<string, unknown>).facility, 'local7');
+    assert.deepEqual(parseSyslog('<0>2026-11-24T09:05:01Z h k: x', NOW).fields, {
+      hostname: 'h',
+      program: 'k',
+      priority: 0,
+      facility: 'kern',
+      severity: 'emerg',
+    });
+    assert.equal(
+      (parseSyslog('<191>Nov 24 09:05:01 h p: x', NOW).fields as Record<string, unknown>).facility,
+      'local7',
+    );
   });
 });
 
@@ -127,31 +196,52 @@ describe('parseSyslog: year inference for RFC 3164', () => {
   });
 
   test('more than a month in the future is last year', () => {
-    assert.equal(parseSyslog('Dec 31 09:00:00 h p: x', new Date(2026, 10, 1)).time, local(2025, 12, 31, 9, 0, 0));
+    assert.equal(
+      parseSyslog('Dec 31 09:00:00 h p: x', new Date(2026, 10, 1)).time,
+      local(2025, 12, 31, 9, 0, 0),
+    );
   });
 
   test('the same timestamp gives the right year when `now` changes (no stale cache)', () => {
     const line = 'Dec 31 23:59:59 h p: x';
-    assert.equal(parseSyslog(line, new Date(2026, 11, 31, 23, 59, 59)).time, local(2026, 12, 31, 23, 59, 59));
+    assert.equal(
+      parseSyslog(line, new Date(2026, 11, 31, 23, 59, 59)).time,
+      local(2026, 12, 31, 23, 59, 59),
+    );
     assert.equal(parseSyslog(line, new Date(2027, 0, 2)).time, local(2026, 12, 31, 23, 59, 59));
-    assert.equal(parseSyslog(line, new Date(2027, 11, 31, 23, 59, 59)).time, local(2027, 12, 31, 23, 59, 59));
+    assert.equal(
+      parseSyslog(line, new Date(2027, 11, 31, 23, 59, 59)).time,
+      local(2027, 12, 31, 23, 59, 59),
+    );
   });
 
   test('Feb 29 read in a year that has none belongs to the last leap year', () => {
-    assert.equal(parseSyslog('Feb 29 10:00:00 h p: x', new Date(2029, 0, 5)).time, local(2028, 2, 29, 10, 0, 0));
-    assert.equal(parseSyslog('Feb 29 10:00:00 h p: x', new Date(2028, 2, 5)).time, local(2028, 2, 29, 10, 0, 0));
+    assert.equal(
+      parseSyslog('Feb 29 10:00:00 h p: x', new Date(2029, 0, 5)).time,
+      local(2028, 2, 29, 10, 0, 0),
+    );
+    assert.equal(
+      parseSyslog('Feb 29 10:00:00 h p: x', new Date(2028, 2, 5)).time,
+      local(2028, 2, 29, 10, 0, 0),
+    );
   });
 });
 
 describe('parseSyslog: RFC 5424', () => {
   test('the RFC example with structured data and a BOM', () => {
-    const line = '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 ' +
+    const line =
+      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 ' +
       '[exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"] \uFEFFAn application event';
     assert.deepEqual(parseSyslog(line, NOW), {
       time: '2003-10-11T22:14:15.003Z',
       fields: {
-        priority: 165, facility: 'local4', severity: 'notice', version: 1,
-        hostname: 'mymachine.example.com', program: 'evntslog', msgid: 'ID47',
+        priority: 165,
+        facility: 'local4',
+        severity: 'notice',
+        version: 1,
+        hostname: 'mymachine.example.com',
+        program: 'evntslog',
+        msgid: 'ID47',
         structuredData: {
           'exampleSDID@32473': { iut: '3', eventSource: 'Application', eventID: '1011' },
           'examplePriority@32473': { class: 'high' },
@@ -161,10 +251,19 @@ describe('parseSyslog: RFC 5424', () => {
   });
 
   test('numeric procid is pid; escapes in SD values', () => {
-    const r = parseSyslog('<34>1 2026-11-24T09:05:01.123456+00:00 host app 4242 - [a@1 q="say \\"hi\\" \\\\ \\]"] m', NOW);
+    const r = parseSyslog(
+      '<34>1 2026-11-24T09:05:01.123456+00:00 host app 4242 - [a@1 q="say \\"hi\\" \\\\ \\]"] m',
+      NOW,
+    );
     assert.equal(r.time, '2026-11-24T09:05:01.123Z');
     assert.deepEqual(r.fields, {
-      priority: 34, facility: 'auth', severity: 'crit', version: 1, hostname: 'host', program: 'app', pid: 4242,
+      priority: 34,
+      facility: 'auth',
+      severity: 'crit',
+      version: 1,
+      hostname: 'host',
+      program: 'app',
+      pid: 4242,
       structuredData: { 'a@1': { q: 'say "hi" \\ ]' } },
     });
   });
@@ -176,7 +275,10 @@ describe('parseSyslog: RFC 5424', () => {
   });
 
   test('a non-numeric procid is kept as procid', () => {
-    assert.equal((parseSyslog('<14>1 - h a worker-3 - - x', NOW).fields as Record<string, unknown>).procid, 'worker-3');
+    assert.equal(
+      (parseSyslog('<14>1 - h a worker-3 - - x', NOW).fields as Record<string, unknown>).procid,
+      'worker-3',
+    );
   });
 });
 
@@ -184,8 +286,8 @@ describe('parseSyslog: malformed lines are flagged unparsed, never thrown', () =
   const bad = [
     '',
     'hello world',
-    'Nov 24 09:05:01',            // nothing after the timestamp
-    'Nov 24 09:05:01 ',           // no hostname
+    'Nov 24 09:05:01', // nothing after the timestamp
+    'Nov 24 09:05:01 ', // no hostname
     'Nov 32 09:05:01 h p: x',
     'Nov 24 24:00:00 h p: x',
     'Nov 24 09:5:01 h p: x',
@@ -195,7 +297,7 @@ describe('parseSyslog: malformed lines are flagged unparsed, never thrown', () =
     '2026-13-01T00:00:00Z h p: x',
     '2026-02-30T00:00:00Z h p: x',
     '2026-11-24 09:05:01 h p: x',
-    '2026-11-24T09:05:01 h p: x',   // no zone
+    '2026-11-24T09:05:01 h p: x', // no zone
     '2026-11-24T09:05:01.Z h p: x', // empty fraction
     '2026-11-24T09:05:01+0100 h p: x',
     '2026-11-24T09:05:01Zh p: x',

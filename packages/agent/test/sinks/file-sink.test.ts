@@ -2,21 +2,45 @@
 // errors (ENOSPC from /dev/full, ENOTDIR) retried without dropping or splitting a batch.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FileSink } from '../../src/sinks/file/file-sink';
 import { createSink } from '../../src/sinks/index';
 import { HttpSink } from '../../src/sinks/http/http-sink';
-import { captureLogger, dir, fileConfig, httpConfig, makeBatch, stateDir, waitFor } from './fixtures';
+import {
+  captureLogger,
+  dir,
+  fileConfig,
+  httpConfig,
+  makeBatch,
+  stateDir,
+  waitFor,
+} from './fixtures';
 
 const sinks: { close(): Promise<void> }[] = [];
-after(async () => { for (const s of sinks) await s.close(); });
+after(async () => {
+  for (const s of sinks) await s.close();
+});
 
 function sink(cfg: ReturnType<typeof fileConfig>) {
   const { logger, lines } = captureLogger();
-  const s = new FileSink(cfg, { stateDir: stateDir(), logger, retry: { initialMs: 10, maxMs: 50 } });
+  const s = new FileSink(cfg, {
+    stateDir: stateDir(),
+    logger,
+    retry: { initialMs: 10, maxMs: 50 },
+  });
   sinks.push(s);
   return { sink: s, logs: lines };
 }
@@ -50,7 +74,10 @@ describe('FileSink', () => {
     const { sink: s } = sink(cfg);
     const a = makeBatch();
     await s.send(a, never);
-    assert.deepEqual(readFileSync(cfg.path), Buffer.concat([Buffer.from('earlier line\n'), a.body]));
+    assert.deepEqual(
+      readFileSync(cfg.path),
+      Buffer.concat([Buffer.from('earlier line\n'), a.body]),
+    );
   });
 
   test('fsyncs the file after writing and before resolving', async () => {
@@ -69,8 +96,13 @@ describe('FileSink', () => {
     let resolvedAfterSync = false;
     try {
       const batch = makeBatch(4);
-      await s.send(batch, never).then(() => { resolvedAfterSync = seen.includes(batch.bytes); });
-      assert.ok(resolvedAfterSync, `sync saw sizes ${seen.join(',')}, wanted one at ${batch.bytes} before resolving`);
+      await s.send(batch, never).then(() => {
+        resolvedAfterSync = seen.includes(batch.bytes);
+      });
+      assert.ok(
+        resolvedAfterSync,
+        `sync saw sizes ${seen.join(',')}, wanted one at ${batch.bytes} before resolving`,
+      );
     } finally {
       proto.sync = original;
     }
@@ -88,7 +120,8 @@ describe('FileSink', () => {
       assert.equal(await s.send(b, never), 'delivered');
     }
     assert.ok(existsSync(cfg.path));
-    for (let n = 1; n <= 3; n++) assert.ok(existsSync(`${cfg.path}.${n}`), `${cfg.path}.${n} exists`);
+    for (let n = 1; n <= 3; n++)
+      assert.ok(existsSync(`${cfg.path}.${n}`), `${cfg.path}.${n} exists`);
     assert.ok(!existsSync(`${cfg.path}.4`), 'no more than maxFiles rotated files');
     assert.ok(!existsSync(`${cfg.path}.7`), 'files beyond maxFiles are removed');
     const files = [`${cfg.path}.3`, `${cfg.path}.2`, `${cfg.path}.1`, cfg.path];
@@ -98,12 +131,16 @@ describe('FileSink', () => {
       assert.ok(content.length <= cfg.maxBytes, `${f} is ${content.length} bytes`);
       assert.ok(content.length > 0 && content.at(-1) === 0x0a, `${f} ends with a whole line`);
       for (const line of content.toString('utf8').split('\n').slice(0, -1)) {
-        JSON.parse(line);   // throws on a split line
+        JSON.parse(line); // throws on a split line
         kept.push(`${line}\n`);
       }
     }
     // The newest lines survive, contiguous and in order: the tail of everything sent.
-    const sent = Buffer.concat(all).toString('utf8').split('\n').slice(0, -1).map((l) => `${l}\n`);
+    const sent = Buffer.concat(all)
+      .toString('utf8')
+      .split('\n')
+      .slice(0, -1)
+      .map((l) => `${l}\n`);
     assert.deepEqual(kept, sent.slice(sent.length - kept.length));
   });
 

@@ -20,11 +20,14 @@ process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 // ---- PKI -----------------------------------------------------------------------------------
 
 export interface Pki {
-  caCert: string;        // path of the test CA's certificate
-  serverKey: Buffer; serverCert: Buffer;
-  clientKey: string; clientCert: string;   // paths, signed by the test CA
+  caCert: string; // path of the test CA's certificate
+  serverKey: Buffer;
+  serverCert: Buffer;
+  clientKey: string;
+  clientCert: string; // paths, signed by the test CA
   rogueCaCert: string;
-  rogueServerKey: Buffer; rogueServerCert: Buffer;  // signed by a CA the sink does not trust
+  rogueServerKey: Buffer;
+  rogueServerCert: Buffer; // signed by a CA the sink does not trust
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -32,18 +35,72 @@ function openssl(args: string[], cwd: string): void {
 }
 
 function makeCa(cwd: string, name: string): void {
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=guard test ${name}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], cwd);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=guard test ${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    cwd,
+  );
 }
 
 function makeLeaf(cwd: string, ca: string, name: string, ext: string): void {
   writeFileSync(join(cwd, `${name}.ext`), `${ext}\nbasicConstraints=CA:FALSE\n`);
-  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], cwd);
-  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`,
-    '-set_serial', `0x${Date.now().toString(16)}${Math.floor(Math.random() * 1e6).toString(16)}`,
-    '-days', '2', '-out', `${name}.crt`, '-extfile', `${name}.ext`], cwd);
+  openssl(
+    [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/CN=${name}`,
+    ],
+    cwd,
+  );
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${ca}.crt`,
+      '-CAkey',
+      `${ca}.key`,
+      '-set_serial',
+      `0x${Date.now().toString(16)}${Math.floor(Math.random() * 1e6).toString(16)}`,
+      '-days',
+      '2',
+      '-out',
+      `${name}.crt`,
+      '-extfile',
+      `${name}.ext`,
+    ],
+    cwd,
+  );
 }
 
 let pki: Pki | undefined;
@@ -51,17 +108,30 @@ export function testPki(): Pki {
   if (pki) return pki;
   const cwd = mkdtempSync(join(dir, 'pki-'));
   makeCa(cwd, 'ca');
-  makeLeaf(cwd, 'ca', 'server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth');
+  makeLeaf(
+    cwd,
+    'ca',
+    'server',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth',
+  );
   makeLeaf(cwd, 'ca', 'client', 'extendedKeyUsage=clientAuth');
   makeCa(cwd, 'rogue-ca');
-  makeLeaf(cwd, 'rogue-ca', 'rogue-server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth');
+  makeLeaf(
+    cwd,
+    'rogue-ca',
+    'rogue-server',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth',
+  );
   const p = (f: string): string => join(cwd, f);
   pki = {
     caCert: p('ca.crt'),
-    serverKey: readFileSync(p('server.key')), serverCert: readFileSync(p('server.crt')),
-    clientKey: p('client.key'), clientCert: p('client.crt'),
+    serverKey: readFileSync(p('server.key')),
+    serverCert: readFileSync(p('server.crt')),
+    clientKey: p('client.key'),
+    clientCert: p('client.crt'),
     rogueCaCert: p('rogue-ca.crt'),
-    rogueServerKey: readFileSync(p('rogue-server.key')), rogueServerCert: readFileSync(p('rogue-server.crt')),
+    rogueServerKey: readFileSync(p('rogue-server.key')),
+    rogueServerCert: readFileSync(p('rogue-server.crt')),
   };
   return pki;
 }
@@ -79,7 +149,11 @@ export interface Received {
   body: Buffer;
 }
 
-export interface Reply { status: number; headers?: Record<string, string>; body?: string }
+export interface Reply {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+}
 /** 'hang': never answer (for timeouts). */
 export type Responder = (req: Received, n: number) => Reply | 'hang';
 
@@ -95,17 +169,28 @@ export class TestServer {
 
   constructor(opts: { rogue?: boolean; requireClientCert?: boolean } = {}) {
     const p = testPki();
-    this.server = createHttpsServer({
-      key: opts.rogue ? p.rogueServerKey : p.serverKey,
-      cert: opts.rogue ? p.rogueServerCert : p.serverCert,
-      ...(opts.requireClientCert ? { ca: readFileSync(p.caCert), requestCert: true, rejectUnauthorized: true } : {}),
-      keepAliveTimeout: 30_000,
-    }, (req, res) => this.onRequest(req, res));
-    this.server.on('secureConnection', () => { this.tlsConnections += 1; });
-    this.server.on('tlsClientError', (err: Error & { code?: string }) => { this.tlsErrors.push(err.code ?? err.message); });
+    this.server = createHttpsServer(
+      {
+        key: opts.rogue ? p.rogueServerKey : p.serverKey,
+        cert: opts.rogue ? p.rogueServerCert : p.serverCert,
+        ...(opts.requireClientCert
+          ? { ca: readFileSync(p.caCert), requestCert: true, rejectUnauthorized: true }
+          : {}),
+        keepAliveTimeout: 30_000,
+      },
+      (req, res) => this.onRequest(req, res),
+    );
+    this.server.on('secureConnection', () => {
+      this.tlsConnections += 1;
+    });
+    this.server.on('tlsClientError', (err: Error & { code?: string }) => {
+      this.tlsErrors.push(err.code ?? err.message);
+    });
   }
 
-  get url(): string { return `https://127.0.0.1:${this.port}/ingest?api_key=sekrit`; }
+  get url(): string {
+    return `https://127.0.0.1:${this.port}/ingest?api_key=sekrit`;
+  }
 
   listen(port = 0): Promise<this> {
     return new Promise((resolve, reject) => {
@@ -134,7 +219,10 @@ export class TestServer {
       const r: Received = { at, wall, headers: req.headers, raw, body };
       this.requests.push(r);
       const reply = this.respond(r, this.requests.length);
-      if (reply === 'hang') { this.hanging.push(res); return; }
+      if (reply === 'hang') {
+        this.hanging.push(res);
+        return;
+      }
       res.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers });
       res.end(reply.body ?? '');
     });
@@ -154,7 +242,12 @@ export async function freePort(): Promise<number> {
 
 export function captureLogger(): { logger: pino.Logger; lines: string[] } {
   const lines: string[] = [];
-  const stream = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(chunk.toString()); cb(); } });
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString());
+      cb();
+    },
+  });
   return { logger: pino({ level: 'debug' }, stream), lines };
 }
 
@@ -162,17 +255,27 @@ let seq = 0;
 export function makeBatch(events = 3, tag = 'e'): Batch {
   seq += 1;
   const lines = Array.from({ length: events }, (_, i) =>
-    Buffer.from(`${JSON.stringify({ id: `test:${seq}:${i}`, message: `${tag} ${seq}/${i} ünïcode`, source: 'test' })}\n`));
+    Buffer.from(
+      `${JSON.stringify({ id: `test:${seq}:${i}`, message: `${tag} ${seq}/${i} ünïcode`, source: 'test' })}\n`,
+    ),
+  );
   const body = Buffer.concat(lines);
   return { seq, events, bytes: body.length, body };
 }
 
-
 export function httpConfig(over: Partial<HttpSinkConfig> = {}): HttpSinkConfig {
   return {
-    name: 'backend', type: 'http', url: 'https://127.0.0.1:1/ingest',
-    tokenFile: null, caFile: testPki().caCert, clientCertFile: null, clientKeyFile: null,
-    compression: 'gzip', timeoutMs: 5000, retryInitialMs: 20, retryMaxMs: 200,
+    name: 'backend',
+    type: 'http',
+    url: 'https://127.0.0.1:1/ingest',
+    tokenFile: null,
+    caFile: testPki().caCert,
+    clientCertFile: null,
+    clientKeyFile: null,
+    compression: 'gzip',
+    timeoutMs: 5000,
+    retryInitialMs: 20,
+    retryMaxMs: 200,
     batch: { maxEvents: 1000, maxBytes: 1 << 20, maxWaitMs: 1000 },
     ...over,
   };
@@ -180,8 +283,12 @@ export function httpConfig(over: Partial<HttpSinkConfig> = {}): HttpSinkConfig {
 
 export function fileConfig(over: Partial<FileSinkConfig> = {}): FileSinkConfig {
   return {
-    name: 'local', type: 'file', path: join(mkdtempSync(join(dir, 'out-')), 'sub', 'events.ndjson'),
-    maxBytes: 100 << 20, maxFiles: 5, batch: { maxEvents: 1000, maxBytes: 1 << 20, maxWaitMs: 1000 },
+    name: 'local',
+    type: 'file',
+    path: join(mkdtempSync(join(dir, 'out-')), 'sub', 'events.ndjson'),
+    maxBytes: 100 << 20,
+    maxFiles: 5,
+    batch: { maxEvents: 1000, maxBytes: 1 << 20, maxWaitMs: 1000 },
     ...over,
   };
 }

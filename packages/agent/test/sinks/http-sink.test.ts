@@ -9,11 +9,21 @@ import * as undici from 'undici';
 import { HttpSink, Pool, parseRetryAfter, poolRequest } from '../../src/sinks/http/http-sink';
 import { backoffDelay } from '../../src/sinks/retry';
 import {
-  captureLogger, dir, freePort, httpConfig, makeBatch, stateDir, testPki, TestServer, waitFor,
+  captureLogger,
+  dir,
+  freePort,
+  httpConfig,
+  makeBatch,
+  stateDir,
+  testPki,
+  TestServer,
+  waitFor,
 } from './fixtures';
 
 const open: { close(): Promise<void> }[] = [];
-after(async () => { for (const o of open.reverse()) await o.close().catch(() => undefined); });
+after(async () => {
+  for (const o of open.reverse()) await o.close().catch(() => undefined);
+});
 
 async function server(opts: ConstructorParameters<typeof TestServer>[0] = {}): Promise<TestServer> {
   const s = await new TestServer(opts).listen();
@@ -21,9 +31,16 @@ async function server(opts: ConstructorParameters<typeof TestServer>[0] = {}): P
   return s;
 }
 
-function sink(cfg: ReturnType<typeof httpConfig>, extra: { stateDir?: string; systemCaBundles?: string[] } = {}) {
+function sink(
+  cfg: ReturnType<typeof httpConfig>,
+  extra: { stateDir?: string; systemCaBundles?: string[] } = {},
+) {
   const { logger, lines } = captureLogger();
-  const s = new HttpSink(cfg, { stateDir: extra.stateDir ?? stateDir(), logger, ...(extra.systemCaBundles ? { systemCaBundles: extra.systemCaBundles } : {}) });
+  const s = new HttpSink(cfg, {
+    stateDir: extra.stateDir ?? stateDir(),
+    logger,
+    ...(extra.systemCaBundles ? { systemCaBundles: extra.systemCaBundles } : {}),
+  });
   open.push(s);
   return { sink: s, logs: lines };
 }
@@ -45,7 +62,9 @@ describe('HttpSink: delivery', () => {
   test('delivers a gzip batch: body gunzips to the NDJSON, headers carry type, encoding and the bearer token', async () => {
     const srv = await server();
     const token = 'tok-3f9a2c-very-secret';
-    const { sink: s, logs } = sink(httpConfig({ url: srv.url, tokenFile: tokenFile(`  ${token}\n`) }));
+    const { sink: s, logs } = sink(
+      httpConfig({ url: srv.url, tokenFile: tokenFile(`  ${token}\n`) }),
+    );
     const batch = makeBatch(5);
     assert.equal(await s.send(batch, new AbortController().signal), 'delivered');
     assert.equal(srv.requests.length, 1);
@@ -62,7 +81,11 @@ describe('HttpSink: delivery', () => {
     assert.equal(st.lastError, null);
     assert.equal(st.retryingUntil, null);
     assert.ok(st.lastSuccess !== null && !Number.isNaN(Date.parse(st.lastSuccess)));
-    assert.equal(st.endpoint, `https://127.0.0.1:${srv.port}/ingest`, 'status shows no query string (it may hold a key)');
+    assert.equal(
+      st.endpoint,
+      `https://127.0.0.1:${srv.port}/ingest`,
+      'status shows no query string (it may hold a key)',
+    );
     assert.ok(logs.length > 0);
     assert.ok(!logs.join('').includes(token), 'the token is never logged');
     assert.ok(!logs.join('').includes('sekrit'), 'the query string is never logged');
@@ -86,17 +109,27 @@ describe('HttpSink: delivery', () => {
     writeFileSync(tf, 'new-token\n');
     await s.reload();
     await s.send(makeBatch(), new AbortController().signal);
-    assert.deepEqual(srv.requests.map((r) => r.headers.authorization), ['Bearer old-token', 'Bearer new-token']);
+    assert.deepEqual(
+      srv.requests.map((r) => r.headers.authorization),
+      ['Bearer old-token', 'Bearer new-token'],
+    );
     writeFileSync(tf, '   \n');
     await assert.rejects(s.reload(), { code: 'GUARD_HTTP_TOKEN_EMPTY' });
     await s.send(makeBatch(), new AbortController().signal);
-    assert.equal(srv.requests[2]!.headers.authorization, 'Bearer new-token', 'a failed reload keeps the previous token');
+    assert.equal(
+      srv.requests[2]!.headers.authorization,
+      'Bearer new-token',
+      'a failed reload keeps the previous token',
+    );
   });
 
   test('a 401 after the token file was rotated retries once with the new token', async () => {
     const srv = await server();
     const tf = tokenFile('expired');
-    srv.respond = (r) => (r.headers.authorization === 'Bearer fresh' ? { status: 200 } : { status: 401, body: 'expired token' });
+    srv.respond = (r) =>
+      r.headers.authorization === 'Bearer fresh'
+        ? { status: 200 }
+        : { status: 401, body: 'expired token' };
     const { sink: s } = sink(httpConfig({ url: srv.url, tokenFile: tf }));
     writeFileSync(tf, 'fresh\n');
     assert.equal(await s.send(makeBatch(), new AbortController().signal), 'delivered');
@@ -123,7 +156,10 @@ describe('HttpSink: TLS', () => {
     const p = s.send(makeBatch(), ac.signal);
     await waitFor(() => s.status().retries >= 2, 20_000, 'two retries');
     const st = s.status();
-    assert.match(st.lastError ?? '', /UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|UNABLE_TO_GET_ISSUER/);
+    assert.match(
+      st.lastError ?? '',
+      /UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|UNABLE_TO_GET_ISSUER/,
+    );
     assert.equal(srv.requests.length, 0, 'no request reached the untrusted server');
     ac.abort();
     await assert.rejects(p, { name: 'AbortError' });
@@ -132,13 +168,17 @@ describe('HttpSink: TLS', () => {
 
   test('without ca_file the system bundle is trusted (here: a bundle holding the test CA)', async () => {
     const srv = await server();
-    const { sink: s } = sink(httpConfig({ url: srv.url, caFile: null }), { systemCaBundles: ['/nonexistent/bundle.pem', testPki().caCert] });
+    const { sink: s } = sink(httpConfig({ url: srv.url, caFile: null }), {
+      systemCaBundles: ['/nonexistent/bundle.pem', testPki().caCert],
+    });
     assert.equal(await s.send(makeBatch(), new AbortController().signal), 'delivered');
   });
 
   test("without ca_file or any system bundle, Node's built-in list does not trust the test CA", async () => {
     const srv = await server();
-    const { sink: s } = sink(httpConfig({ url: srv.url, caFile: null }), { systemCaBundles: ['/nonexistent/bundle.pem'] });
+    const { sink: s } = sink(httpConfig({ url: srv.url, caFile: null }), {
+      systemCaBundles: ['/nonexistent/bundle.pem'],
+    });
     const ac = new AbortController();
     const p = s.send(makeBatch(), ac.signal);
     await waitFor(() => s.status().lastError !== null, 20_000, 'a TLS error');
@@ -150,7 +190,9 @@ describe('HttpSink: TLS', () => {
   test('mTLS: with the client certificate delivered; without it refused by the server and retried', async () => {
     const srv = await server({ requireClientCert: true });
     const p = testPki();
-    const { sink: withCert } = sink(httpConfig({ url: srv.url, clientCertFile: p.clientCert, clientKeyFile: p.clientKey }));
+    const { sink: withCert } = sink(
+      httpConfig({ url: srv.url, clientCertFile: p.clientCert, clientKeyFile: p.clientKey }),
+    );
     assert.equal(await withCert.send(makeBatch(), new AbortController().signal), 'delivered');
     assert.equal(srv.requests.length, 1);
 
@@ -159,20 +201,45 @@ describe('HttpSink: TLS', () => {
     const pending = without.send(makeBatch(), ac.signal);
     await waitFor(() => without.status().retries >= 1, 20_000, 'a retry');
     assert.notEqual(without.status().lastError, null);
-    assert.ok(srv.tlsErrors.some((c) => /CERTIFICATE/.test(c)), `server-side TLS errors: ${srv.tlsErrors.join(", ")}`);
-    assert.equal(srv.requests.length, 1, 'the request without a client certificate never reached the handler');
+    assert.ok(
+      srv.tlsErrors.some((c) => /CERTIFICATE/.test(c)),
+      `server-side TLS errors: ${srv.tlsErrors.join(', ')}`,
+    );
+    assert.equal(
+      srv.requests.length,
+      1,
+      'the request without a client certificate never reached the handler',
+    );
     ac.abort();
     await assert.rejects(pending, { name: 'AbortError' });
   });
 
   test('client_cert_file without client_key_file is a configuration error', () => {
     const { logger } = captureLogger();
-    assert.throws(() => new HttpSink(httpConfig({ clientCertFile: testPki().clientCert }), { stateDir: stateDir(), logger }),
-      { code: 'GUARD_HTTP_TLS_CLIENT_INCOMPLETE' });
-    assert.throws(() => new HttpSink(httpConfig({ caFile: '/nonexistent/ca.pem' }), { stateDir: stateDir(), logger }),
-      { code: 'GUARD_HTTP_TLS_FILE_UNREADABLE' });
-    assert.throws(() => new HttpSink(httpConfig({ url: 'https://user:pw@127.0.0.1/' }), { stateDir: stateDir(), logger }),
-      { code: 'GUARD_HTTP_URL_CREDENTIALS' });
+    assert.throws(
+      () =>
+        new HttpSink(httpConfig({ clientCertFile: testPki().clientCert }), {
+          stateDir: stateDir(),
+          logger,
+        }),
+      { code: 'GUARD_HTTP_TLS_CLIENT_INCOMPLETE' },
+    );
+    assert.throws(
+      () =>
+        new HttpSink(httpConfig({ caFile: '/nonexistent/ca.pem' }), {
+          stateDir: stateDir(),
+          logger,
+        }),
+      { code: 'GUARD_HTTP_TLS_FILE_UNREADABLE' },
+    );
+    assert.throws(
+      () =>
+        new HttpSink(httpConfig({ url: 'https://user:pw@127.0.0.1/' }), {
+          stateDir: stateDir(),
+          logger,
+        }),
+      { code: 'GUARD_HTTP_URL_CREDENTIALS' },
+    );
   });
 });
 
@@ -184,7 +251,12 @@ describe('HttpSink: retries', () => {
     const batch = makeBatch(4);
     assert.equal(await s.send(batch, new AbortController().signal), 'delivered');
     assert.equal(srv.requests.length, 4);
-    for (const r of srv.requests) assert.deepEqual(r.raw, srv.requests[0]!.raw, 'compressed once, the same bytes every attempt');
+    for (const r of srv.requests)
+      assert.deepEqual(
+        r.raw,
+        srv.requests[0]!.raw,
+        'compressed once, the same bytes every attempt',
+      );
     assert.deepEqual(srv.requests[3]!.body, batch.body);
     const st = s.status();
     assert.equal(st.retries, 3);
@@ -192,21 +264,31 @@ describe('HttpSink: retries', () => {
     assert.equal(st.deliveredEvents, 4);
     assert.match(st.lastError ?? '', /^GUARD_HTTP_STATUS_500/);
     assert.equal(st.retryingUntil, null);
-    assert.ok(logs.some((l) => l.includes('"code":"GUARD_HTTP_STATUS_500"')), 'retries are logged with a stable code');
+    assert.ok(
+      logs.some((l) => l.includes('"code":"GUARD_HTTP_STATUS_500"')),
+      'retries are logged with a stable code',
+    );
   });
 
   test('429 with Retry-After: 2: the next attempt comes at least 2 s later; retryingUntil shown meanwhile', async () => {
     const srv = await server();
-    srv.respond = (_r, n) => (n === 1 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 });
+    srv.respond = (_r, n) =>
+      n === 1 ? { status: 429, headers: { 'retry-after': '2' } } : { status: 200 };
     const { sink: s } = sink(httpConfig({ url: srv.url }));
     const p = s.send(makeBatch(), new AbortController().signal);
     await waitFor(() => s.status().retryingUntil !== null, 20_000, 'retryingUntil');
     const until = Date.parse(s.status().retryingUntil!);
-    assert.ok(until >= srv.requests[0]!.wall + 2000, 'retryingUntil is when the server allowed us back');
+    assert.ok(
+      until >= srv.requests[0]!.wall + 2000,
+      'retryingUntil is when the server allowed us back',
+    );
     assert.match(s.status().lastError ?? '', /GUARD_HTTP_STATUS_429/);
     assert.equal(await p, 'delivered');
     assert.equal(srv.requests.length, 2);
-    assert.ok(srv.requests[1]!.at - srv.requests[0]!.at >= 2000, `waited ${srv.requests[1]!.at - srv.requests[0]!.at} ms`);
+    assert.ok(
+      srv.requests[1]!.at - srv.requests[0]!.at >= 2000,
+      `waited ${srv.requests[1]!.at - srv.requests[0]!.at} ms`,
+    );
     assert.equal(s.status().retryingUntil, null);
   });
 
@@ -215,13 +297,16 @@ describe('HttpSink: retries', () => {
     let notBefore = 0;
     srv.respond = (_r, n) => {
       if (n > 1) return { status: 200 };
-      notBefore = Math.ceil((Date.now() + 2000) / 1000) * 1000;   // HTTP-dates have whole seconds
+      notBefore = Math.ceil((Date.now() + 2000) / 1000) * 1000; // HTTP-dates have whole seconds
       return { status: 503, headers: { 'retry-after': new Date(notBefore).toUTCString() } };
     };
     const { sink: s } = sink(httpConfig({ url: srv.url }));
     assert.equal(await s.send(makeBatch(), new AbortController().signal), 'delivered');
     assert.equal(srv.requests.length, 2);
-    assert.ok(srv.requests[1]!.wall >= notBefore, `second attempt ${notBefore - srv.requests[1]!.wall} ms early`);
+    assert.ok(
+      srv.requests[1]!.wall >= notBefore,
+      `second attempt ${notBefore - srv.requests[1]!.wall} ms early`,
+    );
     assert.equal(s.status().retries, 1);
   });
 
@@ -255,10 +340,17 @@ describe('HttpSink: retries', () => {
     assert.equal(meta.endpoint, `https://127.0.0.1:${srv.port}/ingest`);
     assert.equal(meta.seq, batch.seq);
     assert.ok(!Number.isNaN(Date.parse(meta.time)));
-    assert.ok(logs.some((l) => l.includes('"level":50') && l.includes('GUARD_HTTP_STATUS_400')), 'logged as an error with its code');
+    assert.ok(
+      logs.some((l) => l.includes('"level":50') && l.includes('GUARD_HTTP_STATUS_400')),
+      'logged as an error with its code',
+    );
 
     srv.respond = () => ({ status: 200 });
-    assert.equal(await s.send(makeBatch(), new AbortController().signal), 'delivered', 'the sink carries on');
+    assert.equal(
+      await s.send(makeBatch(), new AbortController().signal),
+      'delivered',
+      'the sink carries on',
+    );
   });
 
   test('a dead-letter directory that cannot be written is retried (never dropped) until it can', async () => {
@@ -275,7 +367,16 @@ describe('HttpSink: retries', () => {
     rmSync(sd);
     assert.equal(await p, 'dead_lettered');
     const files = readdirSync(join(sd, 'dead-letter'));
-    assert.deepEqual(readFileSync(join(sd, 'dead-letter', files.find((f) => f.endsWith('.ndjson'))!)), batch.body);
+    assert.deepEqual(
+      readFileSync(
+        join(
+          sd,
+          'dead-letter',
+          files.find((f) => f.endsWith('.ndjson'))!,
+        ),
+      ),
+      batch.body,
+    );
     assert.equal(s.status().deadLetteredBatches, 1);
   });
 
@@ -286,7 +387,10 @@ describe('HttpSink: retries', () => {
     const ac = new AbortController();
     const p = s.send(makeBatch(), ac.signal);
     await waitFor(() => s.status().retryingUntil !== null, 20_000, 'the backoff wait');
-    assert.ok(Date.parse(s.status().retryingUntil!) - Date.now() > 500_000, 'waiting on the 600 s Retry-After');
+    assert.ok(
+      Date.parse(s.status().retryingUntil!) - Date.now() > 500_000,
+      'waiting on the 600 s Retry-After',
+    );
     const t0 = performance.now();
     ac.abort();
     await assert.rejects(p, { name: 'AbortError', code: 'ABORT_ERR' });

@@ -1,5 +1,14 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, closeSync, fstatSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -10,20 +19,43 @@ const dir = mkdtempSync(join(tmpdir(), 'guard-tailer-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 let n = 0;
-function tailer(content: string | Buffer, opts: Partial<{ maxLineBytes: number; partialLineTimeoutMs: number; readBytes: number; offset: number }> = {}) {
+function tailer(
+  content: string | Buffer,
+  opts: Partial<{
+    maxLineBytes: number;
+    partialLineTimeoutMs: number;
+    readBytes: number;
+    offset: number;
+  }> = {},
+) {
   const path = join(dir, `f${n++}.log`);
   writeFileSync(path, content);
   const fd = openSync(path, 'r');
   const st = fstatSync(fd);
   const acked: number[] = [];
-  const t = new FileTailer('s', path, fd, String(st.dev), String(st.ino), { offset: opts.offset ?? 0, checkpoint: null },
-    { maxLineBytes: opts.maxLineBytes ?? 1024, partialLineTimeoutMs: opts.partialLineTimeoutMs ?? 1000, readBytes: opts.readBytes ?? 1 << 20 },
-    (x) => acked.push(x.ackedOffset));
+  const t = new FileTailer(
+    's',
+    path,
+    fd,
+    String(st.dev),
+    String(st.ino),
+    { offset: opts.offset ?? 0, checkpoint: null },
+    {
+      maxLineBytes: opts.maxLineBytes ?? 1024,
+      partialLineTimeoutMs: opts.partialLineTimeoutMs ?? 1000,
+      readBytes: opts.readBytes ?? 1 << 20,
+    },
+    (x) => acked.push(x.ackedOffset),
+  );
   return { t, path, acked };
 }
-const text = (c: Chunk | null) => (c ? c.starts.map((s, k) => c.buf.toString('utf8', s, c.ends[k])) : null);
+const text = (c: Chunk | null) =>
+  c ? c.starts.map((s, k) => c.buf.toString('utf8', s, c.ends[k])) : null;
 const offsets = (c: Chunk) => c.starts.map((s) => c.base + s);
-const ackAll = (c: Chunk) => { c.ticket.remaining = 0; c.ticket.tailer.acknowledge(); };
+const ackAll = (c: Chunk) => {
+  c.ticket.remaining = 0;
+  c.ticket.tailer.acknowledge();
+};
 
 describe('FileTailer', () => {
   test('splits lines with their offsets and keeps an unfinished last line', async () => {
@@ -55,7 +87,10 @@ describe('FileTailer', () => {
 
   test('a line over max_line_bytes is cut and flagged, the rest skipped, the next line intact', async () => {
     const long = 'x'.repeat(5000);
-    const { t, path } = tailer(`${long}\nnext\n${'y'.repeat(300)}`, { maxLineBytes: 100, readBytes: 64 * 1024 });
+    const { t, path } = tailer(`${long}\nnext\n${'y'.repeat(300)}`, {
+      maxLineBytes: 100,
+      readBytes: 64 * 1024,
+    });
     const c = (await t.readChunk())!;
     assert.equal(c.starts.length, 3);
     assert.equal(c.ends[0]! - c.starts[0]!, 100);
@@ -86,9 +121,11 @@ describe('FileTailer', () => {
     appendFileSync(path, 'b\n');
     const c2 = (await t.readChunk())!;
     c2.ticket.remaining = 1;
-    c2.ticket.remaining--; t.acknowledge();
+    c2.ticket.remaining--;
+    t.acknowledge();
     assert.equal(t.ackedOffset, 0);
-    c1.ticket.remaining--; t.acknowledge();
+    c1.ticket.remaining--;
+    t.acknowledge();
     assert.equal(t.ackedOffset, 4);
     assert.deepEqual(acked, [4]);
     t.close();
@@ -126,7 +163,8 @@ describe('FileTailer', () => {
     assert.equal(offsets(d)[0], 0);
     assert.equal(t.truncations, 1);
     d.ticket.remaining = 1;
-    c.ticket.remaining = 0; t.acknowledge();
+    c.ticket.remaining = 0;
+    t.acknowledge();
     assert.equal(t.ackedOffset, 0, 'an acknowledgement from before the truncation');
     ackAll(d);
     assert.equal(t.ackedOffset, 4);
@@ -147,8 +185,16 @@ describe('CheckpointStore', () => {
     writeFileSync(path, 'first line of the file\n');
     const fd = openSync(path, 'r');
     const st = fstatSync(fd);
-    const t = new FileTailer('s', path, fd, String(st.dev), String(st.ino), { offset: 10, checkpoint: null },
-      { maxLineBytes: 1024, partialLineTimeoutMs: 1000, readBytes: 1024 }, () => undefined);
+    const t = new FileTailer(
+      's',
+      path,
+      fd,
+      String(st.dev),
+      String(st.ino),
+      { offset: 10, checkpoint: null },
+      { maxLineBytes: 1024, partialLineTimeoutMs: 1000, readBytes: 1024 },
+      () => undefined,
+    );
     const store = new CheckpointStore(sdir);
     store.set(t.checkpoint());
     store.flushSync();

@@ -26,16 +26,28 @@ function cases(name: string, pairs: Array<[string, string]>): void {
 const AKIA = 'AKIA' + 'IOSFODNN7EXAMPLE';
 const GKEY = 'AIza' + 'SyD-1234567890abcdefghijklmnopqrstu';
 const GHP = 'ghp_' + 'a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8';
-const JWT = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9' + '.eyJzdWIiOiIxMjM0NTY3ODkwIn0' + '.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c';
+const JWT =
+  'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9' +
+  '.eyJzdWIiOiIxMjM0NTY3ODkwIn0' +
+  '.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c';
 
 cases('passwords in URLs (user and host stay)', [
-  ['connecting to postgres://app:s3cr3t@db.internal:5432/main', `connecting to postgres://app:${R}@db.internal:5432/main`],
+  [
+    'connecting to postgres://app:s3cr3t@db.internal:5432/main',
+    `connecting to postgres://app:${R}@db.internal:5432/main`,
+  ],
   ['redis://:onlypass@cache:6379', `redis://:${R}@cache:6379`],
-  ['fetch https://bob:p%40ss:w0rd@example.com/x failed', `fetch https://bob:${R}@example.com/x failed`],
+  [
+    'fetch https://bob:p%40ss:w0rd@example.com/x failed',
+    `fetch https://bob:${R}@example.com/x failed`,
+  ],
   // near-misses: a port, a user without a password, an email after a URL
   ['GET https://example.com:8443/path?x=1', 'GET https://example.com:8443/path?x=1'],
   ['clone ssh://git@github.com/org/repo.git', 'clone ssh://git@github.com/org/repo.git'],
-  ['see https://example.com:443 or mail ops@example.com', 'see https://example.com:443 or mail ops@example.com'],
+  [
+    'see https://example.com:443 or mail ops@example.com',
+    'see https://example.com:443 or mail ops@example.com',
+  ],
 ]);
 
 cases('Authorization headers and bearer tokens', [
@@ -68,10 +80,22 @@ cases('key=value secrets (password, passwd, pwd, secret, token, api_key, apikey,
   ["{'secret': 'v'}", `{'secret': '${R}'}`],
   ['a password=one and token=two', `a password=${R} and token=${R}`],
   // near-misses: sshd and sudo lines, PAM, empty values, other keys
-  ['Failed password for invalid user admin from 203.0.113.7 port 40022 ssh2', 'Failed password for invalid user admin from 203.0.113.7 port 40022 ssh2'],
-  ['Accepted password for alice from 192.0.2.10 port 51234 ssh2', 'Accepted password for alice from 192.0.2.10 port 51234 ssh2'],
-  ['sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/ls', 'sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/ls'],
-  ['passwd[12]: pam_unix(passwd:chauthtok): password changed for alice', 'passwd[12]: pam_unix(passwd:chauthtok): password changed for alice'],
+  [
+    'Failed password for invalid user admin from 203.0.113.7 port 40022 ssh2',
+    'Failed password for invalid user admin from 203.0.113.7 port 40022 ssh2',
+  ],
+  [
+    'Accepted password for alice from 192.0.2.10 port 51234 ssh2',
+    'Accepted password for alice from 192.0.2.10 port 51234 ssh2',
+  ],
+  [
+    'sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/ls',
+    'sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/ls',
+  ],
+  [
+    'passwd[12]: pam_unix(passwd:chauthtok): password changed for alice',
+    'passwd[12]: pam_unix(passwd:chauthtok): password changed for alice',
+  ],
   ['passwd: password updated successfully', 'passwd: password updated successfully'],
   ['tokens=5 secrets_count=2', 'tokens=5 secrets_count=2'],
   ['password="" set', 'password="" set'],
@@ -81,7 +105,10 @@ cases('key=value secrets (password, passwd, pwd, secret, token, api_key, apikey,
 cases('AWS access key ids and secret access keys', [
   [`using ${AKIA} for s3`, `using ${R} for s3`],
   [`key=${AKIA.replace('AKIA', 'ASIA')}`, `key=${R}`],
-  ['aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', `aws_secret_access_key = ${R}`],
+  [
+    'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    `aws_secret_access_key = ${R}`,
+  ],
   ['AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', `AWS_SECRET_ACCESS_KEY=${R}`],
   ['aws_secret_access_key: wJalrXUtnFEMI/K7MDENG', `aws_secret_access_key: ${R}`],
   // near-misses: too short, lower case, glued into a longer word
@@ -99,7 +126,10 @@ cases('Google API keys', [
 
 cases('GitHub tokens', [
   [`push with ${GHP}`, `push with ${R}`],
-  [`gho_${GHP.slice(4)} ghu_${GHP.slice(4)} ghs_${GHP.slice(4)} ghr_${GHP.slice(4)}`, `${R} ${R} ${R} ${R}`],
+  [
+    `gho_${GHP.slice(4)} ghu_${GHP.slice(4)} ghs_${GHP.slice(4)} ghr_${GHP.slice(4)}`,
+    `${R} ${R} ${R} ${R}`,
+  ],
   ['github_pat_11ABCDEFG0123456789abc_defghijklmnopqrstuvwxyz', R],
   // near-misses: too short, an unknown prefix
   ['branch ghp_short', 'branch ghp_short'],
@@ -115,9 +145,14 @@ cases('Slack tokens', [
 ]);
 
 cases('private key blocks', [
-  ['key: -----BEGIN RSA PRIVATE KEY-----\\nMIIEow...\\n-----END RSA PRIVATE KEY----- loaded',
-    `key: -----BEGIN RSA PRIVATE KEY-----${R}-----END RSA PRIVATE KEY----- loaded`],
-  ['-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAA', `-----BEGIN OPENSSH PRIVATE KEY-----${R}`],
+  [
+    'key: -----BEGIN RSA PRIVATE KEY-----\\nMIIEow...\\n-----END RSA PRIVATE KEY----- loaded',
+    `key: -----BEGIN RSA PRIVATE KEY-----${R}-----END RSA PRIVATE KEY----- loaded`,
+  ],
+  [
+    '-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAA',
+    `-----BEGIN OPENSSH PRIVATE KEY-----${R}`,
+  ],
   ['-----BEGIN PRIVATE KEY-----', `-----BEGIN PRIVATE KEY-----${R}`],
   ['-----BEGIN PGP PRIVATE KEY BLOCK----- xyz', `-----BEGIN PGP PRIVATE KEY BLOCK-----${R}`],
   // near-misses: public material
@@ -165,7 +200,7 @@ describe('redactor behaviour', () => {
     assert.ok(r(s) === s);
   });
 
-  test('custom patterns run after the built-ins (they see the built-ins\' output)', () => {
+  test("custom patterns run after the built-ins (they see the built-ins' output)", () => {
     const r = compileRedactor({ builtin: true, patterns: [/\[REDACTED\]/], replacement: '[R2]' })!;
     assert.equal(r('password=x'), 'password=[R2]');
   });
@@ -193,7 +228,7 @@ describe('prefilter: one scan of many lines joined by newlines', () => {
     const re = redact.prefilter!;
     assert.ok(re.global);
     let seed = 7;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     let changed = 0;
     for (let round = 0; round < 2000; round++) {
       const lines = Array.from({ length: 8 }, () => ALL[Math.floor(rnd() * ALL.length)]!);
@@ -209,7 +244,8 @@ describe('prefilter: one scan of many lines joined by newlines', () => {
         if (redact(line) === line) continue;
         changed++;
         let hit = false;
-        for (let i = 0; i < spans.length && !hit; i += 2) hit = spans[i]! < end && spans[i + 1]! > start;
+        for (let i = 0; i < spans.length && !hit; i += 2)
+          hit = spans[i]! < end && spans[i + 1]! > start;
         assert.ok(hit, `not seen by the scan: ${JSON.stringify(line)} in ${JSON.stringify(text)}`);
       }
     }
@@ -217,6 +253,9 @@ describe('prefilter: one scan of many lines joined by newlines', () => {
   });
 
   test('no prefilter with custom patterns (they may be anchored)', () => {
-    assert.equal(compileRedactor({ builtin: true, patterns: [/^x/], replacement: R })!.prefilter, null);
+    assert.equal(
+      compileRedactor({ builtin: true, patterns: [/^x/], replacement: R })!.prefilter,
+      null,
+    );
   });
 });

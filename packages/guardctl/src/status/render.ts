@@ -4,14 +4,25 @@ import type { FileState } from '@guard/agent/src/status/status';
 import { fitLine, paint, renderTable, type Cell, type Output, type Style } from '../table';
 import { classify, sinkTrouble, type Health, type StatusReport } from './report';
 
-const HEALTH_STYLE: Record<Health, Style[]> = { healthy: ['bold', 'green'], degraded: ['bold', 'yellow'], down: ['bold', 'red'] };
-const STATE_STYLE: Record<FileState, Style | null> = { flowing: 'green', idle: null, rotated: 'cyan', refused: 'red', no_match: 'yellow' };
+const HEALTH_STYLE: Record<Health, Style[]> = {
+  healthy: ['bold', 'green'],
+  degraded: ['bold', 'yellow'],
+  down: ['bold', 'red'],
+};
+const STATE_STYLE: Record<FileState, Style | null> = {
+  flowing: 'green',
+  idle: null,
+  rotated: 'cyan',
+  refused: 'red',
+  no_match: 'yellow',
+};
 
 export function duration(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  if (s < 86400)
+    return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
@@ -20,7 +31,10 @@ export function bytes(n: number): string {
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let v = n / 1024;
   let u = 0;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
   return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
 }
 
@@ -34,51 +48,111 @@ export function renderStatus(r: StatusReport, out: Output, now = Date.now()): st
   const { health, reasons } = classify(r);
   const lines: string[] = [];
   const head = `guard: ${health}`;
-  const tail = reasons.length === 1 ? `: ${reasons[0]}` : reasons.length > 1 ? ` (${reasons.length} problems)` : '';
+  const tail =
+    reasons.length === 1
+      ? `: ${reasons[0]}`
+      : reasons.length > 1
+        ? ` (${reasons.length} problems)`
+        : '';
   const first = fitLine(head + tail, out);
-  lines.push(paint(out, HEALTH_STYLE[health], first.slice(0, head.length)) + first.slice(head.length));
+  lines.push(
+    paint(out, HEALTH_STYLE[health], first.slice(0, head.length)) + first.slice(head.length),
+  );
   if (reasons.length > 1) for (const why of reasons) lines.push(fitLine(`  - ${why}`, out));
   lines.push('');
 
   // the processes
   const h = r.helper;
-  const helperUser = h.uid !== null ? `${h.user ?? h.uid} (${h.uid})` : h.pid !== null ? (h.uidNote ?? 'unknown') : '-';
+  const helperUser =
+    h.uid !== null
+      ? `${h.user ?? h.uid} (${h.uid})`
+      : h.pid !== null
+        ? (h.uidNote ?? 'unknown')
+        : '-';
   const sock = h.socket;
-  const sockText = !sock.exists ? `no socket at ${sock.path}${sock.error ? ` (${sock.error})` : ''}`
+  const sockText = !sock.exists
+    ? `no socket at ${sock.path}${sock.error ? ` (${sock.error})` : ''}`
     : `socket ${sock.path} ${sock.isSocket ? '' : '(not a socket!) '}${sock.mode ?? '?'} ${sock.owner ?? '?'}:${sock.group ?? '?'}`;
-  const procRows: Cell[][] = [[
-    { text: 'helper' },
-    { text: h.pid !== null ? String(h.pid) : 'not running', style: h.pid !== null ? null : 'red' },
-    { text: helperUser },
-    { text: sockText, style: sock.exists && sock.isSocket ? null : 'red' },
-  ]];
+  const procRows: Cell[][] = [
+    [
+      { text: 'helper' },
+      {
+        text: h.pid !== null ? String(h.pid) : 'not running',
+        style: h.pid !== null ? null : 'red',
+      },
+      { text: helperUser },
+      { text: sockText, style: sock.exists && sock.isSocket ? null : 'red' },
+    ],
+  ];
   const a = r.agent;
   if (a) {
-    const link = a.helper.connected ? 'helper connected' : `helper NOT connected${a.helper.lastError ? ` (${a.helper.lastError})` : ''}`;
+    const link = a.helper.connected
+      ? 'helper connected'
+      : `helper NOT connected${a.helper.lastError ? ` (${a.helper.lastError})` : ''}`;
     procRows.push([
       { text: 'agent' },
       { text: String(a.agent.pid) },
       { text: `${a.agent.user} (${a.agent.uid})` },
-      { text: `up ${duration(a.agent.uptimeSeconds)}, ${link}${a.agent.paused ? ', reading PAUSED' : ''}, ${a.totals.linesRead} lines read, ${a.totals.eventsShipped} shipped`, style: a.helper.connected && !a.agent.paused ? null : 'yellow' },
+      {
+        text: `up ${duration(a.agent.uptimeSeconds)}, ${link}${a.agent.paused ? ', reading PAUSED' : ''}, ${a.totals.linesRead} lines read, ${a.totals.eventsShipped} shipped`,
+        style: a.helper.connected && !a.agent.paused ? null : 'yellow',
+      },
     ]);
   } else {
-    procRows.push([{ text: 'agent' }, { text: 'unreachable', style: 'red' }, { text: '-' }, { text: r.agentError ?? '', style: 'red' }]);
+    procRows.push([
+      { text: 'agent' },
+      { text: 'unreachable', style: 'red' },
+      { text: '-' },
+      { text: r.agentError ?? '', style: 'red' },
+    ]);
   }
   const au = r.audit;
-  const auditd = au.auditdRunning === null ? 'auditd: unknown' : au.auditdRunning ? 'auditd running' : 'auditd not running';
-  const rules = au.guardRules !== null ? `${au.guardRules} guard rules loaded` : `guard rules: ${au.guardRulesNote ?? 'unknown'}`;
-  const access = au.accessGranted === true ? 'audit access granted' : au.accessGranted === false ? `audit access REFUSED (${au.accessNote ?? ''})` : `audit access: ${au.accessNote ?? 'unknown'}`;
-  procRows.push([{ text: 'audit' }, { text: '-' }, { text: '-' }, { text: `${auditd}; ${rules}; ${access}`, style: au.accessGranted === false || au.auditdRunning === false ? 'yellow' : null }]);
-  lines.push(...renderTable([{ header: 'PART' }, { header: 'PID' }, { header: 'USER' }, { header: 'DETAIL', min: 12 }], procRows, out));
+  const auditd =
+    au.auditdRunning === null
+      ? 'auditd: unknown'
+      : au.auditdRunning
+        ? 'auditd running'
+        : 'auditd not running';
+  const rules =
+    au.guardRules !== null
+      ? `${au.guardRules} guard rules loaded`
+      : `guard rules: ${au.guardRulesNote ?? 'unknown'}`;
+  const access =
+    au.accessGranted === true
+      ? 'audit access granted'
+      : au.accessGranted === false
+        ? `audit access REFUSED (${au.accessNote ?? ''})`
+        : `audit access: ${au.accessNote ?? 'unknown'}`;
+  procRows.push([
+    { text: 'audit' },
+    { text: '-' },
+    { text: '-' },
+    {
+      text: `${auditd}; ${rules}; ${access}`,
+      style: au.accessGranted === false || au.auditdRunning === false ? 'yellow' : null,
+    },
+  ]);
+  lines.push(
+    ...renderTable(
+      [{ header: 'PART' }, { header: 'PID' }, { header: 'USER' }, { header: 'DETAIL', min: 12 }],
+      procRows,
+      out,
+    ),
+  );
 
   if (a) {
     lines.push('');
     const fileRows: Cell[][] = [];
     for (const s of a.sources) {
       for (const f of s.files) {
-        const detail = f.state === 'refused' ? `${f.refusal?.code ?? '?'}: ${f.refusal?.message ?? ''}`
-          : f.state === 'no_match' ? 'no file matches this pattern'
-          : f.truncations ? `truncated ${f.truncations}x` : '';
+        const detail =
+          f.state === 'refused'
+            ? `${f.refusal?.code ?? '?'}: ${f.refusal?.message ?? ''}`
+            : f.state === 'no_match'
+              ? 'no file matches this pattern'
+              : f.truncations
+                ? `truncated ${f.truncations}x`
+                : '';
         fileRows.push([
           { text: s.type === 'audit' ? `${s.name} [audit]` : s.name },
           { text: f.path },
@@ -89,12 +163,32 @@ export function renderStatus(r: StatusReport, out: Output, now = Date.now()): st
           { text: detail, style: f.state === 'refused' ? 'red' : null },
         ]);
       }
-      if (s.listError) fileRows.push([{ text: s.name }, { text: s.patterns.join(', ') }, { text: 'list error', style: 'red' }, { text: '-' }, { text: '-' }, { text: '-' }, { text: s.listError, style: 'red' }]);
+      if (s.listError)
+        fileRows.push([
+          { text: s.name },
+          { text: s.patterns.join(', ') },
+          { text: 'list error', style: 'red' },
+          { text: '-' },
+          { text: '-' },
+          { text: '-' },
+          { text: s.listError, style: 'red' },
+        ]);
     }
-    lines.push(...renderTable([
-      { header: 'SOURCE', min: 6 }, { header: 'FILE', min: 12 }, { header: 'STATE', min: 7 }, { header: 'LAG', align: 'right', min: 3 },
-      { header: 'LAG T', align: 'right' }, { header: 'LAST EVENT', min: 8 }, { header: 'DETAIL', min: 8 },
-    ], fileRows, out));
+    lines.push(
+      ...renderTable(
+        [
+          { header: 'SOURCE', min: 6 },
+          { header: 'FILE', min: 12 },
+          { header: 'STATE', min: 7 },
+          { header: 'LAG', align: 'right', min: 3 },
+          { header: 'LAG T', align: 'right' },
+          { header: 'LAST EVENT', min: 8 },
+          { header: 'DETAIL', min: 8 },
+        ],
+        fileRows,
+        out,
+      ),
+    );
 
     lines.push('');
     const sinkRows: Cell[][] = a.sinks.map((k) => {
@@ -109,10 +203,21 @@ export function renderStatus(r: StatusReport, out: Output, now = Date.now()): st
         { text: k.lastError ?? '-', style: trouble ? 'red' : k.lastError ? 'dim' : null },
       ];
     });
-    lines.push(...renderTable([
-      { header: 'SINK' }, { header: 'ENDPOINT', min: 12 }, { header: 'LAST SUCCESS', min: 8 }, { header: 'RETRIES', align: 'right', min: 3 },
-      { header: 'QUEUED', min: 6 }, { header: 'DEAD', align: 'right' }, { header: 'LAST ERROR', min: 8 },
-    ], sinkRows, out));
+    lines.push(
+      ...renderTable(
+        [
+          { header: 'SINK' },
+          { header: 'ENDPOINT', min: 12 },
+          { header: 'LAST SUCCESS', min: 8 },
+          { header: 'RETRIES', align: 'right', min: 3 },
+          { header: 'QUEUED', min: 6 },
+          { header: 'DEAD', align: 'right' },
+          { header: 'LAST ERROR', min: 8 },
+        ],
+        sinkRows,
+        out,
+      ),
+    );
   }
   return lines;
 }

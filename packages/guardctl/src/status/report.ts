@@ -13,7 +13,15 @@ export interface HelperView {
   user: string | null;
   /** set when uid is null although pid is known: e.g. "cannot see (/proc is mounted hidepid)" */
   uidNote: string | null;
-  socket: { path: string; exists: boolean; isSocket: boolean; mode: string | null; owner: string | null; group: string | null; error: string | null };
+  socket: {
+    path: string;
+    exists: boolean;
+    isSocket: boolean;
+    mode: string | null;
+    owner: string | null;
+    group: string | null;
+    error: string | null;
+  };
 }
 
 export interface AuditView {
@@ -37,7 +45,8 @@ export interface StatusReport {
 
 /** A sink error counts only while it is current: never delivered yet, retrying now, or batches lost to dead-letter. */
 export function sinkTrouble(s: AgentStatus['sinks'][number]): string | null {
-  if (s.deadLetteredBatches > 0) return `${s.deadLetteredBatches} batch${s.deadLetteredBatches === 1 ? '' : 'es'} dead-lettered${s.lastError ? ` (${s.lastError})` : ''}`;
+  if (s.deadLetteredBatches > 0)
+    return `${s.deadLetteredBatches} batch${s.deadLetteredBatches === 1 ? '' : 'es'} dead-lettered${s.lastError ? ` (${s.lastError})` : ''}`;
   if (s.retryingUntil) return `retrying${s.lastError ? `: ${s.lastError}` : ''}`;
   // The agent keeps lastError after a later success and gives it no time, so an error followed by
   // a success is history, not trouble.
@@ -60,12 +69,19 @@ export function classify(r: StatusReport): { health: Health; reasons: string[] }
 
   const a = r.agent!;
   const why: string[] = [];
-  if (!a.helper.connected) why.push(`agent: not connected to the helper${a.helper.lastError ? ` (${a.helper.lastError})` : ''}`);
-  if (a.agent.paused) why.push('agent: reading paused (the send buffer is full: the backend is slow or down)');
+  if (!a.helper.connected)
+    why.push(
+      `agent: not connected to the helper${a.helper.lastError ? ` (${a.helper.lastError})` : ''}`,
+    );
+  if (a.agent.paused)
+    why.push('agent: reading paused (the send buffer is full: the backend is slow or down)');
   for (const s of a.sources) {
     if (s.listError) why.push(`source ${s.name}: cannot list files: ${s.listError}`);
     for (const f of s.files) {
-      if (f.state === 'refused') why.push(`source ${s.name}: ${f.path} refused (${f.refusal?.code ?? '?'}: ${f.refusal?.message ?? 'no reason given'})`);
+      if (f.state === 'refused')
+        why.push(
+          `source ${s.name}: ${f.path} refused (${f.refusal?.code ?? '?'}: ${f.refusal?.message ?? 'no reason given'})`,
+        );
       // no_match is not a fault: the table shows it, but a pattern for a file this host does not
       // write (Debian 12 has no /var/log/syslog without rsyslog) must not keep guard "degraded".
     }
@@ -87,7 +103,13 @@ export function statusJson(r: StatusReport): Record<string, unknown> {
     reasons,
     helper: r.helper,
     agent: r.agent
-      ? { reachable: true, statusSocket: r.statusSocket, ...r.agent.agent, helperLink: r.agent.helper, totals: r.agent.totals }
+      ? {
+          reachable: true,
+          statusSocket: r.statusSocket,
+          ...r.agent.agent,
+          helperLink: r.agent.helper,
+          totals: r.agent.totals,
+        }
       : { reachable: false, statusSocket: r.statusSocket, error: r.agentError },
     audit: r.audit,
     sources: r.agent?.sources ?? [],

@@ -6,12 +6,27 @@ import { dirname, join } from 'node:path';
 import { loadConfig } from '@guard/agent/src/config/load';
 import { installPaths, type Install } from '../install';
 import {
-  allPids, flagValue, groupName, guardProgram, lookupGroup, lookupUser, octal, readArgv, readProc, userGids, userName,
-  type Passwd, type ProcInfo,
+  allPids,
+  flagValue,
+  groupName,
+  guardProgram,
+  lookupGroup,
+  lookupUser,
+  octal,
+  readArgv,
+  readProc,
+  userGids,
+  userName,
+  type Passwd,
+  type ProcInfo,
 } from '../procs';
 
 export type Verdict = 'PASS' | 'FAIL' | 'SKIP';
-export interface CheckResult { verdict: Verdict; what: string; found: string }
+export interface CheckResult {
+  verdict: Verdict;
+  what: string;
+  found: string;
+}
 
 const pass = (what: string, found: string): CheckResult => ({ verdict: 'PASS', what, found });
 const fail = (what: string, found: string): CheckResult => ({ verdict: 'FAIL', what, found });
@@ -25,10 +40,17 @@ function describe(st: Stats): string {
  * Can `user` (with `gids`) modify this inode, or replace it through `parent`? The owner can always
  * chmod; otherwise the permission bits that apply (owner, else group, else other) decide.
  */
-export function writableBy(st: { uid: number; gid: number; mode: number }, uid: number, gids: number[]): string | null {
+export function writableBy(
+  st: { uid: number; gid: number; mode: number },
+  uid: number,
+  gids: number[],
+): string | null {
   if (uid === 0) return 'is root';
   if (st.uid === uid) return 'owned by the user';
-  if (gids.includes(st.gid)) return st.mode & 0o020 ? `group-writable (group ${groupName(st.gid)} is one of the user's)` : null;
+  if (gids.includes(st.gid))
+    return st.mode & 0o020
+      ? `group-writable (group ${groupName(st.gid)} is one of the user's)`
+      : null;
   return st.mode & 0o002 ? 'world-writable' : null;
 }
 
@@ -48,7 +70,11 @@ export interface VerifyInput {
   selfPid: number;
 }
 
-interface GuardProc { info: ProcInfo; program: string; script: string }
+interface GuardProc {
+  info: ProcInfo;
+  program: string;
+  script: string;
+}
 
 function guardProcesses(install: Install, config: string, codeDir: string): GuardProc[] {
   const out: GuardProc[] = [];
@@ -59,8 +85,11 @@ function guardProcesses(install: Install, config: string, codeDir: string): Guar
     if (!g || g.program === 'guardctl') continue; // an operator may run guardctl as root
     // this install's programs: run from its code, or with its config (or the default config when ROOT is /)
     const cfg = flagValue(argv, '--config');
-    const ours = g.script.startsWith(codeDir + '/') || g.script.startsWith(join(install.root, 'usr/sbin') + '/')
-      || cfg === config || (cfg === undefined && install.root === '/');
+    const ours =
+      g.script.startsWith(codeDir + '/') ||
+      g.script.startsWith(join(install.root, 'usr/sbin') + '/') ||
+      cfg === config ||
+      (cfg === undefined && install.root === '/');
     if (!ours) continue;
     const info = readProc(pid);
     if (info) out.push({ info, program: g.program, script: g.script });
@@ -84,23 +113,50 @@ export function runChecks(input: VerifyInput): CheckResult[] {
   const gids = user ? userGids(user) : [];
   if (!user) results.push(fail(`user ${U} exists`, 'no such user (getent passwd)'));
   else {
-    results.push(pass(`user ${U} exists`, `uid ${user.uid}, gid ${user.gid} (${groupName(user.gid)})`));
-    results.push(/\/(nologin|false)$/.test(user.shell)
-      ? pass(`user ${U} has no login shell`, user.shell)
-      : fail(`user ${U} has no login shell`, `shell is ${user.shell || '(empty: /bin/sh)'}; set it with \`usermod -s /usr/sbin/nologin ${U}\``));
+    results.push(
+      pass(`user ${U} exists`, `uid ${user.uid}, gid ${user.gid} (${groupName(user.gid)})`),
+    );
+    results.push(
+      /\/(nologin|false)$/.test(user.shell)
+        ? pass(`user ${U} has no login shell`, user.shell)
+        : fail(
+            `user ${U} has no login shell`,
+            `shell is ${user.shell || '(empty: /bin/sh)'}; set it with \`usermod -s /usr/sbin/nologin ${U}\``,
+          ),
+    );
     results.push(homeCheck(user, gids));
   }
   const group = lookupGroup(install.group);
   const audit = lookupGroup(install.auditGroup);
-  results.push(group ? pass(`group ${install.group} exists`, `gid ${group.gid}`) : fail(`group ${install.group} exists`, 'no such group'));
-  results.push(audit ? pass(`group ${install.auditGroup} exists`, `gid ${audit.gid}`) : fail(`group ${install.auditGroup} exists`, 'no such group'));
+  results.push(
+    group
+      ? pass(`group ${install.group} exists`, `gid ${group.gid}`)
+      : fail(`group ${install.group} exists`, 'no such group'),
+  );
+  results.push(
+    audit
+      ? pass(`group ${install.auditGroup} exists`, `gid ${audit.gid}`)
+      : fail(`group ${install.auditGroup} exists`, 'no such group'),
+  );
   if (user && group) {
-    results.push(user.gid === group.gid ? pass(`user ${U}'s primary group is ${install.group}`, groupName(user.gid))
-      : fail(`user ${U}'s primary group is ${install.group}`, `it is ${groupName(user.gid)}`));
+    results.push(
+      user.gid === group.gid
+        ? pass(`user ${U}'s primary group is ${install.group}`, groupName(user.gid))
+        : fail(`user ${U}'s primary group is ${install.group}`, `it is ${groupName(user.gid)}`),
+    );
   }
   if (user && audit) {
-    results.push(gids.includes(audit.gid) ? pass(`user ${U} is in group ${install.auditGroup}`, `groups ${gids.map(groupName).join(',')}`)
-      : fail(`user ${U} is in group ${install.auditGroup}`, `groups ${gids.map(groupName).join(',')}: audit sources will be refused (\`usermod -aG ${install.auditGroup} ${U}\`)`));
+    results.push(
+      gids.includes(audit.gid)
+        ? pass(
+            `user ${U} is in group ${install.auditGroup}`,
+            `groups ${gids.map(groupName).join(',')}`,
+          )
+        : fail(
+            `user ${U} is in group ${install.auditGroup}`,
+            `groups ${gids.map(groupName).join(',')}: audit sources will be refused (\`usermod -aG ${install.auditGroup} ${U}\`)`,
+          ),
+    );
   }
 
   // --- the processes
@@ -109,12 +165,27 @@ export function runChecks(input: VerifyInput): CheckResult[] {
   if (helpers.length === 0) results.push(fail('guard-helper runs as root', 'not running'));
   for (const h of helpers) {
     const uids = h.info.uids;
-    results.push(uids === null ? fail('guard-helper runs as root', `pid ${h.info.pid}: cannot read /proc/${h.info.pid}/status`)
-      : uids.every((u) => u === 0) ? pass('guard-helper runs as root', `pid ${h.info.pid} uid ${uids.join('/')}`)
-      : fail('guard-helper runs as root', `pid ${h.info.pid} runs as uid ${uids.join('/')}: it cannot open restricted logs`));
+    results.push(
+      uids === null
+        ? fail(
+            'guard-helper runs as root',
+            `pid ${h.info.pid}: cannot read /proc/${h.info.pid}/status`,
+          )
+        : uids.every((u) => u === 0)
+          ? pass('guard-helper runs as root', `pid ${h.info.pid} uid ${uids.join('/')}`)
+          : fail(
+              'guard-helper runs as root',
+              `pid ${h.info.pid} runs as uid ${uids.join('/')}: it cannot open restricted logs`,
+            ),
+    );
   }
-  const agents = procs.filter((p) => p.program === 'guard-agent' || p.info.pid === input.agentPidFromStatus);
-  if (input.agentPidFromStatus !== null && !agents.some((a) => a.info.pid === input.agentPidFromStatus)) {
+  const agents = procs.filter(
+    (p) => p.program === 'guard-agent' || p.info.pid === input.agentPidFromStatus,
+  );
+  if (
+    input.agentPidFromStatus !== null &&
+    !agents.some((a) => a.info.pid === input.agentPidFromStatus)
+  ) {
     const info = readProc(input.agentPidFromStatus);
     if (info) agents.push({ info, program: 'guard-agent', script: info.argv[1] ?? '' });
   }
@@ -124,20 +195,51 @@ export function runChecks(input: VerifyInput): CheckResult[] {
   const direct = install.init === 'none';
   for (const a of agents) {
     const { pid, uids, caps } = a.info;
-    if (uids === null || caps === null) { results.push(fail(`guard-agent runs as ${U}`, `pid ${pid}: cannot read /proc/${pid}/status (run verify as root)`)); continue; }
-    results.push(user && uids.every((u) => u === user.uid) ? pass(`guard-agent runs as ${U}`, `pid ${pid} uid ${uids.join('/')}`)
-      : fail(`guard-agent runs as ${U}`, `pid ${pid} runs as uid ${uids.join('/')} (${userName(uids[1] ?? -1)})`));
+    if (uids === null || caps === null) {
+      results.push(
+        fail(
+          `guard-agent runs as ${U}`,
+          `pid ${pid}: cannot read /proc/${pid}/status (run verify as root)`,
+        ),
+      );
+      continue;
+    }
+    results.push(
+      user && uids.every((u) => u === user.uid)
+        ? pass(`guard-agent runs as ${U}`, `pid ${pid} uid ${uids.join('/')}`)
+        : fail(
+            `guard-agent runs as ${U}`,
+            `pid ${pid} runs as uid ${uids.join('/')} (${userName(uids[1] ?? -1)})`,
+          ),
+    );
     const what = `guard-agent holds no capabilities${direct ? ' (bounding set empty too)' : ''}`;
-    results.push(capsZero(caps, direct) ? pass(what, `pid ${pid} ${capText(caps)}`) : fail(what, `pid ${pid} ${capText(caps)}`));
+    results.push(
+      capsZero(caps, direct)
+        ? pass(what, `pid ${pid} ${capText(caps)}`)
+        : fail(what, `pid ${pid} ${capText(caps)}`),
+    );
   }
   const known = new Set([...helpers, ...agents].map((p) => p.info.pid));
-  const strays = procs.filter((p) => !known.has(p.info.pid) && p.info.pid !== input.selfPid && p.info.uids?.some((u) => u === 0));
-  results.push(strays.length === 0 ? pass('only guard-helper runs as root', `${procs.length} guard process${procs.length === 1 ? '' : 'es'} seen`)
-    : fail('only guard-helper runs as root', strays.map((s) => `pid ${s.info.pid} ${s.script} as root`).join('; ')));
+  const strays = procs.filter(
+    (p) =>
+      !known.has(p.info.pid) && p.info.pid !== input.selfPid && p.info.uids?.some((u) => u === 0),
+  );
+  results.push(
+    strays.length === 0
+      ? pass(
+          'only guard-helper runs as root',
+          `${procs.length} guard process${procs.length === 1 ? '' : 'es'} seen`,
+        )
+      : fail(
+          'only guard-helper runs as root',
+          strays.map((s) => `pid ${s.info.pid} ${s.script} as root`).join('; '),
+        ),
+  );
 
   // --- the files
   type Want = [path: string, owner: string, group: string, mode: number];
-  const rootFiles = (files: string[], mode: number): Want[] => files.map((f) => [f, 'root', 'root', mode]);
+  const rootFiles = (files: string[], mode: number): Want[] =>
+    files.map((f) => [f, 'root', 'root', mode]);
   const want: Want[] = [
     [P.configDir, 'root', install.group, 0o750],
     [P.config, 'root', install.group, 0o640],
@@ -155,22 +257,45 @@ export function runChecks(input: VerifyInput): CheckResult[] {
   if (install.init === 'openrc') want.push(...rootFiles(P.initScripts, 0o755));
   for (const [path, owner, grp, mode] of want) {
     let st: Stats;
-    try { st = lstatSync(path); } catch (e) {
+    try {
+      st = lstatSync(path);
+    } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      results.push(fail(`${path} is ${owner}:${grp} ${octal(mode)}`, code === 'ENOENT' ? 'missing' : `cannot stat: ${code}`));
+      results.push(
+        fail(
+          `${path} is ${owner}:${grp} ${octal(mode)}`,
+          code === 'ENOENT' ? 'missing' : `cannot stat: ${code}`,
+        ),
+      );
       continue;
     }
     const found = describe(st);
-    const ok = userName(st.uid) === owner && groupName(st.gid) === grp && (st.mode & 0o7777) === mode && !st.isSymbolicLink();
-    results.push(ok ? pass(`${path} is ${owner}:${grp} ${octal(mode)}`, found)
-      : fail(`${path} is ${owner}:${grp} ${octal(mode)}`, `found ${st.isSymbolicLink() ? 'a symlink ' : ''}${found}`));
+    const ok =
+      userName(st.uid) === owner &&
+      groupName(st.gid) === grp &&
+      (st.mode & 0o7777) === mode &&
+      !st.isSymbolicLink();
+    results.push(
+      ok
+        ? pass(`${path} is ${owner}:${grp} ${octal(mode)}`, found)
+        : fail(
+            `${path} is ${owner}:${grp} ${octal(mode)}`,
+            `found ${st.isSymbolicLink() ? 'a symlink ' : ''}${found}`,
+          ),
+    );
   }
   if (existsSync(P.auditRules)) {
     const st = lstatSync(P.auditRules);
     const ok = st.uid === 0 && st.gid === 0 && (st.mode & 0o7777) === 0o640;
-    results.push(ok ? pass(`${P.auditRules} is root:root 0640`, describe(st)) : fail(`${P.auditRules} is root:root 0640`, `found ${describe(st)}`));
+    results.push(
+      ok
+        ? pass(`${P.auditRules} is root:root 0640`, describe(st))
+        : fail(`${P.auditRules} is root:root 0640`, `found ${describe(st)}`),
+    );
   } else {
-    results.push(skip(`${P.auditRules}`, 'not installed (no audit rule set was shipped with this version)'));
+    results.push(
+      skip(`${P.auditRules}`, 'not installed (no audit rule set was shipped with this version)'),
+    );
   }
 
   // --- config and secrets: not writable by the agent user, not readable by the world
@@ -178,13 +303,28 @@ export function runChecks(input: VerifyInput): CheckResult[] {
     const secrets: string[] = [];
     try {
       const cfg = loadConfig(P.config);
-      for (const s of cfg.sinks) if (s.type === 'http') for (const f of [s.tokenFile, s.clientKeyFile]) if (f) secrets.push(f);
-      results.push(pass(`${P.config} is valid`, `${cfg.sources.length} sources, ${cfg.sinks.length} sinks, ${secrets.length} secrets files`));
+      for (const s of cfg.sinks)
+        if (s.type === 'http')
+          for (const f of [s.tokenFile, s.clientKeyFile]) if (f) secrets.push(f);
+      results.push(
+        pass(
+          `${P.config} is valid`,
+          `${cfg.sources.length} sources, ${cfg.sinks.length} sinks, ${secrets.length} secrets files`,
+        ),
+      );
     } catch (e) {
       results.push(fail(`${P.config} is valid`, (e as Error).message.split('\n')[0] ?? String(e)));
     }
     for (const f of [P.config, ...secrets]) results.push(secretCheck(f, user, gids));
-    results.push(pathChainCheck(`${P.configDir} and its parents are not writable by ${U}`, [P.config], user, gids, false));
+    results.push(
+      pathChainCheck(
+        `${P.configDir} and its parents are not writable by ${U}`,
+        [P.config],
+        user,
+        gids,
+        false,
+      ),
+    );
   }
 
   // --- installed code: every file, and every directory up to /, not writable by the agent user
@@ -200,7 +340,9 @@ export function runChecks(input: VerifyInput): CheckResult[] {
 
 function codeFiles(codeDir: string): string[] {
   try {
-    return readdirSync(codeDir).sort().map((n) => join(codeDir, n));
+    return readdirSync(codeDir)
+      .sort()
+      .map((n) => join(codeDir, n));
   } catch {
     return [];
   }
@@ -209,28 +351,55 @@ function codeFiles(codeDir: string): string[] {
 function homeCheck(user: Passwd, gids: number[]): CheckResult {
   const what = `user ${user.name} has no usable home`;
   let st: Stats;
-  try { st = lstatSync(user.home); } catch { return pass(what, `${user.home || '(none)'} does not exist`); }
+  try {
+    st = lstatSync(user.home);
+  } catch {
+    return pass(what, `${user.home || '(none)'} does not exist`);
+  }
   const w = writableBy(st, user.uid, gids);
-  return w ? fail(what, `${user.home} exists and is ${w} (${describe(st)})`) : pass(what, `${user.home} is not writable by ${user.name} (${describe(st)})`);
+  return w
+    ? fail(what, `${user.home} exists and is ${w} (${describe(st)})`)
+    : pass(what, `${user.home} is not writable by ${user.name} (${describe(st)})`);
 }
 
 function secretCheck(path: string, user: Passwd, gids: number[]): CheckResult {
   const what = `${path} is not writable by ${user.name} nor world-readable`;
   let st: Stats;
-  try { st = lstatSync(path); } catch (e) { return fail(what, `cannot stat: ${(e as NodeJS.ErrnoException).code}`); }
+  try {
+    st = lstatSync(path);
+  } catch (e) {
+    return fail(what, `cannot stat: ${(e as NodeJS.ErrnoException).code}`);
+  }
   const w = writableBy(st, user.uid, gids);
-  const problems = [...(w ? [w] : []), ...(st.mode & 0o004 ? ['world-readable'] : []), ...(st.isSymbolicLink() ? ['a symlink'] : [])];
-  return problems.length ? fail(what, `${problems.join(', ')} (${describe(st)})`) : pass(what, describe(st));
+  const problems = [
+    ...(w ? [w] : []),
+    ...(st.mode & 0o004 ? ['world-readable'] : []),
+    ...(st.isSymbolicLink() ? ['a symlink'] : []),
+  ];
+  return problems.length
+    ? fail(what, `${problems.join(', ')} (${describe(st)})`)
+    : pass(what, describe(st));
 }
 
 /** Each file, and each directory from it up to /, must be neither writable by the user nor replaceable by it. */
-function pathChainCheck(what: string, files: string[], user: Passwd, gids: number[], checkFiles = true): CheckResult {
+function pathChainCheck(
+  what: string,
+  files: string[],
+  user: Passwd,
+  gids: number[],
+  checkFiles = true,
+): CheckResult {
   const problems: string[] = [];
   const seen = new Set<string>(); // `${dir}\0${child}` pairs checked
   const dirs = new Set<string>();
   for (const f of files) {
     let child: Stats;
-    try { child = lstatSync(f); } catch (e) { problems.push(`${f}: cannot stat (${(e as NodeJS.ErrnoException).code})`); continue; }
+    try {
+      child = lstatSync(f);
+    } catch (e) {
+      problems.push(`${f}: cannot stat (${(e as NodeJS.ErrnoException).code})`);
+      continue;
+    }
     const w = checkFiles ? writableBy(child, user.uid, gids) : null;
     if (w) problems.push(`${f} is ${w} (${describe(child)})`);
     for (let p = f, c = child, d = dirname(f); ; p = d, d = dirname(d)) {
@@ -240,16 +409,25 @@ function pathChainCheck(what: string, files: string[], user: Passwd, gids: numbe
       dirs.add(d);
       const dst = lstatSync(d);
       const dw = canReplaceChild(dst, c, user.uid, gids);
-      if (dw && !problems.some((x) => x.startsWith(`${d} `))) problems.push(`${d} is ${dw} (${describe(dst)})`);
+      if (dw && !problems.some((x) => x.startsWith(`${d} `)))
+        problems.push(`${d} is ${dw} (${describe(dst)})`);
       if (d === '/') break;
       c = dst; // the next pass asks whether d's parent can replace d
     }
   }
-  return problems.length ? fail(what, problems.join('; ')) : pass(what, `${checkFiles ? `${files.length} files and ` : ''}${dirs.size} directories up to / checked`);
+  return problems.length
+    ? fail(what, problems.join('; '))
+    : pass(
+        what,
+        `${checkFiles ? `${files.length} files and ` : ''}${dirs.size} directories up to / checked`,
+      );
 }
 
 /** `systemd-analyze security` exposure: ≤ 0.9 for the helper, ≤ 1.1 for the agent. */
-export const UNIT_LIMITS: Record<string, number> = { 'guard-helper.service': 0.9, 'guard-agent.service': 1.1 };
+export const UNIT_LIMITS: Record<string, number> = {
+  'guard-helper.service': 0.9,
+  'guard-agent.service': 1.1,
+};
 
 export function parseExposure(output: string): number | null {
   const m = /Overall exposure level for \S+:\s*([0-9.]+)/.exec(output);
@@ -258,28 +436,52 @@ export function parseExposure(output: string): number | null {
 
 function unitChecks(install: Install, units: string[]): CheckResult[] {
   if (install.init !== 'systemd') {
-    return [skip('units are hardened', install.init === 'none'
-      ? 'init is none: no init system supervises guard here (direct mode), so there are no units to check'
-      : 'init is openrc: OpenRC scripts have no systemd-analyze measure')];
+    return [
+      skip(
+        'units are hardened',
+        install.init === 'none'
+          ? 'init is none: no init system supervises guard here (direct mode), so there are no units to check'
+          : 'init is openrc: OpenRC scripts have no systemd-analyze measure',
+      ),
+    ];
   }
   const out: CheckResult[] = [];
   for (const unit of units) {
     const name = unit.split('/').pop()!;
     const limit = UNIT_LIMITS[name]!;
     const what = `${name} is hardened (systemd-analyze security ≤ ${limit})`;
-    if (!existsSync(unit)) { out.push(fail(what, `${unit} is missing`)); continue; }
+    if (!existsSync(unit)) {
+      out.push(fail(what, `${unit} is missing`));
+      continue;
+    }
     let text: string;
     try {
-      text = execFileSync('systemd-analyze', ['security', '--offline=true', ...(install.root !== '/' ? [`--root=${install.root}`] : []), unit],
-        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+      text = execFileSync(
+        'systemd-analyze',
+        [
+          'security',
+          '--offline=true',
+          ...(install.root !== '/' ? [`--root=${install.root}`] : []),
+          unit,
+        ],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 },
+      );
     } catch (e) {
       const err = e as { code?: string; stdout?: string; stderr?: string };
-      if (err.code === 'ENOENT') { out.push(skip(what, 'systemd-analyze is not installed')); continue; }
+      if (err.code === 'ENOENT') {
+        out.push(skip(what, 'systemd-analyze is not installed'));
+        continue;
+      }
       text = `${err.stdout ?? ''}${err.stderr ?? ''}`; // it exits non-zero above its own threshold
     }
     const score = parseExposure(text);
-    out.push(score === null ? fail(what, `could not read a score: ${text.trim().split('\n').pop() ?? ''}`)
-      : score <= limit ? pass(what, `exposure ${score}`) : fail(what, `exposure ${score}`));
+    out.push(
+      score === null
+        ? fail(what, `could not read a score: ${text.trim().split('\n').pop() ?? ''}`)
+        : score <= limit
+          ? pass(what, `exposure ${score}`)
+          : fail(what, `exposure ${score}`),
+    );
   }
   return out;
 }

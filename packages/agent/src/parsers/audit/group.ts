@@ -67,8 +67,16 @@ export function recordEnding(type: string): Ending {
     const n = Number(type.slice(8, -1));
     if (!Number.isInteger(n)) return 'unsure';
     // audit_is_last_record()
-    if (n === 1320 || n === 1327 || (n > 1006 && n < 1300) || n === 1005 || n >= 1700 || n === 2000 ||
-        (n >= 1406 && n <= 1419)) return 'last';
+    if (
+      n === 1320 ||
+      n === 1327 ||
+      (n > 1006 && n < 1300) ||
+      n === 1005 ||
+      n >= 1700 ||
+      n === 2000 ||
+      (n >= 1406 && n <= 1419)
+    )
+      return 'last';
     return 'more';
   }
   return 'unsure';
@@ -116,7 +124,8 @@ export class AuditGrouper {
   /** Offset of the first line of the oldest open event (a checkpoint must not pass it), or undefined. */
   oldestOpenOffset(): number | undefined {
     let min: number | undefined;
-    for (const o of this.open.values()) if (min === undefined || o.ev.offset < min) min = o.ev.offset;
+    for (const o of this.open.values())
+      if (min === undefined || o.ev.offset < min) min = o.ev.offset;
     return min;
   }
 
@@ -144,7 +153,13 @@ export class AuditGrouper {
       if (rec.type === 'EOE') return out; // the end of an event already complete: nothing to add
       while (this.open.size >= this.maxOpen) this.evictOldest(out);
       const ev: AuditEvent = {
-        stamp: rec.stamp, time: rec.time, serial: rec.serial, type: rec.type, records: [], offset, end,
+        stamp: rec.stamp,
+        time: rec.time,
+        serial: rec.serial,
+        type: rec.type,
+        records: [],
+        offset,
+        end,
       };
       if (rec.node !== undefined) ev.node = rec.node;
       o = { key, ev, sec, seenAt: NaN, hasSyscall: false, unsure: false, chars: 0 };
@@ -260,15 +275,23 @@ export function summarize(ev: AuditEvent): void {
         if (ev.proctitle === undefined && Array.isArray(f.proctitle)) ev.proctitle = f.proctitle;
         break;
       case 'CWD':
-        if (ev.cwd === undefined) { const c = str(f.cwd); if (c !== undefined) ev.cwd = c; }
+        if (ev.cwd === undefined) {
+          const c = str(f.cwd);
+          if (c !== undefined) ev.cwd = c;
+        }
         break;
       case 'PATH': {
         const p: AuditPath = {};
-        const item = num(f.item); if (item !== undefined) p.item = item;
-        const name = str(f.name); if (name !== undefined) p.name = name;
-        const nt = str(f.nametype); if (nt !== undefined) p.nametype = nt;
-        const inode = num(f.inode); if (inode !== undefined) p.inode = inode;
-        const mode = str(f.mode); if (mode !== undefined) p.mode = mode;
+        const item = num(f.item);
+        if (item !== undefined) p.item = item;
+        const name = str(f.name);
+        if (name !== undefined) p.name = name;
+        const nt = str(f.nametype);
+        if (nt !== undefined) p.nametype = nt;
+        const inode = num(f.inode);
+        if (inode !== undefined) p.inode = inode;
+        const mode = str(f.mode);
+        if (mode !== undefined) p.mode = mode;
         (paths ??= []).push(p);
         break;
       }
@@ -310,13 +333,19 @@ export function summarize(ev: AuditEvent): void {
   }
   if (main.enriched.AUID !== undefined) ev.auidName = main.enriched.AUID;
   if (main.enriched.UID !== undefined) ev.uidName = main.enriched.UID;
-  const tty = str(f.tty); if (tty !== undefined) ev.tty = tty;
-  const comm = str(f.comm); if (comm !== undefined) ev.comm = comm;
-  const exe = str(f.exe); if (exe !== undefined) ev.exe = exe;
+  const tty = str(f.tty);
+  if (tty !== undefined) ev.tty = tty;
+  const comm = str(f.comm);
+  if (comm !== undefined) ev.comm = comm;
+  const exe = str(f.exe);
+  if (exe !== undefined) ev.exe = exe;
   const msg = f.msg;
   if (msg !== undefined && typeof msg === 'object' && !Array.isArray(msg)) {
     ev.msg = msg;
-    if (ev.exe === undefined) { const e = str(msg.exe); if (e !== undefined) ev.exe = e; }
+    if (ev.exe === undefined) {
+      const e = str(msg.exe);
+      if (e !== undefined) ev.exe = e;
+    }
   }
   let key = ruleKey(syscall?.fields.key);
   if (key === undefined && syscall === undefined) {
@@ -347,7 +376,10 @@ export function argvOf(records: AuditRecord[]): string[] {
   const max = argc >= 0 ? Math.min(argc, 1 << 20) : Infinity;
   for (let n = 0; n < max; n++) {
     const whole = all['a' + n];
-    if (whole !== undefined) { argv.push(str(whole) ?? ''); continue; }
+    if (whole !== undefined) {
+      argv.push(str(whole) ?? '');
+      continue;
+    }
     const chunks: string[] = [];
     let hex = true;
     for (let i = 0; ; i++) {

@@ -32,17 +32,81 @@ const GS = 0x1d;
 
 /** Fields auditd hex-encodes when their value needs it (audit_log_untrustedstring and friends). */
 const ENCODED = new Set([
-  'proctitle', 'name', 'cwd', 'comm', 'exe', 'path', 'data', 'cmd', 'acct', 'key', 'watch', 'dir',
-  'ocomm', 'file', 'vm', 'device', 'cgroup', 'root_dir', 'grp', 'new_group', 'new-disk', 'old-disk',
-  'new-chardev', 'old-chardev', 'new-fs', 'old-fs', 'new-net', 'old-net', 'new-rng', 'old-rng',
-  'new-mem', 'old-mem', 'new-vcpu', 'old-vcpu', 'sw', 'unit', 'old_val', 'new_val',
+  'proctitle',
+  'name',
+  'cwd',
+  'comm',
+  'exe',
+  'path',
+  'data',
+  'cmd',
+  'acct',
+  'key',
+  'watch',
+  'dir',
+  'ocomm',
+  'file',
+  'vm',
+  'device',
+  'cgroup',
+  'root_dir',
+  'grp',
+  'new_group',
+  'new-disk',
+  'old-disk',
+  'new-chardev',
+  'old-chardev',
+  'new-fs',
+  'old-fs',
+  'new-net',
+  'old-net',
+  'new-rng',
+  'old-rng',
+  'new-mem',
+  'old-mem',
+  'new-vcpu',
+  'old-vcpu',
+  'sw',
+  'unit',
+  'old_val',
+  'new_val',
 ]);
 
 /** Fields logged as decimal integers. */
 const NUMERIC = new Set([
-  'pid', 'ppid', 'uid', 'auid', 'gid', 'euid', 'suid', 'fsuid', 'egid', 'sgid', 'fsgid', 'ses',
-  'items', 'item', 'exit', 'syscall', 'inode', 'argc', 'ouid', 'ogid', 'old-auid', 'old-ses',
-  'sauid', 'oauid', 'opid', 'list', 'fd0', 'fd1', 'nargs', 'old_pid', 'new_pid', 'ino', 'sig',
+  'pid',
+  'ppid',
+  'uid',
+  'auid',
+  'gid',
+  'euid',
+  'suid',
+  'fsuid',
+  'egid',
+  'sgid',
+  'fsgid',
+  'ses',
+  'items',
+  'item',
+  'exit',
+  'syscall',
+  'inode',
+  'argc',
+  'ouid',
+  'ogid',
+  'old-auid',
+  'old-ses',
+  'sauid',
+  'oauid',
+  'opid',
+  'list',
+  'fd0',
+  'fd1',
+  'nargs',
+  'old_pid',
+  'new_pid',
+  'ino',
+  'sig',
 ]);
 
 // ---- small helpers ------------------------------------------------------------------------------
@@ -51,8 +115,13 @@ const NUMERIC = new Set([
 function sepAt(s: string, i: number): number {
   const c = s.charCodeAt(i);
   if (c === GS) return 1;
-  if (c === BACKSLASH && s.charCodeAt(i + 1) === 0x78 && s.charCodeAt(i + 2) === 0x31 &&
-      (s.charCodeAt(i + 3) | 0x20) === 0x64) return 4;
+  if (
+    c === BACKSLASH &&
+    s.charCodeAt(i + 1) === 0x78 &&
+    s.charCodeAt(i + 2) === 0x31 &&
+    (s.charCodeAt(i + 3) | 0x20) === 0x64
+  )
+    return 4;
   return 0;
 }
 
@@ -68,8 +137,16 @@ export function isHex(s: string): boolean {
 }
 
 function isKeyChar(c: number): boolean {
-  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) ||
-    c === 0x5f || c === 0x2d || c === 0x5b || c === 0x5d || c === 0x2e; // _ - [ ] .
+  return (
+    (c >= 0x61 && c <= 0x7a) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x30 && c <= 0x39) ||
+    c === 0x5f ||
+    c === 0x2d ||
+    c === 0x5b ||
+    c === 0x5d ||
+    c === 0x2e
+  ); // _ - [ ] .
 }
 
 /**
@@ -166,8 +243,14 @@ export function addFlag(x: { flags?: string[] }, f: string): void {
 }
 
 function put(out: Record<string, AuditValue>, key: string, v: AuditValue, st: ScanState): void {
-  if (key === '__proto__') { addFlag(st, 'malformed'); return; }
-  if (Object.prototype.hasOwnProperty.call(out, key)) { addFlag(st, 'duplicate_field'); return; }
+  if (key === '__proto__') {
+    addFlag(st, 'malformed');
+    return;
+  }
+  if (Object.prototype.hasOwnProperty.call(out, key)) {
+    addFlag(st, 'duplicate_field');
+    return;
+  }
   out[key] = v;
 }
 
@@ -176,30 +259,49 @@ function put(out: Record<string, AuditValue>, key: string, v: AuditValue, st: Sc
  * enrichment separator found where a token could start or right after a value, and records where
  * the enrichment begins. Returns nothing: fields and flags are filled in.
  */
-function scan(s: string, i: number, end: number, out: Record<string, AuditValue>, type: string,
-  nested: boolean, st: ScanState): void {
+function scan(
+  s: string,
+  i: number,
+  end: number,
+  out: Record<string, AuditValue>,
+  type: string,
+  nested: boolean,
+  st: ScanState,
+): void {
   const avc = type === 'AVC' || type === 'USER_AVC';
   while (i < end) {
     let c = s.charCodeAt(i);
-    if (c === SPACE) { i++; continue; }
+    if (c === SPACE) {
+      i++;
+      continue;
+    }
     if (!nested) {
       const sl = sepAt(s, i);
-      if (sl > 0) { st.enrichAt = i + sl; return; }
+      if (sl > 0) {
+        st.enrichAt = i + sl;
+        return;
+      }
     }
     // key
     const ks = i;
-    while (i < end && isKeyChar(c = s.charCodeAt(i))) i++;
+    while (i < end && isKeyChar((c = s.charCodeAt(i)))) i++;
     if (i === ks || c !== 0x3d || i >= end) {
       // Not key=…: a word. AVC's `denied { read write } for`; anything else is skipped.
       let we = i;
       while (we < end && s.charCodeAt(we) !== SPACE && (nested || sepAt(s, we) === 0)) we++;
       const word = s.slice(ks, we);
-      if (word.includes('"') || word.includes("'")) { addFlag(st, 'malformed'); return; }
+      if (word.includes('"') || word.includes("'")) {
+        addFlag(st, 'malformed');
+        return;
+      }
       if (avc) {
         if (word === 'denied' || word === 'granted') put(out, 'seresult', word, st);
         else if (word === '{') {
           const close = s.indexOf('}', we);
-          if (close < 0 || close > end) { addFlag(st, 'malformed'); return; }
+          if (close < 0 || close > end) {
+            addFlag(st, 'malformed');
+            return;
+          }
           put(out, 'seperms', s.slice(we, close).trim(), st);
           we = close + 1;
         }
@@ -212,7 +314,8 @@ function scan(s: string, i: number, end: number, out: Record<string, AuditValue>
     c = s.charCodeAt(i);
     if (c === DQUOTE) {
       const close = s.indexOf('"', i + 1);
-      if (close < 0 || close >= end) { // cut short (a truncated last line): keep what is there
+      if (close < 0 || close >= end) {
+        // cut short (a truncated last line): keep what is there
         put(out, key, quotedValue(key, s.slice(i + 1, end)), st);
         addFlag(st, 'malformed');
         return;
@@ -226,7 +329,8 @@ function scan(s: string, i: number, end: number, out: Record<string, AuditValue>
       continue;
     }
     if (c === SQUOTE) {
-      const close = key === 'msg' && !nested ? closingQuote(s, i + 1, end) : nextQuote(s, i + 1, end, nested);
+      const close =
+        key === 'msg' && !nested ? closingQuote(s, i + 1, end) : nextQuote(s, i + 1, end, nested);
       if (close < 0 || close >= end) {
         addFlag(st, 'malformed');
         if (key === 'msg' && !nested) put(out, key, nestedFields(s, i + 1, end, st), st);
@@ -243,7 +347,10 @@ function scan(s: string, i: number, end: number, out: Record<string, AuditValue>
     while (i < end) {
       c = s.charCodeAt(i);
       if (c === SPACE) break;
-      if (c === DQUOTE || c === SQUOTE) { addFlag(st, 'malformed'); return; }
+      if (c === DQUOTE || c === SQUOTE) {
+        addFlag(st, 'malformed');
+        return;
+      }
       if (!nested && (c === GS || c === BACKSLASH) && sepAt(s, i) > 0) break;
       i++;
     }
@@ -274,7 +381,8 @@ function closingQuote(s: string, from: number, end: number): number {
 function nextQuote(s: string, from: number, end: number, nested: boolean): number {
   let k = s.indexOf("'", from);
   while (k >= 0 && k < end) {
-    if (k + 1 === end || s.charCodeAt(k + 1) === SPACE || (!nested && sepAt(s, k + 1) > 0)) return k;
+    if (k + 1 === end || s.charCodeAt(k + 1) === SPACE || (!nested && sepAt(s, k + 1) > 0))
+      return k;
     k = s.indexOf("'", k + 1);
   }
   return -1;
@@ -289,7 +397,8 @@ function nestedFields(s: string, from: number, to: number, st: ScanState): Audit
   const res: AuditNested = {};
   for (const k of Object.keys(out)) {
     const v = out[k]!;
-    res[k] = typeof v === 'string' || typeof v === 'number' ? v : Array.isArray(v) ? v.join(' ') : '';
+    res[k] =
+      typeof v === 'string' || typeof v === 'number' ? v : Array.isArray(v) ? v.join(' ') : '';
   }
   return res;
 }
@@ -299,10 +408,14 @@ function parseEnriched(s: string, i: number, end: number): Record<string, string
   const out: Record<string, string> = {};
   while (i < end) {
     let c = s.charCodeAt(i);
-    if (c === SPACE) { i++; continue; }
+    if (c === SPACE) {
+      i++;
+      continue;
+    }
     const ks = i;
-    while (i < end && isKeyChar(c = s.charCodeAt(i))) i++;
-    if (i === ks || c !== 0x3d) { // a stray word: skip it
+    while (i < end && isKeyChar((c = s.charCodeAt(i)))) i++;
+    if (i === ks || c !== 0x3d) {
+      // a stray word: skip it
       while (i < end && s.charCodeAt(i) !== SPACE) i++;
       continue;
     }
@@ -310,7 +423,8 @@ function parseEnriched(s: string, i: number, end: number): Record<string, string
     i++;
     c = s.charCodeAt(i);
     let v: string;
-    if (c === DQUOTE || c === 0x7b) { // " or {
+    if (c === DQUOTE || c === 0x7b) {
+      // " or {
       const close = s.indexOf(c === DQUOTE ? '"' : '}', i + 1);
       const e = close < 0 ? end : close;
       v = s.slice(i + 1, e);
@@ -372,7 +486,11 @@ export function parseRecord(line: string): AuditRecord | null {
   const msEnd = digitsEnd(line, secEnd + 1, 3);
   if (msEnd !== secEnd + 4 || line.charCodeAt(msEnd) !== 0x3a) return null;
   const serEnd = digitsEnd(line, msEnd + 1, 20);
-  if (serEnd === msEnd + 1 || line.charCodeAt(serEnd) !== 0x29 || line.charCodeAt(serEnd + 1) !== 0x3a) {
+  if (
+    serEnd === msEnd + 1 ||
+    line.charCodeAt(serEnd) !== 0x29 ||
+    line.charCodeAt(serEnd + 1) !== 0x3a
+  ) {
     return null;
   }
   const stamp = line.slice(ts, serEnd);

@@ -3,20 +3,22 @@
 import { ERRNO_NAMES, SYSCALLS_AARCH64, SYSCALLS_I386, SYSCALLS_X86_64 } from './tables';
 
 /** AUDIT_ARCH_* values as logged in `arch=` (hex, no 0x) → the names ausearch uses. */
-const ARCHES = new Map<string, string>(Object.entries({
-  c000003e: 'x86_64',
-  '40000003': 'i386',
-  c00000b7: 'aarch64',
-  '40000028': 'arm',
-  '28': 'armeb',
-  c0000015: 'ppc64le',
-  '80000015': 'ppc64',
-  '14': 'ppc',
-  '80000016': 's390x',
-  '16': 's390',
-  c00000f3: 'riscv64',
-  '400000f3': 'riscv32',
-}));
+const ARCHES = new Map<string, string>(
+  Object.entries({
+    c000003e: 'x86_64',
+    '40000003': 'i386',
+    c00000b7: 'aarch64',
+    '40000028': 'arm',
+    '28': 'armeb',
+    c0000015: 'ppc64le',
+    '80000015': 'ppc64',
+    '14': 'ppc',
+    '80000016': 's390x',
+    '16': 's390',
+    c00000f3: 'riscv64',
+    '400000f3': 'riscv32',
+  }),
+);
 
 let x86: string[] | undefined;
 let i386: string[] | undefined;
@@ -31,10 +33,17 @@ export function archName(raw: string): string | undefined {
 export function syscallName(arch: string | undefined, nr: number): string | undefined {
   let table: string[] | undefined;
   switch (arch) {
-    case 'x86_64': table = x86 ??= SYSCALLS_X86_64.split(' '); break;
-    case 'i386': table = i386 ??= SYSCALLS_I386.split(' '); break;
-    case 'aarch64': table = aarch64 ??= SYSCALLS_AARCH64.split(' '); break;
-    default: return undefined;
+    case 'x86_64':
+      table = x86 ??= SYSCALLS_X86_64.split(' ');
+      break;
+    case 'i386':
+      table = i386 ??= SYSCALLS_I386.split(' ');
+      break;
+    case 'aarch64':
+      table = aarch64 ??= SYSCALLS_AARCH64.split(' ');
+      break;
+    default:
+      return undefined;
   }
   const name = table[nr];
   return name === undefined || name === '' ? undefined : name;

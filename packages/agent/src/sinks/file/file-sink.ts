@@ -61,17 +61,28 @@ export class FileSink implements Sink {
     let failures = 0;
     try {
       for (;;) {
-        if (this.closed) throw new SinkError('GUARD_SINK_CLOSED', `sink ${this.name} was closed with batch ${batch.seq} unwritten`);
+        if (this.closed)
+          throw new SinkError(
+            'GUARD_SINK_CLOSED',
+            `sink ${this.name} was closed with batch ${batch.seq} unwritten`,
+          );
         try {
           await this.append(data);
           markDelivered(this.state, batch.events);
-          if (failures > 0) this.log.info({ seq: batch.seq, attempts: failures + 1 }, 'batch written after retries');
+          if (failures > 0)
+            this.log.info(
+              { seq: batch.seq, attempts: failures + 1 },
+              'batch written after retries',
+            );
           return 'delivered';
         } catch (err) {
           failures += 1;
           const code = errorCode(err);
           const delay = backoffDelay(failures, this.retry);
-          this.log.error({ seq: batch.seq, code, path: this.cfg.path, attempt: failures, delayMs: delay }, `cannot write ${this.cfg.path} (${code}); retrying in ${delay} ms`);
+          this.log.error(
+            { seq: batch.seq, code, path: this.cfg.path, attempt: failures, delayMs: delay },
+            `cannot write ${this.cfg.path} (${code}); retrying in ${delay} ms`,
+          );
           await waitToRetry(this.state, describeError(err), delay, signal);
         }
       }
@@ -98,7 +109,11 @@ export class FileSink implements Sink {
       let off = 0;
       while (off < data.length) {
         const { bytesWritten } = await file.fh.write(data, off, data.length - off);
-        if (bytesWritten <= 0) throw new SinkError('GUARD_FILE_SHORT_WRITE', `write to ${this.cfg.path} made no progress`);
+        if (bytesWritten <= 0)
+          throw new SinkError(
+            'GUARD_FILE_SHORT_WRITE',
+            `write to ${this.cfg.path} made no progress`,
+          );
         off += bytesWritten;
       }
       // The pipeline moves checkpoints once this resolves: the bytes must be on disk, not in cache.
@@ -107,7 +122,10 @@ export class FileSink implements Sink {
     } catch (err) {
       // Undo a partial write, so the retry does not leave half a batch (a broken line) before it.
       await file.fh.truncate(start).catch((truncErr: unknown) => {
-        this.log.warn({ code: errorCode(truncErr), path: this.cfg.path }, 'cannot cut a failed write back; the file may hold a partial line');
+        this.log.warn(
+          { code: errorCode(truncErr), path: this.cfg.path },
+          'cannot cut a failed write back; the file may hold a partial line',
+        );
       });
       await this.closeFile();
       throw err;
@@ -144,7 +162,14 @@ export class FileSink implements Sink {
     const file = this.file;
     this.file = null;
     if (file !== null) {
-      await file.fh.close().catch((err: unknown) => this.log.warn({ code: errorCode(err), path: this.cfg.path }, 'closing the output file failed'));
+      await file.fh
+        .close()
+        .catch((err: unknown) =>
+          this.log.warn(
+            { code: errorCode(err), path: this.cfg.path },
+            'closing the output file failed',
+          ),
+        );
     }
   }
 
@@ -155,7 +180,8 @@ export class FileSink implements Sink {
     if (maxFiles <= 0) {
       await fs.rm(path, { force: true });
     } else {
-      for (let n = maxFiles - 1; n >= 1; n--) await renameIfPresent(`${path}.${n}`, `${path}.${n + 1}`);
+      for (let n = maxFiles - 1; n >= 1; n--)
+        await renameIfPresent(`${path}.${n}`, `${path}.${n + 1}`);
       await fs.rename(path, `${path}.1`);
     }
     await this.removeBeyond(maxFiles);
@@ -170,7 +196,8 @@ export class FileSink implements Sink {
     for (const entry of await fs.readdir(dir)) {
       if (!entry.startsWith(prefix)) continue;
       const suffix = entry.slice(prefix.length);
-      if (/^[1-9]\d*$/.test(suffix) && Number(suffix) > maxFiles) await fs.rm(join(dir, entry), { force: true });
+      if (/^[1-9]\d*$/.test(suffix) && Number(suffix) > maxFiles)
+        await fs.rm(join(dir, entry), { force: true });
     }
   }
 }

@@ -75,7 +75,10 @@ type AttemptResult =
  * Parses a Retry-After value (delta-seconds or an HTTP-date) into milliseconds from `now`;
  * null when absent, unparsable or not in the future. Capped at RETRY_AFTER_CAP_MS.
  */
-export function parseRetryAfter(value: string | string[] | undefined, now: number = Date.now()): number | null {
+export function parseRetryAfter(
+  value: string | string[] | undefined,
+  now: number = Date.now(),
+): number | null {
   const v = (Array.isArray(value) ? value[0] : value)?.trim();
   if (!v) return null;
   let ms: number;
@@ -94,7 +97,11 @@ function readRequired(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new SinkError('GUARD_HTTP_TLS_FILE_UNREADABLE', `cannot read ${what} ${path}: ${describeError(err)}`, { cause: err });
+    throw new SinkError(
+      'GUARD_HTTP_TLS_FILE_UNREADABLE',
+      `cannot read ${what} ${path}: ${describeError(err)}`,
+      { cause: err },
+    );
   }
 }
 
@@ -104,12 +111,17 @@ function readToken(path: string): string {
   try {
     raw = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new SinkError('GUARD_HTTP_TOKEN_UNREADABLE', `cannot read token_file ${path}: ${describeError(err)}`, { cause: err });
+    throw new SinkError(
+      'GUARD_HTTP_TOKEN_UNREADABLE',
+      `cannot read token_file ${path}: ${describeError(err)}`,
+      { cause: err },
+    );
   }
   const token = raw.trim();
   if (token === '') throw new SinkError('GUARD_HTTP_TOKEN_EMPTY', `token_file ${path} is empty`);
   // A token goes into a header: a line break in it would be header injection, not a token.
-  if (/[\0-\x1f\x7f]/.test(token)) throw new SinkError('GUARD_HTTP_TOKEN_INVALID', `token_file ${path} holds control characters`);
+  if (/[\0-\x1f\x7f]/.test(token))
+    throw new SinkError('GUARD_HTTP_TOKEN_INVALID', `token_file ${path} holds control characters`);
   return token;
 }
 
@@ -150,21 +162,33 @@ export class HttpSink implements Sink {
     this.cfg = cfg;
     this.stateDir = opts.stateDir;
     this.log = opts.logger.child({ sink: cfg.name, sinkType: 'http' });
-    this.retry = { initialMs: cfg.retryInitialMs, maxMs: cfg.retryMaxMs, ...(opts.random ? { random: opts.random } : {}) };
+    this.retry = {
+      initialMs: cfg.retryInitialMs,
+      maxMs: cfg.retryMaxMs,
+      ...(opts.random ? { random: opts.random } : {}),
+    };
     this.caBundles = opts.systemCaBundles ?? SYSTEM_CA_BUNDLES;
 
     let url: URL;
     try {
       url = new URL(cfg.url);
     } catch (err) {
-      throw new SinkError('GUARD_HTTP_URL_INVALID', `sink ${cfg.name}: url is not a URL`, { cause: err });
+      throw new SinkError('GUARD_HTTP_URL_INVALID', `sink ${cfg.name}: url is not a URL`, {
+        cause: err,
+      });
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new SinkError('GUARD_HTTP_URL_INVALID', `sink ${cfg.name}: url must be http:// or https://, not ${url.protocol}//`);
+      throw new SinkError(
+        'GUARD_HTTP_URL_INVALID',
+        `sink ${cfg.name}: url must be http:// or https://, not ${url.protocol}//`,
+      );
     }
     if (url.username !== '' || url.password !== '') {
       // Secrets belong in token_file (0640 root:guard), not in a URL that ends up in logs.
-      throw new SinkError('GUARD_HTTP_URL_CREDENTIALS', `sink ${cfg.name}: url must not contain credentials; use token_file`);
+      throw new SinkError(
+        'GUARD_HTTP_URL_CREDENTIALS',
+        `sink ${cfg.name}: url must not contain credentials; use token_file`,
+      );
     }
     this.url = url;
     this.requestPath = `${url.pathname}${url.search}`;
@@ -175,7 +199,16 @@ export class HttpSink implements Sink {
     this.tls = this.loadTls();
     this.pool = this.createPool(this.tls);
     this.state = newSinkStatus(cfg.name, 'http', this.endpoint);
-    this.log.info({ endpoint: this.endpoint, ca: this.tls.caSource, clientCert: this.tls.cert !== undefined, token: this.token !== null, compression: cfg.compression }, 'http sink ready');
+    this.log.info(
+      {
+        endpoint: this.endpoint,
+        ca: this.tls.caSource,
+        clientCert: this.tls.cert !== undefined,
+        token: this.token !== null,
+        compression: cfg.compression,
+      },
+      'http sink ready',
+    );
   }
 
   status(): SinkStatus {
@@ -194,14 +227,26 @@ export class HttpSink implements Sink {
       const old = this.pool;
       this.tls = tls;
       this.pool = this.createPool(tls);
-      old.close().catch((err: unknown) => this.log.warn({ code: errorCode(err), err }, 'closing the previous connection pool failed'));
-      this.log.info({ ca: tls.caSource, clientCert: tls.cert !== undefined }, 'TLS material changed; new connections use it');
+      old
+        .close()
+        .catch((err: unknown) =>
+          this.log.warn(
+            { code: errorCode(err), err },
+            'closing the previous connection pool failed',
+          ),
+        );
+      this.log.info(
+        { ca: tls.caSource, clientCert: tls.cert !== undefined },
+        'TLS material changed; new connections use it',
+      );
     }
     this.log.info('http sink reloaded');
   }
 
   /** Compression is worth doing while the batch before is in flight. */
-  get preparesAhead(): boolean { return this.cfg.compression === 'gzip'; }
+  get preparesAhead(): boolean {
+    return this.cfg.compression === 'gzip';
+  }
 
   private readonly compressed = new WeakMap<Batch, Promise<Buffer>>();
 
@@ -233,20 +278,35 @@ export class HttpSink implements Sink {
     try {
       for (;;) {
         // close() without an abort first (a programming error) must not leave a send retrying forever.
-        if (this.closed) throw new SinkError('GUARD_SINK_CLOSED', `sink ${this.name} was closed with batch ${batch.seq} unsent`);
+        if (this.closed)
+          throw new SinkError(
+            'GUARD_SINK_CLOSED',
+            `sink ${this.name} was closed with batch ${batch.seq} unsent`,
+          );
         const result = await this.attempt(body, signal);
         if (result.kind === 'delivered') {
           markDelivered(this.state, batch.events);
-          if (failures > 0) this.log.info({ seq: batch.seq, attempts: failures + 1 }, 'batch delivered after retries');
+          if (failures > 0)
+            this.log.info(
+              { seq: batch.seq, attempts: failures + 1 },
+              'batch delivered after retries',
+            );
           return 'delivered';
         }
         if (result.kind === 'refused') {
-          if ((result.status === 401 || result.status === 403) && !tokenReread && (await this.tokenChanged())) {
+          if (
+            (result.status === 401 || result.status === 403) &&
+            !tokenReread &&
+            (await this.tokenChanged())
+          ) {
             // The token was rotated on disk but the agent not yet reloaded: one immediate retry.
             tokenReread = true;
             this.state.retries += 1;
             this.state.lastError = `GUARD_HTTP_STATUS_${result.status}: HTTP ${result.status}; token_file changed, retrying with the new token`;
-            this.log.warn({ seq: batch.seq, code: `GUARD_HTTP_STATUS_${result.status}`, status: result.status }, 'backend refused the token; token_file changed, retrying with the new token');
+            this.log.warn(
+              { seq: batch.seq, code: `GUARD_HTTP_STATUS_${result.status}`, status: result.status },
+              'backend refused the token; token_file changed, retrying with the new token',
+            );
             continue;
           }
           await this.deadLetter(batch, result, signal);
@@ -257,7 +317,14 @@ export class HttpSink implements Sink {
         const code = errorCode(result.error);
         const delay = result.retryAfterMs ?? backoffDelay(failures, this.retry);
         this.log.warn(
-          { seq: batch.seq, code, status: result.status ?? undefined, attempt: failures, delayMs: delay, retryAfter: result.retryAfterMs !== null },
+          {
+            seq: batch.seq,
+            code,
+            status: result.status ?? undefined,
+            attempt: failures,
+            delayMs: delay,
+            retryAfter: result.retryAfterMs !== null,
+          },
           `batch not delivered (${code}); retrying in ${delay} ms`,
         );
         await waitToRetry(this.state, describeError(result.error), delay, signal);
@@ -288,29 +355,47 @@ export class HttpSink implements Sink {
     // Made when it fires, not per attempt: an Error captures a stack trace (~30 µs a batch).
     let timeout: SinkError | undefined;
     const timer = setTimeout(() => {
-      timeout = new SinkError('GUARD_HTTP_TIMEOUT', `no complete answer within timeout_ms (${this.cfg.timeoutMs} ms)`);
+      timeout = new SinkError(
+        'GUARD_HTTP_TIMEOUT',
+        `no complete answer within timeout_ms (${this.cfg.timeoutMs} ms)`,
+      );
       attempt.abort(timeout);
     }, this.cfg.timeoutMs);
     const onAbort = (): void => attempt.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const res = await poolRequest.call(this.pool, { method: 'POST', path: this.requestPath, headers, body, signal: attempt });
+      const res = await poolRequest.call(this.pool, {
+        method: 'POST',
+        path: this.requestPath,
+        headers,
+        body,
+        signal: attempt,
+      });
       const status = res.statusCode;
       if (status >= 200 && status < 300) {
         await res.body.dump({ limit: RESPONSE_DRAIN_LIMIT }).catch(() => undefined);
         return { kind: 'delivered', status };
       }
       const { snippet, truncated } = await readSnippet(res.body);
-      const error = new SinkError(`GUARD_HTTP_STATUS_${status}`, `HTTP ${status} from ${this.endpoint}`);
+      const error = new SinkError(
+        `GUARD_HTTP_STATUS_${status}`,
+        `HTTP ${status} from ${this.endpoint}`,
+      );
       if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
         return { kind: 'refused', status, body: snippet, bodyTruncated: truncated };
       }
-      const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(res.headers['retry-after']) : null;
-      if (status < 400) error.message += ' (not a success: a redirect or informational answer to an ingest POST is a misconfiguration)';
+      const retryAfterMs =
+        status === 429 || status === 503 ? parseRetryAfter(res.headers['retry-after']) : null;
+      if (status < 400)
+        error.message +=
+          ' (not a success: a redirect or informational answer to an ingest POST is a misconfiguration)';
       return { kind: 'retry', error, status, retryAfterMs };
     } catch (err) {
       if (signal.aborted) throw new SinkAbortError(signal.reason);
-      const error = timeout !== undefined && attempt.aborted && attempt.reason === timeout ? timeout : (err as Error);
+      const error =
+        timeout !== undefined && attempt.aborted && attempt.reason === timeout
+          ? timeout
+          : (err as Error);
       return { kind: 'retry', error, status: null, retryAfterMs: null };
     } finally {
       clearTimeout(timer);
@@ -319,7 +404,11 @@ export class HttpSink implements Sink {
   }
 
   /** Writes the refused batch to the dead-letter directory, retrying (never dropping) on disk errors. */
-  private async deadLetter(batch: Batch, refused: Extract<AttemptResult, { kind: 'refused' }>, signal: AbortSignal): Promise<void> {
+  private async deadLetter(
+    batch: Batch,
+    refused: Extract<AttemptResult, { kind: 'refused' }>,
+    signal: AbortSignal,
+  ): Promise<void> {
     const code = `GUARD_HTTP_STATUS_${refused.status}`;
     const responseBody = refused.body.toString('utf8');
     let failures = 0;
@@ -337,15 +426,35 @@ export class HttpSink implements Sink {
         this.state.deadLetteredBatches += 1;
         this.state.lastError = `${code}: HTTP ${refused.status}; batch ${batch.seq} dead-lettered to ${file}`;
         this.log.error(
-          { seq: batch.seq, events: batch.events, code, status: refused.status, response: responseBody.slice(0, 200), file },
+          {
+            seq: batch.seq,
+            events: batch.events,
+            code,
+            status: refused.status,
+            response: responseBody.slice(0, 200),
+            file,
+          },
           `backend refused batch ${batch.seq} with HTTP ${refused.status}; written to ${file}, not retried`,
         );
         return;
       } catch (err) {
         failures += 1;
         const delay = backoffDelay(failures, this.retry);
-        this.log.error({ seq: batch.seq, code: 'GUARD_DEAD_LETTER_WRITE_FAILED', cause: errorCode(err), delayMs: delay }, `cannot write the dead-letter file for a refused batch; retrying in ${delay} ms`);
-        await waitToRetry(this.state, `GUARD_DEAD_LETTER_WRITE_FAILED: ${describeError(err)}`, delay, signal);
+        this.log.error(
+          {
+            seq: batch.seq,
+            code: 'GUARD_DEAD_LETTER_WRITE_FAILED',
+            cause: errorCode(err),
+            delayMs: delay,
+          },
+          `cannot write the dead-letter file for a refused batch; retrying in ${delay} ms`,
+        );
+        await waitToRetry(
+          this.state,
+          `GUARD_DEAD_LETTER_WRITE_FAILED: ${describeError(err)}`,
+          delay,
+          signal,
+        );
       }
     }
   }
@@ -358,7 +467,10 @@ export class HttpSink implements Sink {
       this.token = token;
       return true;
     } catch (err) {
-      this.log.warn({ code: errorCode(err instanceof SinkError && err.cause !== undefined ? err.cause : err) }, 'cannot re-read token_file after an authentication refusal');
+      this.log.warn(
+        { code: errorCode(err instanceof SinkError && err.cause !== undefined ? err.cause : err) },
+        'cannot re-read token_file after an authentication refusal',
+      );
       return false;
     }
   }
@@ -366,7 +478,10 @@ export class HttpSink implements Sink {
   private loadTls(): TlsMaterial {
     const { cfg } = this;
     if ((cfg.clientCertFile === null) !== (cfg.clientKeyFile === null)) {
-      throw new SinkError('GUARD_HTTP_TLS_CLIENT_INCOMPLETE', `sink ${cfg.name}: client_cert_file and client_key_file go together`);
+      throw new SinkError(
+        'GUARD_HTTP_TLS_CLIENT_INCOMPLETE',
+        `sink ${cfg.name}: client_cert_file and client_key_file go together`,
+      );
     }
     let ca: Buffer | undefined;
     let caSource: string;
@@ -390,13 +505,18 @@ export class HttpSink implements Sink {
     return {
       ca,
       caSource,
-      cert: cfg.clientCertFile === null ? undefined : readRequired(cfg.clientCertFile, 'client_cert_file'),
-      key: cfg.clientKeyFile === null ? undefined : readRequired(cfg.clientKeyFile, 'client_key_file'),
+      cert:
+        cfg.clientCertFile === null
+          ? undefined
+          : readRequired(cfg.clientCertFile, 'client_cert_file'),
+      key:
+        cfg.clientKeyFile === null ? undefined : readRequired(cfg.clientKeyFile, 'client_key_file'),
     };
   }
 
   private sameTls(t: TlsMaterial): boolean {
-    const eq = (a: Buffer | undefined, b: Buffer | undefined): boolean => (a === undefined ? b === undefined : b !== undefined && a.equals(b));
+    const eq = (a: Buffer | undefined, b: Buffer | undefined): boolean =>
+      a === undefined ? b === undefined : b !== undefined && a.equals(b);
     return eq(t.ca, this.tls.ca) && eq(t.cert, this.tls.cert) && eq(t.key, this.tls.key);
   }
 
@@ -421,7 +541,9 @@ export class HttpSink implements Sink {
 }
 
 /** Reads the first KiB of a body for the record and drains a little more so the socket stays usable. */
-async function readSnippet(body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown }): Promise<{ snippet: Buffer; truncated: boolean }> {
+async function readSnippet(
+  body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown },
+): Promise<{ snippet: Buffer; truncated: boolean }> {
   const chunks: Buffer[] = [];
   let kept = 0;
   let seen = 0;

@@ -10,7 +10,11 @@ import type { CheckpointStore } from '../../state/checkpoints';
 import type { HelperLink } from '../helper-link';
 import { FileTailer, type TailerOptions } from './tailer';
 
-export interface Refusal { code: string; message: string; since: string }
+export interface Refusal {
+  code: string;
+  message: string;
+  since: string;
+}
 
 /** How long a rotated file must stay unchanged and fully acknowledged before it is closed. */
 const ROTATED_QUIET_MS = 5000;
@@ -57,7 +61,8 @@ export class FileSource {
       this.listTruncated = reply.truncated === true;
       this.lastListError = null;
     } catch (e) {
-      this.lastListError = e instanceof HelperRefusal ? `${e.code}: ${e.message}` : (e as Error).message;
+      this.lastListError =
+        e instanceof HelperRefusal ? `${e.code}: ${e.message}` : (e as Error).message;
       this.log.warn({ source: this.cfg.name, err: this.lastListError }, 'cannot list source files');
       return;
     }
@@ -78,7 +83,8 @@ export class FileSource {
         else this.log.warn({ path, err: (e as Error).message }, 'rotation check failed');
       }
     }
-    for (const path of [...this.vanished]) if (!this.current.has(path)) await this.openPath(path, true);
+    for (const path of [...this.vanished])
+      if (!this.current.has(path)) await this.openPath(path, true);
   }
 
   private rotate(path: string, t: FileTailer): void {
@@ -86,7 +92,10 @@ export class FileSource {
     t.rotated = true;
     this.draining.add(t);
     this.vanished.add(path);
-    this.log.info({ source: this.cfg.name, path, dev: t.dev, ino: t.ino }, 'file rotated; reading the old one to its end');
+    this.log.info(
+      { source: this.cfg.name, path, dev: t.dev, ino: t.ino },
+      'file rotated; reading the old one to its end',
+    );
   }
 
   /** Closes rotated files that are read to the end, acknowledged, and quiet. */
@@ -96,7 +105,10 @@ export class FileSource {
         this.draining.delete(t);
         t.close();
         this.store.delete(t.dev, t.ino);
-        this.log.info({ path: t.path, dev: t.dev, ino: t.ino, offset: t.ackedOffset }, 'rotated file read to its end; closed');
+        this.log.info(
+          { path: t.path, dev: t.dev, ino: t.ino, offset: t.ackedOffset },
+          'rotated file read to its end; closed',
+        );
       }
     }
   }
@@ -106,27 +118,70 @@ export class FileSource {
     try {
       ({ reply, fd } = await this.link.call((c) => c.open(path)));
     } catch (e) {
-      if (!(e instanceof HelperRefusal)) { this.log.warn({ path, err: (e as Error).message }, 'cannot ask the helper'); return; }
-      if (e.code === 'not_found') { this.refused.delete(path); if (!quietIfMissing) this.vanished.delete(path); return; }
-      if (!this.refused.has(path)) this.log.error({ source: this.cfg.name, path, code: e.code, reason: e.message }, 'helper refused a file');
-      this.refused.set(path, { code: e.code, message: e.message, since: this.refused.get(path)?.since ?? new Date().toISOString() });
+      if (!(e instanceof HelperRefusal)) {
+        this.log.warn({ path, err: (e as Error).message }, 'cannot ask the helper');
+        return;
+      }
+      if (e.code === 'not_found') {
+        this.refused.delete(path);
+        if (!quietIfMissing) this.vanished.delete(path);
+        return;
+      }
+      if (!this.refused.has(path))
+        this.log.error(
+          { source: this.cfg.name, path, code: e.code, reason: e.message },
+          'helper refused a file',
+        );
+      this.refused.set(path, {
+        code: e.code,
+        message: e.message,
+        since: this.refused.get(path)?.since ?? new Date().toISOString(),
+      });
       return;
     }
     this.refused.delete(path);
     this.vanished.delete(path);
     const same = this.tracking(reply.dev, reply.ino);
-    if (same) { // already tailing this inode: under another name (syslog.1 after a rotation), or back at its path
+    if (same) {
+      // already tailing this inode: under another name (syslog.1 after a rotation), or back at its path
       closeSync(fd);
-      if (same.path === path && this.draining.delete(same)) { same.rotated = false; this.current.set(path, same); }
+      if (same.path === path && this.draining.delete(same)) {
+        same.rotated = false;
+        this.current.set(path, same);
+      }
       return;
     }
     const checkpoint = this.store.find(fd, reply.dev, reply.ino);
-    const offset = checkpoint ? (checkpoint.offset <= reply.size ? checkpoint.offset : 0)
-      : this.firstStart && this.cfg.startAt === 'end' ? reply.size : 0;
-    const t = new FileTailer(this.cfg.name, path, fd, reply.dev, reply.ino, { offset, checkpoint }, this.tailerOpts, this.onAcked);
+    const offset = checkpoint
+      ? checkpoint.offset <= reply.size
+        ? checkpoint.offset
+        : 0
+      : this.firstStart && this.cfg.startAt === 'end'
+        ? reply.size
+        : 0;
+    const t = new FileTailer(
+      this.cfg.name,
+      path,
+      fd,
+      reply.dev,
+      reply.ino,
+      { offset, checkpoint },
+      this.tailerOpts,
+      this.onAcked,
+    );
     t.size = reply.size;
     this.current.set(path, t);
-    this.log.info({ source: this.cfg.name, path, dev: reply.dev, ino: reply.ino, offset, resumed: checkpoint !== null }, 'tailing file');
+    this.log.info(
+      {
+        source: this.cfg.name,
+        path,
+        dev: reply.dev,
+        ino: reply.ino,
+        offset,
+        resumed: checkpoint !== null,
+      },
+      'tailing file',
+    );
   }
 
   close(): void {

@@ -86,7 +86,12 @@ export class FileTailer {
     private readonly opts: TailerOptions,
     private readonly onAcked: (t: FileTailer) => void,
   ) {
-    this.fp = start.checkpoint ? { fingerprint: start.checkpoint.fingerprint, fingerprintBytes: start.checkpoint.fingerprintBytes } : fingerprint(fd);
+    this.fp = start.checkpoint
+      ? {
+          fingerprint: start.checkpoint.fingerprint,
+          fingerprintBytes: start.checkpoint.fingerprintBytes,
+        }
+      : fingerprint(fd);
     this.key = start.checkpoint?.key ?? `${dev}.${ino}.${this.fp.fingerprint.slice(0, 8)}`;
     this.readOffset = start.offset;
     this.ackedOffset = start.offset;
@@ -98,13 +103,25 @@ export class FileTailer {
   }
 
   /** Bytes not yet acknowledged by every sink, as of the last look at the file's size. */
-  get lagBytes(): number { return Math.max(0, this.size - this.ackedOffset); }
+  get lagBytes(): number {
+    return Math.max(0, this.size - this.ackedOffset);
+  }
 
   /** True when there is nothing more to read right now and nothing waiting for acknowledgement. */
-  get drained(): boolean { return this.readOffset >= this.size && this.partial === null && this.tickets.length === 0; }
+  get drained(): boolean {
+    return this.readOffset >= this.size && this.partial === null && this.tickets.length === 0;
+  }
 
   checkpoint(): Checkpoint {
-    return { path: this.path, dev: this.dev, ino: this.ino, key: this.key, ...this.fp, offset: this.ackedOffset, updated: new Date().toISOString() };
+    return {
+      path: this.path,
+      dev: this.dev,
+      ino: this.ino,
+      key: this.key,
+      ...this.fp,
+      offset: this.ackedOffset,
+      updated: new Date().toISOString(),
+    };
   }
 
   /**
@@ -121,7 +138,9 @@ export class FileTailer {
       if (st.size === this.readOffset) return this.flushPartial(now);
       const want = Math.min(this.opts.readBytes, st.size - this.readOffset);
       const head = this.partial ? this.partial.length : 0;
-      const buf = this.opts.scratch ? this.opts.scratch(head + want) : Buffer.allocUnsafe(head + want);
+      const buf = this.opts.scratch
+        ? this.opts.scratch(head + want)
+        : Buffer.allocUnsafe(head + want);
       if (this.partial) this.partial.copy(buf, 0);
       const { bytesRead } = await readAsync(this.fd, buf, head, want, this.readOffset);
       if (bytesRead === 0) return this.flushPartial(now);
@@ -157,13 +176,18 @@ export class FileTailer {
     const max = this.opts.maxLineBytes;
     let start = 0;
     for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
-      if (this.skipping) this.skipping = false; // the tail of an over-long line ends here
+      if (this.skipping)
+        this.skipping = false; // the tail of an over-long line ends here
       else if (nl - start > max) cut(start);
-      else { starts.push(start); ends.push(nl); }
+      else {
+        starts.push(start);
+        ends.push(nl);
+      }
       start = nl + 1;
     }
     if (start < buf.length) {
-      if (this.skipping) start = buf.length; // still inside the over-long line: consume and drop the rest
+      if (this.skipping)
+        start = buf.length; // still inside the over-long line: consume and drop the rest
       else if (buf.length - start >= max) {
         cut(start);
         this.skipping = true;
@@ -183,7 +207,14 @@ export class FileTailer {
     const offset = this.readOffset - p.length;
     this.partial = null;
     this.partialSince = 0;
-    return { buf: p, base: offset, starts: [0], ends: [p.length], flags: new Map([[0, ['partial']]]), ticket: this.ticket(this.readOffset) };
+    return {
+      buf: p,
+      base: offset,
+      starts: [0],
+      ends: [p.length],
+      flags: new Map([[0, ['partial']]]),
+      ticket: this.ticket(this.readOffset),
+    };
   }
 
   /** A ticket for events made without new bytes (an audit event completed by a timeout). */
@@ -192,7 +223,13 @@ export class FileTailer {
   }
 
   private ticket(endOffset: number): Ticket {
-    const t: Ticket = { tailer: this, generation: this.generation, endOffset, remaining: 0, delivered: null };
+    const t: Ticket = {
+      tailer: this,
+      generation: this.generation,
+      endOffset,
+      remaining: 0,
+      delivered: null,
+    };
     this.tickets.push(t);
     return t;
   }
@@ -212,9 +249,17 @@ export class FileTailer {
       }
     }
     const head = this.tickets[0];
-    if (head?.delivered && head.generation === this.generation && fanout > 0 && head.delivered.size === fanout) {
+    if (
+      head?.delivered &&
+      head.generation === this.generation &&
+      fanout > 0 &&
+      head.delivered.size === fanout
+    ) {
       const within = Math.min(...head.delivered.values());
-      if (within > this.ackedOffset) { this.ackedOffset = within; moved = true; }
+      if (within > this.ackedOffset) {
+        this.ackedOffset = within;
+        moved = true;
+      }
     }
     if (moved) {
       if (this.ackedOffset >= this.size) this.caughtUpAt = Date.now();

@@ -36,21 +36,53 @@ describe('AuditGrouper: complete events', () => {
     const ev = out[0]!;
     const { records, ...summary } = ev;
     assert.equal(records.length, 6);
-    assert.deepEqual(records.map((r) => r.type), ['SYSCALL', 'EXECVE', 'CWD', 'PATH', 'PATH', 'PROCTITLE']);
+    assert.deepEqual(
+      records.map((r) => r.type),
+      ['SYSCALL', 'EXECVE', 'CWD', 'PATH', 'PATH', 'PROCTITLE'],
+    );
     assert.equal(summary.offset, 1000);
     assert.equal(summary.end, 1000 + LS.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0));
-    assert.deepEqual({ ...summary, offset: 0, end: 0 }, {
-      stamp: '1700000000.123:42', time: '2023-11-14T22:13:20.123Z', serial: 42, type: 'SYSCALL',
-      offset: 0, end: 0, key: 'exec',
-      syscall: 'execve', syscallNumber: 59, arch: 'x86_64', archRaw: 'c000003e', success: true, exit: 0,
-      pid: 101, ppid: 100, auid: 1000, uid: 1000, ses: 3, auidName: 'alice', uidName: 'alice', tty: 'pts0',
-      comm: 'ls', exe: '/usr/bin/ls', argv: ['ls', '-l', '/tmp/a b'], proctitle: ['ls', '-l', '/tmp/a b'],
-      cwd: '/home/alice',
-      paths: [
-        { item: 0, name: '/usr/bin/ls', nametype: 'NORMAL', inode: 1001, mode: '0100755' },
-        { item: 1, name: '/lib64/ld-linux-x86-64.so.2', nametype: 'NORMAL', inode: 1002, mode: '0100755' },
-      ],
-    });
+    assert.deepEqual(
+      { ...summary, offset: 0, end: 0 },
+      {
+        stamp: '1700000000.123:42',
+        time: '2023-11-14T22:13:20.123Z',
+        serial: 42,
+        type: 'SYSCALL',
+        offset: 0,
+        end: 0,
+        key: 'exec',
+        syscall: 'execve',
+        syscallNumber: 59,
+        arch: 'x86_64',
+        archRaw: 'c000003e',
+        success: true,
+        exit: 0,
+        pid: 101,
+        ppid: 100,
+        auid: 1000,
+        uid: 1000,
+        ses: 3,
+        auidName: 'alice',
+        uidName: 'alice',
+        tty: 'pts0',
+        comm: 'ls',
+        exe: '/usr/bin/ls',
+        argv: ['ls', '-l', '/tmp/a b'],
+        proctitle: ['ls', '-l', '/tmp/a b'],
+        cwd: '/home/alice',
+        paths: [
+          { item: 0, name: '/usr/bin/ls', nametype: 'NORMAL', inode: 1001, mode: '0100755' },
+          {
+            item: 1,
+            name: '/lib64/ld-linux-x86-64.so.2',
+            nametype: 'NORMAL',
+            inode: 1002,
+            mode: '0100755',
+          },
+        ],
+      },
+    );
     assert.equal(g.openEvents, 0);
   });
 
@@ -71,16 +103,32 @@ describe('AuditGrouper: complete events', () => {
       `type=USER_LOGIN msg=audit(1700000000.101:501): pid=900 uid=0 auid=1000 ses=7 msg='op=login id=1000 exe="/usr/sbin/sshd" hostname=192.0.2.9 addr=192.0.2.9 terminal=/dev/pts/1 res=success'${GS}UID="root" AUID="alice" ID="alice"`,
       `type=CRED_ACQ msg=audit(1700000000.102:502): pid=900 uid=0 auid=1000 ses=7 msg='op=PAM:setcred grantors=pam_unix acct="alice" exe="/usr/sbin/sshd" hostname=? addr=? terminal=ssh res=success'`,
       'type=DAEMON_START msg=audit(1700000000.103:503): op=start ver=3.0.9 format=enriched kernel=6.1 auid=4294967295 pid=10 uid=0 ses=4294967295 res=success',
-      "type=SERVICE_START msg=audit(1700000000.104:504): pid=1 uid=0 auid=4294967295 ses=4294967295 msg='unit=cron comm=\"systemd\" exe=\"/usr/lib/systemd/systemd\" hostname=? addr=? terminal=? res=success'",
+      'type=SERVICE_START msg=audit(1700000000.104:504): pid=1 uid=0 auid=4294967295 ses=4294967295 msg=\'unit=cron comm="systemd" exe="/usr/lib/systemd/systemd" hostname=? addr=? terminal=? res=success\'',
       'type=ANOM_ABEND msg=audit(1700000000.105:505): auid=1000 uid=1000 gid=1000 ses=7 pid=1300 comm="crashy" exe="/usr/bin/crashy" sig=11 res=1',
     ]);
-    assert.deepEqual(out.map((e) => [e.type, e.records.length]), [
-      ['USER_LOGIN', 1], ['CRED_ACQ', 1], ['DAEMON_START', 1], ['SERVICE_START', 1], ['ANOM_ABEND', 1]]);
+    assert.deepEqual(
+      out.map((e) => [e.type, e.records.length]),
+      [
+        ['USER_LOGIN', 1],
+        ['CRED_ACQ', 1],
+        ['DAEMON_START', 1],
+        ['SERVICE_START', 1],
+        ['ANOM_ABEND', 1],
+      ],
+    );
     const login = out[0]!;
     assert.equal(login.uid, 0);
     assert.equal(login.auidName, 'alice');
     assert.equal(login.exe, '/usr/sbin/sshd');
-    assert.deepEqual(login.msg, { op: 'login', id: '1000', exe: '/usr/sbin/sshd', hostname: '192.0.2.9', addr: '192.0.2.9', terminal: '/dev/pts/1', res: 'success' });
+    assert.deepEqual(login.msg, {
+      op: 'login',
+      id: '1000',
+      exe: '/usr/sbin/sshd',
+      hostname: '192.0.2.9',
+      addr: '192.0.2.9',
+      terminal: '/dev/pts/1',
+      res: 'success',
+    });
     assert.equal(login.key, undefined);
   });
 
@@ -97,8 +145,14 @@ describe('AuditGrouper: complete events', () => {
       'type=SYSCALL msg=audit(1700000000.400:602): arch=c000003e syscall=1 success=yes exit=4 items=0 ppid=1 pid=900 auid=1000 uid=0 comm="sshd" exe="/usr/sbin/sshd" key=(null)',
       'type=PROCTITLE msg=audit(1700000000.400:602): proctitle="sshd: alice"',
     ]);
-    assert.deepEqual(out.map((e) => [e.stamp, e.type, e.records.length]), [
-      ['1700000000.200:600', 'CONFIG_CHANGE', 3], ['1700000000.300:601', 'AVC', 3], ['1700000000.400:602', 'LOGIN', 3]]);
+    assert.deepEqual(
+      out.map((e) => [e.stamp, e.type, e.records.length]),
+      [
+        ['1700000000.200:600', 'CONFIG_CHANGE', 3],
+        ['1700000000.300:601', 'AVC', 3],
+        ['1700000000.400:602', 'LOGIN', 3],
+      ],
+    );
     assert.equal(out[0]!.key, undefined); // the rule that fired had none; CONFIG_CHANGE's key is the changed rule's
     assert.deepEqual(out[0]!.records[0]!.fields.key, ['a', 'b']);
     assert.equal(out[1]!.exitName, 'EACCES');
@@ -137,18 +191,28 @@ describe('AuditGrouper: interleaving, timeouts, bounds', () => {
   test('interleaved stamps are kept apart, records in arrival order', () => {
     const a = 'msg=audit(1700000000.600:800)';
     const b = 'msg=audit(1700000000.601:801)';
-    const out = feed(new AuditGrouper(), [
-      `type=SYSCALL ${a}: arch=c000003e syscall=59 success=yes exit=0 pid=1 uid=0 comm="a" exe="/a"`,
-      `type=SYSCALL ${b}: arch=c000003e syscall=59 success=yes exit=0 pid=2 uid=0 comm="b" exe="/b"`,
-      `type=EXECVE ${b}: argc=1 a0="b"`,
-      `type=USER_CMD msg=audit(1700000000.602:802): pid=3 uid=1000 auid=1000 ses=1 msg='cwd="/" cmd=${hex('ls -l')} exe="/usr/bin/sudo" terminal=pts/0 res=success'`,
-      `type=EXECVE ${a}: argc=1 a0="a"`,
-      `type=CWD ${a}: cwd="/"`,
-      `type=PROCTITLE ${b}: proctitle="b"`,
-      `type=PROCTITLE ${a}: proctitle="a"`,
-    ], 0);
-    assert.deepEqual(out.map((e) => [e.serial, e.records.map((r) => r.type).join(',')]), [
-      [802, 'USER_CMD'], [801, 'SYSCALL,EXECVE,PROCTITLE'], [800, 'SYSCALL,EXECVE,CWD,PROCTITLE']]);
+    const out = feed(
+      new AuditGrouper(),
+      [
+        `type=SYSCALL ${a}: arch=c000003e syscall=59 success=yes exit=0 pid=1 uid=0 comm="a" exe="/a"`,
+        `type=SYSCALL ${b}: arch=c000003e syscall=59 success=yes exit=0 pid=2 uid=0 comm="b" exe="/b"`,
+        `type=EXECVE ${b}: argc=1 a0="b"`,
+        `type=USER_CMD msg=audit(1700000000.602:802): pid=3 uid=1000 auid=1000 ses=1 msg='cwd="/" cmd=${hex('ls -l')} exe="/usr/bin/sudo" terminal=pts/0 res=success'`,
+        `type=EXECVE ${a}: argc=1 a0="a"`,
+        `type=CWD ${a}: cwd="/"`,
+        `type=PROCTITLE ${b}: proctitle="b"`,
+        `type=PROCTITLE ${a}: proctitle="a"`,
+      ],
+      0,
+    );
+    assert.deepEqual(
+      out.map((e) => [e.serial, e.records.map((r) => r.type).join(',')]),
+      [
+        [802, 'USER_CMD'],
+        [801, 'SYSCALL,EXECVE,PROCTITLE'],
+        [800, 'SYSCALL,EXECVE,CWD,PROCTITLE'],
+      ],
+    );
     assert.equal((out[0]!.msg as Record<string, unknown>).cmd, 'ls -l');
     const a0 = out[2]!;
     assert.equal(a0.offset, 0);
@@ -170,10 +234,22 @@ describe('AuditGrouper: interleaving, timeouts, bounds', () => {
 
   test('log time: a record 2 s newer completes older open events (as ausearch does)', () => {
     const g = new AuditGrouper();
-    assert.deepEqual(feed(g, ['type=SYSCALL msg=audit(1700000000.000:1): syscall=1 pid=1', 'type=CWD msg=audit(1700000001.000:2): cwd="/"']), []);
+    assert.deepEqual(
+      feed(g, [
+        'type=SYSCALL msg=audit(1700000000.000:1): syscall=1 pid=1',
+        'type=CWD msg=audit(1700000001.000:2): cwd="/"',
+      ]),
+      [],
+    );
     const out = feed(g, ['type=CWD msg=audit(1700000002.000:3): cwd="/"']);
-    assert.deepEqual(out.map((e) => e.serial), [1]);
-    assert.deepEqual(g.flushAll().map((e) => e.serial), [2, 3]);
+    assert.deepEqual(
+      out.map((e) => e.serial),
+      [1],
+    );
+    assert.deepEqual(
+      g.flushAll().map((e) => e.serial),
+      [2, 3],
+    );
   });
 
   test('unknown type without SYSCALL: emitted at the next different stamp', () => {
@@ -181,35 +257,62 @@ describe('AuditGrouper: interleaving, timeouts, bounds', () => {
     assert.equal(recordEnding('FANCY_NEW'), 'unsure');
     assert.equal(recordEnding('UNKNOWN[1340]'), 'more');
     assert.equal(recordEnding('UNKNOWN[2501]'), 'last');
-    assert.deepEqual(feed(g, ['type=FANCY_NEW msg=audit(1700000000.000:1): a=1', 'type=FANCY_NEW msg=audit(1700000000.000:1): a=2']), []);
+    assert.deepEqual(
+      feed(g, [
+        'type=FANCY_NEW msg=audit(1700000000.000:1): a=1',
+        'type=FANCY_NEW msg=audit(1700000000.000:1): a=2',
+      ]),
+      [],
+    );
     const out = feed(g, ['type=FANCY_NEW msg=audit(1700000000.001:2): a=3']);
-    assert.deepEqual(out.map((e) => [e.serial, e.records.length]), [[1, 2]]);
+    assert.deepEqual(
+      out.map((e) => [e.serial, e.records.length]),
+      [[1, 2]],
+    );
   });
 
   test('at most maxOpen open events: the oldest is emitted early, flagged evicted', () => {
     const g = new AuditGrouper({ maxOpen: 3 });
-    const lines = [1, 2, 3, 4, 5].map((n) => `type=SYSCALL msg=audit(1700000000.000:${n}): syscall=1 pid=${n}`);
+    const lines = [1, 2, 3, 4, 5].map(
+      (n) => `type=SYSCALL msg=audit(1700000000.000:${n}): syscall=1 pid=${n}`,
+    );
     const out = feed(g, lines);
-    assert.deepEqual(out.map((e) => [e.serial, e.flags]), [[1, ['evicted']], [2, ['evicted']]]);
+    assert.deepEqual(
+      out.map((e) => [e.serial, e.flags]),
+      [
+        [1, ['evicted']],
+        [2, ['evicted']],
+      ],
+    );
     assert.equal(g.openEvents, 3);
   });
 
   test('at most maxRecords per event: the rest counted, dropped, and the end still moves', () => {
     const g = new AuditGrouper({ maxRecords: 4 });
-    const lines = Array.from({ length: 10 }, (_, i) => `type=PATH ${T}: item=${i} name="/x${i}" nametype=NORMAL`);
+    const lines = Array.from(
+      { length: 10 },
+      (_, i) => `type=PATH ${T}: item=${i} name="/x${i}" nametype=NORMAL`,
+    );
     const out = [...feed(g, lines), ...g.flushAll()];
     assert.equal(out.length, 1);
     assert.equal(out[0]!.records.length, 4);
     assert.equal(out[0]!.droppedRecords, 6);
     assert.deepEqual(out[0]!.flags, ['too_many_records']);
-    assert.equal(out[0]!.end, lines.reduce((n, l) => n + l.length + 1, 0));
+    assert.equal(
+      out[0]!.end,
+      lines.reduce((n, l) => n + l.length + 1, 0),
+    );
   });
 
   test('bounded bytes: open events holding too much text are evicted', () => {
     const g = new AuditGrouper({ maxOpenBytes: 20000 });
-    const big = (n: number): string => `type=EXECVE msg=audit(1700000000.000:${n}): argc=1 a0="${'x'.repeat(8000)}"`;
+    const big = (n: number): string =>
+      `type=EXECVE msg=audit(1700000000.000:${n}): argc=1 a0="${'x'.repeat(8000)}"`;
     const out = feed(g, [big(1), big(2), big(3)]);
-    assert.deepEqual(out.map((e) => [e.serial, e.flags]), [[1, ['evicted']]]);
+    assert.deepEqual(
+      out.map((e) => [e.serial, e.flags]),
+      [[1, ['evicted']]],
+    );
   });
 
   test('a record over 8970 bytes is cut and the event flagged', () => {
@@ -225,9 +328,13 @@ describe('AuditGrouper: interleaving, timeouts, bounds', () => {
     const g = new AuditGrouper();
     const out = feed(g, ['garbage here', LS[0]!, 'type=PROCTITLE msg=audit(1700000000.12']);
     // a line cut inside its header is unparseable too: shipped raw, flagged
-    assert.deepEqual(out.map((e) => [e.raw, e.flags, e.offset]), [
-      ['garbage here', ['unparsed'], 0],
-      ['type=PROCTITLE msg=audit(1700000000.12', ['unparsed'], 13 + LS[0]!.length + 1]]);
+    assert.deepEqual(
+      out.map((e) => [e.raw, e.flags, e.offset]),
+      [
+        ['garbage here', ['unparsed'], 0],
+        ['type=PROCTITLE msg=audit(1700000000.12', ['unparsed'], 13 + LS[0]!.length + 1],
+      ],
+    );
     assert.equal(g.flushAll().length, 1);
     const g2 = new AuditGrouper();
     const tail = feed(g2, [LS[0]!, `type=PROCTITLE ${T}: proctitle=6C73002D`]);

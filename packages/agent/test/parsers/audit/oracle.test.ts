@@ -22,53 +22,82 @@ import { ausearchEvents, groupFile } from './oracle';
 
 const FIX = join(__dirname, 'fixtures');
 let haveAusearch = true;
-try { execFileSync('ausearch', ['-v'], { stdio: 'ignore' }); } catch { haveAusearch = false; }
+try {
+  execFileSync('ausearch', ['-v'], { stdio: 'ignore' });
+} catch {
+  haveAusearch = false;
+}
 const tmp = mkdtempSync(join(tmpdir(), 'guard-audit-oracle-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 function compare(path: string): { ours: string[]; theirs: string[] } {
-  const ours = groupFile(path).map((e) => `${e.stamp} ${e.records.length}`).sort();
-  const theirs = ausearchEvents(path).map((e) => `${e.stamp} ${e.records}`).sort();
+  const ours = groupFile(path)
+    .map((e) => `${e.stamp} ${e.records.length}`)
+    .sort();
+  const theirs = ausearchEvents(path)
+    .map((e) => `${e.stamp} ${e.records}`)
+    .sort();
   return { ours, theirs };
 }
 
-describe('oracle: ausearch -if FILE -i', { skip: haveAusearch ? false : 'ausearch not installed (package auditd)' }, () => {
-  test('real auditd log: same events, same record counts', () => {
-    const { ours, theirs } = compare(join(FIX, 'audit.log'));
-    assert.equal(ours.length, 78);
-    assert.deepEqual(ours, theirs);
-  });
+describe(
+  'oracle: ausearch -if FILE -i',
+  { skip: haveAusearch ? false : 'ausearch not installed (package auditd)' },
+  () => {
+    test('real auditd log: same events, same record counts', () => {
+      const { ours, theirs } = compare(join(FIX, 'audit.log'));
+      assert.equal(ours.length, 78);
+      assert.deepEqual(ours, theirs);
+    });
 
-  test('the same log with each window of 5 events interleaved record by record', () => {
-    const lines = readFileSync(join(FIX, 'audit.log'), 'latin1').split('\n').filter(Boolean);
-    const stampOf = (l: string): string => /msg=audit\(([^)]*)\)/.exec(l)![1]!;
-    const events: string[][] = [];
-    const at = new Map<string, string[]>();
-    for (const l of lines) {
-      let e = at.get(stampOf(l));
-      if (e === undefined) { e = []; at.set(stampOf(l), e); events.push(e); }
-      e.push(l);
-    }
-    const out: string[] = [];
-    for (let w = 0; w < events.length; w += 5) {
-      const win = events.slice(w, w + 5).map((e) => [...e]);
-      while (win.some((e) => e.length > 0)) for (const e of win) { const l = e.shift(); if (l !== undefined) out.push(l); }
-    }
-    const path = join(tmp, 'interleaved.log');
-    writeFileSync(path, out.join('\n') + '\n', 'latin1');
-    const { ours, theirs } = compare(path);
-    assert.equal(ours.length, 78);
-    assert.deepEqual(ours, theirs);
-  });
+    test('the same log with each window of 5 events interleaved record by record', () => {
+      const lines = readFileSync(join(FIX, 'audit.log'), 'latin1').split('\n').filter(Boolean);
+      const stampOf = (l: string): string => /msg=audit\(([^)]*)\)/.exec(l)![1]!;
+      const events: string[][] = [];
+      const at = new Map<string, string[]>();
+      for (const l of lines) {
+        let e = at.get(stampOf(l));
+        if (e === undefined) {
+          e = [];
+          at.set(stampOf(l), e);
+          events.push(e);
+        }
+        e.push(l);
+      }
+      const out: string[] = [];
+      for (let w = 0; w < events.length; w += 5) {
+        const win = events.slice(w, w + 5).map((e) => [...e]);
+        while (win.some((e) => e.length > 0))
+          for (const e of win) {
+            const l = e.shift();
+            if (l !== undefined) out.push(l);
+          }
+      }
+      const path = join(tmp, 'interleaved.log');
+      writeFileSync(path, out.join('\n') + '\n', 'latin1');
+      const { ours, theirs } = compare(path);
+      assert.equal(ours.length, 78);
+      assert.deepEqual(ours, theirs);
+    });
 
-  test('hand-made log: same except the known differences', () => {
-    const { ours, theirs } = compare(join(FIX, 'handmade.log'));
-    const known = new Set(['1700000000.100:500', '1700000000.200:502']);
-    assert.deepEqual(ours.filter((e) => !known.has(e.split(' ')[0]!)), theirs.filter((e) => !known.has(e.split(' ')[0]!)));
-    assert.deepEqual(ours.filter((e) => known.has(e.split(' ')[0]!)), ['1700000000.100:500 2', '1700000000.200:502 5']);
-    assert.deepEqual(theirs.filter((e) => known.has(e.split(' ')[0]!)), ['1700000000.100:500 1', '1700000000.100:500 1', '1700000000.200:502 6']);
-  });
-});
+    test('hand-made log: same except the known differences', () => {
+      const { ours, theirs } = compare(join(FIX, 'handmade.log'));
+      const known = new Set(['1700000000.100:500', '1700000000.200:502']);
+      assert.deepEqual(
+        ours.filter((e) => !known.has(e.split(' ')[0]!)),
+        theirs.filter((e) => !known.has(e.split(' ')[0]!)),
+      );
+      assert.deepEqual(
+        ours.filter((e) => known.has(e.split(' ')[0]!)),
+        ['1700000000.100:500 2', '1700000000.200:502 5'],
+      );
+      assert.deepEqual(
+        theirs.filter((e) => known.has(e.split(' ')[0]!)),
+        ['1700000000.100:500 1', '1700000000.100:500 1', '1700000000.200:502 6'],
+      );
+    });
+  },
+);
 
 test('the real log: what the parser makes of it', () => {
   const events = groupFile(join(FIX, 'audit.log'));
@@ -88,5 +117,8 @@ test('the real log: what the parser makes of it', () => {
   assert.equal(denied?.uidName, 'nobody');
   const watch = events.find((e) => Array.isArray(e.key));
   assert.deepEqual(watch?.key, ['guard-watch', 'guard-multi']);
-  assert.ok(events.every((e) => e.flags === undefined), 'nothing flagged');
+  assert.ok(
+    events.every((e) => e.flags === undefined),
+    'nothing flagged',
+  );
 });

@@ -32,7 +32,9 @@ export function ausearchEvents(path: string): Array<{ stamp: string; records: nu
   let text: string;
   try {
     text = execFileSync('ausearch', ['-if', path, '-i'], {
-      env: { ...process.env, TZ: 'UTC', LC_ALL: 'C' }, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8',
+      env: { ...process.env, TZ: 'UTC', LC_ALL: 'C' },
+      maxBuffer: 256 * 1024 * 1024,
+      encoding: 'utf8',
     });
   } catch (e) {
     // ausearch exits 1 when nothing matched; anything else is a real failure.
@@ -43,14 +45,23 @@ export function ausearchEvents(path: string): Array<{ stamp: string; records: nu
   const events: Array<{ stamp: string; records: number }> = [];
   let cur: { stamp: string; records: number } | undefined;
   for (const line of text.split('\n')) {
-    if (line === '----') { cur = undefined; continue; }
-    const m = /^(?:node=\S+ )?type=\S+ msg=audit\((\d\d)\/(\d\d)\/(\d\d\d?\d?) (\d\d):(\d\d):(\d\d)\.(\d\d\d):(\d+)\)/.exec(line);
+    if (line === '----') {
+      cur = undefined;
+      continue;
+    }
+    const m =
+      /^(?:node=\S+ )?type=\S+ msg=audit\((\d\d)\/(\d\d)\/(\d\d\d?\d?) (\d\d):(\d\d):(\d\d)\.(\d\d\d):(\d+)\)/.exec(
+        line,
+      );
     if (m === null) continue;
     const [, mo, d, y, h, mi, s, ms, serial] = m;
     const year = Number(y) < 100 ? 2000 + Number(y) : Number(y);
     const secs = Date.UTC(year, Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)) / 1000;
     const stamp = `${secs}.${ms}:${serial}`;
-    if (cur === undefined) { cur = { stamp, records: 0 }; events.push(cur); }
+    if (cur === undefined) {
+      cur = { stamp, records: 0 };
+      events.push(cur);
+    }
     cur.records++;
   }
   return events;

@@ -18,9 +18,16 @@ describe('parseRecord: header', () => {
     assert.deepEqual(r.fields, { cwd: '/root' });
   });
   test('not a record → null', () => {
-    for (const l of ['', 'hello', 'type=X', 'type=SYSCALL msg=audit(170000.12:1): a=1',
-      'type=SYSCALL msg=audit(1700000000.123:): x=1', 'type=SYSCALL msg=audit(1700000000.123:4) x=1',
-      'type=SYSCALL msg=audit(1700000000.1', 'Nov 24 09:05:01 web1 kernel: audit: type=1400 audit(1700000000.123:42): x']) {
+    for (const l of [
+      '',
+      'hello',
+      'type=X',
+      'type=SYSCALL msg=audit(170000.12:1): a=1',
+      'type=SYSCALL msg=audit(1700000000.123:): x=1',
+      'type=SYSCALL msg=audit(1700000000.123:4) x=1',
+      'type=SYSCALL msg=audit(1700000000.1',
+      'Nov 24 09:05:01 web1 kernel: audit: type=1400 audit(1700000000.123:42): x',
+    ]) {
       assert.equal(parseRecord(l), null, l);
     }
   });
@@ -33,7 +40,9 @@ describe('parseRecord: header', () => {
 
 describe('parseRecord: values', () => {
   test('SYSCALL: numbers typed, hex args stay strings, enrichment kept as names', () => {
-    const r = parseRecord(`type=SYSCALL msg=audit(1700000000.123:42): arch=c000003e syscall=257 success=no exit=-13 a0=ffffff9c a1=7ffd a2=0 a3=0 items=1 ppid=10 pid=11 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=3 comm="cat" exe="/usr/bin/cat" key="secrets"${GS}ARCH=x86_64 SYSCALL=openat AUID="alice" UID="alice"`);
+    const r = parseRecord(
+      `type=SYSCALL msg=audit(1700000000.123:42): arch=c000003e syscall=257 success=no exit=-13 a0=ffffff9c a1=7ffd a2=0 a3=0 items=1 ppid=10 pid=11 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=3 comm="cat" exe="/usr/bin/cat" key="secrets"${GS}ARCH=x86_64 SYSCALL=openat AUID="alice" UID="alice"`,
+    );
     assert.ok(r);
     assert.equal(r.fields.syscall, 257);
     assert.equal(r.fields.exit, -13);
@@ -41,30 +50,47 @@ describe('parseRecord: values', () => {
     assert.equal(r.fields.a2, '0');
     assert.equal(r.fields.key, 'secrets');
     assert.equal(r.fields.tty, 'pts0');
-    assert.deepEqual(r.enriched, { ARCH: 'x86_64', SYSCALL: 'openat', AUID: 'alice', UID: 'alice' });
+    assert.deepEqual(r.enriched, {
+      ARCH: 'x86_64',
+      SYSCALL: 'openat',
+      AUID: 'alice',
+      UID: 'alice',
+    });
     assert.equal(r.flags, undefined);
   });
   test('the raw 0x1d separator works too, and no enrichment without it', () => {
-    const a = parseRecord('type=CONFIG_CHANGE msg=audit(1700000000.123:42): auid=0 op=add_rule key="k" list=4 res=1\x1dAUID="root"');
+    const a = parseRecord(
+      'type=CONFIG_CHANGE msg=audit(1700000000.123:42): auid=0 op=add_rule key="k" list=4 res=1\x1dAUID="root"',
+    );
     assert.deepEqual(a?.enriched, { AUID: 'root' });
     assert.equal(a?.fields.res, '1');
-    const b = parseRecord('type=CONFIG_CHANGE msg=audit(1700000000.123:42): auid=0 op=add_rule key="k" list=4 res=1');
+    const b = parseRecord(
+      'type=CONFIG_CHANGE msg=audit(1700000000.123:42): auid=0 op=add_rule key="k" list=4 res=1',
+    );
     assert.deepEqual(b?.enriched, {});
     assert.equal(b?.fields.res, '1');
   });
   test('enriched braces: SADDR={ … }', () => {
-    const r = parseRecord(`type=SOCKADDR msg=audit(1700000000.123:42): saddr=100000000000000000000000${GS}SADDR={ saddr_fam=netlink nlnk-fam=16 nlnk-pid=0 }`);
+    const r = parseRecord(
+      `type=SOCKADDR msg=audit(1700000000.123:42): saddr=100000000000000000000000${GS}SADDR={ saddr_fam=netlink nlnk-fam=16 nlnk-pid=0 }`,
+    );
     assert.equal(r?.fields.saddr, '100000000000000000000000');
     assert.deepEqual(r?.enriched, { SADDR: 'saddr_fam=netlink nlnk-fam=16 nlnk-pid=0' });
   });
   test('hex-encoded untrusted strings decoded; quoted ones and (null) kept', () => {
-    const r = parseRecord(`type=PATH msg=audit(1700000000.123:42): item=0 name=${hex('/tmp/a b')} inode=5 mode=0100644 nametype=NORMAL`);
+    const r = parseRecord(
+      `type=PATH msg=audit(1700000000.123:42): item=0 name=${hex('/tmp/a b')} inode=5 mode=0100644 nametype=NORMAL`,
+    );
     assert.equal(r?.fields.name, '/tmp/a b');
     assert.equal(r?.fields.inode, 5);
     assert.equal(r?.fields.mode, '0100644');
-    const q = parseRecord('type=PATH msg=audit(1700000000.123:42): item=0 name="CAFE" nametype=NORMAL');
+    const q = parseRecord(
+      'type=PATH msg=audit(1700000000.123:42): item=0 name="CAFE" nametype=NORMAL',
+    );
     assert.equal(q?.fields.name, 'CAFE');
-    const n = parseRecord('type=PATH msg=audit(1700000000.123:42): item=0 name=(null) nametype=NORMAL');
+    const n = parseRecord(
+      'type=PATH msg=audit(1700000000.123:42): item=0 name=(null) nametype=NORMAL',
+    );
     assert.equal(n?.fields.name, '(null)');
     // a field auditd never encodes is not decoded even when it looks like hex
     const s = parseRecord('type=SYSCALL msg=audit(1700000000.123:42): a1=4142');
@@ -75,26 +101,43 @@ describe('parseRecord: values', () => {
     assert.equal(r?.fields.cwd, '/\\x1b[31mx\\xff');
   });
   test('proctitle: hex split at NUL; quoted → one element', () => {
-    const r = parseRecord('type=PROCTITLE msg=audit(1700000000.123:42): proctitle=6C73002D6C002F746D702F612062');
+    const r = parseRecord(
+      'type=PROCTITLE msg=audit(1700000000.123:42): proctitle=6C73002D6C002F746D702F612062',
+    );
     assert.deepEqual(r?.fields.proctitle, ['ls', '-l', '/tmp/a b']);
     const q = parseRecord('type=PROCTITLE msg=audit(1700000000.123:42): proctitle="bash"');
     assert.deepEqual(q?.fields.proctitle, ['bash']);
   });
   test('multi-key rule: keys joined by 0x01 → array; (null) kept in fields', () => {
-    const r = parseRecord(`type=SYSCALL msg=audit(1700000000.123:42): key=${hex('watch\x01multi')}`);
+    const r = parseRecord(
+      `type=SYSCALL msg=audit(1700000000.123:42): key=${hex('watch\x01multi')}`,
+    );
     assert.deepEqual(r?.fields.key, ['watch', 'multi']);
   });
   test('EXECVE: a0..aN decoded, aN_len numeric, chunks kept as logged', () => {
-    const r = parseRecord(`type=EXECVE msg=audit(1700000000.123:42): argc=3 a0="ls" a1_len=8 a1[0]=4142 a1[1]=4344 a2=${hex('x y')}`);
-    assert.deepEqual(r?.fields, { argc: 3, a0: 'ls', a1_len: 8, 'a1[0]': '4142', 'a1[1]': '4344', a2: 'x y' });
+    const r = parseRecord(
+      `type=EXECVE msg=audit(1700000000.123:42): argc=3 a0="ls" a1_len=8 a1[0]=4142 a1[1]=4344 a2=${hex('x y')}`,
+    );
+    assert.deepEqual(r?.fields, {
+      argc: 3,
+      a0: 'ls',
+      a1_len: 8,
+      'a1[0]': '4142',
+      'a1[1]': '4344',
+      a2: 'x y',
+    });
   });
   test('AVC: SELinux words and AppArmor key=values', () => {
-    const s = parseRecord('type=AVC msg=audit(1700000000.123:42): avc:  denied  { read write } for  pid=5 comm="cat" name="shadow" scontext=u:r:t:s0 tclass=file permissive=0');
+    const s = parseRecord(
+      'type=AVC msg=audit(1700000000.123:42): avc:  denied  { read write } for  pid=5 comm="cat" name="shadow" scontext=u:r:t:s0 tclass=file permissive=0',
+    );
     assert.equal(s?.fields.seresult, 'denied');
     assert.equal(s?.fields.seperms, 'read write');
     assert.equal(s?.fields.comm, 'cat');
     assert.equal(s?.fields.tclass, 'file');
-    const a = parseRecord('type=AVC msg=audit(1700000000.123:42): apparmor="DENIED" operation="open" profile="/usr/sbin/cupsd" name="/etc/shadow" pid=1200 comm="cupsd" requested_mask="r" denied_mask="r" fsuid=0 ouid=0');
+    const a = parseRecord(
+      'type=AVC msg=audit(1700000000.123:42): apparmor="DENIED" operation="open" profile="/usr/sbin/cupsd" name="/etc/shadow" pid=1200 comm="cupsd" requested_mask="r" denied_mask="r" fsuid=0 ouid=0',
+    );
     assert.equal(a?.fields.apparmor, 'DENIED');
     assert.equal(a?.fields.name, '/etc/shadow');
   });
@@ -102,16 +145,31 @@ describe('parseRecord: values', () => {
 
 describe('parseRecord: nested msg and attacker-controlled values', () => {
   test("USER_LOGIN: msg='…' parsed into fields.msg, never merged up", () => {
-    const r = parseRecord(`type=USER_LOGIN msg=audit(1700000000.123:42): pid=9 uid=0 auid=1000 ses=7 msg='op=login acct=${hex('bad guy')} exe="/usr/sbin/sshd" hostname=? addr=192.0.2.9 terminal=sshd res=failed'${GS}UID="root" AUID="alice"`);
+    const r = parseRecord(
+      `type=USER_LOGIN msg=audit(1700000000.123:42): pid=9 uid=0 auid=1000 ses=7 msg='op=login acct=${hex('bad guy')} exe="/usr/sbin/sshd" hostname=? addr=192.0.2.9 terminal=sshd res=failed'${GS}UID="root" AUID="alice"`,
+    );
     assert.ok(r);
     assert.deepEqual(r.fields, {
-      pid: 9, uid: 0, auid: 1000, ses: 7,
-      msg: { op: 'login', acct: 'bad guy', exe: '/usr/sbin/sshd', hostname: '?', addr: '192.0.2.9', terminal: 'sshd', res: 'failed' },
+      pid: 9,
+      uid: 0,
+      auid: 1000,
+      ses: 7,
+      msg: {
+        op: 'login',
+        acct: 'bad guy',
+        exe: '/usr/sbin/sshd',
+        hostname: '?',
+        addr: '192.0.2.9',
+        terminal: 'sshd',
+        res: 'failed',
+      },
     });
     assert.deepEqual(r.enriched, { UID: 'root', AUID: 'alice' });
   });
-  test("an account name with a quote and fields inside the nested msg stays inside it", () => {
-    const r = parseRecord(`type=USER_AUTH msg=audit(1700000000.123:42): pid=9 uid=1000 auid=1000 msg='op=PAM:authentication acct="x' uid=0 res='" exe="/usr/bin/su" res=failed'${GS}UID="alice"`);
+  test('an account name with a quote and fields inside the nested msg stays inside it', () => {
+    const r = parseRecord(
+      `type=USER_AUTH msg=audit(1700000000.123:42): pid=9 uid=1000 auid=1000 msg='op=PAM:authentication acct="x' uid=0 res='" exe="/usr/bin/su" res=failed'${GS}UID="alice"`,
+    );
     assert.ok(r);
     assert.equal(r.fields.uid, 1000);
     assert.deepEqual(Object.keys(r.fields), ['pid', 'uid', 'auid', 'msg']);
@@ -121,7 +179,9 @@ describe('parseRecord: nested msg and attacker-controlled values', () => {
     assert.deepEqual(r.enriched, { UID: 'alice' });
   });
   test('comm `a" uid=0` hex-encoded (as auditd writes it): decoded, no uid field from it', () => {
-    const r = parseRecord(`type=SYSCALL msg=audit(1700000000.123:42): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=2 auid=1000 uid=1000 comm=${hex('a" uid=0')} exe=${hex('/tmp/a" uid=0')} key=(null)`);
+    const r = parseRecord(
+      `type=SYSCALL msg=audit(1700000000.123:42): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=2 auid=1000 uid=1000 comm=${hex('a" uid=0')} exe=${hex('/tmp/a" uid=0')} key=(null)`,
+    );
     assert.ok(r);
     assert.equal(r.fields.comm, 'a" uid=0');
     assert.equal(r.fields.exe, '/tmp/a" uid=0');
@@ -129,7 +189,9 @@ describe('parseRecord: nested msg and attacker-controlled values', () => {
     assert.equal(r.flags, undefined);
   });
   test('comm `a" uid=0` raw (hand-crafted): the quote ends at the next ", the rest is malformed, uid untouched', () => {
-    const r = parseRecord('type=SYSCALL msg=audit(1700000000.123:42): arch=c000003e syscall=59 ppid=1 pid=2 auid=1000 uid=1000 comm="a" uid=0" exe="/tmp/x" key=(null)');
+    const r = parseRecord(
+      'type=SYSCALL msg=audit(1700000000.123:42): arch=c000003e syscall=59 ppid=1 pid=2 auid=1000 uid=1000 comm="a" uid=0" exe="/tmp/x" key=(null)',
+    );
     assert.ok(r);
     assert.equal(r.fields.uid, 1000);
     assert.equal(r.fields.comm, 'a');
@@ -137,13 +199,17 @@ describe('parseRecord: nested msg and attacker-controlled values', () => {
     assert.deepEqual(r.flags, ['malformed']);
   });
   test('a raw injection that precedes nothing: the duplicate keeps its first value and is flagged', () => {
-    const r = parseRecord('type=AVC msg=audit(1700000000.123:42): apparmor="DENIED" comm="x" fsuid=0 ouid=0" fsuid=1000 ouid=1000');
+    const r = parseRecord(
+      'type=AVC msg=audit(1700000000.123:42): apparmor="DENIED" comm="x" fsuid=0 ouid=0" fsuid=1000 ouid=1000',
+    );
     assert.ok(r);
     assert.ok(r.flags?.includes('malformed'));
     assert.equal(r.fields.fsuid, 0);
   });
   test('a literal \\x1d inside a quoted value is not the separator', () => {
-    const r = parseRecord(`type=SYSCALL msg=audit(1700000000.123:42): uid=1000 comm="x${GS}UID=root" exe="/bin/x"${GS}UID="alice"`);
+    const r = parseRecord(
+      `type=SYSCALL msg=audit(1700000000.123:42): uid=1000 comm="x${GS}UID=root" exe="/bin/x"${GS}UID="alice"`,
+    );
     assert.equal(r?.fields.comm, `x${GS}UID=root`);
     assert.equal(r?.fields.exe, '/bin/x');
     assert.deepEqual(r?.enriched, { UID: 'alice' });
@@ -167,11 +233,15 @@ describe('parseRecord: size and truncation', () => {
     assert.equal(r.fields.argc, 1);
   });
   test('a truncated last line keeps what it has, flagged malformed', () => {
-    const r = parseRecord('type=SYSCALL msg=audit(1700000000.123:42): arch=c000003e syscall=59 comm="ba');
+    const r = parseRecord(
+      'type=SYSCALL msg=audit(1700000000.123:42): arch=c000003e syscall=59 comm="ba',
+    );
     assert.equal(r?.fields.syscall, 59);
     assert.equal(r?.fields.comm, 'ba');
     assert.deepEqual(r?.flags, ['malformed']);
-    const m = parseRecord("type=USER_CMD msg=audit(1700000000.123:42): pid=1 uid=0 msg='cwd=\"/\" cmd=6C73 exe=\"/usr/bin/su");
+    const m = parseRecord(
+      'type=USER_CMD msg=audit(1700000000.123:42): pid=1 uid=0 msg=\'cwd="/" cmd=6C73 exe="/usr/bin/su',
+    );
     assert.deepEqual(m?.flags, ['malformed']);
     assert.equal((m?.fields.msg as Record<string, unknown>).cmd, 'ls');
   });
