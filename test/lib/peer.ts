@@ -17,7 +17,8 @@ export interface Action {
     | 'stuff'
     | 'mark'
     | 'sleep'
-    | 'waitFile';
+    | 'waitFile'
+    | 'listAll';
   c?: string;
   path?: string;
   label?: string;

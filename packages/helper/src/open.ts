@@ -30,7 +30,7 @@ function checkAllowed(policy: Policy, path: string, inAuditGroup: boolean): void
   const sources = matchingSources(policy, path);
   if (sources.length === 0)
     throw new Refused('not_allowed', `${path} matches no [source.*] paths in guard.conf`);
-  if (!inAuditGroup && sources.every((s) => s.audit))
+  if (!inAuditGroup && sources.every((s) => s.type === 'audit'))
     throw new Refused(
       'audit_group',
       `${path} is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,

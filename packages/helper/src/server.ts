@@ -45,40 +45,34 @@ interface Conn {
   paused: boolean;
 }
 
-// One row per request: what it does for an authenticated peer. Adding a request is adding a row.
-const REQUESTS: {
-  [K in Request['op']]: (p: Policy, c: Conn, r: Extract<Request, { op: K }>) => Reply;
-} = {
-  hello: (p, c) => ({
-    body: {
-      ok: true,
-      op: 'hello',
-      version: PROTOCOL_VERSION,
-      policy: p.digest,
-      uid: c.uid,
-      audit: c.audit,
-    },
-    fd: -1,
-  }),
-  list: (p, c, r) => {
-    const source = p.sources.find((s) => s.name === r.source);
+// One row per request: what it answers an authenticated peer (beside `ok` and `op`), and the
+// descriptor sent with it, if any. Adding a request is adding a row.
+type Row<R> = (c: Conn, r: R) => [object, number?];
+const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
+  hello: (c) => [
+    { version: PROTOCOL_VERSION, policy: c.policy.digest, uid: c.uid, audit: c.audit },
+  ],
+  list: (c, r) => {
+    const source = c.policy.sources.find((s) => s.name === r.source);
     if (!source) throw new Refused('not_allowed', `no source "${r.source}" is configured`);
-    if (source.audit && !c.audit)
+    if (source.type === 'audit' && !c.audit)
       throw new Refused(
         'audit_group',
         `source "${r.source}" is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
       );
-    return { body: { ok: true, op: 'list', source: r.source, ...listSource(source) }, fd: -1 };
+    const listed = listSource(source, r.cursor);
+    if (listed.truncated) log('warn', 'list_truncated', { uid: c.uid, source: r.source });
+    return [{ source: r.source, ...listed }];
   },
-  open: (p, c, r) => {
-    const { fd, ...id } = openAllowed(p, r.path, c.audit);
-    return { body: { ok: true, op: 'open', path: r.path, ...id }, fd };
+  open: (c, r) => {
+    const { fd, ...id } = openAllowed(c.policy, r.path, c.audit);
+    log('info', 'granted', { pid: c.pid, uid: c.uid, op: r.op, path: r.path, dev: id.dev });
+    return [{ path: r.path, ...id }, fd];
   },
-  stat: (p, c, r) => {
-    // same checks as open; the descriptor never leaves the helper
-    const { fd, ...id } = openAllowed(p, r.path, c.audit);
-    fdpass.close(fd);
-    return { body: { ok: true, op: 'stat', path: r.path, ...id }, fd: -1 };
+  stat: (c, r) => {
+    const { fd, ...id } = openAllowed(c.policy, r.path, c.audit);
+    fdpass.close(fd); // same checks as open; the descriptor never leaves the helper
+    return [{ path: r.path, ...id }];
   },
 };
 
@@ -115,20 +109,8 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
     const req = parsed.request;
     const path = 'path' in req ? req.path : undefined;
     try {
-      const reply = (REQUESTS[req.op] as (p: Policy, c: Conn, r: Request) => Reply)(
-        getPolicy(),
-        c,
-        req,
-      );
-      if (req.op === 'open')
-        log('info', 'granted', {
-          pid: c.pid,
-          uid: c.uid,
-          op: req.op,
-          path,
-          dev: (reply.body as { dev: string }).dev,
-        });
-      return reply;
+      const [body, fd = -1] = (REQUESTS[req.op] as Row<Request>)(c, req);
+      return { body: { ok: true, op: req.op, ...body }, fd };
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
       log('warn', 'refused', {

@@ -146,8 +146,29 @@ export class HelperClient {
     return reply;
   }
 
-  async list(source: string): Promise<ListReply> {
-    return this.accept((await this.request({ op: 'list', source })).reply);
+  /** One page of a source's names; `cursor` is the previous page's `next`. */
+  async list(source: string, cursor?: string): Promise<ListReply> {
+    const req =
+      cursor === undefined
+        ? { op: 'list' as const, source }
+        : { op: 'list' as const, source, cursor };
+    return this.accept((await this.request(req)).reply);
+  }
+
+  /** Every name of a source: asks again with each reply's `next` until a reply has none. */
+  async listAll(source: string): Promise<ListReply> {
+    const all: ListReply = { ok: true, op: 'list', source, files: [], generations: [] };
+    for (let cursor: string | undefined; ;) {
+      const page = await this.list(source, cursor);
+      all.files.push(...page.files);
+      all.generations.push(...page.generations);
+      if (page.truncated) all.truncated = true;
+      if (page.next === undefined) return all;
+      // sorted pages: a cursor that does not move forward would ask for the same page forever
+      if (cursor !== undefined && page.next <= cursor)
+        throw new HelperConnectionError('helper_protocol', `list cursor did not move forward`);
+      cursor = page.next;
+    }
   }
 
   /** Opens `path` through the helper. The caller owns the returned descriptor and must close it. */
@@ -293,6 +314,8 @@ function replyProblem(reply: Reply, fd: number, op: Request['op'] | undefined): 
   return fd >= 0 ? `a descriptor attached to a ${reply.op} reply` : null;
 }
 
+const strings = (v: unknown): boolean => Array.isArray(v) && v.every((f) => typeof f === 'string');
+
 function decodeReply(data: Buffer): Reply | null {
   let value: unknown;
   try {
@@ -312,7 +335,9 @@ function decodeReply(data: Buffer): Reply | null {
         ? (value as HelloReply)
         : null;
     case 'list':
-      return Array.isArray(r.files) && r.files.every((f) => typeof f === 'string')
+      return strings(r.files) &&
+        strings(r.generations) &&
+        (r.next === undefined || typeof r.next === 'string')
         ? (value as ListReply)
         : null;
     case 'open':

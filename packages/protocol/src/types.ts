@@ -24,6 +24,8 @@ export interface HelloRequest {
 export interface ListRequest {
   op: 'list';
   source: string;
+  /** the previous reply's `next` */
+  cursor?: string;
 }
 export interface OpenRequest {
   op: 'open';
@@ -49,6 +51,11 @@ export interface ListReply {
   op: 'list';
   source: string;
   files: string[];
+  /** rotated generations of names the source matches (file sources only) */
+  generations: string[];
+  /** more names follow: ask again with this as `cursor` */
+  next?: string;
+  /** the walk hit the helper's hard limit of directory entries read: names may be missing */
   truncated?: boolean;
 }
 /** Reply to `open` (sent with the descriptor) and `stat`; dev and ino are decimal strings. */

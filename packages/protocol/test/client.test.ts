@@ -42,6 +42,7 @@ function honestHelper(files: Record<string, ReturnType<typeof makeFile>>) {
         op: 'list',
         source: req.source,
         files: Object.keys(files).sort(),
+        generations: [],
       });
     const file = files[String(req.path)];
     if (!file)
@@ -62,6 +63,37 @@ function honestHelper(files: Record<string, ReturnType<typeof makeFile>>) {
 }
 
 describe('HelperClient against a real SOCK_SEQPACKET server', () => {
+  it('listAll follows the cursor until a reply has none; a cursor that does not move is an error', async () => {
+    const names = Array.from({ length: 2500 }, (_, i) => `/v/${String(i).padStart(5, '0')}.log`);
+    let stuck = false;
+    const cursors: unknown[] = [];
+    helper = new FakeHelper((raw, conn) => {
+      const req = raw as AnyRequest;
+      cursors.push(req.cursor);
+      const rest = names.filter((n) => n > String(req.cursor ?? ''));
+      const page = rest.slice(0, 1000);
+      conn.reply({
+        ok: true,
+        op: 'list',
+        source: req.source,
+        files: page.filter((n) => !n.endsWith('7.log')),
+        generations: page.filter((n) => n.endsWith('7.log')),
+        ...(rest.length > page.length ? { next: stuck ? names[0] : page.at(-1) } : {}),
+      });
+    });
+    client = await HelperClient.connect(helper.socketPath);
+    const all = await client.listAll('s');
+    assert.deepEqual([...all.files, ...all.generations].sort(), names);
+    assert.equal(all.generations.length, 250);
+    assert.equal(all.next, undefined);
+    assert.deepEqual(cursors, [undefined, names[999], names[1999]]);
+    stuck = true;
+    await assert.rejects(
+      client.listAll('s'),
+      (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_protocol',
+    );
+  });
+
   it('pipelines requests, matches replies in order and receives the descriptor', async () => {
     const h = (helper = new FakeHelper(() => {}));
     const a = makeFile(h.dir, 'a.log', 'first file\n');
