@@ -131,7 +131,7 @@ export class JournalSource {
     this.lastRescan = Date.now();
     let files: string[];
     try {
-      const reply = await this.link.call((c) => c.list(this.cfg.name));
+      const reply = await this.link.call((c) => c.listAll(this.cfg.name));
       files = reply.files.filter((p) => this.keep(p));
       this.listTruncated = reply.truncated === true;
       this.lastListError = null;
