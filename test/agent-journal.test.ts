@@ -162,6 +162,18 @@ describe('journal source', { concurrency: false }, () => {
     assert.match(j.cursor, /^s=[0-9a-f]{32};i=/);
     assert.equal(j.lagEntries, 0);
     assert.equal(j.gaps.count, 0);
+
+    // guardctl probe, as the agent's user: the helper grants a journal file and says what it is
+    const probe = await run(
+      process.execPath,
+      [env.sb.guardctlJs, 'probe', file, '--socket', env.sb.path('run/helper.sock')],
+      { user: env.agent },
+    );
+    assert.equal(probe.code, 0, probe.stderr);
+    assert.match(
+      probe.stdout,
+      /^granted: .*system\.journal .*; journal file, online, \d+ entries\)$/m,
+    );
   });
   it('follows through 2 rotations, a vacuum of read files, a stop with writes and a rotation, and a restart: 0 missing, 0 duplicates', async () => {
     env = await setupAgentEnv({ sources: journalSource() });
@@ -275,6 +287,21 @@ describe('journal source', { concurrency: false }, () => {
     assert.equal(logged.entries, lost.length);
     assert.equal(logged.level, 40); // warn
     const j = (await readStatus(env)).sources[0].journals[0];
+    // guardctl status: degraded, the gap and its size in the reasons and in the table
+    const gs = await run(process.execPath, [
+      env.sb.guardctlJs,
+      'status',
+      '--status-socket',
+      env.statusSocket,
+      '--helper-socket',
+      env.sb.path('run/helper.sock'),
+    ]);
+    assert.equal(gs.code, 1, gs.stdout + gs.stderr);
+    assert.match(
+      gs.stdout,
+      new RegExp(`${lost.length} entries removed by journald before they were shipped`),
+    );
+    assert.match(gs.stdout, /journal \[journal\]|journal\s+\[journal\]/);
     assert.equal(j.gaps.count, 1);
     assert.equal(j.gaps.entries, lost.length);
     assert.equal(j.gaps.last.entries, lost.length);

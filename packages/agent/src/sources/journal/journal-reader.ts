@@ -2,11 +2,12 @@
 // sd_journal so that libsystemd merges them and journald's boot-time flush is not read twice. It
 // holds the descriptors the helper gave it (libsystemd gets copies), re-opens when the file set
 // changes and seeks back to where it was, and records what every sink acknowledged as a cursor.
-import { closeSync, readSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { CURSOR_STRIDE, journal, type JournalHandle } from '@guard/journal';
 import type { Ticket } from '../file/tailer';
 import { type Cursor, parseCursor, sameEntry, seqnumGap } from './cursor';
+import { readHeader, STATE_ARCHIVED } from './header';
 
 /** A journal file the helper opened for us. `fd` stays ours; libsystemd is handed copies. */
 export interface HeldFile {
@@ -14,39 +15,6 @@ export interface HeldFile {
   fd: number;
   dev: string;
   ino: string;
-}
-
-/** The header fields this reader looks at (systemd's journal-def.h, `struct Header`). */
-export interface JournalHeader {
-  /** 0 offline, 1 online (being written), 2 archived (rotated away: never written again). */
-  state: number;
-  seqnumId: string;
-  entries: number;
-  tailSeqnum: number;
-  tailRealtime: number;
-}
-
-export const STATE_ARCHIVED = 2;
-
-const HEADER_BYTES = 208;
-const headerBuf = Buffer.alloc(HEADER_BYTES);
-
-/** Reads a journal file's header through its descriptor; null when it is not one (or too short). */
-export function readHeader(fd: number): JournalHeader | null {
-  let n: number;
-  try {
-    n = readSync(fd, headerBuf, 0, HEADER_BYTES, 0);
-  } catch {
-    return null;
-  }
-  if (n < HEADER_BYTES || headerBuf.toString('latin1', 0, 8) !== 'LPKSHHRH') return null;
-  return {
-    state: headerBuf[16]!,
-    seqnumId: headerBuf.toString('hex', 72, 88),
-    entries: Number(headerBuf.readBigUInt64LE(152)),
-    tailSeqnum: Number(headerBuf.readBigUInt64LE(160)),
-    tailRealtime: Number(headerBuf.readBigUInt64LE(192)),
-  };
 }
 
 /** A chunk of entries read at once; acknowledged when every event made from them is. */

@@ -14,13 +14,8 @@ import type { Redactor } from '../../transforms/redact';
 import type { HelperLink } from '../helper-link';
 import type { Ticket } from '../file/tailer';
 import { CursorStore } from './cursor-store';
-import {
-  type HeldFile,
-  JournalReader,
-  type JournalTicket,
-  STATE_ARCHIVED,
-  readHeader,
-} from './journal-reader';
+import { readHeader, STATE_ARCHIVED } from './header';
+import { type HeldFile, JournalReader, type JournalTicket } from './journal-reader';
 
 /** Where the events go: a sink's queue (the pipeline's SinkRunner). */
 export interface EventQueue {
