@@ -1,6 +1,9 @@
 // A real systemd-journald of the test's own, outside PID 1: in a private mount namespace where a
 // sandbox directory is bind-mounted over /var/log/journal, /run is a fresh tmpfs (journald makes its
-// sockets there) and journald.conf is the test's (no rate limit, no kernel log, no forwarding).
+// sockets there) and journald.conf is the test's (no rate limit, no kernel log, no forwarding), and
+// in a network namespace of its own: audit's netlink multicast exists only in the initial one, so
+// this journald neither records the machine's audit events nor can change the kernel's audit state
+// (journald.conf's Audit= turns kernel auditing on or off for the whole machine: never set it).
 // The journal files stay visible on the host in the sandbox directory, where guard-helper opens them.
 // Tools that talk to this journald (logger, systemd-cat, journalctl --rotate, a native-protocol
 // writer) run inside the namespace through nsenter.
@@ -62,7 +65,6 @@ export class PrivateJournald {
         'Storage=persistent',
         'RateLimitBurst=0',
         'ReadKMsg=no',
-        'Audit=no',
         'ForwardToSyslog=no',
         'ForwardToWall=no',
         'ForwardToConsole=no',
@@ -97,6 +99,7 @@ export class PrivateJournald {
   async up(): Promise<void> {
     this.proc = start('/usr/bin/unshare', [
       '-m',
+      '-n', // a network namespace of its own: no kernel audit messages (global) in this journal
       '--propagation',
       'private',
       '--',

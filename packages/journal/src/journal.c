@@ -59,6 +59,9 @@ typedef struct {
   size_t n_fields, fields_cap;
   char *line;
   size_t line_len, line_cap;
+  // Where the KNOWN fields are in the entry, and how often each occurs.
+  const field *known[16];
+  int known_count[16];
   // The fields of the entry whose values went as base64.
   const field **b64;
   size_t n_b64;
@@ -110,10 +113,10 @@ static int load_libsystemd(char *why, size_t why_len) {
     snprintf(why, why_len, "cannot load libsystemd.so.0: %s", dlerror());
     return -1;
   }
-#define SYM(field, name)                                                             \
-  if ((*(void **)&sd.field = dlsym(h, name)) == NULL) {                              \
-    snprintf(why, why_len, "libsystemd.so.0 has no %s (systemd too old?)", name);     \
-    return -1;                                                                       \
+#define SYM(field, name)                                                          \
+  if ((*(void **)&sd.field = dlsym(h, name)) == NULL) {                           \
+    snprintf(why, why_len, "libsystemd.so.0 has no %s (systemd too old?)", name); \
+    return -1;                                                                    \
   }
   SYM(open_files_fd, "sd_journal_open_files_fd");
   SYM(close, "sd_journal_close");
@@ -297,18 +300,22 @@ static int name_is(const reader *r, const field *f, const char *name) {
 }
 
 static int same_name(const reader *r, const field *a, const field *b) {
-  return a->name_len == b->name_len && memcmp(r->arena + a->name, r->arena + b->name, a->name_len) == 0;
+  return a->name_len == b->name_len &&
+         memcmp(r->arena + a->name, r->arena + b->name, a->name_len) == 0;
 }
+
+// The fields encode() and the filters look at, found in one pass over the entry (collect).
+static const char *const KNOWN[] = {"MESSAGE",  "PRIORITY",   "_SYSTEMD_UNIT", "_HOSTNAME",
+                                    "_BOOT_ID", "_TRANSPORT", "_MACHINE_ID",   "SYSLOG_IDENTIFIER",
+                                    "_COMM",    "_PID"};
+#define N_KNOWN (sizeof KNOWN / sizeof KNOWN[0])
 
 // The one field named `name` (NULL when absent or repeated: a repeated field is shipped as it is).
 static const field *single(const reader *r, const char *name) {
-  const field *found = NULL;
-  for (size_t i = 0; i < r->n_fields; i++) {
-    if (!name_is(r, &r->fields[i], name)) continue;
-    if (found != NULL) return NULL;
-    found = &r->fields[i];
-  }
-  return found;
+  for (size_t i = 0; i < N_KNOWN; i++)
+    if (KNOWN[i] == name || strcmp(KNOWN[i], name) == 0)
+      return r->known_count[i] == 1 ? r->known[i] : NULL;
+  return NULL;
 }
 
 static int in_list(const reader *r, int which, const field *f) {
@@ -350,7 +357,21 @@ static int collect(reader *r) {
     f->value_len = len - f->name_len - 1;
     r->arena_len += len;
   }
-  return e;
+  if (e < 0) return e;
+  // The KNOWN fields, by index into r->fields (the table may have moved while it grew).
+  memset(r->known_count, 0, sizeof r->known_count);
+  for (size_t k = 0; k < r->n_fields; k++) {
+    const field *f = &r->fields[k];
+    const char *name = r->arena + f->name;
+    if (f->name_len < 4 || (name[0] != '_' && name[0] != 'M' && name[0] != 'P' && name[0] != 'S'))
+      continue;
+    for (size_t i = 0; i < N_KNOWN; i++) {
+      if (strlen(KNOWN[i]) != f->name_len || memcmp(KNOWN[i], name, f->name_len) != 0) continue;
+      if (r->known_count[i]++ == 0) r->known[i] = f;
+      break;
+    }
+  }
+  return 0;
 }
 
 static int note_b64(reader *r, const field *f, int flags) {
@@ -359,14 +380,27 @@ static int note_b64(reader *r, const field *f, int flags) {
 }
 
 static void put_time(reader *r, uint64_t usec) {
+  // `"YYYY-MM-DDTHH:MM:SS` of the last second formatted: entries come many to a second
+  static __thread time_t cached = -1;
+  static __thread char head[64];
   time_t secs = (time_t)(usec / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  int n = snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06uZ\"", tm.tm_year + 1900,
-                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                   (unsigned)(usec % 1000000));
-  put(r, buf, (size_t)n);
+  if (secs != cached) {
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(head, sizeof head, "\"%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached = secs;
+  }
+  char buf[48];
+  size_t n = strlen(head);
+  memcpy(buf, head, n);
+  buf[n++] = '.';
+  unsigned frac = (unsigned)(usec % 1000000);
+  for (int d = 5; d >= 0; d--, frac /= 10) buf[n + (size_t)d] = (char)('0' + frac % 10);
+  n += 6;
+  buf[n++] = 'Z';
+  buf[n++] = '"';
+  put(r, buf, n);
 }
 
 static void put_key(reader *r, const char *key, int *first) {
@@ -389,7 +423,7 @@ static const char *const SEVERITIES[] = {"emerg",   "alert",  "crit", "err",
 
 // The mapped fields, shipped under guard's names rather than the journal's.
 static const char *const MAPPED[][2] = {
-    {"_SYSTEMD_UNIT", "unit"}, {"_HOSTNAME", "hostname"}, {"_BOOT_ID", "boot_id"},
+    {"_SYSTEMD_UNIT", "unit"},   {"_HOSTNAME", "hostname"},     {"_BOOT_ID", "boot_id"},
     {"_TRANSPORT", "transport"}, {"_MACHINE_ID", "machine_id"}, {"SYSLOG_IDENTIFIER", "program"},
 };
 #define N_MAPPED (sizeof MAPPED / sizeof MAPPED[0])
@@ -425,17 +459,17 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
   meta[0] = (int32_t)r->line_len;
   r->n_b64 = 0;
   if (message)
-    flags |= note_b64(r, message,
-                      put_value(r, (const unsigned char *)r->arena + message->value,
-                                message->value_len, &slow));
+    flags |= note_b64(
+        r, message,
+        put_value(r, (const unsigned char *)r->arena + message->value, message->value_len, &slow));
   else
     PUTS(r, "\"\"");
   meta[1] = (int32_t)r->line_len;
   PUTS(r, ",\"fields\":{");
   int first = 1;
   const field *prio = single(r, "PRIORITY");
-  int severity = prio && prio->value_len == 1 && r->arena[prio->value] >= '0' &&
-                 r->arena[prio->value] <= '7';
+  int severity =
+      prio && prio->value_len == 1 && r->arena[prio->value] >= '0' && r->arena[prio->value] <= '7';
   if (severity) {
     put_key(r, "severity", &first);
     PUTS(r, "\"");
@@ -486,7 +520,8 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
       put(r, r->arena + f->name, f->name_len);
       PUTS(r, "\"");
     } else {  // not a name journald accepts: a damaged or forged file
-      flags |= F_ESCAPED | put_value(r, (const unsigned char *)r->arena + f->name, f->name_len, &slow);
+      flags |=
+          F_ESCAPED | put_value(r, (const unsigned char *)r->arena + f->name, f->name_len, &slow);
     }
     PUTS(r, ":");
     if (count > 1) PUTS(r, "[");
@@ -508,7 +543,8 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     for (size_t k = 0; k < r->n_b64; k++) {
       int ignored = 0;
       if (k) PUTS(r, ",");
-      put_value(r, (const unsigned char *)r->arena + r->b64[k]->name, r->b64[k]->name_len, &ignored);
+      put_value(r, (const unsigned char *)r->arena + r->b64[k]->name, r->b64[k]->name_len,
+                &ignored);
     }
     PUTS(r, "]");
   }
@@ -761,8 +797,10 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
   }
   if (max_entries > sizes_len) max_entries = sizes_len;
   if (max_entries > meta_len / 3) max_entries = meta_len / 3;
-  if (cur_len / CURSOR_STRIDE < 1) max_entries = 0;
-  else if (max_entries > cur_len / CURSOR_STRIDE - 1) max_entries = cur_len / CURSOR_STRIDE - 1;
+  if (cur_len / CURSOR_STRIDE < 1)
+    max_entries = 0;
+  else if (max_entries > cur_len / CURSOR_STRIDE - 1)
+    max_entries = cur_len / CURSOR_STRIDE - 1;
   size_t used = 0;
   uint32_t count = 0, filtered = 0, at_end = 0;
   double need = 0;
