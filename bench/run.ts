@@ -518,11 +518,7 @@ async function journalBaselineRun(
       track(
         spawn(
           process.execPath,
-          [
-            join(benchDir, 'simple-shipper.cjs'),
-            '-',
-            `http://127.0.0.1:${rx.port}/ingest`,
-          ],
+          [join(benchDir, 'simple-shipper.cjs'), '-', `http://127.0.0.1:${rx.port}/ingest`],
           {
             env: cleanEnv,
             stdio: [jc.stdout!, 'pipe', 'pipe'],
