@@ -90,5 +90,5 @@ log('info', 'listening', {
   socket: socketPath,
   pid: process.pid,
   policy: policy.digest,
-  openat2: fdpass.hasOpenat2(),
+  open_path: fdpass.hasOpenat2() ? 'openat2' : 'walk',
 });

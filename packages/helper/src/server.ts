@@ -34,8 +34,7 @@ interface Reply {
 }
 interface Conn {
   fd: number;
-  pid: number;
-  uid: number;
+  peer: { pid: number; uid: number };
   audit: boolean;
   policy: Policy;
   watcher: fdpass.Watcher;
@@ -50,7 +49,7 @@ interface Conn {
 type Row<R> = (c: Conn, r: R) => [object, number?];
 const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
   hello: (c) => [
-    { version: PROTOCOL_VERSION, policy: c.policy.digest, uid: c.uid, audit: c.audit },
+    { version: PROTOCOL_VERSION, policy: c.policy.digest, uid: c.peer.uid, audit: c.audit },
   ],
   list: (c, r) => {
     const source = c.policy.sources.find((s) => s.name === r.source);
@@ -61,12 +60,12 @@ const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
         `source "${r.source}" is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
       );
     const listed = listSource(source, r.cursor);
-    if (listed.truncated) log('warn', 'list_truncated', { uid: c.uid, source: r.source });
+    if (listed.truncated) log('warn', 'list_truncated', { ...c.peer, source: r.source });
     return [{ source: r.source, ...listed }];
   },
   open: (c, r) => {
     const { fd, ...id } = openAllowed(c.policy, r.path, c.audit);
-    log('info', 'granted', { pid: c.pid, uid: c.uid, op: r.op, path: r.path, dev: id.dev });
+    log('info', 'granted', { ...c.peer, op: r.op, path: r.path, dev: id.dev });
     return [{ path: r.path, ...id }, fd];
   },
   stat: (c, r) => {
@@ -90,7 +89,7 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
     c.watcher.close();
     if (c.out && c.out.fd >= 0) fdpass.close(c.out.fd);
     fdpass.close(c.fd);
-    log('info', event, { pid: c.pid, uid: c.uid, ...fields });
+    log('info', event, { ...c.peer, ...fields });
   }
 
   function handle(c: Conn, data: Buffer, truncated: boolean, fd: number): Reply {
@@ -113,14 +112,7 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       return { body: { ok: true, op: req.op, ...body }, fd };
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
-      log('warn', 'refused', {
-        pid: c.pid,
-        uid: c.uid,
-        op: req.op,
-        path,
-        code: e.code,
-        message: e.message,
-      });
+      log('warn', 'refused', { ...c.peer, op: req.op, path, code: e.code, message: e.message });
       return refusal(req.op, e.code, e.message, false);
     }
   }
@@ -150,7 +142,7 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       c.at = now;
       if (c.tokens < 1 || turn >= limits.perTurn) {
         c.watcher.stop();
-        if (c.tokens < 1 && !c.paused) log('warn', 'throttled', { pid: c.pid, uid: c.uid });
+        if (c.tokens < 1 && !c.paused) log('warn', 'throttled', c.peer);
         c.paused = c.tokens < 1;
         if (c.paused) setTimeout(() => pump(c), Math.ceil(1000 / limits.ratePerSecond));
         else setImmediate(() => pump(c));
@@ -170,11 +162,7 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       c.tokens -= 1;
       c.out = handle(c, msg.data, msg.truncated, msg.fd);
       if (c.out.last)
-        log('warn', 'bad_request', {
-          pid: c.pid,
-          uid: c.uid,
-          code: (c.out.body as { error: string }).error,
-        });
+        log('warn', 'bad_request', { ...c.peer, code: (c.out.body as { error: string }).error });
     }
   }
 
@@ -193,29 +181,29 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       if (fd < 0) return;
       const cred = fdpass.peerCred(fd);
       const policy = getPolicy();
-      if (cred.uid !== policy.agentUid || conns.size >= limits.connections) {
-        const [event, code, why] =
-          cred.uid !== policy.agentUid
-            ? (['peer_refused', 'peer', `uid ${cred.uid} is not the agent user`] as const)
-            : ([
-                'too_many_connections',
-                'io',
-                `more than ${limits.connections} connections`,
-              ] as const);
+      const stranger = cred.uid !== policy.agentUid;
+      if (stranger || conns.size >= limits.connections) {
+        const code = stranger ? 'peer' : 'io';
+        const why = stranger
+          ? `uid ${cred.uid} is not the agent user`
+          : `more than ${limits.connections} connections`;
         try {
           fdpass.send(fd, Buffer.from(JSON.stringify(refusal(null, code, why, true).body)));
         } catch {
           /* closing anyway */
         }
         fdpass.close(fd);
-        log('warn', event, { pid: cred.pid, uid: cred.uid, message: why });
+        log('warn', stranger ? 'peer_refused' : 'too_many_connections', {
+          pid: cred.pid,
+          uid: cred.uid,
+          message: why,
+        });
         continue;
       }
       const audit = cred.gid === policy.auditGid || fdpass.peerGroups(fd).includes(policy.auditGid);
       const c: Conn = {
         fd,
-        pid: cred.pid,
-        uid: cred.uid,
+        peer: { pid: cred.pid, uid: cred.uid },
         audit,
         policy,
         tokens: limits.burst,
@@ -227,7 +215,7 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
         ),
       };
       conns.add(c);
-      log('info', 'connected', { pid: c.pid, uid: c.uid, audit });
+      log('info', 'connected', { ...c.peer, audit });
       pump(c);
     }
   }

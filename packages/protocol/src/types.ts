@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'audit_group'
   | 'not_found'
   | 'symlink'
+  | 'mount'
   | 'not_regular'
   | 'hard_link'
   | 'moved'
