@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'moved'
   | 'io'
   | 'peer'
+  | 'version'
   | 'reloaded';
 
 export interface HelloRequest {
@@ -46,6 +47,8 @@ export interface HelloReply {
   policy: string;
   uid: number;
   audit: boolean;
+  /** which resolver the helper opens files with */
+  open_path: 'openat2' | 'walk';
 }
 export interface ListReply {
   ok: true;
