@@ -73,10 +73,12 @@ describe('guard-helper: hello first, in its version', () => {
       error: 'version',
       message: `the client speaks protocol version ${PROTOCOL_VERSION - 1}, this helper ${PROTOCOL_VERSION}`,
     });
-    // a refused hello does not open the door: the open behind it gets no descriptor
+    // a refused hello does not open the door: the open behind it is never answered (the reply to
+    // the hello may be lost to the reset of a connection closed with a request unread)
     const d = closedResult(out, 6);
-    assert.equal(d.replies.length, 1, JSON.stringify(d));
-    assert.equal(d.replies[0]?.json?.error, 'version');
+    assert.equal(d.closed, true);
+    assert.ok(d.replies.length <= 1, JSON.stringify(d));
+    for (const x of d.replies) assert.equal(x.json?.error, 'version', JSON.stringify(d));
     assert.equal(out.unexpectedFds, 0);
     const logged = env.helper.events('closed', from).filter((e) => e.code === 'version');
     assert.equal(logged.length, 2);

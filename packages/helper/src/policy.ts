@@ -190,7 +190,8 @@ export function listSource(
       const here = /^mnt_id:\s*(\d+)$/m.exec(
         readFileSync(`/proc/self/fdinfo/${dirFd}`, 'latin1'),
       )?.[1];
-      if (dir === p.root) mnt = here;
+      if (dir === p.root)
+        mnt = here ?? ''; // unknown: descend nothing below it
       else if (mnt !== undefined && here !== mnt) return;
       d = opendirSync(`/proc/self/fd/${dirFd}`);
     } catch {

@@ -10,7 +10,19 @@ import {
 } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { splitGeneration } from '@guard/protocol/wire';
-import { isDenied, listSource, loadPolicy, matching, pathSyntaxError } from '../src/policy';
+import {
+  isDenied,
+  listSource,
+  loadPolicy,
+  matching,
+  pathSyntaxError,
+  type Policy,
+} from '../src/policy';
+
+/** The names of the sources whose patterns allow the path. */
+const sourcesOf = (policy: Policy, path: string) => [
+  ...new Set(matching(policy, path).map(([s]) => s.name)),
+];
 
 // Configs must sit in root-owned, non-writable directories (the helper's StrictModes), so not /tmp.
 const dir = mkdtempSync('/run/guard-unit-');
@@ -120,7 +132,7 @@ paths = /var/log/syslog, /var/log/app/*.log, /var/log/n[0-9].log, /var/log/x[!a]
 type = audit
 `),
   );
-  const match = (p: string) => [...new Set(matching(policy, p).map(([s]) => s.name))];
+  const match = (p: string) => sourcesOf(policy, p);
   test('exact paths and globs within one component', () => {
     assert.deepEqual(match('/var/log/syslog'), ['sys']);
     assert.deepEqual(match('/var/log/syslog.1'), ['sys'], 'a rotated generation');
@@ -215,7 +227,7 @@ paths = /var/log/aud/audit.log
 type = journal
 `),
   );
-  const match = (p: string) => [...new Set(matching(policy, p).map(([s]) => s.name))];
+  const match = (p: string) => sourcesOf(policy, p);
   test('a generation of an allowed name is allowed, of any other name not', () => {
     assert.deepEqual(match('/var/log/app/web.log.1'), ['app']);
     assert.deepEqual(match('/var/log/app/web.log-20240131.gz'), ['app']);

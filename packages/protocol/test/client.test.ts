@@ -7,6 +7,14 @@ import { PROTOCOL_VERSION } from '../src/wire';
 import { FakeHelper, openDescriptorCount, type FakeConnection } from './fake-helper';
 
 type AnyRequest = { op: string; [key: string]: unknown };
+const HELLO = {
+  ok: true,
+  op: 'hello',
+  version: PROTOCOL_VERSION,
+  policy: 'x',
+  uid: 1,
+  audit: false,
+};
 
 let helper: FakeHelper | undefined;
 let client: HelperClient | undefined;
@@ -190,15 +198,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
           error: 'deny_listed',
           message: '/etc/shadow is on the built-in deny-list',
         });
-      else
-        conn.reply({
-          ok: true,
-          op: 'hello',
-          version: PROTOCOL_VERSION,
-          policy: 'x',
-          uid: 1,
-          audit: true,
-        });
+      else conn.reply({ ...HELLO, audit: true });
     }));
     client = await HelperClient.connect(h.socketPath, { hello: false });
     await assert.rejects(client.open('/etc/shadow'), (e: unknown) => {
@@ -243,14 +243,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
   it('answers already sent before the close still resolve', async () => {
     const h = (helper = new FakeHelper((raw, conn) => {
       if ((raw as AnyRequest).op === 'hello') {
-        conn.reply({
-          ok: true,
-          op: 'hello',
-          version: PROTOCOL_VERSION,
-          policy: 'x',
-          uid: 1,
-          audit: false,
-        });
+        conn.reply(HELLO);
         conn.close();
       }
     }));
@@ -377,15 +370,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
       ));
     it('a reply for another op', () =>
       violation(
-        (conn) =>
-          conn.reply({
-            ok: true,
-            op: 'hello',
-            version: PROTOCOL_VERSION,
-            policy: 'x',
-            uid: 1,
-            audit: false,
-          }),
+        (conn) => conn.reply(HELLO),
         (c) => c.stat('/x'),
         /hello reply while stat request waits/,
       ));
