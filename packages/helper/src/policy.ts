@@ -18,6 +18,8 @@ import { splitGeneration } from '@guard/protocol/wire';
 export interface Pattern {
   glob: string;
   re: RegExp;
+  /** the deepest directory with no glob character ('' for /): nothing below it may cross a mount */
+  root: string;
 }
 export interface Source {
   name: string;
@@ -76,8 +78,10 @@ function globToRegex(pattern: string): RegExp {
 const allows = (s: Source, p: Pattern, path: string, base = splitGeneration(path)?.base) =>
   p.re.test(path) || (s.type === 'file' && base !== undefined && p.re.test(base));
 
-export function matchingSources(policy: Policy, path: string): Source[] {
-  return policy.sources.filter((s) => s.patterns.some((p) => allows(s, p, path)));
+export function matching(policy: Policy, path: string): [Source, Pattern][] {
+  return policy.sources.flatMap((s) =>
+    s.patterns.filter((p) => allows(s, p, path)).map((p): [Source, Pattern] => [s, p]),
+  );
 }
 
 // Like sshd's StrictModes: a config anyone but root can change would let them widen the allow-list.
@@ -134,7 +138,11 @@ export function loadPolicy(file: string): Policy {
     sources.push({
       name,
       type,
-      patterns: patterns.map((glob) => ({ glob, re: globToRegex(glob) })),
+      patterns: patterns.map((glob) => ({
+        glob,
+        re: globToRegex(glob),
+        root: glob.slice(0, glob.search(/\/[^/]*[*?[]|\/[^/]*$/)),
+      })),
     });
   }
   const digest = createHash('sha256')
@@ -173,10 +181,18 @@ export function listSource(
   };
   // Each directory is reopened by name under its parent's descriptor with O_NOFOLLOW: one swapped for
   // a symlink between readdir and open is refused, not followed into a directory we may not name.
-  const walk = (dir: string, dirFd: number, parts: string[], p: Pattern): void => {
+  // Below a pattern's root no directory on another mount is descended (the mount id of the
+  // descriptor, from /proc/self/fdinfo): its names are not the allowed directory's.
+  const walk = (dir: string, dirFd: number, parts: string[], p: Pattern, mnt?: string): void => {
     const part = parts[0] && parts.length > 1 ? globToRegex(parts[0]) : null;
     let d: Dir;
     try {
+      const here = /^mnt_id:\s*(\d+)$/m.exec(
+        readFileSync(`/proc/self/fdinfo/${dirFd}`, 'latin1'),
+      )?.[1];
+      if (dir === p.root)
+        mnt = here ?? ''; // unknown: descend nothing below it
+      else if (mnt !== undefined && here !== mnt) return;
       d = opendirSync(`/proc/self/fd/${dirFd}`);
     } catch {
       return;
@@ -199,7 +215,7 @@ export function listSource(
             continue;
           }
           try {
-            walk(path, fd, parts.slice(1), p);
+            walk(path, fd, parts.slice(1), p, mnt);
           } finally {
             closeSync(fd);
           }

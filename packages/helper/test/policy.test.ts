@@ -10,7 +10,19 @@ import {
 } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { splitGeneration } from '@guard/protocol/wire';
-import { isDenied, listSource, loadPolicy, matchingSources, pathSyntaxError } from '../src/policy';
+import {
+  isDenied,
+  listSource,
+  loadPolicy,
+  matching,
+  pathSyntaxError,
+  type Policy,
+} from '../src/policy';
+
+/** The names of the sources whose patterns allow the path. */
+const sourcesOf = (policy: Policy, path: string) => [
+  ...new Set(matching(policy, path).map(([s]) => s.name)),
+];
 
 // Configs must sit in root-owned, non-writable directories (the helper's StrictModes), so not /tmp.
 const dir = mkdtempSync('/run/guard-unit-');
@@ -120,7 +132,7 @@ paths = /var/log/syslog, /var/log/app/*.log, /var/log/n[0-9].log, /var/log/x[!a]
 type = audit
 `),
   );
-  const match = (p: string) => matchingSources(policy, p).map((s) => s.name);
+  const match = (p: string) => sourcesOf(policy, p);
   test('exact paths and globs within one component', () => {
     assert.deepEqual(match('/var/log/syslog'), ['sys']);
     assert.deepEqual(match('/var/log/syslog.1'), ['sys'], 'a rotated generation');
@@ -153,6 +165,17 @@ type = audit
     assert.deepEqual(match('/var/log/audit/audit.log.3'), ['audit']);
     assert.deepEqual(match('/var/log/audit/audit.log.x'), []);
     assert.equal(policy.sources.find((s) => s.name === 'audit')?.type, 'audit');
+  });
+  test("each pattern's allowed root is its deepest directory with no glob character", () => {
+    const roots = (globs: string) =>
+      loadPolicy(
+        conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${globs}\n`),
+      ).sources[0]!.patterns.map((p) => p.root);
+    assert.deepEqual(
+      roots('/var/log/syslog, /var/log/app/*.log, /var/log/*/x/y.log, /x.log, /*/a'),
+      ['/var/log', '/var/log/app', '/var/log', '', ''],
+    );
+    assert.deepEqual(roots('/a/b[0-9]/c, /a/b?/c, /srv/lit[.log'), ['/a', '/a', '/srv']);
   });
   test('the digest changes with the allow-list', () => {
     const other = loadPolicy(
@@ -204,7 +227,7 @@ paths = /var/log/aud/audit.log
 type = journal
 `),
   );
-  const match = (p: string) => matchingSources(policy, p).map((s) => s.name);
+  const match = (p: string) => sourcesOf(policy, p);
   test('a generation of an allowed name is allowed, of any other name not', () => {
     assert.deepEqual(match('/var/log/app/web.log.1'), ['app']);
     assert.deepEqual(match('/var/log/app/web.log-20240131.gz'), ['app']);

@@ -79,6 +79,8 @@ export class HelperClient {
   private readonly watcher: fdpass.Watcher;
   private failure: Error | null = null; // set once: every later request fails with it
   private watching = { readable: false, writable: false };
+  /** The helper's answer to the hello `connect` says (null when connected with `hello: false`). */
+  helper: HelloReply | null = null;
 
   private constructor(private readonly fd: number) {
     this.watcher = new fdpass.Watcher(fd, (status, readable, writable) =>
@@ -87,10 +89,13 @@ export class HelperClient {
   }
 
   /**
-   * Connects to the helper's socket. EAGAIN (the listen backlog is full) is retried with a
-   * bounded backoff for about 2 s; any other error (ENOENT, EACCES, ECONNREFUSED…) is thrown as is.
+   * Connects to the helper's socket and says hello (the helper serves nothing before it): a
+   * refusal (`peer`, `version`) rejects as HelperRefusal, a helper speaking another version as
+   * HelperConnectionError `helper_protocol`, both naming the versions or the reason. EAGAIN (the
+   * listen backlog is full) is retried with a bounded backoff for about 2 s; any other error
+   * (ENOENT, EACCES, ECONNREFUSED…) is thrown as is. `hello: false` only connects (tests).
    */
-  static async connect(socketPath: string): Promise<HelperClient> {
+  static async connect(socketPath: string, opts = { hello: true }): Promise<HelperClient> {
     const deadline = Date.now() + CONNECT_RETRY_MS;
     for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
       let fd: number;
@@ -101,10 +106,18 @@ export class HelperClient {
         await sleep(delay);
         continue;
       }
+      let client: HelperClient;
       try {
-        return new HelperClient(fd);
+        client = new HelperClient(fd);
       } catch (e) {
         fdpass.close(fd);
+        throw e;
+      }
+      try {
+        if (opts.hello) client.helper = await client.hello();
+        return client;
+      } catch (e) {
+        client.close();
         throw e;
       }
     }
@@ -331,7 +344,9 @@ function decodeReply(data: Buffer): Reply | null {
   if (r.ok !== true) return null;
   switch (r.op) {
     case 'hello':
-      return typeof r.version === 'number' && typeof r.policy === 'string'
+      return typeof r.version === 'number' &&
+        typeof r.policy === 'string' &&
+        (r.open_path === undefined || r.open_path === 'openat2' || r.open_path === 'walk')
         ? (value as HelloReply)
         : null;
     case 'list':

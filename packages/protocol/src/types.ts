@@ -10,11 +10,13 @@ export type ErrorCode =
   | 'audit_group'
   | 'not_found'
   | 'symlink'
+  | 'mount'
   | 'not_regular'
   | 'hard_link'
   | 'moved'
   | 'io'
   | 'peer'
+  | 'version'
   | 'reloaded';
 
 export interface HelloRequest {
@@ -45,6 +47,8 @@ export interface HelloReply {
   policy: string;
   uid: number;
   audit: boolean;
+  /** which resolver the helper opens files with */
+  open_path: 'openat2' | 'walk';
 }
 export interface ListReply {
   ok: true;

@@ -1,7 +1,7 @@
 // The helper <-> client wire format (docs/protocol.md). Loaded by the root helper: keep it boring.
 import * as validate from './generated/validate.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const MAX_REQUEST_BYTES = 4096;
 export const MAX_REPLY_BYTES = 65536;
 
