@@ -78,7 +78,7 @@ describe('journal source', { concurrency: false }, () => {
 
   it('ships numbered entries in order, exactly once, with their fields, as a user who cannot open the files', async () => {
     env = await setupAgentEnv({
-      sources: journalSource(['exclude_identifiers = noise']),
+      sources: journalSource(['exclude_identifiers = noise', 'tags = jtag']),
     });
     jd = await PrivateJournald.start(env.sb);
     // The agent's user is not in systemd-journal, and cannot open a journal file itself.
@@ -105,6 +105,12 @@ describe('journal source', { concurrency: false }, () => {
         ['TEST_REPEATED', 'b'],
       ],
     ]);
+    // redaction covers the message and every field
+    await jd.logger({
+      MESSAGE: 'connecting to https://alice:hunter2@db.example/x',
+      SYSLOG_IDENTIFIER: 'guardtest',
+      TEST_URL: 'https://bob:s3cret@db.example/y',
+    });
     await jd.numbered('noise', 0, 50);
     await jd.numbered('seq', 0, 2000);
     agent = await AgentProcess.start(env);
@@ -132,6 +138,7 @@ describe('journal source', { concurrency: false }, () => {
     assert.equal(e.offset, Number(ids[0]![2]));
     assert.equal(e.parser, 'journal');
     assert.equal(e.source, 'journal');
+    assert.equal(e.path, `journal:${jd.machineDir.split('/').pop()}`);
     assert.match(String(e.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
     const f = e.fields!;
     assert.equal(f.program, 'seq');
@@ -149,6 +156,11 @@ describe('journal source', { concurrency: false }, () => {
     assert.equal(one.fields!.program, 'guardtest');
     assert.equal(one.fields!.TEST_SINGLE, 'only');
     assert.equal(one.fields!.transport, 'journal');
+    const red = env.receiver.events.find((x) => x.message.startsWith('connecting to'))!;
+    assert.equal(red.message, 'connecting to https://alice:[REDACTED]@db.example/x');
+    assert.equal(red.fields!.TEST_URL, 'https://bob:[REDACTED]@db.example/y');
+    assert.deepEqual(red.flags, ['redacted']);
+    assert.deepEqual(e.tags, ['jtag']);
     const rep = env.receiver.events.find((x) => x.message === 'repeated field')!;
     assert.deepEqual(rep.fields!.TEST_REPEATED, ['a', 'b']);
 

@@ -138,8 +138,8 @@ export class JournalReader {
   /** True when a held file was archived since it was opened (journald rotated it). */
   rotated(): boolean {
     for (const f of this.files.values()) {
-      const h = readHeader(f.fd);
-      if (h !== null && h.state === STATE_ARCHIVED && !this.archived.has(f.ino)) return true;
+      if (this.archived.has(f.ino)) continue;
+      if (readHeader(f.fd)?.state === STATE_ARCHIVED) return true;
     }
     return false;
   }
@@ -159,11 +159,13 @@ export class JournalReader {
       this.handle = journal.open(copies, this.opts.tail, this.opts.maxValueBytes, this.opts.lists);
     } catch (e) {
       for (const fd of copies) closeSync(fd); // still ours when the open failed
-      this.lastError = `cannot open the journal files: ${(e as Error).message}`;
-      this.opts.log.error(
-        { source: this.opts.source, journal: this.key, err: (e as Error).message },
-        'cannot open journal files',
-      );
+      const why = `cannot open the journal files: ${(e as Error).message}`;
+      if (why !== this.lastError)
+        this.opts.log.error(
+          { source: this.opts.source, journal: this.key, err: (e as Error).message },
+          'cannot open journal files (tried again at every rescan; logged again if the reason changes)',
+        );
+      this.lastError = why;
       this.openSet = ''; // try again at the next rescan
       return;
     }
@@ -246,9 +248,11 @@ export class JournalReader {
       this.lastError = `read failed: ${(e as Error).message}`;
       this.opts.log.error(
         { source: this.opts.source, journal: this.key, err: (e as Error).message },
-        'journal read failed; re-opening at the cursor',
+        'journal read failed; re-opening at the last entry read',
       );
-      this.openSet = ''; // the next sync re-opens
+      journal.close(this.handle);
+      this.handle = null;
+      this.openSet = ''; // the next sync re-opens and seeks back
       return null;
     }
     const [count, filtered, atEnd] = r;

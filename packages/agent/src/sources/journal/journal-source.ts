@@ -83,7 +83,6 @@ export class JournalSource {
   private lastRescan = 0;
   private refreshing: Promise<void> | null = null;
   private readonly area = new ReadArea();
-  private readonly tail: string;
   private readonly lists: string[][];
   private syncedAt = Date.now();
   private durableAt = Date.now();
@@ -95,15 +94,20 @@ export class JournalSource {
     private readonly out: JournalOutput,
     private readonly agent: JournalAgentOptions,
     private readonly log: Logger,
-    /** True only on the agent's very first start: start_at applies. */
-    private readonly firstStart: boolean,
+    /** True only on the agent's very first start: start_at applies (to the journals found then). */
+    private firstStart: boolean,
   ) {
-    this.tail =
-      `,"source":${JSON.stringify(cfg.name)},"path":${JSON.stringify(`journal:${cfg.name}`)},` +
-      `"host":${JSON.stringify(agent.hostname)},"parser":"journal"` +
-      `${agent.tags ? `,"tags":${JSON.stringify(agent.tags)}` : ''}}\n`;
     const j = cfg.journal!;
     this.lists = [j.units, j.excludeUnits, j.identifiers, j.excludeIdentifiers];
+  }
+
+  /** What every event of one journal directory ends with: `path` is `journal:<directory>`. */
+  private tailOf(key: string): string {
+    return (
+      `,"source":${JSON.stringify(this.cfg.name)},"path":${JSON.stringify(`journal:${key}`)},` +
+      `"host":${JSON.stringify(this.agent.hostname)},"parser":"journal"` +
+      `${this.agent.tags ? `,"tags":${JSON.stringify(this.agent.tags)}` : ''}}\n`
+    );
   }
 
   /** First look at the files: readers opened (and positioned) before the first read. */
@@ -149,7 +153,7 @@ export class JournalSource {
           key,
           {
             source: this.cfg.name,
-            tail: this.tail,
+            tail: this.tailOf(key),
             maxValueBytes: this.agent.maxValueBytes,
             lists: this.lists,
             startAtEnd: saved === null && this.firstStart && this.cfg.startAt === 'end',
@@ -185,6 +189,7 @@ export class JournalSource {
     }
     for (const [key, r] of this.readers) r.sync(listed.get(key) ?? new Set());
     this.syncedAt = Date.now();
+    this.firstStart = false; // a journal directory that appears later is read from its beginning
   }
 
   private async open(path: string): Promise<HeldFile | null> {
@@ -219,7 +224,8 @@ export class JournalSource {
     for (const r of this.readers.values()) {
       const got = r.read(this.area, MAX_ENTRIES);
       if (got === null) {
-        if (!r.isOpen || (r.atEnd && Date.now() - this.syncedAt > 200 && r.rotated()))
+        const since = Date.now() - this.syncedAt;
+        if ((!r.isOpen && since > 1000) || (r.atEnd && since > 200 && r.rotated()))
           this.rescanSoon();
         continue;
       }
