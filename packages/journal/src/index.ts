@@ -40,4 +40,11 @@ export interface JournalAddon {
   unavailable(): string | null;
 }
 
-export const journal = require('../build/Release/journal.node') as JournalAddon;
+let loaded: JournalAddon | null = null;
+
+/** The addon, loaded at the first use: an agent with no journal source never loads it (and an
+ *  install without journal.node still runs its file sources). Throws when it cannot be loaded. */
+export function journalAddon(): JournalAddon {
+  loaded ??= require('../build/Release/journal.node') as JournalAddon;
+  return loaded;
+}

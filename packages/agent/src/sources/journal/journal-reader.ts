@@ -4,7 +4,7 @@
 // changes and seeks back to where it was, and records what every sink acknowledged as a cursor.
 import { closeSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { CURSOR_STRIDE, journal, type JournalHandle } from '@guard/journal';
+import { CURSOR_STRIDE, journalAddon, type JournalHandle } from '@guard/journal';
 import type { Ticket } from '../file/tailer';
 import { type Cursor, parseCursor, sameEntry, seqnumGap } from './cursor';
 import { readHeader, STATE_ARCHIVED } from './header';
@@ -147,18 +147,24 @@ export class JournalReader {
   private archived = new Set<string>();
 
   private reopen(set: string): void {
-    if (this.handle !== null) journal.close(this.handle); // closes libsystemd's copies
+    if (this.handle !== null) journalAddon().close(this.handle); // closes libsystemd's copies
     this.handle = null;
     this.openSet = set;
     this.archived = new Set();
     const held = [...this.files.values()];
     if (held.length === 0) return;
     for (const f of held) if (readHeader(f.fd)?.state === STATE_ARCHIVED) this.archived.add(f.ino);
-    const copies = held.map((f) => journal.dup(f.fd));
+    const copies: number[] = [];
     try {
-      this.handle = journal.open(copies, this.opts.tail, this.opts.maxValueBytes, this.opts.lists);
+      const addon = journalAddon();
+      for (const f of held) copies.push(addon.dup(f.fd));
+      this.handle = addon.open(copies, this.opts.tail, this.opts.maxValueBytes, this.opts.lists);
+      copies.length = 0; // libsystemd's now
+      this.position();
     } catch (e) {
       for (const fd of copies) closeSync(fd); // still ours when the open failed
+      if (this.handle !== null) journalAddon().close(this.handle);
+      this.handle = null;
       const why = `cannot open the journal files: ${(e as Error).message}`;
       if (why !== this.lastError)
         this.opts.log.error(
@@ -170,7 +176,6 @@ export class JournalReader {
       return;
     }
     this.lastError = null;
-    this.position();
     this.opts.log.info(
       {
         source: this.opts.source,
@@ -186,8 +191,8 @@ export class JournalReader {
   private position(): void {
     const h = this.handle!;
     if (this.readCursor === null) {
-      if (!this.opts.startAtEnd) return journal.seekHead(h);
-      const last = journal.seekTail(h);
+      if (!this.opts.startAtEnd) return journalAddon().seekHead(h);
+      const last = journalAddon().seekTail(h);
       if (last !== null) {
         this.readCursor = last;
         this.ackedCursor = last; // start_at = end: the entries before the first start are not shipped
@@ -195,12 +200,12 @@ export class JournalReader {
       }
       return;
     }
-    const landing = journal.seekCursor(h, this.readCursor);
+    const landing = journalAddon().seekCursor(h, this.readCursor);
     if (landing === null) return; // nothing at or after it yet
     const saved = parseCursor(this.readCursor);
     const land = parseCursor(landing);
     if (saved === null || land === null) return;
-    if (sameEntry(saved, land)) return journal.skipOne(h);
+    if (sameEntry(saved, land)) return journalAddon().skipOne(h);
     const lost = seqnumGap(saved, land);
     if (lost !== 0) this.recordGap(saved, land, lost);
   }
@@ -239,7 +244,7 @@ export class JournalReader {
     let r: [number, number, boolean, number];
     try {
       for (;;) {
-        r = journal.read(this.handle, out.buf, out.sizes, out.meta, cursors, maxEntries);
+        r = journalAddon().read(this.handle, out.buf, out.sizes, out.meta, cursors, maxEntries);
         if (r[3] === 0) break;
         out.grow(r[3]);
       }
@@ -250,7 +255,7 @@ export class JournalReader {
         { source: this.opts.source, journal: this.key, err: (e as Error).message },
         'journal read failed; re-opening at the last entry read',
       );
-      journal.close(this.handle);
+      journalAddon().close(this.handle);
       this.handle = null;
       this.openSet = ''; // the next sync re-opens and seeks back
       return null;
@@ -325,7 +330,7 @@ export class JournalReader {
   }
 
   close(): void {
-    if (this.handle !== null) journal.close(this.handle);
+    if (this.handle !== null) journalAddon().close(this.handle);
     this.handle = null;
     for (const f of this.files.values()) closeSync(f.fd);
     this.files.clear();
