@@ -309,6 +309,7 @@ static const char *const KNOWN[] = {"MESSAGE",  "PRIORITY",   "_SYSTEMD_UNIT", "
                                     "_BOOT_ID", "_TRANSPORT", "_MACHINE_ID",   "SYSLOG_IDENTIFIER",
                                     "_COMM",    "_PID"};
 #define N_KNOWN (sizeof KNOWN / sizeof KNOWN[0])
+static const size_t KNOWN_LEN[N_KNOWN] = {7, 8, 13, 9, 8, 10, 11, 17, 5, 4};
 
 // The one field named `name` (NULL when absent or repeated: a repeated field is shipped as it is).
 static const field *single(const reader *r, const char *name) {
@@ -366,7 +367,7 @@ static int collect(reader *r) {
     if (f->name_len < 4 || (name[0] != '_' && name[0] != 'M' && name[0] != 'P' && name[0] != 'S'))
       continue;
     for (size_t i = 0; i < N_KNOWN; i++) {
-      if (strlen(KNOWN[i]) != f->name_len || memcmp(KNOWN[i], name, f->name_len) != 0) continue;
+      if (KNOWN_LEN[i] != f->name_len || memcmp(KNOWN[i], name, f->name_len) != 0) continue;
       if (r->known_count[i]++ == 0) r->known[i] = f;
       break;
     }
@@ -765,7 +766,7 @@ static napi_value js_skip_one(napi_env env, napi_callback_info info) {
 
 // read(h, out, sizes, meta, cursors, maxEntries) → [count, filtered, atEnd, need]
 // Event lines go one after another into `out`; sizes[k] is line k's length, meta[3k..3k+2] its
-// message's [start, end) within the line and its bits, cursors[k*160…] its cursor (NUL-padded);
+// message's [start, end) within the line and its bits, cursors[k*160…] its cursor (NUL-terminated);
 // slot `count` holds the cursor of the last entry consumed (a filtered-out one included), or "".
 // need > 0: the next entry alone needs that many bytes of `out` (call again with a bigger one).
 static napi_value js_read(napi_env env, napi_callback_info info) {
@@ -864,8 +865,7 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
     used += r->line_len;
     sizes[count] = (double)r->line_len;
     memcpy(meta + 3 * count, r->pending_meta, sizeof r->pending_meta);
-    memset(cursors + (size_t)count * CURSOR_STRIDE, 0, CURSOR_STRIDE);
-    strcpy(cursors + (size_t)count * CURSOR_STRIDE, r->pending_cursor);
+    strcpy(cursors + (size_t)count * CURSOR_STRIDE, r->pending_cursor);  // NUL-terminated
     strcpy(consumed, r->pending_cursor);
     r->pending = 0;
     count++;
