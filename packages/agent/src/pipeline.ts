@@ -20,7 +20,7 @@ import {
   type TicketOwner,
 } from './sources/file/tailer';
 import type { HelperLink } from './sources/helper-link';
-import { cursorStore, JournalSource } from './sources/journal/journal-source';
+import { journalSource, type JournalSource } from './sources/journal/journal-source';
 import type { CheckpointStore } from './state/checkpoints';
 import { compileFilter } from './transforms/filter';
 import { compileRedactor, type Redactor } from './transforms/redact';
@@ -512,21 +512,8 @@ export class Pipeline {
       const runners = (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!);
       this.fanout.set(src.name, runners.length);
       if (src.type === 'journal') {
-        const tags = [...cfg.agent.tags, ...src.tags];
-        const output = {
-          queues: runners,
-          redact: this.redact,
-          filter: compileFilter(src.include, src.exclude),
-          totals: this.totals,
-        };
-        const agent = {
-          hostname: cfg.agent.hostname,
-          tags: tags.length ? tags : undefined,
-          maxValueBytes: cfg.agent.maxLineBytes,
-          rescanIntervalMs: cfg.agent.rescanIntervalMs,
-        };
-        const store = cursorStore(cfg.agent.stateDir);
-        this.journals.push(new JournalSource(src, link, store, output, agent, log, firstStart));
+        const out = { queues: runners, redact: this.redact, totals: this.totals };
+        this.journals.push(journalSource(cfg, src, out, link, log, firstStart));
         continue;
       }
       const audit = src.type === 'audit' || src.parser === 'audit';

@@ -9,7 +9,8 @@ import { closeSync } from 'node:fs';
 import { HelperRefusal } from '@guard/protocol/client';
 import type { Logger } from 'pino';
 import { BIT_SLOW } from '@guard/journal';
-import type { SourceConfig } from '../../config/types';
+import type { AgentConfig, SourceConfig } from '../../config/types';
+import { compileFilter } from '../../transforms/filter';
 import type { Redactor } from '../../transforms/redact';
 import type { HelperLink } from '../helper-link';
 import type { Ticket } from '../file/tailer';
@@ -67,12 +68,40 @@ class ReadArea {
   };
 }
 
-/** One CursorStore per state directory, shared by the journal sources. */
+/** One CursorStore per state directory, shared by the journal sources (and kept across reloads). */
 const stores = new Map<string, CursorStore>();
-export function cursorStore(stateDir: string): CursorStore {
+function cursorStore(stateDir: string): CursorStore {
   let s = stores.get(stateDir);
   if (!s) stores.set(stateDir, (s = new CursorStore(stateDir)));
   return s;
+}
+
+/** The journal source of `[source.NAME] type = journal`, its events going to `out.queues`. */
+export function journalSource(
+  cfg: AgentConfig,
+  src: SourceConfig,
+  out: Omit<JournalOutput, 'filter'>,
+  link: HelperLink,
+  log: Logger,
+  firstStart: boolean,
+): JournalSource {
+  const tags = [...cfg.agent.tags, ...src.tags];
+  const agent = {
+    hostname: cfg.agent.hostname,
+    tags: tags.length ? tags : undefined,
+    maxValueBytes: cfg.agent.maxLineBytes,
+    rescanIntervalMs: cfg.agent.rescanIntervalMs,
+  };
+  const output = { ...out, filter: compileFilter(src.include, src.exclude) };
+  return new JournalSource(
+    src,
+    link,
+    cursorStore(cfg.agent.stateDir),
+    output,
+    agent,
+    log,
+    firstStart,
+  );
 }
 
 export class JournalSource {
