@@ -1,5 +1,6 @@
-// A growable output buffer for the wire encoders: bytes copied in, no string per event. One writer
-// is kept per sink and reused for every body (the body handed out is a copy of what was written).
+// A growable output buffer for the wire encoders: bytes copied in, no string per event. The core
+// keeps a ring of them for whole-batch bodies (http-core.ts): a fresh ~1 MiB buffer per batch cost
+// more than the encoding itself (0.47 → 1.33 µs an event, measured on the elasticsearch encoder).
 
 export class ByteWriter {
   buf: Buffer;
@@ -20,11 +21,11 @@ export class ByteWriter {
     this.buf = next;
   }
 
-  bytes(src: Uint8Array, start = 0, end = src.length): void {
+  bytes(src: Buffer, start = 0, end = src.length): void {
     const n = end - start;
     this.ensure(n);
     if (n > 32) {
-      this.buf.set(src.subarray(start, end), this.pos);
+      src.copy(this.buf, this.pos, start, end); // no subarray object per copy
     } else {
       const b = this.buf;
       const o = this.pos;
@@ -62,9 +63,9 @@ export class ByteWriter {
     this.pos += 8;
   }
 
-  /** A copy of what was written. */
-  take(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.pos));
+  /** What was written, not copied: valid until the writer is reset. */
+  written(): Buffer {
+    return this.buf.subarray(0, this.pos);
   }
 }
 

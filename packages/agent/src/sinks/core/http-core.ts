@@ -27,6 +27,7 @@ import { backoffDelay, throwIfAborted, waitToRetry, type RetryPolicy } from '../
 import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-error';
 import { markDelivered, newSinkStatus } from '../sink-status';
 import { AuthHeader } from './auth';
+import { ByteWriter } from './byte-writer';
 import { BatchLines, eventId } from './lines';
 import type { Answer, ItemRefusal, RequestContext, Verdict, WireFormat } from './wire-format';
 
@@ -315,10 +316,26 @@ export class HttpCoreSink implements Sink {
     return this.encode(batch, items);
   }
 
+  /**
+   * Whole-batch bodies are written into a ring of writers (a new buffer per batch costs more than
+   * encoding it). Batch k's body is written again by batch k + RING, which is encoded only once
+   * batch k was answered: ahead of time at most two batches are prepared while one is in flight
+   * (pipeline.ts AHEAD), in order. A narrower request (a retry of some events, a half after a 413)
+   * gets a writer of its own.
+   */
+  private readonly ring = Array.from({ length: 4 }, () => new ByteWriter());
+  private ringIx = 0;
+
   private encode(batch: Batch, items: number[] | null): Promise<Buffer> {
     let raw: Buffer;
     try {
-      raw = this.format.encode(batch, () => this.lines(batch), items);
+      let out: ByteWriter;
+      if (items === null) {
+        out = this.ring[this.ringIx]!;
+        this.ringIx = (this.ringIx + 1) % this.ring.length;
+      } else out = new ByteWriter(16 * 1024);
+      out.reset();
+      raw = this.format.encode(batch, () => this.lines(batch), items, out);
     } catch (err) {
       return Promise.reject(err as Error);
     }

@@ -80,7 +80,7 @@ function startsWith(body: Buffer, at: number, prefix: Buffer): boolean {
 }
 
 /** The end of the JSON string whose contents start at `p` (the index of its closing quote), or -1. */
-function stringEnd(body: Buffer, p: number, limit: number): number {
+export function stringEnd(body: Buffer, p: number, limit: number): number {
   for (let q = body.indexOf(QUOTE, p); q >= 0 && q < limit; q = body.indexOf(QUOTE, q + 1)) {
     let slashes = 0;
     while (body[q - 1 - slashes] === BACKSLASH) slashes++;
@@ -96,8 +96,8 @@ export function eventHead(body: Buffer, start: number, end: number): EventHead {
   if (startsWith(body, start, ID_PREFIX)) {
     const idStart = start + ID_PREFIX.length;
     const idEnd = stringEnd(body, idStart, end);
-    if (idEnd > 0 && startsWith(body, idEnd, TIME_PREFIX)) {
-      const timeStart = idEnd + TIME_PREFIX.length;
+    if (idEnd > 0 && startsWith(body, idEnd + 1, TIME_PREFIX)) {
+      const timeStart = idEnd + 1 + TIME_PREFIX.length;
       const timeEnd = stringEnd(body, timeStart, end);
       if (timeEnd > 0) return { idStart, idEnd, timeStart, timeEnd };
     }

@@ -4,6 +4,7 @@
 
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Batch } from '../../event';
+import type { ByteWriter } from './byte-writer';
 import type { BatchLines } from './lines';
 
 /** The receiver's answer to one request. */
@@ -66,8 +67,13 @@ export interface WireFormat {
   /**
    * The body for `items` (indexes of the batch's lines), or for every event of the batch when
    * `items` is null — a format that sends NDJSON returns batch.body itself then, and never asks
-   * for `lines()`.
+   * for `lines()`. Written into `out` (reset, and the core's until the request is answered).
    */
-  encode(batch: Batch, lines: () => BatchLines, items: readonly number[] | null): Buffer;
+  encode(
+    batch: Batch,
+    lines: () => BatchLines,
+    items: readonly number[] | null,
+    out: ByteWriter,
+  ): Buffer;
   classify(answer: Answer, ctx: RequestContext): Verdict | Promise<Verdict>;
 }

@@ -13,7 +13,7 @@
 
 import type { ElasticsearchSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
-import { ByteWriter } from '../core/byte-writer';
+import type { ByteWriter } from '../core/byte-writer';
 import { HttpCoreSink, statusVerdict, type HttpSinkOptions } from '../core/http-core';
 import { eventHead, type BatchLines } from '../core/lines';
 import type { Answer, ItemRefusal, RequestContext, Verdict, WireFormat } from '../core/wire-format';
@@ -43,10 +43,9 @@ export class ElasticsearchFormat implements WireFormat {
   /** A bulk answer names every item; with filter_path ~30 bytes each. */
   readonly readsAnswer = 64 * 1024 * 1024;
   readonly readsLines = true;
-  private readonly w = new ByteWriter();
   private readonly dated: boolean;
   private readonly hostId: Buffer;
-  private lastDay = Buffer.alloc(10);
+  private lastDay: Buffer = Buffer.alloc(10);
   private lastIndex: Buffer;
   private endpoint = '';
 
@@ -70,11 +69,14 @@ export class ElasticsearchFormat implements WireFormat {
     return `${base}/_bulk?${q.toString()}`;
   }
 
-  encode(batch: Batch, lines: () => BatchLines, items: readonly number[] | null): Buffer {
+  encode(
+    batch: Batch,
+    lines: () => BatchLines,
+    items: readonly number[] | null,
+    w: ByteWriter,
+  ): Buffer {
     const l = lines();
     const { body, starts, ends } = l;
-    const w = this.w;
-    w.reset();
     w.ensure(batch.bytes * 2);
     const n = items === null ? l.count : items.length;
     for (let k = 0; k < n; k++) {
@@ -94,18 +96,29 @@ export class ElasticsearchFormat implements WireFormat {
       w.bytes(body, s, e);
       w.byte(NL); // the Bulk API wants the last line to end in a newline too
     }
-    return w.take();
+    return w.written();
   }
 
   /** The index of an event whose time is body[ts, te) (or `parsed`): cached per day. */
   private index(body: Buffer, ts: number, te: number, parsed: string | undefined): Buffer {
-    let day: Buffer;
-    if (parsed !== undefined) day = ascii(DATE.test(parsed) ? parsed.slice(0, 10) : today());
-    else if (te - ts >= 10) day = body.subarray(ts, ts + 10);
-    else day = ascii(today());
-    if (day.equals(this.lastDay)) return this.lastIndex;
+    const last = this.lastDay;
+    if (parsed === undefined && te - ts >= 10) {
+      let same = true;
+      for (let k = 0; k < 10; k++)
+        if (body[ts + k] !== last[k]) {
+          same = false;
+          break;
+        }
+      if (same) return this.lastIndex;
+    }
+    const day =
+      parsed !== undefined
+        ? ascii(DATE.test(parsed) ? parsed.slice(0, 10) : today())
+        : te - ts >= 10
+          ? Buffer.from(body.subarray(ts, ts + 10))
+          : ascii(today());
     const ymd = day.toString('latin1');
-    this.lastDay = Buffer.from(day);
+    this.lastDay = day;
     this.lastIndex = ascii(indexFor(this.cfg.index, DATE.test(ymd) ? ymd : today()));
     return this.lastIndex;
   }

@@ -33,6 +33,7 @@ class NdjsonFormat implements WireFormat {
   }
 
   encode(batch: Batch, lines: () => BatchLines, items: readonly number[] | null): Buffer {
+    // guard's NDJSON is the batch as the pipeline cut it: nothing to write.
     return items === null ? batch.body : lines().ndjson(items);
   }
 

@@ -91,7 +91,6 @@ function timeMs(ev: Event): number | null {
 
 /** Writes protobuf messages; a nested message is written to a scratch writer, then framed. */
 class Proto {
-  readonly out = new ByteWriter();
   private readonly scratch: ByteWriter[] = [];
 
   tag(w: ByteWriter, field: number, wire: number): void {
@@ -187,12 +186,17 @@ export class OtlpFormat implements WireFormat {
     return out;
   }
 
-  encode(_batch: Batch, lines: () => BatchLines, items: readonly number[] | null): Buffer {
+  encode(
+    _batch: Batch,
+    lines: () => BatchLines,
+    items: readonly number[] | null,
+    out: ByteWriter,
+  ): Buffer {
     const events = this.events(lines(), items);
-    return this.cfg.encoding === 'json' ? this.json(events) : this.protobuf(events);
+    return this.cfg.encoding === 'json' ? this.json(events) : this.protobuf(events, out);
   }
 
-  private protobuf(events: Event[]): Buffer {
+  private protobuf(events: Event[], out: ByteWriter): Buffer {
     const P = this.proto;
     // LogRecords first (the bulk of the bytes), then the envelopes around them with their sizes.
     const recs = this.records;
@@ -221,8 +225,6 @@ export class OtlpFormat implements WireFormat {
         for (const [k, v] of attributes(ev)) P.keyValue(r, 6, k, v);
       });
     }
-    const out = P.out;
-    out.reset();
     const scope = new ByteWriter(64);
     P.msg(scope, 1, (s) => {
       P.str(s, 1, 'guard');
@@ -240,7 +242,7 @@ export class OtlpFormat implements WireFormat {
     out.varint(scopeLogsLen);
     out.bytes(scope.buf, 0, scope.pos); // ScopeLogs.scope
     out.bytes(recs.buf, 0, recs.pos); // ScopeLogs.log_records
-    return out.take();
+    return out.written();
   }
 
   private json(events: Event[]): Buffer {

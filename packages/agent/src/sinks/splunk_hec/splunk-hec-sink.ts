@@ -23,9 +23,9 @@ import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import type { SplunkHecSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
-import { ByteWriter } from '../core/byte-writer';
+import type { ByteWriter } from '../core/byte-writer';
 import { HttpCoreSink, statusVerdict, type HttpSinkOptions } from '../core/http-core';
-import { eventHead, type BatchLines } from '../core/lines';
+import { eventHead, stringEnd, type BatchLines } from '../core/lines';
 import { sleep } from '../retry';
 import type { Answer, RequestContext, Verdict, WireFormat } from '../core/wire-format';
 import type pino from 'pino';
@@ -38,7 +38,6 @@ const FIELDS_KEY = ascii(',"fields":{"guard_id":"');
 const TAIL = ascii('"}}\n');
 const PATH_KEY = ascii(',"path":"');
 const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
 
 const retryable = (s: number): boolean => s === 408 || s === 429 || s >= 500;
 /** HEC codes that say guard and the token disagree about channels or acks: nothing an event did. */
@@ -59,11 +58,10 @@ export class SplunkHecFormat implements WireFormat {
   readonly readsAnswer = 64 * 1024;
   readonly readsLines = true;
   readonly channel = randomUUID();
-  private readonly w = new ByteWriter();
   /** `,"host":…,"sourcetype":…[,"index":…]` — the same for every event of this agent. */
   private readonly constant: Buffer;
   private lastSecond = Buffer.alloc(19);
-  private lastEpoch = '';
+  private lastEpoch: Buffer = Buffer.alloc(0);
   private endpoint = '';
   private ackPath = '';
   private warnedNoAck = false;
@@ -90,11 +88,14 @@ export class SplunkHecFormat implements WireFormat {
     return { 'x-splunk-request-channel': this.channel };
   }
 
-  encode(_batch: Batch, lines: () => BatchLines, items: readonly number[] | null): Buffer {
+  encode(
+    _batch: Batch,
+    lines: () => BatchLines,
+    items: readonly number[] | null,
+    w: ByteWriter,
+  ): Buffer {
     const l = lines();
     const { body, starts, ends } = l;
-    const w = this.w;
-    w.reset();
     const n = items === null ? l.count : items.length;
     for (let k = 0; k < n; k++) {
       const i = items === null ? k : items[k]!;
@@ -102,10 +103,10 @@ export class SplunkHecFormat implements WireFormat {
       const e = ends[i]!;
       const h = eventHead(body, s, e);
       w.bytes(TIME_KEY);
-      w.text(this.epoch(body, h.timeStart, h.timeEnd, h.parsed?.time));
+      this.epoch(w, body, h.timeStart, h.timeEnd, h.parsed?.time);
       w.bytes(this.constant);
       // source: the file the event was read from (its "path", already JSON string contents).
-      const p = body.lastIndexOf(PATH_KEY, e);
+      const p = lastIndexOf(body, PATH_KEY, s, e);
       if (p > s) {
         const vs = p + PATH_KEY.length;
         const ve = stringEnd(body, vs, e);
@@ -122,15 +123,26 @@ export class SplunkHecFormat implements WireFormat {
       else w.bytes(body, h.idStart, h.idEnd);
       w.bytes(TAIL);
     }
-    return w.take();
+    return w.written();
   }
 
-  /** HEC's time: epoch seconds with milliseconds; cached per second of the ISO time. */
-  private epoch(body: Buffer, ts: number, te: number, parsed: string | undefined): string {
-    if (parsed !== undefined || te - ts < 20)
-      return epochText(parsed ?? body.toString('latin1', ts, te)) ?? (Date.now() / 1000).toFixed(3);
-    let same = true;
+  /** HEC's time: epoch seconds with milliseconds, written to `w`; the seconds cached per second of
+   *  the ISO time (`YYYY-MM-DDTHH:MM:SS.mmmZ` as guard writes it; anything else through Date.parse). */
+  private epoch(
+    w: ByteWriter,
+    body: Buffer,
+    ts: number,
+    te: number,
+    parsed: string | undefined,
+  ): void {
+    if (parsed !== undefined || te - ts !== 24 || body[ts + 19] !== 0x2e || body[te - 1] !== 0x5a) {
+      w.text(
+        epochText(parsed ?? body.toString('latin1', ts, te)) ?? (Date.now() / 1000).toFixed(3),
+      );
+      return;
+    }
     const last = this.lastSecond;
+    let same = true;
     for (let k = 0; k < 19; k++)
       if (body[ts + k] !== last[k]) {
         same = false;
@@ -139,12 +151,14 @@ export class SplunkHecFormat implements WireFormat {
     if (!same) {
       body.copy(last, 0, ts, ts + 19);
       const whole = Date.parse(`${last.toString('latin1')}Z`);
-      this.lastEpoch = Number.isNaN(whole) ? '' : String(whole / 1000);
+      this.lastEpoch = Buffer.from(Number.isNaN(whole) ? '' : String(whole / 1000), 'latin1');
     }
-    // `.mmm` follows the seconds when the time is UTC with milliseconds, as guard writes it.
-    if (this.lastEpoch !== '' && body[ts + 19] === 0x2e && body[te - 1] === 0x5a && te - ts === 24)
-      return `${this.lastEpoch}.${body.toString('latin1', ts + 20, ts + 23)}`;
-    return epochText(body.toString('latin1', ts, te)) ?? (Date.now() / 1000).toFixed(3);
+    if (this.lastEpoch.length === 0) {
+      w.text((Date.now() / 1000).toFixed(3));
+      return;
+    }
+    w.bytes(this.lastEpoch);
+    w.bytes(body, ts + 19, ts + 23); // ".mmm"
   }
 
   async classify(a: Answer, ctx: RequestContext): Promise<Verdict> {
@@ -232,11 +246,15 @@ function hecReply(body: Buffer): Record<string, unknown> | null {
   }
 }
 
-function stringEnd(body: Buffer, p: number, limit: number): number {
-  for (let q = body.indexOf(QUOTE, p); q >= 0 && q < limit; q = body.indexOf(QUOTE, q + 1)) {
-    let slashes = 0;
-    while (body[q - 1 - slashes] === BACKSLASH) slashes++;
-    if ((slashes & 1) === 0) return q;
+/** The last `needle` in body[from, to), or -1: a backward scan (the path is near the line's end). */
+function lastIndexOf(body: Buffer, needle: Buffer, from: number, to: number): number {
+  const n = needle.length;
+  const first = needle[0]!;
+  for (let p = to - n; p >= from; p--) {
+    if (body[p] !== first) continue;
+    let k = 1;
+    while (k < n && body[p + k] === needle[k]) k++;
+    if (k === n) return p;
   }
   return -1;
 }
