@@ -89,8 +89,19 @@ export interface FileSinkConfig {
   batch: BatchConfig;
 }
 
+export interface LokiSinkConfig extends HttpCommonConfig {
+  type: 'loki';
+  labels: ('host' | 'source' | 'parser' | 'program' | 'unit')[]; // labels, default host, source
+  tenant: string | null; // tenant: X-Scope-OrgID, default none
+}
+
 export type SinkConfig =
-  HttpSinkConfig | ElasticsearchSinkConfig | SplunkHecSinkConfig | OtlpSinkConfig | FileSinkConfig;
+  | HttpSinkConfig
+  | ElasticsearchSinkConfig
+  | SplunkHecSinkConfig
+  | OtlpSinkConfig
+  | LokiSinkConfig
+  | FileSinkConfig;
 
 export interface RedactConfig {
   builtin: boolean; // builtin, default true: passwords in URLs, bearer tokens, cloud keys, private keys…

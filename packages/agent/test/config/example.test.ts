@@ -96,6 +96,7 @@ describe(
         'elastic:elasticsearch',
         'splunk:splunk_hec',
         'otel:otlp',
+        'grafana:loki',
       ]);
       assert.equal(config.agent.hostname, 'web-01');
       assert.equal(config.redact.patterns.length, 1);
@@ -116,6 +117,7 @@ describe('every key is documented', () => {
     ['elasticsearch sink', 'elasticsearchSink'],
     ['splunk_hec sink', 'splunkHecSink'],
     ['otlp sink', 'otlpSink'],
+    ['loki sink', 'lokiSink'],
     ['file sink', 'fileSink'],
     ['redact', 'redact'],
   ];

@@ -25,7 +25,7 @@ import type { Batch } from '../../event';
 import { ByteWriter, varintSize } from '../core/byte-writer';
 import { HttpCoreSink, statusVerdict, type HttpSinkOptions } from '../core/http-core';
 import type { BatchLines } from '../core/lines';
-import { EventScan } from './event-scan';
+import { EventScan } from '../core/event-scan';
 import type { Answer, RequestContext, Verdict, WireFormat } from '../core/wire-format';
 
 const retryable = (s: number): boolean =>

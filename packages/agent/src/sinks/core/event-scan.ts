@@ -1,4 +1,4 @@
-// Reads the parts of an event line the OTLP encoder needs, in place, without JSON.parse: the line
+// Reads the parts of an event line the OTLP and Loki encoders need, in place, without JSON.parse: the line
 // as the pipeline writes it (pipeline.ts eventJson / the EventEncoder),
 //
 //   {"id":"…","time":"…","offset":N,"message":"…"[,"fields":{flat}][,"flags":[…]],"source":…}
@@ -7,7 +7,7 @@
 // give). A line of any other shape (JSON-parser fields, escapes in a key) returns false, and the
 // encoder takes the JSON.parse path for it.
 
-import { eventHead, stringEnd } from '../core/lines';
+import { eventHead, stringEnd } from './lines';
 
 const BACKSLASH = 0x5c;
 const QUOTE = 0x22;
