@@ -35,7 +35,7 @@ import {
   statusVerdict,
   type HttpSinkOptions,
 } from '../core/http-core';
-import type { BatchLines } from '../core/lines';
+import { IsoTimeReader, type BatchLines } from '../core/lines';
 import type { Answer, ItemRefusal, RequestContext, Verdict, WireFormat } from '../core/wire-format';
 
 export const LOKI_LABELS = ['host', 'source', 'parser', 'program', 'unit'] as const;
@@ -122,53 +122,78 @@ export class LokiFormat implements WireFormat {
     return st;
   }
 
+  private readonly times = new IsoTimeReader();
+  /** Stream labels JSON by what they are made of (the file's tail, program, unit). */
+  private readonly labelCache = new Map<string, string>();
+  private tailVersion = 0;
+
   /** One event's stream labels (as JSON) and timestamp. */
   private event(body: Buffer, s: number, e: number): { labels: string; ts: string } {
     const sc = this.scan;
-    let ev: Event;
-    let fields: Record<string, unknown> | undefined;
-    if (sc.scan(body, s, e)) {
-      if (!(
-        this.tailKey.length === sc.tailE - sc.tailS &&
-        this.tailKey.equals(body.subarray(sc.tailS, sc.tailE))
-      )) {
-        this.tailKey = Buffer.from(body.subarray(sc.tailS, sc.tailE));
-        this.tail = JSON.parse(`{${body.toString('utf8', sc.tailS + 1, sc.tailE)}`) as Event;
-      }
-      ev = {
-        ...this.tail,
-        id: body.toString('latin1', sc.idS, sc.idE),
-        time: body.toString('latin1', sc.timeS, sc.timeE),
-      };
-      if (this.cfg.labels.includes('program') || this.cfg.labels.includes('unit')) {
-        fields = {};
-        for (let k = 0; k < sc.fieldCount; k++) {
-          const o = k * 5;
-          const key = body.toString('utf8', sc.f[o]!, sc.f[o + 1]!);
-          if (key === 'program' || key === 'unit')
-            fields[key] = body.toString('utf8', sc.f[o + 2]!, sc.f[o + 3]!);
-        }
-      }
-    } else {
-      try {
-        ev = JSON.parse(body.toString('utf8', s, e)) as Event;
-      } catch {
-        ev = {};
-      }
-      fields = ev.fields;
+    if (!sc.scan(body, s, e)) return this.parsedEvent(body, s, e);
+    if (!(
+      this.tailKey.length === sc.tailE - sc.tailS &&
+      this.tailKey.equals(body.subarray(sc.tailS, sc.tailE))
+    )) {
+      this.tailKey = Buffer.from(body.subarray(sc.tailS, sc.tailE));
+      this.tail = JSON.parse(`{${body.toString('utf8', sc.tailS + 1, sc.tailE)}`) as Event;
+      this.tailVersion++;
     }
+    let program: string | undefined;
+    let unit: string | undefined;
+    if (this.perLine) {
+      for (let k = 0; k < sc.fieldCount; k++) {
+        const o = k * 5;
+        if (sc.f[o + 4] === 0) continue;
+        const key = body.toString('latin1', sc.f[o]!, sc.f[o + 1]!);
+        if (key === 'program') program = body.toString('utf8', sc.f[o + 2]!, sc.f[o + 3]!);
+        else if (key === 'unit') unit = body.toString('utf8', sc.f[o + 2]!, sc.f[o + 3]!);
+      }
+    }
+    const cacheKey = `${this.tailVersion}\0${program ?? ''}\0${unit ?? ''}`;
+    let labels = this.labelCache.get(cacheKey);
+    if (labels === undefined) {
+      if (this.labelCache.size > 10_000) this.labelCache.clear();
+      labels = this.labelsOf(this.tail, { program, unit });
+      this.labelCache.set(cacheKey, labels);
+    }
+    const ms = this.times.ms(body, sc.timeS, sc.timeE) ?? Date.now();
+    // The offset: the digits after the id's last ':'.
+    let offset = 0;
+    let p = sc.idE;
+    while (p > sc.idS && body[p - 1]! >= 0x30 && body[p - 1]! <= 0x39) p--;
+    for (let q = Math.max(p, sc.idE - 6); q < sc.idE; q++) offset = offset * 10 + body[q]! - 48;
+    return { labels, ts: `${ms}${String(offset).padStart(6, '0')}` };
+  }
+
+  private get perLine(): boolean {
+    return this.cfg.labels.includes('program') || this.cfg.labels.includes('unit');
+  }
+
+  /** An event of another shape, parsed. */
+  private parsedEvent(body: Buffer, s: number, e: number): { labels: string; ts: string } {
+    let ev: Event;
+    try {
+      ev = JSON.parse(body.toString('utf8', s, e)) as Event;
+    } catch {
+      ev = {};
+    }
+    return { labels: this.labelsOf(ev, ev.fields ?? {}), ts: timestamp(ev) };
+  }
+
+  private labelsOf(ev: Event, fields: Record<string, unknown>): string {
     const labels: Record<string, string> = {};
     for (const l of this.cfg.labels) {
       const v =
         l === 'program' || l === 'unit'
-          ? fields?.[l]
+          ? fields[l]
           : l === 'host'
             ? (ev.host ?? this.hostname)
             : ev[l as 'source' | 'parser'];
       if (typeof v === 'string' && v !== '') labels[l] = v;
     }
     if (Object.keys(labels).length === 0) labels.host = this.hostname; // Loki needs one label
-    return { labels: JSON.stringify(labels), ts: timestamp(ev) };
+    return JSON.stringify(labels);
   }
 
   group(_batch: Batch, lines: () => BatchLines): number[][] | null {

@@ -24,7 +24,7 @@ import type { OtlpSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
 import { ByteWriter, varintSize } from '../core/byte-writer';
 import { HttpCoreSink, statusVerdict, type HttpSinkOptions } from '../core/http-core';
-import type { BatchLines } from '../core/lines';
+import { IsoTimeReader, type BatchLines } from '../core/lines';
 import { EventScan } from '../core/event-scan';
 import type { Answer, RequestContext, Verdict, WireFormat } from '../core/wire-format';
 
@@ -208,32 +208,10 @@ export class OtlpFormat implements WireFormat {
       : this.protobuf(lines(), items, out);
   }
 
-  // ---- the time, cached per second: guard writes `YYYY-MM-DDTHH:MM:SS.mmmZ` ----------------------
+  private readonly times = new IsoTimeReader();
 
-  private secondKey = Buffer.alloc(19);
-  private secondMs = NaN;
-
-  /** The event's time in ms since the epoch, or null. */
   private timeOf(body: Buffer, ts: number, te: number): number | null {
-    if (te - ts !== 24 || body[ts + 19] !== 0x2e || body[te - 1] !== 0x5a) {
-      const ms = Date.parse(body.toString('latin1', ts, te));
-      return Number.isNaN(ms) ? null : ms;
-    }
-    const key = this.secondKey;
-    let same = true;
-    for (let k = 0; k < 19; k++)
-      if (body[ts + k] !== key[k]) {
-        same = false;
-        break;
-      }
-    if (!same) {
-      body.copy(key, 0, ts, ts + 19);
-      this.secondMs = Date.parse(`${key.toString('latin1')}Z`);
-    }
-    if (Number.isNaN(this.secondMs)) return null;
-    return (
-      this.secondMs + (body[ts + 20]! - 48) * 100 + (body[ts + 21]! - 48) * 10 + body[ts + 22]! - 48
-    );
+    return this.times.ms(body, ts, te);
   }
 
   // ---- the attributes the same for every event of a file: encoded once per file ------------------
