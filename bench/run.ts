@@ -47,9 +47,9 @@ const AGENT_NODE_ARGS = (
 const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env') + 1]! : '')
   .split(' ')
   .filter(Boolean);
-/** Which runs (1-8) to do: --runs 1,2. */
+/** Which runs to do: --runs 1,2 (1-6 syslog and baselines, 7-12 SIEM wire formats, 15-16 journal). */
 const RUNS = new Set(
-  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6,7,8')
+  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6,7,8,9,10,11,12,15,16')
     .split(',')
     .map(Number),
 );
@@ -59,7 +59,7 @@ const benchDir = join(repoRoot, 'bench');
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 const TARGETS = { linesPerS: 300_000, rssMiB: 100, latencyP99Ms: 1000 };
-/** Journal entries written for runs 7 and 8 (#14: at least 200,000, read from the start). */
+/** Journal entries written for runs 15 and 16 (#14: at least 200,000, read from the start). */
 const JOURNAL_ENTRIES = opt('--journal-entries', 200_000);
 const JOURNAL_TARGET = 300_000; // entries/s end to end
 
@@ -195,9 +195,10 @@ class Watched {
 
 async function startReceiver(
   expect: number,
-  opts: { tls?: TestCa; latency?: boolean },
+  opts: { tls?: TestCa; latency?: boolean; format?: string },
 ): Promise<{ w: Watched; port: number }> {
   const args = [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
+  if (opts.format) args.push('--format', opts.format);
   if (opts.latency) args.push('--latency');
   if (opts.tls) args.push('--cert', opts.tls.serverCert, '--key', opts.tls.serverKey);
   const w = new Watched('receiver', start(process.execPath, args));
@@ -241,6 +242,8 @@ interface AgentRunOptions {
   extra?: string[];
   /** A [source.*] section of its own, in place of the auth.log file source. */
   source?: string[];
+  /** The sink type (default http). */
+  type?: string;
 }
 
 function agentConfig(w: World, name: string, o: AgentRunOptions): string {
@@ -266,7 +269,7 @@ function agentConfig(w: World, name: string, o: AgentRunOptions): string {
     ]),
     '',
     '[sink.bench]',
-    'type = http',
+    `type = ${o.type ?? 'http'}`,
     `url = ${o.url}`,
     ...(o.tls ? [`ca_file = ${w.caPem}`] : []),
     `compression = ${o.gzip ? 'gzip' : 'none'}`,
@@ -414,12 +417,22 @@ async function agentRun(
   label: string,
   tls: boolean,
   gzip: boolean,
+  sink?: { type: string; format: string; path: string; extra?: string[] },
 ): Promise<RunResult> {
-  const rx = await startReceiver(LINES, { tls: tls ? w.ca : undefined });
+  const rx = await startReceiver(LINES, {
+    tls: tls ? w.ca : undefined,
+    ...(sink ? { format: sink.format } : {}),
+  });
   let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
   try {
-    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${rx.port}/ingest`;
-    const config = agentConfig(w, name, { url, tls, gzip, path: w.authLog });
+    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${rx.port}${sink ? sink.path : '/ingest'}`;
+    const config = agentConfig(w, name, {
+      url,
+      tls,
+      gzip,
+      path: w.authLog,
+      ...(sink ? { type: sink.type, extra: sink.extra } : {}),
+    });
     side = await startAgentSide(w, name, config);
     const s = new ProcSampler(side.agent.pid);
     const d = await received(rx.w, [side.agent], RUN_TIMEOUT_MS);
@@ -461,7 +474,7 @@ async function journalWorld(w: World): Promise<{ jd: PrivateJournald; entries: n
   return { jd, entries };
 }
 
-/** Run 7: guard helper + agent, journal source from the beginning, http, no compression. */
+/** Run 15: guard helper + agent, journal source from the beginning, http, no compression. */
 async function journalAgentRun(
   w: World,
   j: { jd: PrivateJournald; entries: number },
@@ -770,6 +783,39 @@ async function main(): Promise<void> {
       baselineRun(w, true),
     );
     if (baseTls) runs.push(baseTls);
+    // The SIEM sinks' wire formats, over http without compression beside run 2 (guard's NDJSON):
+    // the same file, the same agent, only the sink type differs (#15: each ≥ 300,000 events/s).
+    const formats: RunResult[] = [];
+    const formatRuns: [
+      number,
+      string,
+      { type: string; format: string; path: string; extra?: string[] },
+    ][] = [
+      [7, 'elasticsearch (_bulk)', { type: 'elasticsearch', format: 'es', path: '' }],
+      [
+        8,
+        'splunk_hec (plain)',
+        { type: 'splunk_hec', format: 'hec', path: '', extra: ['acknowledgements = false'] },
+      ],
+      [9, 'splunk_hec (indexer ack)', { type: 'splunk_hec', format: 'hec-ack', path: '' }],
+      [10, 'otlp (protobuf)', { type: 'otlp', format: 'otlp', path: '/v1/logs' }],
+      [
+        11,
+        'otlp (json)',
+        { type: 'otlp', format: 'otlp-json', path: '/v1/logs', extra: ['encoding = json'] },
+      ],
+      [12, 'loki (json)', { type: 'loki', format: 'loki', path: '' }],
+    ];
+    for (const [n, label, sink] of formatRuns) {
+      const r = await attempt(
+        `${n}. guard helper + agent, syslog, ${label}, http, no compression`,
+        () => agentRun(w, `fmt${n}`, `guard (syslog, ${label}, http)`, false, false, sink),
+      );
+      if (r) {
+        runs.push(r);
+        formats.push(r);
+      }
+    }
     const latencies: LatencyResult[] = [];
     const lat1 = await attempt(
       `4. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, defaults`,
@@ -782,7 +828,7 @@ async function main(): Promise<void> {
     );
     if (lat2) latencies.push(lat2);
     let jw: { jd: PrivateJournald; entries: number } | undefined;
-    if (RUNS.has(7) || RUNS.has(8)) {
+    if (RUNS.has(15) || RUNS.has(16)) {
       t = Date.now();
       jw = await journalWorld(w);
       console.log(
@@ -791,13 +837,13 @@ async function main(): Promise<void> {
     }
     const jAgent =
       jw &&
-      (await attempt('7. guard helper + agent, journal from the start, http', () =>
+      (await attempt('15. guard helper + agent, journal from the start, http', () =>
         journalAgentRun(w, jw!),
       ));
     if (jAgent) runs.push(jAgent);
     const jBase =
       jw &&
-      (await attempt('8. journalctl -o json | simple shipper, http (the baseline of run 7)', () =>
+      (await attempt('16. journalctl -o json | simple shipper, http (the baseline of run 15)', () =>
         journalBaselineRun(w, jw!),
       ));
     if (jBase) runs.push(jBase);
@@ -915,6 +961,13 @@ async function main(): Promise<void> {
           met: jAgent.usCpuPerLine <= jBase.usCpuPerLine,
         });
     }
+    for (const r of formats)
+      targets.push({
+        target: `≥ ${TARGETS.linesPerS.toLocaleString('en')} events/s in a SIEM wire format (#15)`,
+        run: r.run,
+        value: `${r.linesPerS.toLocaleString('en')} events/s${http ? ` (NDJSON in this run: ${http.linesPerS.toLocaleString('en')})` : ''}`,
+        met: r.linesPerS >= TARGETS.linesPerS,
+      });
     for (const l of latencies)
       targets.push({
         target: `latency p99 < ${TARGETS.latencyP99Ms} ms at ${LATENCY_RATE} lines/s`,
