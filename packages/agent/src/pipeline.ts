@@ -856,7 +856,8 @@ export class Pipeline {
         continue;
       }
       const message = this.redact ? this.redact(text) : text;
-      for (const ev of st.grouper.push(message, base + starts[k]!, lineEndOffset(chunk, k)))
+      const at = base + starts[k]!;
+      for (const ev of st.grouper.push(message, at, lineEndOffset(chunk, k), chunk.flags?.get(k)))
         this.emitAudit(s, t, st, ev, chunk.ticket);
     }
     this.holdBack(st, chunk.ticket);
