@@ -14,14 +14,19 @@ import { CheckpointStore } from './state/checkpoints';
 import { buildStatus, serveStatus } from './status/status';
 
 const argv = process.argv.slice(2);
-const flag = (name: string): string | undefined =>
-  argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined;
-const configPath = flag('--config') ?? '/etc/guard/guard.conf';
+/** The value after `name`, when there is one that is not itself an option. */
+const flag = (name: string): string | undefined => {
+  const v = argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined;
+  return v !== undefined && !v.startsWith('--') ? v : undefined;
+};
 
 if (argv.includes('--help')) {
-  process.stdout.write('usage: guard-agent [--config FILE] [--check-config]\n');
+  process.stdout.write('usage: guard-agent [--config FILE] [--check-config [FILE]]\n');
   process.exit(0);
 }
+// `--check-config FILE` checks FILE (as docs/configuration.md shows it); `--check-config` alone, the
+// file --config names, else the default. A file that cannot be read fails the check.
+const configPath = flag('--check-config') ?? flag('--config') ?? '/etc/guard/guard.conf';
 if (argv.includes('--check-config')) {
   const r = checkConfig(configPath);
   for (const line of r.lines) (r.ok ? process.stdout : process.stderr).write(line + '\n');
