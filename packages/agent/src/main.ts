@@ -9,9 +9,13 @@ import type { AgentConfig } from './config/types';
 import type { Sink } from './event';
 import { Pipeline } from './pipeline';
 import { createSink } from './sinks/index';
+import { closeStrayDescriptors } from './sources/descriptors';
 import { HelperLink } from './sources/helper-link';
 import { CheckpointStore } from './state/checkpoints';
 import { buildStatus, serveStatus } from './status/status';
+
+// First of all: descriptors inherited from whatever started us (logged once the logger exists).
+const strays = closeStrayDescriptors();
 
 const argv = process.argv.slice(2);
 /** The value after `name`, when there is one that is not itself an option. */
@@ -37,6 +41,8 @@ const log = pino({
   base: { pid: process.pid, name: 'guard-agent' },
   timestamp: pino.stdTimeFunctions.isoTime,
 });
+if (strays.length > 0)
+  log.warn({ descriptors: strays }, 'closed descriptors inherited from whatever started the agent');
 
 function load(): AgentConfig {
   try {

@@ -2,6 +2,8 @@
 // reloading its policy (`reloaded`): calls reconnect once and retry; descriptors already received
 // stay valid, since they are ours.
 import { HelperClient, HelperConnectionError, HelperRefusal } from '@guard/protocol/client';
+import type { FileReply } from '@guard/protocol/wire';
+import { checkReceivedDescriptor } from './descriptors';
 import type { Logger } from 'pino';
 
 export class HelperLink {
@@ -62,6 +64,25 @@ export class HelperLink {
         if (attempt >= 1) throw e;
       }
     }
+  }
+
+  /**
+   * Opens `path` through the helper, and checks the descriptor before handing it on (read-only,
+   * a regular file, the file the reply names: sources/descriptors.ts). A descriptor that fails is
+   * closed unread, logged as an error, and thrown as DescriptorRejected.
+   */
+  async open(path: string): Promise<{ reply: FileReply; fd: number }> {
+    const got = await this.call((c) => c.open(path));
+    try {
+      checkReceivedDescriptor(got.fd, got.reply, path);
+    } catch (e) {
+      this.log.error(
+        { path, dev: got.reply.dev, ino: got.reply.ino, err: (e as Error).message },
+        'guard-helper sent a descriptor that failed a check; refused it',
+      );
+      throw e;
+    }
+    return got;
   }
 
   close(): void {
