@@ -150,17 +150,15 @@ async function probe(args: string[], io: Io): Promise<number> {
     closeSync(fd);
   }
   io.stdout(
-    visible(
-      json
-        ? JSON.stringify({
-            granted: true,
-            path: reply.path,
-            dev: reply.dev,
-            ino: reply.ino,
-            size: reply.size,
-          })
-        : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes)`,
-    ),
+    json
+      ? JSON.stringify({
+          granted: true,
+          path: reply.path,
+          dev: reply.dev,
+          ino: reply.ino,
+          size: reply.size,
+        })
+      : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes)`,
   );
   return EXIT_OK;
 }

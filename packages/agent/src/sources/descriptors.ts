@@ -11,6 +11,8 @@
 //   of /proc/self/fdinfo/N, O_ACCMODE), not an O_PATH handle, a regular file, and {dev, ino} equal
 //   to the reply's. A descriptor that fails is closed, never read, and reported.
 import { closeSync, fstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { HelperRefusal } from '@guard/protocol/client';
+import type { ErrorCode } from '@guard/protocol/wire';
 
 const O_ACCMODE = 0o3;
 const O_RDONLY = 0o0;
@@ -46,10 +48,15 @@ export function closeStrayDescriptors(): { fd: number; what: string }[] {
   return closed;
 }
 
-/** A descriptor from the helper failed a check; it has been closed. */
-export class DescriptorRejected extends Error {
-  override readonly name = 'DescriptorRejected';
-  readonly code = 'bad_descriptor';
+/**
+ * A descriptor from the helper failed a check; it has been closed. A refusal, as far as the
+ * sources are concerned (shown by `guardctl status` with code `bad_descriptor`), though the agent
+ * refused it, not the helper: the code is the agent's own, not one of the protocol's.
+ */
+export class DescriptorRejected extends HelperRefusal {
+  constructor(message: string) {
+    super('bad_descriptor' as ErrorCode, message, 'open');
+  }
 }
 
 /** What /proc says of the descriptor's open flags, or null when it cannot be read. */

@@ -7,7 +7,6 @@ import { HelperRefusal } from '@guard/protocol/client';
 import type { Logger } from 'pino';
 import type { SourceConfig } from '../../config/types';
 import type { CheckpointStore } from '../../state/checkpoints';
-import { DescriptorRejected } from '../descriptors';
 import type { HelperLink } from '../helper-link';
 import { FileTailer, type TailerOptions } from './tailer';
 
@@ -117,17 +116,8 @@ export class FileSource {
   private async openPath(path: string, quietIfMissing = false): Promise<void> {
     let reply, fd: number;
     try {
-      ({ reply, fd } = await this.link.open(path));
+      ({ reply, fd } = await this.link.call((c) => c.open(path)));
     } catch (e) {
-      if (e instanceof DescriptorRejected) {
-        // logged by the link; shown in status as a refusal, retried on the next rescan
-        this.refused.set(path, {
-          code: e.code,
-          message: e.message,
-          since: this.refused.get(path)?.since ?? new Date().toISOString(),
-        });
-        return;
-      }
       if (!(e instanceof HelperRefusal)) {
         this.log.warn({ path, err: (e as Error).message }, 'cannot ask the helper');
         return;
