@@ -54,6 +54,11 @@ describe('hostile file names and content (real helper, real agent)', () => {
           'parser = json',
           'start_at = beginning',
           '',
+          '[source.aud]',
+          'type = audit',
+          `paths = ${e.logs}/audit/audit.log`,
+          'start_at = beginning',
+          '',
         ].join('\n'),
     });
     const logs = env.logs;
@@ -77,8 +82,17 @@ describe('hostile file names and content (real helper, real agent)', () => {
     // a symlink the helper refuses: its name lands in the FILE column and the problem list
     env.sb.symlink('/etc/hostname', `logs/${LINK_NAME}`);
     writeFileSync(`${logs}/slow.log`, `${T} app[5]: a writer who stal`, { mode: 0o600 });
+    env.sb.mkdir('logs/audit', 0o700);
+    writeFileSync(
+      `${logs}/audit/audit.log`,
+      // auditd hex-encodes a command line with a bidi override; the event decodes it
+      `type=USER_CMD msg=audit(1700000000.100:900): pid=1 uid=0 auid=1000 ses=1 msg='cwd="/" cmd=${Buffer.from('cat invoice\u202egnp.exe').toString('hex').toUpperCase()} res=success'\n` +
+        // and a record whose writer stalls mid-line
+        'type=USER_CMD msg=audit(1700000000.200:901): pid=2 uid=0 auid=1000 ses=1 msg=\'cwd="/" cmd=6C73 exe="/usr/bi',
+      { mode: 0o600 },
+    );
     agent = await AgentProcess.start(env);
-    await until(() => env.receiver.events.length >= 7, 20_000, 'the first events delivered').catch(
+    await until(() => env.receiver.events.length >= 8, 20_000, 'the first events delivered').catch(
       (e: Error) => {
         throw new Error(
           `${e.message}; ${env.receiver.events.length} received; agent: ${agent.dump(30)}`,
@@ -129,6 +143,19 @@ describe('hostile file names and content (real helper, real agent)', () => {
     assert.equal(byMessage('next line')[0]!.flags, undefined);
   });
 
+  it('audit: a hex-decoded bidi override is flagged; a record cut mid-line is partial, its rest continuation', async () => {
+    const audit = () => env.receiver.events.filter((e) => e.source === 'aud');
+    await until(() => audit().length >= 2, 15_000, 'the audit events');
+    const bidi = audit().find((e) => (e.fields as { serial?: number }).serial === 900);
+    assert.deepEqual(bidi?.flags, ['bidi']);
+    const cut = audit().find((e) => (e.fields as { serial?: number }).serial === 901);
+    assert.deepEqual(cut?.flags, ['malformed', 'partial']);
+    appendFileSync(`${env.logs}/audit/audit.log`, 'n/sudo" res=success\'\n');
+    await until(() => audit().length >= 3, 15_000, 'the rest of the record');
+    const rest = audit().find((e) => e.message === 'n/sudo" res=success\'');
+    assert.deepEqual(rest?.flags, ['unparsed', 'continuation']);
+  });
+
   const statusArgs = (...extra: string[]) => [
     env.sb.guardctlJs,
     'status',
@@ -175,7 +202,8 @@ describe('hostile file names and content (real helper, real agent)', () => {
       assert.equal(code, 1, out); // degraded: the refused symlink
       assert.equal(rawAt(out), '', `status at ${cols} columns`);
       assert.match(out, /\x1b\[[0-9;]*m/, 'colours are still written');
-      assert.ok(out.includes('x1b['), `the hostile names are shown, escaped: ${out}`);
+      if (cols === 200)
+        assert.match(out, /x1b\[|u009b/, `the hostile names are shown, escaped: ${out}`);
     }
     const piped = await run(process.execPath, statusArgs());
     assert.equal(rawAt(piped.stdout + piped.stderr), '');
