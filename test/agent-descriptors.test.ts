@@ -22,6 +22,7 @@ import {
 import { dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FakeHelper, type FakeConnection } from '@guard/protocol/test/fake-helper';
+import { PROTOCOL_VERSION } from '@guard/protocol/wire';
 import {
   AgentProcess,
   readStatus,
@@ -94,13 +95,20 @@ describe('agent descriptor checks, against a fake helper', () => {
         return conn.reply({
           ok: true,
           op: 'hello',
-          version: 1,
+          version: PROTOCOL_VERSION,
           policy: 'fake',
           uid: 0,
           audit: false,
+          open_path: 'openat2',
         });
       if (r.op === 'list')
-        return conn.reply({ ok: true, op: 'list', source: r.source, files: served });
+        return conn.reply({
+          ok: true,
+          op: 'list',
+          source: r.source,
+          files: served,
+          generations: [],
+        });
       const name = r.path!.slice(dir.length + 1, -'.log'.length);
       const make = opened[name];
       if (!make)
