@@ -10,6 +10,7 @@ import type { AuditEvent } from './parsers/audit/types';
 import { isAscii } from 'node:buffer';
 import { EventEncoder } from './encode';
 import { decodeLine, type DecodedLine } from './parsers/escape';
+import { hiddenFlags } from './parsers/hidden';
 import { getParser } from './parsers/index';
 import { FileSource } from './sources/file/file-source';
 import {
@@ -33,6 +34,8 @@ const BLOCK_BYTES = 64 * 1024;
 interface FileTail {
   json: string;
   ascii: boolean;
+  /** Flags of hidden characters in the tail (a file name with a bidi override), or null. */
+  hidden: string[] | null;
   bytes: Buffer;
   idHead: Buffer;
 }
@@ -807,12 +810,14 @@ export class Pipeline {
     const message = this.redact ? this.redact(text) : text;
     const parsed = s.parser(message, now);
     let flags = chunk.flags?.get(k) ?? null;
-    if (escaped || message !== text || parsed.flags) {
+    const hidden = this.hiddenIn(s, t, message, parsed.fields);
+    if (escaped || message !== text || parsed.flags || hidden) {
       flags = [
         ...(flags ?? []),
         ...(escaped ? ['escaped'] : []),
         ...(message !== text ? ['redacted'] : []),
         ...(parsed.flags ?? []),
+        ...(hidden ?? []),
       ];
     }
     t.lastEventTime = parsed.time ?? now.toISOString();
@@ -825,6 +830,24 @@ export class Pipeline {
       flags,
       tail,
     );
+  }
+
+  /**
+   * 'bidi' / 'invisible' (parsers/hidden.ts) when the event would carry such characters: in the
+   * line, in what the JSON parser decoded from `\u` escapes, or in the file's path.
+   */
+  private hiddenIn(
+    s: SourceRuntime,
+    t: FileTailer,
+    message: string,
+    fields: object | undefined,
+  ): string[] | null {
+    let h = hiddenFlags(message);
+    if (h === null && s.parserName === 'json' && fields && message.includes('\\u'))
+      h = hiddenFlags(JSON.stringify(fields));
+    const inTail = this.tails.get(t)?.hidden ?? null;
+    if (inTail === null) return h;
+    return h === null ? inTail : [...new Set([...h, ...inTail])];
   }
 
   private readonly encoder: EventEncoder;
@@ -852,6 +875,7 @@ export class Pipeline {
       tail = {
         json,
         ascii: !NON_ASCII.test(json + idHead),
+        hidden: hiddenFlags(json),
         bytes: Buffer.from(json, 'latin1'),
         idHead: Buffer.from(idHead, 'latin1'),
       };
@@ -879,7 +903,8 @@ export class Pipeline {
         continue;
       }
       const message = this.redact ? this.redact(text) : text;
-      for (const ev of st.grouper.push(message, base + starts[k]!, lineEndOffset(chunk, k)))
+      const at = base + starts[k]!;
+      for (const ev of st.grouper.push(message, at, lineEndOffset(chunk, k), chunk.flags?.get(k)))
         this.emitAudit(s, t, st, ev, chunk.ticket);
     }
     this.holdBack(st, chunk.ticket);
@@ -928,13 +953,17 @@ export class Pipeline {
       ...summary,
       records: records.map((r) => ({ type: r.type, fields: r.fields, enriched: r.enriched })),
     };
+    // What auditd hex-encoded (a command line, a file name) is decoded in `fields`: look there too.
+    const hidden = hiddenFlags(message) ?? hiddenFlags(JSON.stringify(fields));
+    const tailHidden = this.jsonTail(s, t).hidden;
+    const allFlags = [...(flags ?? []), ...(hidden ?? []), ...(tailHidden ?? [])];
     const json = eventJson(
       t.key,
       offset,
       JSON.stringify(ev.time || new Date().toISOString()),
       message,
       fields,
-      flags?.length ? flags : null,
+      allFlags.length ? [...new Set(allFlags)] : null,
       this.jsonTail(s, t).json,
     );
     ticket.remaining += s.runners.length;

@@ -68,6 +68,8 @@ export class FileTailer {
   private generation = 0;
   private partial: Buffer | null = null;
   private partialSince = 0;
+  /** A partial line was shipped: the next line read is its rest, flagged 'continuation'. */
+  private continuing = false;
   /** Inside a line longer than maxLineBytes: its head was shipped (flagged), the rest is skipped. */
   private skipping = false;
   private readonly tickets: Ticket[] = [];
@@ -166,6 +168,7 @@ export class FileTailer {
     this.ackedOffset = 0;
     this.partial = null;
     this.skipping = false;
+    this.continuing = false;
     this.fp = fingerprint(this.fd);
   }
 
@@ -174,8 +177,18 @@ export class FileTailer {
     const starts: number[] = [];
     const ends: number[] = [];
     let flags: Map<number, string[]> | null = null;
+    // The rest of a line shipped as 'partial' (its writer stalled mid-line) must not pass for a
+    // line of its own: flagged too.
+    const first = (): void => {
+      if (!this.continuing) return;
+      this.continuing = false;
+      const f = (flags ??= new Map()).get(starts.length);
+      if (f) f.push('continuation');
+      else flags.set(starts.length, ['continuation']);
+    };
     const cut = (start: number): void => {
       (flags ??= new Map()).set(starts.length, ['truncated']);
+      first();
       starts.push(start);
       ends.push(start + max);
     };
@@ -186,6 +199,7 @@ export class FileTailer {
         this.skipping = false; // the tail of an over-long line ends here
       else if (nl - start > max) cut(start);
       else {
+        first();
         starts.push(start);
         ends.push(nl);
       }
@@ -213,12 +227,14 @@ export class FileTailer {
     const offset = this.readOffset - p.length;
     this.partial = null;
     this.partialSince = 0;
+    const flags = this.continuing ? ['partial', 'continuation'] : ['partial'];
+    this.continuing = true;
     return {
       buf: p,
       base: offset,
       starts: [0],
       ends: [p.length],
-      flags: new Map([[0, ['partial']]]),
+      flags: new Map([[0, flags]]),
       ticket: this.ticket(this.readOffset),
     };
   }
