@@ -5,6 +5,7 @@ import type { SinkConfig } from '../config/types';
 import type { Sink } from '../event';
 import { FileSink } from './file/file-sink';
 import { HttpSink } from './http/http-sink';
+import { SyslogSink } from './syslog/syslog-sink';
 
 /** Builds the sink a validated `[sink.NAME]` section describes. Throws a coded SinkError on unusable TLS/token files. */
 export function createSink(cfg: SinkConfig, opts: { stateDir: string; logger: pino.Logger }): Sink {
@@ -13,6 +14,8 @@ export function createSink(cfg: SinkConfig, opts: { stateDir: string; logger: pi
       return new HttpSink(cfg, opts);
     case 'file':
       return new FileSink(cfg, opts);
+    case 'syslog':
+      return new SyslogSink(cfg, opts);
     default: {
       const unknown: never = cfg;
       throw new Error(`unknown sink type ${(unknown as { type: string }).type}`);
