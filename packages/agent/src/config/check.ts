@@ -24,7 +24,7 @@ export function summary(config: AgentConfig): string {
 }
 
 function sinkTarget(k: SinkConfig): string {
-  if (k.type === 'http') return `http ${k.url}`;
+  if (k.type === 'file') return `file ${k.path}`;
   if (k.type === 'syslog') return `syslog ${k.protocol}${k.tls ? '+tls' : ''} ${k.address}`;
-  return `file ${k.path}`;
+  return `${k.type} ${k.url}`;
 }

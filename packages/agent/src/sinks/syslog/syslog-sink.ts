@@ -18,7 +18,7 @@ import type { SyslogSinkConfig } from '../../config/types';
 import type { Batch, SendOutcome, Sink, SinkStatus } from '../../event';
 import { backoffDelay, throwIfAborted, waitToRetry, type RetryPolicy } from '../retry';
 import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-error';
-import { SYSTEM_CA_BUNDLES } from '../http/http-sink';
+import { SYSTEM_CA_BUNDLES } from '../core/http-core';
 import { markDelivered, newSinkStatus } from '../sink-status';
 import {
   encodeBatch,
