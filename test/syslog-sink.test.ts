@@ -196,7 +196,7 @@ describe('syslog sink (real rsyslog and syslog-ng receivers)', () => {
     assert.match(
       first,
       new RegExp(
-        `^13 2026-11-24T09:05:01\\.123(000)?(Z|\\+00:00) testhost sshd 1007 app \\[guard@32473 id="[0-9a-f.]+:${7 * (syslogLine(run, 0).length + 1)}" source="app" path="${log}" offset="${7 * (syslogLine(run, 0).length + 1)}" host="[^"]+" parser="syslog"\\] ?2026-11-24T09:05:01.123456\\+00:00 testhost sshd\\[1007\\]: ${run} line 7$`,
+        `^13 2026-11-24T09:05:01\\.123(000)?(Z|\\+00:00) testhost sshd 1007 app \\[guard@32473 id="[0-9a-f.]+:${7 * (syslogLine(run, 0).length + 1)}" offset="${7 * (syslogLine(run, 0).length + 1)}" source="app" path="${log}" host="[^"]+" parser="syslog"\\] ?2026-11-24T09:05:01.123456\\+00:00 testhost sshd\\[1007\\]: ${run} line 7$`,
       ),
     );
     const st = await sinkStatus();

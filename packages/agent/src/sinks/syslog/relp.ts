@@ -25,8 +25,6 @@ export interface RelpFrame {
   data: string;
 }
 
-/** Bytes of a frame's header beyond which the stream is not RELP (TXNR 9 + command 32 + DATALEN 9). */
-const MAX_HEADER = 64;
 /** A server's answer is short; a frame longer than this is not one. */
 const MAX_DATA = 64 * 1024;
 
@@ -40,59 +38,48 @@ export class RelpReader {
 
   /** Appends a chunk; returns the frames it completed. Throws RelpProtocolError on a malformed stream. */
   push(chunk: Buffer): RelpFrame[] {
-    this.buf += chunk.toString('latin1');
+    // Latin-1: one char a byte, so DATALEN counts chars; answers are ASCII anyway
+    this.buf = this.buf === '' ? chunk.toString('latin1') : this.buf + chunk.toString('latin1');
+    const b = this.buf;
     const out: RelpFrame[] = [];
     let at = 0;
     for (;;) {
-      const sp1 = this.buf.indexOf(' ', at);
-      const sp2 = sp1 < 0 ? -1 : this.buf.indexOf(' ', sp1 + 1);
-      if (sp2 < 0) {
-        if (this.buf.length - at > MAX_HEADER) throw this.bad(this.buf.slice(at, at + 40));
+      // TXNR: 1 to 9 digits, SP
+      const txnrEnd = digits(b, at, 9);
+      if (txnrEnd === -1) break; // incomplete
+      if (txnrEnd < 0 || b.charCodeAt(txnrEnd) !== 0x20) throw this.bad(b.slice(at, at + 40));
+      // COMMAND: 1 to 32 letters, SP
+      let c = txnrEnd + 1;
+      while (c < b.length && c - txnrEnd <= 33 && isLetter(b.charCodeAt(c))) c++;
+      if (c >= b.length) {
+        if (c - txnrEnd > 33) throw this.bad(b.slice(at, at + 40));
         break;
       }
-      // DATALEN ends at SP (data follows) or LF (no data)
-      let end = sp2 + 1;
-      while (end < this.buf.length && end - sp2 <= 10) {
-        const c = this.buf.charCodeAt(end);
-        if (c < 0x30 || c > 0x39) break;
-        end++;
-      }
-      if (end >= this.buf.length) {
-        if (end - sp2 > 10) throw this.bad(this.buf.slice(at, end));
-        break;
-      }
-      const txnrText = this.buf.slice(at, sp1);
-      const command = this.buf.slice(sp1 + 1, sp2);
-      const lenText = this.buf.slice(sp2 + 1, end);
-      if (
-        !/^\d{1,9}$/.test(txnrText) ||
-        !/^[A-Za-z]{1,32}$/.test(command) ||
-        !/^\d{1,9}$/.test(lenText)
-      )
-        throw this.bad(this.buf.slice(at, end + 1));
-      const len = Number(lenText);
+      if (c === txnrEnd + 1 || b.charCodeAt(c) !== 0x20) throw this.bad(b.slice(at, c + 1));
+      // DATALEN: 1 to 9 digits, then SP DATA LF, or LF when 0
+      const lenEnd = digits(b, c + 1, 9);
+      if (lenEnd === -1) break;
+      if (lenEnd < 0) throw this.bad(b.slice(at, c + 12));
+      const len = Number(b.slice(c + 1, lenEnd));
       if (len > MAX_DATA) throw this.bad(`DATALEN ${len}`);
-      const sep = this.buf.charCodeAt(end);
-      let dataStart: number;
+      const sep = b.charCodeAt(lenEnd);
+      const txnr = Number(b.slice(at, txnrEnd));
+      const command = b.slice(txnrEnd + 1, c);
       if (len === 0) {
-        if (sep !== 0x0a) throw this.bad(this.buf.slice(at, end + 1));
-        out.push({ txnr: Number(txnrText), command, data: '' });
-        at = end + 1;
+        if (sep !== 0x0a) throw this.bad(b.slice(at, lenEnd + 1));
+        out.push({ txnr, command, data: '' });
+        at = lenEnd + 1;
         continue;
       }
-      if (sep !== 0x20) throw this.bad(this.buf.slice(at, end + 1));
-      dataStart = end + 1;
-      if (this.buf.length < dataStart + len + 1) break;
-      if (this.buf.charCodeAt(dataStart + len) !== 0x0a)
-        throw this.bad(`frame ${txnrText} without its trailing LF`);
-      out.push({
-        txnr: Number(txnrText),
-        command,
-        data: this.buf.slice(dataStart, dataStart + len),
-      });
+      if (sep !== 0x20) throw this.bad(b.slice(at, lenEnd + 1));
+      const dataStart = lenEnd + 1;
+      if (b.length < dataStart + len + 1) break;
+      if (b.charCodeAt(dataStart + len) !== 0x0a)
+        throw this.bad(`frame ${txnr} without its trailing LF`);
+      out.push({ txnr, command, data: b.slice(dataStart, dataStart + len) });
       at = dataStart + len + 1;
     }
-    this.buf = at === 0 ? this.buf : this.buf.slice(at);
+    this.buf = at === 0 ? b : b.slice(at);
     return out;
   }
 
@@ -103,8 +90,27 @@ export class RelpReader {
   }
 }
 
+/** The end of 1 to `max` digits at p: -1 when the text ends first (incomplete), -2 when there
+ *  are none or too many (not RELP). */
+function digits(b: string, p: number, max: number): number {
+  let k = p;
+  while (k < b.length && k - p <= max) {
+    const c = b.charCodeAt(k);
+    if (c < 0x30 || c > 0x39) break;
+    k++;
+  }
+  if (k - p > max) return -2;
+  if (k >= b.length) return -1;
+  return k === p ? -2 : k;
+}
+
+function isLetter(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+}
+
 /** The status code of an `rsp` frame's data ("200 OK…" → 200), or -1. */
 export function rspCode(data: string): number {
-  const m = /^(\d{3})(?:[ \n]|$)/.exec(data);
-  return m ? Number(m[1]) : -1;
+  if (data.length < 3 || digits(data + ' ', 0, 3) !== 3) return -1;
+  const after = data.length === 3 ? 0x20 : data.charCodeAt(3);
+  return after === 0x20 || after === 0x0a ? Number(data.slice(0, 3)) : -1;
 }

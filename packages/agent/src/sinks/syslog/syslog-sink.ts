@@ -21,11 +21,11 @@ import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-err
 import { SYSTEM_CA_BUNDLES } from '../core/http-core';
 import { markDelivered, newSinkStatus } from '../sink-status';
 import {
-  encodeBatch,
   facilityNumber,
   frameStream,
+  relpFrames,
   severityNumber,
-  type FormatOptions,
+  SyslogEncoder,
   type SyslogMessages,
 } from './format';
 import { nextTxnr, RELP_OFFERS, relpFrame, RelpReader, rspCode, type RelpFrame } from './relp';
@@ -114,7 +114,7 @@ export class SyslogSink implements Sink {
   private readonly log: pino.Logger;
   private readonly retry: RetryPolicy;
   private readonly endpoint: string;
-  private readonly format: FormatOptions;
+  private readonly encoder: SyslogEncoder;
   private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   private readonly state: SinkStatus;
   private readonly encoded = new WeakMap<Batch, SyslogMessages>();
@@ -133,12 +133,12 @@ export class SyslogSink implements Sink {
     const scheme = `${cfg.protocol === 'relp' ? 'relp' : 'syslog'}${cfg.tls ? '+tls' : ''}`;
     const host = isIP(cfg.host) === 6 ? `[${cfg.host}]` : cfg.host;
     this.endpoint = `${scheme}://${host}:${cfg.port}`;
-    this.format = {
+    this.encoder = new SyslogEncoder({
       format: cfg.format,
       facility: facilityNumber(cfg.facility),
       severity: severityNumber(cfg.severity),
       sdId: cfg.sdId,
-    };
+    });
     const read = (path: string | null, what: string): Buffer | undefined => {
       if (path === null) return undefined;
       try {
@@ -188,7 +188,7 @@ export class SyslogSink implements Sink {
   private messages(batch: Batch): SyslogMessages {
     let m = this.encoded.get(batch);
     if (m === undefined) {
-      m = encodeBatch(batch.body, this.format);
+      m = this.encoder.encode(batch.body);
       this.encoded.set(batch, m);
     }
     return m;
@@ -198,7 +198,7 @@ export class SyslogSink implements Sink {
     throwIfAborted(signal);
     const msgs = this.messages(batch);
     // RELP: which messages the receiver has answered, kept across reconnects of this batch.
-    const answered = new Uint8Array(msgs.texts.length);
+    const answered = new Uint8Array(msgs.starts.length);
     let failures = 0;
     try {
       for (;;) {
@@ -452,15 +452,17 @@ export class SyslogSink implements Sink {
         );
       let timer = setTimeout(stalled, this.cfg.timeoutMs);
       const pump = (): void => {
-        let s = '';
+        const items: number[] = [];
+        const txnrs: number[] = [];
         while (inFlight.size < RELP_WINDOW && next < answered.length) {
           const i = next++;
           if (answered[i] === 1) continue;
           conn.txnr = nextTxnr(conn.txnr);
           inFlight.set(conn.txnr, i);
-          s += relpFrame(conn.txnr, 'syslog', msgs.texts[i]!, msgs.bytes[i]);
+          items.push(i);
+          txnrs.push(conn.txnr);
         }
-        if (s !== '') conn.socket.write(s);
+        if (items.length > 0) conn.socket.write(relpFrames(msgs, items, txnrs));
       };
       const onAbort = (): void => done(new SinkAbortError(signal.reason));
       signal.addEventListener('abort', onAbort, { once: true });
