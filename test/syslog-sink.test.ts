@@ -318,30 +318,38 @@ describe('syslog sink (real rsyslog and syslog-ng receivers)', () => {
     );
   });
 
-  it('RELP: rsyslog killed (-9) mid-stream and restarted: 0 missing', async (t) => {
-    const r = await receiver('relp');
+  /** 30,000 lines at 15,000/s; the receiver killed (-9) after 8,000 and restarted on its port
+   *  0.7 s later; returns once `done` holds of what arrived. */
+  async function receiverKilled(
+    kind: 'relp-tls' | 'tcp',
+    run: string,
+    done: (c: Count) => boolean,
+  ): Promise<{ c: Count; total: number; retries: number }> {
+    const r = await receiver(kind, { mutual: true });
     const total = 30_000;
-    const log = await startAgent('relpkill', [
-      `address = 127.0.0.1:${r.port}`,
-      'protocol = relp',
-      'tls = false',
-    ]);
-    const writing = writeLines(log, 'relpkill', 0, total, 15_000);
-    await until(
-      () => count(r.lines(), 'relpkill', total).order.length >= 8000,
-      20_000,
-      '8000 lines before the kill',
+    const log = await startAgent(
+      run,
+      kind === 'tcp'
+        ? [`address = 127.0.0.1:${r.port}`, 'protocol = tcp', 'tls = false']
+        : [`address = 127.0.0.1:${r.port}`, 'protocol = relp', ...tlsKeys(true)],
     );
+    const writing = writeLines(log, run, 0, total, 15_000);
+    const arrived = (): Count => count(r.lines(), run, total);
+    await until(() => arrived().order.length >= 8000, 20_000, '8000 lines before the kill');
     await r.kill();
     await sleep(700);
     await r.start(); // same port, same output file
     await writing;
-    await until(
-      () => count(r.lines(), 'relpkill', total).missing.length === 0,
-      30_000,
-      'every line after the restart',
+    await until(() => done(arrived()), 30_000, 'the lines after the restart');
+    return { c: arrived(), total, retries: (await sinkStatus()).retries as number };
+  }
+
+  it('RELP over mutual TLS: rsyslog killed (-9) mid-stream and restarted: 0 missing', async (t) => {
+    const { c, total } = await receiverKilled(
+      'relp-tls',
+      'relpkill',
+      (c) => c.missing.length === 0,
     );
-    const c = count(r.lines(), 'relpkill', total);
     t.diagnostic(
       `RELP, receiver killed: ${c.missing.length} missing, ${c.duplicates} duplicates of ${total}`,
     );
@@ -351,35 +359,14 @@ describe('syslog sink (real rsyslog and syslog-ng receivers)', () => {
   });
 
   it('plain TCP: rsyslog killed (-9) mid-stream and restarted: what is lost is measured (no acknowledgement exists)', async (t) => {
-    const r = await receiver('tcp');
-    const total = 30_000;
-    const log = await startAgent('tcpkill', [
-      `address = 127.0.0.1:${r.port}`,
-      'protocol = tcp',
-      'tls = false',
-    ]);
-    const writing = writeLines(log, 'tcpkill', 0, total, 15_000);
-    await until(
-      () => count(r.lines(), 'tcpkill', total).order.length >= 8000,
-      20_000,
-      '8000 lines before the kill',
-    );
-    await r.kill();
-    await sleep(700);
-    await r.start();
-    await writing;
     // the last line arriving means the agent reconnected and shipped everything after the gap
-    await until(
-      () => count(r.lines(), 'tcpkill', total).order.includes(total - 1),
-      30_000,
-      'the last line',
+    const { c, total, retries } = await receiverKilled('tcp', 'tcpkill', (c) =>
+      c.order.includes(29_999),
     );
-    const c = count(r.lines(), 'tcpkill', total);
-    const st = await sinkStatus();
     t.diagnostic(
-      `plain TCP, receiver killed: ${c.missing.length} missing (${c.missing.length ? `${c.missing[0]}…${c.missing.at(-1)}` : 'none'}), ${c.duplicates} duplicates of ${total}; sink retries ${st.retries}`,
+      `plain TCP, receiver killed: ${c.missing.length} missing (${c.missing.length ? `${c.missing[0]}…${c.missing.at(-1)}` : 'none'}), ${c.duplicates} duplicates of ${total}; sink retries ${retries}`,
     );
-    assert.ok(st.retries >= 1, 'the agent noticed the broken connection');
+    assert.ok(retries >= 1, 'the agent noticed the broken connection');
     // what can be lost is bounded by what was in flight: the batches written into the dead
     // connection before the agent saw it break (docs/sinks/syslog.md)
     assert.ok(c.missing.length < 8000, `${c.missing.length} missing`);
