@@ -10,6 +10,7 @@
 //   hec-ack   the same with an ackId a request, and /services/collector/ack answering true
 //   otlp      ExportLogsServiceRequest protobuf (counted with the official generated code), 200
 //   otlp-json OTLP JSON, 200 {}
+//   loki      Loki push JSON (values counted), 204
 // stdout, one JSON object a line: {event:'listening',port}, then {event:'done',...} when N records
 // have arrived, and {event:'final',...} on SIGTERM (more than N means duplicates).
 // --latency: every record's message carries "bench-t=<ms since epoch>", and the receiver keeps
@@ -34,6 +35,14 @@ let nextAckId = 0;
 
 /** Records in a body of the --format. */
 function countRecords(body) {
+  if (format === 'loki') {
+    let n = 0;
+    for (const st of JSON.parse(body.toString('utf8')).streams) {
+      n += st.values.length;
+      if (sample === null && st.values.length) sample = st.values[0][1];
+    }
+    return n;
+  }
   if (format === 'otlp' || format === 'otlp-json') {
     const m = format === 'otlp' ? otlpRequest.decode(body) : JSON.parse(body.toString('utf8'));
     let n = 0;
@@ -104,10 +113,15 @@ function handle(req, res) {
     requests++;
     if (!firstAt) firstAt = now;
     const n = countRecords(body);
-    res.writeHead(200, {
-      'content-type': format === 'otlp' ? 'application/x-protobuf' : 'application/json',
-    });
-    res.end(answer(req, n));
+    if (format === 'loki') {
+      res.writeHead(204);
+      res.end();
+    } else {
+      res.writeHead(200, {
+        'content-type': format === 'otlp' ? 'application/x-protobuf' : 'application/json',
+      });
+      res.end(answer(req, n));
+    }
     records += n;
     lastAt = now;
     if (!reported && records >= expect) {

@@ -48,7 +48,7 @@ const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env
   .filter(Boolean);
 /** Which runs (1-5) to do: --runs 1,2. */
 const RUNS = new Set(
-  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6,7,8,9,10,11,12,13')
+  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6,7,8,9,10,11,12,13,14')
     .split(',')
     .map(Number),
 );
@@ -698,9 +698,10 @@ async function main(): Promise<void> {
         'otlp (json)',
         { type: 'otlp', format: 'otlp-json', path: '/v1/logs', extra: ['encoding = json'] },
       ],
+      [12, 'loki (json)', { type: 'loki', format: 'loki', path: '' }],
       // syslog: RFC 5424 to bench/syslog-receiver.cjs (frames counted; RELP answered per message)
       [
-        12,
+        13,
         'syslog (RFC 5424 over RELP)',
         {
           type: 'syslog',
@@ -710,7 +711,7 @@ async function main(): Promise<void> {
         },
       ],
       [
-        13,
+        14,
         'syslog (RFC 5424, octet counting over TCP)',
         {
           type: 'syslog',

@@ -1,10 +1,11 @@
-// guard-agent end to end into three SIEM sinks at once — elasticsearch, splunk_hec with indexer
-// acknowledgement, otlp — each against its spec-faithful receiver (test/lib/receivers), with the
+// guard-agent end to end into four SIEM sinks at once — elasticsearch, splunk_hec with indexer
+// acknowledgement, otlp, loki — each against its spec-faithful receiver (test/lib/receivers), with the
 // real helper as root and the agent as a throwaway user. Faults in combination: the agent killed
 // with SIGKILL mid-stream and started again, receiver 503/429 (with Retry-After) and 413, per-event
 // 429 and 400 from Elasticsearch, malformed-event 400s from HEC, HEC restarted (its acks lost).
 // Counted by line number: 0 missing in every receiver, Elasticsearch 0 duplicates (create + _id),
-// the others' duplicates reported; the dead-letter files hold exactly the refused lines.
+// Loki 0 duplicates stored (it drops an identical timestamp + line), the others' duplicates
+// reported; the dead-letter files hold exactly the refused lines.
 import assert from 'node:assert/strict';
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import {
   type AgentEnv,
 } from './lib/agent-env';
 import { ElasticsearchReceiver } from './lib/receivers/elasticsearch';
+import { LokiReceiver } from './lib/receivers/loki';
 import { OtlpReceiver } from './lib/receivers/otlp';
 import { SplunkHecReceiver } from './lib/receivers/splunk-hec';
 
@@ -24,9 +26,9 @@ const TOTAL = 20_000;
 const POISON = new Set([15_001, 17_500, 19_999]);
 const RUN = 'siem';
 const line = (i: number): string =>
-  `2026-11-24T09:05:01.123456+00:00 testhost sshd[${1000 + (i % 50)}]: ${RUN} ${POISON.has(i) ? 'POISON ' : ''}line ${i}`;
+  `2026-11-24T09:05:01.123456+00:00 testhost sshd[${1000 + (i % 50)}]: ${RUN} ${POISON.has(i) ? `POISON ${'x'.repeat(2000)} ` : ''}line ${i}`;
 const numberOf = (message: unknown): number => {
-  const m = new RegExp(`${RUN} (?:POISON )?line (\\d+)$`).exec(String(message));
+  const m = new RegExp(`${RUN} (?:POISON x+ )?line (\\d+)$`).exec(String(message));
   return m ? Number(m[1]) : -1;
 };
 
@@ -72,17 +74,19 @@ function deadLettered(state: string, sink: string): { lines: number[]; reasons: 
   return { lines: lines.sort((a, b) => a - b), reasons };
 }
 
-describe('guard-agent into elasticsearch, splunk_hec and otlp: kill -9, receiver faults, per-event refusals', () => {
+describe('guard-agent into elasticsearch, splunk_hec, otlp and loki: kill -9, receiver faults, per-event refusals', () => {
   let env: AgentEnv;
   let agent: AgentProcess | undefined;
   const es = new ElasticsearchReceiver();
   const hec = new SplunkHecReceiver();
   const otlp = new OtlpReceiver();
+  const loki = new LokiReceiver();
 
   before(async () => {
     await es.start();
     await hec.start();
     await otlp.start();
+    await loki.start();
     env = await setupAgentEnv({
       sources: (e) => {
         const token = e.sb.file('etc/hec.token', `${hec.token}\n`, 0o640, {
@@ -121,6 +125,12 @@ describe('guard-agent into elasticsearch, splunk_hec and otlp: kill -9, receiver
           `url = ${otlp.url}`,
           ...common,
           '',
+          '[sink.loki]',
+          'type = loki',
+          `url = ${loki.url}`,
+          'labels = host, source, program',
+          ...common,
+          '',
         ].join('\n');
       },
     });
@@ -130,6 +140,7 @@ describe('guard-agent into elasticsearch, splunk_hec and otlp: kill -9, receiver
     await es.stop();
     await hec.stop();
     await otlp.stop();
+    await loki.stop();
     await teardownAgentEnv(env);
   });
 
@@ -145,6 +156,10 @@ describe('guard-agent into elasticsearch, splunk_hec and otlp: kill -9, receiver
     hec.invalid = (ev) => POISON.has(numberOf((ev.event as { message: string }).message));
     hec.failNext.push({ status: 503, code: 9, text: 'Server is busy' });
     otlp.failNext.push({ status: 429, retryAfter: '1' }, { status: 502 });
+    loki.failNext.push({ status: 429, retryAfter: '1' }, { status: 260 }, { status: 503 });
+    loki.maxBody = 120_000; // split like Elasticsearch
+    // Loki's line limit refuses the poison lines (padded below to exceed it): a partial 400.
+    loki.maxLineSize = 2000;
 
     const path = join(env.logs, 'app.log');
     writeFileSync(path, '', { mode: 0o600 });
@@ -165,26 +180,35 @@ describe('guard-agent into elasticsearch, splunk_hec and otlp: kill -9, receiver
     const hecMessages = (): unknown[] =>
       hec.indexed.map((e) => (e.event as { message: string }).message);
     const otlpMessages = (): unknown[] => otlp.records.map((r) => r.body);
+    const lokiMessages = (): unknown[] =>
+      loki.lines().map((l) => (JSON.parse(l) as { message: string }).message);
     await until(
       () =>
         missing(tally(esMessages()).seen).length === 0 &&
         missing(tally(hecMessages()).seen).length === 0 &&
-        missing(tally(otlpMessages()).seen).length === 0,
+        missing(tally(otlpMessages()).seen).length === 0 &&
+        missing(tally(lokiMessages()).seen).length === 0,
       120_000,
       'every line in every receiver',
     ).catch((e: Error) => {
       throw new Error(
-        `${e.message}: missing es ${missing(tally(esMessages()).seen).length}, hec ${missing(tally(hecMessages()).seen).length}, otlp ${missing(tally(otlpMessages()).seen).length}\n${agent?.dump()}`,
+        `${e.message}: missing es ${missing(tally(esMessages()).seen).length}, hec ${missing(tally(hecMessages()).seen).length}, otlp ${missing(tally(otlpMessages()).seen).length}, loki ${missing(tally(lokiMessages()).seen).length}\n${agent?.dump()}`,
       );
     });
 
-    const t = { es: tally(esMessages()), hec: tally(hecMessages()), otlp: tally(otlpMessages()) };
+    const t = {
+      es: tally(esMessages()),
+      hec: tally(hecMessages()),
+      otlp: tally(otlpMessages()),
+      loki: tally(lokiMessages()),
+    };
     console.log(
       `# at the kill: es ${atKill.es}, hec ${atKill.hec}, otlp ${atKill.otlp}; ` +
-        `duplicates: es ${t.es.duplicates} (409s answered: ${es.conflicts}), hec ${t.hec.duplicates}, otlp ${t.otlp.duplicates}; ` +
+        `duplicates: es ${t.es.duplicates} (409s answered: ${es.conflicts}), hec ${t.hec.duplicates}, otlp ${t.otlp.duplicates}, loki ${t.loki.duplicates} (dropped by Loki as identical: ${loki.duplicatesDropped}); ` +
         `es 413s ${es.rejected413}, receiver requests es ${es.server.requests}, hec ${hec.server.requests}, otlp ${otlp.server.requests}`,
     );
     assert.equal(t.es.duplicates, 0, 'create with _id: a resend is a 409, never a second document');
+    assert.equal(t.loki.duplicates, 0, 'Loki drops a resent entry: same timestamp, same line');
     for (const [name, x] of Object.entries(t))
       for (const p of POISON) assert.ok(!x.seen.has(p) || name === 'otlp', `${name} refused ${p}`);
 
@@ -194,7 +218,12 @@ describe('guard-agent into elasticsearch, splunk_hec and otlp: kill -9, receiver
       20_000,
       'the dead-letter files',
     );
-    for (const sink of ['es', 'hec']) {
+    await until(
+      () => new Set(deadLettered(env.state, 'loki').lines).size === POISON.size,
+      20_000,
+      'the loki dead-letter files',
+    );
+    for (const sink of ['es', 'hec', 'loki']) {
       const d = deadLettered(env.state, sink);
       assert.deepEqual(
         [...new Set(d.lines)],
@@ -205,6 +234,7 @@ describe('guard-agent into elasticsearch, splunk_hec and otlp: kill -9, receiver
     }
     assert.match(deadLettered(env.state, 'es').reasons[0]!, /^400 document_parsing_exception/);
     assert.match(deadLettered(env.state, 'hec').reasons[0]!, /Invalid data format/);
+    assert.match(deadLettered(env.state, 'loki').reasons[0]!, /^Loki ignored it: Max entry size/);
     assert.deepEqual(deadLettered(env.state, 'otlp').lines, [], 'otlp refused nothing');
   });
 });

@@ -11,15 +11,18 @@ import { after, describe, test } from 'node:test';
 import pino from 'pino';
 import type {
   ElasticsearchSinkConfig,
+  LokiSinkConfig,
   HttpCommonConfig,
   OtlpSinkConfig,
   SplunkHecSinkConfig,
 } from '../packages/agent/src/config/types';
 import type { Batch } from '../packages/agent/src/event';
 import { ElasticsearchSink } from '../packages/agent/src/sinks/elasticsearch/elasticsearch-sink';
+import { LokiSink } from '../packages/agent/src/sinks/loki/loki-sink';
 import { OtlpSink } from '../packages/agent/src/sinks/otlp/otlp-sink';
 import { SplunkHecSink } from '../packages/agent/src/sinks/splunk_hec/splunk-hec-sink';
 import { ElasticsearchReceiver } from './lib/receivers/elasticsearch';
+import { LokiReceiver } from './lib/receivers/loki';
 import { OtlpReceiver } from './lib/receivers/otlp';
 import { SplunkHecReceiver } from './lib/receivers/splunk-hec';
 
@@ -417,6 +420,130 @@ describe('otlp sink against an OTLP/HTTP receiver decoding with the official gen
       assert.equal(rx.server.requests - before, 1, '400 not retried');
       assert.deepEqual(deadLetters(state).ids, range(0, 5).map(idOf));
       await sink.close();
+    } finally {
+      await rx.stop();
+    }
+  });
+});
+
+describe('loki sink against a push API receiver', () => {
+  const loki = (url: string, state: string, over: Partial<LokiSinkConfig> = {}) =>
+    new LokiSink(
+      { ...common('loki', url), type: 'loki', labels: ['host', 'source'], tenant: null, ...over },
+      { stateDir: state, logger, hostname: HOST },
+    );
+  /** A batch whose events `old` are two hours older than the others (Loki's window is one). */
+  function mixed(
+    run: string,
+    from: number,
+    n: number,
+    old: Set<number>,
+    program = () => 'sshd',
+  ): Batch {
+    const lines = range(from, n).map((i) => {
+      const ev = JSON.parse(eventLine(run, i)) as Record<string, any>;
+      if (old.has(i)) ev.time = new Date(Date.UTC(2026, 10, 24, 7, 5, 1, i % 1000)).toISOString();
+      ev.fields.program = program();
+      return `${JSON.stringify(ev)}\n`;
+    });
+    const body = Buffer.from(lines.join(''));
+    return { seq: ++seq, events: n, bytes: body.length, body };
+  }
+  const lineNumbers = (rx: LokiReceiver): number[] =>
+    rx
+      .lines()
+      .map((l) => Number(/ line (\d+) /.exec((JSON.parse(l) as { message: string }).message)![1]));
+
+  test('204; one stream per label set; ns timestamps as strings; a resend after a crash is dropped by Loki as a duplicate', async () => {
+    const rx = await new LokiReceiver().start();
+    try {
+      const state = stateDir();
+      const sink = loki(rx.url, state);
+      assert.equal(await sink.send(batch('lk1', 0, 100), signal), 'delivered');
+      assert.deepEqual([...rx.streams.keys()], [`{host="${HOST}", source="app"}`]);
+      const first = rx.streams.values().next().value![0]!;
+      assert.equal(first.ts, BigInt(Date.UTC(2026, 10, 24, 9, 5, 1, 0)) * 1000000n); // offset 0
+      assert.equal((JSON.parse(first.line) as { id: string }).id, idOf(0));
+      const again = loki(rx.url, state);
+      assert.equal(await again.send(batch('lk1', 0, 100), signal), 'delivered');
+      assert.equal(rx.lines().length, 100, 'no duplicate');
+      assert.equal(rx.duplicatesDropped, 100);
+      await sink.close();
+      await again.close();
+    } finally {
+      await rx.stop();
+    }
+  });
+
+  test('partial 400 ("total ignored: 3 out of 30"): exactly the ignored dead-lettered with the reason, the rest kept and never sent again', async () => {
+    const rx = await new LokiReceiver().start();
+    try {
+      const state = stateDir();
+      const sink = loki(rx.url, state);
+      assert.equal(await sink.send(batch('lk2', 0, 10), signal), 'delivered');
+      const old = new Set([15, 22, 30]);
+      assert.equal(await sink.send(mixed('lk2', 10, 30, old), signal), 'dead_lettered');
+      assert.equal(rx.server.requests, 2, 'the accepted entries were not sent again');
+      assert.deepEqual(
+        lineNumbers(rx).sort((a, b) => a - b),
+        range(0, 40).filter((i) => !old.has(i)),
+      );
+      const dl = deadLetters(state);
+      assert.deepEqual(dl.ids, [...old].map(idOf));
+      assert.match(dl.meta[0]!.items[0].reason, /^Loki ignored it: entry too far behind/);
+      await sink.close();
+    } finally {
+      await rx.stop();
+    }
+  });
+
+  test('more ignored than Loki lists (max_returned_errors 10): the unlisted dead-lettered too, nothing sent again, 0 missing, 0 duplicates', async () => {
+    const rx = await new LokiReceiver().start();
+    try {
+      const state = stateDir();
+      const sink = loki(rx.url, state);
+      assert.equal(await sink.send(batch('lk3', 0, 10), signal), 'delivered');
+      const old = new Set(range(10, 30).filter((i) => i % 2 === 0)); // 15 ignored, 15 accepted
+      assert.equal(await sink.send(mixed('lk3', 10, 30, old), signal), 'dead_lettered');
+      assert.equal(rx.server.requests, 2);
+      const kept = new Set(lineNumbers(rx));
+      const dead = new Set(deadLetters(state).ids);
+      assert.equal(kept.size, rx.lines().length, '0 duplicates in Loki');
+      const missing = range(0, 40).filter((i) => !kept.has(i) && !dead.has(idOf(i)));
+      assert.deepEqual(missing, [], 'every event in Loki or in the dead letter');
+      for (const i of old) assert.ok(dead.has(idOf(i)), `ignored ${i} dead-lettered`);
+      await sink.close();
+    } finally {
+      await rx.stop();
+    }
+  });
+
+  test('429, 500 and 260 (ingestion blocked) retried; 413 split; labels from the parser fields, one request per stream', async () => {
+    const rx = await new LokiReceiver().start();
+    try {
+      const state = stateDir();
+      rx.failNext.push({ status: 429, retryAfter: '0' }, { status: 500 }, { status: 260 });
+      rx.maxBody = 12_000;
+      const sink = loki(rx.url, state);
+      assert.equal(await sink.send(batch('lk4', 0, 100), signal), 'delivered');
+      assert.equal(rx.lines().length, 100);
+      const byProgram = loki(rx.url, state, { labels: ['host', 'program'] });
+      let k = 0;
+      const requests = rx.server.requests;
+      rx.maxBody = 64 << 20;
+      assert.equal(
+        await byProgram.send(
+          mixed('lk5', 0, 20, new Set(), () => (k++ % 2 ? 'cron' : 'sshd')),
+          signal,
+        ),
+        'delivered',
+      );
+      assert.equal(rx.server.requests - requests, 2, 'one request per stream');
+      assert.ok(rx.streams.has(`{host="${HOST}", program="cron"}`));
+      assert.equal(rx.lines().length, 120);
+      assert.deepEqual(deadLetters(state).ids, []);
+      await sink.close();
+      await byProgram.close();
     } finally {
       await rx.stop();
     }

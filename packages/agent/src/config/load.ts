@@ -12,6 +12,7 @@ import type {
   ElasticsearchSinkConfig,
   FileSinkConfig,
   HttpCommonConfig,
+  LokiSinkConfig,
   OtlpSinkConfig,
   SplunkHecSinkConfig,
   RedactConfig,
@@ -315,6 +316,7 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     else if (type === 'elasticsearch') sinks.push(elasticsearchSink(name, k));
     else if (type === 'splunk_hec') sinks.push(splunkHecSink(name, k));
     else if (type === 'otlp') sinks.push(otlpSink(name, k));
+    else if (type === 'loki') sinks.push(lokiSink(name, k));
     else if (type === 'file') sinks.push(fileSink(name, k, agent.stateDir));
     else if (type === 'syslog') sinks.push(syslogSink(name, k));
   }
@@ -489,6 +491,25 @@ function otlpSink(name: string, k: SectionReader): OtlpSinkConfig {
     type: 'otlp',
     encoding: k.oneOf('encoding', 'protobuf'),
     serviceName: k.string('service_name', 'guard'),
+  };
+}
+
+const LOKI_LABELS = ['host', 'source', 'parser', 'program', 'unit'] as const;
+
+function lokiSink(name: string, k: SectionReader): LokiSinkConfig {
+  const labels = k.list('labels') ?? ['host', 'source'];
+  for (const l of labels)
+    if (!(LOKI_LABELS as readonly string[]).includes(l))
+      k.problem(
+        'labels',
+        `expected labels from ${LOKI_LABELS.join(', ')} (a bounded set: never per-line values), got ${shown(l)}`,
+      );
+  if (labels.length === 0) k.problem('labels', 'expected at least one label (Loki needs one)');
+  return {
+    ...httpCommon(name, k, 'bearer'),
+    type: 'loki',
+    labels: [...new Set(labels)] as LokiSinkConfig['labels'],
+    tenant: k.optionalString('tenant'),
   };
 }
 

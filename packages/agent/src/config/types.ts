@@ -89,6 +89,12 @@ export interface FileSinkConfig {
   batch: BatchConfig;
 }
 
+export interface LokiSinkConfig extends HttpCommonConfig {
+  type: 'loki';
+  labels: ('host' | 'source' | 'parser' | 'program' | 'unit')[]; // labels, default host, source
+  tenant: string | null; // tenant: X-Scope-OrgID, default none
+}
+
 export interface SyslogSinkConfig {
   name: string;
   type: 'syslog';
@@ -117,6 +123,7 @@ export type SinkConfig =
   | ElasticsearchSinkConfig
   | SplunkHecSinkConfig
   | OtlpSinkConfig
+  | LokiSinkConfig
   | FileSinkConfig
   | SyslogSinkConfig;
 

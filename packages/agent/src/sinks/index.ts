@@ -6,6 +6,7 @@ import type { Sink } from '../event';
 import { ElasticsearchSink } from './elasticsearch/elasticsearch-sink';
 import { FileSink } from './file/file-sink';
 import { HttpSink } from './http/http-sink';
+import { LokiSink } from './loki/loki-sink';
 import { OtlpSink } from './otlp/otlp-sink';
 import { SplunkHecSink } from './splunk_hec/splunk-hec-sink';
 import { SyslogSink } from './syslog/syslog-sink';
@@ -24,6 +25,8 @@ export function createSink(
       return new SplunkHecSink(cfg, opts);
     case 'otlp':
       return new OtlpSink(cfg, opts);
+    case 'loki':
+      return new LokiSink(cfg, opts);
     case 'file':
       return new FileSink(cfg, opts);
     case 'syslog':

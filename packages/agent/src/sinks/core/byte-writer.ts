@@ -24,7 +24,7 @@ export class ByteWriter {
   bytes(src: Buffer, start = 0, end = src.length): void {
     const n = end - start;
     this.ensure(n);
-    if (n > 32) {
+    if (n > 64) {
       src.copy(this.buf, this.pos, start, end); // no subarray object per copy
     } else {
       const b = this.buf;

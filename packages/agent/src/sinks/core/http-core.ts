@@ -343,13 +343,30 @@ export class HttpCoreSink implements Sink {
   }
 
   prepare(batch: Batch): void {
-    void this.body(batch, null);
+    if (this.groups(batch) === null) void this.body(batch, null);
+  }
+
+  private readonly groupsOf = new WeakMap<Batch, number[][] | null>();
+
+  /** The batch's requests when the format splits it (computed once), else null. */
+  private groups(batch: Batch): number[][] | null {
+    if (this.format.group === undefined) return null;
+    let g = this.groupsOf.get(batch);
+    if (g === undefined) {
+      g = this.format.group(batch, () => this.lines(batch));
+      this.groupsOf.set(batch, g);
+    }
+    return g;
   }
 
   async send(batch: Batch, signal: AbortSignal): Promise<SendOutcome> {
     throwIfAborted(signal);
     if (this.closed) throw new SinkError('GUARD_SINK_CLOSED', `sink ${this.name} is closed`);
-    const queue: Pending[] = [{ items: null, failures: 0 }];
+    const groups = this.groups(batch);
+    const queue: Pending[] =
+      groups === null
+        ? [{ items: null, failures: 0 }]
+        : groups.map((items) => ({ items, failures: 0 }));
     const refused: Refused[] = [];
     let tokenReread = false;
     let attempts = 0;
@@ -386,7 +403,10 @@ export class HttpCoreSink implements Sink {
           );
           continue;
         }
-        const verdict = await this.format.classify(answer, this.context(count, signal));
+        const verdict = await this.format.classify(
+          answer,
+          this.context(count, req.items, () => this.lines(batch), signal),
+        );
         switch (verdict.kind) {
           case 'delivered':
             queue.shift();
@@ -522,9 +542,16 @@ export class HttpCoreSink implements Sink {
     await waitToRetry(this.state, describeError(error), delay, signal);
   }
 
-  private context(count: number, signal: AbortSignal): RequestContext {
+  private context(
+    count: number,
+    items: readonly number[] | null,
+    lines: () => BatchLines,
+    signal: AbortSignal,
+  ): RequestContext {
     return {
       count,
+      items,
+      lines,
       signal,
       post: async (path, body, headers) => {
         const a = await this.request(path, body, headers, 'application/json', signal, 1 << 20);

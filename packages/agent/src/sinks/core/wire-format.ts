@@ -47,6 +47,9 @@ export type Verdict =
 export interface RequestContext {
   /** Items in the request. */
   readonly count: number;
+  /** The request's items (indexes of the batch's lines; null: every event of the batch). */
+  readonly items: readonly number[] | null;
+  lines(): BatchLines;
   readonly signal: AbortSignal;
   post(path: string, body: Buffer, headers: Record<string, string>): Promise<Answer>;
 }
@@ -75,5 +78,11 @@ export interface WireFormat {
     items: readonly number[] | null,
     out: ByteWriter,
   ): Buffer;
+  /**
+   * When a batch must go as several requests (Loki: one stream a request, so that an answer
+   * naming refused entries is about that request alone): the items of each, in order. null or
+   * absent: one request of every event.
+   */
+  group?(batch: Batch, lines: () => BatchLines): number[][] | null;
   classify(answer: Answer, ctx: RequestContext): Verdict | Promise<Verdict>;
 }

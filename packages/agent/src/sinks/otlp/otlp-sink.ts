@@ -24,7 +24,8 @@ import type { OtlpSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
 import { ByteWriter, varintSize } from '../core/byte-writer';
 import { HttpCoreSink, statusVerdict, type HttpSinkOptions } from '../core/http-core';
-import type { BatchLines } from '../core/lines';
+import { IsoTimeReader, type BatchLines } from '../core/lines';
+import { EventScan } from '../core/event-scan';
 import type { Answer, RequestContext, Verdict, WireFormat } from '../core/wire-format';
 
 const retryable = (s: number): boolean =>
@@ -41,6 +42,21 @@ export const SEVERITY_NUMBER: Record<string, number> = {
   info: 9, // INFO
   debug: 5, // DEBUG
 };
+
+const SEVERITY_NAMES = Object.entries(SEVERITY_NUMBER).map(
+  ([name, num]) => [Buffer.from(name, 'latin1'), num] as const,
+);
+
+/** SEVERITY_NUMBER of the severity name body[vs, ve), 0 for none, without making a string. */
+function severityAt(body: Buffer, vs: number, ve: number): number {
+  for (const [name, num] of SEVERITY_NAMES) {
+    if (name.length !== ve - vs || name[0] !== body[vs]) continue;
+    let k = 1;
+    while (k < name.length && name[k] === body[vs + k]) k++;
+    if (k === name.length) return num;
+  }
+  return 0;
+}
 
 interface Event {
   id?: unknown;
@@ -172,18 +188,13 @@ export class OtlpFormat implements WireFormat {
     return `${p}${url.search}`;
   }
 
-  private events(lines: BatchLines, items: readonly number[] | null): Event[] {
-    const n = items === null ? lines.count : items.length;
-    const out: Event[] = new Array<Event>(n);
-    for (let k = 0; k < n; k++) {
-      const i = items === null ? k : items[k]!;
-      try {
-        out[k] = JSON.parse(lines.body.toString('utf8', lines.starts[i]!, lines.ends[i]!)) as Event;
-      } catch {
-        out[k] = { message: lines.body.toString('utf8', lines.starts[i]!, lines.ends[i]!) };
-      }
+  private parse(lines: BatchLines, i: number): Event {
+    const text = lines.body.toString('utf8', lines.starts[i]!, lines.ends[i]!);
+    try {
+      return JSON.parse(text) as Event;
+    } catch {
+      return { message: text };
     }
-    return out;
   }
 
   encode(
@@ -192,46 +203,70 @@ export class OtlpFormat implements WireFormat {
     items: readonly number[] | null,
     out: ByteWriter,
   ): Buffer {
-    const events = this.events(lines(), items);
-    return this.cfg.encoding === 'json' ? this.json(events) : this.protobuf(events, out);
+    return this.cfg.encoding === 'json'
+      ? this.json(lines(), items, out)
+      : this.protobuf(lines(), items, out);
   }
 
-  private protobuf(events: Event[], out: ByteWriter): Buffer {
+  private readonly times = new IsoTimeReader();
+
+  private timeOf(body: Buffer, ts: number, te: number): number | null {
+    return this.times.ms(body, ts, te);
+  }
+
+  // ---- the attributes the same for every event of a file: encoded once per file ------------------
+
+  private tailKey = Buffer.alloc(0);
+  private tailPb = Buffer.alloc(0);
+  private tailJson = Buffer.alloc(0);
+
+  /** The encoded attributes of `,"source":…}` (source, path, parser, tags). */
+  private tail(body: Buffer, s: number, e: number): void {
+    const key = this.tailKey;
+    if (key.length === e - s) {
+      let k = 0;
+      while (k < key.length && body[s + k] === key[k]) k++;
+      if (k === key.length) return;
+    }
+    this.tailKey = Buffer.from(body.subarray(s, e));
+    const ev = JSON.parse(`{${body.toString('utf8', s + 1, e)}`) as Event;
+    const attrs = attributes(ev).filter(([k]) => k !== 'guard.flags');
+    const w = new ByteWriter(512);
+    for (const [k, v] of attrs) this.proto.keyValue(w, 6, k, v);
+    this.tailPb = Buffer.from(w.written());
+    this.tailJson = Buffer.from(
+      attrs.map(([key, v]) => `,${JSON.stringify({ key, value: anyJson(v) })}`).join(''),
+    );
+  }
+
+  // ---- protobuf ---------------------------------------------------------------------------------
+
+  private protobuf(lines: BatchLines, items: readonly number[] | null, out: ByteWriter): Buffer {
     const P = this.proto;
     // LogRecords first (the bulk of the bytes), then the envelopes around them with their sizes.
     const recs = this.records;
     recs.reset();
-    for (const ev of events) {
-      P.msg(recs, 2, (r) => {
-        const ms = timeMs(ev);
-        if (ms !== null) {
-          const [lo, hi] = nanos(ms);
-          P.tag(r, 1, 1);
-          r.ensure(8);
-          r.buf.writeUInt32LE(lo, r.pos);
-          r.buf.writeUInt32LE(hi, r.pos + 4);
-          r.pos += 8;
-        }
-        const sev = ev.fields?.severity;
-        if (typeof sev === 'string') {
-          const num = SEVERITY_NUMBER[sev];
-          if (num !== undefined) {
-            P.tag(r, 2, 0);
-            r.varint(num);
-          }
-          P.str(r, 3, sev);
-        }
-        if (typeof ev.message === 'string') P.msg(r, 5, (b) => P.str(b, 1, ev.message as string));
-        for (const [k, v] of attributes(ev)) P.keyValue(r, 6, k, v);
-      });
+    const { body, starts, ends } = lines;
+    const scan = this.scan;
+    const r = this.record;
+    const n = items === null ? lines.count : items.length;
+    for (let k = 0; k < n; k++) {
+      const i = items === null ? k : items[k]!;
+      if (scan.scan(body, starts[i]!, ends[i]!)) {
+        r.reset();
+        this.pbRecord(r, body, scan);
+        recs.byte(0x12); // ScopeLogs.log_records
+        recs.varint(r.pos);
+        recs.bytes(r.buf, 0, r.pos);
+      } else this.pbEvent(recs, this.parse(lines, i));
     }
     const scope = new ByteWriter(64);
-    P.msg(scope, 1, (s) => {
-      P.str(s, 1, 'guard');
+    P.msg(scope, 1, (sc) => {
+      P.str(sc, 1, 'guard');
     });
     const resource = new ByteWriter(256);
     P.msg(resource, 1, (res) => {
-      for (const [k, v] of this.resource) P.keyValue(res, 1, k, v);
+      for (const [key, v] of this.resource) P.keyValue(res, 1, key, v);
     });
     const scopeLogsLen = scope.pos + recs.pos;
     const resourceLogsLen = resource.pos + 1 + varintSize(scopeLogsLen) + scopeLogsLen;
@@ -245,30 +280,217 @@ export class OtlpFormat implements WireFormat {
     return out.written();
   }
 
-  private json(events: Event[]): Buffer {
-    const kv = ([key, v]: Attr): object => ({ key, value: anyJson(v) });
-    const logRecords = events.map((ev) => {
+  private readonly scan = new EventScan();
+  private readonly record = new ByteWriter(4096);
+
+  /** One LogRecord's fields from a scanned line, bytes copied where the JSON already has them. */
+  private pbRecord(r: ByteWriter, body: Buffer, sc: EventScan): void {
+    // Every write below fits in this (a record is smaller than twice its line plus the tail's
+    // attributes), so the writes after it do not grow the buffer one by one.
+    r.ensure(2 * (sc.tailE - sc.idS) + this.tailPb.length + 256);
+    const ms = this.timeOf(body, sc.timeS, sc.timeE);
+    if (ms !== null) {
+      const [lo, hi] = nanos(ms);
+      r.byte(0x09); // time_unix_nano, fixed64
+      r.ensure(8);
+      r.buf.writeUInt32LE(lo, r.pos);
+      r.buf.writeUInt32LE(hi, r.pos + 4);
+      r.pos += 8;
+    }
+    const f = sc.f;
+    if (sc.severity >= 0 && f[sc.severity + 4] === 1) {
+      const vs = f[sc.severity + 2]!;
+      const ve = f[sc.severity + 3]!;
+      const num = severityAt(body, vs, ve);
+      if (num !== 0) {
+        r.byte(0x10); // severity_number
+        r.varint(num);
+      }
+      r.byte(0x1a); // severity_text
+      r.varint(ve - vs);
+      r.bytes(body, vs, ve);
+    }
+    // body: AnyValue { string_value }
+    if (sc.msgEscaped) {
+      const text = JSON.parse(body.toString('utf8', sc.msgS - 1, sc.msgE + 1)) as string;
+      this.proto.msg(r, 5, (b) => this.proto.str(b, 1, text));
+    } else {
+      const len = sc.msgE - sc.msgS;
+      r.byte(0x2a);
+      r.varint(1 + varintSize(len) + len);
+      r.byte(0x0a);
+      r.varint(len);
+      r.bytes(body, sc.msgS, sc.msgE);
+    }
+    this.pbStringAttr(r, UID_KEY, 0, UID_KEY.length, body, sc.idS, sc.idE);
+    this.tail(body, sc.tailS, sc.tailE);
+    r.bytes(this.tailPb);
+    if (sc.flagsS >= 0) {
+      const flags = JSON.parse(body.toString('latin1', sc.flagsS, sc.flagsE)) as unknown;
+      this.proto.keyValue(r, 6, 'guard.flags', flags);
+    }
+    for (let k = 0; k < sc.fieldCount; k++) {
+      const o = k * 5;
+      const kind = f[o + 4]!;
+      const ks = f[o]!;
+      const ke = f[o + 1]!;
+      if (kind === 1) {
+        this.pbStringAttr(r, body, ks, ke, body, f[o + 2]!, f[o + 3]!);
+      } else {
+        const key = body.toString('utf8', ks, ke);
+        const raw = body.toString('latin1', f[o + 2]!, f[o + 3]!);
+        this.proto.keyValue(
+          r,
+          6,
+          key,
+          kind === 2 ? (JSON.parse(`"${raw}"`) as string) : Number(raw),
+        );
+      }
+    }
+  }
+
+  /** attributes += KeyValue { key, AnyValue { string_value = body[vs, ve) } } */
+  private pbStringAttr(
+    r: ByteWriter,
+    key: Buffer,
+    ks: number,
+    ke: number,
+    body: Buffer,
+    vs: number,
+    ve: number,
+  ): void {
+    const kLen = ke - ks;
+    const vLen = ve - vs;
+    const anyLen = 1 + varintSize(vLen) + vLen;
+    r.byte(0x32);
+    r.varint(1 + varintSize(kLen) + kLen + 1 + varintSize(anyLen) + anyLen);
+    r.byte(0x0a);
+    r.varint(kLen);
+    r.bytes(key, ks, ke);
+    r.byte(0x12);
+    r.varint(anyLen);
+    r.byte(0x0a);
+    r.varint(vLen);
+    r.bytes(body, vs, ve);
+  }
+
+  /** attributes += KeyValue { key, AnyValue { int_value = the digits body[vs, ve) } } */
+  private pbIntAttr(
+    r: ByteWriter,
+    body: Buffer,
+    ks: number,
+    ke: number,
+    vs: number,
+    ve: number,
+  ): void {
+    let v = 0;
+    for (let p = vs; p < ve; p++) v = v * 10 + body[p]! - 48;
+    const kLen = ke - ks;
+    const anyLen = 1 + varintSize(v);
+    r.byte(0x32);
+    r.varint(1 + varintSize(kLen) + kLen + 1 + varintSize(anyLen) + anyLen);
+    r.byte(0x0a);
+    r.varint(kLen);
+    r.bytes(body, ks, ke);
+    r.byte(0x12);
+    r.varint(anyLen);
+    r.byte(0x18);
+    r.varint(v);
+  }
+
+  /** One LogRecord from a parsed event (lines of another shape). */
+  private pbEvent(recs: ByteWriter, ev: Event): void {
+    const P = this.proto;
+    P.msg(recs, 2, (r) => {
       const ms = timeMs(ev);
+      if (ms !== null) {
+        const [lo, hi] = nanos(ms);
+        P.tag(r, 1, 1);
+        r.ensure(8);
+        r.buf.writeUInt32LE(lo, r.pos);
+        r.buf.writeUInt32LE(hi, r.pos + 4);
+        r.pos += 8;
+      }
       const sev = ev.fields?.severity;
-      return {
-        ...(ms !== null ? { timeUnixNano: `${BigInt(ms) * 1000000n}` } : {}),
-        ...(typeof sev === 'string'
-          ? { severityNumber: SEVERITY_NUMBER[sev] ?? 0, severityText: sev }
-          : {}),
-        ...(typeof ev.message === 'string' ? { body: { stringValue: ev.message } } : {}),
-        attributes: attributes(ev).map(kv),
-      };
+      if (typeof sev === 'string') {
+        const num = SEVERITY_NUMBER[sev];
+        if (num !== undefined) {
+          P.tag(r, 2, 0);
+          r.varint(num);
+        }
+        P.str(r, 3, sev);
+      }
+      if (typeof ev.message === 'string') P.msg(r, 5, (b) => P.str(b, 1, ev.message as string));
+      for (const [k, v] of attributes(ev)) P.keyValue(r, 6, k, v);
     });
-    return Buffer.from(
-      JSON.stringify({
-        resourceLogs: [
-          {
-            resource: { attributes: this.resource.map(kv) },
-            scopeLogs: [{ scope: { name: 'guard' }, logRecords }],
-          },
-        ],
-      }),
+  }
+
+  // ---- OTLP JSON --------------------------------------------------------------------------------
+
+  private json(lines: BatchLines, items: readonly number[] | null, w: ByteWriter): Buffer {
+    const kv = ([key, v]: Attr): object => ({ key, value: anyJson(v) });
+    w.text(
+      `{"resourceLogs":[{"resource":{"attributes":${JSON.stringify(this.resource.map(kv))}},"scopeLogs":[{"scope":{"name":"guard"},"logRecords":[`,
     );
+    const { body, starts, ends } = lines;
+    const sc = this.scan;
+    const n = items === null ? lines.count : items.length;
+    for (let k = 0; k < n; k++) {
+      const i = items === null ? k : items[k]!;
+      if (k > 0) w.byte(0x2c);
+      if (sc.scan(body, starts[i]!, ends[i]!)) this.jsonRecord(w, body, sc);
+      else w.text(JSON.stringify(jsonEvent(this.parse(lines, i))));
+    }
+    w.text(']}]}]}');
+    return w.written();
+  }
+
+  /** One OTLP JSON LogRecord from a scanned line: its JSON strings copied as they are. */
+  private jsonRecord(w: ByteWriter, body: Buffer, sc: EventScan): void {
+    const ms = this.timeOf(body, sc.timeS, sc.timeE);
+    w.byte(0x7b);
+    if (ms !== null) {
+      w.bytes(J_TIME);
+      w.text(String(ms));
+      w.bytes(J_TIME_END);
+    }
+    const f = sc.f;
+    if (sc.severity >= 0 && f[sc.severity + 4] === 1) {
+      const vs = f[sc.severity + 2]!;
+      const ve = f[sc.severity + 3]!;
+      w.bytes(J_SEV_NUM);
+      w.text(String(severityAt(body, vs, ve)));
+      w.bytes(J_SEV_TEXT);
+      w.bytes(body, vs, ve);
+      w.byte(0x22);
+      w.byte(0x2c);
+    }
+    w.bytes(J_BODY);
+    w.bytes(body, sc.msgS, sc.msgE);
+    w.bytes(J_UID);
+    w.bytes(body, sc.idS, sc.idE);
+    w.bytes(J_VALUE_END);
+    this.tail(body, sc.tailS, sc.tailE);
+    w.bytes(this.tailJson);
+    if (sc.flagsS >= 0) {
+      const flags = JSON.parse(body.toString('latin1', sc.flagsS, sc.flagsE)) as unknown;
+      w.text(`,${JSON.stringify({ key: 'guard.flags', value: anyJson(flags) })}`);
+    }
+    for (let k = 0; k < sc.fieldCount; k++) {
+      const o = k * 5;
+      w.bytes(J_KEY);
+      w.bytes(body, f[o]!, f[o + 1]!);
+      if (f[o + 4] === 0) {
+        w.bytes(J_INT);
+        w.bytes(body, f[o + 2]!, f[o + 3]!);
+      } else {
+        w.bytes(J_STR);
+        w.bytes(body, f[o + 2]!, f[o + 3]!);
+      }
+      w.bytes(J_VALUE_END);
+    }
+    w.byte(0x5d);
+    w.byte(0x7d);
   }
 
   classify(a: Answer, ctx: RequestContext): Verdict {
@@ -285,6 +507,33 @@ export class OtlpFormat implements WireFormat {
     };
   }
 }
+
+/** An event as an OTLP JSON LogRecord object (lines the scan does not take). */
+function jsonEvent(ev: Event): object {
+  const ms = timeMs(ev);
+  const sev = ev.fields?.severity;
+  return {
+    ...(ms !== null ? { timeUnixNano: `${ms}000000` } : {}),
+    ...(typeof sev === 'string'
+      ? { severityNumber: SEVERITY_NUMBER[sev] ?? 0, severityText: sev }
+      : {}),
+    ...(typeof ev.message === 'string' ? { body: { stringValue: ev.message } } : {}),
+    attributes: attributes(ev).map(([key, v]) => ({ key, value: anyJson(v) })),
+  };
+}
+
+const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+const UID_KEY = b('log.record.uid');
+const J_TIME = b('"timeUnixNano":"');
+const J_TIME_END = b('000000",');
+const J_SEV_NUM = b('"severityNumber":');
+const J_SEV_TEXT = b(',"severityText":"');
+const J_BODY = b('"body":{"stringValue":"');
+const J_UID = b('"},"attributes":[{"key":"log.record.uid","value":{"stringValue":"');
+const J_VALUE_END = b('"}}');
+const J_KEY = b(',{"key":"');
+const J_STR = b('","value":{"stringValue":"');
+const J_INT = b('","value":{"intValue":"');
 
 function anyJson(v: unknown): object {
   if (typeof v === 'string') return { stringValue: v };
