@@ -47,9 +47,12 @@ const AGENT_NODE_ARGS = (
 const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env') + 1]! : '')
   .split(' ')
   .filter(Boolean);
-/** Which runs to do: --runs 1,2 (1-6 syslog and baselines, 7-12 SIEM wire formats, 15-16 journal). */
+/** Which runs to do: --runs 1,2 (1-6 syslog and baselines, 7-12 SIEM wire formats, 13-14 syslog sink, 15-16 journal). */
 const RUNS = new Set(
-  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6,7,8,9,10,11,12,15,16')
+  (argv.includes('--runs')
+    ? argv[argv.indexOf('--runs') + 1]!
+    : '1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16'
+  )
     .split(',')
     .map(Number),
 );
@@ -197,8 +200,11 @@ async function startReceiver(
   expect: number,
   opts: { tls?: TestCa; latency?: boolean; format?: string },
 ): Promise<{ w: Watched; port: number }> {
-  const args = [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
-  if (opts.format) args.push('--format', opts.format);
+  const syslog = /^syslog-(tcp|relp)$/.exec(opts.format ?? '');
+  const args = syslog
+    ? [join(benchDir, 'syslog-receiver.cjs'), '--expect', String(expect), '--protocol', syslog[1]!]
+    : [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
+  if (opts.format && !syslog) args.push('--format', opts.format);
   if (opts.latency) args.push('--latency');
   if (opts.tls) args.push('--cert', opts.tls.serverCert, '--key', opts.tls.serverKey);
   const w = new Watched('receiver', start(process.execPath, args));
@@ -270,9 +276,14 @@ function agentConfig(w: World, name: string, o: AgentRunOptions): string {
     '',
     '[sink.bench]',
     `type = ${o.type ?? 'http'}`,
-    `url = ${o.url}`,
-    ...(o.tls ? [`ca_file = ${w.caPem}`] : []),
-    `compression = ${o.gzip ? 'gzip' : 'none'}`,
+    // the syslog sink has an address (in extra), no url and no compression
+    ...(o.type === 'syslog'
+      ? []
+      : [
+          `url = ${o.url}`,
+          ...(o.tls ? [`ca_file = ${w.caPem}`] : []),
+          `compression = ${o.gzip ? 'gzip' : 'none'}`,
+        ]),
     'batch_max_events = 1000',
     ...(o.extra ?? []),
     '',
@@ -431,7 +442,15 @@ async function agentRun(
       tls,
       gzip,
       path: w.authLog,
-      ...(sink ? { type: sink.type, extra: sink.extra } : {}),
+      ...(sink
+        ? {
+            type: sink.type,
+            extra: [
+              ...(sink.type === 'syslog' ? [`address = 127.0.0.1:${rx.port}`] : []),
+              ...(sink.extra ?? []),
+            ],
+          }
+        : {}),
     });
     side = await startAgentSide(w, name, config);
     const s = new ProcSampler(side.agent.pid);
@@ -805,11 +824,33 @@ async function main(): Promise<void> {
         { type: 'otlp', format: 'otlp-json', path: '/v1/logs', extra: ['encoding = json'] },
       ],
       [12, 'loki (json)', { type: 'loki', format: 'loki', path: '' }],
+      // syslog: RFC 5424 to bench/syslog-receiver.cjs (frames counted; RELP answered per message)
+      [
+        13,
+        'syslog (RFC 5424 over RELP)',
+        {
+          type: 'syslog',
+          format: 'syslog-relp',
+          path: '',
+          extra: ['protocol = relp', 'tls = false'],
+        },
+      ],
+      [
+        14,
+        'syslog (RFC 5424, octet counting over TCP)',
+        {
+          type: 'syslog',
+          format: 'syslog-tcp',
+          path: '',
+          extra: ['protocol = tcp', 'tls = false'],
+        },
+      ],
     ];
     for (const [n, label, sink] of formatRuns) {
+      const over = sink.type === 'syslog' ? 'tcp' : 'http';
       const r = await attempt(
-        `${n}. guard helper + agent, syslog, ${label}, http, no compression`,
-        () => agentRun(w, `fmt${n}`, `guard (syslog, ${label}, http)`, false, false, sink),
+        `${n}. guard helper + agent, syslog, ${label}, ${over}, no compression`,
+        () => agentRun(w, `fmt${n}`, `guard (syslog, ${label}, ${over})`, false, false, sink),
       );
       if (r) {
         runs.push(r);

@@ -16,6 +16,7 @@ import type {
   OtlpSinkConfig,
   SplunkHecSinkConfig,
   RedactConfig,
+  SyslogSinkConfig,
   SinkConfig,
   JournalSourceConfig,
   SourceConfig,
@@ -358,6 +359,7 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     else if (type === 'otlp') sinks.push(otlpSink(name, k));
     else if (type === 'loki') sinks.push(lokiSink(name, k));
     else if (type === 'file') sinks.push(fileSink(name, k, agent.stateDir));
+    else if (type === 'syslog') sinks.push(syslogSink(name, k));
   }
   if (rawSinks.length === 0)
     sinks.push(
@@ -550,6 +552,58 @@ function lokiSink(name: string, k: SectionReader): LokiSinkConfig {
     labels: [...new Set(labels)] as LokiSinkConfig['labels'],
     tenant: k.optionalString('tenant'),
   };
+}
+
+function syslogSink(name: string, k: SectionReader): SyslogSinkConfig {
+  const address = k.string('address', '');
+  // host:port, [v6]:port; the schema checked the shape, this splits it
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : 0;
+  if (k.has('address') && (!m || port < 1 || port > 65535))
+    k.problem('address', `expected host:port (port 1 to 65535), got ${shown(address)}`);
+  const config: SyslogSinkConfig = {
+    name,
+    type: 'syslog',
+    address,
+    host: m ? (m[1] ?? m[2]!) : '',
+    port,
+    protocol: k.oneOf('protocol', 'relp'),
+    tls: k.bool('tls', true),
+    caFile: k.readableFile('ca_file', false),
+    clientCertFile: k.readableFile('client_cert_file', false),
+    clientKeyFile: k.readableFile('client_key_file', true),
+    serverName: k.optionalString('server_name'),
+    format: k.oneOf('format', 'rfc5424'),
+    framing: k.oneOf('framing', 'octet_counting'),
+    facility: k.oneOf('facility', 'user'),
+    severity: k.oneOf('severity', 'notice'),
+    sdId: k.string('sd_id', 'guard@32473'),
+    timeoutMs: k.number('timeout_ms', 30000),
+    retryInitialMs: k.number('retry_initial_ms', 500),
+    retryMaxMs: k.number('retry_max_ms', 60000),
+    batch: batch(k),
+  };
+  if (!config.tls) {
+    for (const key of ['ca_file', 'client_cert_file', 'client_key_file', 'server_name']) {
+      if (k.has(key)) k.problem(key, 'only used with tls = true');
+    }
+  }
+  if (config.protocol === 'relp' && k.has('framing'))
+    k.problem('framing', 'only used with protocol = tcp (RELP frames every message itself)');
+  if (k.has('client_cert_file') !== k.has('client_key_file')) {
+    const missing = k.has('client_cert_file') ? 'client_key_file' : 'client_cert_file';
+    k.problem(
+      missing,
+      `required with ${missing === 'client_key_file' ? 'client_cert_file' : 'client_key_file'} (mutual TLS needs both)`,
+    );
+  }
+  if (config.retryMaxMs < config.retryInitialMs) {
+    k.problem(
+      'retry_max_ms',
+      `must be at least retry_initial_ms (${config.retryInitialMs}), got ${config.retryMaxMs}`,
+    );
+  }
+  return config;
 }
 
 function fileSink(name: string, k: SectionReader, stateDir: string): FileSinkConfig {

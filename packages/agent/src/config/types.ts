@@ -105,13 +105,37 @@ export interface LokiSinkConfig extends HttpCommonConfig {
   tenant: string | null; // tenant: X-Scope-OrgID, default none
 }
 
+export interface SyslogSinkConfig {
+  name: string;
+  type: 'syslog';
+  address: string; // address, host:port (required)
+  host: string; // from address
+  port: number; // from address
+  protocol: 'relp' | 'tcp'; // protocol (required): relp (acknowledged, recommended) or tcp (a plain syslog stream)
+  tls: boolean; // tls, default true (RFC 5425 for tcp)
+  caFile: string | null; // ca_file: trust this CA instead of the system's
+  clientCertFile: string | null; // client_cert_file (mutual TLS, with client_key_file)
+  clientKeyFile: string | null; // client_key_file
+  serverName: string | null; // server_name: the name the receiver's certificate must carry, default the host
+  format: 'rfc5424' | 'rfc3164'; // format, default rfc5424
+  framing: 'octet_counting' | 'lf'; // framing, default octet_counting (protocol = tcp only)
+  facility: string; // facility, default user: for events without a priority of their own
+  severity: string; // severity, default notice
+  sdId: string; // sd_id, default guard@32473: the SD-ID guard's fields go under
+  timeoutMs: number; // timeout_ms, default 30000
+  retryInitialMs: number; // retry_initial_ms, default 500
+  retryMaxMs: number; // retry_max_ms, default 60000
+  batch: BatchConfig;
+}
+
 export type SinkConfig =
   | HttpSinkConfig
   | ElasticsearchSinkConfig
   | SplunkHecSinkConfig
   | OtlpSinkConfig
   | LokiSinkConfig
-  | FileSinkConfig;
+  | FileSinkConfig
+  | SyslogSinkConfig;
 
 export interface RedactConfig {
   builtin: boolean; // builtin, default true: passwords in URLs, bearer tokens, cloud keys, private keys…

@@ -101,6 +101,8 @@ describe(
         'splunk:splunk_hec',
         'otel:otlp',
         'grafana:loki',
+        'siem:syslog',
+        'collector:syslog',
       ]);
       assert.equal(config.agent.hostname, 'web-01');
       assert.equal(config.redact.patterns.length, 1);
@@ -123,6 +125,7 @@ describe('every key is documented', () => {
     ['otlp sink', 'otlpSink'],
     ['loki sink', 'lokiSink'],
     ['file sink', 'fileSink'],
+    ['syslog sink', 'syslogSink'],
     ['redact', 'redact'],
   ];
 

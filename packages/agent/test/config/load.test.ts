@@ -240,7 +240,7 @@ describe('schema errors name the file, the section, the key and what was expecte
     oneProblem(
       `${MINIMAL}[sink.x]\npath = /x\n`,
       (f) =>
-        `${f}: [sink.x] type: required: expected "http", "elasticsearch", "splunk_hec", "otlp", "loki" or "file"`,
+        `${f}: [sink.x] type: required: expected "http", "elasticsearch", "splunk_hec", "otlp", "loki", "file" or "syslog"`,
     );
     oneProblem(
       `${MINIMAL}[sink.x]\ntype = http\n`,
