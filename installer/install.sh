@@ -29,8 +29,11 @@ umask 022
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+# the layout (paths, owners, modes, names), shared with the packages: installer/layout.sh
+# shellcheck source=installer/layout.sh
+. "$REPO/installer/layout.sh"
 
-ROOT=/ USER_NAME=guard GROUP=guard AUDIT_GROUP=guard-audit INIT=auto
+ROOT=/ USER_NAME=$GUARD_USER GROUP=$GUARD_GROUP AUDIT_GROUP=$GUARD_AUDIT_GROUP INIT=auto
 DRY_RUN=0 NO_START=0 NO_BUILD=0 UNINSTALL=0 PURGE=0
 PROGRAMS=(guard-helper.js guard-agent.js guardctl.js fdpass.node)
 
@@ -97,14 +100,14 @@ if [ "$(id -u)" -ne 0 ]; then
   if [ "$DRY_RUN" = 1 ]; then warn "not root: a real run needs root (sudo)"; else die "run as root: sudo $0 $*"; fi
 fi
 
-LIB="$R/usr/lib/guard"
-CONF_DIR="$R/etc/guard" CONF="$R/etc/guard/guard.conf"
-STATE="$R/var/lib/guard" LOGS="$R/var/log/guard"
-RUN_DIR="$R/run/guard" AGENT_RUN="$R/run/guard/agent"
-HELPER_SOCK="$RUN_DIR/helper.sock" AGENT_SOCK="$AGENT_RUN/agent.sock"
-HELPER_PID="$RUN_DIR/helper.pid" AGENT_PID="$AGENT_RUN/agent.pid"
-UNITS="$R/etc/systemd/system" INITD="$R/etc/init.d"
-RULES="$R/etc/audit/rules.d/50-guard.rules"
+LIB="$R$GUARD_LIB"
+CONF_DIR="$R$GUARD_CONF_DIR" CONF="$R$GUARD_CONF"
+STATE="$R$GUARD_STATE" LOGS="$R$GUARD_LOGS"
+RUN_DIR="$R$GUARD_RUN" AGENT_RUN="$R$GUARD_AGENT_RUN"
+HELPER_SOCK="$R$GUARD_HELPER_SOCK" AGENT_SOCK="$R$GUARD_AGENT_SOCK"
+HELPER_PID="$R$GUARD_HELPER_PID" AGENT_PID="$R$GUARD_AGENT_PID"
+UNITS="$R$GUARD_UNIT_DIR" INITD="$R$GUARD_INITD"
+RULES="$R$GUARD_AUDIT_RULES"
 
 systemd_runs() { [ -d /run/systemd/system ]; }
 openrc_runs() { command -v openrc-run >/dev/null 2>&1 && [ -d /run/openrc ]; }
@@ -300,8 +303,8 @@ if user_exists "$USER_NAME"; then
   elif command -v usermod >/dev/null 2>&1; then run usermod -a -G "$AUDIT_GROUP" "$USER_NAME"
   else run addgroup "$USER_NAME" "$AUDIT_GROUP"; fi
 elif command -v useradd >/dev/null 2>&1; then
-  run useradd --system --no-create-home --home-dir /nonexistent --shell "$NOLOGIN" \
-    --gid "$GROUP" -G "$AUDIT_GROUP" --comment "guard log agent" "$USER_NAME"
+  run useradd --system --no-create-home --home-dir "$GUARD_HOME" --shell "$NOLOGIN" \
+    --gid "$GROUP" -G "$AUDIT_GROUP" --comment "$GUARD_COMMENT" "$USER_NAME"
 else
   run adduser -S -D -H -h /nonexistent -s /sbin/nologin -G "$GROUP" -g "guard log agent" "$USER_NAME"
   run addgroup "$USER_NAME" "$AUDIT_GROUP"
@@ -314,11 +317,12 @@ if [ ! -d "$ROOT" ]; then run install -d -o root -g root -m 0755 "$ROOT"; fi
 for d in usr usr/lib usr/sbin usr/bin etc var var/lib var/log run; do
   if [ ! -d "$R/$d" ]; then run install -d -o root -g root -m 0755 "$R/$d"; fi
 done
-run install -d -o root -g "$GROUP" -m 0750 "$CONF_DIR"
-run install -d -o "$USER_NAME" -g "$GROUP" -m 0750 "$STATE"
-run install -d -o "$USER_NAME" -g "$GROUP" -m 0750 "$LOGS"
-run install -d -o root -g "$GROUP" -m 0750 "$RUN_DIR"
-run install -d -o "$USER_NAME" -g "$GROUP" -m 0750 "$AGENT_RUN"
+while read -r d o g m; do
+  [ -n "$d" ] || continue
+  if [ "$o" = user ]; then o=$USER_NAME; fi
+  if [ "$g" = group ]; then g=$GROUP; fi
+  run install -d -o "$o" -g "$g" -m "$m" "$R$d"
+done <<<"$GUARD_DIRS"
 
 # --- code ------------------------------------------------------------------------------------------
 step "Code ($LIB) and wrappers"
@@ -341,7 +345,7 @@ unit_node_opts() {
   case $o in *[!A-Za-z0-9=.\ -]*) die "unexpected node options in $REPO/systemd/$1.service: $o" ;; esac
   if [ -n "$o" ]; then printf '%s ' "$o"; fi
 }
-for w in sbin/guard-helper sbin/guard-agent bin/guardctl; do
+for w in $GUARD_WRAPPERS; do
   case $w in
     sbin/guard-helper) opts=$(unit_node_opts guard-helper) ;;
     sbin/guard-agent) opts=$(unit_node_opts guard-agent) ;;

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '@guard/agent/src/config/load';
-import { installPaths, type Install } from '../install';
+import { installPaths, underRoot, type Install } from '../install';
 import {
   allPids,
   flagValue,
@@ -250,7 +250,13 @@ export function runChecks(input: VerifyInput): CheckResult[] {
     [P.agentRunDir, U, install.group, 0o750],
     [P.statusSocket, U, install.group, 0o660],
     [P.codeDir, 'root', 'root', 0o755],
-    ...rootFiles(codeFiles(P.codeDir), 0o644),
+    // the code 0644; a Node runtime installed with it (the packages') is a program: 0755
+    ...codeFiles(P.codeDir).map((f): Want => [
+      f,
+      'root',
+      'root',
+      install.node && f === underRoot(install.root, install.node) ? 0o755 : 0o644,
+    ]),
     ...rootFiles(P.wrappers, 0o755),
   ];
   if (install.init === 'systemd') want.push(...rootFiles(P.units, 0o644));
