@@ -305,7 +305,11 @@ step('Debian package');
   const elves = files
     .filter(([p]) => p === L.GUARD_RUNTIME || p.endsWith('.node'))
     .map(([p]) => join(dir, p));
-  const deps = sh('dpkg-shlibdeps', ['-O', ...elves], { cwd: shl })
+  // (its warnings — Node-API symbols unresolved in an addon, node's unused libdl — are expected)
+  const deps = sh('dpkg-shlibdeps', ['-O', ...elves], {
+    cwd: shl,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
     .trim()
     .replace(/^shlibs:Depends=/, '');
   const size = Math.ceil(files.reduce((n, [p]) => n + statSync(join(dir, p)).size, 0) / 1024);
