@@ -470,7 +470,7 @@ case "\${1:-}" in
   remove)
     guard_stop
     while read -r f; do [ "$f" = "$GUARD_CONF" ] || rm -f "$f"; done <"$here/FILES"
-    rmdir "$GUARD_LIB" "$GUARD_SHARE/openrc" "$GUARD_SHARE/audit-rules" "$GUARD_SHARE" 2>/dev/null || true
+    rmdir "$GUARD_LIB" "$GUARD_SHARE/openrc" "$GUARD_SHARE/audit-rules" "$GUARD_SHARE" /usr/share/doc/guard 2>/dev/null || true
     guard_removed
     if [ "\${2:-}" = --purge ]; then guard_purge; fi ;;
   *) echo "usage: setup.sh install | remove [--purge]" >&2; exit 2 ;;

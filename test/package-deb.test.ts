@@ -20,7 +20,7 @@ import {
   startWriter,
   stopWriter,
 } from './lib/guard-in-container';
-import { deb, ensurePackages, layout as L, version } from './lib/packages';
+import { deb, ensurePackages, layout as L, tgz, version } from './lib/packages';
 import { sleep } from './lib/proc';
 
 const PREV = `${version}~prev`;
@@ -58,8 +58,13 @@ const SNAPSHOT = `find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -p
 -o -path /var/tmp -o -path /var/log -o -path /var/cache -o -path /var/lib/apt -o -path /var/lib/dpkg \
 -o -path /var/lib/systemd -o -path /root -o -name '*-' -path '/etc/*' -o -path /usr/local/sbin/guard-seq-writer \\) -prune -o -print | sort`;
 const ACCOUNTS = 'cat /etc/passwd /etc/group /etc/shadow /etc/gshadow';
+const diff = (a: string, b: string) => {
+  const A = new Set(a.split('\n'));
+  const B = new Set(b.split('\n'));
+  return { added: [...B].filter((x) => !A.has(x)), removed: [...A].filter((x) => !B.has(x)) };
+};
 
-describe('the .deb in a Debian 12 container with systemd and no Node', () => {
+describe('the .deb (then the tarball) in a Debian 12 container with systemd and no Node', () => {
   let ct: Container | undefined;
   let tmp = '';
 
@@ -222,13 +227,40 @@ describe('the .deb in a Debian 12 container with systemd and no Node', () => {
     assert.match(purge.stdout, /guard: purged/);
     await ct!.sh(`rm -f ${SEQ_LOG}`);
     const now = { files: await ct!.sh(SNAPSHOT), accounts: await ct!.sh(ACCOUNTS) };
-    const diff = (a: string, b: string) => {
-      const A = new Set(a.split('\n'));
-      const B = new Set(b.split('\n'));
-      return { added: [...B].filter((x) => !A.has(x)), removed: [...A].filter((x) => !B.has(x)) };
-    };
     assert.deepEqual(diff(snapshot.files, now.files), { added: [], removed: [] }, 'file system');
     assert.deepEqual(diff(snapshot.accounts, now.accounts), { added: [], removed: [] }, 'accounts');
     assert.equal((await ct!.exec('dpkg -s guard')).code, 1, 'dpkg knows nothing of guard');
   });
+
+  it(
+    "the tarball's setup.sh: install, healthy, remove --purge leaves nothing",
+    { timeout: 300_000 },
+    async (t) => {
+      const name = `guard-${version}-linux-x64`;
+      await ct!.copyIn(tgz, `/root/${name}.tar.gz`);
+      await ct!.sh(`cd /root && tar -xzf ${name}.tar.gz`);
+      const t0 = Date.now();
+      const r = await ct!.exec(`/root/${name}/setup.sh install`, { timeoutMs: 300_000 });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /guard: systemd: guard-helper guard-agent enabled and \(re\)started/);
+      const ms = Date.now() - t0 + (await waitHealthy(60_000));
+      t.diagnostic(`tarball: setup.sh install to healthy ${(ms / 1000).toFixed(1)} s`);
+      const v = await ct!.exec('guardctl verify', { timeoutMs: 60_000 });
+      assert.deepEqual(
+        v.stdout.split('\n').filter((l) => l.startsWith('FAIL')),
+        [],
+        v.stdout,
+      );
+      const rm = await ct!.exec(`/root/${name}/setup.sh remove --purge`, { timeoutMs: 300_000 });
+      assert.equal(rm.code, 0, rm.stdout + rm.stderr);
+      await ct!.sh(`rm -rf /root/${name} /root/${name}.tar.gz`);
+      const now = { files: await ct!.sh(SNAPSHOT), accounts: await ct!.sh(ACCOUNTS) };
+      assert.deepEqual(diff(snapshot.files, now.files), { added: [], removed: [] }, 'file system');
+      assert.deepEqual(
+        diff(snapshot.accounts, now.accounts),
+        { added: [], removed: [] },
+        'accounts',
+      );
+    },
+  );
 });

@@ -369,7 +369,12 @@ describe('the packages (npm run package)', () => {
           ],
           { timeoutMs: 30_000 },
         );
-        console.log(status.code, status.stdout, status.stderr);
+        // the tarball's guardctl, on its own Node too: both halves seen, healthy
+        const doc = JSON.parse(status.stdout);
+        assert.equal(status.code, 0, status.stdout + status.stderr);
+        assert.equal(doc.health, 'healthy');
+        assert.equal(doc.helper.pid, helperPid);
+        assert.equal(doc.agent.pid, agentPid);
       },
     );
   });
