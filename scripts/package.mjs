@@ -9,8 +9,9 @@
 //   3. one tree per package from installer/layout.sh (the layout install.sh reads too), the
 //      maintainer scripts from layout.sh + installer/package/maint.sh;
 //   4. dpkg-deb, rpmbuild and tar.
-// Run `npm run build` first (npm run package does). Needs dpkg-dev, rpm and fakeroot-free root or
-// any user (dpkg-deb --root-owner-group; rpm %attr).
+// Run `npm run build` first (npm run package does). Needs dpkg-dev (dpkg-deb, dpkg-shlibdeps,
+// strip), rpm (rpmbuild) and node-gyp's toolchain; not root (owners come from dpkg-deb
+// --root-owner-group, rpm's %attr and tar --owner=0). Figures: docs/operations.md.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -25,6 +26,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { homedir } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import { basename, dirname, join, relative } from 'node:path';
 
@@ -32,7 +34,11 @@ const root = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
 const dist = join(root, 'dist');
 const out = join(dist, 'packages');
 const work = join(root, 'build', 'package');
-const cache = process.env.GUARD_PACKAGE_CACHE || '/var/cache/guard-package';
+const cache =
+  process.env.GUARD_PACKAGE_CACHE ||
+  (process.getuid() === 0
+    ? '/var/cache/guard-package'
+    : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'guard-package'));
 const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
 const pin = JSON.parse(readFileSync(join(root, 'installer/package/runtime.json'), 'utf8'));
 const sh = (cmd, args, opts = {}) =>
