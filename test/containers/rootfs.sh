@@ -18,14 +18,16 @@ SUITE=bookworm
 COMMON=dbus,procps,ca-certificates,passwd,login,util-linux,iproute2,less,g++,make,python3,xz-utils
 case "$KIND" in
   systemd) INCLUDE="systemd,systemd-sysv,libpam-systemd,$COMMON" ;;
-  openrc) INCLUDE="sysvinit-core,openrc,initscripts,$COMMON"; EXCLUDE=systemd-sysv,sysv-rc,file-rc ;;
+  # debootstrap resolves "sysv-rc | file-rc | openrc" to sysv-rc, which conflicts with openrc:
+  # the init is installed afterwards with apt, which resolves it properly
+  openrc) INCLUDE="$COMMON"; LATER="sysvinit-core openrc initscripts" ;;
   *) echo "rootfs.sh: KIND must be systemd or openrc" >&2; exit 2 ;;
 esac
 DIR="$CACHE/rootfs-$KIND-$SUITE"
 RECIPE=1
 MIRROR=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-STAMP="$(printf '%s\n' "$RECIPE" "$INCLUDE" "${EXCLUDE:-}" "$MIRROR" | sha256sum | cut -c1-16)"
+STAMP="$(printf '%s\n' "$RECIPE" "$INCLUDE" "${EXCLUDE:-}" ${LATER:+"$LATER"} "$MIRROR" | sha256sum | cut -c1-16)"
 if [ -f "$DIR/.guard-stamp" ] && [ "$(cat "$DIR/.guard-stamp")" = "$STAMP" ]; then echo "$DIR"; exit 0; fi
 
 mkdir -p "$CACHE"
@@ -55,6 +57,15 @@ deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main
 deb ${MIRROR%/debian}/debian-security $SUITE-security main
 SRC
+if [ -n "${LATER:-}" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$NEW/usr/sbin/policy-rc.d"; chmod 0755 "$NEW/usr/sbin/policy-rc.d"
+  mount -t proc proc "$NEW/proc"
+  # shellcheck disable=SC2086 # a list of package names
+  { chroot "$NEW" apt-get update -qq && DEBIAN_FRONTEND=noninteractive chroot "$NEW" apt-get install -y -qq --no-install-recommends $LATER; } \
+    >>"$CACHE/build-$KIND.log" 2>&1 || { tail -20 "$CACHE/build-$KIND.log" >&2; exit 1; }
+  unmount_new
+  rm -f "$NEW/usr/sbin/policy-rc.d"
+fi
 echo "guard-$KIND" >"$NEW/etc/hostname"
 : >"$NEW/etc/machine-id"   # a fresh one at every first boot of a copy
 rm -f "$NEW/var/lib/dbus/machine-id"

@@ -13,8 +13,9 @@
 // headers, `nodedir=/usr`, and the host's CA file for npm) into the copy before the first boot.
 // The container shares the host's network (apt and npm must reach their registries; so ports bound
 // inside are the host's ports: bind 127.0.0.1:0 there too). Each container has its own mount, PID,
-// IPC and UTS namespace; the overlay is mounted in a private mount namespace, so nothing of it is
-// left on the host when nspawn exits. Commands run through `nsenter` into PID 1's namespaces, with a
+// IPC and UTS namespace; the overlay is mounted once, in a private mount namespace held by a sleeping
+// process until destroy() (across reboots, so device numbers stay put as on a real disk), so nothing
+// of it is ever mounted on the host. Commands run through `nsenter` into PID 1's namespaces, with a
 // clean environment, as root.
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -80,6 +81,7 @@ export class Container {
   private nspawn: ChildProcess | null = null;
   private exited: Promise<number | null> = Promise.resolve(null);
   private boots = 0;
+  private disk: ChildProcess | null = null;
 
   private constructor(
     readonly kind: InitKind,
@@ -184,6 +186,7 @@ export class Container {
     } catch {
       await this.kill();
     }
+    await this.unmountDisk();
     if (!process.env.GUARD_KEEP_CONTAINER) rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -236,21 +239,17 @@ export class Container {
       ...init,
       ...(this.kind === 'openrc' ? ['/sbin/init'] : []),
     ];
-    const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-    const script =
-      `mount -t overlay overlay -o lowerdir=${q(this.lower)},upperdir=${q(`${d}/upper`)},` +
-      `workdir=${q(`${d}/work`)} ${q(`${d}/merged`)} && exec ${nspawn.map(q).join(' ')}`;
+    await this.mountDisk();
     const log = openSync(join(d, `boot-${this.boots}.log`), 'w');
-    const child = start('/usr/bin/env', [
-      'SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1',
-      'unshare',
+    // nsenter -m alone execs (no fork): the child is nspawn itself
+    const child = start('/usr/bin/nsenter', [
+      '-t',
+      String(this.disk!.pid),
       '-m',
-      '--propagation',
-      'private',
       '--',
-      '/bin/sh',
-      '-c',
-      script,
+      '/usr/bin/env',
+      'SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1',
+      ...nspawn,
     ]);
     child.stdout?.on('data', (b: Buffer) => writeFileSync(log, b));
     child.stderr?.on('data', (b: Buffer) => writeFileSync(log, b));
@@ -280,6 +279,46 @@ export class Container {
         );
       await sleep(300);
     }
+  }
+
+  /**
+   * The overlay, mounted once in a private mount namespace held by a sleeping process and kept
+   * across reboots: a remount would give it a new device number, which a real disk keeps (guard's
+   * checkpoints name files by device and inode).
+   */
+  private async mountDisk(): Promise<void> {
+    if (this.disk && this.disk.exitCode === null && this.disk.signalCode === null) return;
+    const d = this.dir;
+    const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const script =
+      `mount -t overlay overlay -o lowerdir=${q(this.lower)},upperdir=${q(`${d}/upper`)},` +
+      `workdir=${q(`${d}/work`)} ${q(`${d}/merged`)} && echo mounted && exec sleep infinity`;
+    const holder = start('/usr/bin/unshare', [
+      '-m',
+      '--propagation',
+      'private',
+      '--',
+      '/bin/sh',
+      '-c',
+      script,
+    ]);
+    this.disk = holder;
+    let err = '';
+    holder.stderr?.on('data', (b: Buffer) => (err += b.toString()));
+    await new Promise<void>((res, rej) => {
+      holder.stdout?.on('data', (b: Buffer) => b.toString().includes('mounted') && res());
+      holder.once('exit', (c) =>
+        rej(new Error(`${this.name}: mounting the overlay failed (${c}): ${err}`)),
+      );
+    });
+  }
+
+  private async unmountDisk(): Promise<void> {
+    const h = this.disk;
+    if (!h?.pid || h.exitCode !== null || h.signalCode !== null) return;
+    const gone = new Promise((res) => h.once('exit', res));
+    killPid(h.pid, 'SIGTERM');
+    await Promise.race([gone, sleep(5000)]);
   }
 
   /** nspawn's exit code, or undefined if it still runs after ms. */

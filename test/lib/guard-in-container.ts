@@ -124,6 +124,19 @@ export interface SeqCount {
   missing: number[];
   /** lines that arrived more than once, counted once per extra copy */
   duplicates: number;
+  /** the duplicated numbers as ranges ("12-40, 77"), for the diagnosis */
+  duplicatedRanges: string;
+}
+
+function ranges(ns: number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < ns.length;) {
+    let j = i;
+    while (j + 1 < ns.length && ns[j + 1] === ns[j]! + 1) j++;
+    out.push(i === j ? `${ns[i]}` : `${ns[i]}-${ns[j]}`);
+    i = j + 1;
+  }
+  return out.join(', ');
 }
 
 /** The numbers written to the log against the numbers in the sink (all its rotated files). */
@@ -148,7 +161,13 @@ export function countSeq(ct: Container): SeqCount {
   }
   let duplicates = 0;
   for (const c of seen.values()) duplicates += c - 1;
-  return { written: written.length, missing: written.filter((n) => !seen.has(n)), duplicates };
+  const dup = [...seen].filter(([, c]) => c > 1).map(([n]) => n);
+  return {
+    written: written.length,
+    missing: written.filter((n) => !seen.has(n)),
+    duplicates,
+    duplicatedRanges: ranges(dup.sort((a, b) => a - b)),
+  };
 }
 
 /** The highest number written so far. */

@@ -298,9 +298,19 @@ export function runChecks(input: VerifyInput): CheckResult[] {
         ? pass(`${P.auditRules} is root:root 0640`, describe(st))
         : fail(`${P.auditRules} is root:root 0640`, `found ${describe(st)}`),
     );
+  } else if (!auditdInstalled(install.root)) {
+    results.push(
+      skip(
+        'audit trail',
+        "OFF: auditd is not installed, so there is no audit trail to ship; `install.sh --with-auditd` installs it and loads guard's rules",
+      ),
+    );
   } else {
     results.push(
-      skip(`${P.auditRules}`, 'not installed (no audit rule set was shipped with this version)'),
+      fail(
+        `${P.auditRules} is root:root 0640`,
+        "missing although auditd is installed: guard's audit rules are not in place; re-run install.sh (--with-auditd also enables auditd)",
+      ),
     );
   }
 
@@ -342,6 +352,13 @@ export function runChecks(input: VerifyInput): CheckResult[] {
   // --- units
   results.push(...unitChecks(install, P.units));
   return results;
+}
+
+/** auditd's tools where a package puts them, in the install's ROOT (verify runs with whatever PATH sudo gives). */
+function auditdInstalled(root: string): boolean {
+  return ['/usr/sbin/auditctl', '/sbin/auditctl', '/usr/bin/auditctl'].some((p) =>
+    existsSync(underRoot(root, p)),
+  );
 }
 
 function codeFiles(codeDir: string): string[] {
