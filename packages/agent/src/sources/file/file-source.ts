@@ -56,7 +56,7 @@ export class FileSource {
   async rescan(): Promise<void> {
     let files: string[];
     try {
-      const reply = await this.link.call((c) => c.list(this.cfg.name));
+      const reply = await this.link.call((c) => c.listAll(this.cfg.name));
       files = reply.files;
       this.listTruncated = reply.truncated === true;
       this.lastListError = null;
