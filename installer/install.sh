@@ -467,7 +467,7 @@ else
   fi
   if [ -e "$RULES" ] || [ "$DRY_RUN" = 1 ]; then run chown root:root "$RULES"; run chmod 0640 "$RULES"; fi
   # /etc/audit/audit.rules is what auditd loads at boot: regenerate it from rules.d
-  if [ "$ROOT" = / ] && command -v augenrules >/dev/null 2>&1; then run augenrules >/dev/null || warn "augenrules failed: $RULES loads at the next auditd start only if augenrules succeeds"; fi
+  if [ "$ROOT" = / ] && command -v augenrules >/dev/null 2>&1; then run augenrules || warn "augenrules failed: $RULES loads at the next auditd start only if augenrules succeeds"; fi
 fi
 say "audit trail: $AUDIT_SUMMARY"
 

@@ -316,6 +316,7 @@ for (const kind of kinds) {
           // under the unit (RestrictSUIDSGID=yes) openat2 answers ENOSYS: the walk is the open path
           assert.match(journal, /"open_path":"walk"|"openat2":false/);
           assert.doesNotMatch(journal, /"open_path":"openat2"|"openat2":true/);
+          assert.match((await h.status()).out, /open path: walk/);
         });
       } else {
         it('the helper holds only CAP_CHOWN and CAP_DAC_READ_SEARCH, the agent none, both no_new_privs', async () => {
@@ -330,6 +331,7 @@ for (const kind of kinds) {
           const log = await h.ct.sh('cat /var/log/guard-helper.log');
           assert.doesNotMatch(log, /Warning: disabling flag/);
           assert.match(log, /"open_path":"openat2"|"openat2":true/);
+          assert.match((await h.status()).out, /open path: openat2/);
         });
       }
 
