@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then echo "run as root: sudo bash test/run-all.sh" >&2; exit 1; fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in auditd util-linux passwd g++ make python3 openssl systemd libseccomp2 clang-format; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+for pkg in auditd util-linux passwd g++ make python3 openssl systemd libseccomp2 clang-format debootstrap systemd-container dpkg-dev rpm lintian; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -35,5 +35,10 @@ if [ ! -x "$sng/usr/sbin/syslog-ng" ]; then
   mkdir -p "$sng.new" && dpkg -x "$tmp"/syslog-ng-core_*.deb "$sng.new"
   rm -rf "$sng" && mv "$sng.new" "$sng" && rm -rf "$tmp"
 fi
+# the Debian 12 root file systems test/real-init.test.ts boots (systemd, OpenRC): built once per
+# machine outside the repository (/var/cache/guard-test), in parallel, while npm ci runs
+pids=()
+for kind in systemd openrc; do bash test/containers/rootfs.sh "$kind" >/dev/null & pids+=($!); done
 npm ci --no-audit --no-fund
+for p in "${pids[@]}"; do wait "$p"; done
 npm test
