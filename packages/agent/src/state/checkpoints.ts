@@ -97,7 +97,8 @@ export interface FinishedFile extends Fingerprint {
   at: string;
 }
 
-/** Per `[source.NAME]`: since when its rotation set is tracked, and its finished files. */
+/** Per `[source.NAME]`: since when its rotated generations are tracked (the ones that existed
+ *  then, or were last written before then, predate guard), and its finished files. */
 export interface SourceState {
   since: string;
   finished: FinishedFile[];

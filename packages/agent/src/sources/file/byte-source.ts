@@ -5,8 +5,8 @@
 // compressed bytes through a pipe. Either way the agent only ever holds a read-only descriptor the
 // helper opened.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, close, fstat, read } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { close, fstat, read } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { FINGERPRINT_BYTES } from '../../state/checkpoints';
@@ -79,24 +79,23 @@ export class StreamSource implements ByteSource {
   private base = 0;
   private ended = false;
   failure: string | null = null;
-  private readonly input: Readable;
   private readonly output: Readable;
+  private stopped = false;
   private readonly child: ChildProcess | null = null;
   private stderr = '';
   private waiters: (() => void)[] = [];
 
   constructor(
-    private readonly fd: number,
+    private fd: number,
     ext: string,
     private readonly skipTo = 0,
   ) {
-    this.input = createReadStream('', { fd, start: 0, autoClose: false });
     const how = DECOMPRESSORS[ext];
     if (how === undefined) throw new Error(`no decompressor for ${ext}`);
     if (how === 'gzip') {
       // A gzip file may hold several members (concatenated); zlib reads them all.
       const z = createGunzip();
-      this.input.pipe(z);
+      this.feed(z);
       this.output = z;
     } else {
       const child = spawn(how.tool, how.args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -110,10 +109,9 @@ export class StreamSource implements ByteSource {
       child.stderr!.setEncoding('utf8').on('data', (d: string) => {
         if (this.stderr.length < 500) this.stderr += d;
       });
-      this.input.pipe(child.stdin!);
+      this.feed(child.stdin!);
       this.output = child.stdout!;
     }
-    this.input.on('error', (e) => this.fail(`reading the compressed file: ${e.message}`));
     this.output.on('data', (d: Buffer) => this.take(d));
     this.output.on('error', (e) => this.fail(e.message));
     this.output.on('end', () => {
@@ -122,6 +120,28 @@ export class StreamSource implements ByteSource {
       if (this.child.exitCode !== null) return this.exited(this.child.exitCode, how);
       this.child.once('exit', (code) => this.exited(code, how));
     });
+  }
+
+  /**
+   * Writes the compressed file into the decompressor with positional reads of our descriptor (a
+   * read stream would close the descriptor when destroyed; it is closed by close() only).
+   */
+  private feed(into: Writable): void {
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    let pos = 0;
+    const next = (): void => {
+      if (this.stopped) return;
+      read(this.fd, buf, 0, buf.length, pos, (e, n) => {
+        if (this.stopped) return;
+        if (e) return this.fail(`reading the compressed file: ${e.message}`);
+        if (n === 0) return void into.end();
+        pos += n;
+        if (into.write(Buffer.from(buf.subarray(0, n)))) next();
+        else into.once('drain', next);
+      });
+    };
+    into.on('error', () => undefined); // the output side reports a decompressor's failure
+    next();
   }
 
   private exited(code: number | null, how: unknown): void {
@@ -205,14 +225,16 @@ export class StreamSource implements ByteSource {
 
   /** Stops decompressing; the descriptor stays open. */
   stop(): void {
-    this.input.destroy();
+    this.stopped = true;
     this.output.destroy();
     if (this.child && this.child.exitCode === null) this.child.kill('SIGKILL');
   }
 
   close(): void {
+    if (this.stopped && this.fd < 0) return;
     this.stop();
     close(this.fd, () => undefined);
+    this.fd = -1;
   }
 }
 

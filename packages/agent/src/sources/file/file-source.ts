@@ -15,8 +15,9 @@
 //  - none of these: a generation that lived and was rotated between two looks. Shipped whole.
 // Every rotation, truncation, recovered generation and unrecoverable byte range is logged and counted
 // for `guardctl status`.
-import { closeSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { HelperRefusal } from '@guard/protocol/client';
+import { splitGeneration } from '@guard/protocol/wire';
 import type { Logger } from 'pino';
 import type { SourceConfig } from '../../config/types';
 import {
@@ -65,6 +66,7 @@ export interface RotationStats {
   unrecoverable: Unrecoverable[];
   /** Since when the source's rotated generations are tracked (older ones predate guard). */
   trackedSince: string | null;
+  /** Generations that existed when their live path was first tracked: not shipped. */
   historyGenerations: number;
 }
 
@@ -72,16 +74,14 @@ export interface RotationStats {
 const ROTATED_QUIET_MS = 5000;
 /** A decompressor that fails this many times on the same generation: its rest is unrecoverable. */
 const MAX_FAILURES = 3;
+/** A finished record whose file no complete scan found for this long is forgotten. */
+const FORGET_AFTER_MS = 60_000;
 /** A tailer waiting for its content that no scan has found for this long is given up. */
 const DETACHED_GIVE_UP_MS = 60_000;
 
-/** The live path a rotated generation belongs to (the logrotate names of docs/protocol.md). */
+/** The live path a rotated generation belongs to (logrotate's names, docs/protocol.md). */
 export function generationBase(path: string): string | null {
-  const m =
-    /^(.+?)(\.\d{1,6}|-\d{8}(?:\d{2})?(?:-\d{1,10})?|-\d{4}-\d{2}-\d{2})(\.(?:gz|xz|bz2|zst|lz4|lzma|Z))?$/.exec(
-      path,
-    );
-  return m ? m[1]! : null;
+  return splitGeneration(path)?.base ?? null;
 }
 
 /** A generation as last examined: its identity, size and first (decompressed) bytes. */
@@ -92,6 +92,7 @@ interface Generation {
   size: number;
   head: Buffer;
   ext: string | null;
+  mtimeMs: number;
 }
 
 /** A source with no bytes left: lets a tailer whose content cannot be found finish its acks. */
@@ -134,6 +135,8 @@ export class FileSource {
   private readonly seen = new Map<string, Generation>();
   /** Decompressor failures per generation (dev:ino). */
   private readonly failures = new Map<string, number>();
+  /** Finished records no complete scan found a file for, since when. */
+  private readonly unseen = new Map<FinishedFile, number>();
   /** Copytruncate windows: the live size last seen before the truncation, per tailer. */
   private readonly windows = new Map<FileTailer, number>();
   /** Maintenance (list, stat, open, reap) runs one at a time. */
@@ -184,9 +187,9 @@ export class FileSource {
     let files: string[];
     let generations: string[];
     try {
-      const reply = await this.link.call((c) => c.list(this.cfg.name));
+      const reply = await this.link.call((c) => c.listAll(this.cfg.name));
       files = reply.files;
-      generations = (reply as { generations?: string[] }).generations ?? [];
+      generations = reply.generations ?? [];
       this.listTruncated = reply.truncated === true;
       this.lastListError = null;
     } catch (e) {
@@ -383,6 +386,8 @@ export class FileSource {
     }
     const st = this.sourceState();
     if (t.fingerprint.fingerprintBytes > 0) {
+      // one record per file: a file finished again (written to after it was closed) replaces it
+      st.finished = st.finished.filter((f) => f.key !== t.key);
       st.finished.push({
         ...t.fingerprint,
         size: t.offset,
@@ -466,8 +471,13 @@ export class FileSource {
   /** Looks at every rotated generation (see the top of this file). */
   private async scanGenerations(paths: string[]): Promise<void> {
     const started = Date.now();
+    // The first time the source is tracked, the generations that exist predate guard.
     const first = this.store.sourceState(this.cfg.name) === undefined;
     const st = this.sourceState();
+    const since = Date.parse(st.since);
+    // A file opened while short or empty has a short fingerprint until it is read: extended now,
+    // so that its content is recognised under a generation's name (not shipped a second time).
+    for (const t of this.tailers()) if (t.src instanceof FdSource) t.extendFingerprint(Infinity);
     let complete = !this.listTruncated;
     const heads: Buffer[] = [];
     // Uncompressed first: while logrotate compresses NAME.1, the descriptor of NAME.1 has it whole.
@@ -479,7 +489,7 @@ export class FileSource {
     for (const path of ordered) {
       const base = generationBase(path);
       if (base === null) continue;
-      let gen: Generation | null;
+      let gen: Generation | 'held' | null;
       try {
         gen = await this.examine(path);
       } catch (e) {
@@ -490,11 +500,15 @@ export class FileSource {
         );
         continue;
       }
-      if (gen === null) continue; // gone meanwhile, or being read through a descriptor already
+      if (gen === 'held') continue; // read through a descriptor already
+      if (gen === null) {
+        complete = false; // renamed or removed meanwhile: its content may be under a name not listed
+        continue;
+      }
       heads.push(gen.head);
       let verdict;
       try {
-        verdict = await this.place(gen, base, st, first);
+        verdict = await this.place(gen, base, st, first || gen.mtimeMs < since);
       } catch (e) {
         complete = false;
         this.log.warn(
@@ -506,32 +520,42 @@ export class FileSource {
       if (verdict === 'history') history++;
       if (verdict === 'later') complete = false;
     }
-    if (first) {
-      this.stats.historyGenerations = history;
+    if (history > 0) {
+      this.stats.historyGenerations += history;
       this.log.info(
         { source: this.cfg.name, since: st.since, historyGenerations: history },
-        'rotated generations tracked from now on; the ones that exist already predate guard and are not shipped',
+        'rotated generations that existed when guard began to track this source, or were last written before, predate guard: not shipped',
       );
     }
     if (complete) {
       // Finished records no file has any more (rotated out of the set) are forgotten.
       for (const t of this.current.values())
         if (t.src instanceof FdSource) heads.push(readHead(t.src.fd));
-      const keep = st.finished.filter((f) => heads.some((h) => headMatches(h, f)));
+      // A directory listing can miss a file renamed while it is read: a record is forgotten only
+      // when no complete scan has found its file for a minute.
+      const keep = st.finished.filter((f) => {
+        if (heads.some((h) => headMatches(h, f))) {
+          this.unseen.delete(f);
+          return true;
+        }
+        const since = this.unseen.get(f) ?? started;
+        this.unseen.set(f, since);
+        return started - since < FORGET_AFTER_MS;
+      });
       if (keep.length !== st.finished.length) {
         st.finished = keep;
         this.store.setSourceState(this.cfg.name, st);
       }
       this.lastCompleteScan = started;
     }
-    if (first) this.store.save(true);
+    if (first || history > 0) this.store.save(true);
   }
 
   /**
    * Stats a generation and, when its identity is new (or it grew), reads its first bytes through a
    * descriptor from the helper. null: gone, or read through a descriptor we hold already.
    */
-  private async examine(path: string): Promise<Generation | null> {
+  private async examine(path: string): Promise<Generation | 'held' | null> {
     let id;
     try {
       id = await this.link.call((c) => c.stat(path));
@@ -539,7 +563,7 @@ export class FileSource {
       if (e instanceof HelperRefusal && e.code === 'not_found') return null;
       throw e;
     }
-    if (this.holding(id.dev, id.ino)) return null;
+    if (this.holding(id.dev, id.ino)) return 'held';
     const key = `${id.dev}:${id.ino}`;
     const ext = compressionOf(path);
     const known = this.seen.get(key);
@@ -551,8 +575,13 @@ export class FileSource {
       known.path = path;
       return known;
     }
-    const fd = await this.openGeneration(path);
-    if (fd === null) return null;
+    const opened = await this.openGeneration(path);
+    if (opened === null) return null;
+    const fd = opened.fd;
+    if (opened.dev !== id.dev || opened.ino !== id.ino) {
+      closeSync(fd); // renamed between the stat and the open: the next scan sees it as it is
+      return null;
+    }
     try {
       let head: Buffer;
       if (ext === null) head = readHead(fd);
@@ -561,7 +590,15 @@ export class FileSource {
         if (h.failure !== null) throw new Error(`decompressing its first bytes: ${h.failure}`);
         head = h.head;
       }
-      const gen = { path, dev: id.dev, ino: id.ino, size: id.size, head, ext };
+      const gen = {
+        path,
+        dev: id.dev,
+        ino: id.ino,
+        size: id.size,
+        head,
+        ext,
+        mtimeMs: fstatSync(fd).mtimeMs,
+      };
       this.seen.set(key, gen);
       return gen;
     } finally {
@@ -569,10 +606,12 @@ export class FileSource {
     }
   }
 
-  private async openGeneration(path: string): Promise<number | null> {
+  private async openGeneration(
+    path: string,
+  ): Promise<{ fd: number; dev: string; ino: string } | null> {
     try {
-      const { fd } = await this.link.call((c) => c.open(path));
-      return fd;
+      const { fd, reply } = await this.link.call((c) => c.open(path));
+      return { fd, dev: reply.dev, ino: reply.ino };
     } catch (e) {
       if (e instanceof HelperRefusal && e.code === 'not_found') return null;
       throw e;
@@ -584,7 +623,8 @@ export class FileSource {
     gen: Generation,
     base: string,
     st: SourceState,
-    first: boolean,
+    /** It existed when the source was first tracked, or was last written before: it predates guard. */
+    history: boolean,
   ): Promise<'reading' | 'resumed' | 'finished' | 'history' | 'new' | 'later'> {
     for (const t of this.tailers())
       if (t.src !== null && headMatches(gen.head, t.fingerprint)) return 'reading';
@@ -594,14 +634,19 @@ export class FileSource {
     if (waiting) return (await this.resume(waiting, gen)) ? 'resumed' : 'later';
     const done = st.finished.find((f) => headMatches(gen.head, f));
     if (done) {
-      // A file that was finished and then written to again (a writer that kept its descriptor past
+      // The same file, finished and then written to again (a writer that kept its descriptor past
       // the quiet period): the rest is shipped from where it ended.
-      if (gen.ext === null && done.why === 'shipped' && gen.size > done.size) {
+      if (
+        gen.ext === null &&
+        done.why === 'shipped' &&
+        done.key?.startsWith(`${gen.dev}.${gen.ino}.`) === true &&
+        gen.size > done.size
+      ) {
         if (!(await this.shipGeneration(gen, base, done.size))) return 'later';
       }
       return 'finished';
     }
-    if (first) {
+    if (history) {
       st.finished.push({
         ...fingerprintOf(gen.head),
         size: gen.size,

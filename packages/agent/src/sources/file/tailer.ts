@@ -159,7 +159,7 @@ export class FileTailer {
    * A short fingerprint (the file was shorter than FINGERPRINT_BYTES when first seen) is extended as
    * the file grows, so that a checkpoint never matches another file that merely starts the same.
    */
-  private extendFingerprint(size: number): void {
+  extendFingerprint(size = this.size): void {
     if (this.fp.fingerprintBytes >= FINGERPRINT_BYTES || size <= this.fp.fingerprintBytes) return;
     if (!(this.src instanceof FdSource)) return;
     const wasEmpty = this.fp.fingerprintBytes === 0;
