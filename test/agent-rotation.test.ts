@@ -179,7 +179,9 @@ function writeLines(path: string, name: string, from: number, to: number): void 
 }
 
 const rotatedFiles = (env: AgentEnv, base: string) =>
-  readdirSync(env.logs).filter((f) => f.startsWith(`${base}.`) || f.startsWith(`${base}-`));
+  readdirSync(env.logs).filter(
+    (f) => (f.startsWith(`${base}.`) || f.startsWith(`${base}-`)) && !f.endsWith('.reopened'),
+  );
 
 describe('fast rotation by logrotate: 5 runs of 200,000 lines at 25,000 lines/s, rotated every 200 ms', () => {
   let env: AgentEnv;
@@ -543,6 +545,12 @@ describe('copytruncate while the agent is behind (reads paused)', () => {
         `lines missing that are still on disk: ${lostOnDisk.slice(0, 10).join(',')}`,
       );
       assert.equal(truncations.length, rotations, 'one log line per truncation');
+      const windows = agent.lines.filter(
+        (l) =>
+          l.msg?.toString().startsWith('copytruncate window') ||
+          String(l.why).startsWith('copytruncate:'),
+      );
+      assert.equal(windows.length, rotations, 'each copy/truncate window logged');
       assert.ok(
         ranges <= rotations,
         `${ranges} missing ranges for ${rotations} copy/truncate windows`,
@@ -550,6 +558,7 @@ describe('copytruncate while the agent is behind (reads paused)', () => {
       assert.equal(t.duplicates, 0, describeTally(t));
       const st = await readStatus(env);
       assert.equal(st.sources[0].rotation.truncations, rotations);
+      assert.equal(st.sources[0].rotation.copytruncateWindows, rotations);
     } finally {
       await agent.stop();
     }

@@ -60,6 +60,8 @@ export interface RotationStats {
   rotations: number;
   truncations: number;
   recoveredGenerations: number;
+  /** copytruncate rotations whose copy was read to its end (each window logged). */
+  copytruncateWindows: number;
   unrecoverableRanges: number;
   unrecoverableBytes: number;
   /** The latest unrecoverable ranges (at most 20). */
@@ -124,6 +126,7 @@ export class FileSource {
     rotations: 0,
     truncations: 0,
     recoveredGenerations: 0,
+    copytruncateWindows: 0,
     unrecoverableRanges: 0,
     unrecoverableBytes: 0,
     unrecoverable: [],
@@ -376,13 +379,7 @@ export class FileSource {
     const window = this.windows.get(t);
     if (window !== undefined) {
       this.windows.delete(t);
-      if (window > t.offset)
-        this.unrecoverable(
-          t,
-          t.offset,
-          window - t.offset,
-          'written after logrotate copied the file and before it truncated it (copytruncate); the size is what was seen, more may have been written',
-        );
+      this.copytruncateWindow(t, window);
     }
     const st = this.sourceState();
     if (t.fingerprint.fingerprintBytes > 0) {
@@ -401,6 +398,34 @@ export class FileSource {
     this.log.info(
       { source: this.cfg.name, path: t.path, file: t.file, key: t.key, offset: t.offset },
       'rotated file read to its end; closed',
+    );
+  }
+
+  /**
+   * What copytruncate wrote after its copy and before its truncation is in neither file. Its size
+   * cannot be known from the files: what is known lost is what the agent saw in the live file
+   * (`lastSize`, re-read at every rotation check) past the copy's end and past what it read.
+   */
+  private copytruncateWindow(t: FileTailer, lastSize: number): void {
+    this.stats.copytruncateWindows++;
+    if (lastSize > t.offset) {
+      this.unrecoverable(
+        t,
+        t.offset,
+        lastSize - t.offset,
+        'copytruncate: written after logrotate copied the file and before it truncated it (at least this many bytes; more may have been written after the last look)',
+      );
+      return;
+    }
+    this.log.warn(
+      {
+        source: this.cfg.name,
+        path: t.path,
+        copy: t.file,
+        copyEnd: t.offset,
+        lastSeenSize: lastSize,
+      },
+      'copytruncate window: the copy is read to its end; lines written after the copy and before the truncation, if any, are in neither file and cannot be measured',
     );
   }
 
