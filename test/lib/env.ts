@@ -40,6 +40,8 @@ export interface EnvOptions {
   extraConfig?: (env: Env) => string;
   /** extra sandbox layout, run before the helper starts */
   layout?: (env: Env) => void;
+  /** commands the helper runs under (see onlyWalk in ./helper) */
+  helperPrefix?: string[];
 }
 
 export function standardConfig(
@@ -103,6 +105,7 @@ export async function setupEnv(opts: EnvOptions = {}): Promise<Env> {
       config: env.config,
       socket: env.socket,
       ...(opts.rate !== undefined ? { rate: opts.rate } : {}),
+      ...(opts.helperPrefix ? { prefix: opts.helperPrefix } : {}),
     };
     await startMainHelper(env);
     return env;

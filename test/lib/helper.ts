@@ -25,7 +25,44 @@ export interface HelperOptions {
   inheritFds?: number[];
   /** options for node itself, before the script (e.g. --expose-gc) */
   nodeArgs?: string[];
+  /** commands that run before node and exec it (same pid): see onlyWalk, inMountNamespace */
+  prefix?: string[];
 }
+
+/**
+ * A prefix under which openat2 answers ENOSYS (a seccomp filter, as systemd 252's
+ * RestrictSUIDSGID= does), so the helper takes its component walk: the open path production runs.
+ */
+export const onlyWalk = [
+  '/usr/bin/python3',
+  '-c',
+  `
+import ctypes, os, sys
+lib = ctypes.CDLL('libseccomp.so.2')
+lib.seccomp_init.restype = ctypes.c_void_p
+lib.seccomp_init.argtypes = [ctypes.c_uint32]
+lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+lib.seccomp_load.argtypes = [ctypes.c_void_p]
+ctx = lib.seccomp_init(0x7fff0000)  # allow everything else
+nr = lib.seccomp_syscall_resolve_name(b'openat2')
+if nr < 0 or lib.seccomp_rule_add(ctx, 0x00050000 | 38, nr, 0) or lib.seccomp_load(ctx):
+    sys.exit('cannot load the openat2 filter')
+os.execv(sys.argv[1], sys.argv[1:])
+`,
+];
+
+/** A prefix running \`script\` (sh, as root) in a private mount namespace, then the helper in it. */
+export const inMountNamespace = (script: string): string[] => [
+  '/usr/bin/unshare',
+  '--mount',
+  '--propagation',
+  'private',
+  '--',
+  '/bin/sh',
+  '-ec',
+  `${script}\nexec "$@"`,
+  'sh',
+];
 
 export class Helper {
   readonly logs: LogEntry[] = [];
@@ -41,7 +78,8 @@ export class Helper {
     const args = [opts.helperJs, '--config', opts.config, '--socket', opts.socket];
     if (opts.rate !== undefined) args.push('--rate', String(opts.rate));
     args.push(...(opts.extraArgs ?? []));
-    this.proc = start(process.execPath, [...(opts.nodeArgs ?? []), ...args], {
+    const [cmd = process.execPath, ...rest] = [...(opts.prefix ?? []), process.execPath];
+    this.proc = start(cmd, [...rest, ...(opts.nodeArgs ?? []), ...args], {
       extraFds: opts.inheritFds ?? [],
     });
     if (this.proc.pid === undefined) throw new Error('guard-helper did not start');

@@ -1,4 +1,5 @@
 // Driving test/fixtures/peer.cjs (a raw fdpass client) and `guardctl probe` as a test user.
+import { PROTOCOL_VERSION } from '@guard/protocol/wire';
 import { killPid, run, start, type RunAs } from './proc';
 import type { Sandbox } from './sandbox';
 
@@ -17,7 +18,8 @@ export interface Action {
     | 'stuff'
     | 'mark'
     | 'sleep'
-    | 'waitFile';
+    | 'waitFile'
+    | 'listAll';
   c?: string;
   path?: string;
   label?: string;
@@ -43,6 +45,8 @@ export interface Action {
   ms?: number;
   quietMs?: number;
   name?: string;
+  /** send this action without the hello the peer otherwise says first on each connection */
+  noHello?: boolean;
 }
 
 export interface Reply {
@@ -131,7 +135,7 @@ export async function runPeer(
 ): Promise<PeerOutput> {
   const child = start(process.execPath, [sb.peerJs, sb.addon], {
     user,
-    stdin: JSON.stringify({ socket, actions }),
+    stdin: JSON.stringify({ socket, actions, hello: PROTOCOL_VERSION }),
   });
   let stdout = '';
   let stderr = '';
@@ -198,7 +202,7 @@ export function loopResult(out: PeerOutput, i: number): LoopResult {
 
 export const open = (path: string): { op: string; path: string } => ({ op: 'open', path });
 export const stat = (path: string): { op: string; path: string } => ({ op: 'stat', path });
-export const hello = { op: 'hello', version: 1 };
+export const hello = { op: 'hello', version: PROTOCOL_VERSION };
 
 export interface ProbeResult {
   code: number | null;

@@ -289,20 +289,34 @@ static bool normalised(const char *p) {
   }
 }
 
-static int open_openat2(const char *path) {
+static long openat2_at(int dir, const char *path, unsigned long long resolve) {
   struct open_how how = {.flags = O_PATH | O_CLOEXEC,
-                         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
-  long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
-  return fd < 0 ? -errno : (int)fd;
+                         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | resolve};
+  return syscall(SYS_openat2, dir, path, &how, sizeof how);
 }
 
-// One component at a time, O_NOFOLLOW on each: a symlinked directory anywhere on the way is
-// refused.
-static int open_walk(char *path) {
+// The allowed root (the first `root` bytes of path), then the rest from its descriptor with
+// RESOLVE_NO_XDEV: no component below the root may be on another mount.
+static int open_openat2(char *path, size_t root) {
+  path[root] = '\0';
+  long dir = openat2_at(AT_FDCWD, root ? path : "/", 0), fd = -1;
+  path[root] = '/';
+  if (dir >= 0) fd = openat2_at((int)dir, path + root + 1, RESOLVE_NO_XDEV);
+  int e = errno;
+  if (dir >= 0) close((int)dir);
+  return fd < 0 ? -e : (int)fd;
+}
+
+// One component at a time from /, O_NOFOLLOW on each: a symlinked directory anywhere on the way
+// is refused, and every component below the allowed root must be on the root's mount (STATX_MNT_ID
+// tells bind mounts of the same file system apart, which st_dev does not).
+static int open_walk(char *path, size_t root) {
+  struct statx sx;
   int dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), fd, e;
-  struct stat st;
   if (dir < 0) return -errno;
-  for (char *s = path + 1; *s; s++) {
+  if (statx(dir, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) < 0) return e = errno, close(dir), -e;
+  __u64 mnt = sx.stx_mnt_id;  // of /: the root's own, once the walk reaches it
+  for (char *s = path + 1;; s++) {
     char *end = strchrnul(s, '/');
     bool last = *end == '\0';
     *end = '\0';
@@ -310,16 +324,18 @@ static int open_walk(char *path) {
     e = errno;
     close(dir);
     if (fd < 0) return -e;
-    if (last) return fd;
-    e = fstat(fd, &st) < 0     ? errno
-        : S_ISLNK(st.st_mode)  ? ELOOP
-        : !S_ISDIR(st.st_mode) ? ENOTDIR
-                               : 0;
+    e = statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_MNT_ID, &sx) < 0 ? errno
+        : (size_t)(s - path) > root && sx.stx_mnt_id != mnt              ? EXDEV
+        : last                                                           ? 0
+        : S_ISLNK(sx.stx_mode)                                           ? ELOOP
+        : !S_ISDIR(sx.stx_mode)                                          ? ENOTDIR
+                                                                         : 0;
     if (e) return close(fd), -e;
+    if (last) return fd;
+    if ((size_t)(end - path) == root) mnt = sx.stx_mnt_id;
     dir = fd;
     s = end;
   }
-  return dir;
 }
 
 static const char *file_type(mode_t m) {
@@ -332,16 +348,18 @@ static const char *file_type(mode_t m) {
 }
 
 static napi_value fp_open_no_follow(napi_env env, napi_callback_info info) {
-  ARGS(2);
+  ARGS(3);
   char path[PATH_CAP], proc[64];
+  int32_t root;
   bool walk = false;
   struct stat st;
-  if (!get_str(env, argv[0], path, sizeof path)) return NULL;
-  if (!is_missing(env, argv[1]) && !get_bool(env, argv[1], &walk)) return NULL;
-  if (!normalised(path))
-    return fail(env, EINVAL, "openNoFollow: path not absolute and normalised", -1);
-  int fd = walk ? -ENOSYS : open_openat2(path);
-  if (fd == -ENOSYS) walk = true, fd = open_walk(path);
+  if (!get_str(env, argv[0], path, sizeof path) || !get_int(env, argv[1], 0, PATH_CAP, &root))
+    return NULL;
+  if (!is_missing(env, argv[2]) && !get_bool(env, argv[2], &walk)) return NULL;
+  if (!normalised(path) || (size_t)root >= strlen(path) || path[root] != '/')
+    return fail(env, EINVAL, "openNoFollow: path not absolute and normalised below its root", -1);
+  int fd = walk ? -ENOSYS : open_openat2(path, (size_t)root);
+  if (fd == -ENOSYS) walk = true, fd = open_walk(path, (size_t)root);
   if (fd < 0) return fail(env, -fd, walk ? "openNoFollow walk" : "openat2", -1);
   if (fstat(fd, &st) < 0) return fail(env, errno, "fstat", fd);
   if (S_ISLNK(st.st_mode)) return fail(env, ELOOP, "openNoFollow: symlink", fd);
@@ -359,10 +377,14 @@ static napi_value fp_open_no_follow(napi_env env, napi_callback_info info) {
 }
 
 static napi_value fp_has_openat2(napi_env env, napi_callback_info info) {
-  static int fd = -2;  // probed once: ENOSYS on kernels before 5.6
+  static int has = -1;  // probed once: ENOSYS before Linux 5.6, and under systemd 252's filter
   (void)info;
-  if (fd == -2 && (fd = open_openat2("/")) >= 0) fd = close(fd);
-  return make_bool(env, fd != -ENOSYS);
+  if (has < 0) {
+    long fd = openat2_at(AT_FDCWD, "/", 0);
+    has = fd >= 0 || errno != ENOSYS;
+    if (fd >= 0) close((int)fd);
+  }
+  return make_bool(env, has);
 }
 
 static napi_value fp_close(napi_env env, napi_callback_info info) {

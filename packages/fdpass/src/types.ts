@@ -31,7 +31,8 @@ export interface Addon {
   recv(fd: number, maxBytes: number, maxFds: 0 | 1): Received | null;
   peerCred(fd: number): PeerCred;
   peerGroups(fd: number): number[];
-  openNoFollow(path: string, walk?: boolean): number;
+  /** root: length of the allowed root's path ('' for /), below which no component may cross a mount. */
+  openNoFollow(path: string, root: number, walk?: boolean): number;
   hasOpenat2(): boolean;
   close(fd: number): void;
   Watcher: new (fd: number, onEvent: OnEvent) => WatcherHandle;

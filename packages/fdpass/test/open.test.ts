@@ -28,7 +28,7 @@ const refusals: [string, string, Expect][] = [
   ['FIFO (must not hang)', fifo, { code: 'ENOTREG', fileType: 'fifo' }],
   ['character device', '/dev/null', { code: 'ENOTREG', fileType: 'chr' }],
   ['directory', join(root, 'logs'), { code: 'ENOTREG', fileType: 'dir' }],
-  ['the root directory', '/', { code: 'ENOTREG', fileType: 'dir' }],
+  ['the root directory (nothing below its root)', '/', { code: 'ENOENT' }],
   ['Unix socket file', sock.path, { code: 'ENOTREG', fileType: 'sock' }],
   ['missing file', join(root, 'logs/missing.log'), { code: 'ENOENT' }],
   ['missing directory', join(root, 'nodir/app.log'), { code: 'ENOENT' }],
@@ -47,7 +47,7 @@ test('openat2 is available on this kernel', () => assert.equal(fdpass.hasOpenat2
 for (const walk of [false, true]) {
   describe(`openNoFollow (${walk ? 'component walk' : 'openat2'})`, () => {
     test('a regular file opens read-only, non-blocking and close-on-exec', () => {
-      const fd = fdpass.openNoFollow(join(root, 'logs/app.log'), walk);
+      const fd = fdpass.openNoFollow(join(root, 'logs/app.log'), root.length, walk);
       const flags = fdFlags(fd);
       assert.equal(flags & O_ACCMODE, 0, 'O_RDONLY');
       assert.ok(flags & O_CLOEXEC);
@@ -58,6 +58,12 @@ for (const walk of [false, true]) {
       fdpass.close(fd);
     });
 
+    test('the root must be a directory of the path, at a /', () => {
+      const path = join(root, 'logs/app.log');
+      for (const at of [1, path.length, path.length + 1, -1, 0.5])
+        assert.throws(() => fdpass.openNoFollow(path, at, walk), { code: 'EINVAL' }, String(at));
+    });
+
     for (const [name, path, expected] of refusals) {
       test(
         `${name} → ${expected.code}${expected.fileType ? ` '${expected.fileType}'` : ''}`,
@@ -65,7 +71,7 @@ for (const walk of [false, true]) {
         () => {
           const before = fdCount();
           assert.throws(
-            () => fdpass.openNoFollow(path, walk),
+            () => fdpass.openNoFollow(path, Math.max(0, path.lastIndexOf('/')), walk),
             (e: NodeJS.ErrnoException & { fileType?: string }) => {
               assert.equal(e.code, expected.code);
               assert.equal(e.fileType, expected.fileType);

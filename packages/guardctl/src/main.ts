@@ -252,6 +252,9 @@ async function connectOrExplain(socket: string): Promise<HelperClient> {
   try {
     return await HelperClient.connect(socket);
   } catch (e) {
+    // connect says hello: the helper may refuse this user (peer) or this version there
+    if (e instanceof HelperRefusal || e instanceof HelperConnectionError)
+      throw explainConversationError(e, socket);
     const code = (e as { code?: unknown }).code;
     const why: Record<string, string> = {
       ENOENT:
@@ -286,6 +289,8 @@ function isSocket(path: string): boolean {
 }
 
 function explainConversationError(e: unknown, socket: string): Error {
+  if (e instanceof HelperRefusal && e.code === 'version')
+    return new CannotAsk(`the helper refused this guardctl's protocol version: ${e.message}`);
   if (e instanceof HelperRefusal) {
     // code 'peer': we connected, but are not the agent user
     return new CannotAsk(

@@ -3,6 +3,7 @@ import { closeSync, openSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { FakeHelper, type FakeConnection } from '@guard/protocol/test/fake-helper';
+import { PROTOCOL_VERSION } from '@guard/protocol/wire';
 import { main } from '../src/main';
 
 async function run(argv: string[], env: NodeJS.ProcessEnv = {}) {
@@ -22,6 +23,16 @@ afterEach(() => {
 function grantingHelper(lie = false) {
   const h = (helper = new FakeHelper((raw: unknown, conn: FakeConnection) => {
     const req = raw as { op: string; path: string };
+    if (req.op === 'hello')
+      return conn.reply({
+        ok: true,
+        op: 'hello',
+        version: PROTOCOL_VERSION,
+        policy: 'ab'.repeat(32),
+        uid: 0,
+        audit: false,
+        open_path: 'openat2',
+      });
     if (req.path !== file) {
       return conn.reply({
         ok: false,
@@ -80,7 +91,10 @@ describe('guardctl probe', () => {
     assert.equal(r.stdout, `granted: ${file} (dev ${st.dev}, ino ${st.ino}, size 12 bytes)`);
     assert.equal(r.code, 0);
     const conn = await h.connection();
-    assert.deepEqual(conn.requests, [{ op: 'open', path: file }]);
+    assert.deepEqual(conn.requests, [
+      { op: 'hello', version: PROTOCOL_VERSION },
+      { op: 'open', path: file },
+    ]);
   });
 
   it('--json, and the socket from GUARD_HELPER_SOCKET', async () => {
@@ -144,6 +158,25 @@ describe('guardctl probe', () => {
     const r = await run(['probe', '/var/log/syslog', '--socket', h.socketPath]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /refused this user .*uid 0 is not the agent user.*sudo -u guard/);
+  });
+
+  it('exit 2 naming both versions when the helper speaks another protocol version', async () => {
+    const h = (helper = new FakeHelper((raw, conn) =>
+      conn.reply({
+        ok: false,
+        op: 'hello',
+        error: 'version',
+        message: `the client speaks protocol version ${(raw as { version: number }).version}, this helper 9`,
+      }),
+    ));
+    const r = await run(['probe', '/var/log/syslog', '--socket', h.socketPath]);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `refused this guardctl's protocol version: the client speaks protocol version ${PROTOCOL_VERSION}, this helper 9`,
+      ),
+    );
   });
 
   it('exit 2 when the helper closes the connection without answering', async () => {

@@ -28,7 +28,12 @@ function agentStatus(over: (s: AgentStatus) => void = () => undefined): AgentSta
       paused: false,
       queuedBytes: 0,
     },
-    helper: { socket: '/run/guard/helper.sock', connected: true, lastError: null },
+    helper: {
+      socket: '/run/guard/helper.sock',
+      connected: true,
+      lastError: null,
+      openPath: 'walk',
+    },
     sources: [
       {
         name: 'syslog',
@@ -310,6 +315,7 @@ describe('table rendering', () => {
     assert.ok(text.includes(LONG), 'the long path whole');
     assert.doesNotMatch(text, /…/);
     assert.match(text, /^guard: healthy$/m);
+    assert.match(text, /helper connected \(open path: walk\)/, 'the open path the helper named');
   });
   it('NO_COLOR turns colours off on a terminal; FORCE_COLOR=1 turns them on when piped', () => {
     assert.equal(decideOutput({ NO_COLOR: '1' }, { isTTY: true, columns: 80 }).color, false);

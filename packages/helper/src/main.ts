@@ -12,7 +12,7 @@ import {
 import * as fdpass from '@guard/fdpass';
 import { assertRootOnly, loadPolicy, type Policy } from './policy';
 import { dirname } from 'node:path';
-import { log, serve } from './server';
+import { HELLO, log, serve } from './server';
 
 // Descriptors inherited from whatever started us could be files or sockets the peer should never
 // reach through us. Node marks them close-on-exec, so only their kind tells them apart from Node's
@@ -86,9 +86,4 @@ serve(listenFd, () => policy, {
   burst: rate / 10,
   perTurn: 64,
 });
-log('info', 'listening', {
-  socket: socketPath,
-  pid: process.pid,
-  policy: policy.digest,
-  openat2: fdpass.hasOpenat2(),
-});
+log('info', 'listening', { socket: socketPath, pid: process.pid, policy: policy.digest, ...HELLO });

@@ -3,7 +3,7 @@
 import { fstatSync, lstatSync, readlinkSync } from 'node:fs';
 import * as fdpass from '@guard/fdpass';
 import type { ErrorCode } from '@guard/protocol/wire';
-import { isDenied, matchingSources, pathSyntaxError, type Policy } from './policy';
+import { isDenied, matching, pathSyntaxError, type Policy } from './policy';
 
 export interface Opened {
   fd: number;
@@ -20,32 +20,32 @@ export class Refused extends Error {
   }
 }
 
-// Which of the peer's requests a path is allowed for; throws Refused when none.
-function checkAllowed(policy: Policy, path: string, inAuditGroup: boolean): void {
+// Throws Refused unless the path is allowed for the peer; returns the deepest allowed root among the
+// patterns that allow it, the directory below which the open may not cross a mount.
+function checkAllowed(policy: Policy, path: string, inAuditGroup: boolean): string {
   if (isDenied(path))
     throw new Refused(
       'deny_listed',
       `${path} is on guard's built-in deny-list (credentials, keys, kernel interfaces)`,
     );
-  const sources = matchingSources(policy, path);
-  if (sources.length === 0)
+  const found = matching(policy, path);
+  if (found.length === 0)
     throw new Refused('not_allowed', `${path} matches no [source.*] paths in guard.conf`);
-  if (!inAuditGroup && sources.every((s) => s.audit))
+  const usable = found.filter(([s]) => inAuditGroup || s.type !== 'audit');
+  if (usable.length === 0)
     throw new Refused(
       'audit_group',
       `${path} is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
     );
+  return usable.map(([, p]) => p.root).reduce((a, b) => (b.length > a.length ? b : a));
 }
 
 // A hard link to a secret can be planted only in a directory a non-root user controls (owns, or may
 // write through group or other bits; an ACL shows as group bits): there, a second name for the file
 // means we may not trust it. A directory renamed under us while we look is no more trustworthy.
 function writableByNonRoot(path: string): string | null {
-  for (
-    let dir = path.slice(0, path.lastIndexOf('/')) || '/';
-    ;
-    dir = dir.slice(0, dir.lastIndexOf('/')) || '/'
-  ) {
+  for (let dir = path; dir !== '/';) {
+    dir = dir.slice(0, dir.lastIndexOf('/')) || '/';
     let st;
     try {
       st = lstatSync(dir);
@@ -55,8 +55,8 @@ function writableByNonRoot(path: string): string | null {
     if (st.uid !== 0) return `directory ${dir} is owned by uid ${st.uid}`;
     if (st.mode & 0o022)
       return `directory ${dir} is writable by ${st.mode & 0o002 ? 'everyone' : `gid ${st.gid}`}`;
-    if (dir === '/') return null;
   }
+  return null;
 }
 
 const OPEN_ERRORS: Record<string, [ErrorCode, string]> = {
@@ -64,15 +64,16 @@ const OPEN_ERRORS: Record<string, [ErrorCode, string]> = {
   ENOENT: ['not_found', 'no such file'],
   ENOTDIR: ['not_found', 'a component on the way is not a directory'],
   ENOTREG: ['not_regular', 'not a regular file'],
+  EXDEV: ['mount', 'a mount point is on the way below the allowed directory; guard crosses none'],
 };
 
 export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean): Opened {
   const syntax = pathSyntaxError(path);
   if (syntax) throw new Refused('bad_path', syntax);
-  checkAllowed(policy, path, inAuditGroup);
+  const root = checkAllowed(policy, path, inAuditGroup);
   let fd: number;
   try {
-    fd = fdpass.openNoFollow(path);
+    fd = fdpass.openNoFollow(path, root.length);
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { fileType?: string };
     const [code, why] = OPEN_ERRORS[err.code ?? ''] ?? [

@@ -13,12 +13,18 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 import * as ini from 'ini';
+import { splitGeneration } from '@guard/protocol/wire';
 
+export interface Pattern {
+  glob: string;
+  re: RegExp;
+  /** the deepest directory with no glob character ('' for /): nothing below it may cross a mount */
+  root: string;
+}
 export interface Source {
   name: string;
-  audit: boolean;
-  patterns: string[];
-  regexes: RegExp[];
+  type: 'file' | 'audit' | 'journal';
+  patterns: Pattern[];
 }
 export interface Policy {
   agentUid: number;
@@ -38,8 +44,10 @@ const DENY = [
   /\/(ssh_host_[^/]*_key|id_(rsa|dsa|ecdsa|ed25519)[^/]*|privkey[^/]*|[^/]*\.(key|pem|p12|pfx|jks|keytab))$/,
 ];
 
+// A rotated generation of a denied name (shadow.1, tls.key.2.gz) is denied with it.
 export function isDenied(path: string): boolean {
-  return DENY.some((re) => re.test(path));
+  const base = splitGeneration(path)?.base ?? path;
+  return DENY.some((re) => re.test(path) || re.test(base));
 }
 
 // Absolute and normalised, so that the string we match is the path the kernel resolves.
@@ -65,9 +73,15 @@ function globToRegex(pattern: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-// Sources whose patterns match the path exactly (a glob never matches across a /).
-export function matchingSources(policy: Policy, path: string): Source[] {
-  return policy.sources.filter((s) => s.regexes.some((re) => re.test(path)));
+// Whether a pattern of the source allows the path: it matches exactly (a glob never matches across
+// a /), or, for a file source, the path is a rotated generation of a name it matches.
+const allows = (s: Source, p: Pattern, path: string, base = splitGeneration(path)?.base) =>
+  p.re.test(path) || (s.type === 'file' && base !== undefined && p.re.test(base));
+
+export function matching(policy: Policy, path: string): [Source, Pattern][] {
+  return policy.sources.flatMap((s) =>
+    s.patterns.filter((p) => allows(s, p, path)).map((p): [Source, Pattern] => [s, p]),
+  );
 }
 
 // Like sshd's StrictModes: a config anyone but root can change would let them widen the allow-list.
@@ -92,6 +106,11 @@ function lookup(file: string, name: string, what: string): string[] {
   return row;
 }
 
+const DEFAULT_PATHS: Record<string, string | undefined> = {
+  audit: '/var/log/audit/audit.log, /var/log/audit/audit.log.[0-9]*',
+  journal: '/var/log/journal/*/*.journal, /run/log/journal/*/*.journal',
+};
+
 export function loadPolicy(file: string): Policy {
   const conf = ini.parse(readFileSync(assertRootOnly(file), 'utf8')); // read what was checked
   const where = (section: string, key: string) => `${file}: [${section}] ${key}`;
@@ -103,13 +122,11 @@ export function loadPolicy(file: string): Policy {
   const sources: Source[] = [];
   for (const [name, s] of Object.entries<Record<string, unknown>>(conf.source ?? {})) {
     const type = s.type ?? 'file';
-    if (type !== 'file' && type !== 'audit')
+    if (type !== 'file' && type !== 'audit' && type !== 'journal')
       throw new Error(
-        `${where(`source.${name}`, 'type')}: expected "file" or "audit", got ${JSON.stringify(type)}`,
+        `${where(`source.${name}`, 'type')}: expected "file", "audit" or "journal", got ${JSON.stringify(type)}`,
       );
-    const raw =
-      s.paths ??
-      (type === 'audit' ? '/var/log/audit/audit.log, /var/log/audit/audit.log.[0-9]*' : undefined);
+    const raw = s.paths ?? DEFAULT_PATHS[type];
     const patterns = (Array.isArray(raw) ? raw : String(raw ?? '').split(','))
       .map((p) => String(p).trim())
       .filter(Boolean);
@@ -118,10 +135,18 @@ export function loadPolicy(file: string): Policy {
       throw new Error(
         `${where(`source.${name}`, 'paths')}: expected comma-separated absolute, normalised paths or globs${bad ? `, got "${bad}"` : ''}`,
       );
-    sources.push({ name, audit: type === 'audit', patterns, regexes: patterns.map(globToRegex) });
+    sources.push({
+      name,
+      type,
+      patterns: patterns.map((glob) => ({
+        glob,
+        re: globToRegex(glob),
+        root: glob.slice(0, glob.search(/\/[^/]*[*?[]|\/[^/]*$/)),
+      })),
+    });
   }
   const digest = createHash('sha256')
-    .update(JSON.stringify(sources.map(({ name, audit, patterns }) => [name, audit, patterns])))
+    .update(JSON.stringify(sources.map((s) => [s.name, s.type, s.patterns.map((p) => p.glob)])))
     .digest('hex');
   return {
     agentUid: Number(uid),
@@ -132,25 +157,42 @@ export function loadPolicy(file: string): Policy {
   };
 }
 
-// The names that currently match a source's patterns. Only real directories are descended (never
-// through a symlink), so a planted link cannot reveal names elsewhere; every other matching entry is
-// named — a symlink or FIFO too — so that `open` refuses it with a reason the operator sees.
-// Bounded in files, reply bytes and directory entries read: a user who fills an allowed directory
-// cannot make one request block the helper or outgrow the socket's buffer.
+// The names that currently match a source's patterns (`files`) and the rotated generations of such
+// names (`generations`), one page at a time in sorted order, after `cursor` (the last name of the
+// previous page). Only real directories are descended (never through a symlink), so a planted link
+// cannot reveal names elsewhere; every other matching entry is named — a symlink or FIFO too — so
+// that `open` refuses it with a reason the operator sees. Bounded in names and bytes per page, names
+// held and directory entries read: a user who fills an allowed directory cannot make one request
+// block the helper, outgrow the socket's buffer or the helper's memory.
 export function listSource(
   source: Source,
-  limit = { files: 1024, bytes: 60_000, entries: 100_000 },
-): { files: string[]; truncated: boolean } {
-  const files: string[] = [];
-  let bytes = 0,
-    entries = 0,
+  cursor = '',
+  limit = { names: 1024, bytes: 60_000, entries: 100_000 },
+): { files: string[]; generations: string[]; next?: string; truncated?: true } {
+  const found = new Map<string, boolean>(); // name -> a generation only (a live match wins)
+  let entries = 0,
     truncated = false;
+  const keep = (path: string, generation: boolean): void => {
+    if (path <= cursor || found.get(path) === false) return;
+    found.set(path, generation);
+    if (found.size > 4 * limit.names)
+      // only the page's names and one more can be sent
+      for (const k of [...found.keys()].sort().slice(limit.names + 1)) found.delete(k);
+  };
   // Each directory is reopened by name under its parent's descriptor with O_NOFOLLOW: one swapped for
   // a symlink between readdir and open is refused, not followed into a directory we may not name.
-  const walk = (dir: string, dirFd: number, parts: string[], re: RegExp): void => {
+  // Below a pattern's root no directory on another mount is descended (the mount id of the
+  // descriptor, from /proc/self/fdinfo): its names are not the allowed directory's.
+  const walk = (dir: string, dirFd: number, parts: string[], p: Pattern, mnt?: string): void => {
     const part = parts[0] && parts.length > 1 ? globToRegex(parts[0]) : null;
     let d: Dir;
     try {
+      const here = /^mnt_id:\s*(\d+)$/m.exec(
+        readFileSync(`/proc/self/fdinfo/${dirFd}`, 'latin1'),
+      )?.[1];
+      if (dir === p.root)
+        mnt = here ?? ''; // unknown: descend nothing below it
+      else if (mnt !== undefined && here !== mnt) return;
       d = opendirSync(`/proc/self/fd/${dirFd}`);
     } catch {
       return;
@@ -173,26 +215,12 @@ export function listSource(
             continue;
           }
           try {
-            walk(path, fd, parts.slice(1), re);
+            walk(path, fd, parts.slice(1), p, mnt);
           } finally {
             closeSync(fd);
           }
-        } else if (
-          !part &&
-          !e.isDirectory() &&
-          re.test(path) &&
-          !isDenied(path) &&
-          !files.includes(path)
-        ) {
-          // counted as the reply encodes it: a control character is 6 bytes of JSON
-          if (
-            (truncated ||=
-              files.length >= limit.files ||
-              (bytes += Buffer.byteLength(JSON.stringify(path)) + 1) > limit.bytes)
-          )
-            break;
-          files.push(path);
-        }
+        } else if (!part && !e.isDirectory() && allows(source, p, path) && !isDenied(path))
+          keep(path, !p.re.test(path));
       }
     } catch {
       truncated = true; // a directory that fails under us (EIO, an entry gone mid-lstat) ends the walk, not the helper
@@ -202,9 +230,24 @@ export function listSource(
   };
   const rootFd = openSync('/', constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    source.patterns.forEach((p, i) => walk('', rootFd, p.split('/').slice(1), source.regexes[i]!));
+    for (const p of source.patterns) walk('', rootFd, p.glob.split('/').slice(1), p);
   } finally {
     closeSync(rootFd);
   }
-  return { files: files.sort(), truncated };
+  // Counted as the reply encodes it (a control character is 6 bytes of JSON), the last name twice:
+  // it is also the `next` cursor.
+  const sorted = [...found.keys()].sort();
+  const page: string[] = [];
+  let bytes = 0;
+  for (const path of sorted) {
+    const cost = Buffer.byteLength(JSON.stringify(path)) + 1;
+    if (page.length >= limit.names || (bytes += cost) + cost > limit.bytes) break;
+    page.push(path);
+  }
+  return {
+    files: page.filter((f) => !found.get(f)),
+    generations: page.filter((f) => found.get(f)),
+    ...(page.length < sorted.length ? { next: page.at(-1) } : {}),
+    ...(truncated ? { truncated } : {}),
+  };
 }

@@ -6,10 +6,17 @@ import {
   PROTOCOL_VERSION,
   parseRequest,
   type ErrorCode,
+  type Refusal,
   type Request,
 } from '@guard/protocol/wire';
 import { openAllowed, Refused } from './open';
 import { listSource, type Policy } from './policy';
+
+// What every hello reply says beside the peer's own: the protocol and the open path in use.
+export const HELLO = {
+  version: PROTOCOL_VERSION,
+  open_path: fdpass.hasOpenat2() ? 'openat2' : 'walk',
+};
 
 // C1 controls are escaped too (JSON.stringify leaves U+0080–U+009F raw): a peer's path must not
 // become a terminal escape in whoever reads this log.
@@ -21,23 +28,19 @@ export const log = (level: 'info' | 'warn' | 'error', event: string, fields: obj
     ) + '\n',
   );
 
-export interface Limits {
-  connections: number;
-  ratePerSecond: number;
-  burst: number;
-  perTurn: number;
-}
+export type Limits = Record<'connections' | 'ratePerSecond' | 'burst' | 'perTurn', number>;
 interface Reply {
   body: object;
   fd: number;
-  last?: boolean;
+  /** the connection is closed once this is sent, logged at this level with this reason */
+  close?: ['info' | 'warn', string];
 }
 interface Conn {
   fd: number;
-  pid: number;
-  uid: number;
+  peer: { pid: number; uid: number };
   audit: boolean;
   policy: Policy;
+  hello: boolean;
   watcher: fdpass.Watcher;
   tokens: number;
   at: number;
@@ -45,101 +48,89 @@ interface Conn {
   paused: boolean;
 }
 
-// One row per request: what it does for an authenticated peer. Adding a request is adding a row.
-const REQUESTS: {
-  [K in Request['op']]: (p: Policy, c: Conn, r: Extract<Request, { op: K }>) => Reply;
-} = {
-  hello: (p, c) => ({
-    body: {
-      ok: true,
-      op: 'hello',
-      version: PROTOCOL_VERSION,
-      policy: p.digest,
-      uid: c.uid,
-      audit: c.audit,
-    },
-    fd: -1,
-  }),
-  list: (p, c, r) => {
-    const source = p.sources.find((s) => s.name === r.source);
+// One row per request: what it answers an authenticated peer (beside `ok` and `op`), and the
+// descriptor sent with it, if any. Adding a request is adding a row.
+type Row<R> = (c: Conn, r: R) => [object, number?];
+const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
+  hello: (c) => [{ ...HELLO, policy: c.policy.digest, uid: c.peer.uid, audit: c.audit }],
+  list: (c, r) => {
+    const source = c.policy.sources.find((s) => s.name === r.source);
     if (!source) throw new Refused('not_allowed', `no source "${r.source}" is configured`);
-    if (source.audit && !c.audit)
+    if (source.type === 'audit' && !c.audit)
       throw new Refused(
         'audit_group',
         `source "${r.source}" is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
       );
-    return { body: { ok: true, op: 'list', source: r.source, ...listSource(source) }, fd: -1 };
+    const listed = listSource(source, r.cursor);
+    if (listed.truncated) log('warn', 'list_truncated', { ...c.peer, source: r.source });
+    return [{ source: r.source, ...listed }];
   },
-  open: (p, c, r) => {
-    const { fd, ...id } = openAllowed(p, r.path, c.audit);
-    return { body: { ok: true, op: 'open', path: r.path, ...id }, fd };
+  open: (c, r) => {
+    const { fd, ...id } = openAllowed(c.policy, r.path, c.audit);
+    log('info', 'granted', { ...c.peer, op: r.op, path: r.path, dev: id.dev });
+    return [{ path: r.path, ...id }, fd];
   },
-  stat: (p, c, r) => {
-    // same checks as open; the descriptor never leaves the helper
-    const { fd, ...id } = openAllowed(p, r.path, c.audit);
-    fdpass.close(fd);
-    return { body: { ok: true, op: 'stat', path: r.path, ...id }, fd: -1 };
+  stat: (c, r) => {
+    const { fd, ...id } = openAllowed(c.policy, r.path, c.audit);
+    fdpass.close(fd); // same checks as open; the descriptor never leaves the helper
+    return [{ path: r.path, ...id }];
   },
 };
 
-const refusal = (op: unknown, error: ErrorCode, message: string, last: boolean): Reply => ({
+const refusal = (op: unknown, error: ErrorCode, message: string, close?: Reply['close']) => ({
   body: { ok: false, op: typeof op === 'string' ? op : null, error, message },
   fd: -1,
-  last,
+  close,
 });
+const violation = (error: ErrorCode, message: string) =>
+  refusal(null, error, message, ['warn', 'protocol violation']);
 
 export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits): void {
   const conns = new Set<Conn>();
 
-  function drop(c: Conn, event: string, fields: object = {}): void {
+  function drop(c: Conn, fields: object, level: 'info' | 'warn' = 'info'): void {
     if (!conns.delete(c)) return;
     c.watcher.close();
     if (c.out && c.out.fd >= 0) fdpass.close(c.out.fd);
     fdpass.close(c.fd);
-    log('info', event, { pid: c.pid, uid: c.uid, ...fields });
+    log(level, 'closed', { ...c.peer, ...fields });
   }
 
   function handle(c: Conn, data: Buffer, truncated: boolean, fd: number): Reply {
     // A descriptor sent to us is closed at once: the helper never accepts files from its peer.
     if (fd >= 0) {
       fdpass.close(fd);
-      return refusal(null, 'bad_request', 'requests must not carry descriptors', true);
+      return violation('bad_request', 'requests must not carry descriptors');
     }
     if (truncated || data.length > MAX_REQUEST_BYTES)
-      return refusal(null, 'too_large', `requests are at most ${MAX_REQUEST_BYTES} bytes`, true);
+      return violation('too_large', `requests are at most ${MAX_REQUEST_BYTES} bytes`);
     // Identity and audit membership were checked against the policy of the moment: re-check after a reload.
     if (getPolicy() !== c.policy)
-      return refusal(null, 'reloaded', 'the helper reloaded its policy: reconnect', true);
+      return refusal(null, 'reloaded', 'the helper reloaded its policy: reconnect', [
+        'info',
+        'closed after policy reload',
+      ]);
     const parsed = parseRequest(data);
-    if (!parsed.ok) return refusal(null, parsed.code, parsed.message, true);
+    if (!parsed.ok) return violation(parsed.code, parsed.message);
     const req = parsed.request;
+    // The conversation only moves forward: a hello in a version this helper speaks, then requests.
+    if (req.op === 'hello' && req.version !== PROTOCOL_VERSION)
+      return refusal(
+        'hello',
+        'version',
+        `the client speaks protocol version ${req.version}, this helper ${PROTOCOL_VERSION}`,
+        ['warn', 'protocol version mismatch'],
+      );
+    if (!(c.hello ||= req.op === 'hello'))
+      return violation('bad_request', `${req.op} before hello`);
     const path = 'path' in req ? req.path : undefined;
     try {
-      const reply = (REQUESTS[req.op] as (p: Policy, c: Conn, r: Request) => Reply)(
-        getPolicy(),
-        c,
-        req,
-      );
-      if (req.op === 'open')
-        log('info', 'granted', {
-          pid: c.pid,
-          uid: c.uid,
-          op: req.op,
-          path,
-          dev: (reply.body as { dev: string }).dev,
-        });
-      return reply;
+      const [body, fd = -1] = (REQUESTS[req.op] as Row<Request>)(c, req);
+      return { body: { ok: true, op: req.op, ...body }, fd };
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
-      log('warn', 'refused', {
-        pid: c.pid,
-        uid: c.uid,
-        op: req.op,
-        path,
-        code: e.code,
-        message: e.message,
-      });
-      return refusal(req.op, e.code, e.message, false);
+      log('warn', 'refused', { ...c.peer, op: req.op, path, code: e.code, message: e.message });
+      return refusal(req.op, e.code, e.message);
     }
   }
 
@@ -147,28 +138,24 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
   function pump(c: Conn): void {
     for (let turn = 0; conns.has(c); turn++) {
       if (c.out) {
+        const { body, fd, close } = c.out;
         let sent: boolean;
         try {
-          sent = fdpass.send(
-            c.fd,
-            Buffer.from(JSON.stringify(c.out.body)),
-            c.out.fd >= 0 ? c.out.fd : undefined,
-          );
+          sent = fdpass.send(c.fd, Buffer.from(JSON.stringify(body)), fd >= 0 ? fd : undefined);
         } catch (e) {
-          return drop(c, 'closed', { reason: (e as NodeJS.ErrnoException).code });
+          return drop(c, { reason: (e as NodeJS.ErrnoException).code });
         }
         if (!sent) return c.watcher.start(false, true);
-        if (c.out.fd >= 0) fdpass.close(c.out.fd);
-        const last = c.out.last;
+        if (fd >= 0) fdpass.close(fd);
         c.out = null;
-        if (last) return drop(c, 'closed', { reason: 'protocol violation' });
+        if (close) return drop(c, { reason: close[1], code: (body as Refusal).error }, close[0]);
       }
       const now = Date.now();
       c.tokens = Math.min(limits.burst, c.tokens + ((now - c.at) * limits.ratePerSecond) / 1000);
       c.at = now;
       if (c.tokens < 1 || turn >= limits.perTurn) {
         c.watcher.stop();
-        if (c.tokens < 1 && !c.paused) log('warn', 'throttled', { pid: c.pid, uid: c.uid });
+        if (c.tokens < 1 && !c.paused) log('warn', 'throttled', c.peer);
         c.paused = c.tokens < 1;
         if (c.paused) setTimeout(() => pump(c), Math.ceil(1000 / limits.ratePerSecond));
         else setImmediate(() => pump(c));
@@ -179,20 +166,14 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
         msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 1);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code; // ECTRUNC: more descriptors than fit; the addon closed them all
-        if (code !== 'ECTRUNC') return drop(c, 'closed', { reason: code });
-        c.out = refusal(null, 'bad_request', 'requests must not carry descriptors', true);
+        if (code !== 'ECTRUNC') return drop(c, { reason: code });
+        c.out = violation('bad_request', 'requests must not carry descriptors');
         continue;
       }
       if (msg === null) return c.watcher.start(true, false);
-      if (msg.data.length === 0 && msg.fd < 0) return drop(c, 'closed', { reason: 'peer closed' });
+      if (msg.data.length === 0 && msg.fd < 0) return drop(c, { reason: 'peer closed' });
       c.tokens -= 1;
       c.out = handle(c, msg.data, msg.truncated, msg.fd);
-      if (c.out.last)
-        log('warn', 'bad_request', {
-          pid: c.pid,
-          uid: c.uid,
-          code: (c.out.body as { error: string }).error,
-        });
     }
   }
 
@@ -211,41 +192,38 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       if (fd < 0) return;
       const cred = fdpass.peerCred(fd);
       const policy = getPolicy();
-      if (cred.uid !== policy.agentUid || conns.size >= limits.connections) {
-        const [event, code, why] =
-          cred.uid !== policy.agentUid
-            ? (['peer_refused', 'peer', `uid ${cred.uid} is not the agent user`] as const)
-            : ([
-                'too_many_connections',
-                'io',
-                `more than ${limits.connections} connections`,
-              ] as const);
+      const stranger = cred.uid !== policy.agentUid;
+      if (stranger || conns.size >= limits.connections) {
+        const code = stranger ? 'peer' : 'io';
+        const why = stranger
+          ? `uid ${cred.uid} is not the agent user`
+          : `more than ${limits.connections} connections`;
         try {
-          fdpass.send(fd, Buffer.from(JSON.stringify(refusal(null, code, why, true).body)));
+          fdpass.send(fd, Buffer.from(JSON.stringify(refusal(null, code, why).body)));
         } catch {
           /* closing anyway */
         }
         fdpass.close(fd);
-        log('warn', event, { pid: cred.pid, uid: cred.uid, message: why });
+        log('warn', stranger ? 'peer_refused' : 'too_many_connections', { ...cred, message: why });
         continue;
       }
       const audit = cred.gid === policy.auditGid || fdpass.peerGroups(fd).includes(policy.auditGid);
       const c: Conn = {
         fd,
-        pid: cred.pid,
-        uid: cred.uid,
+        peer: { pid: cred.pid, uid: cred.uid },
         audit,
         policy,
+        hello: false,
         tokens: limits.burst,
         at: Date.now(),
         out: null,
         paused: false,
         watcher: new fdpass.Watcher(fd, (status) =>
-          status < 0 ? drop(c, 'closed', { reason: `poll error ${status}` }) : pump(c),
+          status < 0 ? drop(c, { reason: `poll error ${status}` }) : pump(c),
         ),
       };
       conns.add(c);
-      log('info', 'connected', { pid: c.pid, uid: c.uid, audit });
+      log('info', 'connected', { ...c.peer, audit });
       pump(c);
     }
   }

@@ -9,7 +9,20 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { isDenied, listSource, loadPolicy, matchingSources, pathSyntaxError } from '../src/policy';
+import { splitGeneration } from '@guard/protocol/wire';
+import {
+  isDenied,
+  listSource,
+  loadPolicy,
+  matching,
+  pathSyntaxError,
+  type Policy,
+} from '../src/policy';
+
+/** The names of the sources whose patterns allow the path. */
+const sourcesOf = (policy: Policy, path: string) => [
+  ...new Set(matching(policy, path).map(([s]) => s.name)),
+];
 
 // Configs must sit in root-owned, non-writable directories (the helper's StrictModes), so not /tmp.
 const dir = mkdtempSync('/run/guard-unit-');
@@ -119,9 +132,10 @@ paths = /var/log/syslog, /var/log/app/*.log, /var/log/n[0-9].log, /var/log/x[!a]
 type = audit
 `),
   );
-  const match = (p: string) => matchingSources(policy, p).map((s) => s.name);
+  const match = (p: string) => sourcesOf(policy, p);
   test('exact paths and globs within one component', () => {
     assert.deepEqual(match('/var/log/syslog'), ['sys']);
+    assert.deepEqual(match('/var/log/syslog.1'), ['sys'], 'a rotated generation');
     assert.deepEqual(match('/var/log/app/web.log'), ['sys']);
     assert.deepEqual(match('/var/log/n7.log'), ['sys']);
     assert.deepEqual(match('/var/log/xb.log'), ['sys']);
@@ -130,7 +144,6 @@ type = audit
   });
   test('no prefix confusion, no crossing a /', () => {
     for (const p of [
-      '/var/log/syslog.1',
       '/var/log/syslogx',
       '/var/log-evil/syslog',
       '/var/log/app-evil/x.log',
@@ -151,7 +164,18 @@ type = audit
     assert.deepEqual(match('/var/log/audit/audit.log'), ['audit']);
     assert.deepEqual(match('/var/log/audit/audit.log.3'), ['audit']);
     assert.deepEqual(match('/var/log/audit/audit.log.x'), []);
-    assert.ok(policy.sources.find((s) => s.name === 'audit')?.audit);
+    assert.equal(policy.sources.find((s) => s.name === 'audit')?.type, 'audit');
+  });
+  test("each pattern's allowed root is its deepest directory with no glob character", () => {
+    const roots = (globs: string) =>
+      loadPolicy(
+        conf(`[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${globs}\n`),
+      ).sources[0]!.patterns.map((p) => p.root);
+    assert.deepEqual(
+      roots('/var/log/syslog, /var/log/app/*.log, /var/log/*/x/y.log, /x.log, /*/a'),
+      ['/var/log', '/var/log/app', '/var/log', '', ''],
+    );
+    assert.deepEqual(roots('/a/b[0-9]/c, /a/b?/c, /srv/lit[.log'), ['/a', '/a', '/srv']);
   });
   test('the digest changes with the allow-list', () => {
     const other = loadPolicy(
@@ -161,6 +185,115 @@ type = audit
     );
     assert.match(policy.digest, /^[0-9a-f]{64}$/);
     assert.notEqual(other.digest, policy.digest);
+  });
+});
+
+describe('rotated generations', () => {
+  test('splitGeneration knows logrotate suffixes and nothing else', () => {
+    for (const [p, base] of <Array<[string, string]>>[
+      ['/v/x.log.1', '/v/x.log'],
+      ['/v/x.log.12.gz', '/v/x.log'],
+      ['/v/x.log-20240131', '/v/x.log'],
+      ['/v/x.log-2024013107.xz', '/v/x.log'],
+      ['/v/x.log-20240131-1712345678.zst', '/v/x.log'],
+      ['/v/x.log-2024-01-31.bz2', '/v/x.log'],
+      ['/v/syslog.3.Z', '/v/syslog'],
+    ])
+      assert.equal(splitGeneration(p)?.base, base, p);
+    for (const p of [
+      '/v/x.log.gz',
+      '/v/x.log',
+      '/v/x.log.1234567',
+      '/v/x.log-2024013',
+      '/v/x.log.1.tar',
+      '/v/.1',
+      '/v/x.log.1/y',
+      '/v/x.log-2024-1-31',
+    ])
+      assert.equal(splitGeneration(p), null, p);
+  });
+  const policy = loadPolicy(
+    conf(`
+[agent]
+user = root
+[helper]
+audit_group = root
+[source.app]
+paths = /var/log/app/*.log, /var/log/keys/*
+[source.audit]
+type = audit
+paths = /var/log/aud/audit.log
+[source.j]
+type = journal
+`),
+  );
+  const match = (p: string) => sourcesOf(policy, p);
+  test('a generation of an allowed name is allowed, of any other name not', () => {
+    assert.deepEqual(match('/var/log/app/web.log.1'), ['app']);
+    assert.deepEqual(match('/var/log/app/web.log-20240131.gz'), ['app']);
+    for (const p of [
+      '/var/log/app/web.log.gz',
+      '/var/log/app/web.txt.1',
+      '/var/log/app/sub/web.log.1',
+      '/var/log/app.1/web.log',
+      '/var/log/aud/audit.log.1', // audit and journal sources have no generations
+      '/var/log/journal/m/system.journal.1',
+    ])
+      assert.deepEqual(match(p), [], p);
+  });
+  test('a generation of a deny-listed name is deny-listed', () => {
+    for (const p of [
+      '/var/log/keys/tls.key.1',
+      '/var/log/keys/id_rsa-20240131.gz',
+      '/etc/shadow.1',
+    ])
+      assert.ok(isDenied(p), p);
+    assert.ok(!isDenied('/var/log/keys/tls.log.1'));
+  });
+  test('journal sources default to the persistent and volatile journals, not audit-gated', () => {
+    assert.deepEqual(match('/var/log/journal/0123abcd/system.journal'), ['j']);
+    assert.deepEqual(match('/run/log/journal/0123abcd/user-1000.journal'), ['j']);
+    assert.deepEqual(match('/var/log/journal/system.journal'), []);
+    assert.equal(policy.sources.find((s) => s.name === 'j')?.type, 'journal');
+  });
+  test('list names generations beside the live files, in the same pages', () => {
+    const d = `${dir}/gen`;
+    mkdirSync(d);
+    for (const f of [
+      'a.log',
+      'a.log.1',
+      'a.log.2.gz',
+      'a.log-20240131',
+      'a.log.gz',
+      'b.txt.1',
+      'k.key',
+      'k.key.1',
+      'gone.log.1',
+    ])
+      writeFileSync(`${d}/${f}`, 'x');
+    const s = loadPolicy(
+      conf(
+        `[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${d}/*.log, ${d}/*.key\n`,
+      ),
+    ).sources[0]!;
+    assert.deepEqual(listSource(s), {
+      files: [`${d}/a.log`],
+      generations: [`${d}/a.log-20240131`, `${d}/a.log.1`, `${d}/a.log.2.gz`, `${d}/gone.log.1`],
+    });
+    const first = listSource(s, '', { names: 2, bytes: 60_000, entries: 100_000 });
+    assert.deepEqual(first, {
+      files: [`${d}/a.log`],
+      generations: [`${d}/a.log-20240131`],
+      next: `${d}/a.log-20240131`,
+    });
+    assert.deepEqual(
+      listSource(s, first.next ?? '', { names: 2, bytes: 60_000, entries: 100_000 }),
+      {
+        files: [],
+        generations: [`${d}/a.log.1`, `${d}/a.log.2.gz`],
+        next: `${d}/a.log.2.gz`,
+      },
+    );
   });
 });
 
@@ -191,7 +324,7 @@ describe('loadPolicy refuses', () => {
       conf(
         '[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\ntype = socket\npaths=/x\n',
       ),
-      /\[source\.a\] type: expected "file" or "audit"/,
+      /\[source\.a\] type: expected "file", "audit" or "journal"/,
     );
     refuses(
       conf('[agent]\nuser = root\n[helper]\naudit_group = root\n[source.a]\npaths = var/log/x\n'),
@@ -230,11 +363,14 @@ describe('listSource', () => {
         `${logs}/app/link.log`,
         `${logs}/secret-dir/hidden.log`,
       ],
-      truncated: false,
+      generations: [],
     });
-    const one = listSource(s, { files: 1, bytes: 60_000, entries: 100_000 });
-    assert.equal(one.files.length, 1);
-    assert.equal(one.truncated, true);
+    const one = listSource(s, '', { names: 1, bytes: 60_000, entries: 100_000 });
+    assert.deepEqual(one, {
+      files: [`${logs}/app/a.log`],
+      generations: [],
+      next: `${logs}/app/a.log`,
+    });
   });
   test('a directory stuffed by a user cannot make the reply or the walk unbounded', () => {
     const big = `${dir}/big`;
@@ -246,9 +382,18 @@ describe('listSource', () => {
       ),
     ).sources[0]!;
     const all = listSource(s);
-    assert.equal(all.truncated, true);
-    assert.ok(Buffer.byteLength(JSON.stringify(all.files)) <= 60_000, 'reply fits in 64 KiB');
-    const fewEntries = listSource(s, { files: 1024, bytes: 60_000, entries: 10 });
+    assert.equal(all.truncated, undefined);
+    assert.equal(all.next, all.files.at(-1));
+    assert.ok(Buffer.byteLength(JSON.stringify(all)) <= 60_100, 'reply fits in 64 KiB');
+    // every name exactly once across the pages, in order
+    const names: string[] = [];
+    for (let page = all; ; page = listSource(s, page.next)) {
+      names.push(...page.files);
+      if (!page.next) break;
+    }
+    assert.equal(names.length, 3000);
+    assert.deepEqual(names, [...new Set(names)].sort());
+    const fewEntries = listSource(s, '', { names: 1024, bytes: 60_000, entries: 10 });
     assert.equal(fewEntries.truncated, true);
     assert.ok(fewEntries.files.length <= 10);
     // names full of control characters: each is 1 byte on disk but 6 in the JSON reply
@@ -262,15 +407,36 @@ describe('listSource', () => {
       ),
     ).sources[0]!;
     const listed = listSource(c);
-    assert.equal(listed.truncated, true);
+    assert.ok(listed.next);
     assert.ok(
       Buffer.byteLength(JSON.stringify(listed)) <= 60_100,
       `reply of ${Buffer.byteLength(JSON.stringify(listed))} bytes`,
     );
-    const txt = listSource(
-      { ...s, patterns: [`${big}/*.txt`], regexes: [s.regexes[1]!] },
-      { files: 1024, bytes: 60_000, entries: 500 },
+    const txt = listSource({ ...s, patterns: [s.patterns[1]!] }, '', {
+      names: 1024,
+      bytes: 60_000,
+      entries: 500,
+    });
+    assert.deepEqual(
+      txt,
+      { files: [], generations: [], truncated: true },
+      'a scan that finds nothing still stops',
     );
-    assert.deepEqual(txt, { files: [], truncated: true }, 'a scan that finds nothing still stops');
+  });
+  test('holds at most a few pages of names, whatever the directory holds', () => {
+    const s = loadPolicy(
+      conf(
+        `[agent]\nuser = root\n[helper]\naudit_group = root\n[source.s]\npaths = ${dir}/big/*.log\n`,
+      ),
+    ).sources[0]!;
+    const names: string[] = [];
+    for (let page = listSource(s, '', { names: 7, bytes: 60_000, entries: 100_000 }); ;) {
+      assert.ok(page.files.length <= 7);
+      names.push(...page.files);
+      if (!page.next) break;
+      page = listSource(s, page.next, { names: 7, bytes: 60_000, entries: 100_000 });
+    }
+    assert.equal(names.length, 3000);
+    assert.deepEqual(names, [...new Set(names)].sort());
   });
 });

@@ -79,6 +79,8 @@ export class HelperClient {
   private readonly watcher: fdpass.Watcher;
   private failure: Error | null = null; // set once: every later request fails with it
   private watching = { readable: false, writable: false };
+  /** The helper's answer to the hello `connect` says (null when connected with `hello: false`). */
+  helper: HelloReply | null = null;
 
   private constructor(private readonly fd: number) {
     this.watcher = new fdpass.Watcher(fd, (status, readable, writable) =>
@@ -87,10 +89,13 @@ export class HelperClient {
   }
 
   /**
-   * Connects to the helper's socket. EAGAIN (the listen backlog is full) is retried with a
-   * bounded backoff for about 2 s; any other error (ENOENT, EACCES, ECONNREFUSED…) is thrown as is.
+   * Connects to the helper's socket and says hello (the helper serves nothing before it): a
+   * refusal (`peer`, `version`) rejects as HelperRefusal, a helper speaking another version as
+   * HelperConnectionError `helper_protocol`, both naming the versions or the reason. EAGAIN (the
+   * listen backlog is full) is retried with a bounded backoff for about 2 s; any other error
+   * (ENOENT, EACCES, ECONNREFUSED…) is thrown as is. `hello: false` only connects (tests).
    */
-  static async connect(socketPath: string): Promise<HelperClient> {
+  static async connect(socketPath: string, opts = { hello: true }): Promise<HelperClient> {
     const deadline = Date.now() + CONNECT_RETRY_MS;
     for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
       let fd: number;
@@ -101,10 +106,18 @@ export class HelperClient {
         await sleep(delay);
         continue;
       }
+      let client: HelperClient;
       try {
-        return new HelperClient(fd);
+        client = new HelperClient(fd);
       } catch (e) {
         fdpass.close(fd);
+        throw e;
+      }
+      try {
+        if (opts.hello) client.helper = await client.hello();
+        return client;
+      } catch (e) {
+        client.close();
         throw e;
       }
     }
@@ -146,8 +159,29 @@ export class HelperClient {
     return reply;
   }
 
-  async list(source: string): Promise<ListReply> {
-    return this.accept((await this.request({ op: 'list', source })).reply);
+  /** One page of a source's names; `cursor` is the previous page's `next`. */
+  async list(source: string, cursor?: string): Promise<ListReply> {
+    const req =
+      cursor === undefined
+        ? { op: 'list' as const, source }
+        : { op: 'list' as const, source, cursor };
+    return this.accept((await this.request(req)).reply);
+  }
+
+  /** Every name of a source: asks again with each reply's `next` until a reply has none. */
+  async listAll(source: string): Promise<ListReply> {
+    const all: ListReply = { ok: true, op: 'list', source, files: [], generations: [] };
+    for (let cursor: string | undefined; ;) {
+      const page = await this.list(source, cursor);
+      all.files.push(...page.files);
+      all.generations.push(...page.generations);
+      if (page.truncated) all.truncated = true;
+      if (page.next === undefined) return all;
+      // sorted pages: a cursor that does not move forward would ask for the same page forever
+      if (cursor !== undefined && page.next <= cursor)
+        throw new HelperConnectionError('helper_protocol', `list cursor did not move forward`);
+      cursor = page.next;
+    }
   }
 
   /** Opens `path` through the helper. The caller owns the returned descriptor and must close it. */
@@ -293,6 +327,8 @@ function replyProblem(reply: Reply, fd: number, op: Request['op'] | undefined): 
   return fd >= 0 ? `a descriptor attached to a ${reply.op} reply` : null;
 }
 
+const strings = (v: unknown): boolean => Array.isArray(v) && v.every((f) => typeof f === 'string');
+
 function decodeReply(data: Buffer): Reply | null {
   let value: unknown;
   try {
@@ -308,11 +344,15 @@ function decodeReply(data: Buffer): Reply | null {
   if (r.ok !== true) return null;
   switch (r.op) {
     case 'hello':
-      return typeof r.version === 'number' && typeof r.policy === 'string'
+      return typeof r.version === 'number' &&
+        typeof r.policy === 'string' &&
+        (r.open_path === undefined || r.open_path === 'openat2' || r.open_path === 'walk')
         ? (value as HelloReply)
         : null;
     case 'list':
-      return Array.isArray(r.files) && r.files.every((f) => typeof f === 'string')
+      return strings(r.files) &&
+        strings(r.generations) &&
+        (r.next === undefined || typeof r.next === 'string')
         ? (value as ListReply)
         : null;
     case 'open':

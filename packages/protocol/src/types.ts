@@ -10,11 +10,13 @@ export type ErrorCode =
   | 'audit_group'
   | 'not_found'
   | 'symlink'
+  | 'mount'
   | 'not_regular'
   | 'hard_link'
   | 'moved'
   | 'io'
   | 'peer'
+  | 'version'
   | 'reloaded';
 
 export interface HelloRequest {
@@ -24,6 +26,8 @@ export interface HelloRequest {
 export interface ListRequest {
   op: 'list';
   source: string;
+  /** the previous reply's `next` */
+  cursor?: string;
 }
 export interface OpenRequest {
   op: 'open';
@@ -43,12 +47,19 @@ export interface HelloReply {
   policy: string;
   uid: number;
   audit: boolean;
+  /** which resolver the helper opens files with */
+  open_path: 'openat2' | 'walk';
 }
 export interface ListReply {
   ok: true;
   op: 'list';
   source: string;
   files: string[];
+  /** rotated generations of names the source matches (file sources only) */
+  generations: string[];
+  /** more names follow: ask again with this as `cursor` */
+  next?: string;
+  /** the walk hit the helper's hard limit of directory entries read: names may be missing */
   truncated?: boolean;
 }
 /** Reply to `open` (sent with the descriptor) and `stat`; dev and ino are decimal strings. */

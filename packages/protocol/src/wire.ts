@@ -1,7 +1,7 @@
 // The helper <-> client wire format (docs/protocol.md). Loaded by the root helper: keep it boring.
 import * as validate from './generated/validate.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const MAX_REQUEST_BYTES = 4096;
 export const MAX_REPLY_BYTES = 65536;
 
@@ -21,6 +21,21 @@ const validators: Record<Op, validate.Validator> = {
 };
 // fatal: invalid UTF-8 is refused, not silently replaced by U+FFFD.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * A logrotate generation suffix (docs/protocol.md): `.N` (1-6 digits), `-YYYYMMDD[HH][-N]` or
+ * `-YYYY-MM-DD`, each optionally compressed. A compressor extension alone is not a generation.
+ */
+export const generationSuffix =
+  /(?:\.\d{1,6}|-\d{8}(?:\d{2})?(?:-\d{1,10})?|-\d{4}-\d{2}-\d{2})(?:\.(?:gz|xz|bz2|zst|lz4|lzma|Z))?$/;
+
+/** Splits a rotated generation from its live file's name, or null; the base is never empty. */
+export function splitGeneration(path: string): { base: string; suffix: string } | null {
+  const m = generationSuffix.exec(path);
+  return m && m.index > path.lastIndexOf('/') + 1
+    ? { base: path.slice(0, m.index), suffix: m[0] }
+    : null;
+}
 
 const badRequest = (message: string): ParseResult => ({ ok: false, code: 'bad_request', message });
 

@@ -3,9 +3,18 @@ import { closeSync, fstatSync, openSync, readSync, statSync, writeFileSync } fro
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { HelperClient, HelperConnectionError, HelperRefusal } from '../src/client';
+import { PROTOCOL_VERSION } from '../src/wire';
 import { FakeHelper, openDescriptorCount, type FakeConnection } from './fake-helper';
 
 type AnyRequest = { op: string; [key: string]: unknown };
+const HELLO = {
+  ok: true,
+  op: 'hello',
+  version: PROTOCOL_VERSION,
+  policy: 'x',
+  uid: 1,
+  audit: false,
+};
 
 let helper: FakeHelper | undefined;
 let client: HelperClient | undefined;
@@ -31,7 +40,7 @@ function honestHelper(files: Record<string, ReturnType<typeof makeFile>>) {
       return conn.reply({
         ok: true,
         op: 'hello',
-        version: 1,
+        version: PROTOCOL_VERSION,
         policy: 'ab'.repeat(32),
         uid: 1,
         audit: false,
@@ -42,6 +51,7 @@ function honestHelper(files: Record<string, ReturnType<typeof makeFile>>) {
         op: 'list',
         source: req.source,
         files: Object.keys(files).sort(),
+        generations: [],
       });
     const file = files[String(req.path)];
     if (!file)
@@ -62,12 +72,87 @@ function honestHelper(files: Record<string, ReturnType<typeof makeFile>>) {
 }
 
 describe('HelperClient against a real SOCK_SEQPACKET server', () => {
+  it('says hello on connect and keeps the answer; a version mismatch either way is a clear error', async () => {
+    let answer: (req: AnyRequest, conn: FakeConnection) => void = () => {};
+    helper = new FakeHelper((raw, conn) => answer(raw as AnyRequest, conn));
+    answer = (req, conn) =>
+      conn.reply({
+        ok: true,
+        op: 'hello',
+        version: req.version,
+        policy: 'ab'.repeat(32),
+        uid: 1,
+        audit: false,
+        open_path: 'walk',
+      });
+    client = await HelperClient.connect(helper.socketPath);
+    assert.equal(client.helper?.version, PROTOCOL_VERSION);
+    assert.equal(client.helper?.open_path, 'walk');
+    client.close();
+    // the helper refuses our version: its message names both
+    answer = (req, conn) =>
+      conn.reply({
+        ok: false,
+        op: 'hello',
+        error: 'version',
+        message: `the client speaks protocol version ${String(req.version)}, this helper 9`,
+      });
+    await assert.rejects(
+      HelperClient.connect(helper.socketPath),
+      (e: unknown) =>
+        e instanceof HelperRefusal &&
+        e.code === 'version' &&
+        e.message.includes(`version ${PROTOCOL_VERSION}, this helper 9`),
+    );
+    // an older helper answers hello with its own version
+    answer = (_req, conn) =>
+      conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: false });
+    await assert.rejects(
+      HelperClient.connect(helper.socketPath),
+      (e: unknown) =>
+        e instanceof HelperConnectionError &&
+        e.code === 'helper_protocol' &&
+        e.message === `helper speaks protocol version 1, this client ${PROTOCOL_VERSION}`,
+    );
+  });
+
+  it('listAll follows the cursor until a reply has none; a cursor that does not move is an error', async () => {
+    const names = Array.from({ length: 2500 }, (_, i) => `/v/${String(i).padStart(5, '0')}.log`);
+    let stuck = false;
+    const cursors: unknown[] = [];
+    helper = new FakeHelper((raw, conn) => {
+      const req = raw as AnyRequest;
+      cursors.push(req.cursor);
+      const rest = names.filter((n) => n > String(req.cursor ?? ''));
+      const page = rest.slice(0, 1000);
+      conn.reply({
+        ok: true,
+        op: 'list',
+        source: req.source,
+        files: page.filter((n) => !n.endsWith('7.log')),
+        generations: page.filter((n) => n.endsWith('7.log')),
+        ...(rest.length > page.length ? { next: stuck ? names[0] : page.at(-1) } : {}),
+      });
+    });
+    client = await HelperClient.connect(helper.socketPath, { hello: false });
+    const all = await client.listAll('s');
+    assert.deepEqual([...all.files, ...all.generations].sort(), names);
+    assert.equal(all.generations.length, 250);
+    assert.equal(all.next, undefined);
+    assert.deepEqual(cursors, [undefined, names[999], names[1999]]);
+    stuck = true;
+    await assert.rejects(
+      client.listAll('s'),
+      (e: unknown) => e instanceof HelperConnectionError && e.code === 'helper_protocol',
+    );
+  });
+
   it('pipelines requests, matches replies in order and receives the descriptor', async () => {
     const h = (helper = new FakeHelper(() => {}));
     const a = makeFile(h.dir, 'a.log', 'first file\n');
     const b = makeFile(h.dir, 'b.log', 'second\n');
     const answer = honestHelper({ [a.path]: a, [b.path]: b });
-    client = await HelperClient.connect(h.socketPath);
+    client = await HelperClient.connect(h.socketPath, { hello: false });
 
     const hello = client.hello();
     const list = client.list('syslog');
@@ -83,7 +168,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     );
     for (const req of conn.requests) answer(req, conn);
 
-    assert.equal((await hello).version, 1);
+    assert.equal((await hello).version, PROTOCOL_VERSION);
     assert.deepEqual((await list).files, [a.path, b.path].sort());
     assert.deepEqual(await statB, { ok: true, op: 'stat', ...b.reply });
     for (const [file, pending] of [
@@ -113,9 +198,9 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
           error: 'deny_listed',
           message: '/etc/shadow is on the built-in deny-list',
         });
-      else conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: true });
+      else conn.reply({ ...HELLO, audit: true });
     }));
-    client = await HelperClient.connect(h.socketPath);
+    client = await HelperClient.connect(h.socketPath, { hello: false });
     await assert.rejects(client.open('/etc/shadow'), (e: unknown) => {
       assert.ok(e instanceof HelperRefusal);
       assert.equal(e.code, 'deny_listed');
@@ -138,7 +223,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
 
   it('rejects every pending request with helper_closed when the helper closes, and later ones too', async () => {
     const h = (helper = new FakeHelper());
-    client = await HelperClient.connect(h.socketPath);
+    client = await HelperClient.connect(h.socketPath, { hello: false });
     const pending = [client.stat('/var/log/a'), client.stat('/var/log/b'), client.hello()];
     const conn = await h.connection();
     await conn.waitForRequests(3);
@@ -158,11 +243,11 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
   it('answers already sent before the close still resolve', async () => {
     const h = (helper = new FakeHelper((raw, conn) => {
       if ((raw as AnyRequest).op === 'hello') {
-        conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: false });
+        conn.reply(HELLO);
         conn.close();
       }
     }));
-    client = await HelperClient.connect(h.socketPath);
+    client = await HelperClient.connect(h.socketPath, { hello: false });
     const hello = client.hello();
     const list = client.list('syslog');
     assert.equal((await hello).op, 'hello');
@@ -186,7 +271,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
         return false;
       },
     ));
-    client = await HelperClient.connect(h.socketPath);
+    client = await HelperClient.connect(h.socketPath, { hello: false });
     await h.connection();
     await assert.rejects(client.open('/var/log/syslog'), (e: unknown) => {
       assert.ok(e instanceof HelperRefusal, String(e));
@@ -209,7 +294,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
         }),
       () => false, // do not read yet: the client's sends fill the socket and return false
     ));
-    client = await HelperClient.connect(h.socketPath);
+    client = await HelperClient.connect(h.socketPath, { hello: false });
     const n = 300;
     const pending = Array.from({ length: n }, (_, i) => client!.stat(`/var/log/f${i}`));
     const conn = await h.connection();
@@ -237,7 +322,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     ) {
       const h = (helper = new FakeHelper());
       const file = makeFile(h.dir, 'x.log', 'x');
-      client = await HelperClient.connect(h.socketPath);
+      client = await HelperClient.connect(h.socketPath, { hello: false });
       const conn = await h.connection();
       const before = openDescriptorCount();
       const p = ask(client);
@@ -285,8 +370,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
       ));
     it('a reply for another op', () =>
       violation(
-        (conn) =>
-          conn.reply({ ok: true, op: 'hello', version: 1, policy: 'x', uid: 1, audit: false }),
+        (conn) => conn.reply(HELLO),
         (c) => c.stat('/x'),
         /hello reply while stat request waits/,
       ));
@@ -300,17 +384,17 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
 
   it('refuses to send a request over 4096 bytes, and the connection stays usable', async () => {
     const h = (helper = new FakeHelper(honestHelper({})));
-    client = await HelperClient.connect(h.socketPath);
+    client = await HelperClient.connect(h.socketPath, { hello: false });
     await assert.rejects(
       client.open(`/${'a'.repeat(5000)}`),
       (e: unknown) => e instanceof HelperConnectionError && e.code === 'request_too_large',
     );
-    assert.equal((await client.hello()).version, 1);
+    assert.equal((await client.hello()).version, PROTOCOL_VERSION);
   });
 
   it('close() rejects what is still waiting with client_closed', async () => {
     const h = (helper = new FakeHelper());
-    client = await HelperClient.connect(h.socketPath);
+    client = await HelperClient.connect(h.socketPath, { hello: false });
     const p = client.hello();
     client.close();
     client.close();

@@ -8,6 +8,8 @@ export class HelperLink {
   private client: HelperClient | null = null;
   private connecting: Promise<HelperClient> | null = null;
   lastError: string | null = null;
+  /** the open path the helper named in its hello reply ('openat2' or 'walk') */
+  openPath: string | null = null;
 
   constructor(
     readonly socketPath: string,
@@ -25,11 +27,15 @@ export class HelperLink {
         (c) => {
           this.client = c;
           this.lastError = null;
+          this.openPath = c.helper?.open_path ?? null;
           this.log.info({ socket: this.socketPath }, 'connected to guard-helper');
           return c;
         },
         (e: NodeJS.ErrnoException) => {
-          this.lastError = `cannot connect to ${this.socketPath}: ${e.code ?? e.message}`;
+          // the helper's own refusal of the hello (`version`, `peer`) says why in its message
+          const why =
+            e instanceof HelperRefusal ? `${e.code}: ${e.message}` : (e.code ?? e.message);
+          this.lastError = `cannot connect to ${this.socketPath}: ${why}`;
           throw e;
         },
       )

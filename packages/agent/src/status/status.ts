@@ -37,7 +37,8 @@ export interface AgentStatus {
     paused: boolean;
     queuedBytes: number;
   };
-  helper: { socket: string; connected: boolean; lastError: string | null };
+  /** openPath: the resolver the helper said it uses in its hello reply (null until connected) */
+  helper: { socket: string; connected: boolean; lastError: string | null; openPath: string | null };
   sources: {
     name: string;
     type: string;
@@ -69,7 +70,12 @@ export function buildStatus(
       paused: p.paused,
       queuedBytes: p.queuedBytes,
     },
-    helper: { socket: link.socketPath, connected: link.connected, lastError: link.lastError },
+    helper: {
+      socket: link.socketPath,
+      connected: link.connected,
+      lastError: link.lastError,
+      openPath: link.openPath,
+    },
     sources: p.sources.map((s) => {
       const files: FileStatus[] = [];
       for (const t of s.files.tailers()) {

@@ -15,7 +15,7 @@ const docs = readFileSync(join(root, 'docs/configuration.md'), 'utf8');
 interface HelperPolicy {
   agentUid: number;
   auditGid: number;
-  sources: { name: string; audit: boolean; patterns: string[] }[];
+  sources: { name: string; type: string; patterns: { glob: string }[] }[];
 }
 const { loadPolicy } = require('../../../helper/src/policy') as {
   loadPolicy(file: string): HelperPolicy;
@@ -51,8 +51,12 @@ describe(
       const policy = loadPolicy(file);
       assert.equal(policy.agentUid, 0);
       assert.deepEqual(
-        policy.sources.map((s) => ({ name: s.name, audit: s.audit, paths: s.patterns })),
-        config.sources.map((s) => ({ name: s.name, audit: s.type === 'audit', paths: s.paths })),
+        policy.sources.map((s) => ({
+          name: s.name,
+          type: s.type,
+          paths: s.patterns.map((p) => p.glob),
+        })),
+        config.sources.map((s) => ({ name: s.name, type: s.type, paths: s.paths })),
         'the agent tails exactly what the helper allows',
       );
     }

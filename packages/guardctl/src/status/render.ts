@@ -88,7 +88,7 @@ export function renderStatus(r: StatusReport, out: Output, now = Date.now()): st
   const a = r.agent;
   if (a) {
     const link = a.helper.connected
-      ? 'helper connected'
+      ? `helper connected${a.helper.openPath ? ` (open path: ${a.helper.openPath})` : ''}`
       : `helper NOT connected${a.helper.lastError ? ` (${a.helper.lastError})` : ''}`;
     procRows.push([
       { text: 'agent' },
