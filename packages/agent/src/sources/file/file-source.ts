@@ -808,13 +808,27 @@ export class FileSource {
     }
     const head = readHead(fd);
     const checkpoint = this.store.find(head, reply.dev, reply.ino);
+    // A file finished under another name that a pattern matches too (an audit source's
+    // `audit.log.[0-9]*`): what was shipped of it is not shipped again.
+    const done = checkpoint
+      ? undefined
+      : this.store
+          .sourceState(this.cfg.name)
+          ?.finished.find(
+            (f) =>
+              f.why === 'shipped' &&
+              f.key?.startsWith(`${reply.dev}.${reply.ino}.`) === true &&
+              headMatches(head, f),
+          );
     const offset = checkpoint
       ? checkpoint.offset <= reply.size
         ? checkpoint.offset
         : 0
-      : this.firstStart && this.cfg.startAt === 'end'
-        ? reply.size
-        : 0;
+      : done
+        ? Math.min(done.size, reply.size)
+        : this.firstStart && this.cfg.startAt === 'end'
+          ? reply.size
+          : 0;
     const t = new FileTailer(
       this.cfg.name,
       path,
