@@ -149,9 +149,11 @@ export class FileTailer {
     return Date.now() - this.lastReadAt < 10_000 ? 'flowing' : 'idle';
   }
 
-  /** True when the first bytes of the file read through a descriptor are this content's. */
+  /** True when the first bytes of the file read through a descriptor are this content's (or a
+   *  read is under way, which sees a truncation itself). */
   headStillMatches(): boolean {
-    if (!(this.src instanceof FdSource) || this.fp.fingerprintBytes === 0) return true;
+    if (!(this.src instanceof FdSource) || this.fp.fingerprintBytes === 0 || this.reading)
+      return true;
     return headMatches(readHead(this.src.fd, this.fp.fingerprintBytes), this.fp);
   }
 
