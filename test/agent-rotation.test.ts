@@ -412,6 +412,55 @@ describe('rotations while the agent is stopped', () => {
   });
 });
 
+describe('history that predates guard', () => {
+  let env: AgentEnv;
+  before(async () => {
+    env = await setupAgentEnv();
+  });
+  after(async () => {
+    await teardownAgentEnv(env);
+  });
+
+  it('generations that exist when the source is first tracked are not shipped, also after restarts and rotations; later ones are', async () => {
+    const file = join(env.logs, 'app.log');
+    writeLines(`${file}.2`, 'hist', 0, 500);
+    await run('gzip', [`${file}.2`]);
+    writeLines(`${file}.1`, 'hist', 500, 1000);
+    writeLines(file, 'live', 0, 1000);
+    let agent = await AgentProcess.start(env);
+    await allArrive(env, 'live', 1000, 20_000);
+    let st = await readStatus(env);
+    assert.equal(st.sources[0].rotation.historyGenerations, 2);
+    await agent.stop();
+    // rotated while stopped: the history moves to .2.gz and .3.gz, the live file becomes .1
+    const conf = logrotateConf(env, 'hist', file, [
+      'create 0600 root root',
+      'compress',
+      'delaycompress',
+    ]);
+    writeLines(file, 'live', 1000, 1500);
+    await logrotate(env, conf);
+    writeLines(file, 'live', 1500, 2000);
+    agent = await AgentProcess.start(env);
+    try {
+      await allArrive(env, 'live', 2000, 20_000);
+      const t = tally(env, 'live', 2000);
+      assert.equal(t.missing, 0, describeTally(t));
+      assert.equal(t.duplicates, 0, describeTally(t));
+      assert.equal(tally(env, 'hist', 1000).missing, 1000, 'no line of the history shipped');
+      assert.deepEqual(rotatedFiles(env, 'app.log').sort(), [
+        'app.log.1',
+        'app.log.2.gz',
+        'app.log.3.gz',
+      ]);
+      st = await readStatus(env);
+      assert.ok(st.sources[0].rotation.trackedSince, 'the boundary is in the status');
+    } finally {
+      await agent.stop();
+    }
+  });
+});
+
 describe('a quiet file rotated while reads are paused', () => {
   let env: AgentEnv;
   before(async () => {

@@ -76,6 +76,9 @@ export interface RotationStats {
 const ROTATED_QUIET_MS = 5000;
 /** A decompressor that fails this many times on the same generation: its rest is unrecoverable. */
 const MAX_FAILURES = 3;
+/** Compressed generations decompressed at a time per source (each holds up to 1 MiB, and a
+ *  process for the compressors other than gzip); the others wait for a later scan. */
+const MAX_STREAMS = 2;
 /** A finished record whose file no complete scan found for this long is forgotten. */
 const FORGET_AFTER_MS = 60_000;
 /** A tailer waiting for its content that no scan has found for this long is given up. */
@@ -653,10 +656,14 @@ export class FileSource {
   ): Promise<'reading' | 'resumed' | 'finished' | 'history' | 'new' | 'later'> {
     for (const t of this.tailers())
       if (t.src !== null && headMatches(gen.head, t.fingerprint)) return 'reading';
+    // Decompressing is bounded: each stream holds up to 1 MiB, and a process but for gzip.
+    const busy =
+      gen.ext !== null &&
+      [...this.draining].filter((t) => t.src instanceof StreamSource).length >= MAX_STREAMS;
     const waiting = [...this.draining].find(
       (t) => t.src === null && headMatches(gen.head, t.fingerprint),
     );
-    if (waiting) return (await this.resume(waiting, gen)) ? 'resumed' : 'later';
+    if (waiting) return !busy && (await this.resume(waiting, gen)) ? 'resumed' : 'later';
     const done = st.finished.find((f) => headMatches(gen.head, f));
     if (done) {
       // The same file, finished and then written to again (a writer that kept its descriptor past
@@ -682,7 +689,7 @@ export class FileSource {
       return 'history';
     }
     if (gen.head.length === 0) return 'finished'; // empty: nothing to ship
-    return (await this.shipGeneration(gen, base, 0)) ? 'new' : 'later';
+    return !busy && (await this.shipGeneration(gen, base, 0)) ? 'new' : 'later';
   }
 
   /**
