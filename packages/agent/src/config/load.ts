@@ -12,6 +12,7 @@ import type {
   HttpSinkConfig,
   RedactConfig,
   SinkConfig,
+  JournalSourceConfig,
   SourceConfig,
 } from './types';
 import {
@@ -44,6 +45,30 @@ export class ConfigError extends Error {
   }
 }
 
+/** The keys of a `type = journal` source (beside paths, start_at, include, exclude, tags, sinks). */
+const JOURNAL_KEYS = [
+  'units',
+  'exclude_units',
+  'identifiers',
+  'exclude_identifiers',
+  'user_journals',
+] as const;
+
+/** A journal source's own keys. A unit named without a type ('ssh') means its service. */
+function journalKeys(s: SectionReader): JournalSourceConfig {
+  const units = (key: string): string[] =>
+    (s.list(key) ?? []).map((u) => (u.includes('.') ? u : `${u}.service`));
+  return {
+    units: units('units'),
+    excludeUnits: units('exclude_units'),
+    identifiers: s.list('identifiers') ?? [],
+    excludeIdentifiers: s.list('exclude_identifiers') ?? [],
+    userJournals: s.bool('user_journals', false),
+  };
+}
+
+/** What a `journal` source reads when it names no paths (same as guard-helper). */
+export const JOURNAL_PATHS = ['/var/log/journal/*/*.journal', '/run/log/journal/*/*.journal'];
 /** What an `audit` source reads when it names no paths (same as guard-helper). */
 export const AUDIT_PATHS = ['/var/log/audit/audit.log', '/var/log/audit/audit.log.[0-9]*'];
 export const DEFAULT_SINK_NAME = 'local';
@@ -269,8 +294,9 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     const s = reader(`source.${name}`, values);
     const type = s.oneOf<SourceConfig['type']>('type', 'file');
     const given = s.list('paths');
-    const paths = given ?? (type === 'audit' && s.values.paths === undefined ? AUDIT_PATHS : []);
-    if (s.has('paths') || (type === 'audit' && s.values.paths === undefined)) {
+    const defaults = type === 'audit' ? AUDIT_PATHS : type === 'journal' ? JOURNAL_PATHS : null;
+    const paths = given ?? (defaults !== null && s.values.paths === undefined ? defaults : []);
+    if (s.has('paths') || (defaults !== null && s.values.paths === undefined)) {
       const expected = `expected ${expectedPhrase(keySchema(`source.${name}`, 'paths', raw))}`;
       if (paths.length === 0) s.problem('paths', `${expected}, got ${shown(s.values.paths)}`);
       for (const p of paths) {
@@ -278,9 +304,23 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
         if (why !== null) s.problem('paths', `${expected}, got ${shown(p)} (${why})`);
       }
     }
-    const parser = s.oneOf<SourceConfig['parser']>('parser', type === 'audit' ? 'audit' : 'syslog');
+    const parser = s.oneOf<SourceConfig['parser']>(
+      'parser',
+      type === 'audit' ? 'audit' : type === 'journal' ? 'journal' : 'syslog',
+    );
     if (type === 'audit' && parser !== 'audit')
       s.problem('parser', `an audit source is read with the audit parser, got ${shown(parser)}`);
+    if ((type === 'journal') !== (parser === 'journal'))
+      s.problem(
+        'parser',
+        type === 'journal'
+          ? `a journal source's entries are events already (leave parser out), got ${shown(parser)}`
+          : `the journal parser is for type = journal sources, got ${shown(parser)}`,
+      );
+    const journal = type === 'journal' ? journalKeys(s) : undefined;
+    if (type !== 'journal')
+      for (const key of JOURNAL_KEYS)
+        if (s.has(key)) s.problem(key, `only a type = journal source has ${key}`);
     const sinks = s.list('sinks');
     if (sinks !== undefined && sinks.length === 0)
       s.problem(
@@ -297,6 +337,7 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
       exclude: s.regexes('exclude', ''),
       tags: s.list('tags') ?? [],
       sinks: sinks ?? null,
+      ...(journal ? { journal } : {}),
     });
   }
 

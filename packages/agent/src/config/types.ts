@@ -20,14 +20,24 @@ export interface AgentSection {
 
 export interface SourceConfig {
   name: string;
-  type: 'file' | 'audit';
+  type: 'file' | 'audit' | 'journal';
   paths: string[]; // paths, comma-separated absolute paths or globs (audit: default auditd's log)
-  parser: 'syslog' | 'json' | 'plain' | 'audit'; // parser, default syslog (file) / audit (audit)
+  parser: 'syslog' | 'json' | 'plain' | 'audit' | 'journal'; // parser, default syslog (file) / audit (audit) / journal (journal, the only one)
   startAt: 'beginning' | 'end'; // start_at, default end: where to start files found at the very first start
   include: RegExp[]; // include[] = regex (repeatable): keep only lines matching one of them
   exclude: RegExp[]; // exclude[] = regex (repeatable): drop lines matching any of them
   tags: string[]; // tags, comma-separated
   sinks: string[] | null; // sinks, comma-separated sink names; null = every sink
+  journal?: JournalSourceConfig; // type = journal only
+}
+
+/** The keys only a `type = journal` source has. Unit names without a '.' get '.service'. */
+export interface JournalSourceConfig {
+  units: string[]; // units, comma-separated: keep only entries of these units (or identifiers)
+  excludeUnits: string[]; // exclude_units, comma-separated
+  identifiers: string[]; // identifiers, comma-separated SYSLOG_IDENTIFIERs to keep (or units)
+  excludeIdentifiers: string[]; // exclude_identifiers, comma-separated
+  userJournals: boolean; // user_journals, default false: user-UID.journal files (users' sessions) left out
 }
 
 export interface BatchConfig {

@@ -67,7 +67,7 @@ describe(
       const config = loadConfig(file);
       assert.deepEqual(
         config.sources.map((s) => s.name),
-        ['syslog', 'auth', 'kern', 'dpkg', 'audit'],
+        ['syslog', 'auth', 'kern', 'dpkg', 'audit', 'journal'],
       );
       assert.ok(config.sources.some((s) => s.paths.includes('/var/log/syslog')));
       assert.ok(config.sources.some((s) => s.paths.includes('/var/log/auth.log')));
