@@ -570,7 +570,7 @@ export class Pipeline {
     every(a.rotateCheckIntervalMs, async () => {
       for (const s of this.sources) {
         await s.files.checkRotation();
-        s.files.reapDrained();
+        await s.files.reapDrained();
       }
     });
     every(a.pollIntervalMs, () => this.pump());
@@ -590,7 +590,15 @@ export class Pipeline {
             if (this.updatePaused()) return;
             const chunk = await t.readChunk();
             if (s.audit) this.flushAudit(s, t);
-            if (!chunk) continue;
+            if (!chunk) {
+              // A live file read to its end: the writer may have moved on to a new one. Look now
+              // rather than at the next rotation check (prompt, not needed for correctness).
+              if (!t.rotated && t.lastReadAt > t.lastRotationLook) {
+                t.lastRotationLook = t.lastReadAt;
+                s.files.checkSoon();
+              }
+              continue;
+            }
             if (s.audit) this.processAudit(s, t, chunk);
             else this.process(s, t, chunk);
             progress = true;

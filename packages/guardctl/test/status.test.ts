@@ -318,6 +318,45 @@ describe('table rendering', () => {
     assert.match(text, /^guard: healthy$/m);
     assert.match(text, /helper connected \(open path: walk\)/, 'the open path the helper named');
   });
+  it('rotation sets: a generation being read, content waiting for its generation, lost bytes', () => {
+    const out = decideOutput({}, { isTTY: false, columns: undefined });
+    const text = renderStatus(
+      report(
+        agentStatus((s) => {
+          const src = s.sources[0]!;
+          src.files[0]!.file = '/var/log/syslog.2.gz';
+          src.files.push({ path: '/var/log/syslog', state: 'waiting', offset: 7 });
+          src.rotation = {
+            rotations: 3,
+            truncations: 1,
+            recoveredGenerations: 2,
+            copytruncateWindows: 1,
+            unrecoverableRanges: 1,
+            unrecoverableBytes: 2048,
+            unrecoverable: [
+              {
+                path: '/var/log/syslog',
+                file: '/var/log/syslog.1',
+                fromOffset: 10,
+                bytes: 2048,
+                why: 'copytruncate: written after logrotate copied the file',
+                at: new Date().toISOString(),
+              },
+            ],
+            trackedSince: '2026-01-01T00:00:00.000Z',
+            historyGenerations: 4,
+          };
+        }),
+      ),
+      out,
+    ).join('\n');
+    assert.match(text, /reading \/var\/log\/syslog\.2\.gz/);
+    assert.match(text, /\/var\/log\/syslog +waiting/);
+    assert.match(
+      text,
+      /lost +2\.0 KiB .*1 range\(s\) could not be recovered; latest: 2\.0 KiB, copytruncate/,
+    );
+  });
   it('NO_COLOR turns colours off on a terminal; FORCE_COLOR=1 turns them on when piped', () => {
     assert.equal(decideOutput({ NO_COLOR: '1' }, { isTTY: true, columns: 80 }).color, false);
     assert.equal(decideOutput({ NO_COLOR: '' }, { isTTY: true, columns: 80 }).color, true);

@@ -5,10 +5,13 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SinkStatus } from '../event';
 import type { Pipeline } from '../pipeline';
+import type { RotationStats } from '../sources/file/file-source';
 import type { HelperLink } from '../sources/helper-link';
 import type { JournalSource } from '../sources/journal/journal-source';
 
-export type FileState = 'flowing' | 'idle' | 'rotated' | 'refused' | 'no_match';
+/** `waiting`: the content of a file that is no longer at its path (a restart, copytruncate), until
+ *  the rotated generation holding it is found. */
+export type FileState = 'flowing' | 'idle' | 'rotated' | 'waiting' | 'refused' | 'no_match';
 
 export interface FileStatus {
   path: string;
@@ -19,6 +22,8 @@ export interface FileStatus {
   lagSeconds?: number;
   lastEventTime?: string | null;
   truncations?: number;
+  /** The rotated generation read now, when it is not `path` itself. */
+  file?: string;
   refusal?: { code: string; message: string; since: string };
 }
 
@@ -95,6 +100,8 @@ export interface AgentStatus {
     listError: string | null;
     listTruncated: boolean;
     files: FileStatus[];
+    /** Rotations, truncations, recovered generations and unrecoverable ranges (agents since #19). */
+    rotation?: RotationStats;
     journals?: JournalStatus[];
   }[];
   sinks: (SinkStatus & { queuedEvents: number; queuedBytes: number })[];
@@ -137,6 +144,7 @@ export function buildStatus(
           lagSeconds: lag > 0 ? Math.round((now - t.caughtUpAt) / 1000) : 0,
           lastEventTime: t.lastEventTime,
           truncations: t.truncations,
+          ...(t.file !== t.path ? { file: t.file } : {}),
         });
       }
       for (const [path, refusal] of s.files.refused)
@@ -150,6 +158,7 @@ export function buildStatus(
         listError: s.files.lastListError,
         listTruncated: s.files.listTruncated,
         files,
+        rotation: s.files.stats,
       };
     }),
     sinks: p.sinkStatus(),

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FileTailer, type Chunk } from '../../src/sources/file/tailer';
-import { CheckpointStore } from '../../src/state/checkpoints';
+import { CheckpointStore, readHead } from '../../src/state/checkpoints';
 
 const dir = mkdtempSync(join(tmpdir(), 'guard-tailer-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -237,11 +237,11 @@ describe('CheckpointStore', () => {
     store.set(t.checkpoint());
     store.flushSync();
     const again = new CheckpointStore(sdir);
-    const cp = again.find(fd, String(st.dev), String(st.ino));
+    const cp = again.find(readHead(fd), String(st.dev), String(st.ino));
     assert.equal(cp?.offset, 10);
     assert.equal(cp?.key, t.key);
     writeFileSync(path, 'another file now, same inode\n'); // same inode, new content
-    assert.equal(again.find(fd, String(st.dev), String(st.ino)), null);
+    assert.equal(again.find(readHead(fd), String(st.dev), String(st.ino)), null);
     closeSync(fd);
   });
 });

@@ -13,6 +13,7 @@ const STATE_STYLE: Record<FileState, Style | null> = {
   flowing: 'green',
   idle: null,
   rotated: 'cyan',
+  waiting: 'yellow',
   refused: 'red',
   no_match: 'yellow',
 };
@@ -168,9 +169,12 @@ export function renderStatus(r: StatusReport, out: Output, now = Date.now()): st
             ? `${f.refusal?.code ?? '?'}: ${f.refusal?.message ?? ''}`
             : f.state === 'no_match'
               ? 'no file matches this pattern'
-              : f.truncations
-                ? `truncated ${f.truncations}x`
-                : '';
+              : [
+                  f.file ? `reading ${f.file}` : '',
+                  f.truncations ? `truncated ${f.truncations}x` : '',
+                ]
+                  .filter(Boolean)
+                  .join('; ');
         fileRows.push([
           { text: s.type === 'audit' ? `${s.name} [audit]` : s.name },
           { text: f.path },
@@ -181,6 +185,20 @@ export function renderStatus(r: StatusReport, out: Output, now = Date.now()): st
           { text: detail, style: f.state === 'refused' ? 'red' : null },
         ]);
       }
+      const lost = s.rotation?.unrecoverable.at(-1);
+      if (s.rotation && lost)
+        fileRows.push([
+          { text: s.name },
+          { text: lost.path },
+          { text: 'lost', style: 'red' },
+          { text: bytes(s.rotation.unrecoverableBytes) },
+          { text: '-' },
+          { text: ago(lost.at, now) },
+          {
+            text: `${s.rotation.unrecoverableRanges} range(s) could not be recovered; latest: ${lost.bytes === null ? 'size unknown' : bytes(lost.bytes)}, ${lost.why}`,
+            style: 'red',
+          },
+        ]);
       for (const j of s.journals ?? []) fileRows.push(journalRow(s.name, j, now));
       if (s.listError)
         fileRows.push([
