@@ -5,7 +5,7 @@
 // --profile runs the agent under `node --cpu-prof` and prints where its CPU time goes.
 // The world is the system tests': a throwaway system user for the agent, a /run sandbox holding
 // the built programs, the real guard-helper as root, an openssl-made CA for the HTTPS receiver.
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
   closeSync,
   copyFileSync,
@@ -19,7 +19,8 @@ import {
 import { join } from 'node:path';
 import { Helper } from '../test/lib/helper';
 import { makeTestCa, type TestCa } from '../test/lib/https-receiver';
-import { killAll, killPid, sleep, start } from '../test/lib/proc';
+import { PrivateJournald } from '../test/lib/journald';
+import { cleanEnv, killAll, killPid, sleep, start, track } from '../test/lib/proc';
 import { Sandbox, repoRoot } from '../test/lib/sandbox';
 import { TestUsers, type TestUser } from '../test/lib/users';
 import { AuthLogGenerator, writeAuthLog } from './auth-log';
@@ -46,9 +47,9 @@ const AGENT_NODE_ARGS = (
 const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env') + 1]! : '')
   .split(' ')
   .filter(Boolean);
-/** Which runs (1-5) to do: --runs 1,2. */
+/** Which runs to do: --runs 1,2 (1-6 syslog and baselines, 7-12 SIEM wire formats, 15-16 journal). */
 const RUNS = new Set(
-  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6')
+  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6,7,8,9,10,11,12,15,16')
     .split(',')
     .map(Number),
 );
@@ -58,6 +59,9 @@ const benchDir = join(repoRoot, 'bench');
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 const TARGETS = { linesPerS: 300_000, rssMiB: 100, latencyP99Ms: 1000 };
+/** Journal entries written for runs 15 and 16 (#14: at least 200,000, read from the start). */
+const JOURNAL_ENTRIES = opt('--journal-entries', 200_000);
+const JOURNAL_TARGET = 300_000; // entries/s end to end
 
 // ---- measuring a process from /proc ------------------------------------------------------------
 
@@ -191,9 +195,10 @@ class Watched {
 
 async function startReceiver(
   expect: number,
-  opts: { tls?: TestCa; latency?: boolean },
+  opts: { tls?: TestCa; latency?: boolean; format?: string },
 ): Promise<{ w: Watched; port: number }> {
   const args = [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
+  if (opts.format) args.push('--format', opts.format);
   if (opts.latency) args.push('--latency');
   if (opts.tls) args.push('--cert', opts.tls.serverCert, '--key', opts.tls.serverKey);
   const w = new Watched('receiver', start(process.execPath, args));
@@ -235,6 +240,10 @@ interface AgentRunOptions {
   tls: boolean;
   path: string;
   extra?: string[];
+  /** A [source.*] section of its own, in place of the auth.log file source. */
+  source?: string[];
+  /** The sink type (default http). */
+  type?: string;
 }
 
 function agentConfig(w: World, name: string, o: AgentRunOptions): string {
@@ -251,14 +260,16 @@ function agentConfig(w: World, name: string, o: AgentRunOptions): string {
     '[helper]',
     `audit_group = ${w.auditGroup}`,
     '',
-    '[source.auth]',
-    'type = file',
-    `paths = ${o.path}`,
-    'parser = syslog',
-    'start_at = beginning',
+    ...(o.source ?? [
+      '[source.auth]',
+      'type = file',
+      `paths = ${o.path}`,
+      'parser = syslog',
+      'start_at = beginning',
+    ]),
     '',
     '[sink.bench]',
-    'type = http',
+    `type = ${o.type ?? 'http'}`,
     `url = ${o.url}`,
     ...(o.tls ? [`ca_file = ${w.caPem}`] : []),
     `compression = ${o.gzip ? 'gzip' : 'none'}`,
@@ -406,12 +417,22 @@ async function agentRun(
   label: string,
   tls: boolean,
   gzip: boolean,
+  sink?: { type: string; format: string; path: string; extra?: string[] },
 ): Promise<RunResult> {
-  const rx = await startReceiver(LINES, { tls: tls ? w.ca : undefined });
+  const rx = await startReceiver(LINES, {
+    tls: tls ? w.ca : undefined,
+    ...(sink ? { format: sink.format } : {}),
+  });
   let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
   try {
-    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${rx.port}/ingest`;
-    const config = agentConfig(w, name, { url, tls, gzip, path: w.authLog });
+    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${rx.port}${sink ? sink.path : '/ingest'}`;
+    const config = agentConfig(w, name, {
+      url,
+      tls,
+      gzip,
+      path: w.authLog,
+      ...(sink ? { type: sink.type, extra: sink.extra } : {}),
+    });
     side = await startAgentSide(w, name, config);
     const s = new ProcSampler(side.agent.pid);
     const d = await received(rx.w, [side.agent], RUN_TIMEOUT_MS);
@@ -429,6 +450,120 @@ async function agentRun(
   } finally {
     await side?.agent.stop();
     await side?.helper.stop();
+    await rx.w.stop();
+  }
+}
+
+// ---- the journal (#14): a real journald's files, read from the start ------------------------------
+
+/** A private journald (test/lib/journald.ts) holding JOURNAL_ENTRIES numbered entries; the total
+ *  entry count (journald's own included) from the files' headers. */
+async function journalWorld(w: World): Promise<{ jd: PrivateJournald; entries: number }> {
+  const jd = await PrivateJournald.start(w.sb, 'journal');
+  const chunk = 50_000;
+  for (let k = 0; k < JOURNAL_ENTRIES; k += chunk)
+    await jd.numbered('bench', k, Math.min(JOURNAL_ENTRIES, k + chunk));
+  const header = execFileSync('journalctl', ['-D', jd.machineDir, '--header'], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
+  const entries = [...header.matchAll(/^Entry objects: (\d+)$/gm)].reduce(
+    (n, m) => n + Number(m[1]),
+    0,
+  );
+  return { jd, entries };
+}
+
+/** Run 15: guard helper + agent, journal source from the beginning, http, no compression. */
+async function journalAgentRun(
+  w: World,
+  j: { jd: PrivateJournald; entries: number },
+): Promise<RunResult> {
+  const rx = await startReceiver(j.entries, {});
+  let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
+  try {
+    const url = `http://127.0.0.1:${rx.port}/ingest`;
+    const source = [
+      '[source.journal]',
+      'type = journal',
+      `paths = ${j.jd.dir}/*/*.journal`,
+      'start_at = beginning',
+    ];
+    const config = agentConfig(w, 'journal', { url, tls: false, gzip: false, path: '', source });
+    side = await startAgentSide(w, 'journal', config);
+    const s = new ProcSampler(side.agent.pid);
+    const d = await received(rx.w, [side.agent], RUN_TIMEOUT_MS);
+    s.stop();
+    await side.agent.stop();
+    await rx.w.stop();
+    const final = rx.w.lines.find((x) => x.event === 'final');
+    const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
+    for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
+    return result('guard (journal, http)', j.entries, side.t0, d, s.cpuS, s.rssKiB, {
+      duplicates: (final?.records ?? d.records) - j.entries,
+      agentWarnings: warnings.length,
+      threads: byThread(s),
+    });
+  } finally {
+    await side?.agent.stop();
+    await side?.helper.stop();
+    await rx.w.stop();
+  }
+}
+
+/** Run 8, the baseline: `journalctl -o json` (as root) piped to the simple shipper over http; the
+ *  CPU and peak RSS of both processes. */
+async function journalBaselineRun(
+  w: World,
+  j: { jd: PrivateJournald; entries: number },
+): Promise<RunResult> {
+  const rx = await startReceiver(j.entries, {});
+  try {
+    const t0 = Date.now();
+    const jc = track(
+      spawn('/usr/bin/journalctl', ['-D', j.jd.machineDir, '-o', 'json', '--no-pager'], {
+        env: cleanEnv,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    const shipper = new Watched(
+      'simple-shipper',
+      track(
+        spawn(
+          process.execPath,
+          [join(benchDir, 'simple-shipper.cjs'), '-', `http://127.0.0.1:${rx.port}/ingest`],
+          {
+            env: cleanEnv,
+            stdio: [jc.stdout!, 'pipe', 'pipe'],
+          },
+        ),
+      ),
+    );
+    const sj = new ProcSampler(jc.pid!);
+    const ss = new ProcSampler(shipper.pid);
+    const d = await received(rx.w, [shipper], RUN_TIMEOUT_MS);
+    sj.stop();
+    ss.stop();
+    await shipper.stop();
+    await rx.w.stop();
+    const final = rx.w.lines.find((x) => x.event === 'final');
+    return result(
+      'journalctl -o json | simple shipper (http)',
+      j.entries,
+      t0,
+      d,
+      sj.cpuS + ss.cpuS,
+      sj.rssKiB + ss.rssKiB,
+      {
+        duplicates: (final?.records ?? d.records) - j.entries,
+        threads: {
+          journalctl: round(sj.cpuS, 2),
+          'shipper main thread': round(byThread(ss)['main thread']!, 2),
+          'shipper other threads': round(ss.cpuS - byThread(ss)['main thread']!, 2),
+        },
+      },
+    );
+  } finally {
     await rx.w.stop();
   }
 }
@@ -648,6 +783,39 @@ async function main(): Promise<void> {
       baselineRun(w, true),
     );
     if (baseTls) runs.push(baseTls);
+    // The SIEM sinks' wire formats, over http without compression beside run 2 (guard's NDJSON):
+    // the same file, the same agent, only the sink type differs (#15: each ≥ 300,000 events/s).
+    const formats: RunResult[] = [];
+    const formatRuns: [
+      number,
+      string,
+      { type: string; format: string; path: string; extra?: string[] },
+    ][] = [
+      [7, 'elasticsearch (_bulk)', { type: 'elasticsearch', format: 'es', path: '' }],
+      [
+        8,
+        'splunk_hec (plain)',
+        { type: 'splunk_hec', format: 'hec', path: '', extra: ['acknowledgements = false'] },
+      ],
+      [9, 'splunk_hec (indexer ack)', { type: 'splunk_hec', format: 'hec-ack', path: '' }],
+      [10, 'otlp (protobuf)', { type: 'otlp', format: 'otlp', path: '/v1/logs' }],
+      [
+        11,
+        'otlp (json)',
+        { type: 'otlp', format: 'otlp-json', path: '/v1/logs', extra: ['encoding = json'] },
+      ],
+      [12, 'loki (json)', { type: 'loki', format: 'loki', path: '' }],
+    ];
+    for (const [n, label, sink] of formatRuns) {
+      const r = await attempt(
+        `${n}. guard helper + agent, syslog, ${label}, http, no compression`,
+        () => agentRun(w, `fmt${n}`, `guard (syslog, ${label}, http)`, false, false, sink),
+      );
+      if (r) {
+        runs.push(r);
+        formats.push(r);
+      }
+    }
     const latencies: LatencyResult[] = [];
     const lat1 = await attempt(
       `4. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, defaults`,
@@ -659,6 +827,27 @@ async function main(): Promise<void> {
       () => latencyRun(w, 'lat-250', 'batch_max_wait_ms 250', ['batch_max_wait_ms = 250']),
     );
     if (lat2) latencies.push(lat2);
+    let jw: { jd: PrivateJournald; entries: number } | undefined;
+    if (RUNS.has(15) || RUNS.has(16)) {
+      t = Date.now();
+      jw = await journalWorld(w);
+      console.log(
+        `a private journald holds ${jw.entries.toLocaleString('en')} entries (${JOURNAL_ENTRIES.toLocaleString('en')} written) in ${((Date.now() - t) / 1000).toFixed(1)} s`,
+      );
+    }
+    const jAgent =
+      jw &&
+      (await attempt('15. guard helper + agent, journal from the start, http', () =>
+        journalAgentRun(w, jw!),
+      ));
+    if (jAgent) runs.push(jAgent);
+    const jBase =
+      jw &&
+      (await attempt('16. journalctl -o json | simple shipper, http (the baseline of run 15)', () =>
+        journalBaselineRun(w, jw!),
+      ));
+    if (jBase) runs.push(jBase);
+    await jw?.jd.stop();
 
     // ---- the report
     const met = (ok: boolean) => (ok ? 'met' : 'NOT MET');
@@ -757,6 +946,28 @@ async function main(): Promise<void> {
         met: r.peakRssMiB <= TARGETS.rssMiB,
       });
     }
+    if (jAgent) {
+      targets.push({
+        target: `≥ ${JOURNAL_TARGET.toLocaleString('en')} journal entries/s end to end`,
+        run: jAgent.run,
+        value: `${jAgent.linesPerS.toLocaleString('en')} entries/s`,
+        met: jAgent.linesPerS >= JOURNAL_TARGET,
+      });
+      if (jBase)
+        targets.push({
+          target: `CPU per entry ≤ the ${jBase.run}`,
+          run: jAgent.run,
+          value: `${jAgent.usCpuPerLine} vs ${jBase.usCpuPerLine} µs (${round(jAgent.usCpuPerLine / jBase.usCpuPerLine, 2)}×)`,
+          met: jAgent.usCpuPerLine <= jBase.usCpuPerLine,
+        });
+    }
+    for (const r of formats)
+      targets.push({
+        target: `≥ ${TARGETS.linesPerS.toLocaleString('en')} events/s in a SIEM wire format (#15)`,
+        run: r.run,
+        value: `${r.linesPerS.toLocaleString('en')} events/s${http ? ` (NDJSON in this run: ${http.linesPerS.toLocaleString('en')})` : ''}`,
+        met: r.linesPerS >= TARGETS.linesPerS,
+      });
     for (const l of latencies)
       targets.push({
         target: `latency p99 < ${TARGETS.latencyP99Ms} ms at ${LATENCY_RATE} lines/s`,

@@ -12,8 +12,15 @@ import { EventEncoder } from './encode';
 import { decodeLine, type DecodedLine } from './parsers/escape';
 import { getParser } from './parsers/index';
 import { FileSource } from './sources/file/file-source';
-import { type Chunk, type FileTailer, lineEndOffset, type Ticket } from './sources/file/tailer';
+import {
+  type Chunk,
+  type FileTailer,
+  lineEndOffset,
+  type Ticket,
+  type TicketOwner,
+} from './sources/file/tailer';
 import type { HelperLink } from './sources/helper-link';
+import { journalSource, type JournalSource } from './sources/journal/journal-source';
 import type { CheckpointStore } from './state/checkpoints';
 import { compileFilter } from './transforms/filter';
 import { compileRedactor, type Redactor } from './transforms/redact';
@@ -449,6 +456,10 @@ export interface PipelineTotals {
 
 export class Pipeline {
   readonly sources: SourceRuntime[] = [];
+  /** `type = journal` sources: their own readers, the same sinks and acknowledgements. */
+  readonly journals: JournalSource[] = [];
+  /** Sinks per source, by name: how many acknowledgements complete an event. */
+  private readonly fanout = new Map<string, number>();
   readonly runners = new Map<string, SinkRunner>();
   readonly totals: PipelineTotals = {
     linesRead: 0,
@@ -465,7 +476,6 @@ export class Pipeline {
   /** Pauses since the last one logged at info level, and when that was. */
   private pauses = 0;
   private pauseLoggedAt = -Infinity;
-  private readonly sourceByName = new Map<string, SourceRuntime>();
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -499,6 +509,13 @@ export class Pipeline {
       scratch: (size: number) => this.encoder.input(size),
     };
     for (const src of cfg.sources) {
+      const runners = (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!);
+      this.fanout.set(src.name, runners.length);
+      if (src.type === 'journal') {
+        const out = { queues: runners, redact: this.redact, totals: this.totals };
+        this.journals.push(journalSource(cfg, src, out, link, log, firstStart));
+        continue;
+      }
       const audit = src.type === 'audit' || src.parser === 'audit';
       const parserName = audit ? 'audit' : src.parser;
       const tags = [...cfg.agent.tags, ...src.tags];
@@ -517,11 +534,10 @@ export class Pipeline {
         parser: getParser(audit ? 'plain' : (parserName as 'syslog' | 'json' | 'plain')),
         parserName,
         filter: compileFilter(src.include, src.exclude),
-        runners: (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!),
+        runners,
         tags: tags.length ? tags : undefined,
       };
       this.sources.push(runtime);
-      this.sourceByName.set(src.name, runtime);
     }
   }
 
@@ -532,7 +548,10 @@ export class Pipeline {
   }
 
   async start(): Promise<void> {
-    await Promise.all(this.sources.map((s) => s.files.rescan()));
+    await Promise.all([
+      ...this.sources.map((s) => s.files.rescan()),
+      ...this.journals.map((j) => j.start()),
+    ]);
     const a = this.cfg.agent;
     const every = (ms: number, fn: () => Promise<void> | void) => {
       const t = setInterval(() => {
@@ -573,6 +592,10 @@ export class Pipeline {
             else this.process(s, t, chunk);
             progress = true;
           }
+        }
+        for (const j of this.journals) {
+          if (this.updatePaused()) return;
+          if (await j.read()) progress = true;
         }
       }
     } finally {
@@ -921,7 +944,7 @@ export class Pipeline {
   }
 
   private acked(r: SinkRunner, tickets: Ticket[], ends: number[]): void {
-    const touched = new Set<FileTailer>();
+    const touched = new Set<TicketOwner>();
     for (let i = 0; i < tickets.length;) {
       // a chunk's events are consecutive: a run at a time
       const t = tickets[i]!;
@@ -932,8 +955,7 @@ export class Pipeline {
       touched.add(t.tailer);
       i = j;
     }
-    for (const tailer of touched)
-      tailer.acknowledge(this.sourceByName.get(tailer.source)!.runners.length);
+    for (const tailer of touched) tailer.acknowledge(this.fanout.get(tailer.source)!);
     // Before this sink's next batch goes out: a kill now re-sends at most the batch in flight.
     this.store.save(false);
     if (this.paused && !this.updatePaused()) void this.pump();
@@ -970,5 +992,6 @@ export class Pipeline {
     for (const s of this.sources) for (const t of s.files.tailers()) this.store.set(t.checkpoint()); // acknowledged offsets only
     this.store.flushSync();
     for (const s of this.sources) s.files.close();
+    for (const j of this.journals) j.stop(); // saves the acknowledged cursors
   }
 }

@@ -4,6 +4,11 @@ import { parseArgs } from 'node:util';
 import { HelperClient, HelperConnectionError, HelperRefusal } from '@guard/protocol/client';
 import { checkConfig } from '@guard/agent/src/config/check';
 import { installPaths, InstallInfoError, loadInstall, type Install } from './install';
+import {
+  type JournalHeader,
+  readHeader,
+  STATE_NAMES,
+} from '@guard/agent/src/sources/journal/header';
 import { collectStatus, readAgentStatus, StatusAccessError } from './status/collect';
 import { renderStatus } from './status/render';
 import { classify, HEALTH_EXIT, statusJson } from './status/report';
@@ -132,6 +137,7 @@ async function probe(args: string[], io: Io): Promise<number> {
   }
 
   const { reply, fd } = answer;
+  let journal: JournalHeader | null;
   try {
     // The descriptor, not the reply, is what the agent would read: check it is the file named.
     const st = fstatSync(fd, { bigint: true });
@@ -141,9 +147,13 @@ async function probe(args: string[], io: Io): Promise<number> {
           `is dev ${st.dev} ino ${st.ino}: report this as a guard-helper bug`,
       );
     }
+    journal = readHeader(fd); // a journal file: what the agent's reader will find in it
   } finally {
     closeSync(fd);
   }
+  const journalText = journal
+    ? `; journal file, ${STATE_NAMES[journal.state] ?? `state ${journal.state}`}, ${journal.entries} entries`
+    : '';
   io.stdout(
     json
       ? JSON.stringify({
@@ -152,8 +162,16 @@ async function probe(args: string[], io: Io): Promise<number> {
           dev: reply.dev,
           ino: reply.ino,
           size: reply.size,
+          ...(journal
+            ? {
+                journal: {
+                  state: STATE_NAMES[journal.state] ?? journal.state,
+                  entries: journal.entries,
+                },
+              }
+            : {}),
         })
-      : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes)`,
+      : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes${journalText})`,
   );
   return EXIT_OK;
 }

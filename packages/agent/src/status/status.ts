@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { SinkStatus } from '../event';
 import type { Pipeline } from '../pipeline';
 import type { HelperLink } from '../sources/helper-link';
+import type { JournalSource } from '../sources/journal/journal-source';
 
 export type FileState = 'flowing' | 'idle' | 'rotated' | 'refused' | 'no_match';
 
@@ -19,6 +20,59 @@ export interface FileStatus {
   lastEventTime?: string | null;
   truncations?: number;
   refusal?: { code: string; message: string; since: string };
+}
+
+/** One journal directory of a `type = journal` source (one reader). */
+export interface JournalStatus {
+  /** The directory's name: a machine id, or `<machine id>.<namespace>`. */
+  directory: string;
+  state: 'flowing' | 'idle' | 'error';
+  /** The journal files held (descriptors from the helper). */
+  files: string[];
+  /** Every entry up to this one is acknowledged by every sink (null: nothing yet). */
+  cursor: string | null;
+  lagEntries: number;
+  lagSeconds: number;
+  /** The newest entry's time in the files held. */
+  newestEntry: string | null;
+  /** Entries removed by journald (vacuum) before they were shipped: each gap logged with its size. */
+  gaps: {
+    count: number;
+    entries: number;
+    uncounted: number;
+    last: { at: string; entries: number | null; after: string; resumedAt: string } | null;
+  };
+  error: string | null;
+}
+
+export function journalStatus(j: JournalSource): {
+  files: FileStatus[];
+  journals: JournalStatus[];
+} {
+  const journals: JournalStatus[] = [];
+  for (const r of j.readers.values()) {
+    const lag = r.lag();
+    journals.push({
+      directory: r.key,
+      state:
+        r.lastError !== null ? 'error' : Date.now() - r.lastReadAt < 10_000 ? 'flowing' : 'idle',
+      files: [...r.files.values()].map((f) => f.path).sort(),
+      cursor: r.ackedCursor,
+      lagEntries: lag.entries,
+      lagSeconds: lag.seconds,
+      newestEntry: lag.tail,
+      gaps: { ...r.gaps },
+      error: r.lastError,
+    });
+  }
+  const files: FileStatus[] = [...j.refused].map(([path, refusal]) => ({
+    path,
+    state: 'refused',
+    refusal,
+  }));
+  if (journals.length === 0 && files.length === 0)
+    for (const pattern of j.cfg.paths) files.push({ path: pattern, state: 'no_match' });
+  return { files, journals };
 }
 
 export interface AgentStatus {
@@ -41,6 +95,7 @@ export interface AgentStatus {
     listError: string | null;
     listTruncated: boolean;
     files: FileStatus[];
+    journals?: JournalStatus[];
   }[];
   sinks: (SinkStatus & { queuedEvents: number; queuedBytes: number })[];
   totals: { linesRead: number; eventsShipped: number; eventsFiltered: number };
@@ -52,7 +107,7 @@ export function buildStatus(
   meta: { user: string; startedAt: Date; config: string },
 ): AgentStatus {
   const now = Date.now();
-  return {
+  const status: AgentStatus = {
     agent: {
       pid: process.pid,
       uid: process.getuid?.() ?? -1,
@@ -104,6 +159,16 @@ export function buildStatus(
       eventsFiltered: p.totals.eventsFiltered,
     },
   };
+  for (const j of p.journals)
+    status.sources.push({
+      name: j.cfg.name,
+      type: j.cfg.type,
+      patterns: j.cfg.paths,
+      listError: j.lastListError,
+      listTruncated: j.listTruncated,
+      ...journalStatus(j),
+    });
+  return status;
 }
 
 /** Serves the status document: connect, read one JSON line, done. */

@@ -1,8 +1,8 @@
 // `guardctl status` for a person: the verdict and its reasons, then the processes, every source
 // file and every sink as tables fitted to the terminal.
-import type { FileState } from '@guard/agent/src/status/status';
+import type { FileState, JournalStatus } from '@guard/agent/src/status/status';
 import { fitLine, paint, renderTable, type Cell, type Output, type Style } from '../table';
-import { classify, sinkTrouble, type Health, type StatusReport } from './report';
+import { classify, journalTrouble, sinkTrouble, type Health, type StatusReport } from './report';
 
 const HEALTH_STYLE: Record<Health, Style[]> = {
   healthy: ['bold', 'green'],
@@ -42,6 +42,24 @@ export function ago(iso: string | null | undefined, now: number): string {
   if (!iso) return '-';
   const t = Date.parse(iso);
   return Number.isNaN(t) ? iso : `${duration((now - t) / 1000)} ago`;
+}
+
+/** A journal directory as a row of the file table: entries of lag, the cursor, gaps in red. */
+function journalRow(source: string, j: JournalStatus, now: number): Cell[] {
+  const trouble = journalTrouble(source, j);
+  const seqnum = /;i=([0-9a-f]+)/.exec(j.cursor ?? '');
+  const detail = trouble.length
+    ? trouble.map((t) => t.slice(t.indexOf(': ', t.indexOf('journal ')) + 2)).join('; ')
+    : `${j.files.length} files, ${seqnum ? `shipped up to seqnum ${parseInt(seqnum[1]!, 16)}` : 'nothing shipped yet'}`;
+  return [
+    { text: `${source} [journal]` },
+    { text: `journal ${j.directory}` },
+    { text: j.state, style: j.state === 'error' ? 'red' : j.state === 'flowing' ? 'green' : null },
+    { text: `${j.lagEntries} ent` },
+    { text: duration(j.lagSeconds) },
+    { text: ago(j.newestEntry, now) },
+    { text: detail, style: trouble.length ? 'red' : null },
+  ];
 }
 
 export function renderStatus(r: StatusReport, out: Output, now = Date.now()): string[] {
@@ -163,6 +181,7 @@ export function renderStatus(r: StatusReport, out: Output, now = Date.now()): st
           { text: detail, style: f.state === 'refused' ? 'red' : null },
         ]);
       }
+      for (const j of s.journals ?? []) fileRows.push(journalRow(s.name, j, now));
       if (s.listError)
         fileRows.push([
           { text: s.name },

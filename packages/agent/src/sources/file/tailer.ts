@@ -8,9 +8,15 @@ import { type Checkpoint, fingerprint } from '../../state/checkpoints';
 const fstatAsync = promisify(fstat);
 const readAsync = promisify(read);
 
+/** Whose events a ticket stands for (a file's tailer, a journal's reader): told of acknowledgements. */
+export interface TicketOwner {
+  readonly source: string;
+  acknowledge(fanout?: number): void;
+}
+
 /** The bytes of one chunk of lines; acknowledged when every event made from them is. */
 export interface Ticket {
-  readonly tailer: FileTailer;
+  readonly tailer: TicketOwner;
   /** A truncation starts a new generation: acknowledgements of the old one no longer move the checkpoint. */
   readonly generation: number;
   /** The file offset just past the last byte this chunk consumed (lowered by a source that must
