@@ -177,8 +177,8 @@ static napi_value fp_send(napi_env env, napi_callback_info info) {
 }
 
 // Walks every SCM_RIGHTS descriptor the kernel installed: keeps the first when keep, closes the
-// rest.
-static int take_fds(struct msghdr *msg, bool keep) {
+// rest and counts them in *closed (a peer sending more than it should is told to the caller).
+static int take_fds(struct msghdr *msg, bool keep, int32_t *closed) {
   int kept = -1, fd;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
@@ -188,10 +188,12 @@ static int take_fds(struct msghdr *msg, bool keep) {
     if (bytes > room) bytes = room;  // never read past the control buffer, whatever cmsg_len says
     for (size_t i = 0; i + sizeof(int) <= bytes; i += sizeof(int)) {
       memcpy(&fd, CMSG_DATA(c) + i, sizeof(int));
-      if (keep && kept < 0)
+      if (keep && kept < 0) {
         kept = fd;
-      else
+      } else {
         close(fd);  // a peer stuffing extra descriptors must not fill our descriptor table
+        (*closed)++;
+      }
     }
   }
   return kept;
@@ -224,11 +226,12 @@ static napi_value fp_recv(napi_env env, napi_callback_info info) {
   // n == 0 reads as end-of-stream, so a descriptor riding on it would be ignored and leak: close
   // it.
   bool ctrunc = (msg.msg_flags & MSG_CTRUNC) != 0;
-  int kept = take_fds(&msg, max_fds > 0 && n > 0 && !ctrunc);
+  int32_t closed = 0;
+  int kept = take_fds(&msg, max_fds > 0 && n > 0 && !ctrunc, &closed);
   bool ok = !ctrunc && napi_create_object(env, &obj) == napi_ok &&
             napi_create_buffer_copy(env, (size_t)n, data, NULL, &buf) == napi_ok &&
             napi_set_named_property(env, obj, "data", buf) == napi_ok &&
-            set_int(env, obj, "fd", kept) &&
+            set_int(env, obj, "fd", kept) && set_int(env, obj, "closed", closed) &&
             napi_get_boolean(env, (msg.msg_flags & MSG_TRUNC) != 0, &v) == napi_ok &&
             napi_set_named_property(env, obj, "truncated", v) == napi_ok;
   free(data);

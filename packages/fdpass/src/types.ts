@@ -8,6 +8,8 @@ export interface Received {
   data: Buffer;
   fd: number /* -1: none */;
   truncated: boolean; /* MSG_TRUNC */
+  /** Descriptors that came with the packet beyond those kept: closed unread by the addon. */
+  closed: number;
 }
 export type FileType = 'fifo' | 'chr' | 'blk' | 'dir' | 'sock' | 'unknown';
 export interface FdpassError extends Error {

@@ -63,6 +63,7 @@ describe('descriptor passing', () => {
       const r = fdpass.recv(s, 64, maxFds);
       assert.ok(r);
       assert.equal(r.data.toString(), 'many');
+      assert.equal(r.closed, count - maxFds, 'the descriptors closed unread are counted');
       if (maxFds === 1) {
         assert.ok(r.fd >= 0);
         assert.ok(fdFlags(r.fd) & O_CLOEXEC);
@@ -99,6 +100,7 @@ describe('descriptor passing', () => {
     const r = fdpass.recv(p.client, 10, 1);
     assert.equal(r?.data.length, 10);
     assert.equal(r?.truncated, true);
+    assert.equal(r?.closed, 0);
     assert.ok((r?.fd ?? -1) >= 0);
     fdpass.close(r?.fd ?? -1);
     p.close();
@@ -113,6 +115,7 @@ describe('descriptor passing', () => {
       data: Buffer.alloc(0),
       fd: -1,
       truncated: false,
+      closed: 0,
     });
     fdpass.close(p.client);
     fdpass.close(p.listenFd);

@@ -259,6 +259,17 @@ export class HelperClient {
           this.fail(new HelperConnectionError('helper_closed', 'the helper closed the connection'));
         return;
       }
+      if (got.closed > 0) {
+        // The helper attaches at most one descriptor to a reply: more is a compromised or fake
+        // helper trying to fill our descriptor table (the addon closed the extra ones unread).
+        if (got.fd >= 0) fdpass.close(got.fd);
+        return this.fail(
+          new HelperConnectionError(
+            'helper_protocol',
+            `helper protocol error: a reply carried ${got.closed + (got.fd >= 0 ? 1 : 0)} descriptors (at most 1 is allowed); the extra ones were closed unread`,
+          ),
+        );
+      }
       if (got.data.length === 0) {
         if (got.fd >= 0) fdpass.close(got.fd);
         return this.fail(

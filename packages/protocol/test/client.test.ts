@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -343,6 +344,28 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
       // The client's own socket is closed too, so it holds one descriptor fewer than before.
       assert.equal(openDescriptorCount(), before - 1, 'a received descriptor was left open');
     }
+    // The addon attaches at most one descriptor: python3 sends the packet on the fake helper's
+    // connection (inherited as its fd 3) with `count` descriptors of the file.
+    const sendWithFds = (
+      conn: FakeConnection,
+      file: ReturnType<typeof makeFile>,
+      message: unknown,
+      count: number,
+    ) => {
+      const script = [
+        'import os, socket, sys',
+        's = socket.socket(fileno=3)',
+        'fds = [os.open(sys.argv[1], os.O_RDONLY) for _ in range(int(sys.argv[2]))]',
+        'socket.send_fds(s, [sys.argv[3].encode()], fds)',
+        's.detach()',
+      ].join('\n');
+      const r = spawnSync(
+        'python3',
+        ['-c', script, file.path, String(count), JSON.stringify(message)],
+        { stdio: ['ignore', 'ignore', 'pipe', conn.fd], encoding: 'utf8', timeout: 10_000 },
+      );
+      if (r.status !== 0) throw new Error(`python3 failed: ${r.stderr}`);
+    };
     const withFd = (conn: FakeConnection, file: ReturnType<typeof makeFile>, message: unknown) => {
       const fd = openSync(file.path, 'r');
       conn.reply(message, fd);
@@ -355,6 +378,13 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
         (c) => c.stat('/x'),
         /descriptor attached to a stat reply/,
       ));
+    for (const count of [2, 3, 8])
+      it(`${count} descriptors attached to one open reply (a fake helper filling our table)`, () =>
+        violation(
+          (conn, file) => sendWithFds(conn, file, { ok: true, op: 'open', ...file.reply }, count),
+          (c) => c.open('/x'),
+          new RegExp(`a reply carried ${count} descriptors`),
+        ));
     it('a descriptor attached to a refusal', () =>
       violation(
         (conn, file) =>
