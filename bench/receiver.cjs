@@ -2,7 +2,15 @@
 // The bench's log receiver, in a process of its own so its CPU is neither counted against the
 // shipper under test nor competing with the bench driver's event loop. Plain HTTP, or HTTPS with
 // the test CA's server certificate; gunzips when content-encoding is gzip; counts NDJSON records.
-//   node receiver.cjs --expect N [--latency] [--cert server.pem --key server.key]
+//   node receiver.cjs --expect N [--latency] [--cert server.pem --key server.key] [--format F]
+// --format (the SIEM sinks' wire formats; the answer each protocol gives when all went well):
+//   ndjson (default) one record a line, 200 {"ok":true}
+//   es        _bulk action+source pairs (two lines a record), 200 {"errors":false,"items":[…]}
+//   hec       HEC envelopes, one a line, 200 {"text":"Success","code":0}
+//   hec-ack   the same with an ackId a request, and /services/collector/ack answering true
+//   otlp      ExportLogsServiceRequest protobuf (counted with the official generated code), 200
+//   otlp-json OTLP JSON, 200 {}
+//   loki      Loki push JSON (values counted), 204
 // stdout, one JSON object a line: {event:'listening',port}, then {event:'done',...} when N records
 // have arrived, and {event:'final',...} on SIGTERM (more than N means duplicates).
 // --latency: every record's message carries "bench-t=<ms since epoch>", and the receiver keeps
@@ -18,6 +26,61 @@ const expect = Number(flag('--expect'));
 const latency = argv.includes('--latency');
 const cert = flag('--cert');
 const key = flag('--key');
+const format = flag('--format') ?? 'ndjson';
+let otlpRequest = null;
+if (format === 'otlp')
+  otlpRequest = require('@opentelemetry/otlp-transformer/build/src/generated/root.js').opentelemetry
+    .proto.collector.logs.v1.ExportLogsServiceRequest;
+let nextAckId = 0;
+
+/** Records in a body of the --format. */
+function countRecords(body) {
+  if (format === 'loki') {
+    let n = 0;
+    for (const st of JSON.parse(body.toString('utf8')).streams) {
+      n += st.values.length;
+      if (sample === null && st.values.length) sample = st.values[0][1];
+    }
+    return n;
+  }
+  if (format === 'otlp' || format === 'otlp-json') {
+    const m = format === 'otlp' ? otlpRequest.decode(body) : JSON.parse(body.toString('utf8'));
+    let n = 0;
+    for (const rl of m.resourceLogs ?? [])
+      for (const sl of rl.scopeLogs ?? []) {
+        n += (sl.logRecords ?? []).length;
+        if (sample === null && sl.logRecords?.length) sample = JSON.stringify(sl.logRecords[0]);
+      }
+    return n;
+  }
+  let n = 0;
+  for (let start = 0; start < body.length;) {
+    let nl = body.indexOf(10, start);
+    if (nl < 0) nl = body.length;
+    if (nl > start) {
+      n++;
+      if (sample === null && !(format === 'es' && n === 1))
+        sample = body.toString('utf8', start, nl);
+      if (latency) {
+        const m = stamp.exec(JSON.parse(body.toString('utf8', start, nl)).message);
+        if (m) latencies.push(Date.now() - Number(m[1]));
+      }
+    }
+    start = nl + 1;
+  }
+  return format === 'es' ? n / 2 : n;
+}
+
+/** The answer of a request whose records all went in. */
+function answer(req, n) {
+  if (format === 'es')
+    return `{"errors":false,"items":[${Array(n).fill('{"create":{"status":201}}').join(',')}]}`;
+  if (format === 'hec') return '{"text":"Success","code":0}';
+  if (format === 'hec-ack') return `{"text":"Success","code":0,"ackId":${nextAckId++}}`;
+  if (format === 'otlp-json') return '{}';
+  if (format === 'otlp') return Buffer.alloc(0);
+  return '{"ok":true}';
+}
 
 let records = 0,
   bytes = 0,
@@ -36,27 +99,28 @@ function handle(req, res) {
   req.on('data', (d) => parts.push(d));
   req.on('end', () => {
     const now = Date.now();
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end('{"ok":true}');
     let body = Buffer.concat(parts);
+    if (req.url.startsWith('/services/collector/ack')) {
+      const acks = {};
+      for (const id of JSON.parse(body.toString('utf8')).acks) acks[id] = true;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ acks }));
+      return;
+    }
     wireBytes += body.length;
     if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
     bytes += body.length;
     requests++;
     if (!firstAt) firstAt = now;
-    let n = 0;
-    for (let start = 0; start < body.length;) {
-      let nl = body.indexOf(10, start);
-      if (nl < 0) nl = body.length;
-      if (nl > start) {
-        n++;
-        if (sample === null) sample = body.toString('utf8', start, nl);
-        if (latency) {
-          const m = stamp.exec(JSON.parse(body.toString('utf8', start, nl)).message);
-          if (m) latencies.push(now - Number(m[1]));
-        }
-      }
-      start = nl + 1;
+    const n = countRecords(body);
+    if (format === 'loki') {
+      res.writeHead(204);
+      res.end();
+    } else {
+      res.writeHead(200, {
+        'content-type': format === 'otlp' ? 'application/x-protobuf' : 'application/json',
+      });
+      res.end(answer(req, n));
     }
     records += n;
     lastAt = now;

@@ -48,7 +48,7 @@ const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env
   .filter(Boolean);
 /** Which runs (1-5) to do: --runs 1,2. */
 const RUNS = new Set(
-  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6')
+  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6,7,8,9,10,11,12')
     .split(',')
     .map(Number),
 );
@@ -191,9 +191,10 @@ class Watched {
 
 async function startReceiver(
   expect: number,
-  opts: { tls?: TestCa; latency?: boolean },
+  opts: { tls?: TestCa; latency?: boolean; format?: string },
 ): Promise<{ w: Watched; port: number }> {
   const args = [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
+  if (opts.format) args.push('--format', opts.format);
   if (opts.latency) args.push('--latency');
   if (opts.tls) args.push('--cert', opts.tls.serverCert, '--key', opts.tls.serverKey);
   const w = new Watched('receiver', start(process.execPath, args));
@@ -235,6 +236,8 @@ interface AgentRunOptions {
   tls: boolean;
   path: string;
   extra?: string[];
+  /** The sink type (default http). */
+  type?: string;
 }
 
 function agentConfig(w: World, name: string, o: AgentRunOptions): string {
@@ -258,7 +261,7 @@ function agentConfig(w: World, name: string, o: AgentRunOptions): string {
     'start_at = beginning',
     '',
     '[sink.bench]',
-    'type = http',
+    `type = ${o.type ?? 'http'}`,
     `url = ${o.url}`,
     ...(o.tls ? [`ca_file = ${w.caPem}`] : []),
     `compression = ${o.gzip ? 'gzip' : 'none'}`,
@@ -406,12 +409,22 @@ async function agentRun(
   label: string,
   tls: boolean,
   gzip: boolean,
+  sink?: { type: string; format: string; path: string; extra?: string[] },
 ): Promise<RunResult> {
-  const rx = await startReceiver(LINES, { tls: tls ? w.ca : undefined });
+  const rx = await startReceiver(LINES, {
+    tls: tls ? w.ca : undefined,
+    ...(sink ? { format: sink.format } : {}),
+  });
   let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
   try {
-    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${rx.port}/ingest`;
-    const config = agentConfig(w, name, { url, tls, gzip, path: w.authLog });
+    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${rx.port}${sink ? sink.path : '/ingest'}`;
+    const config = agentConfig(w, name, {
+      url,
+      tls,
+      gzip,
+      path: w.authLog,
+      ...(sink ? { type: sink.type, extra: sink.extra } : {}),
+    });
     side = await startAgentSide(w, name, config);
     const s = new ProcSampler(side.agent.pid);
     const d = await received(rx.w, [side.agent], RUN_TIMEOUT_MS);
@@ -648,6 +661,39 @@ async function main(): Promise<void> {
       baselineRun(w, true),
     );
     if (baseTls) runs.push(baseTls);
+    // The SIEM sinks' wire formats, over http without compression beside run 2 (guard's NDJSON):
+    // the same file, the same agent, only the sink type differs (#15: each ≥ 300,000 events/s).
+    const formats: RunResult[] = [];
+    const formatRuns: [
+      number,
+      string,
+      { type: string; format: string; path: string; extra?: string[] },
+    ][] = [
+      [7, 'elasticsearch (_bulk)', { type: 'elasticsearch', format: 'es', path: '' }],
+      [
+        8,
+        'splunk_hec (plain)',
+        { type: 'splunk_hec', format: 'hec', path: '', extra: ['acknowledgements = false'] },
+      ],
+      [9, 'splunk_hec (indexer ack)', { type: 'splunk_hec', format: 'hec-ack', path: '' }],
+      [10, 'otlp (protobuf)', { type: 'otlp', format: 'otlp', path: '/v1/logs' }],
+      [
+        11,
+        'otlp (json)',
+        { type: 'otlp', format: 'otlp-json', path: '/v1/logs', extra: ['encoding = json'] },
+      ],
+      [12, 'loki (json)', { type: 'loki', format: 'loki', path: '' }],
+    ];
+    for (const [n, label, sink] of formatRuns) {
+      const r = await attempt(
+        `${n}. guard helper + agent, syslog, ${label}, http, no compression`,
+        () => agentRun(w, `fmt${n}`, `guard (syslog, ${label}, http)`, false, false, sink),
+      );
+      if (r) {
+        runs.push(r);
+        formats.push(r);
+      }
+    }
     const latencies: LatencyResult[] = [];
     const lat1 = await attempt(
       `4. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, defaults`,
@@ -757,6 +803,13 @@ async function main(): Promise<void> {
         met: r.peakRssMiB <= TARGETS.rssMiB,
       });
     }
+    for (const r of formats)
+      targets.push({
+        target: `≥ ${TARGETS.linesPerS.toLocaleString('en')} events/s in a SIEM wire format (#15)`,
+        run: r.run,
+        value: `${r.linesPerS.toLocaleString('en')} events/s${http ? ` (NDJSON in this run: ${http.linesPerS.toLocaleString('en')})` : ''}`,
+        met: r.linesPerS >= TARGETS.linesPerS,
+      });
     for (const l of latencies)
       targets.push({
         target: `latency p99 < ${TARGETS.latencyP99Ms} ms at ${LATENCY_RATE} lines/s`,

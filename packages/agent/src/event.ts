@@ -61,6 +61,8 @@ export interface SinkStatus {
   deliveredEvents: number;
   deliveredBatches: number;
   deadLetteredBatches: number;
+  /** Events written to the dead-letter directory (sinks that refuse per event count them here). */
+  deadLetteredEvents?: number;
   lastError: string | null;
   /** Set while the sink is retrying a batch: when the next attempt is due. */
   retryingUntil: string | null;

@@ -72,7 +72,10 @@ async function startAll(c: AgentConfig): Promise<Running> {
   const firstStart = !store.existed;
   if (firstStart) store.markStarted();
   const sinks = new Map<string, Sink>(
-    c.sinks.map((s) => [s.name, createSink(s, { stateDir: c.agent.stateDir, logger: log })]),
+    c.sinks.map((s) => [
+      s.name,
+      createSink(s, { stateDir: c.agent.stateDir, logger: log, hostname: c.agent.hostname }),
+    ]),
   );
   const link = new HelperLink(c.agent.helperSocket, log);
   const pipeline = new Pipeline(c, sinks, link, store, log, firstStart);

@@ -8,8 +8,13 @@ import type {
   AgentConfig,
   AgentSection,
   BatchConfig,
+  AuthScheme,
+  ElasticsearchSinkConfig,
   FileSinkConfig,
-  HttpSinkConfig,
+  HttpCommonConfig,
+  LokiSinkConfig,
+  OtlpSinkConfig,
+  SplunkHecSinkConfig,
   RedactConfig,
   SinkConfig,
   SourceConfig,
@@ -306,7 +311,11 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     if (!NAME.test(name) || asObject(values) === undefined) continue;
     const k = reader(`sink.${name}`, values);
     const type = k.values.type;
-    if (type === 'http') sinks.push(httpSink(name, k));
+    if (type === 'http') sinks.push({ ...httpCommon(name, k, 'bearer'), type: 'http' });
+    else if (type === 'elasticsearch') sinks.push(elasticsearchSink(name, k));
+    else if (type === 'splunk_hec') sinks.push(splunkHecSink(name, k));
+    else if (type === 'otlp') sinks.push(otlpSink(name, k));
+    else if (type === 'loki') sinks.push(lokiSink(name, k));
     else if (type === 'file') sinks.push(fileSink(name, k, agent.stateDir));
   }
   if (rawSinks.length === 0)
@@ -370,7 +379,8 @@ const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
 const SECRET_QUERY =
   /^(api[_-]?key|access[_-]?token|token|auth|password|passwd|pwd|secret|sig|signature)$/i;
 
-function httpSink(name: string, k: SectionReader): HttpSinkConfig {
+/** The keys every HTTP-family sink has; `auth` defaults to the destination's usual scheme. */
+function httpCommon(name: string, k: SectionReader, defaultAuth: AuthScheme): HttpCommonConfig {
   const url = k.string('url', '');
   let parsed: URL | undefined;
   if (k.has('url')) {
@@ -395,11 +405,12 @@ function httpSink(name: string, k: SectionReader): HttpSinkConfig {
       `must not carry a secret in its query ("${secretParam}=…"); put the token in a file and name it in token_file`,
     );
 
-  const config: HttpSinkConfig = {
+  const config: HttpCommonConfig = {
     name,
-    type: 'http',
     url,
     tokenFile: k.readableFile('token_file', true),
+    auth: k.oneOf('auth', defaultAuth),
+    authHeader: k.optionalString('auth_header'),
     caFile: k.readableFile('ca_file', false),
     clientCertFile: k.readableFile('client_cert_file', false),
     clientKeyFile: k.readableFile('client_key_file', true),
@@ -424,6 +435,15 @@ function httpSink(name: string, k: SectionReader): HttpSinkConfig {
       `required with ${missing === 'client_key_file' ? 'client_cert_file' : 'client_key_file'} (mutual TLS needs both)`,
     );
   }
+  if (config.auth === 'header' && config.authHeader === null)
+    k.problem(
+      'auth_header',
+      'required with auth = header (the name of the header token_file goes in)',
+    );
+  if (config.authHeader !== null && config.auth !== 'header')
+    k.problem('auth_header', `only used with auth = header, and auth is ${config.auth}`);
+  if (config.auth !== 'none' && k.has('auth') && config.tokenFile === null)
+    k.problem('token_file', `required with auth = ${config.auth} (the file holding the secret)`);
   if (config.retryMaxMs < config.retryInitialMs) {
     k.problem(
       'retry_max_ms',
@@ -431,6 +451,64 @@ function httpSink(name: string, k: SectionReader): HttpSinkConfig {
     );
   }
   return config;
+}
+
+/** An index name with %Y %m %d: Elasticsearch's rules for index names, checked here rather than
+ *  by a 400 for every event. */
+const INDEX_NAME = /^(?![-_+])(?:[a-z0-9._+-]|%[Ymd])+$/;
+
+function elasticsearchSink(name: string, k: SectionReader): ElasticsearchSinkConfig {
+  const index = k.string('index', 'guard-%Y.%m.%d');
+  if (!INDEX_NAME.test(index) || index === '.' || index === '..' || index.length > 255)
+    k.problem(
+      'index',
+      `expected an Elasticsearch index or data stream name (lowercase letters, digits, . _ + -, and %Y %m %d), got ${shown(index)}`,
+    );
+  return {
+    ...httpCommon(name, k, 'bearer'),
+    type: 'elasticsearch',
+    index,
+    pipeline: k.optionalString('pipeline'),
+  };
+}
+
+function splunkHecSink(name: string, k: SectionReader): SplunkHecSinkConfig {
+  return {
+    ...httpCommon(name, k, 'splunk'),
+    type: 'splunk_hec',
+    acknowledgements: k.bool('acknowledgements', true),
+    ackTimeoutMs: k.number('ack_timeout_ms', 60000),
+    sourcetype: k.string('sourcetype', 'guard'),
+    index: k.optionalString('index'),
+  };
+}
+
+function otlpSink(name: string, k: SectionReader): OtlpSinkConfig {
+  return {
+    ...httpCommon(name, k, 'bearer'),
+    type: 'otlp',
+    encoding: k.oneOf('encoding', 'protobuf'),
+    serviceName: k.string('service_name', 'guard'),
+  };
+}
+
+const LOKI_LABELS = ['host', 'source', 'parser', 'program', 'unit'] as const;
+
+function lokiSink(name: string, k: SectionReader): LokiSinkConfig {
+  const labels = k.list('labels') ?? ['host', 'source'];
+  for (const l of labels)
+    if (!(LOKI_LABELS as readonly string[]).includes(l))
+      k.problem(
+        'labels',
+        `expected labels from ${LOKI_LABELS.join(', ')} (a bounded set: never per-line values), got ${shown(l)}`,
+      );
+  if (labels.length === 0) k.problem('labels', 'expected at least one label (Loki needs one)');
+  return {
+    ...httpCommon(name, k, 'bearer'),
+    type: 'loki',
+    labels: [...new Set(labels)] as LokiSinkConfig['labels'],
+    tenant: k.optionalString('tenant'),
+  };
 }
 
 function fileSink(name: string, k: SectionReader, stateDir: string): FileSinkConfig {

@@ -36,11 +36,16 @@ export interface BatchConfig {
   maxWaitMs: number; // batch_max_wait_ms, default 500
 }
 
-export interface HttpSinkConfig {
+/** How an HTTP-family sink authenticates: the secret is always read from token_file. */
+export type AuthScheme = 'none' | 'bearer' | 'splunk' | 'apikey' | 'basic' | 'header';
+
+/** The keys every HTTP-family sink has (sinks/core/http-core.ts). */
+export interface HttpCommonConfig {
   name: string;
-  type: 'http';
   url: string; // url, http:// or https://
-  tokenFile: string | null; // token_file: bearer token, read at start and on reload (never inline)
+  tokenFile: string | null; // token_file: the secret, read at start and on reload (never inline)
+  auth: AuthScheme; // auth, default per type (http, otlp, elasticsearch: bearer; splunk_hec: splunk)
+  authHeader: string | null; // auth_header: the header's name with auth = header
   caFile: string | null; // ca_file: trust this CA instead of the system's
   clientCertFile: string | null; // client_cert_file
   clientKeyFile: string | null; // client_key_file
@@ -49,6 +54,30 @@ export interface HttpSinkConfig {
   retryInitialMs: number; // retry_initial_ms, default 500
   retryMaxMs: number; // retry_max_ms, default 60000
   batch: BatchConfig;
+}
+
+export interface HttpSinkConfig extends HttpCommonConfig {
+  type: 'http';
+}
+
+export interface ElasticsearchSinkConfig extends HttpCommonConfig {
+  type: 'elasticsearch';
+  index: string; // index, default guard-%Y.%m.%d (%Y %m %d from the event's time, UTC)
+  pipeline: string | null; // pipeline: ingest pipeline, default none
+}
+
+export interface SplunkHecSinkConfig extends HttpCommonConfig {
+  type: 'splunk_hec';
+  acknowledgements: boolean; // acknowledgements, default true: indexer acknowledgement
+  ackTimeoutMs: number; // ack_timeout_ms, default 60000: unacknowledged this long → sent again
+  sourcetype: string; // sourcetype, default guard
+  index: string | null; // index, default the token's
+}
+
+export interface OtlpSinkConfig extends HttpCommonConfig {
+  type: 'otlp';
+  encoding: 'protobuf' | 'json'; // encoding, default protobuf
+  serviceName: string; // service_name, default guard
 }
 
 export interface FileSinkConfig {
@@ -60,7 +89,19 @@ export interface FileSinkConfig {
   batch: BatchConfig;
 }
 
-export type SinkConfig = HttpSinkConfig | FileSinkConfig;
+export interface LokiSinkConfig extends HttpCommonConfig {
+  type: 'loki';
+  labels: ('host' | 'source' | 'parser' | 'program' | 'unit')[]; // labels, default host, source
+  tenant: string | null; // tenant: X-Scope-OrgID, default none
+}
+
+export type SinkConfig =
+  | HttpSinkConfig
+  | ElasticsearchSinkConfig
+  | SplunkHecSinkConfig
+  | OtlpSinkConfig
+  | LokiSinkConfig
+  | FileSinkConfig;
 
 export interface RedactConfig {
   builtin: boolean; // builtin, default true: passwords in URLs, bearer tokens, cloud keys, private keys…

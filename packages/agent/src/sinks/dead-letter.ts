@@ -1,12 +1,20 @@
-// The dead-letter directory: batches a backend refused for good (a 4xx other than 408/429) are
-// kept here instead of being retried forever or dropped. `<stateDir>/dead-letter/` holds, per
-// batch, `<sink>-<time>-<seq>.ndjson` (the batch's lines exactly as they would have been sent,
-// uncompressed) and `<same>.json` (why). An operator can inspect and replay them.
+// The dead-letter directory: events a backend refused for good are kept here instead of being
+// retried forever or dropped. `<stateDir>/dead-letter/` holds, per batch, `<sink>-<time>-<seq>.ndjson`
+// (the refused events' NDJSON lines, uncompressed: the whole batch when the receiver refused the
+// request, only the refused events when it said which) and `<same>.json` (why, per event when the
+// receiver said so). An operator can inspect and replay them.
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Batch } from '../event';
 import { fsyncDirectory, writeFileAtomic } from './durable-write';
+
+/** One refused event and the receiver's reason for it. */
+export interface DeadLetterItem {
+  id: string;
+  status: number | null;
+  reason: string;
+}
 
 export interface DeadLetterMeta {
   sink: string;
@@ -20,6 +28,8 @@ export interface DeadLetterMeta {
   /** The first KiB of the response body (UTF-8, lossy). */
   responseBody: string;
   responseBodyTruncated: boolean;
+  /** Per event, when the receiver said which events it refused (the .ndjson holds them in this order). */
+  items?: DeadLetterItem[];
   seq: number;
   events: number;
   bytes: number;

@@ -3,14 +3,29 @@
 import type pino from 'pino';
 import type { SinkConfig } from '../config/types';
 import type { Sink } from '../event';
+import { ElasticsearchSink } from './elasticsearch/elasticsearch-sink';
 import { FileSink } from './file/file-sink';
 import { HttpSink } from './http/http-sink';
+import { LokiSink } from './loki/loki-sink';
+import { OtlpSink } from './otlp/otlp-sink';
+import { SplunkHecSink } from './splunk_hec/splunk-hec-sink';
 
 /** Builds the sink a validated `[sink.NAME]` section describes. Throws a coded SinkError on unusable TLS/token files. */
-export function createSink(cfg: SinkConfig, opts: { stateDir: string; logger: pino.Logger }): Sink {
+export function createSink(
+  cfg: SinkConfig,
+  opts: { stateDir: string; logger: pino.Logger; hostname?: string },
+): Sink {
   switch (cfg.type) {
     case 'http':
       return new HttpSink(cfg, opts);
+    case 'elasticsearch':
+      return new ElasticsearchSink(cfg, opts);
+    case 'splunk_hec':
+      return new SplunkHecSink(cfg, opts);
+    case 'otlp':
+      return new OtlpSink(cfg, opts);
+    case 'loki':
+      return new LokiSink(cfg, opts);
     case 'file':
       return new FileSink(cfg, opts);
     default: {

@@ -11,6 +11,7 @@ export function newSinkStatus(name: string, type: string, endpoint: string): Sin
     deliveredEvents: 0,
     deliveredBatches: 0,
     deadLetteredBatches: 0,
+    deadLetteredEvents: 0,
     lastError: null,
     retryingUntil: null,
   };

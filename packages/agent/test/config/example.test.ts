@@ -79,11 +79,12 @@ describe(
     });
 
     test('loads with every commented-out example uncommented (the http sink, tags, exclude, pattern)', () => {
-      writeFileSync(join(dir, 'token'), 'secret-token\n', { mode: 0o640 });
+      for (const f of ['token', 'es.apikey', 'hec.token', 'otel.key'])
+        writeFileSync(join(dir, f), 'secret-token\n', { mode: 0o640 });
       for (const f of ['ca.pem', 'client.pem', 'client.key'])
         writeFileSync(join(dir, f), 'PEM\n', { mode: 0o640 });
       const uncommented = example
-        .replace(/^;(\[sink\.backend\]|[a-z_]+(\[\])? = .*)$/gm, '$1')
+        .replace(/^;(\[sink\.[a-z]+\]|[a-z_]+(\[\])? = .*)$/gm, '$1')
         .replace(/\/etc\/guard\//g, `${dir}/`);
       const file = install(uncommented, 'guard-full.conf');
       bothAgree(file);
@@ -92,6 +93,15 @@ describe(
       assert.ok(backend?.type === 'http');
       assert.equal(backend.tokenFile, `${dir}/token`);
       assert.equal(backend.caFile, `${dir}/ca.pem`);
+      const types = config.sinks.map((s) => `${s.name}:${s.type}`);
+      assert.deepEqual(types, [
+        'local:file',
+        'backend:http',
+        'elastic:elasticsearch',
+        'splunk:splunk_hec',
+        'otel:otlp',
+        'grafana:loki',
+      ]);
       assert.equal(config.agent.hostname, 'web-01');
       assert.equal(config.redact.patterns.length, 1);
       assert.equal(config.sources.find((s) => s.name === 'auth')?.exclude.length, 1);
@@ -108,6 +118,10 @@ describe('every key is documented', () => {
     ['helper', 'helper'],
     ['source', 'source'],
     ['http sink', 'httpSink'],
+    ['elasticsearch sink', 'elasticsearchSink'],
+    ['splunk_hec sink', 'splunkHecSink'],
+    ['otlp sink', 'otlpSink'],
+    ['loki sink', 'lokiSink'],
     ['file sink', 'fileSink'],
     ['redact', 'redact'],
   ];

@@ -169,6 +169,8 @@ replacement = ***
         type: 'http',
         url: 'https://siem.example/ingest',
         tokenFile: token,
+        auth: 'bearer',
+        authHeader: null,
         caFile: null,
         clientCertFile: null,
         clientKeyFile: null,
@@ -236,7 +238,8 @@ describe('schema errors name the file, the section, the key and what was expecte
     );
     oneProblem(
       `${MINIMAL}[sink.x]\npath = /x\n`,
-      (f) => `${f}: [sink.x] type: required: expected "http" or "file"`,
+      (f) =>
+        `${f}: [sink.x] type: required: expected "http", "elasticsearch", "splunk_hec", "otlp", "loki" or "file"`,
     );
     oneProblem(
       `${MINIMAL}[sink.x]\ntype = http\n`,
@@ -295,8 +298,7 @@ describe('unknown keys and sections', () => {
     );
     oneProblem(
       `${MINIMAL}[sink.h]\ntype = http\nurl = https://x\npath = /x\n`,
-      (f) =>
-        `${f}: [sink.h] path: unknown key for an http sink (known keys: type, url, token_file, ca_file, client_cert_file, client_key_file, compression, timeout_ms, retry_initial_ms, retry_max_ms, batch_max_events, batch_max_bytes, batch_max_wait_ms)`,
+      (f) => `${f}: [sink.h] path: unknown key for an http sink (did you mean "auth"?)`,
     );
   });
 

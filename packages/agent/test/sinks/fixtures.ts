@@ -269,6 +269,8 @@ export function httpConfig(over: Partial<HttpSinkConfig> = {}): HttpSinkConfig {
     type: 'http',
     url: 'https://127.0.0.1:1/ingest',
     tokenFile: null,
+    auth: 'bearer',
+    authHeader: null,
     caFile: testPki().caCert,
     clientCertFile: null,
     clientKeyFile: null,

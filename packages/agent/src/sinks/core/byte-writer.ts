@@ -1,0 +1,79 @@
+// A growable output buffer for the wire encoders: bytes copied in, no string per event. The core
+// keeps a ring of them for whole-batch bodies (http-core.ts): a fresh ~1 MiB buffer per batch cost
+// more than the encoding itself (0.47 → 1.33 µs an event, measured on the elasticsearch encoder).
+
+export class ByteWriter {
+  buf: Buffer;
+  pos = 0;
+
+  constructor(initial = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(initial);
+  }
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  ensure(room: number): void {
+    if (this.pos + room <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + room));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  bytes(src: Buffer, start = 0, end = src.length): void {
+    const n = end - start;
+    this.ensure(n);
+    if (n > 64) {
+      src.copy(this.buf, this.pos, start, end); // no subarray object per copy
+    } else {
+      const b = this.buf;
+      const o = this.pos;
+      for (let k = 0; k < n; k++) b[o + k] = src[start + k]!;
+    }
+    this.pos += n;
+  }
+
+  byte(b: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = b;
+  }
+
+  /** UTF-8 of s. */
+  text(s: string): void {
+    this.ensure(s.length * 3);
+    this.pos += this.buf.write(s, this.pos, 'utf8');
+  }
+
+  /** Base-128 varint of a whole number below 2^53 (protobuf). */
+  varint(n: number): void {
+    this.ensure(10);
+    const b = this.buf;
+    while (n > 0x7f) {
+      b[this.pos++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    b[this.pos++] = n;
+  }
+
+  /** Little-endian 64-bit from a bigint (protobuf fixed64). */
+  fixed64(n: bigint): void {
+    this.ensure(8);
+    this.buf.writeBigUInt64LE(n, this.pos);
+    this.pos += 8;
+  }
+
+  /** What was written, not copied: valid until the writer is reset. */
+  written(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+}
+
+export function varintSize(n: number): number {
+  let size = 1;
+  while (n > 0x7f) {
+    n = Math.floor(n / 0x80);
+    size++;
+  }
+  return size;
+}

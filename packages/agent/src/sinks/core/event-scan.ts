@@ -1,0 +1,131 @@
+// Reads the parts of an event line the OTLP and Loki encoders need, in place, without JSON.parse: the line
+// as the pipeline writes it (pipeline.ts eventJson / the EventEncoder),
+//
+//   {"id":"…","time":"…","offset":N,"message":"…"[,"fields":{flat}][,"flags":[…]],"source":…}
+//
+// where `flat` is an object of string and integer values (what the syslog and plain parsers
+// give). A line of any other shape (JSON-parser fields, escapes in a key) returns false, and the
+// encoder takes the JSON.parse path for it.
+
+import { eventHead, stringEnd } from './lines';
+
+const BACKSLASH = 0x5c;
+const QUOTE = 0x22;
+const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
+const OFFSET = ascii('","offset":');
+const MESSAGE = ascii(',"message":"');
+const FIELDS = ascii(',"fields":{');
+const FLAGS = ascii(',"flags":[');
+const SOURCE = ascii(',"source":');
+const SEVERITY = ascii('severity');
+const MAX_FIELDS = 32;
+
+function at(body: Buffer, p: number, s: Buffer): boolean {
+  if (p + s.length > body.length) return false;
+  for (let k = 0; k < s.length; k++) if (body[p + k] !== s[k]) return false;
+  return true;
+}
+
+/** Whether body[from, to) holds byte b (a loop: indexOf would search on to the end of the batch). */
+function hasByte(body: Buffer, from: number, to: number, b: number): boolean {
+  for (let i = from; i < to; i++) if (body[i] === b) return true;
+  return false;
+}
+
+/** One scan's result; reused from line to line. */
+export class EventScan {
+  idS = 0;
+  idE = 0;
+  timeS = 0;
+  timeE = 0;
+  msgS = 0;
+  msgE = 0;
+  msgEscaped = false;
+  /** Per field: key start, key end, value start, value end (a string's contents, or an integer's
+   *  digits), and 1 for a string (2 for a string with escapes), 0 for an integer. */
+  readonly f = new Int32Array(MAX_FIELDS * 5);
+  fieldCount = 0;
+  /** The field named "severity" (string), or -1. */
+  severity = -1;
+  flagsS = -1;
+  flagsE = -1;
+  /** `,"source":…}` — the part the same for every event of a file. */
+  tailS = 0;
+  tailE = 0;
+
+  /** Scans body[s, e); false when the line is not of the shape above. */
+  scan(body: Buffer, s: number, e: number): boolean {
+    const h = eventHead(body, s, e);
+    if (h.parsed || hasByte(body, h.idStart, h.idEnd, BACKSLASH)) return false;
+    this.idS = h.idStart;
+    this.idE = h.idEnd;
+    this.timeS = h.timeStart;
+    this.timeE = h.timeEnd;
+    let p = h.timeEnd;
+    if (!at(body, p, OFFSET)) return false;
+    p += OFFSET.length;
+    while (body[p]! >= 0x30 && body[p]! <= 0x39) p++;
+    if (!at(body, p, MESSAGE)) return false;
+    this.msgS = p + MESSAGE.length;
+    this.msgE = stringEnd(body, this.msgS, e);
+    if (this.msgE < 0) return false;
+    this.msgEscaped = hasByte(body, this.msgS, this.msgE, BACKSLASH);
+    p = this.msgE + 1;
+    this.fieldCount = 0;
+    this.severity = -1;
+    if (at(body, p, FIELDS)) {
+      p = this.fields(body, p + FIELDS.length, e);
+      if (p < 0) return false;
+    }
+    this.flagsS = -1;
+    if (at(body, p, FLAGS)) {
+      this.flagsS = p + FLAGS.length - 1;
+      let end = this.flagsS;
+      while (end < e && body[end] !== 0x5d) end++; // flags are plain words: no ']' inside
+      if (end >= e) return false;
+      this.flagsE = end + 1;
+      p = end + 1;
+    }
+    if (!at(body, p, SOURCE)) return false;
+    this.tailS = p;
+    this.tailE = e;
+    return true;
+  }
+
+  /** A flat object's fields from just after its '{'; the position after its '}', or -1. */
+  private fields(body: Buffer, p: number, e: number): number {
+    const f = this.f;
+    if (body[p] === 0x7d) return p + 1;
+    for (;;) {
+      if (this.fieldCount === MAX_FIELDS || body[p] !== QUOTE) return -1;
+      const ks = p + 1;
+      const ke = stringEnd(body, ks, e);
+      if (ke < 0 || hasByte(body, ks, ke, BACKSLASH) || body[ke + 1] !== 0x3a) return -1;
+      p = ke + 2;
+      const o = this.fieldCount * 5;
+      f[o] = ks;
+      f[o + 1] = ke;
+      if (body[p] === QUOTE) {
+        const ve = stringEnd(body, p + 1, e);
+        if (ve < 0) return -1;
+        f[o + 2] = p + 1;
+        f[o + 3] = ve;
+        f[o + 4] = hasByte(body, p + 1, ve, BACKSLASH) ? 2 : 1;
+        if (ke - ks === 8 && at(body, ks, SEVERITY)) this.severity = o;
+        p = ve + 1;
+      } else {
+        const vs = p;
+        while (body[p]! >= 0x30 && body[p]! <= 0x39) p++;
+        // only non-negative integers here; anything else (floats, objects, true) takes JSON.parse
+        if (p === vs || p - vs > 15) return -1;
+        f[o + 2] = vs;
+        f[o + 3] = p;
+        f[o + 4] = 0;
+      }
+      this.fieldCount++;
+      if (body[p] === 0x2c) p++;
+      else if (body[p] === 0x7d) return p + 1;
+      else return -1;
+    }
+  }
+}

@@ -1,0 +1,616 @@
+// OpenTelemetry OTLP/HTTP logs: POST <url> (a base URL gets /v1/logs), an
+// ExportLogsServiceRequest as binary protobuf (default) or OTLP JSON. One ResourceLogs per request
+// (service.name, host.name), one ScopeLogs ("guard"), one LogRecord per event:
+//   time_unix_nano   the event's time          body        the message (string)
+//   severity_number  from the syslog severity  attributes  log.record.uid = guard's event id,
+//   severity_text    the syslog severity name               log.file.path, guard.source, guard.parser,
+//                                                         guard.tags, guard.flags, and the parser's
+//                                                         fields under their own names
+//
+// What an answer means (opentelemetry-proto docs/specification.md, "OTLP/HTTP Response"):
+//   200                            → delivered; with partial_success.rejected_log_records > 0 the
+//                                    spec forbids a retry and does not say which records were
+//                                    rejected: the request's events are dead-lettered with the count
+//                                    and the message, and counted as delivered-with-rejections
+//   429, 502, 503, 504             → the request again, Retry-After honoured (the spec's list)
+//   500                            → also retried: guard's deviation from the spec (a collector's
+//                                    500 is mostly a failing exporter behind it; security events
+//                                    are worth a duplicate more than a dead letter)
+//   413                            → split in halves (never the same request again, as the spec says)
+//   400 and every other status     → not retried: dead-lettered
+
+import { hostname as osHostname } from 'node:os';
+import type { OtlpSinkConfig } from '../../config/types';
+import type { Batch } from '../../event';
+import { ByteWriter, varintSize } from '../core/byte-writer';
+import { HttpCoreSink, statusVerdict, type HttpSinkOptions } from '../core/http-core';
+import { IsoTimeReader, type BatchLines } from '../core/lines';
+import { EventScan } from '../core/event-scan';
+import type { Answer, RequestContext, Verdict, WireFormat } from '../core/wire-format';
+
+const retryable = (s: number): boolean =>
+  s === 429 || s === 502 || s === 503 || s === 504 || s === 500;
+
+/** Syslog severity → OTel SeverityNumber (guard's mapping; see docs/sinks/otlp.md). */
+export const SEVERITY_NUMBER: Record<string, number> = {
+  emerg: 24, // FATAL4
+  alert: 23, // FATAL3
+  crit: 21, // FATAL
+  err: 17, // ERROR
+  warning: 13, // WARN
+  notice: 10, // INFO2
+  info: 9, // INFO
+  debug: 5, // DEBUG
+};
+
+const SEVERITY_NAMES = Object.entries(SEVERITY_NUMBER).map(
+  ([name, num]) => [Buffer.from(name, 'latin1'), num] as const,
+);
+
+/** SEVERITY_NUMBER of the severity name body[vs, ve), 0 for none, without making a string. */
+function severityAt(body: Buffer, vs: number, ve: number): number {
+  for (const [name, num] of SEVERITY_NAMES) {
+    if (name.length !== ve - vs || name[0] !== body[vs]) continue;
+    let k = 1;
+    while (k < name.length && name[k] === body[vs + k]) k++;
+    if (k === name.length) return num;
+  }
+  return 0;
+}
+
+interface Event {
+  id?: unknown;
+  time?: unknown;
+  message?: unknown;
+  source?: unknown;
+  path?: unknown;
+  parser?: unknown;
+  fields?: Record<string, unknown>;
+  flags?: unknown;
+  tags?: unknown;
+}
+
+type Attr = [string, unknown];
+
+/** The attributes of one event, in a fixed order. */
+function attributes(ev: Event): Attr[] {
+  const out: Attr[] = [];
+  if (typeof ev.id === 'string') out.push(['log.record.uid', ev.id]);
+  if (typeof ev.path === 'string') out.push(['log.file.path', ev.path]);
+  if (typeof ev.source === 'string') out.push(['guard.source', ev.source]);
+  if (typeof ev.parser === 'string') out.push(['guard.parser', ev.parser]);
+  if (Array.isArray(ev.tags)) out.push(['guard.tags', ev.tags]);
+  if (Array.isArray(ev.flags)) out.push(['guard.flags', ev.flags]);
+  if (ev.fields && typeof ev.fields === 'object')
+    for (const k of Object.keys(ev.fields)) out.push([k, ev.fields[k]]);
+  return out;
+}
+
+/** Nanoseconds since the epoch of a millisecond time, as two 32-bit halves (exact in doubles). */
+function nanos(ms: number): [number, number] {
+  const h = Math.floor(ms / 1048576); // ms = h·2^20 + l
+  const l = ms - h * 1048576;
+  const b = h * 1e6; // ns = b·2^20 + l·1e6
+  const lowPart = (b % 4096) * 1048576 + l * 1e6;
+  const lo = lowPart % 4294967296;
+  const hi = Math.floor(b / 4096) + Math.floor(lowPart / 4294967296);
+  return [lo, hi];
+}
+
+function timeMs(ev: Event): number | null {
+  if (typeof ev.time !== 'string') return null;
+  const ms = Date.parse(ev.time);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+// ---- protobuf (opentelemetry-proto v1: logs.proto, common.proto, resource.proto) -----------------
+
+/** Writes protobuf messages; a nested message is written to a scratch writer, then framed. */
+class Proto {
+  private readonly scratch: ByteWriter[] = [];
+
+  tag(w: ByteWriter, field: number, wire: number): void {
+    w.varint((field << 3) | wire);
+  }
+
+  str(w: ByteWriter, field: number, s: string): void {
+    this.tag(w, field, 2);
+    const n = Buffer.byteLength(s);
+    w.varint(n);
+    w.ensure(n);
+    w.pos += w.buf.write(s, w.pos, 'utf8');
+  }
+
+  /** A nested message `field` whose content `fill` writes. */
+  msg(w: ByteWriter, field: number, fill: (inner: ByteWriter) => void): void {
+    const inner = this.scratch.pop() ?? new ByteWriter(1024);
+    inner.reset();
+    fill(inner);
+    this.tag(w, field, 2);
+    w.varint(inner.pos);
+    w.bytes(inner.buf, 0, inner.pos);
+    this.scratch.push(inner);
+  }
+
+  /** AnyValue of a JSON value. */
+  any(w: ByteWriter, v: unknown): void {
+    if (typeof v === 'string') this.str(w, 1, v);
+    else if (typeof v === 'boolean') {
+      this.tag(w, 2, 0);
+      w.varint(v ? 1 : 0);
+    } else if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) {
+      this.tag(w, 3, 0);
+      w.varint(v);
+    } else if (typeof v === 'number' && Number.isFinite(v)) {
+      this.tag(w, 4, 1);
+      w.ensure(8);
+      w.buf.writeDoubleLE(v, w.pos);
+      w.pos += 8;
+    } else if (Array.isArray(v)) {
+      this.msg(w, 5, (arr) => {
+        for (const x of v) this.msg(arr, 1, (inner) => this.any(inner, x));
+      });
+    } else if (v !== null && v !== undefined) this.str(w, 1, JSON.stringify(v));
+  }
+
+  keyValue(w: ByteWriter, field: number, key: string, v: unknown): void {
+    this.msg(w, field, (kv) => {
+      this.str(kv, 1, key);
+      this.msg(kv, 2, (inner) => this.any(inner, v));
+    });
+  }
+}
+
+export class OtlpFormat implements WireFormat {
+  readonly type = 'otlp';
+  readonly contentType: string;
+  readonly readsAnswer = 64 * 1024;
+  readonly readsLines = true;
+  private readonly proto = new Proto();
+  private endpoint = '';
+  private readonly resource: Attr[];
+  private readonly records = new ByteWriter();
+
+  constructor(
+    private readonly cfg: OtlpSinkConfig,
+    hostname: string,
+  ) {
+    this.contentType = cfg.encoding === 'json' ? 'application/json' : 'application/x-protobuf';
+    this.resource = [
+      ['service.name', cfg.serviceName],
+      ['host.name', hostname],
+    ];
+  }
+
+  path(url: URL): string {
+    const p = url.pathname === '/' || url.pathname === '' ? '/v1/logs' : url.pathname;
+    this.endpoint = `${url.origin}${p}`;
+    return `${p}${url.search}`;
+  }
+
+  private parse(lines: BatchLines, i: number): Event {
+    const text = lines.body.toString('utf8', lines.starts[i]!, lines.ends[i]!);
+    try {
+      return JSON.parse(text) as Event;
+    } catch {
+      return { message: text };
+    }
+  }
+
+  encode(
+    _batch: Batch,
+    lines: () => BatchLines,
+    items: readonly number[] | null,
+    out: ByteWriter,
+  ): Buffer {
+    return this.cfg.encoding === 'json'
+      ? this.json(lines(), items, out)
+      : this.protobuf(lines(), items, out);
+  }
+
+  private readonly times = new IsoTimeReader();
+
+  private timeOf(body: Buffer, ts: number, te: number): number | null {
+    return this.times.ms(body, ts, te);
+  }
+
+  // ---- the attributes the same for every event of a file: encoded once per file ------------------
+
+  private tailKey = Buffer.alloc(0);
+  private tailPb = Buffer.alloc(0);
+  private tailJson = Buffer.alloc(0);
+
+  /** The encoded attributes of `,"source":…}` (source, path, parser, tags). */
+  private tail(body: Buffer, s: number, e: number): void {
+    const key = this.tailKey;
+    if (key.length === e - s) {
+      let k = 0;
+      while (k < key.length && body[s + k] === key[k]) k++;
+      if (k === key.length) return;
+    }
+    this.tailKey = Buffer.from(body.subarray(s, e));
+    const ev = JSON.parse(`{${body.toString('utf8', s + 1, e)}`) as Event;
+    const attrs = attributes(ev).filter(([k]) => k !== 'guard.flags');
+    const w = new ByteWriter(512);
+    for (const [k, v] of attrs) this.proto.keyValue(w, 6, k, v);
+    this.tailPb = Buffer.from(w.written());
+    this.tailJson = Buffer.from(
+      attrs.map(([key, v]) => `,${JSON.stringify({ key, value: anyJson(v) })}`).join(''),
+    );
+  }
+
+  // ---- protobuf ---------------------------------------------------------------------------------
+
+  private protobuf(lines: BatchLines, items: readonly number[] | null, out: ByteWriter): Buffer {
+    const P = this.proto;
+    // LogRecords first (the bulk of the bytes), then the envelopes around them with their sizes.
+    const recs = this.records;
+    recs.reset();
+    const { body, starts, ends } = lines;
+    const scan = this.scan;
+    const r = this.record;
+    const n = items === null ? lines.count : items.length;
+    for (let k = 0; k < n; k++) {
+      const i = items === null ? k : items[k]!;
+      if (scan.scan(body, starts[i]!, ends[i]!)) {
+        r.reset();
+        this.pbRecord(r, body, scan);
+        recs.byte(0x12); // ScopeLogs.log_records
+        recs.varint(r.pos);
+        recs.bytes(r.buf, 0, r.pos);
+      } else this.pbEvent(recs, this.parse(lines, i));
+    }
+    const scope = new ByteWriter(64);
+    P.msg(scope, 1, (sc) => {
+      P.str(sc, 1, 'guard');
+    });
+    const resource = new ByteWriter(256);
+    P.msg(resource, 1, (res) => {
+      for (const [key, v] of this.resource) P.keyValue(res, 1, key, v);
+    });
+    const scopeLogsLen = scope.pos + recs.pos;
+    const resourceLogsLen = resource.pos + 1 + varintSize(scopeLogsLen) + scopeLogsLen;
+    P.tag(out, 1, 2); // ExportLogsServiceRequest.resource_logs
+    out.varint(resourceLogsLen);
+    out.bytes(resource.buf, 0, resource.pos); // ResourceLogs.resource
+    P.tag(out, 2, 2); // ResourceLogs.scope_logs
+    out.varint(scopeLogsLen);
+    out.bytes(scope.buf, 0, scope.pos); // ScopeLogs.scope
+    out.bytes(recs.buf, 0, recs.pos); // ScopeLogs.log_records
+    return out.written();
+  }
+
+  private readonly scan = new EventScan();
+  private readonly record = new ByteWriter(4096);
+
+  /** One LogRecord's fields from a scanned line, bytes copied where the JSON already has them. */
+  private pbRecord(r: ByteWriter, body: Buffer, sc: EventScan): void {
+    // Every write below fits in this (a record is smaller than twice its line plus the tail's
+    // attributes), so the writes after it do not grow the buffer one by one.
+    r.ensure(2 * (sc.tailE - sc.idS) + this.tailPb.length + 256);
+    const ms = this.timeOf(body, sc.timeS, sc.timeE);
+    if (ms !== null) {
+      const [lo, hi] = nanos(ms);
+      r.byte(0x09); // time_unix_nano, fixed64
+      r.ensure(8);
+      r.buf.writeUInt32LE(lo, r.pos);
+      r.buf.writeUInt32LE(hi, r.pos + 4);
+      r.pos += 8;
+    }
+    const f = sc.f;
+    if (sc.severity >= 0 && f[sc.severity + 4] === 1) {
+      const vs = f[sc.severity + 2]!;
+      const ve = f[sc.severity + 3]!;
+      const num = severityAt(body, vs, ve);
+      if (num !== 0) {
+        r.byte(0x10); // severity_number
+        r.varint(num);
+      }
+      r.byte(0x1a); // severity_text
+      r.varint(ve - vs);
+      r.bytes(body, vs, ve);
+    }
+    // body: AnyValue { string_value }
+    if (sc.msgEscaped) {
+      const text = JSON.parse(body.toString('utf8', sc.msgS - 1, sc.msgE + 1)) as string;
+      this.proto.msg(r, 5, (b) => this.proto.str(b, 1, text));
+    } else {
+      const len = sc.msgE - sc.msgS;
+      r.byte(0x2a);
+      r.varint(1 + varintSize(len) + len);
+      r.byte(0x0a);
+      r.varint(len);
+      r.bytes(body, sc.msgS, sc.msgE);
+    }
+    this.pbStringAttr(r, UID_KEY, 0, UID_KEY.length, body, sc.idS, sc.idE);
+    this.tail(body, sc.tailS, sc.tailE);
+    r.bytes(this.tailPb);
+    if (sc.flagsS >= 0) {
+      const flags = JSON.parse(body.toString('latin1', sc.flagsS, sc.flagsE)) as unknown;
+      this.proto.keyValue(r, 6, 'guard.flags', flags);
+    }
+    for (let k = 0; k < sc.fieldCount; k++) {
+      const o = k * 5;
+      const kind = f[o + 4]!;
+      const ks = f[o]!;
+      const ke = f[o + 1]!;
+      if (kind === 1) {
+        this.pbStringAttr(r, body, ks, ke, body, f[o + 2]!, f[o + 3]!);
+      } else {
+        const key = body.toString('utf8', ks, ke);
+        const raw = body.toString('latin1', f[o + 2]!, f[o + 3]!);
+        this.proto.keyValue(
+          r,
+          6,
+          key,
+          kind === 2 ? (JSON.parse(`"${raw}"`) as string) : Number(raw),
+        );
+      }
+    }
+  }
+
+  /** attributes += KeyValue { key, AnyValue { string_value = body[vs, ve) } } */
+  private pbStringAttr(
+    r: ByteWriter,
+    key: Buffer,
+    ks: number,
+    ke: number,
+    body: Buffer,
+    vs: number,
+    ve: number,
+  ): void {
+    const kLen = ke - ks;
+    const vLen = ve - vs;
+    const anyLen = 1 + varintSize(vLen) + vLen;
+    r.byte(0x32);
+    r.varint(1 + varintSize(kLen) + kLen + 1 + varintSize(anyLen) + anyLen);
+    r.byte(0x0a);
+    r.varint(kLen);
+    r.bytes(key, ks, ke);
+    r.byte(0x12);
+    r.varint(anyLen);
+    r.byte(0x0a);
+    r.varint(vLen);
+    r.bytes(body, vs, ve);
+  }
+
+  /** attributes += KeyValue { key, AnyValue { int_value = the digits body[vs, ve) } } */
+  private pbIntAttr(
+    r: ByteWriter,
+    body: Buffer,
+    ks: number,
+    ke: number,
+    vs: number,
+    ve: number,
+  ): void {
+    let v = 0;
+    for (let p = vs; p < ve; p++) v = v * 10 + body[p]! - 48;
+    const kLen = ke - ks;
+    const anyLen = 1 + varintSize(v);
+    r.byte(0x32);
+    r.varint(1 + varintSize(kLen) + kLen + 1 + varintSize(anyLen) + anyLen);
+    r.byte(0x0a);
+    r.varint(kLen);
+    r.bytes(body, ks, ke);
+    r.byte(0x12);
+    r.varint(anyLen);
+    r.byte(0x18);
+    r.varint(v);
+  }
+
+  /** One LogRecord from a parsed event (lines of another shape). */
+  private pbEvent(recs: ByteWriter, ev: Event): void {
+    const P = this.proto;
+    P.msg(recs, 2, (r) => {
+      const ms = timeMs(ev);
+      if (ms !== null) {
+        const [lo, hi] = nanos(ms);
+        P.tag(r, 1, 1);
+        r.ensure(8);
+        r.buf.writeUInt32LE(lo, r.pos);
+        r.buf.writeUInt32LE(hi, r.pos + 4);
+        r.pos += 8;
+      }
+      const sev = ev.fields?.severity;
+      if (typeof sev === 'string') {
+        const num = SEVERITY_NUMBER[sev];
+        if (num !== undefined) {
+          P.tag(r, 2, 0);
+          r.varint(num);
+        }
+        P.str(r, 3, sev);
+      }
+      if (typeof ev.message === 'string') P.msg(r, 5, (b) => P.str(b, 1, ev.message as string));
+      for (const [k, v] of attributes(ev)) P.keyValue(r, 6, k, v);
+    });
+  }
+
+  // ---- OTLP JSON --------------------------------------------------------------------------------
+
+  private json(lines: BatchLines, items: readonly number[] | null, w: ByteWriter): Buffer {
+    const kv = ([key, v]: Attr): object => ({ key, value: anyJson(v) });
+    w.text(
+      `{"resourceLogs":[{"resource":{"attributes":${JSON.stringify(this.resource.map(kv))}},"scopeLogs":[{"scope":{"name":"guard"},"logRecords":[`,
+    );
+    const { body, starts, ends } = lines;
+    const sc = this.scan;
+    const n = items === null ? lines.count : items.length;
+    for (let k = 0; k < n; k++) {
+      const i = items === null ? k : items[k]!;
+      if (k > 0) w.byte(0x2c);
+      if (sc.scan(body, starts[i]!, ends[i]!)) this.jsonRecord(w, body, sc);
+      else w.text(JSON.stringify(jsonEvent(this.parse(lines, i))));
+    }
+    w.text(']}]}]}');
+    return w.written();
+  }
+
+  /** One OTLP JSON LogRecord from a scanned line: its JSON strings copied as they are. */
+  private jsonRecord(w: ByteWriter, body: Buffer, sc: EventScan): void {
+    const ms = this.timeOf(body, sc.timeS, sc.timeE);
+    w.byte(0x7b);
+    if (ms !== null) {
+      w.bytes(J_TIME);
+      w.text(String(ms));
+      w.bytes(J_TIME_END);
+    }
+    const f = sc.f;
+    if (sc.severity >= 0 && f[sc.severity + 4] === 1) {
+      const vs = f[sc.severity + 2]!;
+      const ve = f[sc.severity + 3]!;
+      w.bytes(J_SEV_NUM);
+      w.text(String(severityAt(body, vs, ve)));
+      w.bytes(J_SEV_TEXT);
+      w.bytes(body, vs, ve);
+      w.byte(0x22);
+      w.byte(0x2c);
+    }
+    w.bytes(J_BODY);
+    w.bytes(body, sc.msgS, sc.msgE);
+    w.bytes(J_UID);
+    w.bytes(body, sc.idS, sc.idE);
+    w.bytes(J_VALUE_END);
+    this.tail(body, sc.tailS, sc.tailE);
+    w.bytes(this.tailJson);
+    if (sc.flagsS >= 0) {
+      const flags = JSON.parse(body.toString('latin1', sc.flagsS, sc.flagsE)) as unknown;
+      w.text(`,${JSON.stringify({ key: 'guard.flags', value: anyJson(flags) })}`);
+    }
+    for (let k = 0; k < sc.fieldCount; k++) {
+      const o = k * 5;
+      w.bytes(J_KEY);
+      w.bytes(body, f[o]!, f[o + 1]!);
+      if (f[o + 4] === 0) {
+        w.bytes(J_INT);
+        w.bytes(body, f[o + 2]!, f[o + 3]!);
+      } else {
+        w.bytes(J_STR);
+        w.bytes(body, f[o + 2]!, f[o + 3]!);
+      }
+      w.bytes(J_VALUE_END);
+    }
+    w.byte(0x5d);
+    w.byte(0x7d);
+  }
+
+  classify(a: Answer, ctx: RequestContext): Verdict {
+    if (a.status !== 200) return statusVerdict(a, this.endpoint, retryable);
+    const partial = partialSuccess(a);
+    if (partial === null || partial.rejected === 0) return { kind: 'delivered' };
+    // The spec forbids a retry and does not say which records were rejected.
+    const reason = `the receiver rejected ${partial.rejected} of the ${ctx.count} log records of this request without saying which (OTLP partial_success): ${partial.message}`;
+    return {
+      kind: 'partial',
+      retry: [],
+      refused: Array.from({ length: ctx.count }, (_, pos) => ({ pos, status: 200, reason })),
+      retryCode: null,
+    };
+  }
+}
+
+/** An event as an OTLP JSON LogRecord object (lines the scan does not take). */
+function jsonEvent(ev: Event): object {
+  const ms = timeMs(ev);
+  const sev = ev.fields?.severity;
+  return {
+    ...(ms !== null ? { timeUnixNano: `${ms}000000` } : {}),
+    ...(typeof sev === 'string'
+      ? { severityNumber: SEVERITY_NUMBER[sev] ?? 0, severityText: sev }
+      : {}),
+    ...(typeof ev.message === 'string' ? { body: { stringValue: ev.message } } : {}),
+    attributes: attributes(ev).map(([key, v]) => ({ key, value: anyJson(v) })),
+  };
+}
+
+const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+const UID_KEY = b('log.record.uid');
+const J_TIME = b('"timeUnixNano":"');
+const J_TIME_END = b('000000",');
+const J_SEV_NUM = b('"severityNumber":');
+const J_SEV_TEXT = b(',"severityText":"');
+const J_BODY = b('"body":{"stringValue":"');
+const J_UID = b('"},"attributes":[{"key":"log.record.uid","value":{"stringValue":"');
+const J_VALUE_END = b('"}}');
+const J_KEY = b(',{"key":"');
+const J_STR = b('","value":{"stringValue":"');
+const J_INT = b('","value":{"intValue":"');
+
+function anyJson(v: unknown): object {
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return { intValue: String(v) };
+  if (typeof v === 'number' && Number.isFinite(v)) return { doubleValue: v };
+  if (Array.isArray(v)) return { arrayValue: { values: v.map(anyJson) } };
+  return { stringValue: JSON.stringify(v) };
+}
+
+/** ExportLogsServiceResponse.partial_success, from protobuf or JSON; null when absent. */
+export function partialSuccess(a: Answer): { rejected: number; message: string } | null {
+  const type = String(a.headers['content-type'] ?? '');
+  if (a.body.length === 0) return null;
+  if (type.includes('json')) {
+    try {
+      const r = JSON.parse(a.body.toString('utf8')) as {
+        partialSuccess?: { rejectedLogRecords?: unknown; errorMessage?: unknown };
+      };
+      const p = r.partialSuccess;
+      if (!p) return null;
+      return {
+        rejected: Number(p.rejectedLogRecords ?? 0) || 0,
+        message: String(p.errorMessage ?? ''),
+      };
+    } catch {
+      return null;
+    }
+  }
+  // protobuf: field 1 (partial_success) { 1: int64 rejected_log_records, 2: string error_message }
+  const b = a.body;
+  const read = (pos: number): [number, number] => {
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      const x = b[pos++];
+      if (x === undefined) return [v, -1];
+      v += (x & 0x7f) * mul;
+      mul *= 128;
+      if (x < 0x80) return [v, pos];
+    }
+  };
+  let pos = 0;
+  while (pos >= 0 && pos < b.length) {
+    const [key, p1] = read(pos);
+    if (p1 < 0) return null;
+    const wire = key & 7;
+    if (wire !== 2) return null;
+    const [len, p2] = read(p1);
+    if (p2 < 0) return null;
+    if (key >>> 3 === 1) {
+      let rejected = 0;
+      let message = '';
+      let q = p2;
+      const end = p2 + len;
+      while (q < end && q >= 0) {
+        const [k, q1] = read(q);
+        if (q1 < 0) break;
+        if ((k & 7) === 0) {
+          const [v, q2] = read(q1);
+          if (k >>> 3 === 1) rejected = v;
+          q = q2;
+        } else if ((k & 7) === 2) {
+          const [l, q2] = read(q1);
+          if (k >>> 3 === 2) message = b.toString('utf8', q2, q2 + l);
+          q = q2 + l;
+        } else break;
+      }
+      return { rejected, message };
+    }
+    pos = p2 + len;
+  }
+  return null;
+}
+
+export class OtlpSink extends HttpCoreSink {
+  constructor(cfg: OtlpSinkConfig, opts: HttpSinkOptions) {
+    super(cfg, new OtlpFormat(cfg, opts.hostname ?? osHostname()), opts);
+  }
+}
