@@ -20,7 +20,10 @@ export function summary(config: AgentConfig): string {
     .map((s) => (s.type === 'audit' ? `${s.name} [audit]` : s.name))
     .join(', ');
   const sinks = config.sinks
-    .map((k) => `${k.name}: ${k.type === 'file' ? `file ${k.path}` : `${k.type} ${k.url}`}`)
+    .map(
+      (k) =>
+        `${k.name}: ${k.type === 'file' ? `file ${k.path}` : k.type === 'kafka' ? `kafka ${k.brokers.join(',')}` : `${k.type} ${k.url}`}`,
+    )
     .join(', ');
   return `${config.file}: ok: ${plural(config.sources.length, 'source')}${sources ? ` (${sources})` : ''}, ${plural(config.sinks.length, 'sink')} (${sinks})`;
 }
