@@ -106,3 +106,25 @@ export async function consumeIds(
   await consumer.disconnect();
   return { counts, messages, keys };
 }
+
+/** A consumer reading `topics` from the beginning for as long as it runs, counting by `idOf`. */
+export async function collect(
+  brokers: string[],
+  topics: string[],
+  idOf: (value: string) => string,
+): Promise<{ counts: Map<string, number>; messages: () => number; stop: () => Promise<void> }> {
+  const kafka = new Kafka({ brokers, logLevel: logLevel.NOTHING, clientId: 'guard-test' });
+  const consumer = kafka.consumer({ groupId: `guard-test-${process.pid}-${Math.random()}` });
+  const counts = new Map<string, number>();
+  let messages = 0;
+  await consumer.connect();
+  for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      messages++;
+      const id = idOf(message.value!.toString('utf8'));
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+    },
+  });
+  return { counts, messages: () => messages, stop: () => consumer.disconnect() };
+}
