@@ -49,6 +49,13 @@ const REFUSED = new Set([
   'UNSUPPORTED_FOR_MESSAGE_FORMAT',
   'INVALID_REQUIRED_ACKS',
 ]);
+/** Where Debian/Ubuntu, RHEL/Fedora, SUSE and Alpine keep the system's CA bundle. */
+const SYSTEM_CA_BUNDLES = [
+  '/etc/ssl/certs/ca-certificates.crt',
+  '/etc/pki/tls/certs/ca-bundle.crt',
+  '/etc/ssl/ca-bundle.pem',
+  '/etc/ssl/cert.pem',
+];
 /** A broker that answered within this long counts as connected in the status. */
 const CONNECTED_WINDOW_MS = 60_000;
 /** Per-message bytes beyond key and value in a record (attributes, varints, headers count). */
@@ -161,8 +168,18 @@ export class KafkaSink implements Sink {
       },
     };
     if (cfg.tls) {
+      // Without ca_file, the host's CA bundle (as the HTTP sinks do), not Node's built-in list.
+      let ca = cfg.caFile !== null ? read(cfg.caFile, 'ca_file') : undefined;
+      for (const bundle of cfg.caFile === null ? SYSTEM_CA_BUNDLES : []) {
+        try {
+          ca = readFileSync(bundle);
+          break;
+        } catch {
+          // not this distribution's path; try the next
+        }
+      }
       config.ssl = {
-        ...(cfg.caFile !== null ? { ca: [read(cfg.caFile, 'ca_file')] } : {}),
+        ...(ca !== undefined ? { ca: [ca] } : {}),
         ...(cfg.clientCertFile !== null && cfg.clientKeyFile !== null
           ? {
               cert: read(cfg.clientCertFile, 'client_cert_file'),
