@@ -60,6 +60,7 @@ const SYSTEM_CA_BUNDLES = [
 const CONNECTED_WINDOW_MS = 60_000;
 /** Per-message bytes beyond key and value in a record (attributes, varints, headers count). */
 const RECORD_OVERHEAD = 64;
+const SOURCE_KEY = Buffer.from(',"source":', 'latin1');
 
 export interface KafkaSinkOptions {
   stateDir: string;
@@ -209,12 +210,36 @@ export class KafkaSink implements Sink {
     const body = lines.body;
     const s = lines.starts[i]!;
     const e = lines.ends[i]!;
-    let tail: string;
-    if (this.scan.scan(body, s, e)) {
-      tail = body.toString('utf8', this.scan.tailS, this.scan.tailE);
+    // The line ends with the per-file tail `,"source":…}` (the same bytes for every event of a
+    // file). `,"source":` cannot occur inside a JSON string (its quote would be escaped), so the
+    // last occurrence is the tail's unless a later object (tags) has such a key: then the tail does
+    // not parse as an object and the line is scanned properly.
+    let ts = body.lastIndexOf(SOURCE_KEY, e - SOURCE_KEY.length);
+    if (ts < s) ts = -1;
+    const last = this.lastRoute;
+    if (
+      ts >= 0 &&
+      last !== null &&
+      e - ts === last.tail.length &&
+      body.compare(last.tail, 0, last.tail.length, ts, e) === 0
+    )
+      return last.route;
+    let r = ts >= 0 ? this.routeOf(body.toString('utf8', ts, e)) : null;
+    if (r === null) {
+      const tail = this.scan.scan(body, s, e)
+        ? body.toString('utf8', this.scan.tailS, this.scan.tailE)
+        : body.toString('utf8', s, e);
+      r = this.routeOf(tail) ?? this.routeOf(tail, true)!;
     } else {
-      tail = body.toString('utf8', s, e);
+      this.lastRoute = { tail: Buffer.from(body.subarray(ts, e)), route: r };
     }
+    return r;
+  }
+
+  private lastRoute: { tail: Buffer; route: { topic: string; key: Buffer } } | null = null;
+
+  /** The route of a tail (or a whole line); null if it does not parse (unless `anyway`). */
+  private routeOf(tail: string, anyway = false): { topic: string; key: Buffer } | null {
     let r = this.routes.get(tail);
     if (r === undefined) {
       let host = '';
@@ -227,6 +252,7 @@ export class KafkaSink implements Sink {
         if (typeof ev.host === 'string') host = ev.host;
         if (typeof ev.source === 'string') source = ev.source;
       } catch {
+        if (!anyway) return null;
         // not JSON: routed with empty host and source
       }
       const fill = (p: string, safe: (x: string) => string): string =>
