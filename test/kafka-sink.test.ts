@@ -3,7 +3,10 @@
 // retriable produce errors, every broker down for 20 s, non-retriable errors, an event over the
 // size limit. Every run reads the topics back with a consumer and counts events by id.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { createServer as tlsServer, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,6 +14,7 @@ import pino from 'pino';
 import type { KafkaSinkConfig } from '../packages/agent/src/config/types';
 import type { Batch } from '../packages/agent/src/event';
 import { KafkaSink } from '../packages/agent/src/sinks/kafka/kafka-sink';
+import { makeTestCa } from './lib/https-receiver';
 import { consumeIds, MockKafka } from './lib/kafka-mock';
 
 const root = mkdtempSync(join(tmpdir(), 'guard-kafka-'));
@@ -239,5 +243,114 @@ describe('kafka sink against the librdkafka mock cluster', () => {
     assert.deepEqual(t, { missing: 0, duplicates: 0, foreign: 0 });
     assert.equal(counts.get('big:7'), undefined);
     for (let i = 200; i < 250; i++) assert.equal(counts.get(`big:${i}`), undefined);
+  });
+});
+
+describe('kafka sink TLS (the mock cluster is plaintext: a TLS front for the bootstrap broker)', () => {
+  // What this shows: the sink speaks TLS, trusts ca_file, presents the client certificate, and a
+  // server outside ca_file is refused with a visible error. What it cannot show: producing over
+  // TLS (the cluster's metadata names its plaintext listener, which the client then uses).
+  test('client certificate presented and verified, server checked against ca_file; a wrong CA is refused', async () => {
+    const mock = await MockKafka.start(1);
+    const dir = mkdtempSync(join(root, 'tls-'));
+    const ca = makeTestCa(dir);
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+    const f = (n: string) => join(dir, n);
+    ssl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-subj',
+      '/CN=guard-client',
+      '-keyout',
+      f('client.key'),
+      '-out',
+      f('client.csr'),
+    );
+    writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      f('client.csr'),
+      '-CA',
+      ca.caCert,
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      f('client.ext'),
+      '-out',
+      f('client.pem'),
+    );
+    const other = makeTestCa(mkdtempSync(join(root, 'tls-other-')));
+    const clients: string[] = [];
+    const [host, port] = mock.bootstrap.split(':') as [string, string];
+    const server = tlsServer(
+      {
+        cert: readFileSync(ca.serverCert),
+        key: readFileSync(ca.serverKey),
+        ca: readFileSync(ca.caCert),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (sock: TLSSocket) => {
+        clients.push(String(sock.getPeerCertificate().subject?.CN));
+        const up = netConnect(Number(port), host);
+        sock.pipe(up).pipe(sock);
+        up.on('error', () => sock.destroy());
+        sock.on('error', () => up.destroy());
+      },
+    );
+    const handshakeErrors: string[] = [];
+    server.on('tlsClientError', (e) => handshakeErrors.push(e.message));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const tlsPort = (server.address() as { port: number }).port;
+    try {
+      const run = async (caFile: string) => {
+        const state = mkdtempSync(join(root, 'state-'));
+        const sink = new KafkaSink(
+          config([`127.0.0.1:${tlsPort}`], {
+            topic: 'guard-tls',
+            tls: true,
+            caFile,
+            clientCertFile: f('client.pem'),
+            clientKeyFile: f('client.key'),
+            timeoutMs: 2000,
+          }),
+          { stateDir: state, logger },
+        );
+        const ac = new AbortController();
+        const sent = sink.send(batch(events('tls', 0, 10)), ac.signal).catch((e: Error) => e);
+        await new Promise((r) => setTimeout(r, 3000));
+        ac.abort();
+        const r = await sent;
+        assert.ok(r instanceof Error && r.name === 'AbortError', String(r));
+        const st = sink.status();
+        await sink.close();
+        return st;
+      };
+      const good = await run(ca.caCert);
+      assert.ok(clients.includes('guard-client'), `client certificate seen: ${clients.join(',')}`);
+      assert.deepEqual(handshakeErrors, []);
+      const n = clients.length;
+      const bad = await run(other.caCert);
+      assert.equal(clients.length, n, 'no TLS session with a server outside ca_file');
+      assert.match(String(bad.lastError), /certificate/i);
+      assert.ok(bad.retries > 0);
+      assert.notEqual(
+        good.lastError,
+        null,
+        'produce then fails: the metadata names the plaintext listener',
+      );
+    } finally {
+      server.close();
+      await mock.stop();
+    }
   });
 });
