@@ -5,7 +5,7 @@
 // --profile runs the agent under `node --cpu-prof` and prints where its CPU time goes.
 // The world is the system tests': a throwaway system user for the agent, a /run sandbox holding
 // the built programs, the real guard-helper as root, an openssl-made CA for the HTTPS receiver.
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
   closeSync,
   copyFileSync,
@@ -19,7 +19,8 @@ import {
 import { join } from 'node:path';
 import { Helper } from '../test/lib/helper';
 import { makeTestCa, type TestCa } from '../test/lib/https-receiver';
-import { killAll, killPid, sleep, start } from '../test/lib/proc';
+import { PrivateJournald } from '../test/lib/journald';
+import { cleanEnv, killAll, killPid, sleep, start, track } from '../test/lib/proc';
 import { Sandbox, repoRoot } from '../test/lib/sandbox';
 import { TestUsers, type TestUser } from '../test/lib/users';
 import { collect, MockKafka } from '../test/lib/kafka-mock';
@@ -47,9 +48,12 @@ const AGENT_NODE_ARGS = (
 const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env') + 1]! : '')
   .split(' ')
   .filter(Boolean);
-/** Which runs (1-5) to do: --runs 1,2. */
+/** Which runs to do: --runs 1,2 (1-6 syslog and baselines, 7-12 SIEM wire formats, 13-14 syslog sink, 15-16 journal). */
 const RUNS = new Set(
-  (argv.includes('--runs') ? argv[argv.indexOf('--runs') + 1]! : '1,2,3,4,5,6,7,8,9,10,11,12,13')
+  (argv.includes('--runs')
+    ? argv[argv.indexOf('--runs') + 1]!
+    : '1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17'
+  )
     .split(',')
     .map(Number),
 );
@@ -59,6 +63,9 @@ const benchDir = join(repoRoot, 'bench');
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 const TARGETS = { linesPerS: 300_000, rssMiB: 100, latencyP99Ms: 1000 };
+/** Journal entries written for runs 15 and 16 (#14: at least 200,000, read from the start). */
+const JOURNAL_ENTRIES = opt('--journal-entries', 200_000);
+const JOURNAL_TARGET = 300_000; // entries/s end to end
 
 // ---- measuring a process from /proc ------------------------------------------------------------
 
@@ -194,8 +201,11 @@ async function startReceiver(
   expect: number,
   opts: { tls?: TestCa; latency?: boolean; format?: string },
 ): Promise<{ w: Watched; port: number }> {
-  const args = [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
-  if (opts.format) args.push('--format', opts.format);
+  const syslog = /^syslog-(tcp|relp)$/.exec(opts.format ?? '');
+  const args = syslog
+    ? [join(benchDir, 'syslog-receiver.cjs'), '--expect', String(expect), '--protocol', syslog[1]!]
+    : [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
+  if (opts.format && !syslog) args.push('--format', opts.format);
   if (opts.latency) args.push('--latency');
   if (opts.tls) args.push('--cert', opts.tls.serverCert, '--key', opts.tls.serverKey);
   const w = new Watched('receiver', start(process.execPath, args));
@@ -237,6 +247,8 @@ interface AgentRunOptions {
   tls: boolean;
   path: string;
   extra?: string[];
+  /** A [source.*] section of its own, in place of the auth.log file source. */
+  source?: string[];
   /** The sink type (default http). */
   type?: string;
 }
@@ -255,17 +267,24 @@ function agentConfig(w: World, name: string, o: AgentRunOptions): string {
     '[helper]',
     `audit_group = ${w.auditGroup}`,
     '',
-    '[source.auth]',
-    'type = file',
-    `paths = ${o.path}`,
-    'parser = syslog',
-    'start_at = beginning',
+    ...(o.source ?? [
+      '[source.auth]',
+      'type = file',
+      `paths = ${o.path}`,
+      'parser = syslog',
+      'start_at = beginning',
+    ]),
     '',
     '[sink.bench]',
     `type = ${o.type ?? 'http'}`,
-    ...(o.type === 'kafka' ? [] : [`url = ${o.url}`]),
-    ...(o.tls ? [`ca_file = ${w.caPem}`] : []),
-    `compression = ${o.gzip ? 'gzip' : 'none'}`,
+    // the syslog sink has an address (in extra), no url and no compression
+    ...(o.type === 'syslog' || o.type === 'kafka'
+      ? []
+      : [
+          `url = ${o.url}`,
+          ...(o.tls ? [`ca_file = ${w.caPem}`] : []),
+          `compression = ${o.gzip ? 'gzip' : 'none'}`,
+        ]),
     'batch_max_events = 1000',
     ...(o.extra ?? []),
     '',
@@ -424,7 +443,15 @@ async function agentRun(
       tls,
       gzip,
       path: w.authLog,
-      ...(sink ? { type: sink.type, extra: sink.extra } : {}),
+      ...(sink
+        ? {
+            type: sink.type,
+            extra: [
+              ...(sink.type === 'syslog' ? [`address = 127.0.0.1:${rx.port}`] : []),
+              ...(sink.extra ?? []),
+            ],
+          }
+        : {}),
     });
     side = await startAgentSide(w, name, config);
     const s = new ProcSampler(side.agent.pid);
@@ -443,6 +470,120 @@ async function agentRun(
   } finally {
     await side?.agent.stop();
     await side?.helper.stop();
+    await rx.w.stop();
+  }
+}
+
+// ---- the journal (#14): a real journald's files, read from the start ------------------------------
+
+/** A private journald (test/lib/journald.ts) holding JOURNAL_ENTRIES numbered entries; the total
+ *  entry count (journald's own included) from the files' headers. */
+async function journalWorld(w: World): Promise<{ jd: PrivateJournald; entries: number }> {
+  const jd = await PrivateJournald.start(w.sb, 'journal');
+  const chunk = 50_000;
+  for (let k = 0; k < JOURNAL_ENTRIES; k += chunk)
+    await jd.numbered('bench', k, Math.min(JOURNAL_ENTRIES, k + chunk));
+  const header = execFileSync('journalctl', ['-D', jd.machineDir, '--header'], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
+  const entries = [...header.matchAll(/^Entry objects: (\d+)$/gm)].reduce(
+    (n, m) => n + Number(m[1]),
+    0,
+  );
+  return { jd, entries };
+}
+
+/** Run 15: guard helper + agent, journal source from the beginning, http, no compression. */
+async function journalAgentRun(
+  w: World,
+  j: { jd: PrivateJournald; entries: number },
+): Promise<RunResult> {
+  const rx = await startReceiver(j.entries, {});
+  let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
+  try {
+    const url = `http://127.0.0.1:${rx.port}/ingest`;
+    const source = [
+      '[source.journal]',
+      'type = journal',
+      `paths = ${j.jd.dir}/*/*.journal`,
+      'start_at = beginning',
+    ];
+    const config = agentConfig(w, 'journal', { url, tls: false, gzip: false, path: '', source });
+    side = await startAgentSide(w, 'journal', config);
+    const s = new ProcSampler(side.agent.pid);
+    const d = await received(rx.w, [side.agent], RUN_TIMEOUT_MS);
+    s.stop();
+    await side.agent.stop();
+    await rx.w.stop();
+    const final = rx.w.lines.find((x) => x.event === 'final');
+    const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
+    for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
+    return result('guard (journal, http)', j.entries, side.t0, d, s.cpuS, s.rssKiB, {
+      duplicates: (final?.records ?? d.records) - j.entries,
+      agentWarnings: warnings.length,
+      threads: byThread(s),
+    });
+  } finally {
+    await side?.agent.stop();
+    await side?.helper.stop();
+    await rx.w.stop();
+  }
+}
+
+/** Run 8, the baseline: `journalctl -o json` (as root) piped to the simple shipper over http; the
+ *  CPU and peak RSS of both processes. */
+async function journalBaselineRun(
+  w: World,
+  j: { jd: PrivateJournald; entries: number },
+): Promise<RunResult> {
+  const rx = await startReceiver(j.entries, {});
+  try {
+    const t0 = Date.now();
+    const jc = track(
+      spawn('/usr/bin/journalctl', ['-D', j.jd.machineDir, '-o', 'json', '--no-pager'], {
+        env: cleanEnv,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    const shipper = new Watched(
+      'simple-shipper',
+      track(
+        spawn(
+          process.execPath,
+          [join(benchDir, 'simple-shipper.cjs'), '-', `http://127.0.0.1:${rx.port}/ingest`],
+          {
+            env: cleanEnv,
+            stdio: [jc.stdout!, 'pipe', 'pipe'],
+          },
+        ),
+      ),
+    );
+    const sj = new ProcSampler(jc.pid!);
+    const ss = new ProcSampler(shipper.pid);
+    const d = await received(rx.w, [shipper], RUN_TIMEOUT_MS);
+    sj.stop();
+    ss.stop();
+    await shipper.stop();
+    await rx.w.stop();
+    const final = rx.w.lines.find((x) => x.event === 'final');
+    return result(
+      'journalctl -o json | simple shipper (http)',
+      j.entries,
+      t0,
+      d,
+      sj.cpuS + ss.cpuS,
+      sj.rssKiB + ss.rssKiB,
+      {
+        duplicates: (final?.records ?? d.records) - j.entries,
+        threads: {
+          journalctl: round(sj.cpuS, 2),
+          'shipper main thread': round(byThread(ss)['main thread']!, 2),
+          'shipper other threads': round(ss.cpuS - byThread(ss)['main thread']!, 2),
+        },
+      },
+    );
+  } finally {
     await rx.w.stop();
   }
 }
@@ -750,11 +891,33 @@ async function main(): Promise<void> {
         { type: 'otlp', format: 'otlp-json', path: '/v1/logs', extra: ['encoding = json'] },
       ],
       [12, 'loki (json)', { type: 'loki', format: 'loki', path: '' }],
+      // syslog: RFC 5424 to bench/syslog-receiver.cjs (frames counted; RELP answered per message)
+      [
+        13,
+        'syslog (RFC 5424 over RELP)',
+        {
+          type: 'syslog',
+          format: 'syslog-relp',
+          path: '',
+          extra: ['protocol = relp', 'tls = false'],
+        },
+      ],
+      [
+        14,
+        'syslog (RFC 5424, octet counting over TCP)',
+        {
+          type: 'syslog',
+          format: 'syslog-tcp',
+          path: '',
+          extra: ['protocol = tcp', 'tls = false'],
+        },
+      ],
     ];
     for (const [n, label, sink] of formatRuns) {
+      const over = sink.type === 'syslog' ? 'tcp' : 'http';
       const r = await attempt(
-        `${n}. guard helper + agent, syslog, ${label}, http, no compression`,
-        () => agentRun(w, `fmt${n}`, `guard (syslog, ${label}, http)`, false, false, sink),
+        `${n}. guard helper + agent, syslog, ${label}, ${over}, no compression`,
+        () => agentRun(w, `fmt${n}`, `guard (syslog, ${label}, ${over})`, false, false, sink),
       );
       if (r) {
         runs.push(r);
@@ -763,7 +926,7 @@ async function main(): Promise<void> {
     }
     // Kafka (#17: ≥ 200,000 events/s) beside run 2's NDJSON over http, the same file and agent.
     const kafka = await attempt(
-      '13. guard helper + agent, syslog, kafka (mock cluster), gzip',
+      '17. guard helper + agent, syslog, kafka (mock cluster), gzip',
       () => kafkaRun(w, 'kafka', 'guard (syslog, kafka+gzip)', true),
     );
     if (kafka) runs.push(kafka);
@@ -778,6 +941,27 @@ async function main(): Promise<void> {
       () => latencyRun(w, 'lat-250', 'batch_max_wait_ms 250', ['batch_max_wait_ms = 250']),
     );
     if (lat2) latencies.push(lat2);
+    let jw: { jd: PrivateJournald; entries: number } | undefined;
+    if (RUNS.has(15) || RUNS.has(16)) {
+      t = Date.now();
+      jw = await journalWorld(w);
+      console.log(
+        `a private journald holds ${jw.entries.toLocaleString('en')} entries (${JOURNAL_ENTRIES.toLocaleString('en')} written) in ${((Date.now() - t) / 1000).toFixed(1)} s`,
+      );
+    }
+    const jAgent =
+      jw &&
+      (await attempt('15. guard helper + agent, journal from the start, http', () =>
+        journalAgentRun(w, jw!),
+      ));
+    if (jAgent) runs.push(jAgent);
+    const jBase =
+      jw &&
+      (await attempt('16. journalctl -o json | simple shipper, http (the baseline of run 15)', () =>
+        journalBaselineRun(w, jw!),
+      ));
+    if (jBase) runs.push(jBase);
+    await jw?.jd.stop();
 
     // ---- the report
     const met = (ok: boolean) => (ok ? 'met' : 'NOT MET');
@@ -875,6 +1059,21 @@ async function main(): Promise<void> {
         value: `${r.peakRssMiB} MiB`,
         met: r.peakRssMiB <= TARGETS.rssMiB,
       });
+    }
+    if (jAgent) {
+      targets.push({
+        target: `≥ ${JOURNAL_TARGET.toLocaleString('en')} journal entries/s end to end`,
+        run: jAgent.run,
+        value: `${jAgent.linesPerS.toLocaleString('en')} entries/s`,
+        met: jAgent.linesPerS >= JOURNAL_TARGET,
+      });
+      if (jBase)
+        targets.push({
+          target: `CPU per entry ≤ the ${jBase.run}`,
+          run: jAgent.run,
+          value: `${jAgent.usCpuPerLine} vs ${jBase.usCpuPerLine} µs (${round(jAgent.usCpuPerLine / jBase.usCpuPerLine, 2)}×)`,
+          met: jAgent.usCpuPerLine <= jBase.usCpuPerLine,
+        });
     }
     for (const r of formats)
       targets.push({

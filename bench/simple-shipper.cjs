@@ -5,7 +5,7 @@
 //   node simple-shipper.cjs FILE URL
 // When the last batch is acknowledged it says so on stdout and stays alive until SIGTERM, so the
 // bench can read its CPU time and peak RSS from /proc like the agent's.
-//   node simple-shipper.cjs FILE URL [--ca CA.pem] [--gzip]
+//   node simple-shipper.cjs FILE URL [--ca CA.pem] [--gzip]      (FILE - : standard input)
 // --ca and --gzip make the like-for-like baseline of guard's https+gzip run: TLS with that CA, each
 // batch gzipped (zlib's gzip on the thread pool, level 1, as guard compresses).
 const { createReadStream, readFileSync } = require('node:fs');
@@ -39,7 +39,12 @@ async function main() {
   let batch = [];
   let rest = '';
   let lines = 0;
-  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+  // FILE '-': standard input (a pipe from `journalctl -o json`, the journal run's baseline)
+  const input =
+    file === '-'
+      ? process.stdin.setEncoding('utf8')
+      : createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 });
+  for await (const chunk of input) {
     const parts = (rest + chunk).split('\n');
     rest = parts.pop();
     for (const message of parts) {

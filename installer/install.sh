@@ -15,6 +15,10 @@
 #                       exists, OpenRC if openrc-run and /run/openrc exist, else none (direct mode:
 #                       both programs started here, unsupervised)
 #   --no-start          install and register, start nothing
+#   --with-auditd       install auditd with the host's package manager (apt, dnf/yum, zypper, apk)
+#                       if it is missing, enable and start it, and load guard's audit rules
+#                       persistently (/etc/audit/rules.d + augenrules). Without it and without
+#                       auditd, guard ships no audit trail, and says so.
 #   --no-build          use dist/ as it is (fail if incomplete) instead of rebuilding stale output
 #   --dry-run           print every action and change nothing
 #   --uninstall         stop and remove; with --purge also /etc/guard, /var/lib/guard,
@@ -29,10 +33,13 @@ umask 022
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+# the layout (paths, owners, modes, names), shared with the packages: installer/layout.sh
+# shellcheck source=installer/layout.sh
+. "$REPO/installer/layout.sh"
 
-ROOT=/ USER_NAME=guard GROUP=guard AUDIT_GROUP=guard-audit INIT=auto
-DRY_RUN=0 NO_START=0 NO_BUILD=0 UNINSTALL=0 PURGE=0
-PROGRAMS=(guard-helper.js guard-agent.js guardctl.js fdpass.node)
+ROOT=/ USER_NAME=$GUARD_USER GROUP=$GUARD_GROUP AUDIT_GROUP=$GUARD_AUDIT_GROUP INIT=auto
+DRY_RUN=0 NO_START=0 NO_BUILD=0 UNINSTALL=0 PURGE=0 WITH_AUDITD=0
+PROGRAMS=(guard-helper.js guard-agent.js guardctl.js fdpass.node journal.node)
 
 say() { printf '%s\n' "$*"; }
 step() { printf '\n==> %s\n' "$*"; }
@@ -72,6 +79,7 @@ while [ $# -gt 0 ]; do
     --audit-group) AUDIT_GROUP=${2:?--audit-group needs a name}; shift ;;
     --init) INIT=${2:?--init needs systemd, openrc, none or auto}; shift ;;
     --no-start) NO_START=1 ;;
+    --with-auditd) WITH_AUDITD=1 ;;
     --no-build) NO_BUILD=1 ;;
     --dry-run) DRY_RUN=1 ;;
     --uninstall) UNINSTALL=1 ;;
@@ -97,14 +105,15 @@ if [ "$(id -u)" -ne 0 ]; then
   if [ "$DRY_RUN" = 1 ]; then warn "not root: a real run needs root (sudo)"; else die "run as root: sudo $0 $*"; fi
 fi
 
-LIB="$R/usr/lib/guard"
-CONF_DIR="$R/etc/guard" CONF="$R/etc/guard/guard.conf"
-STATE="$R/var/lib/guard" LOGS="$R/var/log/guard"
-RUN_DIR="$R/run/guard" AGENT_RUN="$R/run/guard/agent"
-HELPER_SOCK="$RUN_DIR/helper.sock" AGENT_SOCK="$AGENT_RUN/agent.sock"
-HELPER_PID="$RUN_DIR/helper.pid" AGENT_PID="$AGENT_RUN/agent.pid"
-UNITS="$R/etc/systemd/system" INITD="$R/etc/init.d"
-RULES="$R/etc/audit/rules.d/50-guard.rules"
+LIB="$R$GUARD_LIB"
+CONF_DIR="$R$GUARD_CONF_DIR" CONF="$R$GUARD_CONF"
+STATE="$R$GUARD_STATE" LOGS="$R$GUARD_LOGS"
+RUN_DIR="$R$GUARD_RUN" AGENT_RUN="$R$GUARD_AGENT_RUN"
+HELPER_SOCK="$R$GUARD_HELPER_SOCK" AGENT_SOCK="$R$GUARD_AGENT_SOCK"
+HELPER_PID="$R$GUARD_HELPER_PID" AGENT_PID="$R$GUARD_AGENT_PID"
+UNITS="$R$GUARD_UNIT_DIR" INITD="$R$GUARD_INITD"
+RULES="$R$GUARD_AUDIT_RULES"
+HELPER_LOG="$R$GUARD_OPENRC_HELPER_LOG"   # OpenRC's supervise-daemon output of the helper
 
 systemd_runs() { [ -d /run/systemd/system ]; }
 openrc_runs() { command -v openrc-run >/dev/null 2>&1 && [ -d /run/openrc ]; }
@@ -189,11 +198,21 @@ if [ "$UNINSTALL" = 1 ]; then
   if [ "$PURGE" = 1 ]; then
     step "Purging configuration, state, logs, audit rules, user and groups"
     for d in "$CONF_DIR" "$STATE" "$LOGS"; do if [ -e "$d" ]; then run rm -rf "$d"; fi; done
-    if [ -f "$RULES" ]; then
+    for f in "$HELPER_LOG" "$HELPER_LOG".[0-9]*; do if [ -f "$f" ]; then run rm -f "$f"; fi; done
+    if [ "$ROOT" = / ] && command -v auditctl >/dev/null 2>&1 && auditctl -l 2>/dev/null | grep -q 'guard-'; then
       # exactly the rules keyed guard-…, nothing of the host's own
-      if [ "$ROOT" = / ] && auditd_runs; then run bash "$REPO/audit-rules/unload.sh" || true; fi
+      run bash "$REPO/audit-rules/unload.sh" || true
+    fi
+    if [ -f "$RULES" ]; then
       run rm -f "$RULES"
       if [ "$ROOT" = / ] && command -v augenrules >/dev/null 2>&1; then run augenrules || true; fi
+    fi
+    # the directories only if empty: auditd's package owns them where it is installed
+    for d in "$(dirname "$RULES")" "$(dirname "$(dirname "$RULES")")"; do
+      if [ -d "$d" ]; then run rmdir --ignore-fail-on-non-empty "$d"; fi
+    done
+    if [ "$ROOT" = / ] && command -v auditctl >/dev/null 2>&1; then
+      say "kept: auditd itself (a package of the host; remove it with the package manager if guard installed it)"
     fi
     if user_exists "$USER_NAME"; then
       if command -v userdel >/dev/null 2>&1; then run userdel "$USER_NAME"; else run deluser "$USER_NAME"; fi
@@ -203,7 +222,7 @@ if [ "$UNINSTALL" = 1 ]; then
       if command -v groupdel >/dev/null 2>&1; then run groupdel "$g"; else run delgroup "$g"; fi
     done
   else
-    say "kept: $CONF_DIR, $STATE, $LOGS, user $USER_NAME, groups $GROUP and $AUDIT_GROUP (--purge removes them)"
+    say "kept: $CONF_DIR, $STATE, $LOGS$([ -f "$HELPER_LOG" ] && printf ', %s' "$HELPER_LOG"), user $USER_NAME, groups $GROUP and $AUDIT_GROUP (--purge removes them)"
   fi
   prune_root
   step "guard is uninstalled"
@@ -231,6 +250,9 @@ if [ "$INIT" = auto ]; then
   say "init: $INIT (detected: $(systemd_runs && echo 'systemd is PID 1' || { openrc_runs && echo 'OpenRC runs'; } || echo 'neither systemd nor OpenRC runs here'))"
 else
   say "init: $INIT (from --init)"
+fi
+if [ "$INIT" = openrc ]; then
+  command -v setpriv >/dev/null 2>&1 || die "the OpenRC scripts start guard through setpriv (Debian/Ubuntu: util-linux; Alpine: apk add setpriv)"
 fi
 if [ "$INIT" = none ]; then
   for t in setpriv setsid; do
@@ -276,8 +298,14 @@ else
     elif command -v apk >/dev/null 2>&1; then run apk add --no-cache g++ make python3 linux-headers
     else die "install ${missing[*]} and re-run"; fi
   fi
+  # Node's headers for node-gyp: beside this node when it has them (Debian's and the official
+  # tarball's layout), else node-gyp downloads them for this version.
+  node_prefix=$(dirname "$(dirname "$(readlink -f "$NODE")")")
+  if [ -f "$node_prefix/include/node/node_api.h" ]; then export npm_config_nodedir="$node_prefix"; fi
   if [ ! -d "$REPO/node_modules" ] || [ "$REPO/package-lock.json" -nt "$REPO/node_modules/.package-lock.json" ]; then
-    run npm --prefix "$REPO" ci --no-audit --no-fund
+    # --ignore-scripts: no dependency is built here (node-pty is for the tests only); guard's own
+    # addon is built by the build script below
+    run npm --prefix "$REPO" ci --no-audit --no-fund --ignore-scripts
   fi
   run npm --prefix "$REPO" run build
 fi
@@ -300,8 +328,8 @@ if user_exists "$USER_NAME"; then
   elif command -v usermod >/dev/null 2>&1; then run usermod -a -G "$AUDIT_GROUP" "$USER_NAME"
   else run addgroup "$USER_NAME" "$AUDIT_GROUP"; fi
 elif command -v useradd >/dev/null 2>&1; then
-  run useradd --system --no-create-home --home-dir /nonexistent --shell "$NOLOGIN" \
-    --gid "$GROUP" -G "$AUDIT_GROUP" --comment "guard log agent" "$USER_NAME"
+  run useradd --system --no-create-home --home-dir "$GUARD_HOME" --shell "$NOLOGIN" \
+    --gid "$GROUP" -G "$AUDIT_GROUP" --comment "$GUARD_COMMENT" "$USER_NAME"
 else
   run adduser -S -D -H -h /nonexistent -s /sbin/nologin -G "$GROUP" -g "guard log agent" "$USER_NAME"
   run addgroup "$USER_NAME" "$AUDIT_GROUP"
@@ -314,11 +342,12 @@ if [ ! -d "$ROOT" ]; then run install -d -o root -g root -m 0755 "$ROOT"; fi
 for d in usr usr/lib usr/sbin usr/bin etc var var/lib var/log run; do
   if [ ! -d "$R/$d" ]; then run install -d -o root -g root -m 0755 "$R/$d"; fi
 done
-run install -d -o root -g "$GROUP" -m 0750 "$CONF_DIR"
-run install -d -o "$USER_NAME" -g "$GROUP" -m 0750 "$STATE"
-run install -d -o "$USER_NAME" -g "$GROUP" -m 0750 "$LOGS"
-run install -d -o root -g "$GROUP" -m 0750 "$RUN_DIR"
-run install -d -o "$USER_NAME" -g "$GROUP" -m 0750 "$AGENT_RUN"
+while read -r d o g m; do
+  [ -n "$d" ] || continue
+  if [ "$o" = user ]; then o=$USER_NAME; fi
+  if [ "$g" = group ]; then g=$GROUP; fi
+  run install -d -o "$o" -g "$g" -m "$m" "$R$d"
+done <<<"$GUARD_DIRS"
 
 # --- code ------------------------------------------------------------------------------------------
 step "Code ($LIB) and wrappers"
@@ -341,7 +370,7 @@ unit_node_opts() {
   case $o in *[!A-Za-z0-9=.\ -]*) die "unexpected node options in $REPO/systemd/$1.service: $o" ;; esac
   if [ -n "$o" ]; then printf '%s ' "$o"; fi
 }
-for w in sbin/guard-helper sbin/guard-agent bin/guardctl; do
+for w in $GUARD_WRAPPERS; do
   case $w in
     sbin/guard-helper) opts=$(unit_node_opts guard-helper) ;;
     sbin/guard-agent) opts=$(unit_node_opts guard-agent) ;;
@@ -366,22 +395,81 @@ else
   run write_file 0640 root "$GROUP" "$CONF" "$conf"
 fi
 
-# --- audit rules -----------------------------------------------------------------------------------
-step "Audit rules"
-if [ -f "$REPO/audit-rules/50-guard.rules.in" ]; then
-  if [ ! -d "$(dirname "$RULES")" ]; then run install -d -o root -g root -m 0750 "$(dirname "$RULES")"; fi
-  # Generated for this host by audit-rules/load.sh: watches only on paths that exist, syscalls only
-  # those this auditctl knows, guard's own uid excluded; loaded one rule at a time, each rejected
-  # line reported, unless this is not the live system or auditd is not running.
-  load=(bash "$REPO/audit-rules/load.sh" --out "$RULES" --guard-uid "$(id -u "$USER_NAME" 2>/dev/null || echo 0)")
-  if [ "$ROOT" != / ]; then say "not loading them: --root $ROOT is not the live system"; load+=(--check-only)
-  elif ! auditd_runs; then say "auditd is not running: the rules load when it starts (from $RULES)"; load+=(--check-only)
+# --- audit trail -----------------------------------------------------------------------------------
+step "Audit trail"
+auditd_installed() { command -v auditctl >/dev/null 2>&1 && command -v ausyscall >/dev/null 2>&1; }
+AUDIT_SUMMARY=""
+if [ "$WITH_AUDITD" = 1 ] && [ "$ROOT" != / ]; then
+  warn "--with-auditd is ignored with --root: it installs and starts auditd on the live system"
+elif [ "$WITH_AUDITD" = 1 ]; then
+  # the kernel refuses auditd outside the initial PID namespace: a container cannot run it
+  AUDITD_HINT=""
+  if [ "$(readlink /proc/1/ns/pid 2>/dev/null)" != "$(readlink /proc/self/ns/pid 2>/dev/null)" ] || \
+     { [ -r /proc/1/environ ] && tr '\0' '\n' </proc/1/environ 2>/dev/null | grep -q '^container='; }; then
+    AUDITD_HINT=" (this looks like a container: the kernel accepts auditd only in the host's initial PID namespace)"
   fi
-  run "${load[@]}" "$REPO/audit-rules/50-guard.rules.in" >/dev/null || warn "some audit rules were rejected (reported above); the others are loaded"
-  if [ -e "$RULES" ] || [ "$DRY_RUN" = 1 ]; then run chown root:root "$RULES"; run chmod 0640 "$RULES"; fi
-else
-  say "no audit-rules/50-guard.rules.in in the repository: nothing to install"
+  if auditd_installed; then say "auditd is installed"
+  else
+    say "installing auditd (--with-auditd)"
+    if command -v apt-get >/dev/null 2>&1; then
+      run apt-get update -qq
+      run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends auditd
+    elif command -v dnf >/dev/null 2>&1; then run dnf install -y audit
+    elif command -v yum >/dev/null 2>&1; then run yum install -y audit
+    elif command -v zypper >/dev/null 2>&1; then run zypper --non-interactive install audit
+    elif command -v apk >/dev/null 2>&1; then run apk add --no-cache audit
+    else die "--with-auditd: no apt-get, dnf, yum, zypper or apk here: install auditd (package audit or auditd) and re-run"; fi
+  fi
+  if [ "$DRY_RUN" = 0 ]; then auditd_installed || die "--with-auditd: auditctl and ausyscall are still missing after installing auditd"; fi
+  case "$INIT" in
+    systemd) if manage_systemd; then
+        run systemctl enable auditd.service
+        auditd_runs || run systemctl start auditd.service || warn "auditd did not start: see systemctl status auditd$AUDITD_HINT"
+      fi ;;
+    openrc) if manage_openrc; then
+        run rc-update add auditd default
+        auditd_runs || run rc-service auditd start || warn "auditd did not start: see rc-service auditd status$AUDITD_HINT"
+      fi ;;
+    none) auditd_runs || warn "no init system here: start auditd yourself (auditd), it is installed" ;;
+  esac
 fi
+if [ ! -f "$REPO/audit-rules/50-guard.rules.in" ]; then
+  AUDIT_SUMMARY="off: this version ships no audit rules"
+elif ! auditd_installed && [ "$DRY_RUN" = 0 -o "$WITH_AUDITD" = 0 ]; then
+  # the truth, plainly: nothing is installed or loaded, and there is no audit trail to ship
+  say "auditd is not installed: the audit trail is OFF (no kernel audit rules, no /var/log/audit/audit.log),"
+  say "so guard ships system logs only. To turn it on: re-run install.sh with --with-auditd."
+  AUDIT_SUMMARY="OFF: auditd is not installed (re-run install.sh --with-auditd to turn it on)"
+else
+  # Generated for this host by audit-rules/load.sh: watches only on paths that exist, syscalls only
+  # those this auditctl knows, guard's own uid excluded. Written to rules.d, where augenrules (and
+  # auditd's own start) load it at every boot; loaded now one rule at a time, each rejected line
+  # reported, when this is the live system and auditd runs.
+  if [ ! -d "$(dirname "$RULES")" ]; then run install -d -o root -g root -m 0750 "$(dirname "$RULES")"; fi
+  load=(bash "$REPO/audit-rules/load.sh" --out "$RULES" --guard-uid "$(id -u "$USER_NAME" 2>/dev/null || echo 0)")
+  live=1
+  if [ "$ROOT" != / ]; then say "not loading them: --root $ROOT is not the live system"; load+=(--check-only); live=0
+  elif ! auditd_runs; then say "auditd is installed but not running: the rules load when it starts (from $RULES)"; load+=(--check-only); live=0
+  fi
+  set +e; out=$(run "${load[@]}" "$REPO/audit-rules/50-guard.rules.in"); rc=$?; set -e
+  printf '%s\n' "$out"
+  loaded=$(printf '%s\n' "$out" | tail -n 1)   # load.sh's "N rules loaded, M rejected, K skipped"
+  if [ "$rc" = 0 ] && [ "$live" = 1 ]; then AUDIT_SUMMARY="on: $loaded"
+  elif [ "$rc" = 0 ]; then AUDIT_SUMMARY="rules in $RULES, not loaded now (auditd is not running here)"
+  elif [ "$rc" = 1 ] && [ "$live" = 1 ]; then
+    warn "some audit rules were rejected by auditctl (each reported above); the others are loaded"
+    AUDIT_SUMMARY="on, with rejected rules: $loaded"
+  elif [ "$live" = 1 ]; then
+    warn "audit-rules/load.sh could not load the rules (reported above); they load at the next auditd start"
+    AUDIT_SUMMARY="rules in $RULES, NOT loaded now (see the warning above)"
+  else
+    die "audit-rules/load.sh could not generate $RULES (reported above)"
+  fi
+  if [ -e "$RULES" ] || [ "$DRY_RUN" = 1 ]; then run chown root:root "$RULES"; run chmod 0640 "$RULES"; fi
+  # /etc/audit/audit.rules is what auditd loads at boot: regenerate it from rules.d
+  if [ "$ROOT" = / ] && command -v augenrules >/dev/null 2>&1; then run augenrules || warn "augenrules failed: $RULES loads at the next auditd start only if augenrules succeeds"; fi
+fi
+say "audit trail: $AUDIT_SUMMARY"
 
 # --- services --------------------------------------------------------------------------------------
 step "Services ($INIT)"
@@ -416,7 +504,13 @@ case "$INIT" in
       run rc-update add guard-helper default
       run rc-update add guard-agent default
       stop_direct
-      if [ "$NO_START" = 0 ]; then run rc-service guard-helper restart; run rc-service guard-agent restart; fi
+      # in this order: a helper restart would restart a started agent itself, in the background,
+      # and a second rc-service call on the agent then collides with it ("Call to flock failed")
+      if [ "$NO_START" = 0 ]; then
+        run rc-service guard-agent stop || true
+        run rc-service guard-helper restart
+        run rc-service guard-agent start
+      fi
       SUPERVISION="OpenRC supervise-daemon (respawns; logs in /var/log/guard-helper.log and $LOGS/agent.log)"
     else
       warn "scripts installed in $INITD, but not registered: OpenRC is not running here or --root is set"
@@ -477,5 +571,6 @@ if [ "$NO_START" = 1 ]; then say "installed; nothing started (--no-start)"
 else say "runs:        guard-helper (root) and guard-agent ($USER_NAME, groups $GROUP,$AUDIT_GROUP, no capabilities)"; fi
 say "supervised:  by $SUPERVISION"
 say "events:      $STATE/out/events.ndjson (the default file sink; edit $CONF to ship elsewhere)"
+say "audit trail: $AUDIT_SUMMARY"
 say "check:       $R/usr/bin/guardctl status"
 if [ "$DRY_RUN" = 1 ]; then say "(dry run: nothing was changed)"; fi

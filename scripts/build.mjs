@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds everything the tests and the installer use:
-//   1. the fdpass addon (node-gyp, only when its C sources changed),
+//   1. the fdpass and journal addons (node-gyp, only when their C sources changed),
 //   2. the request validators (ajv standalone, so no ajv at run time),
 //   3. one bundle per program in dist/ (esbuild), the addon copied beside them.
 // The helper bundle's metafile is what `npm run root-surface` reads.
@@ -10,8 +10,6 @@ import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const fdpass = join(root, 'packages/fdpass');
-const addon = join(fdpass, 'build/Release/fdpass.node');
 
 function newest(dir) {
   return Math.max(
@@ -20,14 +18,19 @@ function newest(dir) {
       .map((f) => statSync(join(dir, f)).mtimeMs),
   );
 }
-if (
-  !existsSync(addon) ||
-  statSync(addon).mtimeMs < Math.max(newest(join(fdpass, 'src')), newest(fdpass))
-) {
-  execFileSync('npm', ['run', 'build', '--silent', '-w', 'packages/fdpass'], {
-    cwd: root,
-    stdio: 'inherit',
-  });
+// The native addons: fdpass (root surface) and journal (the agent's sd-journal reader).
+for (const name of ['fdpass', 'journal']) {
+  const pkg = join(root, 'packages', name);
+  const addon = join(pkg, `build/Release/${name}.node`);
+  if (
+    !existsSync(addon) ||
+    statSync(addon).mtimeMs < Math.max(newest(join(pkg, 'src')), newest(pkg))
+  ) {
+    execFileSync('npm', ['run', 'build', '--silent', '-w', `packages/${name}`], {
+      cwd: root,
+      stdio: 'inherit',
+    });
+  }
 }
 
 execFileSync(process.execPath, [join(root, 'packages/protocol/scripts/gen-validators.mjs')], {

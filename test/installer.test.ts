@@ -172,7 +172,7 @@ describe('installer/install.sh', { concurrency: false }, () => {
     ])
       assertMode(`usr/lib/guard/${f}`, 'root', 'root', 0o644, 'file');
     for (const [w, js, opts] of [
-      ['usr/sbin/guard-helper', 'guard-helper', '--jitless '],
+      ['usr/sbin/guard-helper', 'guard-helper', '--no-expose-wasm --jitless '],
       [
         'usr/sbin/guard-agent',
         'guard-agent',

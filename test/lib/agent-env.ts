@@ -116,9 +116,11 @@ export class AgentProcess {
   readonly exited: Promise<number | null>;
   stderr = '';
 
-  constructor(env: AgentEnv) {
+  /** `extraFds`: descriptors the agent inherits as fd 3, 4, … (strays it must close). */
+  constructor(env: AgentEnv, opts: { extraFds?: number[] } = {}) {
     this.proc = start(process.execPath, [env.sb.agentJs, '--config', env.config], {
       user: env.agent,
+      extraFds: opts.extraFds,
     });
     let buf = '';
     this.proc.stdout?.setEncoding('utf8').on('data', (d: string) => {

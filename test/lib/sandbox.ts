@@ -21,6 +21,7 @@ export const distFiles = [
   'guardctl.js',
   'guard-agent.js',
   'fdpass.node',
+  'journal.node',
 ] as const;
 /** The built programs under test: <repo>/dist, or GUARD_TEST_DIST (e.g. an installed copy). */
 export const distDir = process.env.GUARD_TEST_DIST || join(repoRoot, 'dist');

@@ -22,6 +22,22 @@ const RBRACKET = 0x5d;
 const DASH = 0x2d;
 const BACKSLASH = 0x5c;
 
+/** 0 for the bytes of a host name (letters, digits, '.', '_', '-'), 1 for any other. */
+const HOST_CHAR = new Uint8Array(256).map((_, c) =>
+  (c >= 0x30 && c <= 0x39) ||
+  (c >= 0x41 && c <= 0x5a) ||
+  (c >= 0x61 && c <= 0x7a) ||
+  c === 0x2e ||
+  c === 0x5f ||
+  c === DASH
+    ? 0
+    : 1,
+);
+/** 1 for a letter or digit: a host name ends in one. */
+const ALNUM = new Uint8Array(256).map((_, c) =>
+  (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) ? 1 : 0,
+);
+
 /** How a byte goes into a JSON string here: 0 as it is, 1 after a backslash, 2 as \t, 3 not here. */
 const CLASS = new Uint8Array(256).map((_, b) =>
   b === 0x09 ? 2 : b < 0x20 || b >= 0x7f ? 3 : b === 0x22 || b === BACKSLASH ? 1 : 0,
@@ -229,6 +245,9 @@ const ISO_BYTES = 40;
 const HOST_BYTES = 128;
 /** Room for a file's `{"id":"KEY:` and its tail (source, path, host, tags): more goes through put(). */
 const FILE_CONSTANTS = 16 * 1024;
+
+/** The longest RFC 3164 timestamp the encoder caches, plus one. */
+const K3164_BYTES = 32;
 
 export class EventEncoder {
   /**
@@ -530,6 +549,7 @@ export class EventEncoder {
         return false; // RFC 5424
     }
     const c = b[i]!;
+    if (c === SPACE) return false; // `<13> Mar  7 …`: the parser's
     const j = c >= 0x30 && c <= 0x39 ? this.time3339(b, i, le) : this.time3164(b, i, le);
     if (j < 0 || j >= le || b[j] !== SPACE) return false;
     return this.hostTag(b, j + 1, le);
@@ -539,8 +559,10 @@ export class EventEncoder {
     this.progEnd = -1;
     this.pid = -1;
     let hEnd = i;
-    while (hEnd < n && b[hEnd] !== SPACE) hEnd++;
-    if (hEnd === i) return false;
+    let bad = 0;
+    for (let c = 0; hEnd < n && (c = b[hEnd]!) !== SPACE; hEnd++) bad |= HOST_CHAR[c]!;
+    // Not a host name as the parser's isHostName has it (or an IPv6 address): the parser's.
+    if (hEnd === i || bad !== 0 || ALNUM[b[hEnd - 1]!] !== 1) return false;
     this.hostStart = i;
     this.hostEnd = hEnd;
     if (hEnd >= n) return true;
@@ -644,7 +666,7 @@ export class EventEncoder {
   }
 
   // RFC 3164: `Mmm dd HH:MM:SS` resolved by the syslog parser (year inference), cached per second.
-  private k3164 = Buffer.alloc(16);
+  private k3164 = Buffer.alloc(K3164_BYTES);
   private k3164Len = 0;
   private k3164Now = NaN;
   private k3164Epoch = NaN;
@@ -660,9 +682,10 @@ export class EventEncoder {
         return i + n;
       }
     }
-    const head = b.toString('latin1', i, Math.min(i + 16, le));
+    // `Mmm dd YYYY HH:MM:SS.ffffff:` is 28 bytes; a longer fraction goes to the parser.
+    const head = b.toString('latin1', i, Math.min(i + K3164_BYTES, le));
     const after = parse3164Time(head, 0, this.now, this.t3164);
-    if (after < 0) return -1;
+    if (after < 0 || after >= K3164_BYTES) return -1;
     this.k3164.set(b.subarray(i, i + after));
     this.k3164Len = after;
     this.k3164Now = this.now.getTime();

@@ -22,7 +22,8 @@ export interface LogEvent {
   /** What the parser extracted (syslog: program, pid, hostname, …; json: the object). */
   fields?: Record<string, unknown>;
   /** Anything unusual: 'unparsed' (shipped as plain text), 'truncated' (over max_line_bytes), 'escaped',
-   *  'partial' (flushed without a newline after a timeout), 'redacted'. */
+   *  'partial' (flushed without a newline after a timeout), 'continuation' (the rest of a partial
+   *  line), 'redacted', 'malformed_sd' (RFC 5424), 'bidi' and 'invisible' (hostile characters). */
   flags?: string[];
   /** Tags from config ([agent] tags and [source.NAME] tags). */
   tags?: string[];

@@ -9,19 +9,28 @@ import type { AgentConfig } from './config/types';
 import type { Sink } from './event';
 import { Pipeline } from './pipeline';
 import { createSink } from './sinks/index';
+import { closeStrayDescriptors } from './sources/descriptors';
 import { HelperLink } from './sources/helper-link';
 import { CheckpointStore } from './state/checkpoints';
 import { buildStatus, serveStatus } from './status/status';
 
+// First of all: descriptors inherited from whatever started us (logged once the logger exists).
+const strays = closeStrayDescriptors();
+
 const argv = process.argv.slice(2);
-const flag = (name: string): string | undefined =>
-  argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined;
-const configPath = flag('--config') ?? '/etc/guard/guard.conf';
+/** The value after `name`, when there is one that is not itself an option. */
+const flag = (name: string): string | undefined => {
+  const v = argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined;
+  return v !== undefined && !v.startsWith('--') ? v : undefined;
+};
 
 if (argv.includes('--help')) {
-  process.stdout.write('usage: guard-agent [--config FILE] [--check-config]\n');
+  process.stdout.write('usage: guard-agent [--config FILE] [--check-config [FILE]]\n');
   process.exit(0);
 }
+// `--check-config FILE` checks FILE (as docs/configuration.md shows it); `--check-config` alone, the
+// file --config names, else the default. A file that cannot be read fails the check.
+const configPath = flag('--check-config') ?? flag('--config') ?? '/etc/guard/guard.conf';
 if (argv.includes('--check-config')) {
   const r = checkConfig(configPath);
   for (const line of r.lines) (r.ok ? process.stdout : process.stderr).write(line + '\n');
@@ -32,6 +41,8 @@ const log = pino({
   base: { pid: process.pid, name: 'guard-agent' },
   timestamp: pino.stdTimeFunctions.isoTime,
 });
+if (strays.length > 0)
+  log.warn({ descriptors: strays }, 'closed descriptors inherited from whatever started the agent');
 
 function load(): AgentConfig {
   try {

@@ -10,10 +10,18 @@ import type { AuditEvent } from './parsers/audit/types';
 import { isAscii } from 'node:buffer';
 import { EventEncoder } from './encode';
 import { decodeLine, type DecodedLine } from './parsers/escape';
+import { hiddenFlags } from './parsers/hidden';
 import { getParser } from './parsers/index';
 import { FileSource } from './sources/file/file-source';
-import { type Chunk, type FileTailer, lineEndOffset, type Ticket } from './sources/file/tailer';
+import {
+  type Chunk,
+  type FileTailer,
+  lineEndOffset,
+  type Ticket,
+  type TicketOwner,
+} from './sources/file/tailer';
 import type { HelperLink } from './sources/helper-link';
+import { journalSource, type JournalSource } from './sources/journal/journal-source';
 import type { CheckpointStore } from './state/checkpoints';
 import { compileFilter } from './transforms/filter';
 import { compileRedactor, type Redactor } from './transforms/redact';
@@ -26,6 +34,8 @@ const BLOCK_BYTES = 64 * 1024;
 interface FileTail {
   json: string;
   ascii: boolean;
+  /** Flags of hidden characters in the tail (a file name with a bidi override), or null. */
+  hidden: string[] | null;
   bytes: Buffer;
   idHead: Buffer;
 }
@@ -449,6 +459,10 @@ export interface PipelineTotals {
 
 export class Pipeline {
   readonly sources: SourceRuntime[] = [];
+  /** `type = journal` sources: their own readers, the same sinks and acknowledgements. */
+  readonly journals: JournalSource[] = [];
+  /** Sinks per source, by name: how many acknowledgements complete an event. */
+  private readonly fanout = new Map<string, number>();
   readonly runners = new Map<string, SinkRunner>();
   readonly totals: PipelineTotals = {
     linesRead: 0,
@@ -465,7 +479,6 @@ export class Pipeline {
   /** Pauses since the last one logged at info level, and when that was. */
   private pauses = 0;
   private pauseLoggedAt = -Infinity;
-  private readonly sourceByName = new Map<string, SourceRuntime>();
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -499,6 +512,13 @@ export class Pipeline {
       scratch: (size: number) => this.encoder.input(size),
     };
     for (const src of cfg.sources) {
+      const runners = (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!);
+      this.fanout.set(src.name, runners.length);
+      if (src.type === 'journal') {
+        const out = { queues: runners, redact: this.redact, totals: this.totals };
+        this.journals.push(journalSource(cfg, src, out, link, log, firstStart));
+        continue;
+      }
       const audit = src.type === 'audit' || src.parser === 'audit';
       const parserName = audit ? 'audit' : src.parser;
       const tags = [...cfg.agent.tags, ...src.tags];
@@ -517,11 +537,10 @@ export class Pipeline {
         parser: getParser(audit ? 'plain' : (parserName as 'syslog' | 'json' | 'plain')),
         parserName,
         filter: compileFilter(src.include, src.exclude),
-        runners: (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!),
+        runners,
         tags: tags.length ? tags : undefined,
       };
       this.sources.push(runtime);
-      this.sourceByName.set(src.name, runtime);
     }
   }
 
@@ -532,7 +551,10 @@ export class Pipeline {
   }
 
   async start(): Promise<void> {
-    await Promise.all(this.sources.map((s) => s.files.rescan()));
+    await Promise.all([
+      ...this.sources.map((s) => s.files.rescan()),
+      ...this.journals.map((j) => j.start()),
+    ]);
     const a = this.cfg.agent;
     const every = (ms: number, fn: () => Promise<void> | void) => {
       const t = setInterval(() => {
@@ -548,7 +570,7 @@ export class Pipeline {
     every(a.rotateCheckIntervalMs, async () => {
       for (const s of this.sources) {
         await s.files.checkRotation();
-        s.files.reapDrained();
+        await s.files.reapDrained();
       }
     });
     every(a.pollIntervalMs, () => this.pump());
@@ -568,11 +590,23 @@ export class Pipeline {
             if (this.updatePaused()) return;
             const chunk = await t.readChunk();
             if (s.audit) this.flushAudit(s, t);
-            if (!chunk) continue;
+            if (!chunk) {
+              // A live file read to its end: the writer may have moved on to a new one. Look now
+              // rather than at the next rotation check (prompt, not needed for correctness).
+              if (!t.rotated && t.lastReadAt > t.lastRotationLook) {
+                t.lastRotationLook = t.lastReadAt;
+                s.files.checkSoon();
+              }
+              continue;
+            }
             if (s.audit) this.processAudit(s, t, chunk);
             else this.process(s, t, chunk);
             progress = true;
           }
+        }
+        for (const j of this.journals) {
+          if (this.updatePaused()) return;
+          if (await j.read()) progress = true;
         }
       }
     } finally {
@@ -784,12 +818,14 @@ export class Pipeline {
     const message = this.redact ? this.redact(text) : text;
     const parsed = s.parser(message, now);
     let flags = chunk.flags?.get(k) ?? null;
-    if (escaped || message !== text || parsed.flags) {
+    const hidden = this.hiddenIn(s, t, message, parsed.fields);
+    if (escaped || message !== text || parsed.flags || hidden) {
       flags = [
         ...(flags ?? []),
         ...(escaped ? ['escaped'] : []),
         ...(message !== text ? ['redacted'] : []),
         ...(parsed.flags ?? []),
+        ...(hidden ?? []),
       ];
     }
     t.lastEventTime = parsed.time ?? now.toISOString();
@@ -802,6 +838,24 @@ export class Pipeline {
       flags,
       tail,
     );
+  }
+
+  /**
+   * 'bidi' / 'invisible' (parsers/hidden.ts) when the event would carry such characters: in the
+   * line, in what the JSON parser decoded from `\u` escapes, or in the file's path.
+   */
+  private hiddenIn(
+    s: SourceRuntime,
+    t: FileTailer,
+    message: string,
+    fields: object | undefined,
+  ): string[] | null {
+    let h = hiddenFlags(message);
+    if (h === null && s.parserName === 'json' && fields && message.includes('\\u'))
+      h = hiddenFlags(JSON.stringify(fields));
+    const inTail = this.tails.get(t)?.hidden ?? null;
+    if (inTail === null) return h;
+    return h === null ? inTail : [...new Set([...h, ...inTail])];
   }
 
   private readonly encoder: EventEncoder;
@@ -829,6 +883,7 @@ export class Pipeline {
       tail = {
         json,
         ascii: !NON_ASCII.test(json + idHead),
+        hidden: hiddenFlags(json),
         bytes: Buffer.from(json, 'latin1'),
         idHead: Buffer.from(idHead, 'latin1'),
       };
@@ -856,7 +911,8 @@ export class Pipeline {
         continue;
       }
       const message = this.redact ? this.redact(text) : text;
-      for (const ev of st.grouper.push(message, base + starts[k]!, lineEndOffset(chunk, k)))
+      const at = base + starts[k]!;
+      for (const ev of st.grouper.push(message, at, lineEndOffset(chunk, k), chunk.flags?.get(k)))
         this.emitAudit(s, t, st, ev, chunk.ticket);
     }
     this.holdBack(st, chunk.ticket);
@@ -905,13 +961,17 @@ export class Pipeline {
       ...summary,
       records: records.map((r) => ({ type: r.type, fields: r.fields, enriched: r.enriched })),
     };
+    // What auditd hex-encoded (a command line, a file name) is decoded in `fields`: look there too.
+    const hidden = hiddenFlags(message) ?? hiddenFlags(JSON.stringify(fields));
+    const tailHidden = this.jsonTail(s, t).hidden;
+    const allFlags = [...(flags ?? []), ...(hidden ?? []), ...(tailHidden ?? [])];
     const json = eventJson(
       t.key,
       offset,
       JSON.stringify(ev.time || new Date().toISOString()),
       message,
       fields,
-      flags?.length ? flags : null,
+      allFlags.length ? [...new Set(allFlags)] : null,
       this.jsonTail(s, t).json,
     );
     ticket.remaining += s.runners.length;
@@ -921,7 +981,7 @@ export class Pipeline {
   }
 
   private acked(r: SinkRunner, tickets: Ticket[], ends: number[]): void {
-    const touched = new Set<FileTailer>();
+    const touched = new Set<TicketOwner>();
     for (let i = 0; i < tickets.length;) {
       // a chunk's events are consecutive: a run at a time
       const t = tickets[i]!;
@@ -932,8 +992,7 @@ export class Pipeline {
       touched.add(t.tailer);
       i = j;
     }
-    for (const tailer of touched)
-      tailer.acknowledge(this.sourceByName.get(tailer.source)!.runners.length);
+    for (const tailer of touched) tailer.acknowledge(this.fanout.get(tailer.source)!);
     // Before this sink's next batch goes out: a kill now re-sends at most the batch in flight.
     this.store.save(false);
     if (this.paused && !this.updatePaused()) void this.pump();
@@ -970,5 +1029,6 @@ export class Pipeline {
     for (const s of this.sources) for (const t of s.files.tailers()) this.store.set(t.checkpoint()); // acknowledged offsets only
     this.store.flushSync();
     for (const s of this.sources) s.files.close();
+    for (const j of this.journals) j.stop(); // saves the acknowledged cursors
   }
 }

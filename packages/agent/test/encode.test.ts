@@ -148,10 +148,14 @@ function generatedLines(r: () => number, count: number): string[] {
       ts = `${n(1970, 2100)}-${p2(n(1, 12))}-${p2(n(1, 31))}${pick(['T', 't'])}${p2(n(0, 24))}:${p2(n(0, 59))}:${p2(n(0, 60))}${frac}${zone}`;
     } else {
       const d = n(1, 31);
-      ts = `${pick(months)} ${pick([p2(d), String(d).padStart(2, ' '), String(d)])} ${p2(n(0, 23))}:${p2(n(0, 59))}:${p2(n(0, 60))}`;
+      const month = pick(months);
+      ts = `${pick([month, month.toUpperCase(), month.toLowerCase()])} ${pick([p2(d), String(d).padStart(2, ' '), String(d)])} ${pick(['', '', `${n(1960, 2110)} `])}${p2(n(0, 23))}:${p2(n(0, 59))}:${p2(n(0, 60))}${pick(['', '', '.5', '.123456', ':', '.'])}`;
     }
-    const pri = r() < 0.2 ? `<${n(0, 200)}>` : '';
-    const host = pick(['web-01', 'db', 'h"q', 'x\\y', '']);
+    const pri = r() < 0.2 ? `<${n(0, 200)}>${r() < 0.2 ? ' ' : ''}` : '';
+    const host =
+      r() < 0.8
+        ? pick(['web-01', 'db', 'db_2.example.com', '10.0.0.1'])
+        : pick(['h"q', 'x\\y', '', '#001', 'h-', 'a:b', '::1', 'p[1]:']);
     const prog = pick([
       'sshd[1234]:',
       'sudo:',
@@ -222,6 +226,19 @@ describe('EventEncoder writes what the string path writes', () => {
       '2026-11-24T10:00:00.000+01:00 web1 prog: an hour boundary in another zone',
       '0001-01-01T00:00:00Z web1 prog: year 1',
       '9999-12-31T23:59:59.999+00:00 web1 prog: year 9999',
+      // rsyslog's 3164 leniency (issue #18): the encoder takes what it can and declines the rest
+      'AUG 24 09:05:01 web1 prog: upper-case month',
+      'aug 24 09:05:01 web1 prog: lower-case month',
+      'Mar  7 2008 19:06:53 web1 prog: a year inside the timestamp',
+      'Mar  7 19:06:53: web1 prog: a colon after the time',
+      'Mar  7 19:06:53.123456 web1 prog: a fraction',
+      '<13> Mar  7 19:06:53 web1 prog: a space after the PRI',
+      'Oct 16 23:47:31 #001 MSWinEventLog 1 Security 11 Fri',
+      'Oct 16 23:47:31 sshd[7]: no host',
+      'Oct 16 23:47:31 kernel: no host',
+      'Oct 16 23:47:31 2001:db8::1 prog: an IPv6 sender',
+      'Oct 16 23:47:31 web- prog: a host cannot end in a dash',
+      'Oct 16 23:47:31 web_1.example.com prog: underscore and dots',
     ];
     const { accepted } = check(lines, true);
     assert.ok(accepted >= 25, `most of these lines are accepted (${accepted})`);

@@ -12,6 +12,10 @@ export interface Install {
   group: string;
   auditGroup: string;
   init: InitSystem;
+  /** the node that runs guard: the host's (install.sh) or the packages' own, root:root 0755 */
+  node?: string;
+  /** where the units are: /etc/systemd/system (install.sh), the distribution's (the packages) */
+  unitDir: string;
   /** where these facts came from: the install.json read, or 'defaults' */
   from: string;
 }
@@ -53,10 +57,7 @@ export function installPaths(i: Install): InstallPaths {
     agentPid: r('/run/guard/agent/agent.pid'),
     codeDir: r('/usr/lib/guard'),
     wrappers: [r('/usr/sbin/guard-helper'), r('/usr/sbin/guard-agent'), r('/usr/bin/guardctl')],
-    units: [
-      r('/etc/systemd/system/guard-helper.service'),
-      r('/etc/systemd/system/guard-agent.service'),
-    ],
+    units: [r(`${i.unitDir}/guard-helper.service`), r(`${i.unitDir}/guard-agent.service`)],
     initScripts: [r('/etc/init.d/guard-helper'), r('/etc/init.d/guard-agent')],
     auditRules: r('/etc/audit/rules.d/50-guard.rules'),
   };
@@ -89,6 +90,7 @@ export function loadInstall(rootOpt: string | undefined, bundleDir: string): Ins
     group: 'guard',
     auditGroup: 'guard-audit',
     init: detectInit(),
+    unitDir: '/etc/systemd/system',
     from: 'defaults',
   };
   let text: string;
@@ -132,6 +134,8 @@ export function loadInstall(rootOpt: string | undefined, bundleDir: string): Ins
     group: str('group', defaults.group),
     auditGroup: str('auditGroup', defaults.auditGroup),
     init,
+    ...(j.node !== undefined ? { node: str('node', '') } : {}),
+    unitDir: str('unitDir', defaults.unitDir),
     from: file,
   };
 }

@@ -4,10 +4,16 @@ import { parseArgs } from 'node:util';
 import { HelperClient, HelperConnectionError, HelperRefusal } from '@guard/protocol/client';
 import { checkConfig } from '@guard/agent/src/config/check';
 import { installPaths, InstallInfoError, loadInstall, type Install } from './install';
+import {
+  type JournalHeader,
+  readHeader,
+  STATE_NAMES,
+} from '@guard/agent/src/sources/journal/header';
 import { collectStatus, readAgentStatus, StatusAccessError } from './status/collect';
 import { renderStatus } from './status/render';
 import { classify, HEALTH_EXIT, statusJson } from './status/report';
 import { decideOutput } from './table';
+import { paintedLine, visible, visibleLines } from './terminal';
 import { formatResult, runChecks } from './verify/checks';
 
 // `guardctl status | head`: the reader went away; that is not an error worth a stack trace.
@@ -28,6 +34,8 @@ export const EXIT_CANNOT_ASK = 2; // usage error, or the question could not be a
 export interface Io {
   stdout(line: string): void;
   stderr(line: string): void;
+  /** A line of the coloured status table (terminal.ts paintedLine); stdout when absent. */
+  painted?(line: string): void;
   env: NodeJS.ProcessEnv;
   /** stdout's terminal, when it is one: decides colours and widths (absent: piped) */
   tty?: { isTTY: boolean; columns: number | undefined };
@@ -120,9 +128,11 @@ async function probe(args: string[], io: Io): Promise<number> {
   } catch (e) {
     if (e instanceof HelperRefusal && e.code !== 'peer') {
       io.stdout(
-        json
-          ? JSON.stringify({ granted: false, code: e.code, message: e.message })
-          : `refused: ${e.code}: ${e.message}`,
+        visible(
+          json
+            ? JSON.stringify({ granted: false, code: e.code, message: e.message })
+            : `refused: ${e.code}: ${e.message}`,
+        ),
       );
       return EXIT_NO;
     }
@@ -132,6 +142,7 @@ async function probe(args: string[], io: Io): Promise<number> {
   }
 
   const { reply, fd } = answer;
+  let journal: JournalHeader | null;
   try {
     // The descriptor, not the reply, is what the agent would read: check it is the file named.
     const st = fstatSync(fd, { bigint: true });
@@ -141,9 +152,13 @@ async function probe(args: string[], io: Io): Promise<number> {
           `is dev ${st.dev} ino ${st.ino}: report this as a guard-helper bug`,
       );
     }
+    journal = readHeader(fd); // a journal file: what the agent's reader will find in it
   } finally {
     closeSync(fd);
   }
+  const journalText = journal
+    ? `; journal file, ${STATE_NAMES[journal.state] ?? `state ${journal.state}`}, ${journal.entries} entries`
+    : '';
   io.stdout(
     json
       ? JSON.stringify({
@@ -152,8 +167,16 @@ async function probe(args: string[], io: Io): Promise<number> {
           dev: reply.dev,
           ino: reply.ino,
           size: reply.size,
+          ...(journal
+            ? {
+                journal: {
+                  state: STATE_NAMES[journal.state] ?? journal.state,
+                  entries: journal.entries,
+                },
+              }
+            : {}),
         })
-      : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes)`,
+      : `granted: ${reply.path} (dev ${reply.dev}, ino ${reply.ino}, size ${reply.size} bytes${journalText})`,
   );
   return EXIT_OK;
 }
@@ -203,7 +226,7 @@ async function status(args: string[], io: Io): Promise<number> {
   if (values.json === true) io.stdout(JSON.stringify(statusJson(report), null, 2));
   else {
     const out = decideOutput(io.env, io.tty ?? { isTTY: false, columns: undefined });
-    for (const line of renderStatus(report, out)) io.stdout(line);
+    for (const line of renderStatus(report, out)) (io.painted ?? io.stdout)(line);
   }
   return HEALTH_EXIT[health];
 }
@@ -229,9 +252,11 @@ async function verify(args: string[], io: Io): Promise<number> {
   if (values.json === true) io.stdout(JSON.stringify({ install, failed, results }, null, 2));
   else {
     io.stdout(
-      `guard verify: ${install.root === '/' ? 'this host' : install.root} (user ${install.user}, group ${install.group}, audit group ${install.auditGroup}, init ${install.init}; from ${install.from})`,
+      visible(
+        `guard verify: ${install.root === '/' ? 'this host' : install.root} (user ${install.user}, group ${install.group}, audit group ${install.auditGroup}, init ${install.init}; from ${install.from})`,
+      ),
     );
-    for (const r of results) io.stdout(formatResult(r));
+    for (const r of results) io.stdout(visible(formatResult(r)));
     io.stdout(
       `${results.length} checks: ${results.filter((r) => r.verdict === 'PASS').length} PASS, ${failed} FAIL, ${results.filter((r) => r.verdict === 'SKIP').length} SKIP`,
     );
@@ -244,7 +269,7 @@ async function checkConfigCommand(args: string[], io: Io): Promise<number> {
   if (positionals.length > 1) throw new UsageError('check-config takes at most one FILE');
   const file = positionals[0] ?? installPaths(installOf(values, io)).config;
   const r = checkConfig(file);
-  for (const line of r.lines) (r.ok ? io.stdout : io.stderr)(line);
+  for (const line of r.lines) (r.ok ? io.stdout : io.stderr)(visible(line));
   return r.ok ? EXIT_OK : EXIT_NO;
 }
 
@@ -330,22 +355,33 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
   const command = Object.prototype.hasOwnProperty.call(commands, name) ? commands[name] : undefined;
   if (!command) {
-    io.stderr(`guardctl: unknown command ${JSON.stringify(name)}\n\n${helpText()}`);
+    io.stderr(
+      visibleLines(`guardctl: unknown command ${visible(JSON.stringify(name))}\n\n${helpText()}`),
+    );
     return EXIT_CANNOT_ASK;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
     io.stdout(`usage: ${command.usage}\n  ${command.summary}`);
     return EXIT_OK;
   }
+  // Every line leaves through `safe`: whatever a command prints, no control character, C1 or bidi
+  // control reaches the terminal raw (terminal.ts); single-line messages that carry someone
+  // else's text are made visible where they are written, so their '\n' cannot start a line.
+  const safe: Io = {
+    ...io,
+    stdout: (line) => io.stdout(visibleLines(line)),
+    stderr: (line) => io.stderr(visibleLines(line)),
+    painted: (line) => io.stdout(paintedLine(line)),
+  };
   try {
-    return await command.run(rest, io);
+    return await command.run(rest, safe);
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr(`guardctl ${name}: ${e.message}\nusage: ${command.usage}`);
+      safe.stderr(`guardctl ${name}: ${visible(e.message)}\nusage: ${command.usage}`);
       return EXIT_CANNOT_ASK;
     }
     if (e instanceof CannotAsk) {
-      io.stderr(`guardctl ${name}: ${e.message}`);
+      safe.stderr(`guardctl ${name}: ${visible(e.message)}`);
       return EXIT_CANNOT_ASK;
     }
     throw e;
@@ -366,7 +402,7 @@ if (require.main === module) {
     },
     (e: unknown) => {
       process.stderr.write(
-        `guardctl: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+        `guardctl: internal error: ${visibleLines(e instanceof Error ? (e.stack ?? e.message) : String(e))}\n`,
       );
       process.exitCode = EXIT_CANNOT_ASK;
     },

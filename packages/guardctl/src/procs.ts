@@ -69,14 +69,27 @@ export function allPids(): number[] {
 
 export type GuardProgram = 'guard-helper' | 'guard-agent' | 'guardctl';
 
-/** Which guard program a command line runs (`node …/guard-agent.js`, or the sh wrapper `guard-agent`), and its script path. */
+/** Programs that run a guard program's script: node itself, or the sh of an installed wrapper. */
+const RUNNERS = /^(node|nodejs|node[0-9]+|sh|bash|dash|ash|busybox)$/;
+
+/**
+ * Which guard program a command line runs (`node …/guard-agent.js`, or the sh wrapper `guard-agent`),
+ * and its script path. A process that only names one — OpenRC's `supervise-daemon guard-agent
+ * --start …`, `setpriv … -- /usr/sbin/guard-agent` before it execs, an editor — is not it.
+ */
 export function guardProgram(argv: string[]): { program: GuardProgram; script: string } | null {
-  // node's own options come before the script; the first argument naming a guard program is it
-  for (const a of argv.slice(0, 6)) {
+  const names = ['guard-helper', 'guard-agent', 'guardctl'] as const;
+  const match = (a: string) => {
     const b = basename(a);
-    for (const p of ['guard-helper', 'guard-agent', 'guardctl'] as const) {
-      if (b === p || b === `${p}.js`) return { program: p, script: a };
-    }
+    return names.find((p) => b === p || b === `${p}.js`);
+  };
+  const self = match(argv[0] ?? '');
+  if (self) return { program: self, script: argv[0]! };
+  if (!RUNNERS.test(basename(argv[0] ?? ''))) return null;
+  // node's own options come before the script; the first argument naming a guard program is it
+  for (const a of argv.slice(1, 6)) {
+    const p = match(a);
+    if (p) return { program: p, script: a };
   }
   return null;
 }

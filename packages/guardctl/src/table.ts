@@ -1,6 +1,8 @@
 // Tables for a person: columns fitted to the terminal (long cells cut in the middle with `…`, so a
 // path keeps its start and its file name, and no row ever wraps), colours only on a terminal.
 // Piped output is the same table, plain and untruncated, so `grep` and `awk` see whole paths.
+// Every cell is made visible (terminal.ts) first, on a terminal and piped alike.
+import { visible } from './terminal';
 
 /** ANSI SGR codes guardctl uses; `paint` emits them only when colour is on. */
 export const SGR = {
@@ -35,6 +37,7 @@ export function decideOutput(
 }
 
 export function paint(out: Output, style: Style | Style[] | null, text: string): string {
+  text = visible(text); // no-op on the text renderTable and fitLine give it
   if (!out.color || style === null || text === '') return text;
   const codes = (Array.isArray(style) ? style : [style]).map((s) => SGR[s]).join(';');
   return `\x1b[${codes}m${text}\x1b[0m`;
@@ -107,6 +110,8 @@ export function fitWidths(natural: number[], mins: number[], columns: number | n
 
 /** Renders rows under a bold header line; returns the lines (no trailing newline). */
 export function renderTable(columns: Column[], rows: Cell[][], out: Output): string[] {
+  // Escaped before measuring and cutting: a file name's ESC is \x1b, four columns, never raw.
+  rows = rows.map((r) => r.map((c) => ({ ...c, text: visible(c.text) })));
   const natural = columns.map((c, i) =>
     Math.max(width(c.header), ...rows.map((r) => width(r[i]?.text ?? ''))),
   );
@@ -135,5 +140,6 @@ export function renderTable(columns: Column[], rows: Cell[][], out: Output): str
 
 /** A line of free text on a terminal: cut in the middle to the width, never wrapped. */
 export function fitLine(text: string, out: Output): string {
+  text = visible(text);
   return out.columns === null ? text : truncateMiddle(text, out.columns);
 }

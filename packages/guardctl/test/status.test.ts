@@ -12,6 +12,7 @@ import {
   width,
 } from '../src/table';
 import { parseExposure, writableBy } from '../src/verify/checks';
+import { paintedLine, visible, visibleLines } from '../src/terminal';
 
 const LONG =
   '/var/log/some/very/deeply/nested/application/directory/with/a/long/name/service-access.log';
@@ -317,6 +318,45 @@ describe('table rendering', () => {
     assert.match(text, /^guard: healthy$/m);
     assert.match(text, /helper connected \(open path: walk\)/, 'the open path the helper named');
   });
+  it('rotation sets: a generation being read, content waiting for its generation, lost bytes', () => {
+    const out = decideOutput({}, { isTTY: false, columns: undefined });
+    const text = renderStatus(
+      report(
+        agentStatus((s) => {
+          const src = s.sources[0]!;
+          src.files[0]!.file = '/var/log/syslog.2.gz';
+          src.files.push({ path: '/var/log/syslog', state: 'waiting', offset: 7 });
+          src.rotation = {
+            rotations: 3,
+            truncations: 1,
+            recoveredGenerations: 2,
+            copytruncateWindows: 1,
+            unrecoverableRanges: 1,
+            unrecoverableBytes: 2048,
+            unrecoverable: [
+              {
+                path: '/var/log/syslog',
+                file: '/var/log/syslog.1',
+                fromOffset: 10,
+                bytes: 2048,
+                why: 'copytruncate: written after logrotate copied the file',
+                at: new Date().toISOString(),
+              },
+            ],
+            trackedSince: '2026-01-01T00:00:00.000Z',
+            historyGenerations: 4,
+          };
+        }),
+      ),
+      out,
+    ).join('\n');
+    assert.match(text, /reading \/var\/log\/syslog\.2\.gz/);
+    assert.match(text, /\/var\/log\/syslog +waiting/);
+    assert.match(
+      text,
+      /lost +2\.0 KiB .*1 range\(s\) could not be recovered; latest: 2\.0 KiB, copytruncate/,
+    );
+  });
   it('NO_COLOR turns colours off on a terminal; FORCE_COLOR=1 turns them on when piped', () => {
     assert.equal(decideOutput({ NO_COLOR: '1' }, { isTTY: true, columns: 80 }).color, false);
     assert.equal(decideOutput({ NO_COLOR: '' }, { isTTY: true, columns: 80 }).color, true);
@@ -359,5 +399,66 @@ describe('verify helpers', () => {
       0.9,
     );
     assert.equal(parseExposure('nothing'), null);
+  });
+});
+
+// Issue #12: a file name where an allowed glob looks is chosen by whoever can create it.
+const HOSTILE = '/var/log/app/x\x1b]0;PWNED\x07\x1b[2J\x1b[H\u009b31m\u202egol.exe\u200b\x7f\n.log';
+/** Any character a terminal acts on or hides, but guardctl's own SGR colours. */
+const RAW = /[\x00-\x09\x0b-\x1a\x1c-\x1f\x7f-\x9f\p{Cf}\u2028\u2029]|\x1b(?!\[[0-9;]*m)/u;
+
+describe('terminal escaping (issue #12)', () => {
+  it('visible(): C0 as \\xHH, DEL and C1 as \\u00HH, format characters as \\uHHHH', () => {
+    assert.equal(
+      visible(HOSTILE),
+      '/var/log/app/x\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[H\\u009b31m\\u202egol.exe\\u200b\\u007f\\x0a.log',
+    );
+    assert.equal(visible('tab\there'), 'tab\\x09here');
+    assert.equal(visible('tag \u{e0041}'), 'tag \\udb40\\udc41');
+    assert.equal(
+      visible('caf\u00e9 \u4e2d \u{1f600}'),
+      'caf\u00e9 \u4e2d \u{1f600}',
+      'printable text stays',
+    );
+    assert.equal(visible(visible(HOSTILE)), visible(HOSTILE), 'idempotent');
+  });
+
+  it('the \\u forms are JSON: --json output stays valid and decodes to the same text', () => {
+    const json = JSON.stringify({ path: HOSTILE }, null, 2);
+    const out = visibleLines(json);
+    assert.doesNotMatch(out, RAW);
+    assert.deepEqual(JSON.parse(out), { path: HOSTILE });
+  });
+
+  it('status on a terminal: the FILE column and the problem list carry no raw control, colours kept', () => {
+    const r = report(
+      agentStatus((s) => {
+        s.sources[0]!.files.push({
+          path: HOSTILE,
+          state: 'refused',
+          refusal: { code: 'denied', message: `${HOSTILE} is a symlink`, since: '' },
+          offset: 0,
+          size: 0,
+          truncations: 0,
+        } as never);
+        s.sources[0]!.listError = `cannot list ${HOSTILE}`;
+      }),
+    );
+    for (const columns of [80, 200, null]) {
+      const out = { color: columns !== null, columns };
+      const lines = renderStatus(r, out).map(paintedLine);
+      const text = lines.join('\n');
+      assert.doesNotMatch(text, RAW, `at ${columns} columns`);
+      if (columns === null) assert.ok(text.includes(visible(HOSTILE)), 'the whole name, escaped');
+      if (columns !== null) {
+        assert.match(text, /\x1b\[1;33m/, 'colours are still there');
+        for (const l of lines) assert.ok(width(l) <= columns, `fits: ${JSON.stringify(l)}`);
+      }
+    }
+  });
+
+  it('paintedLine lets only SGR through: any other raw control escapes the whole line', () => {
+    assert.equal(paintedLine('\x1b[31mred\x1b[0m'), '\x1b[31mred\x1b[0m');
+    assert.equal(paintedLine('\x1b[31mred\x1b]0;x\x07'), '\\x1b[31mred\\x1b]0;x\\x07');
   });
 });

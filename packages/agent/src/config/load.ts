@@ -17,7 +17,9 @@ import type {
   OtlpSinkConfig,
   SplunkHecSinkConfig,
   RedactConfig,
+  SyslogSinkConfig,
   SinkConfig,
+  JournalSourceConfig,
   SourceConfig,
 } from './types';
 import {
@@ -50,6 +52,30 @@ export class ConfigError extends Error {
   }
 }
 
+/** The keys of a `type = journal` source (beside paths, start_at, include, exclude, tags, sinks). */
+const JOURNAL_KEYS = [
+  'units',
+  'exclude_units',
+  'identifiers',
+  'exclude_identifiers',
+  'user_journals',
+] as const;
+
+/** A journal source's own keys. A unit named without a type ('ssh') means its service. */
+function journalKeys(s: SectionReader): JournalSourceConfig {
+  const units = (key: string): string[] =>
+    (s.list(key) ?? []).map((u) => (u.includes('.') ? u : `${u}.service`));
+  return {
+    units: units('units'),
+    excludeUnits: units('exclude_units'),
+    identifiers: s.list('identifiers') ?? [],
+    excludeIdentifiers: s.list('exclude_identifiers') ?? [],
+    userJournals: s.bool('user_journals', false),
+  };
+}
+
+/** What a `journal` source reads when it names no paths (same as guard-helper). */
+export const JOURNAL_PATHS = ['/var/log/journal/*/*.journal', '/run/log/journal/*/*.journal'];
 /** What an `audit` source reads when it names no paths (same as guard-helper). */
 export const AUDIT_PATHS = ['/var/log/audit/audit.log', '/var/log/audit/audit.log.[0-9]*'];
 export const DEFAULT_SINK_NAME = 'local';
@@ -275,8 +301,9 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     const s = reader(`source.${name}`, values);
     const type = s.oneOf<SourceConfig['type']>('type', 'file');
     const given = s.list('paths');
-    const paths = given ?? (type === 'audit' && s.values.paths === undefined ? AUDIT_PATHS : []);
-    if (s.has('paths') || (type === 'audit' && s.values.paths === undefined)) {
+    const defaults = type === 'audit' ? AUDIT_PATHS : type === 'journal' ? JOURNAL_PATHS : null;
+    const paths = given ?? (defaults !== null && s.values.paths === undefined ? defaults : []);
+    if (s.has('paths') || (defaults !== null && s.values.paths === undefined)) {
       const expected = `expected ${expectedPhrase(keySchema(`source.${name}`, 'paths', raw))}`;
       if (paths.length === 0) s.problem('paths', `${expected}, got ${shown(s.values.paths)}`);
       for (const p of paths) {
@@ -284,9 +311,23 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
         if (why !== null) s.problem('paths', `${expected}, got ${shown(p)} (${why})`);
       }
     }
-    const parser = s.oneOf<SourceConfig['parser']>('parser', type === 'audit' ? 'audit' : 'syslog');
+    const parser = s.oneOf<SourceConfig['parser']>(
+      'parser',
+      type === 'audit' ? 'audit' : type === 'journal' ? 'journal' : 'syslog',
+    );
     if (type === 'audit' && parser !== 'audit')
       s.problem('parser', `an audit source is read with the audit parser, got ${shown(parser)}`);
+    if ((type === 'journal') !== (parser === 'journal'))
+      s.problem(
+        'parser',
+        type === 'journal'
+          ? `a journal source's entries are events already (leave parser out), got ${shown(parser)}`
+          : `the journal parser is for type = journal sources, got ${shown(parser)}`,
+      );
+    const journal = type === 'journal' ? journalKeys(s) : undefined;
+    if (type !== 'journal')
+      for (const key of JOURNAL_KEYS)
+        if (s.has(key)) s.problem(key, `only a type = journal source has ${key}`);
     const sinks = s.list('sinks');
     if (sinks !== undefined && sinks.length === 0)
       s.problem(
@@ -303,6 +344,7 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
       exclude: s.regexes('exclude', ''),
       tags: s.list('tags') ?? [],
       sinks: sinks ?? null,
+      ...(journal ? { journal } : {}),
     });
   }
 
@@ -319,6 +361,7 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     else if (type === 'loki') sinks.push(lokiSink(name, k));
     else if (type === 'kafka') sinks.push(kafkaSink(name, k));
     else if (type === 'file') sinks.push(fileSink(name, k, agent.stateDir));
+    else if (type === 'syslog') sinks.push(syslogSink(name, k));
   }
   if (rawSinks.length === 0)
     sinks.push(
@@ -511,6 +554,58 @@ function lokiSink(name: string, k: SectionReader): LokiSinkConfig {
     labels: [...new Set(labels)] as LokiSinkConfig['labels'],
     tenant: k.optionalString('tenant'),
   };
+}
+
+function syslogSink(name: string, k: SectionReader): SyslogSinkConfig {
+  const address = k.string('address', '');
+  // host:port, [v6]:port; the schema checked the shape, this splits it
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]]+)):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[3]) : 0;
+  if (k.has('address') && (!m || port < 1 || port > 65535))
+    k.problem('address', `expected host:port (port 1 to 65535), got ${shown(address)}`);
+  const config: SyslogSinkConfig = {
+    name,
+    type: 'syslog',
+    address,
+    host: m ? (m[1] ?? m[2]!) : '',
+    port,
+    protocol: k.oneOf('protocol', 'relp'),
+    tls: k.bool('tls', true),
+    caFile: k.readableFile('ca_file', false),
+    clientCertFile: k.readableFile('client_cert_file', false),
+    clientKeyFile: k.readableFile('client_key_file', true),
+    serverName: k.optionalString('server_name'),
+    format: k.oneOf('format', 'rfc5424'),
+    framing: k.oneOf('framing', 'octet_counting'),
+    facility: k.oneOf('facility', 'user'),
+    severity: k.oneOf('severity', 'notice'),
+    sdId: k.string('sd_id', 'guard@32473'),
+    timeoutMs: k.number('timeout_ms', 30000),
+    retryInitialMs: k.number('retry_initial_ms', 500),
+    retryMaxMs: k.number('retry_max_ms', 60000),
+    batch: batch(k),
+  };
+  if (!config.tls) {
+    for (const key of ['ca_file', 'client_cert_file', 'client_key_file', 'server_name']) {
+      if (k.has(key)) k.problem(key, 'only used with tls = true');
+    }
+  }
+  if (config.protocol === 'relp' && k.has('framing'))
+    k.problem('framing', 'only used with protocol = tcp (RELP frames every message itself)');
+  if (k.has('client_cert_file') !== k.has('client_key_file')) {
+    const missing = k.has('client_cert_file') ? 'client_key_file' : 'client_cert_file';
+    k.problem(
+      missing,
+      `required with ${missing === 'client_key_file' ? 'client_cert_file' : 'client_key_file'} (mutual TLS needs both)`,
+    );
+  }
+  if (config.retryMaxMs < config.retryInitialMs) {
+    k.problem(
+      'retry_max_ms',
+      `must be at least retry_initial_ms (${config.retryInitialMs}), got ${config.retryMaxMs}`,
+    );
+  }
+  return config;
 }
 
 const BROKER = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;

@@ -20,14 +20,24 @@ export interface AgentSection {
 
 export interface SourceConfig {
   name: string;
-  type: 'file' | 'audit';
+  type: 'file' | 'audit' | 'journal';
   paths: string[]; // paths, comma-separated absolute paths or globs (audit: default auditd's log)
-  parser: 'syslog' | 'json' | 'plain' | 'audit'; // parser, default syslog (file) / audit (audit)
+  parser: 'syslog' | 'json' | 'plain' | 'audit' | 'journal'; // parser, default syslog (file) / audit (audit) / journal (journal, the only one)
   startAt: 'beginning' | 'end'; // start_at, default end: where to start files found at the very first start
   include: RegExp[]; // include[] = regex (repeatable): keep only lines matching one of them
   exclude: RegExp[]; // exclude[] = regex (repeatable): drop lines matching any of them
   tags: string[]; // tags, comma-separated
   sinks: string[] | null; // sinks, comma-separated sink names; null = every sink
+  journal?: JournalSourceConfig; // type = journal only
+}
+
+/** The keys only a `type = journal` source has. Unit names without a '.' get '.service'. */
+export interface JournalSourceConfig {
+  units: string[]; // units, comma-separated: keep only entries of these units (or identifiers)
+  excludeUnits: string[]; // exclude_units, comma-separated
+  identifiers: string[]; // identifiers, comma-separated SYSLOG_IDENTIFIERs to keep (or units)
+  excludeIdentifiers: string[]; // exclude_identifiers, comma-separated
+  userJournals: boolean; // user_journals, default false: user-UID.journal files (users' sessions) left out
 }
 
 export interface BatchConfig {
@@ -116,6 +126,29 @@ export interface KafkaSinkConfig {
   batch: BatchConfig;
 }
 
+export interface SyslogSinkConfig {
+  name: string;
+  type: 'syslog';
+  address: string; // address, host:port (required)
+  host: string; // from address
+  port: number; // from address
+  protocol: 'relp' | 'tcp'; // protocol (required): relp (acknowledged, recommended) or tcp (a plain syslog stream)
+  tls: boolean; // tls, default true (RFC 5425 for tcp)
+  caFile: string | null; // ca_file: trust this CA instead of the system's
+  clientCertFile: string | null; // client_cert_file (mutual TLS, with client_key_file)
+  clientKeyFile: string | null; // client_key_file
+  serverName: string | null; // server_name: the name the receiver's certificate must carry, default the host
+  format: 'rfc5424' | 'rfc3164'; // format, default rfc5424
+  framing: 'octet_counting' | 'lf'; // framing, default octet_counting (protocol = tcp only)
+  facility: string; // facility, default user: for events without a priority of their own
+  severity: string; // severity, default notice
+  sdId: string; // sd_id, default guard@32473: the SD-ID guard's fields go under
+  timeoutMs: number; // timeout_ms, default 30000
+  retryInitialMs: number; // retry_initial_ms, default 500
+  retryMaxMs: number; // retry_max_ms, default 60000
+  batch: BatchConfig;
+}
+
 export type SinkConfig =
   | KafkaSinkConfig
   | HttpSinkConfig
@@ -123,7 +156,8 @@ export type SinkConfig =
   | SplunkHecSinkConfig
   | OtlpSinkConfig
   | LokiSinkConfig
-  | FileSinkConfig;
+  | FileSinkConfig
+  | SyslogSinkConfig;
 
 export interface RedactConfig {
   builtin: boolean; // builtin, default true: passwords in URLs, bearer tokens, cloud keys, private keys…

@@ -4,10 +4,13 @@
 //   RFC 3339 (Debian 12):    [<PRI>]2026-11-24T09:05:01.123456+00:00 host prog[pid]: msg
 //   RFC 5424:                <PRI>1 2026-11-24T09:05:01.123Z host app procid msgid [sd] msg
 //
-// The header is scanned with charCodeAt (no regex, no split); timestamps are cached per second,
-// since consecutive lines mostly share one. 3164 timestamps have no year and no zone: they are the
-// host's local time (rsyslog writes them so), the year is the one that puts them at most about a
-// month in the future of `now`.
+// In 3164 headers it is as lenient as rsyslog's pmrfc3164 (a month in any case, a year or a
+// fraction inside the timestamp, a colon after it, a space after <PRI>, a first word that cannot be
+// a host name taken as the tag); docs/parsers.md lists every accepted form and every deliberate
+// difference from rsyslog. The header is scanned with charCodeAt (no regex, no split); timestamps
+// are cached per second, since consecutive lines mostly share one. 3164 timestamps have no zone:
+// they are the host's local time (rsyslog writes them so); without a year, the year is the one
+// that puts them at most about a month in the future of `now`.
 
 import type { Parsed, Parser } from '../event';
 
@@ -80,38 +83,25 @@ export function daysInMonth(year: number, month0: number): number {
   return month0 === 3 || month0 === 5 || month0 === 8 || month0 === 10 ? 30 : 31;
 }
 
-/** 'Jan' … 'Dec' at i → 0–11, or -1. Case-sensitive, as rsyslog writes them. */
+/** Month names by their three letters in lower case, as one string: index / 3 is the month. */
+const MONTHS = 'janfebmaraprmayjunjulaugsepoctnovdec';
+
+/** 'Jan' … 'Dec' at i → 0–11, or -1. Any case ('AUG', 'aug'), as rsyslog accepts them. */
 function monthAt(s: string, i: number): number {
-  const a = s.charCodeAt(i);
-  const b = s.charCodeAt(i + 1);
-  const c = s.charCodeAt(i + 2);
-  switch (a) {
-    case 0x4a: // J
-      if (b === 0x61 && c === 0x6e) return 0; // Jan
-      if (b === 0x75 && c === 0x6e) return 5; // Jun
-      if (b === 0x75 && c === 0x6c) return 6; // Jul
-      return -1;
-    case 0x46:
-      return b === 0x65 && c === 0x62 ? 1 : -1; // Feb
-    case 0x4d: // M
-      if (b === 0x61 && c === 0x72) return 2; // Mar
-      if (b === 0x61 && c === 0x79) return 4; // May
-      return -1;
-    case 0x41: // A
-      if (b === 0x70 && c === 0x72) return 3; // Apr
-      if (b === 0x75 && c === 0x67) return 7; // Aug
-      return -1;
-    case 0x53:
-      return b === 0x65 && c === 0x70 ? 8 : -1; // Sep
-    case 0x4f:
-      return b === 0x63 && c === 0x74 ? 9 : -1; // Oct
-    case 0x4e:
-      return b === 0x6f && c === 0x76 ? 10 : -1; // Nov
-    case 0x44:
-      return b === 0x65 && c === 0x63 ? 11 : -1; // Dec
-    default:
-      return -1;
+  const a = s.charCodeAt(i) | 0x20;
+  const b = s.charCodeAt(i + 1) | 0x20;
+  const c = s.charCodeAt(i + 2) | 0x20;
+  // | 0x20 lower-cases a letter; what is not a letter stays out of 'a'-'z'.
+  if (a < 0x61 || a > 0x7a || b < 0x61 || b > 0x7a || c < 0x61 || c > 0x7a) return -1;
+  for (let m = 0; m < 36; m += 3) {
+    if (
+      MONTHS.charCodeAt(m) === a &&
+      MONTHS.charCodeAt(m + 1) === b &&
+      MONTHS.charCodeAt(m + 2) === c
+    )
+      return m / 3;
   }
+  return -1;
 }
 
 // ---- RFC 3164 timestamp cache ------------------------------------------------------------------
@@ -122,7 +112,7 @@ let c3164Year = 0; // the year of `now` it was resolved against
 let c3164EpochThis = 0; // epoch ms if it is in that year (NaN if the date does not exist then)
 let c3164IsoThis = '';
 let c3164IsoLast = ''; // the same time one year earlier, computed on first use
-let c3164Parts: number[] = [0, 0, 0, 0, 0];
+let c3164Parts: number[] = [0, 0, 0, 0, 0, 0];
 
 let nowMsCached = NaN;
 let nowYearCached = 0;
@@ -140,11 +130,20 @@ function localIso(year: number, p: number[]): { epoch: number; iso: string } {
   const month0 = p[0]!;
   const day = p[1]!;
   if (day > daysInMonth(year, month0)) return { epoch: NaN, iso: '' }; // Feb 29 outside a leap year
-  const d = new Date(year, month0, day, p[2]!, p[3]!, p[4]!);
+  const d = new Date(year, month0, day, p[2]!, p[3]!, p[4]!, p[5]!);
   return { epoch: d.getTime(), iso: d.toISOString() };
 }
 
-/** Parses `Mmm dd HH:MM:SS` (day space-padded or not) at i. Returns the index after it, or -1. */
+/**
+ * Parses an RFC 3164 timestamp at i, with rsyslog's leniency (datetime.c ParseTIMESTAMP3164):
+ *
+ *   Mmm dd HH:MM:SS          the month in any case (`AUG`), the day space-padded (`Nov  4`) or not
+ *   Mmm dd YYYY HH:MM:SS     a year inside the timestamp (Cisco): 1971–2099, used as it is
+ *   … HH:MM:SS.fff           a fraction of a second (digits past the millisecond are cut)
+ *   … HH:MM:SS:              a colon after the time (Cisco)
+ *
+ * Returns the index after it, or -1.
+ */
 export function parse3164Time(s: string, i: number, now: Date, out: { time: string }): number {
   const month0 = monthAt(s, i);
   if (month0 < 0 || s.charCodeAt(i + 3) !== SPACE) return -1;
@@ -166,24 +165,52 @@ export function parse3164Time(s: string, i: number, now: Date, out: { time: stri
     } // "Nov 4"
   }
   if (day < 1 || day > 31 || s.charCodeAt(j) !== SPACE) return -1;
+  let year = -1;
+  const y1 = two(s, j + 1);
+  const y2 = two(s, j + 3);
+  if (y1 >= 0 && y2 >= 0 && s.charCodeAt(j + 5) === SPACE) {
+    year = y1 * 100 + y2;
+    if (year <= 1970 || year >= 2100) return -1;
+    j += 5;
+  }
   const h = two(s, j + 1);
   const m = two(s, j + 4);
   const sec = two(s, j + 7);
   if (s.charCodeAt(j + 3) !== COLON || s.charCodeAt(j + 6) !== COLON) return -1;
   if (h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 60) return -1;
-  const after = j + 9;
+  let after = j + 9;
+  let ms = 0;
+  if (s.charCodeAt(after) === 0x2e) {
+    // '.': a fraction, as in RFC 3339
+    const fracStart = ++after;
+    let dd: number;
+    while ((dd = digit(s, after)) >= 0) {
+      if (after - fracStart < 3) ms = ms * 10 + dd;
+      after++;
+    }
+    const n = after - fracStart;
+    if (n === 0) return -1;
+    if (n < 3) ms *= n === 1 ? 100 : 10;
+  }
+  if (s.charCodeAt(after) === COLON) after++;
 
-  const year = localYear(now);
+  const nowYear = localYear(now);
   const key = s.slice(i, after);
-  if (key !== c3164Key || year !== c3164Year) {
-    const parts = [month0, day, h, m, sec === 60 ? 59 : sec];
-    const r = localIso(year, parts);
+  if (key !== c3164Key || nowYear !== c3164Year) {
+    const parts = [month0, day, h, m, sec === 60 ? 59 : sec, ms];
+    const r = localIso(year >= 0 ? year : nowYear, parts);
     c3164Key = key;
-    c3164Year = year;
+    c3164Year = nowYear;
     c3164EpochThis = r.epoch;
     c3164IsoThis = r.iso;
     c3164IsoLast = '';
     c3164Parts = parts;
+  }
+  if (year >= 0) {
+    // The year is given: no inference (an impossible date, Feb 29 of a common year, is not one).
+    if (c3164IsoThis === '') return -1;
+    out.time = c3164IsoThis;
+    return after;
   }
   // NaN (no Feb 29 this year) compares false: falls through to last year's date.
   if (c3164EpochThis - now.getTime() <= FUTURE_TOLERANCE_MS) {
@@ -191,10 +218,10 @@ export function parse3164Time(s: string, i: number, now: Date, out: { time: stri
     return after;
   }
   if (c3164IsoLast === '') {
-    let y = year - 1;
+    let y = nowYear - 1;
     let r = localIso(y, c3164Parts);
     // Feb 29 seen in a non-leap year: it is from the most recent leap year.
-    while (r.iso === '' && y > year - 8) r = localIso(--y, c3164Parts);
+    while (r.iso === '' && y > nowYear - 8) r = localIso(--y, c3164Parts);
     c3164IsoLast = r.iso;
   }
   if (c3164IsoLast === '') return -1;
@@ -328,17 +355,72 @@ function tokenEnd(s: string, i: number): number {
   return k < 0 ? s.length : k;
 }
 
+/** 1 for the characters of a host name as rsyslog recognises one: letters, digits, '.', '_', '-'. */
+const HOST_CHAR = new Uint8Array(128).map((_, c) =>
+  (c >= 0x30 && c <= 0x39) ||
+  (c >= 0x41 && c <= 0x5a) ||
+  (c >= 0x61 && c <= 0x7a) ||
+  c === 0x2e ||
+  c === 0x5f ||
+  c === DASH
+    ? 1
+    : 0,
+);
+
+/**
+ * Whether s[i, end) can be a host name: rsyslog's rule (pmrfc3164.c: letters, digits, '.', '_',
+ * '-', ending in a letter or digit), or an IPv6 address (hex digits, '.', and two or more ':'),
+ * which rsyslog itself writes in the host field of a message from a sender it cannot name.
+ */
+export function isHostName(s: string, i: number, end: number): boolean {
+  let plain = true;
+  let v6 = true;
+  let colons = 0;
+  for (let k = i; k < end; k++) {
+    const c = s.charCodeAt(k);
+    if (c === COLON) {
+      colons++;
+      plain = false;
+    } else if (c >= 128 || HOST_CHAR[c] === 0) {
+      return false;
+    } else if (!(
+      (c >= 0x30 && c <= 0x39) ||
+      ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66) ||
+      c === 0x2e
+    )) {
+      v6 = false;
+    }
+  }
+  if (plain) return end > i && isAlnum(s.charCodeAt(end - 1));
+  return v6 && colons >= 2;
+}
+
+function isAlnum(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a);
+}
+
 /**
  * `host tag[pid]: msg` at i (3164 and rsyslog's 3339 format). A tag is recognised only when it is
  * followed by `[pid]` or `:` — `host -- MARK --` is a message without a program. `prog[pid]` with
- * no colon (followed by a space or the end of the line) is also a tag.
+ * no colon (followed by a space or the end of the line) is also a tag. A first word that cannot be
+ * a host name (`#001`, `sshd[7]:`, `kernel:`) is no host: as rsyslog does, it is the tag, and a
+ * tag there also ends at a space.
  */
 function parseHostTagMessage(s: string, i: number, fields: Record<string, unknown>): boolean {
   const hEnd = tokenEnd(s, i);
   if (hEnd === i) return false;
+  if (!isHostName(s, i, hEnd)) {
+    parseTag(s, i, fields, true);
+    return true;
+  }
   fields.hostname = s.slice(i, hEnd);
   if (hEnd >= s.length) return true;
-  const t = hEnd + 1;
+  parseTag(s, hEnd + 1, fields, false);
+  return true;
+}
+
+/** `tag[pid]:`, `tag:` or `tag[pid]` at t; with `bare`, also a tag that ends at a space or the end. */
+function parseTag(s: string, t: number, fields: Record<string, unknown>, bare: boolean): void {
   let j = t;
   const n = s.length;
   let c = 0;
@@ -354,16 +436,15 @@ function parseHostTagMessage(s: string, i: number, fields: Record<string, unknow
     if (k > j + 1 && s.charCodeAt(k) === RBRACKET) {
       k++;
       if (s.charCodeAt(k) === COLON) k++;
-      if (k < n && s.charCodeAt(k) !== SPACE) return true; // `prog[1]x`: no tag, all of it is message
+      if (k < n && s.charCodeAt(k) !== SPACE) return; // `prog[1]x`: no tag, all of it is message
       fields.program = s.slice(t, j);
       fields.pid = pid;
-      return true;
+      return;
     }
-  } else if (j > t && c === COLON && j < n) {
+    if (bare) fields.program = s.slice(t, tokenEnd(s, t));
+  } else if (j > t && ((c === COLON && j < n) || bare)) {
     fields.program = s.slice(t, j);
-    return true;
   }
-  return true;
 }
 
 // ---- RFC 5424 -----------------------------------------------------------------------------------
@@ -447,17 +528,13 @@ function parse5424(s: string, i: number, pri: number): Parsed {
   }
   if (s.charCodeAt(j) !== SPACE) return unparsed();
   j++;
-  if (s.charCodeAt(j) === DASH) {
-    j++;
-  } else if (s.charCodeAt(j) === LBRACKET) {
-    const sd: Record<string, Record<string, string>> = {};
-    j = parseStructuredData(s, j, sd);
-    if (j < 0) return unparsed();
-    fields.structuredData = sd;
-  } else {
-    return unparsed();
-  }
-  if (j < s.length && s.charCodeAt(j) !== SPACE) return unparsed(); // MSG (the line itself is the message)
+  // STRUCTURED-DATA, then [SP MSG] (the line itself is the message). SD that is not well formed
+  // costs only itself: the header's fields stay, the event is flagged 'malformed_sd'.
+  if (s.charCodeAt(j) === DASH && (j + 1 === s.length || s.charCodeAt(j + 1) === SPACE)) return out;
+  const sd: Record<string, Record<string, string>> = {};
+  const k = s.charCodeAt(j) === LBRACKET ? parseStructuredData(s, j, sd) : -1;
+  if (k < 0 || (k < s.length && s.charCodeAt(k) !== SPACE)) out.flags = ['malformed_sd'];
+  else fields.structuredData = sd;
   return out;
 }
 
@@ -499,6 +576,8 @@ export const parseSyslog: Parser = (message, now) => {
   const c = message.charCodeAt(i);
   let j: number;
   if (c >= 0x30 && c <= 0x39) j = parse3339Time(message, i, tOut);
+  else if (c === SPACE)
+    j = parse3164Time(message, i + 1, now, tOut); // `<13> Mar  7 …` (rsyslog: HP ProCurve)
   else j = parse3164Time(message, i, now, tOut);
   if (j < 0 || message.charCodeAt(j) !== SPACE) return unparsed();
   const fields: Record<string, unknown> = {};

@@ -10,6 +10,7 @@ import { KafkaSink } from './kafka/kafka-sink';
 import { LokiSink } from './loki/loki-sink';
 import { OtlpSink } from './otlp/otlp-sink';
 import { SplunkHecSink } from './splunk_hec/splunk-hec-sink';
+import { SyslogSink } from './syslog/syslog-sink';
 
 /** Builds the sink a validated `[sink.NAME]` section describes. Throws a coded SinkError on unusable TLS/token files. */
 export function createSink(
@@ -31,6 +32,8 @@ export function createSink(
       return new KafkaSink(cfg, opts);
     case 'file':
       return new FileSink(cfg, opts);
+    case 'syslog':
+      return new SyslogSink(cfg, opts);
     default: {
       const unknown: never = cfg;
       throw new Error(`unknown sink type ${(unknown as { type: string }).type}`);

@@ -2,6 +2,8 @@
 // reloading its policy (`reloaded`): calls reconnect once and retry; descriptors already received
 // stay valid, since they are ours.
 import { HelperClient, HelperConnectionError, HelperRefusal } from '@guard/protocol/client';
+import type { FileReply } from '@guard/protocol/wire';
+import { checkReceivedDescriptor } from './descriptors';
 import type { Logger } from 'pino';
 
 export class HelperLink {
@@ -53,12 +55,17 @@ export class HelperLink {
     this.log.warn({ err: (why as Error).message }, 'guard-helper connection lost; reconnecting');
   }
 
-  /** Runs fn on a live connection. A refusal (HelperRefusal) is the helper's answer and is thrown as is. */
+  /**
+   * Runs fn on a live connection. A refusal (HelperRefusal) is the helper's answer and is thrown as
+   * is. Every descriptor an `open` made through fn receives is checked before fn sees it
+   * (sources/descriptors.ts): one that fails is closed unread, logged, and thrown as
+   * DescriptorRejected, a refusal with code `bad_descriptor`.
+   */
   async call<T>(fn: (c: HelperClient) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const c = await this.get();
       try {
-        return await fn(c);
+        return await fn(this.checked(c));
       } catch (e) {
         const reconnect =
           e instanceof HelperConnectionError ||
@@ -68,6 +75,30 @@ export class HelperLink {
         if (attempt >= 1) throw e;
       }
     }
+  }
+
+  /** c, but its open() checks the descriptor it returns. */
+  private checked(c: HelperClient): HelperClient {
+    const open = async (path: string): Promise<{ reply: FileReply; fd: number }> => {
+      const got = await c.open(path);
+      try {
+        checkReceivedDescriptor(got.fd, got.reply, path);
+      } catch (e) {
+        this.log.error(
+          { path, dev: got.reply.dev, ino: got.reply.ino, err: (e as Error).message },
+          'guard-helper sent a descriptor that failed a check; refused it',
+        );
+        throw e;
+      }
+      return got;
+    };
+    return new Proxy(c, {
+      get(target, prop) {
+        if (prop === 'open') return open;
+        const v: unknown = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
   }
 
   close(): void {

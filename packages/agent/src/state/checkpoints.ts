@@ -24,7 +24,10 @@ import { join } from 'node:path';
 export const FINGERPRINT_BYTES = 256;
 
 export interface Checkpoint {
+  /** The live path the file had (events carry it as "path"), also while a rotated generation is read. */
   path: string;
+  /** The `[source.NAME]` it belongs to (absent in checkpoints of older versions). */
+  source?: string;
   dev: string;
   ino: string;
   /** Identity used in event ids, fixed when the file was first opened: `${dev}.${ino}.${fingerprint8}`. */
@@ -37,11 +40,14 @@ export interface Checkpoint {
   updated: string;
 }
 
-/** Fingerprint of the first `len` bytes of the open file `fd` (fewer if the file is shorter). */
-export function fingerprint(
-  fd: number,
-  len = FINGERPRINT_BYTES,
-): { fingerprint: string; fingerprintBytes: number } {
+/** What identifies a file's content: the hash of its first bytes and how many they were. */
+export interface Fingerprint {
+  fingerprint: string;
+  fingerprintBytes: number;
+}
+
+/** The first `len` bytes of the open file `fd` (fewer if the file is shorter). */
+export function readHead(fd: number, len = FINGERPRINT_BYTES): Buffer {
   const buf = Buffer.alloc(len);
   let n = 0;
   while (n < len) {
@@ -49,22 +55,68 @@ export function fingerprint(
     if (r === 0) break;
     n += r;
   }
+  return buf.subarray(0, n);
+}
+
+/** Fingerprint of the first `len` bytes of `head` (all of it when shorter). */
+export function fingerprintOf(head: Buffer, len = FINGERPRINT_BYTES): Fingerprint {
+  const bytes = head.subarray(0, len);
   return {
-    fingerprint: createHash('sha256').update(buf.subarray(0, n)).digest('hex').slice(0, 16),
-    fingerprintBytes: n,
+    fingerprint: createHash('sha256').update(bytes).digest('hex').slice(0, 16),
+    fingerprintBytes: bytes.length,
   };
+}
+
+/** Fingerprint of the first `len` bytes of the open file `fd` (fewer if the file is shorter). */
+export function fingerprint(fd: number, len = FINGERPRINT_BYTES): Fingerprint {
+  return fingerprintOf(readHead(fd, len));
+}
+
+/**
+ * True when a file whose first bytes are `head` is the file `fp` was taken of: its first
+ * `fp.fingerprintBytes` bytes hash the same. An empty fingerprint identifies nothing.
+ */
+export function headMatches(head: Buffer, fp: Fingerprint): boolean {
+  return (
+    fp.fingerprintBytes > 0 &&
+    head.length >= fp.fingerprintBytes &&
+    fingerprintOf(head, fp.fingerprintBytes).fingerprint === fp.fingerprint
+  );
+}
+
+/**
+ * A file of a source that is never to be read again: read to its end and acknowledged
+ * (`shipped`), or a rotated generation that already existed when guard began to track the source
+ * (`history`: it predates guard). Kept while a file with this fingerprint may still be found.
+ */
+export interface FinishedFile extends Fingerprint {
+  size: number;
+  /** The key its events carried (absent for history). */
+  key?: string;
+  why: 'shipped' | 'history';
+  at: string;
+}
+
+/** Per `[source.NAME]`: since when its rotated generations are tracked (the ones that existed
+ *  then, or were last written before then, predate guard), and its finished files. */
+export interface SourceState {
+  since: string;
+  finished: FinishedFile[];
 }
 
 interface Saved {
   version: 2;
   seq: number;
   files: Checkpoint[];
+  sources?: Record<string, SourceState>;
 }
 
 export class CheckpointStore {
   private readonly slots: [string, string];
   private fds: number[] = [];
-  private readonly byInode = new Map<string, Checkpoint>();
+  /** By the file's key: a reused inode is another file, with a checkpoint of its own. */
+  private readonly byKey = new Map<string, Checkpoint>();
+  private readonly sources = new Map<string, SourceState>();
   private seq = 0;
   private dirty = false;
   private unsynced = false;
@@ -95,31 +147,49 @@ export class CheckpointStore {
         `${dir}: no readable checkpoint slot; move the checkpoints-*.json files away to start over`,
       );
     this.seq = best?.seq ?? 0;
-    for (const cp of best?.files ?? []) this.byInode.set(`${cp.dev}:${cp.ino}`, cp);
+    for (const cp of best?.files ?? []) if (cp.fingerprintBytes > 0) this.byKey.set(cp.key, cp);
+    for (const [name, st] of Object.entries(best?.sources ?? {})) this.sources.set(name, st);
   }
 
-  /** The checkpoint for this inode if its leading bytes still match (else the inode was reused). */
-  find(fd: number, dev: string, ino: string): Checkpoint | null {
-    const cp = this.byInode.get(`${dev}:${ino}`);
-    if (!cp) return null;
-    return fingerprint(fd, cp.fingerprintBytes).fingerprint === cp.fingerprint ? cp : null;
+  /** The checkpoint for this inode if its leading bytes (`head`) still match (else the inode was reused). */
+  find(head: Buffer, dev: string, ino: string): Checkpoint | null {
+    for (const cp of this.byKey.values())
+      if (cp.dev === dev && cp.ino === ino && headMatches(head, cp)) return cp;
+    return null;
   }
 
   get size(): number {
-    return this.byInode.size;
+    return this.byKey.size;
   }
   all(): Checkpoint[] {
-    return [...this.byInode.values()];
+    return [...this.byKey.values()];
   }
 
+  /** Saves a file's position. One with an empty fingerprint identifies nothing and is not kept. */
   set(cp: Checkpoint): void {
-    this.byInode.set(`${cp.dev}:${cp.ino}`, cp);
+    if (cp.fingerprintBytes === 0) return;
+    this.byKey.set(cp.key, cp);
     this.dirty = true;
   }
 
-  /** Forget files that are gone (closed after rotation, read to their end). */
-  delete(dev: string, ino: string): void {
-    if (this.byInode.delete(`${dev}:${ino}`)) this.dirty = true;
+  /** Forget a file that is gone (closed after rotation, read to its end). */
+  delete(key: string): void {
+    if (this.byKey.delete(key)) this.dirty = true;
+  }
+
+  /** A source's rotation-set state; undefined until the source was first tracked. */
+  sourceState(name: string): SourceState | undefined {
+    return this.sources.get(name);
+  }
+
+  setSourceState(name: string, st: SourceState): void {
+    this.sources.set(name, st);
+    this.dirty = true;
+  }
+
+  /** Call after changing a source state's arrays in place. */
+  touch(): void {
+    this.dirty = true;
   }
 
   /** Records that the agent has started here, so start_at applies only to the very first start. */
@@ -135,7 +205,12 @@ export class CheckpointStore {
     if (this.dirty) {
       this.seq++;
       const data = Buffer.from(
-        JSON.stringify({ version: 2, seq: this.seq, files: this.all() } satisfies Saved) + '\n',
+        JSON.stringify({
+          version: 2,
+          seq: this.seq,
+          files: this.all(),
+          sources: Object.fromEntries(this.sources),
+        } satisfies Saved) + '\n',
       );
       const fd = fds[this.seq % 2]!;
       writeSync(fd, data, 0, data.length, 0);

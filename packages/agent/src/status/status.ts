@@ -5,9 +5,13 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SinkStatus } from '../event';
 import type { Pipeline } from '../pipeline';
+import type { RotationStats } from '../sources/file/file-source';
 import type { HelperLink } from '../sources/helper-link';
+import type { JournalSource } from '../sources/journal/journal-source';
 
-export type FileState = 'flowing' | 'idle' | 'rotated' | 'refused' | 'no_match';
+/** `waiting`: the content of a file that is no longer at its path (a restart, copytruncate), until
+ *  the rotated generation holding it is found. */
+export type FileState = 'flowing' | 'idle' | 'rotated' | 'waiting' | 'refused' | 'no_match';
 
 export interface FileStatus {
   path: string;
@@ -18,7 +22,62 @@ export interface FileStatus {
   lagSeconds?: number;
   lastEventTime?: string | null;
   truncations?: number;
+  /** The rotated generation read now, when it is not `path` itself. */
+  file?: string;
   refusal?: { code: string; message: string; since: string };
+}
+
+/** One journal directory of a `type = journal` source (one reader). */
+export interface JournalStatus {
+  /** The directory's name: a machine id, or `<machine id>.<namespace>`. */
+  directory: string;
+  state: 'flowing' | 'idle' | 'error';
+  /** The journal files held (descriptors from the helper). */
+  files: string[];
+  /** Every entry up to this one is acknowledged by every sink (null: nothing yet). */
+  cursor: string | null;
+  lagEntries: number;
+  lagSeconds: number;
+  /** The newest entry's time in the files held. */
+  newestEntry: string | null;
+  /** Entries removed by journald (vacuum) before they were shipped: each gap logged with its size. */
+  gaps: {
+    count: number;
+    entries: number;
+    uncounted: number;
+    last: { at: string; entries: number | null; after: string; resumedAt: string } | null;
+  };
+  error: string | null;
+}
+
+export function journalStatus(j: JournalSource): {
+  files: FileStatus[];
+  journals: JournalStatus[];
+} {
+  const journals: JournalStatus[] = [];
+  for (const r of j.readers.values()) {
+    const lag = r.lag();
+    journals.push({
+      directory: r.key,
+      state:
+        r.lastError !== null ? 'error' : Date.now() - r.lastReadAt < 10_000 ? 'flowing' : 'idle',
+      files: [...r.files.values()].map((f) => f.path).sort(),
+      cursor: r.ackedCursor,
+      lagEntries: lag.entries,
+      lagSeconds: lag.seconds,
+      newestEntry: lag.tail,
+      gaps: { ...r.gaps },
+      error: r.lastError,
+    });
+  }
+  const files: FileStatus[] = [...j.refused].map(([path, refusal]) => ({
+    path,
+    state: 'refused',
+    refusal,
+  }));
+  if (journals.length === 0 && files.length === 0)
+    for (const pattern of j.cfg.paths) files.push({ path: pattern, state: 'no_match' });
+  return { files, journals };
 }
 
 export interface AgentStatus {
@@ -41,6 +100,9 @@ export interface AgentStatus {
     listError: string | null;
     listTruncated: boolean;
     files: FileStatus[];
+    /** Rotations, truncations, recovered generations and unrecoverable ranges (agents since #19). */
+    rotation?: RotationStats;
+    journals?: JournalStatus[];
   }[];
   sinks: (SinkStatus & { queuedEvents: number; queuedBytes: number })[];
   totals: { linesRead: number; eventsShipped: number; eventsFiltered: number };
@@ -52,7 +114,7 @@ export function buildStatus(
   meta: { user: string; startedAt: Date; config: string },
 ): AgentStatus {
   const now = Date.now();
-  return {
+  const status: AgentStatus = {
     agent: {
       pid: process.pid,
       uid: process.getuid?.() ?? -1,
@@ -82,6 +144,7 @@ export function buildStatus(
           lagSeconds: lag > 0 ? Math.round((now - t.caughtUpAt) / 1000) : 0,
           lastEventTime: t.lastEventTime,
           truncations: t.truncations,
+          ...(t.file !== t.path ? { file: t.file } : {}),
         });
       }
       for (const [path, refusal] of s.files.refused)
@@ -95,6 +158,7 @@ export function buildStatus(
         listError: s.files.lastListError,
         listTruncated: s.files.listTruncated,
         files,
+        rotation: s.files.stats,
       };
     }),
     sinks: p.sinkStatus(),
@@ -104,6 +168,16 @@ export function buildStatus(
       eventsFiltered: p.totals.eventsFiltered,
     },
   };
+  for (const j of p.journals)
+    status.sources.push({
+      name: j.cfg.name,
+      type: j.cfg.type,
+      patterns: j.cfg.paths,
+      listError: j.lastListError,
+      listTruncated: j.listTruncated,
+      ...journalStatus(j),
+    });
+  return status;
 }
 
 /** Serves the status document: connect, read one JSON line, done. */

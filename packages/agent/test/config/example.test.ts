@@ -67,7 +67,7 @@ describe(
       const config = loadConfig(file);
       assert.deepEqual(
         config.sources.map((s) => s.name),
-        ['syslog', 'auth', 'kern', 'dpkg', 'audit'],
+        ['syslog', 'auth', 'kern', 'dpkg', 'audit', 'journal'],
       );
       assert.ok(config.sources.some((s) => s.paths.includes('/var/log/syslog')));
       assert.ok(config.sources.some((s) => s.paths.includes('/var/log/auth.log')));
@@ -101,6 +101,8 @@ describe(
         'splunk:splunk_hec',
         'otel:otlp',
         'grafana:loki',
+        'siem:syslog',
+        'collector:syslog',
         'stream:kafka',
       ]);
       assert.equal(config.agent.hostname, 'web-01');
@@ -125,6 +127,7 @@ describe('every key is documented', () => {
     ['loki sink', 'lokiSink'],
     ['kafka sink', 'kafkaSink'],
     ['file sink', 'fileSink'],
+    ['syslog sink', 'syslogSink'],
     ['redact', 'redact'],
   ];
 

@@ -6,6 +6,7 @@ import { after, describe, test } from 'node:test';
 import {
   AUDIT_PATHS,
   ConfigError,
+  JOURNAL_PATHS,
   changesNeedingRestart,
   loadConfig,
   pathSyntaxError,
@@ -217,7 +218,7 @@ describe('schema errors name the file, the section, the key and what was expecte
     );
     oneProblem(
       `${MINIMAL}[source.a]\ntype = journald\npaths = /x\n`,
-      (f) => `${f}: [source.a] type: expected "file" or "audit", got "journald"`,
+      (f) => `${f}: [source.a] type: expected "file", "audit" or "journal", got "journald"`,
     );
   });
 
@@ -239,7 +240,7 @@ describe('schema errors name the file, the section, the key and what was expecte
     oneProblem(
       `${MINIMAL}[sink.x]\npath = /x\n`,
       (f) =>
-        `${f}: [sink.x] type: required: expected "http", "elasticsearch", "splunk_hec", "otlp", "loki", "kafka" or "file"`,
+        `${f}: [sink.x] type: required: expected "http", "elasticsearch", "splunk_hec", "otlp", "loki", "kafka", "file" or "syslog"`,
     );
     oneProblem(
       `${MINIMAL}[sink.x]\ntype = http\n`,
@@ -578,6 +579,47 @@ describe('audit sources', () => {
       `${MINIMAL}[source.audit]\ntype = audit\nparser = syslog\n`,
       (f) =>
         `${f}: [source.audit] parser: an audit source is read with the audit parser, got "syslog"`,
+    );
+  });
+});
+
+describe('journal sources', () => {
+  test('default paths, the journal parser, unit and identifier lists, user journals', () => {
+    const c = loadConfig(
+      conf(
+        `${MINIMAL}[source.j]\ntype = journal\nunits = ssh, cron.timer\nexclude_units = x\n` +
+          `identifiers = sudo\nexclude_identifiers = CRON, noise\nuser_journals = true\n` +
+          `[source.k]\ntype = journal\npaths = /srv/journal/*/*.journal\n`,
+      ),
+    );
+    const [j, k] = c.sources;
+    assert.deepEqual(j!.paths, JOURNAL_PATHS);
+    assert.equal(j!.parser, 'journal');
+    assert.deepEqual(j!.journal, {
+      units: ['ssh.service', 'cron.timer'],
+      excludeUnits: ['x.service'],
+      identifiers: ['sudo'],
+      excludeIdentifiers: ['CRON', 'noise'],
+      userJournals: true,
+    });
+    assert.deepEqual(k!.paths, ['/srv/journal/*/*.journal']);
+    assert.equal(k!.journal!.userJournals, false);
+  });
+
+  test('parsers and journal keys only where they belong', () => {
+    oneProblem(
+      `${MINIMAL}[source.j]\ntype = journal\nparser = syslog\n`,
+      (f) =>
+        `${f}: [source.j] parser: a journal source's entries are events already (leave parser out), got "syslog"`,
+    );
+    oneProblem(
+      `${MINIMAL}[source.f]\npaths = /var/log/x.log\nparser = journal\n`,
+      (f) =>
+        `${f}: [source.f] parser: the journal parser is for type = journal sources, got "journal"`,
+    );
+    oneProblem(
+      `${MINIMAL}[source.f]\npaths = /var/log/x.log\nunits = ssh\n`,
+      (f) => `${f}: [source.f] units: only a type = journal source has units`,
     );
   });
 });

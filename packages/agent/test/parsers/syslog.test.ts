@@ -291,8 +291,13 @@ describe('parseSyslog: malformed lines are flagged unparsed, never thrown', () =
     'Nov 32 09:05:01 h p: x',
     'Nov 24 24:00:00 h p: x',
     'Nov 24 09:5:01 h p: x',
-    'nov 24 09:05:01 h p: x',
     'Foo 24 09:05:01 h p: x',
+    'N0v 24 09:05:01 h p: x',
+    'Mar  7 1970 19:06:53 h p: x', // a year rsyslog would not take
+    'Mar  7 2100 19:06:53 h p: x',
+    'Feb 29 2027 10:00:00 h p: x', // no such day that year
+    'Mar  7 19:06:53. h p: x', // an empty fraction
+    '<13>  Mar  7 19:06:53 h p: x', // two spaces after the PRI
     'Nov24 09:05:01 h p: x',
     '2026-13-01T00:00:00Z h p: x',
     '2026-02-30T00:00:00Z h p: x',
@@ -307,10 +312,6 @@ describe('parseSyslog: malformed lines are flagged unparsed, never thrown', () =
     '<34',
     '<34>1',
     '<34>1 2026-11-24T09:05:01Z',
-    '<34>1 2026-11-24T09:05:01Z h a p m [unterminated',
-    '<34>1 2026-11-24T09:05:01Z h a p m [id k="v"',
-    '<34>1 2026-11-24T09:05:01Z h a p m [id k=v]',
-    '<34>1 2026-11-24T09:05:01Z h a p m sd-not-bracketed',
   ];
   for (const line of bad) {
     test(JSON.stringify(line), () => {
@@ -336,4 +337,155 @@ describe('parseSyslog: malformed lines are flagged unparsed, never thrown', () =
     a.flags!.push('escaped');
     assert.deepEqual(parseSyslog('y', NOW), { flags: ['unparsed'] });
   });
+});
+
+// The vectors of issue #18: what rsyslog's parser tests feed it, and how rsyslog reads them.
+describe('parseSyslog: RFC 3164 leniency as rsyslog has it (issue #18)', () => {
+  test('a month in upper or lower case (AUG, aug)', () => {
+    for (const m of ['AUG', 'aug', 'aUg']) {
+      assert.deepEqual(parseSyslog(`<38>${m}  7 19:06:53 host prog: x`, NOW), {
+        time: local(2026, 8, 7, 19, 6, 53),
+        fields: {
+          hostname: 'host',
+          program: 'prog',
+          priority: 38,
+          facility: 'auth',
+          severity: 'info',
+        },
+      });
+    }
+  });
+
+  test('a year inside the timestamp (Mar 7 2008 19:06:53) is used as it is', () => {
+    assert.deepEqual(parseSyslog('<167>Mar  7 2008 19:06:53 example tag: msgnum:1', NOW), {
+      time: local(2008, 3, 7, 19, 6, 53),
+      fields: {
+        hostname: 'example',
+        program: 'tag',
+        priority: 167,
+        facility: 'local4',
+        severity: 'debug',
+      },
+    });
+    assert.equal(
+      parseSyslog('Feb 29 2028 10:00:00 h p: x', NOW).time,
+      local(2028, 2, 29, 10, 0, 0),
+    );
+  });
+
+  test('a colon after the time (19:06:53:)', () => {
+    assert.deepEqual(parseSyslog('<167>Mar  7 19:06:53: example tag: msgnum:1', NOW).fields, {
+      hostname: 'example',
+      program: 'tag',
+      priority: 167,
+      facility: 'local4',
+      severity: 'debug',
+    });
+    assert.equal(
+      parseSyslog('Mar  7 2008 19:06:53: h p: x', NOW).time,
+      local(2008, 3, 7, 19, 6, 53),
+    );
+  });
+
+  test('a space after <PRI>', () => {
+    const r = parseSyslog('<167> Mar  7 19:06:53 example tag: msgnum:1', NOW);
+    assert.equal(r.time, local(2026, 3, 7, 19, 6, 53));
+    assert.deepEqual(r.fields, {
+      hostname: 'example',
+      program: 'tag',
+      priority: 167,
+      facility: 'local4',
+      severity: 'debug',
+    });
+  });
+
+  test('a fraction of a second (Cisco)', () => {
+    assert.equal(
+      parseSyslog('Mar  7 19:06:53.123456 h p: x', NOW).time,
+      new Date(2026, 2, 7, 19, 6, 53, 123).toISOString(),
+    );
+    assert.equal(
+      parseSyslog('Mar  7 19:06:53.5: h p: x', NOW).time,
+      new Date(2026, 2, 7, 19, 6, 53, 500).toISOString(),
+    );
+  });
+
+  test('#001 is not a host name: it is the program (Snare MSWinEventLog)', () => {
+    assert.deepEqual(
+      parseSyslog('Oct 16 23:47:31 #001 MSWinEventLog 1 Security 11 Fri Oct 16 23:47:31 2009', NOW)
+        .fields,
+      { program: '#001' },
+    );
+  });
+
+  test('a first word that cannot be a host name is the tag, as in rsyslog', () => {
+    assert.deepEqual(parseSyslog('Oct 16 23:47:31 sshd[7]: no host', NOW).fields, {
+      program: 'sshd',
+      pid: 7,
+    });
+    assert.deepEqual(parseSyslog('Oct 16 23:47:31 kernel: no host', NOW).fields, {
+      program: 'kernel',
+    });
+    assert.deepEqual(parseSyslog('Oct 16 23:47:31 web- x: host ends in a dash', NOW).fields, {
+      program: 'web-',
+    });
+  });
+
+  test('host names rsyslog takes, and IPv6 senders it writes in the host field', () => {
+    for (const host of ['web1', 'db_2.example.com', '10.0.0.1', 'a', '2001:db8::1', '::1']) {
+      assert.deepEqual(parseSyslog(`Oct 16 23:47:31 ${host} prog: x`, NOW).fields, {
+        hostname: host,
+        program: 'prog',
+      });
+    }
+  });
+});
+
+describe('parseSyslog: RFC 5424 with malformed structured data keeps its header (issue #18)', () => {
+  test('[x eventSource= "Application"]: the header fields stay, the event is flagged malformed_sd', () => {
+    assert.deepEqual(
+      parseSyslog(
+        '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [x eventSource= "Application"] An application event',
+        NOW,
+      ),
+      {
+        time: '2003-10-11T22:14:15.003Z',
+        fields: {
+          priority: 165,
+          facility: 'local4',
+          severity: 'notice',
+          version: 1,
+          hostname: 'mymachine.example.com',
+          program: 'evntslog',
+          msgid: 'ID47',
+        },
+        flags: ['malformed_sd'],
+      },
+    );
+  });
+
+  for (const sd of [
+    '[unterminated',
+    '[id k="v"',
+    '[id k=v]',
+    'sd-not-bracketed',
+    '[a@1 x="y"]z',
+    '-x',
+  ]) {
+    test(`SD ${JSON.stringify(sd)}: header kept, flagged`, () => {
+      const r = parseSyslog(`<34>1 2026-11-24T09:05:01Z h a p m ${sd} msg`, NOW);
+      assert.equal(r.time, '2026-11-24T09:05:01.000Z');
+      assert.deepEqual(r.flags, ['malformed_sd']);
+      assert.deepEqual(r.fields, {
+        priority: 34,
+        facility: 'auth',
+        severity: 'crit',
+        version: 1,
+        hostname: 'h',
+        program: 'a',
+        procid: 'p',
+        msgid: 'm',
+      });
+    });
+  }
 });

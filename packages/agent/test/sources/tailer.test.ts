@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FileTailer, type Chunk } from '../../src/sources/file/tailer';
-import { CheckpointStore } from '../../src/state/checkpoints';
+import { CheckpointStore, readHead } from '../../src/state/checkpoints';
 
 const dir = mkdtempSync(join(tmpdir(), 'guard-tailer-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -83,6 +83,44 @@ describe('FileTailer', () => {
     assert.equal(offsets(p)[0], 2);
     assert.equal(p.ticket.endOffset, 6);
     t.close();
+  });
+
+  test('the rest of a line shipped as partial is flagged continuation, not passed off as a line of its own (#12)', async () => {
+    const { t, path } = tailer('a\nhalf', { partialLineTimeoutMs: 50 });
+    const now = Date.now();
+    assert.deepEqual(text(await t.readChunk(now)), ['a']);
+    assert.equal(await t.readChunk(now + 10), null);
+    assert.deepEqual((await t.readChunk(now + 100))!.flags?.get(0), ['partial']);
+    // the writer goes on: its rest, then lines of their own
+    appendFileSync(path, ' and the rest\nnext\n');
+    const c = (await t.readChunk(now + 200))!;
+    assert.deepEqual(text(c), [' and the rest', 'next']);
+    assert.deepEqual(offsets(c), [6, 20]);
+    assert.deepEqual(c.flags?.get(0), ['continuation']);
+    assert.equal(c.flags?.get(1), undefined);
+    // stalls twice: the middle piece is both
+    appendFileSync(path, 'one');
+    assert.deepEqual(text(await t.readChunk(now + 300)), []);
+    assert.deepEqual((await t.readChunk(now + 400))!.flags?.get(0), ['partial']);
+    appendFileSync(path, 'two');
+    assert.deepEqual(text(await t.readChunk(now + 500)), []);
+    const mid = (await t.readChunk(now + 600))!;
+    assert.deepEqual(text(mid), ['two']);
+    assert.deepEqual(mid.flags?.get(0), ['partial', 'continuation']);
+    appendFileSync(path, 'three\n');
+    const last = (await t.readChunk(now + 700))!;
+    assert.deepEqual(text(last), ['three']);
+    assert.deepEqual(last.flags?.get(0), ['continuation']);
+    // and a rest longer than max_line_bytes is cut, flagged both
+    const { t: t2, path: p2 } = tailer('x', { partialLineTimeoutMs: 50, maxLineBytes: 1024 });
+    assert.deepEqual(text(await t2.readChunk(now)), []);
+    assert.deepEqual((await t2.readChunk(now + 100))!.flags?.get(0), ['partial']);
+    appendFileSync(p2, 'y'.repeat(2000) + '\nok\n');
+    const long = (await t2.readChunk(now + 200))!;
+    assert.deepEqual(long.flags?.get(0), ['truncated', 'continuation']);
+    assert.equal(long.flags?.get(1), undefined);
+    t.close();
+    t2.close();
   });
 
   test('a line over max_line_bytes is cut and flagged, the rest skipped, the next line intact', async () => {
@@ -199,11 +237,11 @@ describe('CheckpointStore', () => {
     store.set(t.checkpoint());
     store.flushSync();
     const again = new CheckpointStore(sdir);
-    const cp = again.find(fd, String(st.dev), String(st.ino));
+    const cp = again.find(readHead(fd), String(st.dev), String(st.ino));
     assert.equal(cp?.offset, 10);
     assert.equal(cp?.key, t.key);
     writeFileSync(path, 'another file now, same inode\n'); // same inode, new content
-    assert.equal(again.find(fd, String(st.dev), String(st.ino)), null);
+    assert.equal(again.find(readHead(fd), String(st.dev), String(st.ino)), null);
     closeSync(fd);
   });
 });

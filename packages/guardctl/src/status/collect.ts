@@ -182,7 +182,7 @@ export function viewAudit(agent: AgentStatus | null): AuditView {
       const err = e as { code?: string; stderr?: string };
       guardRulesNote =
         err.code === 'ENOENT'
-          ? 'unknown (auditctl not installed)'
+          ? 'none: the audit trail is OFF, auditd is not installed (install.sh --with-auditd turns it on)'
           : `unknown (auditctl -l failed: ${
               String(err.stderr ?? '')
                 .trim()

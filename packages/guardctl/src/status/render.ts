@@ -1,8 +1,8 @@
 // `guardctl status` for a person: the verdict and its reasons, then the processes, every source
 // file and every sink as tables fitted to the terminal.
-import type { FileState } from '@guard/agent/src/status/status';
+import type { FileState, JournalStatus } from '@guard/agent/src/status/status';
 import { fitLine, paint, renderTable, type Cell, type Output, type Style } from '../table';
-import { classify, sinkTrouble, type Health, type StatusReport } from './report';
+import { classify, journalTrouble, sinkTrouble, type Health, type StatusReport } from './report';
 
 const HEALTH_STYLE: Record<Health, Style[]> = {
   healthy: ['bold', 'green'],
@@ -13,6 +13,7 @@ const STATE_STYLE: Record<FileState, Style | null> = {
   flowing: 'green',
   idle: null,
   rotated: 'cyan',
+  waiting: 'yellow',
   refused: 'red',
   no_match: 'yellow',
 };
@@ -42,6 +43,24 @@ export function ago(iso: string | null | undefined, now: number): string {
   if (!iso) return '-';
   const t = Date.parse(iso);
   return Number.isNaN(t) ? iso : `${duration((now - t) / 1000)} ago`;
+}
+
+/** A journal directory as a row of the file table: entries of lag, the cursor, gaps in red. */
+function journalRow(source: string, j: JournalStatus, now: number): Cell[] {
+  const trouble = journalTrouble(source, j);
+  const seqnum = /;i=([0-9a-f]+)/.exec(j.cursor ?? '');
+  const detail = trouble.length
+    ? trouble.map((t) => t.slice(t.indexOf(': ', t.indexOf('journal ')) + 2)).join('; ')
+    : `${j.files.length} files, ${seqnum ? `shipped up to seqnum ${parseInt(seqnum[1]!, 16)}` : 'nothing shipped yet'}`;
+  return [
+    { text: `${source} [journal]` },
+    { text: `journal ${j.directory}` },
+    { text: j.state, style: j.state === 'error' ? 'red' : j.state === 'flowing' ? 'green' : null },
+    { text: `${j.lagEntries} ent` },
+    { text: duration(j.lagSeconds) },
+    { text: ago(j.newestEntry, now) },
+    { text: detail, style: trouble.length ? 'red' : null },
+  ];
 }
 
 export function renderStatus(r: StatusReport, out: Output, now = Date.now()): string[] {
@@ -150,9 +169,12 @@ export function renderStatus(r: StatusReport, out: Output, now = Date.now()): st
             ? `${f.refusal?.code ?? '?'}: ${f.refusal?.message ?? ''}`
             : f.state === 'no_match'
               ? 'no file matches this pattern'
-              : f.truncations
-                ? `truncated ${f.truncations}x`
-                : '';
+              : [
+                  f.file ? `reading ${f.file}` : '',
+                  f.truncations ? `truncated ${f.truncations}x` : '',
+                ]
+                  .filter(Boolean)
+                  .join('; ');
         fileRows.push([
           { text: s.type === 'audit' ? `${s.name} [audit]` : s.name },
           { text: f.path },
@@ -163,6 +185,21 @@ export function renderStatus(r: StatusReport, out: Output, now = Date.now()): st
           { text: detail, style: f.state === 'refused' ? 'red' : null },
         ]);
       }
+      const lost = s.rotation?.unrecoverable.at(-1);
+      if (s.rotation && lost)
+        fileRows.push([
+          { text: s.name },
+          { text: lost.path },
+          { text: 'lost', style: 'red' },
+          { text: bytes(s.rotation.unrecoverableBytes) },
+          { text: '-' },
+          { text: ago(lost.at, now) },
+          {
+            text: `${s.rotation.unrecoverableRanges} range(s) could not be recovered; latest: ${lost.bytes === null ? 'size unknown' : bytes(lost.bytes)}, ${lost.why}`,
+            style: 'red',
+          },
+        ]);
+      for (const j of s.journals ?? []) fileRows.push(journalRow(s.name, j, now));
       if (s.listError)
         fileRows.push([
           { text: s.name },

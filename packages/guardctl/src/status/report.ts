@@ -1,6 +1,6 @@
 // The status report: what guardctl gathered (the agent's own status document, the helper as seen
 // from /proc and its socket, auditd), and the health verdict drawn from it.
-import type { AgentStatus } from '@guard/agent/src/status/status';
+import type { AgentStatus, JournalStatus } from '@guard/agent/src/status/status';
 
 export type Health = 'healthy' | 'degraded' | 'down';
 
@@ -54,6 +54,20 @@ export function sinkTrouble(s: AgentStatus['sinks'][number]): string | null {
   return null;
 }
 
+/** A journal directory's problems: a read error, and entries lost in gaps since the agent started
+ *  (journald removed them before they were shipped — never silent). */
+export function journalTrouble(source: string, j: JournalStatus): string[] {
+  const why: string[] = [];
+  if (j.error) why.push(`source ${source}: journal ${j.directory}: ${j.error}`);
+  if (j.gaps.count > 0) {
+    const n = `${j.gaps.entries} entries${j.gaps.uncounted ? ` and ${j.gaps.uncounted} gap(s) of unknown size` : ''}`;
+    why.push(
+      `source ${source}: journal ${j.directory}: ${n} removed by journald before they were shipped (last gap ${j.gaps.last?.at ?? '?'})`,
+    );
+  }
+  return why;
+}
+
 /**
  * down: the agent's status socket cannot be read, or the helper is not running / has no socket.
  * degraded: a refused file, a source matching nothing, a listing error, a sink in trouble, reading
@@ -85,6 +99,7 @@ export function classify(r: StatusReport): { health: Health; reasons: string[] }
       // no_match is not a fault: the table shows it, but a pattern for a file this host does not
       // write (Debian 12 has no /var/log/syslog without rsyslog) must not keep guard "degraded".
     }
+    for (const j of s.journals ?? []) why.push(...journalTrouble(s.name, j));
   }
   for (const k of a.sinks) {
     const t = sinkTrouble(k);

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '@guard/agent/src/config/load';
-import { installPaths, type Install } from '../install';
+import { installPaths, underRoot, type Install } from '../install';
 import {
   allPids,
   flagValue,
@@ -250,7 +250,13 @@ export function runChecks(input: VerifyInput): CheckResult[] {
     [P.agentRunDir, U, install.group, 0o750],
     [P.statusSocket, U, install.group, 0o660],
     [P.codeDir, 'root', 'root', 0o755],
-    ...rootFiles(codeFiles(P.codeDir), 0o644),
+    // the code 0644; a Node runtime installed with it (the packages') is a program: 0755
+    ...codeFiles(P.codeDir).map((f): Want => [
+      f,
+      'root',
+      'root',
+      install.node && f === underRoot(install.root, install.node) ? 0o755 : 0o644,
+    ]),
     ...rootFiles(P.wrappers, 0o755),
   ];
   if (install.init === 'systemd') want.push(...rootFiles(P.units, 0o644));
@@ -292,9 +298,19 @@ export function runChecks(input: VerifyInput): CheckResult[] {
         ? pass(`${P.auditRules} is root:root 0640`, describe(st))
         : fail(`${P.auditRules} is root:root 0640`, `found ${describe(st)}`),
     );
+  } else if (!auditdInstalled(install.root)) {
+    results.push(
+      skip(
+        'audit trail',
+        "OFF: auditd is not installed, so there is no audit trail to ship; `install.sh --with-auditd` installs it and loads guard's rules",
+      ),
+    );
   } else {
     results.push(
-      skip(`${P.auditRules}`, 'not installed (no audit rule set was shipped with this version)'),
+      fail(
+        `${P.auditRules} is root:root 0640`,
+        "missing although auditd is installed: guard's audit rules are not in place; re-run install.sh (--with-auditd also enables auditd)",
+      ),
     );
   }
 
@@ -336,6 +352,13 @@ export function runChecks(input: VerifyInput): CheckResult[] {
   // --- units
   results.push(...unitChecks(install, P.units));
   return results;
+}
+
+/** auditd's tools where a package puts them, in the install's ROOT (verify runs with whatever PATH sudo gives). */
+function auditdInstalled(root: string): boolean {
+  return ['/usr/sbin/auditctl', '/sbin/auditctl', '/usr/bin/auditctl'].some((p) =>
+    existsSync(underRoot(root, p)),
+  );
 }
 
 function codeFiles(codeDir: string): string[] {

@@ -1,23 +1,34 @@
 // auditd records → events: one event per `msg=audit(TIMESTAMP:SERIAL)` (and node).
 //
-// auditd writes an event's records as the kernel hands them over and (3.x) drops the kernel's EOE
-// record on the way to disk, so an event ends the way ausearch/auparse end it (audit_is_last_record
-// and the end_of_event_timeout in ausearch-lol.c):
-//   - its last record is EOE or PROCTITLE (always the last record of a syscall event), or a type
-//     that is an event of its own: user-space types (1100-1299: USER_*, CRED_*, DAEMON_*, SERVICE_*,
-//     …), AUDIT_USER, KERNEL, MAC_UNLBL_ALLOW…MAC_CALIPSO_DEL, and everything from 1700 (ANOM_*,
-//     RESP_*, INTEGRITY_*, VIRT_*, …). Kernel types 1300-1699 (CONFIG_CHANGE, AVC, …) and LOGIN
-//     come with a SYSCALL of the same stamp, so they wait;
+// Where an event ends follows from what the kernel and auditd emit, not from a range of numbers:
+//   - user space sends one record per message (USER_*, CRED_*, DAEMON_*, SERVICE_*, and from 2100
+//     ANOM_LOGIN_*, RESP_*, ROLE_*, CRYPTO_*, VIRT_*, …), and the kernel gives it a stamp of its own:
+//     such a record is a complete event. So are KERNEL (2000, the audit subsystem starting) and the
+//     NetLabel configuration records MAC_UNLBL_ALLOW…MAC_CALIPSO_DEL;
+//   - a record the kernel writes in the context of a task (CONFIG_CHANGE, AVC, LOGIN, SECCOMP, the
+//     kernel's anomalies ANOM_PROMISCUOUS, ANOM_ABEND, ANOM_LINK, ANOM_CREAT, the INTEGRITY_*
+//     records, …) shares the stamp of the system call that caused it when one is being audited:
+//     the SYSCALL, its auxiliary records, PROCTITLE and EOE follow. Such a record waits. (ausearch
+//     and auparse 3.0.9 agree: their audit_is_last_record() starts single-record types at 2100.)
+//   - a syscall event ends with EOE, which the kernel sends last; auditd does not write EOE to its
+//     log (it is for the real-time interface), so on disk PROCTITLE is last. PROCTITLE therefore
+//     closes its event at the next record of another stamp, unless the input has shown EOE
+//     records (a file written by an audisp plugin): then the event waits for its EOE, which joins
+//     it. An EOE whose event is gone (shipped already, or before the start of what was read) is
+//     an event of its own: nothing read is dropped;
 //   - a record arrives whose time is `eoeTimeoutSec` (2, auditd.conf end_of_event_timeout) or more
 //     after the event's own (log time: replaying an old file groups it the same way);
 //   - a type this table does not know, in an event without a SYSCALL, ends at the next record of
 //     a different stamp;
 //   - flush(now, timeoutMs): events open for timeoutMs of the caller's clock (a live tail whose
-//     last event has no end record yet); flushAll() at the end of the input.
+//     last event has no end record yet), and an event closed by PROCTITLE at the second flush that
+//     sees it; flushAll() at the end of the input.
 // Records of interleaved stamps are kept apart. Memory is bounded: at most maxOpen open events,
 // maxRecords records per event (the rest counted and dropped), maxOpenBytes of record text held;
 // past a bound the oldest open event is emitted early, flagged 'evicted'. Records longer than
 // MAX_RECORD_LENGTH are cut and flagged by parseRecord.
+//
+// Where guard deliberately differs from ausearch 3.0.9 is in docs/audit.md.
 
 import { MAX_RECORD_LENGTH, addFlag, hexToText, isHex, parseRecord } from './record';
 import { TYPES_BELOW_1300, TYPES_FROM_1700, TYPES_KERNEL } from './tables';
@@ -40,6 +51,22 @@ type Ending = 'last' | 'more' | 'unsure';
 const MAC_SINGLE_FIRST = 'MAC_UNLBL_ALLOW';
 const MAC_SINGLE_LAST = 'MAC_CALIPSO_DEL';
 
+/** Types from 1700 the kernel writes (1700-1799 kernel anomalies, 1800-1899 integrity). */
+const KERNEL_FROM_1700 = [
+  'ANOM_PROMISCUOUS',
+  'ANOM_ABEND',
+  'ANOM_LINK',
+  'ANOM_CREAT',
+  'INTEGRITY_DATA',
+  'INTEGRITY_METADATA',
+  'INTEGRITY_STATUS',
+  'INTEGRITY_HASH',
+  'INTEGRITY_PCR',
+  'INTEGRITY_RULE',
+  'INTEGRITY_EVM_XATTR',
+  'INTEGRITY_POLICY_RULE',
+];
+
 const ENDING = new Map<string, Ending>();
 {
   for (const t of TYPES_BELOW_1300.split(' ')) ENDING.set(t, 'last');
@@ -50,6 +77,8 @@ const ENDING = new Map<string, Ending>();
     ENDING.set(t, mac ? 'last' : 'more');
     if (t === MAC_SINGLE_LAST) mac = false;
   }
+  // Written by the kernel in a task's context: with their syscall's records when it is audited.
+  for (const t of KERNEL_FROM_1700) ENDING.set(t, 'more');
   // Newer kernel types than this auditd's table knows (linux/audit.h 6.x).
   ENDING.set('DM_CTRL', 'more');
   ENDING.set('DM_EVENT', 'more');
@@ -66,13 +95,14 @@ export function recordEnding(type: string): Ending {
   if (type.startsWith('UNKNOWN[') && type.endsWith(']')) {
     const n = Number(type.slice(8, -1));
     if (!Number.isInteger(n)) return 'unsure';
-    // audit_is_last_record()
+    // audit_is_last_record() of audit-userspace: AUDIT_FIRST_ANOM_MSG there is 2100 (user space's
+    // anomalies); 1700-1999 are the kernel's and wait.
     if (
       n === 1320 ||
       n === 1327 ||
       (n > 1006 && n < 1300) ||
       n === 1005 ||
-      n >= 1700 ||
+      n >= 2100 ||
       n === 2000 ||
       (n >= 1406 && n <= 1419)
     )
@@ -90,6 +120,8 @@ interface Open {
   seenAt: number;
   hasSyscall: boolean;
   unsure: boolean;
+  /** Its PROCTITLE has come: it ends at its EOE, or (no EOE in this input) at another stamp. */
+  closing: boolean;
   chars: number;
 }
 
@@ -107,6 +139,9 @@ export class AuditGrouper {
   /** A lower bound of the open events' seconds (Infinity when none). */
   private lowSec = Infinity;
   private unsureOpen = 0;
+  private closingOpen = 0;
+  /** This input has shown an EOE record: events closed by PROCTITLE wait for theirs. */
+  private eoeSeen = false;
   private chars = 0;
 
   constructor(opts: AuditGrouperOptions = {}) {
@@ -130,27 +165,44 @@ export class AuditGrouper {
   }
 
   /**
-   * One line (already decoded, without its '\n'), read at [offset, end) of the file. Returns the
-   * events this line completed, in completion order.
+   * One line (already decoded, without its '\n'), read at [offset, end) of the file, with the
+   * flags the reader gave it ('partial', 'continuation', 'truncated'), which its event carries.
+   * Returns the events this line completed, in completion order.
    */
-  push(line: string, offset: number, end: number): AuditEvent[] {
+  push(line: string, offset: number, end: number, lineFlags?: readonly string[]): AuditEvent[] {
     const out: AuditEvent[] = [];
     const rec = parseRecord(line);
     if (rec === null) {
       const raw = line.length > MAX_RECORD_LENGTH ? line.slice(0, MAX_RECORD_LENGTH) : line;
       const flags = line.length > MAX_RECORD_LENGTH ? ['unparsed', 'truncated'] : ['unparsed'];
-      out.push({ stamp: '', time: '', serial: -1, type: '', records: [], offset, end, raw, flags });
+      const ev: AuditEvent = {
+        stamp: '',
+        time: '',
+        serial: -1,
+        type: '',
+        records: [],
+        offset,
+        end,
+        raw,
+        flags,
+      };
+      if (lineFlags !== undefined) for (const f of lineFlags) addFlag(ev, f);
+      out.push(ev);
       return out;
     }
+    if (lineFlags !== undefined) for (const f of lineFlags) addFlag(rec, f);
     const key = rec.node === undefined ? rec.stamp : rec.node + ' ' + rec.stamp;
     const sec = secsOf(rec.stamp);
     if (this.open.size > 0 && sec >= this.lowSec + this.eoeTimeoutSec) this.completeOlder(sec, out);
     if (this.unsureOpen > 0) this.completeUnsure(key, out);
+    if (rec.type === 'EOE') this.eoeSeen = true;
+    if (this.closingOpen > 0) this.completeClosing(key, out);
 
     const ending = recordEnding(rec.type);
     let o = this.open.get(key);
     if (o === undefined) {
-      if (rec.type === 'EOE') return out; // the end of an event already complete: nothing to add
+      // An EOE whose event is not open (shipped already, or begun before what was read) is
+      // shipped as an event of its own below: it ends as soon as it starts.
       while (this.open.size >= this.maxOpen) this.evictOldest(out);
       const ev: AuditEvent = {
         stamp: rec.stamp,
@@ -162,7 +214,16 @@ export class AuditGrouper {
         end,
       };
       if (rec.node !== undefined) ev.node = rec.node;
-      o = { key, ev, sec, seenAt: NaN, hasSyscall: false, unsure: false, chars: 0 };
+      o = {
+        key,
+        ev,
+        sec,
+        seenAt: NaN,
+        hasSyscall: false,
+        unsure: false,
+        closing: false,
+        chars: 0,
+      };
       this.open.set(key, o);
       if (sec < this.lowSec) this.lowSec = sec;
     }
@@ -178,7 +239,12 @@ export class AuditGrouper {
       addFlag(ev, 'too_many_records');
     }
     if (rec.type === 'SYSCALL') o.hasSyscall = true;
-    if (ending === 'last') {
+    if (rec.type === 'PROCTITLE') {
+      if (!o.closing) {
+        o.closing = true;
+        this.closingOpen++;
+      }
+    } else if (ending === 'last') {
       this.complete(o, out);
     } else if (ending === 'unsure' && !o.unsure) {
       o.unsure = true;
@@ -196,7 +262,7 @@ export class AuditGrouper {
     const out: AuditEvent[] = [];
     for (const o of [...this.open.values()]) {
       if (Number.isNaN(o.seenAt)) o.seenAt = now;
-      else if (now - o.seenAt >= timeoutMs) this.complete(o, out);
+      else if (now - o.seenAt >= timeoutMs || (o.closing && !this.eoeSeen)) this.complete(o, out);
     }
     return out;
   }
@@ -223,6 +289,14 @@ export class AuditGrouper {
     }
   }
 
+  /** Events closed by PROCTITLE end at a record of another stamp, unless EOEs are coming. */
+  private completeClosing(key: string, out: AuditEvent[]): void {
+    if (this.eoeSeen) return;
+    for (const o of [...this.open.values()]) {
+      if (o.closing && o.key !== key) this.complete(o, out);
+    }
+  }
+
   private evictOldest(out: AuditEvent[]): void {
     const first = this.open.values().next();
     if (first.done === true) return;
@@ -234,6 +308,7 @@ export class AuditGrouper {
     if (!this.open.delete(o.key)) return;
     this.chars -= o.chars;
     if (o.unsure) this.unsureOpen--;
+    if (o.closing) this.closingOpen--;
     if (this.open.size === 0) this.lowSec = Infinity;
     summarize(o.ev);
     out.push(o.ev);

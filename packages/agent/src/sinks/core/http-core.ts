@@ -51,7 +51,7 @@ const RESPONSE_SNIPPET_BYTES = 1024;
 /** Bytes of an error body read to keep the connection reusable; beyond that the socket is dropped. */
 const RESPONSE_DRAIN_LIMIT = 64 * 1024;
 /** Where Debian/Ubuntu, RHEL/Fedora, SUSE and Alpine keep the system's CA bundle. */
-const SYSTEM_CA_BUNDLES = [
+export const SYSTEM_CA_BUNDLES = [
   '/etc/ssl/certs/ca-certificates.crt',
   '/etc/pki/tls/certs/ca-bundle.crt',
   '/etc/ssl/ca-bundle.pem',

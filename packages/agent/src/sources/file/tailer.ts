@@ -1,16 +1,31 @@
-// Reads one file through a descriptor the helper gave us, with positional reads, splitting it into
-// lines. Knows nothing of parsing or sinks: it hands out raw lines with their offsets, and is told
-// which bytes every sink has acknowledged (tickets), which is what its checkpoint records.
-import { close, fstat, read } from 'node:fs';
-import { promisify } from 'node:util';
-import { type Checkpoint, fingerprint } from '../../state/checkpoints';
+// Reads one file's content, splitting it into lines: through a descriptor the helper gave us, with
+// positional reads, or (a compressed rotated generation) through a decompressed stream. Knows
+// nothing of parsing or sinks: it hands out raw lines with their offsets, and is told which bytes
+// every sink has acknowledged (tickets), which is what its checkpoint records.
+//
+// A tailer is one file's *content* (its key and fingerprint), not one descriptor: when that content
+// moves (copytruncate left the unread rest in a copy; after a restart it is a rotated generation,
+// maybe compressed) the tailer is detached from its source and attached to the one that has it now,
+// and goes on from where it was, its acknowledgements in flight included.
+import {
+  type Checkpoint,
+  FINGERPRINT_BYTES,
+  type Fingerprint,
+  fingerprintOf,
+  headMatches,
+  readHead,
+} from '../../state/checkpoints';
+import { type ByteSource, FdSource } from './byte-source';
 
-const fstatAsync = promisify(fstat);
-const readAsync = promisify(read);
+/** Whose events a ticket stands for (a file's tailer, a journal's reader): told of acknowledgements. */
+export interface TicketOwner {
+  readonly source: string;
+  acknowledge(fanout?: number): void;
+}
 
 /** The bytes of one chunk of lines; acknowledged when every event made from them is. */
 export interface Ticket {
-  readonly tailer: FileTailer;
+  readonly tailer: TicketOwner;
   /** A truncation starts a new generation: acknowledgements of the old one no longer move the checkpoint. */
   readonly generation: number;
   /** The file offset just past the last byte this chunk consumed (lowered by a source that must
@@ -49,9 +64,12 @@ export interface TailerOptions {
   /** A buffer of at least `size` bytes to read into, which the caller may reuse once the chunk is
    *  handled (the pipeline shares one among its files, read one at a time). Default: a new one. */
   scratch?: (size: number) => Buffer;
+  /** Called instead of starting over at 0 when the file is found shorter than the read offset, or
+   *  its first bytes changed (copytruncate): the caller moves the live descriptor to a new tailer. */
+  onTruncated?: (t: FileTailer, size: number) => void;
 }
 
-export type TailerState = 'flowing' | 'idle' | 'rotated';
+export type TailerState = 'flowing' | 'idle' | 'rotated' | 'waiting';
 
 export class FileTailer {
   /** Next byte to read. */
@@ -62,6 +80,8 @@ export class FileTailer {
   private generation = 0;
   private partial: Buffer | null = null;
   private partialSince = 0;
+  /** A partial line was shipped: the next line read is its rest, flagged 'continuation'. */
+  private continuing = false;
   /** Inside a line longer than maxLineBytes: its head was shipped (flagged), the rest is skipped. */
   private skipping = false;
   private readonly tickets: Ticket[] = [];
@@ -71,35 +91,113 @@ export class FileTailer {
   rotated = false;
   truncations = 0;
   lastReadAt = 0;
+  /** lastReadAt when a rotation check was last asked for on reaching the end (the pipeline). */
+  lastRotationLook = 0;
   lastEventTime: string | null = null;
   caughtUpAt = Date.now();
-  readonly key: string;
-  private fp: { fingerprint: string; fingerprintBytes: number };
+  key: string;
+  private fp: Fingerprint;
+  /** Where the bytes come from now; null while detached (waiting for the file that has them). */
+  src: ByteSource | null;
+  /** The file read now: `path`, or the rotated generation that holds this content. */
+  file: string;
+  /** When it was detached (copytruncate, restart), and the live size last seen before. */
+  detached: { since: number; lastSize: number; why: string } | null = null;
 
   constructor(
     readonly source: string,
+    /** The live path this content was written under: what its events carry as `path`. */
     readonly path: string,
-    readonly fd: number,
-    readonly dev: string,
-    readonly ino: string,
-    start: { offset: number; checkpoint: Checkpoint | null },
+    src: number | ByteSource | null,
+    public dev: string,
+    public ino: string,
+    start: { offset: number; checkpoint: Checkpoint | null; head?: Buffer },
     private readonly opts: TailerOptions,
     private readonly onAcked: (t: FileTailer) => void,
   ) {
+    this.src = typeof src === 'number' ? new FdSource(src) : src;
+    this.file = path;
     this.fp = start.checkpoint
       ? {
           fingerprint: start.checkpoint.fingerprint,
           fingerprintBytes: start.checkpoint.fingerprintBytes,
         }
-      : fingerprint(fd);
-    this.key = start.checkpoint?.key ?? `${dev}.${ino}.${this.fp.fingerprint.slice(0, 8)}`;
+      : fingerprintOf(start.head ?? this.readHead());
+    this.key = start.checkpoint?.key ?? this.keyOf();
     this.readOffset = start.offset;
     this.ackedOffset = start.offset;
   }
 
+  /** `${dev}.${ino}.${fingerprint8}`: fixed when the file's first bytes are first seen. */
+  private keyOf(): string {
+    return `${this.dev}.${this.ino}.${this.fp.fingerprint.slice(0, 8)}`;
+  }
+
+  private readHead(): Buffer {
+    return this.src instanceof FdSource ? readHead(this.src.fd) : Buffer.alloc(0);
+  }
+
+  /** The descriptor read now, for a file read through one. */
+  get fd(): number {
+    return this.src instanceof FdSource ? this.src.fd : -1;
+  }
+
+  get fingerprint(): Fingerprint {
+    return this.fp;
+  }
+
+  /** Where reading is: the next byte to read. */
+  get offset(): number {
+    return this.readOffset;
+  }
+
   get state(): TailerState {
+    if (this.src === null) return 'waiting';
     if (this.rotated) return 'rotated';
     return Date.now() - this.lastReadAt < 10_000 ? 'flowing' : 'idle';
+  }
+
+  /** True when the first bytes of the file read through a descriptor are this content's (or a
+   *  read is under way, which sees a truncation itself). */
+  headStillMatches(): boolean {
+    if (!(this.src instanceof FdSource) || this.fp.fingerprintBytes === 0 || this.reading)
+      return true;
+    return headMatches(readHead(this.src.fd, this.fp.fingerprintBytes), this.fp);
+  }
+
+  /**
+   * A short fingerprint (the file was shorter than FINGERPRINT_BYTES when first seen) is extended as
+   * the file grows, so that a checkpoint never matches another file that merely starts the same.
+   */
+  extendFingerprint(size = this.size): void {
+    if (this.fp.fingerprintBytes >= FINGERPRINT_BYTES || size <= this.fp.fingerprintBytes) return;
+    if (!(this.src instanceof FdSource)) return;
+    const wasEmpty = this.fp.fingerprintBytes === 0;
+    this.fp = fingerprintOf(readHead(this.src.fd));
+    if (wasEmpty) this.key = this.keyOf(); // nothing was read yet: no event carries the old key
+  }
+
+  /** Takes the source away (copytruncate: the live descriptor now has other content). */
+  detach(why: string): ByteSource | null {
+    const src = this.src;
+    this.src = null;
+    this.detached = { since: Date.now(), lastSize: this.size, why };
+    return src;
+  }
+
+  /** Goes on reading this content from `src` (the file `file`), at the offset reached. */
+  attach(src: ByteSource, file: string, dev: string, ino: string): void {
+    this.src = src;
+    this.file = file;
+    this.dev = dev;
+    this.ino = ino;
+    this.detached = null;
+  }
+
+  /** Re-reads the size (reads are paused while sinks are behind, so it may be stale). */
+  async refreshSize(): Promise<number> {
+    if (this.src && !this.reading) this.size = await this.src.size();
+    return this.size;
   }
 
   /** Bytes not yet acknowledged by every sink, as of the last look at the file's size. */
@@ -107,14 +205,26 @@ export class FileTailer {
     return Math.max(0, this.size - this.ackedOffset);
   }
 
-  /** True when there is nothing more to read right now and nothing waiting for acknowledgement. */
+  /** True when there is nothing more to read right now and nothing waiting for acknowledgement
+   *  (as of the last look at the size: refreshSize() first). */
   get drained(): boolean {
-    return this.readOffset >= this.size && this.partial === null && this.tickets.length === 0;
+    return (
+      this.src !== null &&
+      this.readOffset >= this.size &&
+      this.partial === null &&
+      this.tickets.length === 0
+    );
+  }
+
+  /** Bytes read but not yet acknowledged by every sink, or still to be handed to them. */
+  get inFlight(): boolean {
+    return this.tickets.length > 0;
   }
 
   checkpoint(): Checkpoint {
     return {
       path: this.path,
+      source: this.source,
       dev: this.dev,
       ino: this.ino,
       key: this.key,
@@ -129,20 +239,28 @@ export class FileTailer {
    * lines; null when there is nothing new. Detects truncation (copytruncate): size below our offset.
    */
   async readChunk(now = Date.now()): Promise<Chunk | null> {
-    if (this.reading || this.closed) return null;
+    const src = this.src;
+    if (this.reading || this.closed || src === null) return null;
     this.reading = true;
     try {
-      const st = await fstatAsync(this.fd);
-      this.size = st.size;
-      if (st.size < this.readOffset) this.truncated();
-      if (st.size === this.readOffset) return this.flushPartial(now);
-      const want = Math.min(this.opts.readBytes, st.size - this.readOffset);
+      const size = await src.size();
+      if (size < this.readOffset) {
+        if (this.opts.onTruncated) {
+          this.opts.onTruncated(this, size); // this.size still the last size seen before
+          return null;
+        }
+        this.truncated();
+      }
+      this.size = size;
+      this.extendFingerprint(size);
+      if (size === this.readOffset) return this.flushPartial(now);
+      const want = Math.min(this.opts.readBytes, size - this.readOffset);
       const head = this.partial ? this.partial.length : 0;
       const buf = this.opts.scratch
         ? this.opts.scratch(head + want)
         : Buffer.allocUnsafe(head + want);
       if (this.partial) this.partial.copy(buf, 0);
-      const { bytesRead } = await readAsync(this.fd, buf, head, want, this.readOffset);
+      const bytesRead = await src.read(buf, head, want, this.readOffset);
       if (bytesRead === 0) return this.flushPartial(now);
       const base = this.readOffset - head;
       this.readOffset += bytesRead;
@@ -160,7 +278,8 @@ export class FileTailer {
     this.ackedOffset = 0;
     this.partial = null;
     this.skipping = false;
-    this.fp = fingerprint(this.fd);
+    this.continuing = false;
+    this.fp = fingerprintOf(this.readHead());
   }
 
   /** Splits buf (whose first byte is at file offset base) into lines; keeps an unfinished last line. */
@@ -168,8 +287,18 @@ export class FileTailer {
     const starts: number[] = [];
     const ends: number[] = [];
     let flags: Map<number, string[]> | null = null;
+    // The rest of a line shipped as 'partial' (its writer stalled mid-line) must not pass for a
+    // line of its own: flagged too.
+    const first = (): void => {
+      if (!this.continuing) return;
+      this.continuing = false;
+      const f = (flags ??= new Map()).get(starts.length);
+      if (f) f.push('continuation');
+      else flags.set(starts.length, ['continuation']);
+    };
     const cut = (start: number): void => {
       (flags ??= new Map()).set(starts.length, ['truncated']);
+      first();
       starts.push(start);
       ends.push(start + max);
     };
@@ -180,6 +309,7 @@ export class FileTailer {
         this.skipping = false; // the tail of an over-long line ends here
       else if (nl - start > max) cut(start);
       else {
+        first();
         starts.push(start);
         ends.push(nl);
       }
@@ -207,12 +337,14 @@ export class FileTailer {
     const offset = this.readOffset - p.length;
     this.partial = null;
     this.partialSince = 0;
+    const flags = this.continuing ? ['partial', 'continuation'] : ['partial'];
+    this.continuing = true;
     return {
       buf: p,
       base: offset,
       starts: [0],
       ends: [p.length],
-      flags: new Map([[0, ['partial']]]),
+      flags: new Map([[0, flags]]),
       ticket: this.ticket(this.readOffset),
     };
   }
@@ -270,6 +402,6 @@ export class FileTailer {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    close(this.fd, () => undefined);
+    this.src?.close();
   }
 }

@@ -18,6 +18,11 @@ function feed(g: AuditGrouper, lines: string[], start = 0): AuditEvent[] {
   return out;
 }
 
+/** feed(), then the end of the input (flushAll): for tests about what an event holds. */
+function feedAll(g: AuditGrouper, lines: string[], start = 0): AuditEvent[] {
+  return [...feed(g, lines, start), ...g.flushAll()];
+}
+
 const T = 'msg=audit(1700000000.123:42)';
 const LS = [
   `type=SYSCALL ${T}: arch=c000003e syscall=59 success=yes exit=0 a0=55 a1=56 a2=57 a3=0 items=2 ppid=100 pid=101 auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=3 comm="ls" exe="/usr/bin/ls" key="exec"${GS}ARCH=x86_64 SYSCALL=execve AUID="alice" UID="alice" GID="alice"`,
@@ -31,7 +36,7 @@ const LS = [
 describe('AuditGrouper: complete events', () => {
   test('SYSCALL+EXECVE+CWD+PATH×2+PROCTITLE for ls -l "/tmp/a b": one event, summary filled', () => {
     const g = new AuditGrouper();
-    const out = feed(g, LS, 1000);
+    const out = feedAll(g, LS, 1000);
     assert.equal(out.length, 1);
     const ev = out[0]!;
     const { records, ...summary } = ev;
@@ -86,25 +91,132 @@ describe('AuditGrouper: complete events', () => {
     assert.equal(g.openEvents, 0);
   });
 
-  test('EOE ends an event without PROCTITLE; a stray EOE after PROCTITLE adds nothing', () => {
+  test('EOE ends an event without PROCTITLE; an EOE whose event is gone is an event of its own', () => {
     const g = new AuditGrouper();
     const a = feed(g, [LS[0]!, LS[2]!]);
     assert.equal(a.length, 0);
     const b = feed(g, [`type=EOE ${T}:`]);
     assert.equal(b.length, 1);
     assert.equal(b[0]!.records.length, 3);
-    assert.deepEqual(feed(g, [`type=EOE ${T}:`]), []);
+    // never dropped: it is shipped, as the one record of its stamp that is left
+    const c = feed(g, [`type=EOE ${T}:`]);
+    assert.deepEqual(
+      c.map((e) => [e.stamp, e.type, e.records.length]),
+      [['1700000000.123:42', 'EOE', 1]],
+    );
     assert.equal(g.openEvents, 0);
   });
 
-  test('USER_LOGIN, CRED_*, DAEMON_*, SERVICE_*, ANOM_* are events of their own at once', () => {
+  test('PROCTITLE closes its event at the next record of another stamp (auditd writes no EOE to disk)', () => {
+    const g = new AuditGrouper();
+    assert.deepEqual(feed(g, LS), []);
+    const next = feed(g, ['type=SYSCALL msg=audit(1700000000.124:43): syscall=1 pid=1']);
+    assert.deepEqual(
+      next.map((e) => [e.serial, e.records.length]),
+      [[42, 6]],
+    );
+    // a quiet log: the second flush that sees it ships it, whatever the timeout
+    assert.deepEqual(feed(g, [`type=PROCTITLE msg=audit(1700000000.124:43): proctitle="x"`]), []);
+    assert.deepEqual(g.flush(0, 60_000), []);
+    assert.deepEqual(
+      g.flush(1, 60_000).map((e) => [e.serial, e.records.length]),
+      [[43, 2]],
+    );
+  });
+
+  test('EOE after PROCTITLE joins its event (issue #18: read, never dropped); once seen, PROCTITLE waits for it', () => {
+    const g = new AuditGrouper();
+    const eoe = `type=EOE ${T}: `;
+    const first = feed(g, [...LS, eoe]);
+    assert.deepEqual(
+      first.map((e) => [e.serial, e.records.map((r) => r.type).at(-1), e.records.length]),
+      [[42, 'EOE', 7]],
+    );
+    // this input writes EOE: an event closed by PROCTITLE waits for its own, even past others
+    const A = 'msg=audit(1700000001.000:50)';
+    const B = 'msg=audit(1700000001.001:51)';
+    const out = feed(g, [
+      `type=SYSCALL ${A}: syscall=1 pid=1`,
+      `type=PROCTITLE ${A}: proctitle="a"`,
+      `type=SYSCALL ${B}: syscall=1 pid=2`,
+      `type=EOE ${A}: `,
+      `type=PROCTITLE ${B}: proctitle="b"`,
+      `type=EOE ${B}: `,
+    ]);
+    assert.deepEqual(
+      out.map((e) => [e.serial, e.records.map((r) => r.type).join(',')]),
+      [
+        [50, 'SYSCALL,PROCTITLE,EOE'],
+        [51, 'SYSCALL,PROCTITLE,EOE'],
+      ],
+    );
+  });
+
+  test('ANOM_PROMISCUOUS with SYSCALL, SOCKADDR and EOE of its stamp is one event (issue #18)', () => {
+    const S = 'msg=audit(1708689989.768:339749193)';
+    const out = feed(new AuditGrouper(), [
+      `type=ANOM_PROMISCUOUS ${S}: dev=veth5f40f62 prom=256 old_prom=0 auid=4294967295 uid=0 gid=0 ses=4294967295${GS}AUID="unset" UID="root" GID="root"`,
+      `type=SYSCALL ${S}: arch=c000003e syscall=44 success=yes exit=40 a0=e a1=c002e50000 a2=28 a3=0 items=0 ppid=1 pid=13877 auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="dockerd" exe="/usr/bin/dockerd" key=(null)${GS}ARCH=x86_64 SYSCALL=sendto AUID="unset" UID="root"`,
+      `type=SOCKADDR ${S}: saddr=100000000000000000000000${GS}SADDR={ fam=netlink nlnk-fam=16 nlnk-pid=0 }`,
+      `type=EOE ${S}: `,
+    ]);
+    assert.deepEqual(
+      out.map((e) => [e.type, e.records.map((r) => r.type).join(',')]),
+      [['ANOM_PROMISCUOUS', 'ANOM_PROMISCUOUS,SYSCALL,SOCKADDR,EOE']],
+    );
+    assert.equal(out[0]!.syscall, 'sendto');
+    assert.equal(out[0]!.comm, 'dockerd');
+  });
+
+  test('LOGIN + SYSCALL + EOE is one event (where ausearch 3.0.9 makes two, on purpose)', () => {
+    const S = 'msg=audit(1640027821.949:151316)';
+    const out = feed(new AuditGrouper(), [
+      `type=LOGIN ${S}: pid=72605 uid=0 subj=unconfined old-auid=4294967295 auid=0 tty=(none) old-ses=4294967295 ses=325 res=1`,
+      `type=SYSCALL ${S}: arch=c00000b7 syscall=64 success=yes exit=1 a0=7 a1=ffffe505f9e0 a2=1 a3=ffff90795f10 items=0 ppid=519 pid=72605 auid=0 uid=0 gid=0 comm="cron" exe="/usr/sbin/cron" key=(null)`,
+      `type=EOE ${S}: `,
+    ]);
+    assert.deepEqual(
+      out.map((e) => [e.type, e.records.length]),
+      [['LOGIN', 3]],
+    );
+  });
+
+  test('kernel anomalies and integrity records (1700-1999) wait; KERNEL and 2100+ do not', () => {
+    assert.equal(recordEnding('ANOM_ABEND'), 'more');
+    assert.equal(recordEnding('ANOM_LINK'), 'more');
+    assert.equal(recordEnding('INTEGRITY_RULE'), 'more');
+    assert.equal(recordEnding('UNKNOWN[1799]'), 'more');
+    assert.equal(recordEnding('UNKNOWN[1899]'), 'more');
+    assert.equal(recordEnding('KERNEL'), 'last');
+    assert.equal(recordEnding('UNKNOWN[2000]'), 'last');
+    assert.equal(recordEnding('ANOM_LOGIN_FAILURES'), 'last');
+    assert.equal(recordEnding('UNKNOWN[2100]'), 'last');
+    assert.equal(recordEnding('VIRT_CONTROL'), 'last');
+    // a standalone ANOM_ABEND (a core dump outside any audited call) ends as any kernel record
+    // without its SYSCALL does: by log time, or by the flush timeout
+    const g = new AuditGrouper();
+    assert.deepEqual(
+      feed(g, [
+        'type=ANOM_ABEND msg=audit(1700000000.105:505): auid=1000 uid=1000 pid=1300 comm="crashy" sig=11 res=1',
+      ]),
+      [],
+    );
+    assert.deepEqual(
+      feed(g, [
+        "type=USER_CMD msg=audit(1700000002.200:506): pid=1 uid=0 msg='cmd=6C73 res=success'",
+      ]).map((e) => e.type),
+      ['ANOM_ABEND', 'USER_CMD'],
+    );
+  });
+
+  test('USER_LOGIN, CRED_*, DAEMON_*, SERVICE_*, user-space ANOM_* are events of their own at once', () => {
     const g = new AuditGrouper();
     const out = feed(g, [
       `type=USER_LOGIN msg=audit(1700000000.101:501): pid=900 uid=0 auid=1000 ses=7 msg='op=login id=1000 exe="/usr/sbin/sshd" hostname=192.0.2.9 addr=192.0.2.9 terminal=/dev/pts/1 res=success'${GS}UID="root" AUID="alice" ID="alice"`,
       `type=CRED_ACQ msg=audit(1700000000.102:502): pid=900 uid=0 auid=1000 ses=7 msg='op=PAM:setcred grantors=pam_unix acct="alice" exe="/usr/sbin/sshd" hostname=? addr=? terminal=ssh res=success'`,
       'type=DAEMON_START msg=audit(1700000000.103:503): op=start ver=3.0.9 format=enriched kernel=6.1 auid=4294967295 pid=10 uid=0 ses=4294967295 res=success',
       'type=SERVICE_START msg=audit(1700000000.104:504): pid=1 uid=0 auid=4294967295 ses=4294967295 msg=\'unit=cron comm="systemd" exe="/usr/lib/systemd/systemd" hostname=? addr=? terminal=? res=success\'',
-      'type=ANOM_ABEND msg=audit(1700000000.105:505): auid=1000 uid=1000 gid=1000 ses=7 pid=1300 comm="crashy" exe="/usr/bin/crashy" sig=11 res=1',
+      'type=ANOM_LOGIN_FAILURES msg=audit(1700000000.105:505): pid=900 uid=0 auid=1000 ses=7 msg=\'op=max-failed-logins acct="alice" exe="/usr/sbin/sshd" res=success\'',
     ]);
     assert.deepEqual(
       out.map((e) => [e.type, e.records.length]),
@@ -113,7 +225,7 @@ describe('AuditGrouper: complete events', () => {
         ['CRED_ACQ', 1],
         ['DAEMON_START', 1],
         ['SERVICE_START', 1],
-        ['ANOM_ABEND', 1],
+        ['ANOM_LOGIN_FAILURES', 1],
       ],
     );
     const login = out[0]!;
@@ -134,7 +246,7 @@ describe('AuditGrouper: complete events', () => {
 
   test('CONFIG_CHANGE, AVC and LOGIN wait for the SYSCALL of their stamp (kernel records)', () => {
     const g = new AuditGrouper();
-    const out = feed(g, [
+    const out = feedAll(g, [
       `type=CONFIG_CHANGE msg=audit(1700000000.200:600): auid=0 ses=1 op=add_rule key=${hex('a\x01b')} list=4 res=1${GS}AUID="root"`,
       `type=SYSCALL msg=audit(1700000000.200:600): arch=c000003e syscall=44 success=yes exit=1068 items=0 ppid=1 pid=2 auid=0 uid=0 comm="auditctl" exe="/usr/sbin/auditctl" key=(null)`,
       `type=PROCTITLE msg=audit(1700000000.200:600): proctitle=${hex('auditctl\0-w\0/etc')}`,
@@ -167,7 +279,7 @@ describe('AuditGrouper: EXECVE continuations', () => {
     const h = hex(long);
     const cut = 5; // inside the two-byte é: joining bytes, not strings, keeps it whole
     const S = 'msg=audit(1700000000.500:700)';
-    const out = feed(new AuditGrouper(), [
+    const out = feedAll(new AuditGrouper(), [
       `type=SYSCALL ${S}: arch=c000003e syscall=59 success=yes exit=0 items=0 ppid=1 pid=2 auid=0 uid=0 comm="true" exe="/bin/true" key=(null)`,
       `type=EXECVE ${S}: argc=3 a0="/bin/true" a1_len=${h.length} a1[0]=${h.slice(0, cut * 2)}`,
       `type=EXECVE ${S}: a1[1]=${h.slice(cut * 2)} a2="short"`,
@@ -179,7 +291,7 @@ describe('AuditGrouper: EXECVE continuations', () => {
   });
   test('quoted chunks are joined as text', () => {
     const S = 'msg=audit(1700000000.500:701)';
-    const out = feed(new AuditGrouper(), [
+    const out = feedAll(new AuditGrouper(), [
       `type=EXECVE ${S}: argc=2 a0="echo" a1_len=8 a1[0]="CAFE" a1[1]="BABE"`,
       `type=PROCTITLE ${S}: proctitle="echo"`,
     ]);
@@ -191,7 +303,7 @@ describe('AuditGrouper: interleaving, timeouts, bounds', () => {
   test('interleaved stamps are kept apart, records in arrival order', () => {
     const a = 'msg=audit(1700000000.600:800)';
     const b = 'msg=audit(1700000000.601:801)';
-    const out = feed(
+    const out = feedAll(
       new AuditGrouper(),
       [
         `type=SYSCALL ${a}: arch=c000003e syscall=59 success=yes exit=0 pid=1 uid=0 comm="a" exe="/a"`,
@@ -337,15 +449,34 @@ describe('AuditGrouper: interleaving, timeouts, bounds', () => {
     );
     assert.equal(g.flushAll().length, 1);
     const g2 = new AuditGrouper();
-    const tail = feed(g2, [LS[0]!, `type=PROCTITLE ${T}: proctitle=6C73002D`]);
+    const tail = feedAll(g2, [LS[0]!, `type=PROCTITLE ${T}: proctitle=6C73002D`]);
     assert.equal(tail.length, 1);
     assert.deepEqual(tail[0]!.proctitle, ['ls', '-']);
   });
 
+  test("a record shipped before its newline is flagged partial, its rest continuation (the reader's flags)", () => {
+    const g = new AuditGrouper();
+    const cutAt = 60;
+    const out = [
+      ...g.push(LS[0]!.slice(0, cutAt), 0, cutAt, ['partial']),
+      ...g.push(LS[0]!.slice(cutAt), cutAt, LS[0]!.length + 1, ['continuation']),
+      ...g.flushAll(),
+    ];
+    assert.deepEqual(
+      out.map((e) => [e.type, e.flags]),
+      [
+        ['', ['unparsed', 'continuation']],
+        ['SYSCALL', ['partial']],
+      ],
+    );
+    assert.equal(out[0]!.raw, LS[0]!.slice(cutAt));
+    assert.equal(out[1]!.records[0]!.raw, LS[0]!.slice(0, cutAt));
+  });
+
   test('enrichment with and without the separator gives the same fields', () => {
-    const withSep = feed(new AuditGrouper(), [LS[0]!, LS[5]!])[0]!;
+    const withSep = feedAll(new AuditGrouper(), [LS[0]!, LS[5]!])[0]!;
     const raw = LS[0]!.slice(0, LS[0]!.indexOf(GS));
-    const without = feed(new AuditGrouper(), [raw, LS[5]!])[0]!;
+    const without = feedAll(new AuditGrouper(), [raw, LS[5]!])[0]!;
     assert.deepEqual(withSep.records[0]!.fields, without.records[0]!.fields);
     assert.equal(without.uidName, undefined);
     assert.equal(withSep.uidName, 'alice');

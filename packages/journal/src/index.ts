@@ -1,0 +1,50 @@
+// Typed face of the journal addon (packages/journal/src/journal.c): sd-journal over descriptors the
+// helper opened. Every call is synchronous and runs on the JS thread; errors throw an Error whose
+// `code` is ENOLIBSYSTEMD (libsystemd.so.0 missing), ECLOSED, or `E<errno>`.
+
+/** An open sd_journal over a set of journal files. */
+export type JournalHandle = { readonly __journal: unique symbol };
+
+/** Bytes of one cursor slot in read()'s cursor buffer. */
+export const CURSOR_STRIDE = 160;
+
+/** Bits of meta[3k + 2]. */
+export const BIT_SLOW = 1; // the event's JSON differs from its text (escapes, non-ASCII)
+export const BIT_FLAGS = 2; // the event carries flags
+
+export interface JournalAddon {
+  /** Opens the files behind `fds`; from then on they are the handle's (close() closes them). When it
+   *  throws they are still the caller's. `lists`: include units, exclude units, include
+   *  identifiers, exclude identifiers. `tail` is what every event line ends with. */
+  open(fds: number[], tail: string, maxValueBytes: number, lists: string[][]): JournalHandle;
+  seekHead(h: JournalHandle): void;
+  /** On the last entry (read() goes on after it); its cursor, or null when there is none. */
+  seekTail(h: JournalHandle): string | null;
+  /** Just before the entry at or after `cursor`; returns that entry's cursor, or null. */
+  seekCursor(h: JournalHandle, cursor: string): string | null;
+  /** Steps over the next entry. */
+  skipOne(h: JournalHandle): void;
+  /** [count, filtered, atEnd, need]: see journal.c. */
+  read(
+    h: JournalHandle,
+    out: Buffer,
+    sizes: Float64Array,
+    meta: Int32Array,
+    cursors: Buffer,
+    maxEntries: number,
+  ): [number, number, boolean, number];
+  close(h: JournalHandle): void;
+  /** A close-on-exec copy of a descriptor. */
+  dup(fd: number): number;
+  /** null when libsystemd.so.0 loads, else why not. */
+  unavailable(): string | null;
+}
+
+let loaded: JournalAddon | null = null;
+
+/** The addon, loaded at the first use: an agent with no journal source never loads it (and an
+ *  install without journal.node still runs its file sources). Throws when it cannot be loaded. */
+export function journalAddon(): JournalAddon {
+  loaded ??= require('../build/Release/journal.node') as JournalAddon;
+  return loaded;
+}

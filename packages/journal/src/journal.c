@@ -1,0 +1,946 @@
+// guard-agent's reader of the systemd journal: libsystemd's sd-journal over descriptors that
+// guard-helper opened (sd_journal_open_files_fd), turned into guard's event JSON lines here, in C,
+// a batch per call. Not root surface: this runs in the unprivileged agent.
+//
+// libsystemd.so.0 is dlopen()ed, not linked (docs/decisions.md): the addon builds with no systemd
+// headers or -dev package, the agent starts on a host without libsystemd (a journal source then
+// fails with a clear error), and the library that reads the files is always the host's, the same
+// version as the journald that wrote them.
+//
+// One sd_journal per handle, used only on the JS thread. After sd_journal_open_files_fd() succeeds
+// the descriptors belong to libsystemd (sd_journal_close closes them); when it fails they are still
+// the caller's.
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct sd_journal sd_journal;
+typedef struct {
+  uint8_t bytes[16];
+} sd_id128;
+
+static struct {
+  int loaded;
+  int (*open_files_fd)(sd_journal **, int[], unsigned, int);
+  void (*close)(sd_journal *);
+  int (*next)(sd_journal *);
+  int (*seek_head)(sd_journal *);
+  int (*seek_tail)(sd_journal *);
+  int (*previous)(sd_journal *);
+  int (*seek_cursor)(sd_journal *, const char *);
+  int (*get_cursor)(sd_journal *, char **);
+  int (*get_realtime_usec)(sd_journal *, uint64_t *);
+  void (*restart_data)(sd_journal *);
+  int (*enumerate_data)(sd_journal *, const void **, size_t *);
+  int (*set_data_threshold)(sd_journal *, size_t);
+} sd;
+
+// The bytes of one cursor slot in the caller's cursor buffer (a cursor is at most 145 bytes).
+#define CURSOR_STRIDE 160
+
+// Where one field of the entry being encoded lies in the handle's field arena.
+typedef struct {
+  size_t name, name_len, value, value_len;
+} field;
+
+typedef struct {
+  sd_journal *j;
+  // Per-field arena (the entry's fields copied out: libsystemd's data pointers last only until the
+  // next enumerate call), the field table, and the entry's encoded JSON line.
+  char *arena;
+  size_t arena_len, arena_cap;
+  field *fields;
+  size_t n_fields, fields_cap;
+  char *line;
+  size_t line_len, line_cap;
+  // Where the KNOWN fields are in the entry, and how often each occurs.
+  const field *known[16];
+  int known_count[16];
+  // The fields of the entry whose values went as base64.
+  const field **b64;
+  size_t n_b64;
+  // An entry encoded but not yet handed out (it did not fit the caller's buffer).
+  int pending;
+  char pending_cursor[CURSOR_STRIDE];
+  int32_t pending_meta[3];
+  // What every event ends with (`,"source":…}\n`, from JS) and the longest value shipped whole.
+  char *tail;
+  size_t tail_len;
+  size_t max_value;
+  // Unit and identifier include/exclude lists, NUL-separated names.
+  char **lists[4];
+  size_t list_len[4];
+  int oom;
+} reader;
+
+enum { INCLUDE_UNITS, EXCLUDE_UNITS, INCLUDE_IDS, EXCLUDE_IDS };
+
+// Per-entry bits handed to JS in meta[3k+2].
+enum { BIT_SLOW = 1, BIT_FLAGS = 2 };
+// Event flags.
+enum { F_ESCAPED = 1, F_BASE64 = 2, F_TRUNCATED = 4 };
+
+static napi_value throw_errno(napi_env env, int err, const char *what) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, message, error;
+  const char *name = err == ENOMEM ? "ENOMEM" : err == EINVAL ? "EINVAL" : "EJOURNAL";
+  char numbered[32];
+  if (err != ENOMEM && err != EINVAL) {
+    snprintf(numbered, sizeof numbered, "E%d", err);
+    name = numbered;
+  }
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_value errno_value;
+  napi_create_int32(env, err, &errno_value);
+  napi_set_named_property(env, error, "errno", errno_value);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static int load_libsystemd(char *why, size_t why_len) {
+  if (sd.loaded) return 0;
+  void *h = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) {
+    snprintf(why, why_len, "cannot load libsystemd.so.0: %s", dlerror());
+    return -1;
+  }
+#define SYM(field, name)                                                          \
+  if ((*(void **)&sd.field = dlsym(h, name)) == NULL) {                           \
+    snprintf(why, why_len, "libsystemd.so.0 has no %s (systemd too old?)", name); \
+    return -1;                                                                    \
+  }
+  SYM(open_files_fd, "sd_journal_open_files_fd");
+  SYM(close, "sd_journal_close");
+  SYM(next, "sd_journal_next");
+  SYM(seek_head, "sd_journal_seek_head");
+  SYM(seek_tail, "sd_journal_seek_tail");
+  SYM(previous, "sd_journal_previous");
+  SYM(seek_cursor, "sd_journal_seek_cursor");
+  SYM(get_cursor, "sd_journal_get_cursor");
+  SYM(get_realtime_usec, "sd_journal_get_realtime_usec");
+  SYM(restart_data, "sd_journal_restart_data");
+  SYM(enumerate_data, "sd_journal_enumerate_data");
+  SYM(set_data_threshold, "sd_journal_set_data_threshold");
+#undef SYM
+  sd.loaded = 1;
+  return 0;
+}
+
+// ---- growable buffers ----
+
+static int reserve(char **buf, size_t *cap, size_t need) {
+  if (need <= *cap) return 0;
+  size_t n = *cap ? *cap : 4096;
+  while (n < need) n *= 2;
+  char *b = realloc(*buf, n);
+  if (b == NULL) return -1;
+  *buf = b;
+  *cap = n;
+  return 0;
+}
+
+// Appends to the entry's line; sets r->oom on failure (checked once per entry).
+static void put(reader *r, const void *s, size_t n) {
+  if (reserve(&r->line, &r->line_cap, r->line_len + n) < 0) {
+    r->oom = 1;
+    return;
+  }
+  memcpy(r->line + r->line_len, s, n);
+  r->line_len += n;
+}
+#define PUTS(r, lit) put((r), (lit), sizeof(lit) - 1)
+
+// ---- values → JSON strings ----
+
+static const char HEX[] = "0123456789abcdef";
+
+// Length of the valid UTF-8 sequence at s (n bytes available), 0 when it is not one.
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned char c = s[0];
+  if (c >= 0xc2 && c <= 0xdf) return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+  if (c >= 0xe0 && c <= 0xef) {
+    if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80) return 0;
+    if (c == 0xe0 && s[1] < 0xa0) return 0;   // overlong
+    if (c == 0xed && s[1] >= 0xa0) return 0;  // surrogate
+    return 3;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80) return 0;
+    if (c == 0xf0 && s[1] < 0x90) return 0;   // overlong
+    if (c == 0xf4 && s[1] >= 0x90) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+static void put_base64(reader *r, const unsigned char *s, size_t n) {
+  static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  if (reserve(&r->line, &r->line_cap, r->line_len + (n + 2) / 3 * 4 + 2) < 0) {
+    r->oom = 1;
+    return;
+  }
+  char *o = r->line + r->line_len;
+  *o++ = '"';
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+    *o++ = B64[v >> 18];
+    *o++ = B64[(v >> 12) & 63];
+    *o++ = B64[(v >> 6) & 63];
+    *o++ = B64[v & 63];
+  }
+  if (i < n) {
+    uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+    *o++ = B64[v >> 18];
+    *o++ = B64[(v >> 12) & 63];
+    *o++ = i + 1 < n ? B64[(v >> 6) & 63] : '=';
+    *o++ = '=';
+  }
+  *o++ = '"';
+  r->line_len = o - r->line;
+}
+
+// A value as a JSON string. Text as guard ships file lines (parsers/escape.ts): C0 controls but TAB
+// and LF, DEL and every byte of an invalid UTF-8 sequence become the text \xHH, C1 controls the
+// text \u00HH (flag `escaped`); a value holding a NUL is binary and goes as base64 (flag `base64`).
+// Values longer than max_value are cut at a character boundary (flag `truncated`). Sets *slow when
+// the JSON differs from the bytes (an escape, or any byte above 0x7f): redaction's fast scan then
+// cannot read the event's text off the JSON.
+static int put_value(reader *r, const unsigned char *s, size_t n, int *slow) {
+  int flags = 0;
+  if (n > r->max_value) {
+    size_t cut = r->max_value;
+    while (cut > 0 && (s[cut] & 0xc0) == 0x80 && r->max_value - cut < 3) cut--;
+    n = cut;
+    flags |= F_TRUNCATED;
+  }
+  if (memchr(s, 0, n) != NULL) {
+    put_base64(r, s, n);
+    return flags | F_BASE64;
+  }
+  // Worst case: every byte becomes \\xHH (5 bytes).
+  if (reserve(&r->line, &r->line_cap, r->line_len + n * 5 + 2) < 0) {
+    r->oom = 1;
+    return flags;
+  }
+  char *o = r->line + r->line_len;
+  *o++ = '"';
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      *o++ = (char)c;
+      i++;
+      continue;
+    }
+    *slow = 1;
+    if (c == '"' || c == '\\') {
+      *o++ = '\\';
+      *o++ = (char)c;
+      i++;
+    } else if (c == '\n') {
+      *o++ = '\\';
+      *o++ = 'n';
+      i++;
+    } else if (c == '\t') {
+      *o++ = '\\';
+      *o++ = 't';
+      i++;
+    } else if (c < 0x80) {  // other C0, DEL
+      *o++ = '\\';
+      *o++ = '\\';
+      *o++ = 'x';
+      *o++ = HEX[c >> 4];
+      *o++ = HEX[c & 15];
+      flags |= F_ESCAPED;
+      i++;
+    } else {
+      size_t len = utf8_seq(s + i, n - i);
+      if (len == 2 && c == 0xc2 && s[i + 1] < 0xa0) {  // C1 control
+        memcpy(o, "\\\\u00", 5);
+        o += 5;
+        *o++ = HEX[s[i + 1] >> 4];
+        *o++ = HEX[s[i + 1] & 15];
+        flags |= F_ESCAPED;
+        i += 2;
+      } else if (len > 0) {
+        memcpy(o, s + i, len);
+        o += len;
+        i += len;
+      } else {
+        *o++ = '\\';
+        *o++ = '\\';
+        *o++ = 'x';
+        *o++ = HEX[c >> 4];
+        *o++ = HEX[c & 15];
+        flags |= F_ESCAPED;
+        i++;
+      }
+    }
+  }
+  *o++ = '"';
+  r->line_len = o - r->line;
+  return flags;
+}
+
+// ---- one entry ----
+
+static int name_is(const reader *r, const field *f, const char *name) {
+  size_t n = strlen(name);
+  return f->name_len == n && memcmp(r->arena + f->name, name, n) == 0;
+}
+
+static int same_name(const reader *r, const field *a, const field *b) {
+  return a->name_len == b->name_len &&
+         memcmp(r->arena + a->name, r->arena + b->name, a->name_len) == 0;
+}
+
+// The fields encode() and the filters look at, found in one pass over the entry (collect).
+static const char *const KNOWN[] = {"MESSAGE",  "PRIORITY",   "_SYSTEMD_UNIT", "_HOSTNAME",
+                                    "_BOOT_ID", "_TRANSPORT", "_MACHINE_ID",   "SYSLOG_IDENTIFIER",
+                                    "_COMM",    "_PID"};
+#define N_KNOWN (sizeof KNOWN / sizeof KNOWN[0])
+static const size_t KNOWN_LEN[N_KNOWN] = {7, 8, 13, 9, 8, 10, 11, 17, 5, 4};
+
+// The one field named `name` (NULL when absent or repeated: a repeated field is shipped as it is).
+static const field *single(const reader *r, const char *name) {
+  for (size_t i = 0; i < N_KNOWN; i++)
+    if (KNOWN[i] == name || strcmp(KNOWN[i], name) == 0)
+      return r->known_count[i] == 1 ? r->known[i] : NULL;
+  return NULL;
+}
+
+static int in_list(const reader *r, int which, const field *f) {
+  if (f == NULL) return 0;
+  for (size_t i = 0; i < r->list_len[which]; i++) {
+    const char *s = r->lists[which][i];
+    if (strlen(s) == f->value_len && memcmp(s, r->arena + f->value, f->value_len) == 0) return 1;
+  }
+  return 0;
+}
+
+// Copies the current entry's fields into the arena. Returns 0, or a negative errno.
+static int collect(reader *r) {
+  r->arena_len = 0;
+  r->n_fields = 0;
+  sd.restart_data(r->j);
+  const void *data;
+  size_t len;
+  int e;
+  while ((e = sd.enumerate_data(r->j, &data, &len)) > 0) {
+    const char *eq = memchr(data, '=', len);
+    if (eq == NULL) continue;  // not a field (libsystemd never returns one)
+    if (reserve(&r->arena, &r->arena_cap, r->arena_len + len) < 0) return -ENOMEM;
+    if (r->n_fields == r->fields_cap) {
+      size_t cap = r->fields_cap ? r->fields_cap * 2 : 64;
+      field *f = realloc(r->fields, cap * sizeof *f);
+      if (f == NULL) return -ENOMEM;
+      r->fields = f;
+      const field **b = realloc(r->b64, (cap + 1) * sizeof *b);
+      if (b == NULL) return -ENOMEM;
+      r->b64 = b;
+      r->fields_cap = cap;
+    }
+    memcpy(r->arena + r->arena_len, data, len);
+    field *f = &r->fields[r->n_fields++];
+    f->name = r->arena_len;
+    f->name_len = (const char *)eq - (const char *)data;
+    f->value = r->arena_len + f->name_len + 1;
+    f->value_len = len - f->name_len - 1;
+    r->arena_len += len;
+  }
+  if (e < 0) return e;
+  // The KNOWN fields, by index into r->fields (the table may have moved while it grew).
+  memset(r->known_count, 0, sizeof r->known_count);
+  for (size_t k = 0; k < r->n_fields; k++) {
+    const field *f = &r->fields[k];
+    const char *name = r->arena + f->name;
+    if (f->name_len < 4 || (name[0] != '_' && name[0] != 'M' && name[0] != 'P' && name[0] != 'S'))
+      continue;
+    for (size_t i = 0; i < N_KNOWN; i++) {
+      if (KNOWN_LEN[i] != f->name_len || memcmp(KNOWN[i], name, f->name_len) != 0) continue;
+      if (r->known_count[i]++ == 0) r->known[i] = f;
+      break;
+    }
+  }
+  return 0;
+}
+
+static int note_b64(reader *r, const field *f, int flags) {
+  if (flags & F_BASE64) r->b64[r->n_b64++] = f;
+  return flags;
+}
+
+static void put_time(reader *r, uint64_t usec) {
+  // `"YYYY-MM-DDTHH:MM:SS` of the last second formatted: entries come many to a second
+  static __thread time_t cached = -1;
+  static __thread char head[64];
+  time_t secs = (time_t)(usec / 1000000);
+  if (secs != cached) {
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(head, sizeof head, "\"%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached = secs;
+  }
+  char buf[48];
+  size_t n = strlen(head);
+  memcpy(buf, head, n);
+  buf[n++] = '.';
+  unsigned frac = (unsigned)(usec % 1000000);
+  for (int d = 5; d >= 0; d--, frac /= 10) buf[n + (size_t)d] = (char)('0' + frac % 10);
+  n += 6;
+  buf[n++] = 'Z';
+  buf[n++] = '"';
+  put(r, buf, n);
+}
+
+static void put_key(reader *r, const char *key, int *first) {
+  if (!*first) PUTS(r, ",");
+  *first = 0;
+  PUTS(r, "\"");
+  put(r, key, strlen(key));
+  PUTS(r, "\":");
+}
+
+static int is_field_name(const char *s, size_t n) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_')) return 0;
+  return 1;
+}
+
+static const char *const SEVERITIES[] = {"emerg",   "alert",  "crit", "err",
+                                         "warning", "notice", "info", "debug"};
+
+// The mapped fields, shipped under guard's names rather than the journal's.
+static const char *const MAPPED[][2] = {
+    {"_SYSTEMD_UNIT", "unit"},   {"_HOSTNAME", "hostname"},     {"_BOOT_ID", "boot_id"},
+    {"_TRANSPORT", "transport"}, {"_MACHINE_ID", "machine_id"}, {"SYSLOG_IDENTIFIER", "program"},
+};
+#define N_MAPPED (sizeof MAPPED / sizeof MAPPED[0])
+
+// Encodes the current entry (its fields collected) as one event line. `cursor` is its cursor.
+// Returns the event's flags; meta gets the message's place in the line and the entry's bits.
+static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]) {
+  int slow = 0, flags = 0;
+  r->line_len = 0;
+  // id and offset from the cursor's seqnum id (s=) and seqnum (i=, hex)
+  const char *s = strstr(cursor, "s=");
+  const char *i = strstr(cursor, ";i=");
+  size_t s_len = s ? strcspn(s + 2, ";") : 0;
+  unsigned long long seqnum = i ? strtoull(i + 3, NULL, 16) : 0;
+  char num[32];
+  int num_len = snprintf(num, sizeof num, "%llu", seqnum);
+  PUTS(r, "{\"id\":\"");
+  if (s) put(r, s + 2, s_len);
+  PUTS(r, ":");
+  put(r, num, (size_t)num_len);
+  PUTS(r, "\",\"time\":");
+  put_time(r, usec);
+  PUTS(r, ",\"offset\":");
+  put(r, num, (size_t)num_len);
+  PUTS(r, ",\"message\":");
+  const field *message = NULL;
+  for (size_t k = 0; k < r->n_fields; k++)
+    if (name_is(r, &r->fields[k], "MESSAGE")) {
+      message = &r->fields[k];
+      break;
+    }
+  int message_single = message != NULL && single(r, "MESSAGE") == message;
+  meta[0] = (int32_t)r->line_len;
+  r->n_b64 = 0;
+  if (message)
+    flags |= note_b64(
+        r, message,
+        put_value(r, (const unsigned char *)r->arena + message->value, message->value_len, &slow));
+  else
+    PUTS(r, "\"\"");
+  meta[1] = (int32_t)r->line_len;
+  PUTS(r, ",\"fields\":{");
+  int first = 1;
+  const field *prio = single(r, "PRIORITY");
+  int severity =
+      prio && prio->value_len == 1 && r->arena[prio->value] >= '0' && r->arena[prio->value] <= '7';
+  if (severity) {
+    put_key(r, "severity", &first);
+    PUTS(r, "\"");
+    const char *name = SEVERITIES[r->arena[prio->value] - '0'];
+    put(r, name, strlen(name));
+    PUTS(r, "\"");
+  }
+  const field *mapped[N_MAPPED];
+  for (size_t m = 0; m < N_MAPPED; m++) {
+    mapped[m] = single(r, MAPPED[m][0]);
+    if (mapped[m] == NULL) continue;
+    put_key(r, MAPPED[m][1], &first);
+    flags |= note_b64(r, mapped[m],
+                      put_value(r, (const unsigned char *)r->arena + mapped[m]->value,
+                                mapped[m]->value_len, &slow));
+  }
+  if (mapped[N_MAPPED - 1] == NULL) {  // no SYSLOG_IDENTIFIER: the program is the process's name
+    const field *comm = single(r, "_COMM");
+    if (comm) {
+      put_key(r, "program", &first);
+      flags |= put_value(r, (const unsigned char *)r->arena + comm->value, comm->value_len, &slow);
+    }
+  }
+  const field *pid = single(r, "_PID");
+  int pid_numeric = pid && pid->value_len > 0 && pid->value_len <= 10;
+  for (size_t k = 0; pid_numeric && k < pid->value_len; k++)
+    if (r->arena[pid->value + k] < '0' || r->arena[pid->value + k] > '9') pid_numeric = 0;
+  if (pid_numeric) {
+    put_key(r, "pid", &first);
+    put(r, r->arena + pid->value, pid->value_len);
+  }
+  // Every other field by its journal name (upper case: no clash with the names above); a repeated
+  // one as an array of its values in the order the entry holds them.
+  for (size_t k = 0; k < r->n_fields; k++) {
+    const field *f = &r->fields[k];
+    if (f == message && message_single) continue;
+    if ((f == prio && severity) || (f == pid && pid_numeric)) continue;
+    int skip = 0;
+    for (size_t m = 0; m < N_MAPPED && !skip; m++) skip = f == mapped[m];
+    for (size_t p = 0; p < k && !skip; p++) skip = same_name(r, &r->fields[p], f);
+    if (skip) continue;
+    size_t count = 0;
+    for (size_t q = k; q < r->n_fields; q++) count += same_name(r, &r->fields[q], f);
+    if (!first) PUTS(r, ",");
+    first = 0;
+    if (is_field_name(r->arena + f->name, f->name_len)) {
+      PUTS(r, "\"");
+      put(r, r->arena + f->name, f->name_len);
+      PUTS(r, "\"");
+    } else {  // not a name journald accepts: a damaged or forged file
+      flags |=
+          F_ESCAPED | put_value(r, (const unsigned char *)r->arena + f->name, f->name_len, &slow);
+    }
+    PUTS(r, ":");
+    if (count > 1) PUTS(r, "[");
+    size_t done = 0;
+    int binary = 0;
+    for (size_t q = k; q < r->n_fields; q++) {
+      if (!same_name(r, &r->fields[q], f)) continue;
+      if (done++) PUTS(r, ",");
+      binary |= put_value(r, (const unsigned char *)r->arena + r->fields[q].value,
+                          r->fields[q].value_len, &slow);
+    }
+    flags |= binary;
+    if (binary & F_BASE64) r->b64[r->n_b64++] = f;
+    if (count > 1) PUTS(r, "]");
+  }
+  if (r->n_b64 > 0) {  // which values are base64: the journal's names of their fields
+    put_key(r, "base64", &first);
+    PUTS(r, "[");
+    for (size_t k = 0; k < r->n_b64; k++) {
+      int ignored = 0;
+      if (k) PUTS(r, ",");
+      put_value(r, (const unsigned char *)r->arena + r->b64[k]->name, r->b64[k]->name_len,
+                &ignored);
+    }
+    PUTS(r, "]");
+  }
+  PUTS(r, "}");
+  if (flags) {
+    PUTS(r, ",\"flags\":[");
+    int n = 0;
+    if (flags & F_ESCAPED) PUTS(r, "\"escaped\""), n++;
+    if (flags & F_BASE64) {
+      if (n++) PUTS(r, ",");
+      PUTS(r, "\"base64\"");
+    }
+    if (flags & F_TRUNCATED) {
+      if (n++) PUTS(r, ",");
+      PUTS(r, "\"truncated\"");
+    }
+    PUTS(r, "]");
+  }
+  put(r, r->tail, r->tail_len);
+  meta[2] = (slow ? BIT_SLOW : 0) | (flags ? BIT_FLAGS : 0);
+}
+
+// ---- N-API ----
+
+static void reader_free(reader *r) {
+  if (r->j) sd.close(r->j);
+  r->j = NULL;
+  free(r->arena);
+  free(r->fields);
+  free(r->b64);
+  free(r->line);
+  free(r->tail);
+  for (int w = 0; w < 4; w++) {
+    for (size_t i = 0; i < r->list_len[w]; i++) free(r->lists[w][i]);
+    free(r->lists[w]);
+  }
+  memset(r, 0, sizeof *r);
+}
+
+static void finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  reader_free(data);
+  free(data);
+}
+
+static reader *get_reader(napi_env env, napi_value v) {
+  reader *r = NULL;
+  if (napi_get_value_external(env, v, (void **)&r) != napi_ok || r == NULL) {
+    napi_throw_type_error(env, NULL, "expected a journal handle");
+    return NULL;
+  }
+  if (r->j == NULL) {
+    napi_throw_error(env, "ECLOSED", "journal handle is closed");
+    return NULL;
+  }
+  return r;
+}
+
+static char *get_string(napi_env env, napi_value v) {
+  size_t n;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) return NULL;
+  char *s = malloc(n + 1);
+  if (s == NULL) return NULL;
+  napi_get_value_string_utf8(env, v, s, n + 1, &n);
+  return s;
+}
+
+// open(fds: number[], tail: string, maxValueBytes: number, lists: string[][4]) → handle
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char why[512];
+  if (load_libsystemd(why, sizeof why) < 0) {
+    napi_throw_error(env, "ENOLIBSYSTEMD", why);
+    return NULL;
+  }
+  uint32_t n_fds = 0;
+  if (argc < 4 || napi_get_array_length(env, argv[0], &n_fds) != napi_ok || n_fds == 0 ||
+      n_fds > 4096) {
+    napi_throw_type_error(env, NULL, "open(fds, tail, maxValueBytes, lists)");
+    return NULL;
+  }
+  int fds[4096];
+  for (uint32_t i = 0; i < n_fds; i++) {
+    napi_value e;
+    napi_get_element(env, argv[0], i, &e);
+    if (napi_get_value_int32(env, e, &fds[i]) != napi_ok || fds[i] < 0) {
+      napi_throw_type_error(env, NULL, "fds must be descriptors");
+      return NULL;
+    }
+  }
+  reader *r = calloc(1, sizeof *r);
+  if (r == NULL) return throw_errno(env, ENOMEM, "open");
+  r->tail = get_string(env, argv[1]);
+  r->tail_len = r->tail ? strlen(r->tail) : 0;
+  int64_t max_value = 0;
+  napi_get_value_int64(env, argv[2], &max_value);
+  r->max_value = max_value > 0 ? (size_t)max_value : 65536;
+  for (int w = 0; w < 4; w++) {
+    napi_value list;
+    uint32_t len = 0;
+    if (napi_get_element(env, argv[3], w, &list) != napi_ok ||
+        napi_get_array_length(env, list, &len) != napi_ok)
+      len = 0;
+    r->lists[w] = calloc(len + 1, sizeof(char *));
+    for (uint32_t i = 0; i < len && r->lists[w]; i++) {
+      napi_value e;
+      napi_get_element(env, list, i, &e);
+      char *s = get_string(env, e);
+      if (s) r->lists[w][r->list_len[w]++] = s;
+    }
+  }
+  int e = sd.open_files_fd(&r->j, fds, n_fds, 0);
+  if (e < 0) {  // the descriptors are still ours (the caller's) to close
+    r->j = NULL;
+    reader_free(r);
+    free(r);
+    return throw_errno(env, -e, "sd_journal_open_files_fd");
+  }
+  // libsystemd would silently cut compressed values at 64 KiB; this reader cuts (and flags) itself.
+  sd.set_data_threshold(r->j, 0);
+  napi_value handle;
+  napi_create_external(env, r, finalize, NULL, &handle);
+  return handle;
+}
+
+static napi_value cursor_value(napi_env env, reader *r) {
+  char *c = NULL;
+  int e = sd.get_cursor(r->j, &c);
+  if (e < 0) return throw_errno(env, -e, "sd_journal_get_cursor");
+  napi_value v;
+  napi_create_string_utf8(env, c, NAPI_AUTO_LENGTH, &v);
+  free(c);
+  return v;
+}
+
+// seekHead(h); seekTail(h) → the last entry's cursor (the reader is on it: read() goes on after
+// it), or null when the journal is empty (then from the head).
+static napi_value js_seek_head(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  reader *r = get_reader(env, argv[0]);
+  if (r == NULL) return NULL;
+  r->pending = 0;
+  int e = sd.seek_head(r->j);
+  if (e < 0) return throw_errno(env, -e, "sd_journal_seek_head");
+  return NULL;
+}
+
+static napi_value js_seek_tail(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  reader *r = get_reader(env, argv[0]);
+  if (r == NULL) return NULL;
+  r->pending = 0;
+  int e = sd.seek_tail(r->j);
+  if (e < 0) return throw_errno(env, -e, "sd_journal_seek_tail");
+  e = sd.previous(r->j);
+  if (e < 0) return throw_errno(env, -e, "sd_journal_previous");
+  napi_value out;
+  if (e == 0) {
+    sd.seek_head(r->j);
+    napi_get_null(env, &out);
+    return out;
+  }
+  return cursor_value(env, r);
+}
+
+// seekCursor(h, cursor) → the cursor of the entry it landed on (or null: nothing at or after it).
+// The reader stays *before* that entry: the caller decides whether it is the saved one (skip it
+// with skipOne) — libsystemd's own test_cursor misses an entry whose seqnum id changed when
+// journald flushed /run to /var.
+static napi_value js_seek_cursor(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  reader *r = get_reader(env, argv[0]);
+  if (r == NULL) return NULL;
+  r->pending = 0;
+  char *cursor = get_string(env, argv[1]);
+  if (cursor == NULL) return throw_errno(env, EINVAL, "cursor");
+  int e = sd.seek_cursor(r->j, cursor);
+  free(cursor);
+  if (e < 0) return throw_errno(env, -e, "sd_journal_seek_cursor");
+  e = sd.next(r->j);
+  if (e < 0) return throw_errno(env, -e, "sd_journal_next");
+  napi_value out;
+  if (e == 0) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  out = cursor_value(env, r);
+  if (out == NULL) return NULL;
+  // back before the landing entry, by its own cursor (previous() would lose it at the head)
+  char landing[CURSOR_STRIDE];
+  size_t n;
+  napi_get_value_string_utf8(env, out, landing, sizeof landing, &n);
+  e = sd.seek_cursor(r->j, landing);
+  if (e < 0) return throw_errno(env, -e, "sd_journal_seek_cursor");
+  return out;
+}
+
+// skipOne(h): steps over the next entry without shipping it (the saved entry found again).
+static napi_value js_skip_one(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  reader *r = get_reader(env, argv[0]);
+  if (r == NULL) return NULL;
+  int e = sd.next(r->j);
+  if (e < 0) return throw_errno(env, -e, "sd_journal_next");
+  return NULL;
+}
+
+// read(h, out, sizes, meta, cursors, maxEntries) → [count, filtered, atEnd, need]
+// Event lines go one after another into `out`; sizes[k] is line k's length, meta[3k..3k+2] its
+// message's [start, end) within the line and its bits, cursors[k*160…] its cursor (NUL-terminated);
+// slot `count` holds the cursor of the last entry consumed (a filtered-out one included), or "".
+// need > 0: the next entry alone needs that many bytes of `out` (call again with a bigger one).
+static napi_value js_read(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  reader *r = get_reader(env, argv[0]);
+  if (r == NULL) return NULL;
+  char *out;
+  size_t out_len, sizes_len, meta_len, cur_len;
+  double *sizes;
+  int32_t *meta;
+  char *cursors;
+  napi_typedarray_type t1, t2;
+  napi_value ab;
+  size_t off;
+  uint32_t max_entries = 0;
+  if (napi_get_buffer_info(env, argv[1], (void **)&out, &out_len) != napi_ok ||
+      napi_get_typedarray_info(env, argv[2], &t1, &sizes_len, (void **)&sizes, &ab, &off) !=
+          napi_ok ||
+      t1 != napi_float64_array ||
+      napi_get_typedarray_info(env, argv[3], &t2, &meta_len, (void **)&meta, &ab, &off) !=
+          napi_ok ||
+      t2 != napi_int32_array ||
+      napi_get_buffer_info(env, argv[4], (void **)&cursors, &cur_len) != napi_ok ||
+      napi_get_value_uint32(env, argv[5], &max_entries) != napi_ok) {
+    napi_throw_type_error(env, NULL, "read(h, out, sizes, meta, cursors, maxEntries)");
+    return NULL;
+  }
+  if (max_entries > sizes_len) max_entries = sizes_len;
+  if (max_entries > meta_len / 3) max_entries = meta_len / 3;
+  if (cur_len / CURSOR_STRIDE < 1)
+    max_entries = 0;
+  else if (max_entries > cur_len / CURSOR_STRIDE - 1)
+    max_entries = cur_len / CURSOR_STRIDE - 1;
+  size_t used = 0;
+  uint32_t count = 0, filtered = 0, at_end = 0;
+  double need = 0;
+  char consumed[CURSOR_STRIDE] = "";
+  int err = 0;
+  while (count < max_entries) {
+    if (!r->pending) {
+      int e = sd.next(r->j);
+      if (e < 0) {
+        err = -e;
+        break;
+      }
+      if (e == 0) {
+        at_end = 1;
+        break;
+      }
+      char *c = NULL;
+      e = sd.get_cursor(r->j, &c);
+      if (e < 0) {
+        err = -e;
+        break;
+      }
+      if (strlen(c) >= CURSOR_STRIDE) {
+        free(c);
+        err = EBADMSG;
+        break;
+      }
+      strcpy(r->pending_cursor, c);
+      free(c);
+      uint64_t usec = 0;
+      sd.get_realtime_usec(r->j, &usec);
+      e = collect(r);
+      if (e < 0) {
+        err = -e;
+        break;
+      }
+      const field *unit = single(r, "_SYSTEMD_UNIT");
+      const field *ident = single(r, "SYSLOG_IDENTIFIER");
+      int keep = 1;
+      if (r->list_len[INCLUDE_UNITS] || r->list_len[INCLUDE_IDS])
+        keep = in_list(r, INCLUDE_UNITS, unit) || in_list(r, INCLUDE_IDS, ident);
+      if (in_list(r, EXCLUDE_UNITS, unit) || in_list(r, EXCLUDE_IDS, ident)) keep = 0;
+      if (!keep) {
+        filtered++;
+        strcpy(consumed, r->pending_cursor);
+        continue;
+      }
+      r->oom = 0;
+      encode(r, r->pending_cursor, usec, r->pending_meta);
+      if (r->oom) {
+        err = ENOMEM;
+        break;
+      }
+      r->pending = 1;
+    }
+    if (used + r->line_len > out_len) {
+      if (count == 0 && used == 0) need = (double)r->line_len;
+      break;
+    }
+    memcpy(out + used, r->line, r->line_len);
+    used += r->line_len;
+    sizes[count] = (double)r->line_len;
+    memcpy(meta + 3 * count, r->pending_meta, sizeof r->pending_meta);
+    strcpy(cursors + (size_t)count * CURSOR_STRIDE, r->pending_cursor);  // NUL-terminated
+    strcpy(consumed, r->pending_cursor);
+    r->pending = 0;
+    count++;
+  }
+  if (err && count == 0 && filtered == 0) return throw_errno(env, err, "reading the journal");
+  memset(cursors + (size_t)count * CURSOR_STRIDE, 0, CURSOR_STRIDE);
+  strcpy(cursors + (size_t)count * CURSOR_STRIDE, consumed);
+  napi_value result, v;
+  napi_create_array_with_length(env, 4, &result);
+  napi_create_uint32(env, count, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_uint32(env, filtered, &v);
+  napi_set_element(env, result, 1, v);
+  napi_get_boolean(env, at_end != 0, &v);
+  napi_set_element(env, result, 2, v);
+  napi_create_double(env, need, &v);
+  napi_set_element(env, result, 3, v);
+  return result;
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  reader *r = NULL;
+  if (napi_get_value_external(env, argv[0], (void **)&r) == napi_ok && r != NULL && r->j != NULL) {
+    sd.close(r->j);  // closes the descriptors libsystemd was given
+    r->j = NULL;
+  }
+  return NULL;
+}
+
+// dup(fd) → a new descriptor (close-on-exec) for the same open file: libsystemd gets the copy and
+// closes it, the caller keeps the original to hand over again at the next re-open.
+static napi_value js_dup(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "dup(fd)");
+    return NULL;
+  }
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) return throw_errno(env, errno, "dup");
+  napi_value v;
+  napi_create_int32(env, copy, &v);
+  return v;
+}
+
+static napi_value js_available(napi_env env, napi_callback_info info) {
+  (void)info;
+  char why[512];
+  napi_value v;
+  if (load_libsystemd(why, sizeof why) < 0)
+    napi_create_string_utf8(env, why, NAPI_AUTO_LENGTH, &v);
+  else
+    napi_get_null(env, &v);
+  return v;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
+      {"seekHead", NULL, js_seek_head, NULL, NULL, NULL, napi_default, NULL},
+      {"seekTail", NULL, js_seek_tail, NULL, NULL, NULL, napi_default, NULL},
+      {"seekCursor", NULL, js_seek_cursor, NULL, NULL, NULL, napi_default, NULL},
+      {"skipOne", NULL, js_skip_one, NULL, NULL, NULL, napi_default, NULL},
+      {"read", NULL, js_read, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      {"dup", NULL, js_dup, NULL, NULL, NULL, napi_default, NULL},
+      {"unavailable", NULL, js_available, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
