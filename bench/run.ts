@@ -23,6 +23,7 @@ import { PrivateJournald } from '../test/lib/journald';
 import { cleanEnv, killAll, killPid, sleep, start, track } from '../test/lib/proc';
 import { Sandbox, repoRoot } from '../test/lib/sandbox';
 import { TestUsers, type TestUser } from '../test/lib/users';
+import { collect, MockKafka } from '../test/lib/kafka-mock';
 import { AuthLogGenerator, writeAuthLog } from './auth-log';
 
 const argv = process.argv.slice(2);
@@ -51,7 +52,7 @@ const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env
 const RUNS = new Set(
   (argv.includes('--runs')
     ? argv[argv.indexOf('--runs') + 1]!
-    : '1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16'
+    : '1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17'
   )
     .split(',')
     .map(Number),
@@ -277,7 +278,7 @@ function agentConfig(w: World, name: string, o: AgentRunOptions): string {
     '[sink.bench]',
     `type = ${o.type ?? 'http'}`,
     // the syslog sink has an address (in extra), no url and no compression
-    ...(o.type === 'syslog'
+    ...(o.type === 'syslog' || o.type === 'kafka'
       ? []
       : [
           `url = ${o.url}`,
@@ -587,6 +588,72 @@ async function journalBaselineRun(
   }
 }
 
+/** guard's kafka sink producing to librdkafka's mock cluster (test/lib/kafka-mock.ts), read back
+ *  by a KafkaJS consumer in this process (its CPU is the "receiver CPU"). */
+async function kafkaRun(w: World, name: string, label: string, gzip: boolean): Promise<RunResult> {
+  const mock = await MockKafka.start(1);
+  let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
+  let rx: Awaited<ReturnType<typeof collect>> | undefined;
+  try {
+    await mock.command('topic guard 1');
+    let records = 0;
+    let lastAt = 0;
+    let sample = '';
+    rx = await collect(mock.brokers, ['guard'], (v) => {
+      records++;
+      if (records === LINES) lastAt = Date.now();
+      if (sample === '') sample = v;
+      return '';
+    });
+    const cpu0 = process.cpuUsage();
+    const config = agentConfig(w, name, {
+      url: '',
+      tls: false,
+      gzip,
+      path: w.authLog,
+      type: 'kafka',
+      extra: [`brokers = ${mock.bootstrap}`],
+    });
+    side = await startAgentSide(w, name, config);
+    const s = new ProcSampler(side.agent.pid);
+    const deadline = Date.now() + RUN_TIMEOUT_MS;
+    while (records < LINES) {
+      if (side.agent.proc.exitCode !== null || side.agent.proc.signalCode !== null)
+        throw new Error(`guard-agent exited before every line arrived:\n${side.agent.dump()}`);
+      if (Date.now() > deadline) throw new Error(`timed out: ${records} of ${LINES} in Kafka`);
+      await sleep(20);
+    }
+    s.stop();
+    await side.agent.stop();
+    await sleep(1000); // late duplicates, if any
+    const c = process.cpuUsage(cpu0);
+    const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
+    for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
+    const d: Done = {
+      event: 'done',
+      records,
+      requests: 0,
+      bytes: 0,
+      wireBytes: 0,
+      firstAt: side.t0,
+      lastAt,
+      cpuS: (c.user + c.system) / 1e6,
+      sample: sample.slice(0, 200),
+      latency: null,
+    };
+    return result(label, LINES, side.t0, d, s.cpuS, s.rssKiB, {
+      duplicates: records - LINES,
+      agentWarnings: warnings.length,
+      threads: byThread(s),
+    });
+  } finally {
+    await side?.agent.stop();
+    await side?.helper.stop();
+    await rx?.stop();
+    await mock.stop();
+  }
+}
+
 interface LatencyResult {
   run: string;
   rate: number;
@@ -857,6 +924,12 @@ async function main(): Promise<void> {
         formats.push(r);
       }
     }
+    // Kafka (#17: ≥ 200,000 events/s) beside run 2's NDJSON over http, the same file and agent.
+    const kafka = await attempt(
+      '17. guard helper + agent, syslog, kafka (mock cluster), gzip',
+      () => kafkaRun(w, 'kafka', 'guard (syslog, kafka+gzip)', true),
+    );
+    if (kafka) runs.push(kafka);
     const latencies: LatencyResult[] = [];
     const lat1 = await attempt(
       `4. latency at ${LATENCY_RATE} lines/s for ${LATENCY_SECONDS} s, https+gzip, defaults`,

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then echo "run as root: sudo bash test/run-all.sh" >&2; exit 1; fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in auditd util-linux passwd g++ make python3 openssl systemd libseccomp2 clang-format debootstrap systemd-container dpkg-dev rpm lintian logrotate xz-utils bzip2 zstd lz4; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+for pkg in auditd util-linux passwd g++ make python3 openssl systemd libseccomp2 clang-format debootstrap systemd-container dpkg-dev rpm lintian logrotate xz-utils bzip2 zstd lz4 gcc librdkafka-dev; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -67,6 +67,10 @@ export interface SinkStatus {
   lastError: string | null;
   /** Set while the sink is retrying a batch: when the next attempt is due. */
   retryingUntil: string | null;
+  /** Kafka sinks: brokers that answered a request in the last minute (host:port). */
+  brokersConnected?: string[];
+  /** Kafka sinks: per "topic/partition", the offset of the last message the cluster acknowledged. */
+  lastAckedOffsets?: Record<string, string>;
 }
 
 /**

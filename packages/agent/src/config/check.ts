@@ -25,6 +25,7 @@ export function summary(config: AgentConfig): string {
 
 function sinkTarget(k: SinkConfig): string {
   if (k.type === 'file') return `file ${k.path}`;
+  if (k.type === 'kafka') return `kafka ${k.brokers.join(',')}`;
   if (k.type === 'syslog') return `syslog ${k.protocol}${k.tls ? '+tls' : ''} ${k.address}`;
   return `${k.type} ${k.url}`;
 }

@@ -12,6 +12,7 @@ import type {
   ElasticsearchSinkConfig,
   FileSinkConfig,
   HttpCommonConfig,
+  KafkaSinkConfig,
   LokiSinkConfig,
   OtlpSinkConfig,
   SplunkHecSinkConfig,
@@ -358,6 +359,7 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     else if (type === 'splunk_hec') sinks.push(splunkHecSink(name, k));
     else if (type === 'otlp') sinks.push(otlpSink(name, k));
     else if (type === 'loki') sinks.push(lokiSink(name, k));
+    else if (type === 'kafka') sinks.push(kafkaSink(name, k));
     else if (type === 'file') sinks.push(fileSink(name, k, agent.stateDir));
     else if (type === 'syslog') sinks.push(syslogSink(name, k));
   }
@@ -603,6 +605,74 @@ function syslogSink(name: string, k: SectionReader): SyslogSinkConfig {
       `must be at least retry_initial_ms (${config.retryInitialMs}), got ${config.retryMaxMs}`,
     );
   }
+  return config;
+}
+
+const BROKER = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;
+const PLACEHOLDER = /\$\{([^}]*)\}/g;
+
+/** A topic or key pattern: text with ${host} and ${source}; `what` names it in a problem. */
+function kafkaPattern(k: SectionReader, key: string, fallback: string): string {
+  const v = k.string(key, fallback);
+  for (const m of v.matchAll(PLACEHOLDER))
+    if (m[1] !== 'host' && m[1] !== 'source')
+      k.problem(key, `expected \${host} or \${source} in it, got \${${m[1]}}`);
+  if (v === '') k.problem(key, 'must not be empty');
+  if (key === 'topic' && !/^(?:[A-Za-z0-9._-]|\$\{(?:host|source)\})+$/.test(v))
+    k.problem(
+      key,
+      `expected a Kafka topic name (letters, digits, . _ -) with \${host} \${source}, got ${shown(v)}`,
+    );
+  return v;
+}
+
+function kafkaSink(name: string, k: SectionReader): KafkaSinkConfig {
+  const brokers = k.list('brokers') ?? [];
+  if (brokers.length === 0) k.problem('brokers', 'required: comma-separated host:port');
+  for (const b of brokers)
+    if (!BROKER.test(b)) k.problem('brokers', `expected host:port, got ${shown(b)}`);
+  const config: KafkaSinkConfig = {
+    name,
+    type: 'kafka',
+    brokers,
+    topic: kafkaPattern(k, 'topic', 'guard'),
+    key: kafkaPattern(k, 'key', '${host}/${source}'),
+    compression: k.oneOf('compression', 'gzip'),
+    tls: k.bool('tls', k.has('ca_file') || k.has('client_cert_file')),
+    caFile: k.readableFile('ca_file', false),
+    clientCertFile: k.readableFile('client_cert_file', false),
+    clientKeyFile: k.readableFile('client_key_file', true),
+    sasl: k.oneOf('sasl', 'none'),
+    saslUsername: k.optionalString('sasl_username'),
+    saslPasswordFile: k.readableFile('sasl_password_file', true),
+    maxMessageBytes: k.number('max_message_bytes', 1000000),
+    timeoutMs: k.number('timeout_ms', 30000),
+    retryInitialMs: k.number('retry_initial_ms', 500),
+    retryMaxMs: k.number('retry_max_ms', 60000),
+    batch: batch(k),
+  };
+  if (!config.tls)
+    for (const key of ['ca_file', 'client_cert_file', 'client_key_file'])
+      if (k.has(key)) k.problem(key, 'only used with tls = true');
+  if (k.has('client_cert_file') !== k.has('client_key_file'))
+    k.problem(
+      k.has('client_cert_file') ? 'client_key_file' : 'client_cert_file',
+      'client_cert_file and client_key_file go together (mutual TLS needs both)',
+    );
+  if (config.sasl !== 'none' && (config.saslUsername === null || config.saslPasswordFile === null))
+    k.problem('sasl', `sasl = ${config.sasl} needs sasl_username and sasl_password_file`);
+  if (config.sasl === 'none' && (k.has('sasl_username') || k.has('sasl_password_file')))
+    k.problem(
+      'sasl',
+      'sasl_username and sasl_password_file are only used with sasl = plain or scram-sha-256/512',
+    );
+  if (config.sasl !== 'none' && !config.tls)
+    k.problem('sasl', 'would send the password in clear text: set tls = true');
+  if (config.retryMaxMs < config.retryInitialMs)
+    k.problem(
+      'retry_max_ms',
+      `must be at least retry_initial_ms (${config.retryInitialMs}), got ${config.retryMaxMs}`,
+    );
   return config;
 }
 

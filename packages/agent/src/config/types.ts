@@ -105,6 +105,27 @@ export interface LokiSinkConfig extends HttpCommonConfig {
   tenant: string | null; // tenant: X-Scope-OrgID, default none
 }
 
+export interface KafkaSinkConfig {
+  name: string;
+  type: 'kafka';
+  brokers: string[]; // brokers, comma-separated host:port (required)
+  topic: string; // topic, default guard; ${host} ${source} from the event
+  key: string; // key, default ${host}/${source}: one file's events in one partition, in order
+  compression: 'gzip' | 'none'; // compression, default gzip
+  tls: boolean; // tls, default false (true when ca_file or client_cert_file is set)
+  caFile: string | null; // ca_file: trust this CA instead of the system's
+  clientCertFile: string | null; // client_cert_file
+  clientKeyFile: string | null; // client_key_file
+  sasl: 'none' | 'plain' | 'scram-sha-256' | 'scram-sha-512'; // sasl, default none
+  saslUsername: string | null; // sasl_username
+  saslPasswordFile: string | null; // sasl_password_file: the password, read at start and on restart
+  maxMessageBytes: number; // max_message_bytes, default 1000000 (the broker's message.max.bytes)
+  timeoutMs: number; // timeout_ms, default 30000
+  retryInitialMs: number; // retry_initial_ms, default 500
+  retryMaxMs: number; // retry_max_ms, default 60000
+  batch: BatchConfig;
+}
+
 export interface SyslogSinkConfig {
   name: string;
   type: 'syslog';
@@ -129,6 +150,7 @@ export interface SyslogSinkConfig {
 }
 
 export type SinkConfig =
+  | KafkaSinkConfig
   | HttpSinkConfig
   | ElasticsearchSinkConfig
   | SplunkHecSinkConfig

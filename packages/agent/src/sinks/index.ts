@@ -6,6 +6,7 @@ import type { Sink } from '../event';
 import { ElasticsearchSink } from './elasticsearch/elasticsearch-sink';
 import { FileSink } from './file/file-sink';
 import { HttpSink } from './http/http-sink';
+import { KafkaSink } from './kafka/kafka-sink';
 import { LokiSink } from './loki/loki-sink';
 import { OtlpSink } from './otlp/otlp-sink';
 import { SplunkHecSink } from './splunk_hec/splunk-hec-sink';
@@ -27,6 +28,8 @@ export function createSink(
       return new OtlpSink(cfg, opts);
     case 'loki':
       return new LokiSink(cfg, opts);
+    case 'kafka':
+      return new KafkaSink(cfg, opts);
     case 'file':
       return new FileSink(cfg, opts);
     case 'syslog':

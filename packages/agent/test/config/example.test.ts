@@ -79,7 +79,7 @@ describe(
     });
 
     test('loads with every commented-out example uncommented (the http sink, tags, exclude, pattern)', () => {
-      for (const f of ['token', 'es.apikey', 'hec.token', 'otel.key'])
+      for (const f of ['token', 'es.apikey', 'hec.token', 'otel.key', 'kafka.password'])
         writeFileSync(join(dir, f), 'secret-token\n', { mode: 0o640 });
       for (const f of ['ca.pem', 'client.pem', 'client.key'])
         writeFileSync(join(dir, f), 'PEM\n', { mode: 0o640 });
@@ -103,6 +103,7 @@ describe(
         'grafana:loki',
         'siem:syslog',
         'collector:syslog',
+        'stream:kafka',
       ]);
       assert.equal(config.agent.hostname, 'web-01');
       assert.equal(config.redact.patterns.length, 1);
@@ -124,6 +125,7 @@ describe('every key is documented', () => {
     ['splunk_hec sink', 'splunkHecSink'],
     ['otlp sink', 'otlpSink'],
     ['loki sink', 'lokiSink'],
+    ['kafka sink', 'kafkaSink'],
     ['file sink', 'fileSink'],
     ['syslog sink', 'syslogSink'],
     ['redact', 'redact'],

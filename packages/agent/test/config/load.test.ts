@@ -240,7 +240,7 @@ describe('schema errors name the file, the section, the key and what was expecte
     oneProblem(
       `${MINIMAL}[sink.x]\npath = /x\n`,
       (f) =>
-        `${f}: [sink.x] type: required: expected "http", "elasticsearch", "splunk_hec", "otlp", "loki", "file" or "syslog"`,
+        `${f}: [sink.x] type: required: expected "http", "elasticsearch", "splunk_hec", "otlp", "loki", "kafka", "file" or "syslog"`,
     );
     oneProblem(
       `${MINIMAL}[sink.x]\ntype = http\n`,
@@ -652,5 +652,72 @@ describe('reload', () => {
     const b = loadConfig(conf('[agent]\nuser = guard2\nstate_dir = /srv/g\nlog_level = debug\n'));
     assert.deepEqual(changesNeedingRestart(a, b), ['[agent] user', '[agent] state_dir']);
     assert.deepEqual(changesNeedingRestart(a, a), []);
+  });
+});
+
+describe('[sink.NAME] type = kafka', () => {
+  test('defaults, and every key read', () => {
+    const c = loadConfig(conf(`${MINIMAL}[sink.k]\ntype = kafka\nbrokers = k1:9092, [::1]:9093\n`));
+    assert.deepEqual(c.sinks[0], {
+      name: 'k',
+      type: 'kafka',
+      brokers: ['k1:9092', '[::1]:9093'],
+      topic: 'guard',
+      key: '${host}/${source}',
+      compression: 'gzip',
+      tls: false,
+      caFile: null,
+      clientCertFile: null,
+      clientKeyFile: null,
+      sasl: 'none',
+      saslUsername: null,
+      saslPasswordFile: null,
+      maxMessageBytes: 1000000,
+      timeoutMs: 30000,
+      retryInitialMs: 500,
+      retryMaxMs: 60000,
+      batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 500 },
+    });
+    const ca = file('CA');
+    const pw = file('secret\n', 0o600);
+    const k = loadConfig(
+      conf(
+        `${MINIMAL}[sink.k]\ntype = kafka\nbrokers = k1:9093\ntopic = guard-\${source}\nkey = \${host}\ncompression = none\n` +
+          `ca_file = ${ca}\nsasl = scram-sha-512\nsasl_username = guard\nsasl_password_file = ${pw}\nmax_message_bytes = 2048\n`,
+      ),
+    ).sinks[0];
+    assert.equal(k?.type, 'kafka');
+    if (k?.type !== 'kafka') return;
+    assert.equal(k.tls, true, 'ca_file implies tls');
+    assert.equal(k.topic, 'guard-${source}');
+    assert.equal(k.key, '${host}');
+    assert.equal(k.sasl, 'scram-sha-512');
+    assert.equal(k.saslPasswordFile, pw);
+    assert.equal(k.maxMessageBytes, 2048);
+  });
+
+  test('bad brokers, placeholders, topic characters, SASL without TLS: one clear problem each', () => {
+    const { lines } = problems(
+      `${MINIMAL}[sink.k]\ntype = kafka\nbrokers = k1\ntopic = guard \${path}\n`,
+    );
+    assert.ok(
+      lines.some((l) => l.endsWith('[sink.k] brokers: expected host:port, got "k1"')),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) =>
+        l.includes('[sink.k] topic: expected ${host} or ${source} in it, got ${path}'),
+      ),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => l.includes('[sink.k] topic: expected a Kafka topic name')),
+      lines.join('\n'),
+    );
+    const pw = file('secret\n', 0o600);
+    oneProblem(
+      `${MINIMAL}[sink.k]\ntype = kafka\nbrokers = k1:9092\nsasl = plain\nsasl_username = u\nsasl_password_file = ${pw}\n`,
+      (f) => `${f}: [sink.k] sasl: would send the password in clear text: set tls = true`,
+    );
   });
 });

@@ -1,0 +1,356 @@
+// The kafka sink in process against librdkafka's mock cluster (the real Kafka protocol, from
+// Debian's librdkafka-dev; test/fixtures/kafka-mock.c), faults injected by the cluster itself:
+// retriable produce errors, every broker down for 20 s, non-retriable errors, an event over the
+// size limit. Every run reads the topics back with a consumer and counts events by id.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { createServer as tlsServer, type TLSSocket } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
+import type { KafkaSinkConfig } from '../packages/agent/src/config/types';
+import type { Batch } from '../packages/agent/src/event';
+import { KafkaSink } from '../packages/agent/src/sinks/kafka/kafka-sink';
+import { makeTestCa } from './lib/https-receiver';
+import { consumeIds, MockKafka } from './lib/kafka-mock';
+
+const root = mkdtempSync(join(tmpdir(), 'guard-kafka-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const logger = pino({ level: 'silent' });
+const signal = new AbortController().signal;
+
+/** An event line as the pipeline writes it (pipeline.ts eventJson). */
+function eventLine(run: string, i: number, source: string, message?: string): string {
+  const time = new Date(Date.UTC(2026, 10, 24, 9, 5, 1, i % 1000)).toISOString();
+  return (
+    `{"id":"${run}:${i}","time":"${time}","offset":${i * 100},` +
+    `"message":${JSON.stringify(message ?? `${run} line ${i} "quoted"`)},"fields":{"program":"sshd","pid":${i}},` +
+    `"source":"${source}","path":"/var/log/${source}.log","host":"web-1","parser":"syslog"}`
+  );
+}
+
+let seq = 0;
+function batch(lines: string[]): Batch {
+  const body = Buffer.from(lines.map((l) => `${l}\n`).join(''));
+  return { seq: ++seq, events: lines.length, bytes: body.length, body };
+}
+/** n events of run `run` from `from`, alternating between two sources (two topics). */
+function events(run: string, from: number, n: number): string[] {
+  return Array.from({ length: n }, (_, k) =>
+    eventLine(run, from + k, (from + k) % 2 ? 'auth' : 'app'),
+  );
+}
+
+function config(brokers: string[], over: Partial<KafkaSinkConfig> = {}): KafkaSinkConfig {
+  return {
+    name: 'kafka',
+    type: 'kafka',
+    brokers,
+    topic: 'guard-${source}',
+    key: '${host}/${source}',
+    compression: 'gzip',
+    tls: false,
+    caFile: null,
+    clientCertFile: null,
+    clientKeyFile: null,
+    sasl: 'none',
+    saslUsername: null,
+    saslPasswordFile: null,
+    maxMessageBytes: 1_000_000,
+    timeoutMs: 5000,
+    retryInitialMs: 50,
+    retryMaxMs: 1000,
+    batch: { maxEvents: 1000, maxBytes: 1 << 20, maxWaitMs: 100 },
+    ...over,
+  };
+}
+
+function deadLetters(state: string): { ids: string[]; meta: Record<string, any>[] } {
+  const d = join(state, 'dead-letter');
+  const ids: string[] = [];
+  const meta: Record<string, any>[] = [];
+  let names: string[] = [];
+  try {
+    names = readdirSync(d).sort();
+  } catch {
+    return { ids, meta };
+  }
+  for (const n of names) {
+    const text = readFileSync(join(d, n), 'utf8');
+    if (n.endsWith('.ndjson'))
+      for (const l of text.split('\n').filter(Boolean))
+        ids.push((JSON.parse(l) as { id: string }).id);
+    else meta.push(JSON.parse(text) as Record<string, any>);
+  }
+  return { ids, meta };
+}
+
+/** Missing and duplicated ids of `run` 0..n-1 (minus `except`) in what the consumer read. */
+function tally(
+  counts: Map<string, number>,
+  run: string,
+  n: number,
+  except: Set<number> = new Set(),
+) {
+  let missing = 0;
+  let duplicates = 0;
+  for (let i = 0; i < n; i++) {
+    if (except.has(i)) continue;
+    const c = counts.get(`${run}:${i}`) ?? 0;
+    if (c === 0) missing++;
+    else duplicates += c - 1;
+  }
+  const foreign = [...counts.keys()].filter((id) => !id.startsWith(`${run}:`)).length;
+  return { missing, duplicates, foreign };
+}
+
+describe('kafka sink against the librdkafka mock cluster', () => {
+  let mock: MockKafka;
+  before(async () => {
+    mock = await MockKafka.start(1);
+  });
+  after(async () => {
+    await mock.stop();
+  });
+
+  test('every event arrives exactly once, topic and key from the event, offsets per partition', async () => {
+    await mock.command('topic guard-app 3');
+    await mock.command('topic guard-auth 3');
+    const state = mkdtempSync(join(root, 'state-'));
+    const sink = new KafkaSink(config(mock.brokers), { stateDir: state, logger });
+    const n = 10_000;
+    for (let from = 0; from < n; from += 500)
+      assert.equal(await sink.send(batch(events('once', from, 500)), signal), 'delivered');
+    const st = sink.status();
+    assert.equal(st.deliveredEvents, n);
+    assert.deepEqual(st.brokersConnected, mock.brokers);
+    // The last acknowledged offset of each partition, summed over partitions (+1 each): all events.
+    const offsets = Object.entries(st.lastAckedOffsets!);
+    assert.ok(offsets.length >= 2, JSON.stringify(offsets));
+    assert.equal(
+      offsets.reduce((s, [, o]) => s + Number(o) + 1, 0),
+      n,
+    );
+    await sink.close();
+    const { counts, keys } = await consumeIds(mock.brokers, ['guard-app', 'guard-auth'], n);
+    assert.deepEqual(tally(counts, 'once', n), { missing: 0, duplicates: 0, foreign: 0 });
+    assert.equal(keys.get('once:2'), 'guard-app web-1/app');
+    assert.equal(keys.get('once:3'), 'guard-auth web-1/auth');
+    assert.deepEqual(deadLetters(state).ids, []);
+  });
+
+  test('injected retriable errors (NOT_ENOUGH_REPLICAS, NOT_LEADER, REQUEST_TIMED_OUT, a cut connection) are retried: 0 missing', async () => {
+    await mock.command('topic guard-retry 2');
+    const state = mkdtempSync(join(root, 'state-'));
+    const sink = new KafkaSink(config(mock.brokers, { topic: 'guard-retry' }), {
+      stateDir: state,
+      logger,
+    });
+    const n = 4000;
+    assert.equal(await sink.send(batch(events('retry', 0, 500)), signal), 'delivered');
+    // 19 NOT_ENOUGH_REPLICAS, 6 NOT_LEADER_OR_FOLLOWER, 7 REQUEST_TIMED_OUT, -195 a cut connection
+    await mock.command('errors 0 19 3');
+    await mock.command('errors 0 6 2');
+    await mock.command('errors 0 7 2');
+    await mock.command('errors 0 -195 1');
+    for (let from = 500; from < n; from += 500)
+      assert.equal(await sink.send(batch(events('retry', from, 500)), signal), 'delivered');
+    const st = sink.status();
+    assert.ok(st.retries >= 8, `retries ${st.retries}`);
+    assert.equal(st.deadLetteredEvents, 0);
+    await sink.close();
+    const { counts } = await consumeIds(mock.brokers, ['guard-retry'], n);
+    const t = tally(counts, 'retry', n);
+    assert.equal(t.missing, 0);
+    assert.equal(t.foreign, 0);
+    assert.deepEqual(deadLetters(state).ids, []);
+  });
+
+  test('every broker down for 20 s, then back: the sink waits and retries, 0 missing', async () => {
+    await mock.command('topic guard-down 2');
+    const state = mkdtempSync(join(root, 'state-'));
+    const sink = new KafkaSink(
+      config(mock.brokers, { topic: 'guard-down', timeoutMs: 2000, retryMaxMs: 2000 }),
+      { stateDir: state, logger },
+    );
+    const n = 3000;
+    assert.equal(await sink.send(batch(events('down', 0, 1000)), signal), 'delivered');
+    await mock.command('down -1');
+    const downAt = Date.now();
+    const pending = (async () => {
+      for (let from = 1000; from < n; from += 1000)
+        assert.equal(await sink.send(batch(events('down', from, 1000)), signal), 'delivered');
+    })();
+    await new Promise((r) => setTimeout(r, 20_000));
+    assert.ok(sink.status().retries > 0, 'retrying while the cluster is down');
+    assert.notEqual(sink.status().lastError, null);
+    await mock.command('up -1');
+    await pending;
+    assert.ok(Date.now() - downAt >= 20_000);
+    await sink.close();
+    const { counts } = await consumeIds(mock.brokers, ['guard-down'], n);
+    const t = tally(counts, 'down', n);
+    assert.equal(t.missing, 0);
+    assert.ok(t.duplicates <= 1000, `duplicates ${t.duplicates} (at most the batch in flight)`);
+    assert.deepEqual(deadLetters(state).ids, []);
+  });
+
+  test('an event over max_message_bytes and a broker refusal are dead-lettered with the reason; MESSAGE_TOO_LARGE splits the request', async () => {
+    await mock.command('topic guard-big 1');
+    const state = mkdtempSync(join(root, 'state-'));
+    const sink = new KafkaSink(
+      config(mock.brokers, { topic: 'guard-big', maxMessageBytes: 4096 }),
+      {
+        stateDir: state,
+        logger,
+      },
+    );
+    // 1. Event 7 is 10,000 bytes: never sent, dead-lettered; the 99 others delivered.
+    const lines = events('big', 0, 100);
+    lines[7] = eventLine('big', 7, 'app', 'x'.repeat(10_000));
+    assert.equal(await sink.send(batch(lines), signal), 'dead_lettered');
+    let dl = deadLetters(state);
+    assert.deepEqual(dl.ids, ['big:7']);
+    assert.equal(dl.meta[0]!.code, 'MESSAGE_TOO_LARGE');
+    assert.match(
+      dl.meta[0]!.items[0].reason,
+      /MESSAGE_TOO_LARGE: the message is \d+ bytes, over max_message_bytes \(4096\)/,
+    );
+    // 2. The broker answers MESSAGE_TOO_LARGE (10) once: the request is split, both halves land.
+    await mock.command('errors 0 10 1');
+    assert.equal(await sink.send(batch(events('big', 100, 100)), signal), 'delivered');
+    // 3. The broker refuses with TOPIC_AUTHORIZATION_FAILED (29): the request's events are
+    //    dead-lettered with the broker's error, not retried.
+    await mock.command('errors 0 29 1');
+    assert.equal(await sink.send(batch(events('big', 200, 50)), signal), 'dead_lettered');
+    dl = deadLetters(state);
+    assert.equal(dl.ids.length, 51);
+    const auth = dl.meta.find((m) => m.code === 'TOPIC_AUTHORIZATION_FAILED')!;
+    assert.equal(auth.events, 50);
+    assert.match(
+      auth.items[0].reason,
+      /TOPIC_AUTHORIZATION_FAILED: Not authorized to access topics/,
+    );
+    const st = sink.status();
+    assert.equal(st.deadLetteredEvents, 51);
+    assert.equal(st.deliveredEvents, 99 + 100);
+    await sink.close();
+    const { counts } = await consumeIds(mock.brokers, ['guard-big'], 199);
+    const t = tally(counts, 'big', 200, new Set([7]));
+    assert.deepEqual(t, { missing: 0, duplicates: 0, foreign: 0 });
+    assert.equal(counts.get('big:7'), undefined);
+    for (let i = 200; i < 250; i++) assert.equal(counts.get(`big:${i}`), undefined);
+  });
+});
+
+describe('kafka sink TLS (the mock cluster is plaintext: a TLS front for the bootstrap broker)', () => {
+  // What this shows: the sink speaks TLS, trusts ca_file, presents the client certificate, and a
+  // server outside ca_file is refused with a visible error. What it cannot show: producing over
+  // TLS (the cluster's metadata names its plaintext listener, which the client then uses).
+  test('client certificate presented and verified, server checked against ca_file; a wrong CA is refused', async () => {
+    const mock = await MockKafka.start(1);
+    const dir = mkdtempSync(join(root, 'tls-'));
+    const ca = makeTestCa(dir);
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+    const f = (n: string) => join(dir, n);
+    ssl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-subj',
+      '/CN=guard-client',
+      '-keyout',
+      f('client.key'),
+      '-out',
+      f('client.csr'),
+    );
+    writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      f('client.csr'),
+      '-CA',
+      ca.caCert,
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      f('client.ext'),
+      '-out',
+      f('client.pem'),
+    );
+    const other = makeTestCa(mkdtempSync(join(root, 'tls-other-')));
+    const clients: string[] = [];
+    const [host, port] = mock.bootstrap.split(':') as [string, string];
+    const server = tlsServer(
+      {
+        cert: readFileSync(ca.serverCert),
+        key: readFileSync(ca.serverKey),
+        ca: readFileSync(ca.caCert),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (sock: TLSSocket) => {
+        clients.push(String(sock.getPeerCertificate().subject?.CN));
+        const up = netConnect(Number(port), host);
+        sock.pipe(up).pipe(sock);
+        up.on('error', () => sock.destroy());
+        sock.on('error', () => up.destroy());
+      },
+    );
+    const handshakeErrors: string[] = [];
+    server.on('tlsClientError', (e) => handshakeErrors.push(e.message));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const tlsPort = (server.address() as { port: number }).port;
+    try {
+      const run = async (caFile: string) => {
+        const state = mkdtempSync(join(root, 'state-'));
+        const sink = new KafkaSink(
+          config([`127.0.0.1:${tlsPort}`], {
+            topic: 'guard-tls',
+            tls: true,
+            caFile,
+            clientCertFile: f('client.pem'),
+            clientKeyFile: f('client.key'),
+            timeoutMs: 2000,
+          }),
+          { stateDir: state, logger },
+        );
+        const ac = new AbortController();
+        const sent = sink.send(batch(events('tls', 0, 10)), ac.signal).catch((e: Error) => e);
+        await new Promise((r) => setTimeout(r, 3000));
+        ac.abort();
+        const r = await sent;
+        assert.ok(r instanceof Error && r.name === 'AbortError', String(r));
+        const st = sink.status();
+        await sink.close();
+        return st;
+      };
+      const good = await run(ca.caCert);
+      assert.ok(clients.includes('guard-client'), `client certificate seen: ${clients.join(',')}`);
+      assert.deepEqual(handshakeErrors, []);
+      const n = clients.length;
+      const bad = await run(other.caCert);
+      assert.equal(clients.length, n, 'no TLS session with a server outside ca_file');
+      assert.match(String(bad.lastError), /certificate/i);
+      assert.ok(bad.retries > 0);
+      assert.notEqual(
+        good.lastError,
+        null,
+        'produce then fails: the metadata names the plaintext listener',
+      );
+    } finally {
+      server.close();
+      await mock.stop();
+    }
+  });
+});
