@@ -268,8 +268,10 @@ for f in "${PROGRAMS[@]}"; do [ -f "$REPO/dist/$f" ] || stale="dist/$f is missin
 if [ -z "$stale" ]; then
   # shellcheck disable=SC2012 # four fixed file names
   oldest=$(cd "$REPO/dist" && ls -tr "${PROGRAMS[@]}" | head -1)
-  newer=$(find "$REPO/packages" -path '*/node_modules' -prune -o -path '*/src/generated' -prune -o \
-            \( -path '*/src/*' -o -name binding.gyp -o -name package.json \) -type f -newer "$REPO/dist/$oldest" -print 2>/dev/null | head -1)
+  # -print -quit, not | head -1: under pipefail find's SIGPIPE would end the installer (exit 141)
+  newer=$(find "$REPO/packages" -path '*/node_modules' -prune -o -path '*/build' -prune -o \
+            -path '*/src/generated' -prune -o \( -path '*/src/*' -o -name binding.gyp -o \
+            -name package.json \) -type f -newer "$REPO/dist/$oldest" -print -quit 2>/dev/null)
   if [ -z "$newer" ]; then
     for f in "$REPO/scripts/build.mjs" "$REPO/package-lock.json"; do
       if [ "$f" -nt "$REPO/dist/$oldest" ]; then newer=$f; fi
