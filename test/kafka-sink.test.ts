@@ -3,7 +3,6 @@
 // retriable produce errors, every broker down for 20 s, non-retriable errors, an event over the
 // size limit. Every run reads the topics back with a consumer and counts events by id.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { createServer as tlsServer, type TLSSocket } from 'node:tls';
@@ -14,7 +13,7 @@ import pino from 'pino';
 import type { KafkaSinkConfig } from '../packages/agent/src/config/types';
 import type { Batch } from '../packages/agent/src/event';
 import { KafkaSink } from '../packages/agent/src/sinks/kafka/kafka-sink';
-import { makeTestCa } from './lib/https-receiver';
+import { makeClientCert, makeTestCa } from './lib/https-receiver';
 import { consumeIds, MockKafka } from './lib/kafka-mock';
 
 const root = mkdtempSync(join(tmpdir(), 'guard-kafka-'));
@@ -254,40 +253,8 @@ describe('kafka sink TLS (the mock cluster is plaintext: a TLS front for the boo
     const mock = await MockKafka.start(1);
     const dir = mkdtempSync(join(root, 'tls-'));
     const ca = makeTestCa(dir);
-    const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
     const f = (n: string) => join(dir, n);
-    ssl(
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      '/CN=guard-client',
-      '-keyout',
-      f('client.key'),
-      '-out',
-      f('client.csr'),
-    );
-    writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      f('client.csr'),
-      '-CA',
-      ca.caCert,
-      '-CAkey',
-      f('ca.key'),
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-extfile',
-      f('client.ext'),
-      '-out',
-      f('client.pem'),
-    );
+    makeClientCert(dir, ca, 'guard-client');
     const other = makeTestCa(mkdtempSync(join(root, 'tls-other-')));
     const clients: string[] = [];
     const [host, port] = mock.bootstrap.split(':') as [string, string];

@@ -14,6 +14,42 @@ export interface TestCa {
   serverKey: string;
 }
 
+/** A client certificate (EC P-256, extendedKeyUsage clientAuth, subject CN=cn) signed by the CA
+ *  makeTestCa made in dir: client.key and client.pem there. */
+export function makeClientCert(dir: string, ca: TestCa, cn: string): { cert: string; key: string } {
+  const f = (n: string) => join(dir, n);
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  ssl(
+    'genpkey',
+    '-algorithm',
+    'EC',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-out',
+    f('client.key'),
+  );
+  ssl('req', '-new', '-key', f('client.key'), '-subj', `/CN=${cn}`, '-out', f('client.csr'));
+  writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    f('client.csr'),
+    '-CA',
+    ca.caCert,
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    f('client.ext'),
+    '-out',
+    f('client.pem'),
+  );
+  return { cert: f('client.pem'), key: f('client.key') };
+}
+
 /** Makes a CA and a server certificate (SAN 127.0.0.1, localhost) in dir. */
 export function makeTestCa(dir: string): TestCa {
   const f = (n: string) => join(dir, n);

@@ -7,7 +7,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import { makeTestCa, type TestCa } from './https-receiver';
+import { makeClientCert, makeTestCa, type TestCa } from './https-receiver';
 import { killPid, sleep, start } from './proc';
 
 /** Where test/run-all.sh unpacks syslog-ng (it conflicts with the rsyslog package, so it is not installed). */
@@ -34,26 +34,7 @@ export function makeSyslogPki(dir: string): SyslogPki {
   const f = (n: string) => join(dir, n);
   const key = (name: string): void =>
     ssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(name));
-  key('client.key');
-  ssl('req', '-new', '-key', f('client.key'), '-subj', '/CN=guard-agent', '-out', f('client.csr'));
-  writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
-  ssl(
-    'x509',
-    '-req',
-    '-in',
-    f('client.csr'),
-    '-CA',
-    ca.caCert,
-    '-CAkey',
-    f('ca.key'),
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    f('client.ext'),
-    '-out',
-    f('client.pem'),
-  );
+  makeClientCert(dir, ca, 'guard-agent');
   ssl(
     'req',
     '-x509',
