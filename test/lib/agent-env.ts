@@ -116,12 +116,14 @@ export class AgentProcess {
   readonly exited: Promise<number | null>;
   stderr = '';
 
-  /** `extraFds`: descriptors the agent inherits as fd 3, 4, … (strays it must close). */
-  constructor(env: AgentEnv, opts: { extraFds?: number[] } = {}) {
-    this.proc = start(process.execPath, [env.sb.agentJs, '--config', env.config], {
-      user: env.agent,
-      extraFds: opts.extraFds,
-    });
+  /** `extraFds`: descriptors the agent inherits as fd 3, 4, … (strays it must close); `prefix`: a
+   *  command that execs the agent (same pid), e.g. prlimit for a descriptor limit. */
+  constructor(env: AgentEnv, opts: { extraFds?: number[]; prefix?: string[] } = {}) {
+    const argv = [env.sb.agentJs, '--config', env.config];
+    const [cmd, args] = opts.prefix?.length
+      ? [opts.prefix[0]!, [...opts.prefix.slice(1), process.execPath, ...argv]]
+      : [process.execPath, argv];
+    this.proc = start(cmd, args, { user: env.agent, extraFds: opts.extraFds });
     let buf = '';
     this.proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
       buf += d;
@@ -145,8 +147,8 @@ export class AgentProcess {
     return this.proc.pid!;
   }
 
-  static async start(env: AgentEnv): Promise<AgentProcess> {
-    const a = new AgentProcess(env);
+  static async start(env: AgentEnv, opts: { prefix?: string[] } = {}): Promise<AgentProcess> {
+    const a = new AgentProcess(env, opts);
     await a.waitFor(
       (l) => l.msg === 'guard-agent running' || l.msg === 'status socket listening',
       15_000,

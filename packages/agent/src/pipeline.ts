@@ -13,6 +13,7 @@ import { decodeLine, type DecodedLine } from './parsers/escape';
 import { hiddenFlags } from './parsers/hidden';
 import { getParser } from './parsers/index';
 import { FileSource } from './sources/file/file-source';
+import { fileBudget, OpenFiles, openFileLimit } from './sources/file/open-files';
 import {
   type Chunk,
   type FileTailer,
@@ -474,7 +475,11 @@ export class Pipeline {
   private readonly redact: Redactor | null;
   private timers: NodeJS.Timeout[] = [];
   private pumping = false;
+  /** Asked to pump while pumping: one more round. */
+  private pumpAgain = false;
   private stopped = false;
+  /** Log files open at once, agent-wide (sources/file/open-files.ts). */
+  readonly openFiles: OpenFiles;
   paused = false;
   /** Pauses since the last one logged at info level, and when that was. */
   private pauses = 0;
@@ -511,6 +516,14 @@ export class Pipeline {
       readBytes: READ_BYTES,
       scratch: (size: number) => this.encoder.input(size),
     };
+    const budget = fileBudget(cfg.agent.maxOpenFiles, openFileLimit());
+    this.openFiles = new OpenFiles(budget.max);
+    (budget.clamped ? log.warn.bind(log) : log.info.bind(log))(
+      { maxOpenFiles: budget.max, configured: cfg.agent.maxOpenFiles, rlimitNofile: budget.limit },
+      budget.clamped
+        ? 'max_open_files is above the descriptor limit less headroom: lowered'
+        : 'log files held open at once',
+    );
     for (const src of cfg.sources) {
       const runners = (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!);
       this.fanout.set(src.name, runners.length);
@@ -532,6 +545,8 @@ export class Pipeline {
           (t) => store.set(t.checkpoint()),
           log,
           firstStart,
+          this.openFiles,
+          cfg.agent,
         ),
         audit,
         parser: getParser(audit ? 'plain' : (parserName as 'syslog' | 'json' | 'plain')),
@@ -540,6 +555,7 @@ export class Pipeline {
         runners,
         tags: tags.length ? tags : undefined,
       };
+      runtime.files.wake = () => void this.pump();
       this.sources.push(runtime);
     }
   }
@@ -552,7 +568,7 @@ export class Pipeline {
 
   async start(): Promise<void> {
     await Promise.all([
-      ...this.sources.map((s) => s.files.rescan()),
+      ...this.sources.map((s) => s.files.start()),
       ...this.journals.map((j) => j.start()),
     ]);
     const a = this.cfg.agent;
@@ -564,15 +580,7 @@ export class Pipeline {
       }, ms);
       this.timers.push(t);
     };
-    every(a.rescanIntervalMs, () =>
-      Promise.all(this.sources.map((s) => s.files.rescan())).then(() => undefined),
-    );
-    every(a.rotateCheckIntervalMs, async () => {
-      for (const s of this.sources) {
-        await s.files.checkRotation();
-        await s.files.reapDrained();
-      }
-    });
+    // Rescans and rotation checks are the file sources' own (events, or polling as a fallback).
     every(a.pollIntervalMs, () => this.pump());
     every(1000, () => this.store.save(true));
     void this.pump();
@@ -580,23 +588,23 @@ export class Pipeline {
 
   /** Reads every file that has grown, until none has or sinks push back. */
   private async pump(): Promise<void> {
-    if (this.pumping || this.stopped) return;
+    if (this.stopped) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
     this.pumping = true;
     try {
-      for (let progress = true; progress && !this.stopped;) {
+      for (let progress = true; (progress || this.pumpAgain) && !this.stopped;) {
         progress = false;
+        this.pumpAgain = false;
         for (const s of this.sources) {
-          for (const t of [...s.files.tailers()]) {
+          for (const t of s.files.toRead()) {
             if (this.updatePaused()) return;
             const chunk = await t.readChunk();
             if (s.audit) this.flushAudit(s, t);
             if (!chunk) {
-              // A live file read to its end: the writer may have moved on to a new one. Look now
-              // rather than at the next rotation check (prompt, not needed for correctness).
-              if (!t.rotated && t.lastReadAt > t.lastRotationLook) {
-                t.lastRotationLook = t.lastReadAt;
-                s.files.checkSoon();
-              }
+              s.files.atEnd(t);
               continue;
             }
             if (s.audit) this.processAudit(s, t, chunk);

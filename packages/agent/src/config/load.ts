@@ -287,7 +287,13 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     rescanIntervalMs: a.number('rescan_interval_ms', 10000),
     maxBufferBytes: a.number('max_buffer_bytes', 4 * 1024 * 1024),
     logLevel: a.oneOf('log_level', 'info'),
+    watch: a.oneOf('watch', 'auto'),
+    watchRescanIntervalMs: a.number('watch_rescan_interval_ms', 300_000),
+    closeIdleAfterMs: a.number('close_idle_after_ms', 300_000),
+    maxOpenFiles: a.number('max_open_files', 0),
   };
+  if (agent.maxOpenFiles !== 0 && agent.maxOpenFiles < 16)
+    a.problem('max_open_files', `must be 0 (automatic) or at least 16, got ${agent.maxOpenFiles}`);
   if (agent.maxBufferBytes < agent.maxLineBytes) {
     a.problem(
       'max_buffer_bytes',

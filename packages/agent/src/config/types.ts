@@ -16,6 +16,11 @@ export interface AgentSection {
   rescanIntervalMs: number; // rescan_interval_ms, default 10000: helper list for new files
   maxBufferBytes: number; // max_buffer_bytes, default 4 MiB: encoded events held before reading pauses
   logLevel: 'debug' | 'info' | 'warn' | 'error'; // log_level, default info
+  // Many files (docs/operations.md, "Many files"):
+  watch: 'auto' | 'off'; // watch, default auto: the helper's directory watch (inotify), else polling
+  watchRescanIntervalMs: number; // watch_rescan_interval_ms, default 300000: the safety net on events
+  closeIdleAfterMs: number; // close_idle_after_ms, default 300000: an idle file's descriptor is closed
+  maxOpenFiles: number; // max_open_files, default 0 = RLIMIT_NOFILE - 128: files open at once
 }
 
 export interface SourceConfig {

@@ -116,6 +116,8 @@ export class CheckpointStore {
   private fds: number[] = [];
   /** By the file's key: a reused inode is another file, with a checkpoint of its own. */
   private readonly byKey = new Map<string, Checkpoint>();
+  /** Keys by `dev.ino`: find() in constant time with thousands of files. */
+  private readonly byInode = new Map<string, Set<string>>();
   private readonly sources = new Map<string, SourceState>();
   private seq = 0;
   private dirty = false;
@@ -147,15 +149,34 @@ export class CheckpointStore {
         `${dir}: no readable checkpoint slot; move the checkpoints-*.json files away to start over`,
       );
     this.seq = best?.seq ?? 0;
-    for (const cp of best?.files ?? []) if (cp.fingerprintBytes > 0) this.byKey.set(cp.key, cp);
+    for (const cp of best?.files ?? []) if (cp.fingerprintBytes > 0) this.put(cp);
     for (const [name, st] of Object.entries(best?.sources ?? {})) this.sources.set(name, st);
   }
 
   /** The checkpoint for this inode if its leading bytes (`head`) still match (else the inode was reused). */
   find(head: Buffer, dev: string, ino: string): Checkpoint | null {
-    for (const cp of this.byKey.values())
+    for (const key of this.byInode.get(`${dev}.${ino}`) ?? []) {
+      const cp = this.byKey.get(key)!;
       if (cp.dev === dev && cp.ino === ino && headMatches(head, cp)) return cp;
+    }
     return null;
+  }
+
+  private put(cp: Checkpoint): void {
+    const old = this.byKey.get(cp.key);
+    if (old && (old.dev !== cp.dev || old.ino !== cp.ino)) this.unindex(old);
+    this.byKey.set(cp.key, cp);
+    const id = `${cp.dev}.${cp.ino}`;
+    let keys = this.byInode.get(id);
+    if (!keys) this.byInode.set(id, (keys = new Set()));
+    keys.add(cp.key);
+  }
+
+  private unindex(cp: Checkpoint): void {
+    const id = `${cp.dev}.${cp.ino}`;
+    const keys = this.byInode.get(id);
+    keys?.delete(cp.key);
+    if (keys?.size === 0) this.byInode.delete(id);
   }
 
   get size(): number {
@@ -168,12 +189,14 @@ export class CheckpointStore {
   /** Saves a file's position. One with an empty fingerprint identifies nothing and is not kept. */
   set(cp: Checkpoint): void {
     if (cp.fingerprintBytes === 0) return;
-    this.byKey.set(cp.key, cp);
+    this.put(cp);
     this.dirty = true;
   }
 
   /** Forget a file that is gone (closed after rotation, read to its end). */
   delete(key: string): void {
+    const cp = this.byKey.get(key);
+    if (cp) this.unindex(cp);
     if (this.byKey.delete(key)) this.dirty = true;
   }
 

@@ -5,7 +5,7 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SinkStatus } from '../event';
 import type { Pipeline } from '../pipeline';
-import type { RotationStats } from '../sources/file/file-source';
+import type { FileSource, RotationStats, WatchStatus } from '../sources/file/file-source';
 import type { HelperLink } from '../sources/helper-link';
 import type { JournalSource } from '../sources/journal/journal-source';
 
@@ -25,6 +25,9 @@ export interface FileStatus {
   /** The rotated generation read now, when it is not `path` itself. */
   file?: string;
   refusal?: { code: string; message: string; since: string };
+  /** false: closed while idle (reopened when it changes) or not opened yet (waiting for a
+   *  descriptor); absent: open. */
+  open?: false;
 }
 
 /** One journal directory of a `type = journal` source (one reader). */
@@ -90,6 +93,9 @@ export interface AgentStatus {
     config: string;
     paused: boolean;
     queuedBytes: number;
+    /** Log files open now, the bound (max_open_files or RLIMIT_NOFILE less headroom), files waiting
+     *  for a descriptor. */
+    openFiles?: { open: number; max: number; waiting: number };
   };
   /** openPath: the resolver the helper said it uses in its hello reply (null until connected) */
   helper: { socket: string; connected: boolean; lastError: string | null; openPath: string | null };
@@ -103,6 +109,13 @@ export interface AgentStatus {
     /** Rotations, truncations, recovered generations and unrecoverable ranges (agents since #19). */
     rotation?: RotationStats;
     journals?: JournalStatus[];
+    /** How changes are learnt: the helper's directory watch, or polling and why. */
+    watch?: WatchStatus;
+    /** Files closed while idle since the start, and reopened since. */
+    idleClosed?: { closed: number; reopened: number };
+    /** What an operator must know (a listing cut short, a watch refused for its size): each makes
+     *  `guardctl status` degraded. */
+    problems?: string[];
   }[];
   sinks: (SinkStatus & { queuedEvents: number; queuedBytes: number })[];
   totals: { linesRead: number; eventsShipped: number; eventsFiltered: number };
@@ -124,6 +137,11 @@ export function buildStatus(
       config: meta.config,
       paused: p.paused,
       queuedBytes: p.queuedBytes,
+      openFiles: {
+        open: p.openFiles.open,
+        max: p.openFiles.max,
+        waiting: p.openFiles.waitingTotal,
+      },
     },
     helper: {
       socket: link.socketPath,
@@ -145,10 +163,12 @@ export function buildStatus(
           lastEventTime: t.lastEventTime,
           truncations: t.truncations,
           ...(t.file !== t.path ? { file: t.file } : {}),
+          ...(t.src === null ? { open: false as const } : {}),
         });
       }
       for (const [path, refusal] of s.files.refused)
         files.push({ path, state: 'refused', refusal });
+      for (const path of s.files.unopened) files.push({ path, state: 'idle', open: false });
       if (files.length === 0)
         for (const pattern of s.cfg.paths) files.push({ path: pattern, state: 'no_match' });
       return {
@@ -159,6 +179,9 @@ export function buildStatus(
         listTruncated: s.files.listTruncated,
         files,
         rotation: s.files.stats,
+        watch: { ...s.files.watchStatus },
+        idleClosed: { closed: s.files.parkedCount, reopened: s.files.reopenedCount },
+        problems: sourceProblems(s.files),
       };
     }),
     sinks: p.sinkStatus(),
@@ -201,4 +224,17 @@ export function serveStatus(path: string, status: () => AgentStatus, log: Logger
       resolve(server);
     });
   });
+}
+
+/** A source's problems for `guardctl status` (each one also logged when it began). */
+export function sourceProblems(f: FileSource): string[] {
+  const out: string[] = [];
+  if (f.listTruncated)
+    out.push(
+      'the helper cut the list of matching files short (too many directory entries): files past it are not shipped',
+    );
+  const w = f.watchStatus;
+  if (w.mode === 'polling' && w.why !== null && /^(limit|rate):/.test(w.why))
+    out.push(`no directory watch (${w.why}): every file is polled`);
+  return out;
 }

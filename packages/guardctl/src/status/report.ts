@@ -91,6 +91,7 @@ export function classify(r: StatusReport): { health: Health; reasons: string[] }
     why.push('agent: reading paused (the send buffer is full: the backend is slow or down)');
   for (const s of a.sources) {
     if (s.listError) why.push(`source ${s.name}: cannot list files: ${s.listError}`);
+    for (const p of s.problems ?? []) why.push(`source ${s.name}: ${p}`);
     for (const f of s.files) {
       if (f.state === 'refused')
         why.push(

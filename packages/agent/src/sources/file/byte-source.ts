@@ -25,13 +25,19 @@ export interface ByteSource {
   close(): void;
 }
 
+/** Descriptors held by FdSources now, agent-wide (sources/file/open-files.ts bounds them), and who
+ *  is told when one is closed. */
+export const fdSources: { open: number; onClose: (() => void) | null } = { open: 0, onClose: null };
+
 /** A file read through its descriptor: it may still grow. */
 export class FdSource implements ByteSource {
   readonly complete = false;
   readonly failure = null;
   private closed = false;
 
-  constructor(readonly fd: number) {}
+  constructor(readonly fd: number) {
+    fdSources.open++;
+  }
 
   async size(): Promise<number> {
     return (await fstatAsync(this.fd)).size;
@@ -45,6 +51,8 @@ export class FdSource implements ByteSource {
     if (this.closed) return;
     this.closed = true;
     close(this.fd, () => undefined);
+    fdSources.open--;
+    fdSources.onClose?.();
   }
 }
 

@@ -15,11 +15,21 @@
 //  - none of these: a generation that lived and was rotated between two looks. Shipped whole.
 // Every rotation, truncation, recovered generation and unrecoverable byte range is logged and counted
 // for `guardctl status`.
+//
+// Many files, few descriptors, no polling (docs/operations.md, "Many files"): a source learns what
+// changed from an inotify instance guard-helper made with watches on its allowed directories
+// (dir-events.ts) and reads only the files an event named; without one (`watch = off`, a refusal,
+// a file system without inotify) it polls as before, and status says why. Descriptors are bounded
+// agent-wide (open-files.ts): a live file read to its end and idle for close_idle_after_ms, or any
+// such file while others wait for a descriptor, is closed ("parked") and reopened through the
+// helper when it changes — its identity ({dev, ino} and first bytes) checked, reading on from the
+// same offset. A parked file renamed or replaced meanwhile is a rotation: its content is found again
+// among the rotated generations by its first bytes, like a file rotated while the agent was stopped.
 import { closeSync, fstatSync } from 'node:fs';
 import { HelperRefusal } from '@guard/protocol/client';
 import { splitGeneration } from '@guard/protocol/wire';
 import type { Logger } from 'pino';
-import type { SourceConfig } from '../../config/types';
+import type { AgentSection, SourceConfig } from '../../config/types';
 import {
   type CheckpointStore,
   FINGERPRINT_BYTES,
@@ -37,7 +47,42 @@ import {
   FdSource,
   StreamSource,
 } from './byte-source';
+import {
+  type DirChange,
+  DirWatch,
+  IN_CREATE,
+  IN_DELETE,
+  IN_MOVED_FROM,
+  IN_MOVED_TO,
+} from './dir-events';
+import type { FileHolder, OpenFiles } from './open-files';
 import { FileTailer, type TailerOptions } from './tailer';
+
+/** How a source learns of changes, and why (status). */
+export interface WatchStatus {
+  mode: 'events' | 'polling';
+  /** Why it polls (`watch = off`, the helper's refusal, an error); null when on events. */
+  why: string | null;
+  directories: number;
+  events: number;
+  overflows: number;
+  rewatches: number;
+}
+
+/** What a file source needs of the agent's settings (config/types.ts). */
+export type FileSourceSettings = Pick<
+  AgentSection,
+  | 'rescanIntervalMs'
+  | 'rotateCheckIntervalMs'
+  | 'closeIdleAfterMs'
+  | 'watch'
+  | 'watchRescanIntervalMs'
+>;
+
+/** A file read within this long is kept on the read list (a partial line, an audit event closing). */
+const LINGER_MS = 3000;
+/** Events about names are gathered this long before the helper is asked for the list again. */
+const EVENT_RESCAN_DELAY_MS = 200;
 
 export interface Refusal {
   code: string;
@@ -114,7 +159,7 @@ class EndedSource implements ByteSource {
   close(): void {}
 }
 
-export class FileSource {
+export class FileSource implements FileHolder {
   /** The file each path currently names. */
   readonly current = new Map<string, FileTailer>();
   /** Rotated away from their path, rotated generations, and tailers waiting for their content. */
@@ -125,6 +170,30 @@ export class FileSource {
   private readonly vanished = new Set<string>();
   listTruncated = false;
   lastListError: string | null = null;
+  /** Paths that match but wait for a descriptor (more files than max_open_files), oldest first. */
+  readonly unopened = new Set<string>();
+  readonly watchStatus: WatchStatus = {
+    mode: 'polling',
+    why: 'not started',
+    directories: 0,
+    events: 0,
+    overflows: 0,
+    rewatches: 0,
+  };
+  /** Told when there is something to read (events mode): the pipeline's pump. */
+  wake: () => void = () => undefined;
+  private watch: DirWatch | null = null;
+  /** Files an event named, to read (events mode), until read to their end and quiet. */
+  private readonly dirty = new Set<FileTailer>();
+  /** Parked files known to have changed, waiting for a descriptor. */
+  private readonly backlog = new Set<FileTailer>();
+  /** Paths whose identity an event says to compare (created, moved, deleted). */
+  private readonly toCheck = new Set<string>();
+  /** The paths the very first listing found (start_at applies to them only). */
+  private firstPaths: Set<string> | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private soon = new Map<string, NodeJS.Timeout>();
+  private stopped = false;
   readonly stats: RotationStats = {
     rotations: 0,
     truncations: 0,
@@ -159,7 +228,10 @@ export class FileSource {
     private readonly log: Logger,
     /** True only on the agent's very first start (no checkpoints at all): start_at applies. */
     private firstStart: boolean,
+    private readonly openFiles: OpenFiles,
+    private readonly settings: FileSourceSettings,
   ) {
+    openFiles.register(this);
     this.opts = { ...tailerOpts, onTruncated: (t, size) => this.truncated(t, size) };
     this.stats.trackedSince = store.sourceState(cfg.name)?.since ?? null;
     this.stats.historyGenerations =
@@ -180,7 +252,7 @@ export class FileSource {
   /** The tailer reading this inode through a descriptor, if any. */
   private holding(dev: string, ino: string): FileTailer | undefined {
     for (const t of this.tailers())
-      if (t.src instanceof FdSource && t.dev === dev && t.ino === ino) return t;
+      if ((t.src instanceof FdSource || t.parked) && t.dev === dev && t.ino === ino) return t;
     return undefined;
   }
 
@@ -204,10 +276,371 @@ export class FileSource {
       this.log.warn({ source: this.cfg.name, err: this.lastListError }, 'cannot list source files');
       return;
     }
-    for (const path of files) if (!this.current.has(path)) await this.openPath(path);
+    if (this.listTruncated && !this.truncationLogged)
+      this.log.warn(
+        { source: this.cfg.name, listed: files.length },
+        'the helper cut the list of files short: files past it are not shipped (guardctl status shows it)',
+      );
+    this.truncationLogged = this.listTruncated;
+    if (this.firstStart && this.firstPaths === null) this.firstPaths = new Set(files);
     this.firstStart = false;
+    const listed = new Set(files);
+    for (const path of this.unopened) if (!listed.has(path)) this.unopened.delete(path);
+    for (const path of files) if (!this.current.has(path)) this.unopened.add(path);
+    await this.admitNow();
+    // Checkpoints and generations are matched once every live file has been looked at: a live file
+    // not opened yet may be the content a checkpoint names.
+    if (this.unopened.size > 0) {
+      this.claimPending = true;
+      return;
+    }
+    this.claimPending = false;
     if (!this.claimed) this.claimCheckpoints(files);
     await this.scanGenerations(generations);
+  }
+  private truncationLogged = false;
+  /** A listing ended with files not opened yet: checkpoints and generations wait for them. */
+  private claimPending = false;
+
+  /** Opens waiting files while there are descriptors to spare: parked files that changed first. */
+  private async admitNow(): Promise<void> {
+    if (this.openFiles.room <= 0 && this.backlog.size + this.unopened.size > 0)
+      this.openFiles.reclaim(this.backlog.size + this.unopened.size);
+    for (const t of [...this.backlog]) {
+      if (this.openFiles.room <= 0 || this.stopped) break;
+      this.backlog.delete(t);
+      await this.unparkFile(t);
+    }
+    for (const path of [...this.unopened]) {
+      if (this.openFiles.room <= 0 || this.stopped) break;
+      this.unopened.delete(path);
+      if (!this.current.has(path)) await this.openPath(path);
+    }
+    this.openFiles.setWaiting(this, this.backlog.size + this.unopened.size);
+    if (this.unopened.size === 0 && this.claimPending) {
+      this.claimPending = false;
+      this.rescanSoon(0);
+    }
+  }
+
+  /** Files wait for descriptors: admitted soon (one pass at a time). */
+  admit(): void {
+    if (this.backlog.size + this.unopened.size === 0) return;
+    this.after('admit', 0, () => this.admitNow());
+  }
+
+  /**
+   * Closes up to n of this source's open live files read to their end, idle longest first; with
+   * `idleMs`, only those idle that long. Returns how many it closed.
+   */
+  parkIdle(n: number, idleMs = 0, now = Date.now()): number {
+    const idle: FileTailer[] = [];
+    for (const t of this.current.values())
+      if (this.parkable(t) && now - Math.max(t.lastReadAt, t.openedAt) >= idleMs) idle.push(t);
+    if (idle.length > n) idle.sort((a, b) => a.lastReadAt - b.lastReadAt);
+    let parked = 0;
+    for (const t of idle.slice(0, n)) {
+      this.park(t);
+      parked++;
+    }
+    return parked;
+  }
+
+  /** A live file read to its end, no partial line held, not named by an event since. */
+  private parkable(t: FileTailer): boolean {
+    return (
+      t.src instanceof FdSource &&
+      !t.rotated &&
+      !t.busy &&
+      !t.holdsPartial &&
+      t.offset >= t.size &&
+      !this.dirty.has(t) &&
+      !(this.audit && Date.now() - t.lastReadAt < LINGER_MS) // an audit event may still close
+    );
+  }
+
+  private get audit(): boolean {
+    return this.cfg.type === 'audit' || this.cfg.parser === 'audit';
+  }
+
+  private park(t: FileTailer): void {
+    t.park();
+    this.dirty.delete(t);
+    this.parkedCount++;
+  }
+  /** Files closed while idle since the start (status). */
+  parkedCount = 0;
+  reopenedCount = 0;
+
+  /**
+   * A parked file changed: its descriptor again through the helper, if it is still the same file
+   * ({dev, ino} and its first bytes); else it was replaced while closed (a rotation).
+   */
+  private async unparkFile(t: FileTailer): Promise<void> {
+    if (!t.parked || this.current.get(t.path) !== t) return;
+    let reply, fd: number;
+    try {
+      ({ reply, fd } = await this.link.call((c) => c.open(t.path)));
+    } catch (e) {
+      if (e instanceof HelperRefusal && e.code === 'not_found') {
+        this.goneWhileParked(t, 'removed');
+        return;
+      }
+      this.log.warn(
+        { source: this.cfg.name, path: t.path, err: (e as Error).message },
+        'cannot reopen a file closed while idle; will try again',
+      );
+      this.backlog.add(t);
+      this.after('admit', 1000, () => this.admitNow());
+      return;
+    }
+    if (reply.dev !== t.dev || reply.ino !== t.ino) {
+      closeSync(fd);
+      this.goneWhileParked(t, 'replaced');
+      if (!this.current.has(t.path)) this.unopened.add(t.path);
+      return;
+    }
+    t.unpark(fd, reply.size);
+    this.reopenedCount++;
+    if (!t.headStillMatches()) this.truncated(t, reply.size);
+    this.markDirty(this.current.get(t.path) ?? t);
+  }
+
+  /**
+   * A parked file's path names another file now, or nothing: it was rotated (or removed) while
+   * closed. It waits, like a file rotated while the agent was stopped, for the rotated generation
+   * that has its first bytes, and goes on from its offset there.
+   */
+  private goneWhileParked(t: FileTailer, how: 'removed' | 'replaced'): void {
+    this.rotate(t.path, t);
+    t.parked = false;
+    t.detached = { since: Date.now(), lastSize: t.size, why: `closed while idle, then ${how}` };
+    this.rescanSoon();
+  }
+
+  /** Runs fn (once, however often asked) after ms, in the maintenance chain. */
+  private after(key: string, ms: number, fn: () => Promise<void>): void {
+    if (this.soon.has(key) || this.stopped) return;
+    this.soon.set(
+      key,
+      setTimeout(() => {
+        this.soon.delete(key);
+        void this.exclusive(fn).catch((e: Error) =>
+          this.log.warn({ source: this.cfg.name, err: e.message }, `${key} failed`),
+        );
+      }, ms),
+    );
+  }
+
+  private rescanSoon(ms = EVENT_RESCAN_DELAY_MS): void {
+    this.after('rescan', ms, () => this.rescanNow());
+  }
+
+  private markDirty(t: FileTailer): void {
+    t.wakes++;
+    this.dirty.add(t);
+    this.wake();
+  }
+
+  /** The files to read now: every open one when polling; those events named (and rotated ones
+   *  still being read) on events. */
+  toRead(): FileTailer[] {
+    if (this.watchStatus.mode === 'polling') return [...this.tailers()];
+    const out: FileTailer[] = [];
+    for (const t of this.dirty) {
+      t.wakesAtRead = t.wakes;
+      out.push(t);
+    }
+    for (const t of this.draining) if (t.src !== null) out.push(t);
+    return out;
+  }
+
+  /**
+   * A file read to its end (readChunk gave nothing). Polling: look at its path for a rotation now.
+   * Events: off the read list once quiet (no event since the read began, no partial line). Either
+   * way, while others wait for a descriptor, a live file read to its end gives its own up.
+   */
+  atEnd(t: FileTailer): void {
+    if (this.watchStatus.mode === 'polling') {
+      // A live file read to its end: the writer may have moved on to a new one. Look now rather
+      // than at the next rotation check (prompt, not needed for correctness).
+      if (!t.rotated && t.lastReadAt > t.lastRotationLook) {
+        t.lastRotationLook = t.lastReadAt;
+        this.checkSoon();
+      }
+    } else if (
+      t.wakes === t.wakesAtRead &&
+      !t.holdsPartial &&
+      Date.now() - t.lastReadAt >= LINGER_MS
+    )
+      this.dirty.delete(t);
+    if (this.openFiles.pressure && this.parkable(t)) {
+      this.park(t);
+      this.openFiles.admitAll();
+    }
+  }
+
+  /** Starts learning of changes (the helper's watch, else polling) and the source's timers. */
+  async start(): Promise<void> {
+    await this.startWatch();
+    await this.rescan();
+    const s = this.settings;
+    // A task still queued or running when its next turn comes skips that turn: with many files a
+    // round can take longer than its interval, and the maintenance chain must not grow without end.
+    const every = (ms: number, fn: () => Promise<void>) => {
+      let pending = false;
+      this.timers.push(
+        setInterval(() => {
+          if (pending || this.stopped) return;
+          pending = true;
+          void this.exclusive(fn)
+            .catch((e: Error) =>
+              this.log.error({ source: this.cfg.name, err: e.message }, 'periodic task failed'),
+            )
+            .finally(() => {
+              pending = false;
+            });
+        }, ms),
+      );
+    };
+    every(s.rescanIntervalMs, async () => {
+      if (this.watchStatus.mode === 'polling') await this.rescanNow();
+    });
+    every(s.rotateCheckIntervalMs, async () => {
+      if (this.watchStatus.mode === 'polling') await this.checkRotationNow();
+      if (this.draining.size > 0) await this.reapNow(Date.now());
+    });
+    // The safety net on events: a slow look at everything (a missed event costs latency, not data).
+    every(s.watchRescanIntervalMs, async () => {
+      if (
+        this.watchStatus.mode === 'polling' &&
+        this.settings.watch === 'auto' &&
+        this.watch === null
+      )
+        await this.startWatch(); // a refusal (`rate`, `limit`) may not last
+      if (this.watchStatus.mode === 'events') await this.sweep(false);
+    });
+    every(Math.min(s.closeIdleAfterMs, 60_000), () => {
+      this.parkIdle(Infinity, s.closeIdleAfterMs);
+      return Promise.resolve();
+    });
+  }
+
+  /** Everything looked at again: the list, every path's identity (parked ones too after lost
+   *  events), every open file's size. */
+  private async sweep(all: boolean): Promise<void> {
+    await this.rescanNow();
+    await this.checkRotationNow(all);
+    for (const t of this.current.values()) if (t.src !== null) this.markDirty(t);
+  }
+
+  private async startWatch(): Promise<void> {
+    this.watch?.close();
+    this.watch = null;
+    const ws = this.watchStatus;
+    if (this.settings.watch === 'off') {
+      Object.assign(ws, { mode: 'polling', why: 'watch = off', directories: 0 });
+      return;
+    }
+    let got: { fd: number; watches: { wd: number; dir: string }[] };
+    try {
+      got = await this.link.call((c) => watchOf(c, this.cfg.name));
+    } catch (e) {
+      const why = e instanceof HelperRefusal ? `${e.code}: ${e.message}` : (e as Error).message;
+      if (ws.mode === 'events' || ws.why !== why)
+        this.log.warn(
+          { source: this.cfg.name, err: why },
+          'no directory watch from the helper: polling each file instead',
+        );
+      Object.assign(ws, { mode: 'polling', why, directories: 0 });
+      return;
+    }
+    try {
+      this.watch = new DirWatch(
+        got.fd,
+        got.watches,
+        (c) => this.onDirChange(c),
+        (e) => this.watchFailed(e),
+      );
+    } catch (e) {
+      closeSync(got.fd);
+      Object.assign(ws, { mode: 'polling', why: (e as Error).message, directories: 0 });
+      return;
+    }
+    const was = ws.mode;
+    Object.assign(ws, { mode: 'events', why: null, directories: got.watches.length });
+    if (was !== 'events')
+      this.log.info(
+        { source: this.cfg.name, directories: got.watches.length },
+        'watching the source’s directories for changes',
+      );
+  }
+
+  private watchFailed(e: Error): void {
+    this.watch = null;
+    Object.assign(this.watchStatus, { mode: 'polling', why: `watch failed: ${e.message}` });
+    this.log.warn({ source: this.cfg.name, err: e.message }, 'directory watch failed: polling');
+  }
+
+  /** A fresh watch (a directory appeared or went away, events were lost), then a full look. */
+  private rewatchSoon(all: boolean): void {
+    this.after('rewatch', EVENT_RESCAN_DELAY_MS, async () => {
+      this.watchStatus.rewatches++;
+      await this.startWatch();
+      await this.sweep(all);
+    });
+  }
+
+  private onDirChange(c: DirChange): void {
+    this.watchStatus.events = this.watch?.events ?? this.watchStatus.events;
+    if (c.kind === 'overflow') {
+      this.watchStatus.overflows++;
+      this.log.warn(
+        { source: this.cfg.name },
+        'directory watch overflowed (events lost): looking at every file again',
+      );
+      for (const t of this.current.values()) if (t.parked) this.changedParked(t);
+      this.rewatchSoon(true);
+      return;
+    }
+    if (c.kind === 'rewatch') {
+      this.log.info({ source: this.cfg.name, why: c.why }, 'asking for a fresh directory watch');
+      this.rewatchSoon(false);
+      return;
+    }
+    const t = this.current.get(c.path);
+    const names = IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM;
+    if (t === undefined) {
+      // A new name, or one renamed or removed: the list (and the generations) again.
+      if (c.mask & names && !this.unopened.has(c.path)) this.rescanSoon();
+      return;
+    }
+    if (c.mask & names) {
+      this.toCheck.add(c.path);
+      this.after('check', EVENT_RESCAN_DELAY_MS, () => this.checkPathsNow());
+    }
+    if (t.parked) this.changedParked(t);
+    else this.markDirty(t);
+  }
+
+  private changedParked(t: FileTailer): void {
+    t.wakes++;
+    t.changedWhileParked = true;
+    this.backlog.add(t);
+    this.openFiles.setWaiting(this, this.backlog.size + this.unopened.size);
+    this.admit();
+  }
+
+  /** The paths events named (created, moved, deleted): compared with what is read. */
+  private async checkPathsNow(): Promise<void> {
+    const paths = [...this.toCheck];
+    this.toCheck.clear();
+    let rotated = false;
+    for (const path of paths) {
+      const t = this.current.get(path);
+      if (t) rotated = (await this.checkOne(path, t, true)) || rotated;
+    }
+    if (rotated) await this.rescanNow();
   }
 
   /**
@@ -257,33 +690,50 @@ export class FileSource {
     }).catch((e: Error) => this.log.warn({ err: e.message }, 'rotation check failed'));
   }
 
-  private async checkRotationNow(): Promise<void> {
+  /** `parked`: parked files too (polling, or after lost events): their size tells of a change. */
+  private async checkRotationNow(parked = true): Promise<void> {
     let rotated = false;
-    for (const [path, t] of [...this.current]) {
-      try {
-        const id = await this.link.call((c) => c.stat(path));
-        if (id.dev === t.dev && id.ino === t.ino) {
-          // Same file: its size is re-read even while reads are paused (for drained() and a
-          // copytruncate's window), and its first bytes are checked (truncated and rewritten past
-          // our offset before we looked is a truncation too).
-          await t.refreshSize();
-          if (t.src instanceof FdSource && !t.headStillMatches()) this.truncated(t, t.size);
-          continue;
-        }
-        this.rotate(path, t);
-        rotated = true;
-        await this.openPath(path);
-      } catch (e) {
-        if (e instanceof HelperRefusal && e.code === 'not_found') {
-          this.rotate(path, t);
-          rotated = true;
-        } else this.log.warn({ path, err: (e as Error).message }, 'rotation check failed');
-      }
-    }
+    for (const [path, t] of [...this.current])
+      if (parked || !t.parked) rotated = (await this.checkOne(path, t, parked)) || rotated;
     for (const path of [...this.vanished])
-      if (!this.current.has(path)) await this.openPath(path, true);
+      if (!this.current.has(path) && !this.unopened.has(path)) {
+        if (this.openFiles.room > 0) await this.openPath(path, true);
+        else this.unopened.add(path);
+      }
     // Whatever else rotated since the last look is among the generations now.
     if (rotated || [...this.draining].some((t) => t.src === null)) await this.rescanNow();
+  }
+
+  /** Compares a path's identity with the file read as it; true when it was rotated. */
+  private async checkOne(path: string, t: FileTailer, parked: boolean): Promise<boolean> {
+    try {
+      const id = await this.link.call((c) => c.stat(path));
+      if (id.dev === t.dev && id.ino === t.ino) {
+        if (t.parked) {
+          if (parked && id.size !== t.size) this.changedParked(t);
+          return false;
+        }
+        // Same file: its size is re-read even while reads are paused (for drained() and a
+        // copytruncate's window), and its first bytes are checked (truncated and rewritten past
+        // our offset before we looked is a truncation too).
+        await t.refreshSize();
+        if (t.src instanceof FdSource && !t.headStillMatches()) this.truncated(t, t.size);
+        return false;
+      }
+      if (t.parked) this.goneWhileParked(t, 'replaced');
+      else this.rotate(path, t);
+      if (this.openFiles.room > 0) await this.openPath(path);
+      else this.unopened.add(path);
+      return true;
+    } catch (e) {
+      if (e instanceof HelperRefusal && e.code === 'not_found') {
+        if (t.parked) this.goneWhileParked(t, 'removed');
+        else this.rotate(path, t);
+        return true;
+      }
+      this.log.warn({ path, err: (e as Error).message }, 'rotation check failed');
+      return false;
+    }
   }
 
   private rotate(path: string, t: FileTailer): void {
@@ -467,6 +917,15 @@ export class FileSource {
   private maybeGiveUp(t: FileTailer, now: number): void {
     const d = t.detached!;
     if (now - d.since < DETACHED_GIVE_UP_MS || !this.scannedSince(d.since)) return;
+    if (d.why.startsWith('closed while idle') && !t.changedWhileParked) {
+      // Read to its end when it was closed, and no change reported since: nothing known unread.
+      this.log.info(
+        { source: this.cfg.name, path: t.path, key: t.key, offset: t.offset, why: d.why },
+        'a file closed while idle is gone, with nothing written to it since as far as the agent saw',
+      );
+      t.attach(new EndedSource(t.offset), t.file, t.dev, t.ino);
+      return;
+    }
     const window = this.windows.get(t);
     this.windows.delete(t);
     this.unrecoverable(
@@ -655,7 +1114,7 @@ export class FileSource {
     history: boolean,
   ): Promise<'reading' | 'resumed' | 'finished' | 'history' | 'new' | 'later'> {
     for (const t of this.tailers())
-      if (t.src !== null && headMatches(gen.head, t.fingerprint)) return 'reading';
+      if ((t.src !== null || t.parked) && headMatches(gen.head, t.fingerprint)) return 'reading';
     // Decompressing is bounded: each stream holds up to 1 MiB, and a process but for gzip.
     const busy =
       gen.ext !== null &&
@@ -804,6 +1263,13 @@ export class FileSource {
     this.refused.delete(path);
     this.vanished.delete(path);
     const same = this.holding(reply.dev, reply.ino);
+    if (same?.parked) {
+      // a file closed while idle, under this name too: its descriptor again (first bytes checked)
+      same.unpark(fd, reply.size);
+      if (!same.headStillMatches()) this.truncated(same, reply.size);
+      this.markDirty(same);
+      return;
+    }
     if (same) {
       // already tailing this inode: under another name (syslog.1 after a rotation), or back at its path
       closeSync(fd);
@@ -833,7 +1299,7 @@ export class FileSource {
         : 0
       : done
         ? Math.min(done.size, reply.size)
-        : this.firstStart && this.cfg.startAt === 'end'
+        : this.firstPaths?.has(path) === true && this.cfg.startAt === 'end'
           ? reply.size
           : 0;
     const t = new FileTailer(
@@ -848,6 +1314,7 @@ export class FileSource {
     );
     t.size = reply.size;
     this.current.set(path, t);
+    this.markDirty(t);
     this.log.info(
       {
         source: this.cfg.name,
@@ -862,8 +1329,28 @@ export class FileSource {
   }
 
   close(): void {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const t of this.soon.values()) clearTimeout(t);
+    this.soon.clear();
+    this.watch?.close();
+    this.watch = null;
+    this.openFiles.unregister(this);
     for (const t of this.tailers()) t.close();
     this.current.clear();
     this.draining.clear();
   }
+}
+
+/** The helper's `watch` op (docs/protocol.md): an inotify descriptor and the directories it watches. */
+function watchOf(
+  c: unknown,
+  source: string,
+): Promise<{ fd: number; watches: { wd: number; dir: string }[] }> {
+  const w = (
+    c as { watch?: (s: string) => Promise<{ fd: number; watches: { wd: number; dir: string }[] }> }
+  ).watch;
+  if (typeof w !== 'function')
+    return Promise.reject(new Error('unsupported: this client has no watch op'));
+  return w.call(c, source);
 }

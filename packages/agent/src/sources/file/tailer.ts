@@ -103,6 +103,17 @@ export class FileTailer {
   file: string;
   /** When it was detached (copytruncate, restart), and the live size last seen before. */
   detached: { since: number; lastSize: number; why: string } | null = null;
+  /** Closed while idle (its descriptor given back, open-files.ts); reopened through the helper when
+   *  it changes. Unlike a detached tailer, its content is known to be at its path. */
+  parked = false;
+  /** The directory watch said it changed while parked (a write, or a rename away). */
+  changedWhileParked = false;
+  /** Changes the directory watch reported (file-source.ts: a read that started before the last
+   *  one does not clear the mark). */
+  wakes = 0;
+  /** `wakes` when the pump last took it off the read list. */
+  wakesAtRead = -1;
+  openedAt = Date.now();
 
   constructor(
     readonly source: string,
@@ -152,6 +163,7 @@ export class FileTailer {
   }
 
   get state(): TailerState {
+    if (this.parked) return 'idle';
     if (this.src === null) return 'waiting';
     if (this.rotated) return 'rotated';
     return Date.now() - this.lastReadAt < 10_000 ? 'flowing' : 'idle';
@@ -177,10 +189,38 @@ export class FileTailer {
     if (wasEmpty) this.key = this.keyOf(); // nothing was read yet: no event carries the old key
   }
 
+  /** A partial last line is held: the tailer must be read again after partial_line_timeout_ms. */
+  get holdsPartial(): boolean {
+    return this.partial !== null;
+  }
+
+  /** True while a read is under way (its descriptor is in use). */
+  get busy(): boolean {
+    return this.reading;
+  }
+
+  /** Closes the descriptor of a file read to its end; reopen() goes on from the same offset. */
+  park(): void {
+    if (!(this.src instanceof FdSource) || this.reading || this.partial !== null) return;
+    this.src.close();
+    this.src = null;
+    this.parked = true;
+    this.changedWhileParked = false;
+  }
+
+  /** A parked file's descriptor again (the caller has checked it is the same file). */
+  unpark(fd: number, size: number): void {
+    this.src = new FdSource(fd);
+    this.parked = false;
+    this.size = size;
+    this.openedAt = Date.now();
+  }
+
   /** Takes the source away (copytruncate: the live descriptor now has other content). */
   detach(why: string): ByteSource | null {
     const src = this.src;
     this.src = null;
+    this.parked = false;
     this.detached = { since: Date.now(), lastSize: this.size, why };
     return src;
   }
