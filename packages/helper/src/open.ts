@@ -2,8 +2,15 @@
 // path, so swapping a file for a link between a check and the open gains an attacker nothing.
 import { fstatSync, lstatSync, readlinkSync } from 'node:fs';
 import * as fdpass from '@guard/fdpass';
-import type { ErrorCode } from '@guard/protocol/wire';
-import { isDenied, matching, pathSyntaxError, type Policy } from './policy';
+import type { ErrorCode, Watch } from '@guard/protocol/wire';
+import {
+  isDenied,
+  matching,
+  pathSyntaxError,
+  walkSource,
+  type Policy,
+  type Source,
+} from './policy';
 
 export interface Opened {
   fd: number;
@@ -63,9 +70,10 @@ const OPEN_ERRORS: Record<string, [ErrorCode, string]> = {
   ELOOP: ['symlink', 'a symbolic link is on the way; guard follows none'],
   ENOENT: ['not_found', 'no such file'],
   ENOTDIR: ['not_found', 'a component on the way is not a directory'],
-  ENOTREG: ['not_regular', 'not a regular file'],
   EXDEV: ['mount', 'a mount point is on the way below the allowed directory; guard crosses none'],
 };
+
+const FILE_TYPES = ['Directory', 'FIFO', 'CharacterDevice', 'BlockDevice', 'Socket'] as const;
 
 export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean): Opened {
   const syntax = pathSyntaxError(path);
@@ -75,15 +83,21 @@ export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean)
   try {
     fd = fdpass.openNoFollow(path, root.length);
   } catch (e) {
-    const err = e as NodeJS.ErrnoException & { fileType?: string };
+    const err = e as NodeJS.ErrnoException;
     const [code, why] = OPEN_ERRORS[err.code ?? ''] ?? [
       'io',
       `cannot open: ${err.code ?? err.message}`,
     ];
-    throw new Refused(code, `${path}: ${why}${err.fileType ? ` (${err.fileType})` : ''}`);
+    throw new Refused(code, `${path}: ${why}`);
   }
   try {
     const st = fstatSync(fd, { bigint: true });
+    // Anything but a regular file came back unopened (O_PATH): a FIFO or device read could hang the
+    // helper or act on the device. Refused here, so its descriptor never leaves.
+    if (!st.isFile()) {
+      const type = FILE_TYPES.find((t) => st[`is${t}`]()) ?? 'unknown type';
+      throw new Refused('not_regular', `${path}: not a regular file (${type})`);
+    }
     // The descriptor's real path: a rename between resolution and open must not carry us outside.
     const real = readlinkSync(`/proc/self/fd/${fd}`);
     if (real !== path) {
@@ -114,5 +128,44 @@ export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean)
           'io',
           `${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'} while checking the opened file`,
         );
+  }
+}
+
+// A new inotify instance with a watch on each directory walkSource reads for the source, added on the
+// descriptor the walk opened. At most `max` directories, and a reply that fits the protocol's
+// 64 KiB: more is refused (`limit`), and the agent polls that source. Closed on every refusal.
+export function watchSource(source: Source, max = 4096): { fd: number; watches: Watch[] } {
+  let fd: number;
+  try {
+    fd = fdpass.inotifyInit();
+  } catch (e) {
+    throw new Refused('unsupported', `inotify_init1 failed: ${(e as Error).message}`);
+  }
+  const watches = new Map<string, number>();
+  let dirs = 0,
+    failed: string | undefined;
+  const visit = (dir: string, dirFd: number): void => {
+    if (watches.has(dir) || ++dirs > max || failed) return;
+    try {
+      watches.set(dir, fdpass.addWatch(fd, dirFd));
+    } catch (e) {
+      failed = (e as Error).message; // ENOSPC: root's max_user_watches is used up
+    }
+  };
+  try {
+    const complete = walkSource(source, 100_000, visit);
+    const list = [...watches].map(([dir, wd]) => ({ wd, dir }));
+    if (failed) throw new Refused('unsupported', `inotify_add_watch failed: ${failed}`);
+    if (list.length === 0)
+      throw new Refused('not_found', `none of source "${source.name}"'s directories can be opened`);
+    const what = `source "${source.name}" has ${dirs} directories to watch`;
+    if (dirs > max) throw new Refused('limit', `${what}, more than ${max}`);
+    if (!complete) throw new Refused('limit', `${what} in over 100000 entries, or one failed`);
+    if (Buffer.byteLength(JSON.stringify(list)) > 60_000)
+      throw new Refused('limit', `${what}, whose names are over the reply's 60000 bytes`);
+    return { fd, watches: list };
+  } catch (e) {
+    fdpass.close(fd);
+    throw e;
   }
 }

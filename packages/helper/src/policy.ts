@@ -3,16 +3,16 @@
 import { createHash } from 'node:crypto';
 import {
   closeSync,
-  constants,
   opendirSync,
   openSync,
   readFileSync,
+  readlinkSync,
   realpathSync,
   statSync,
-  type Dir,
 } from 'node:fs';
 import { dirname } from 'node:path';
 import * as ini from 'ini';
+import * as fdpass from '@guard/fdpass';
 import { splitGeneration } from '@guard/protocol/wire';
 
 export interface Pattern {
@@ -157,83 +157,74 @@ export function loadPolicy(file: string): Policy {
   };
 }
 
+// Walks the directories `list` and `watch` read for a source: each pattern's root and every
+// directory below it that the pattern's directory components match. Each is opened as a file is
+// (fdpass.openNoFollow: no symlink anywhere on the way, no mount crossed below the pattern's root),
+// must still be where its path says (not renamed while it was opened), and is read through that
+// descriptor; one deny-listed as a whole (/proc, a .ssh) is not entered. `visit` gets each
+// directory's descriptor, `name` each entry but a directory at a pattern's last component. Returns
+// false when it stopped early: more than `maxEntries` entries read, or a directory failed under it.
+export function walkSource(
+  source: Source,
+  maxEntries: number,
+  visit: (dir: string, fd: number) => void,
+  name?: (path: string, p: Pattern) => void,
+): boolean {
+  let entries = 0,
+    complete = true;
+  const walk = (dir: string, parts: string[], p: Pattern): void => {
+    let fd: number;
+    try {
+      fd = dir ? fdpass.openNoFollow(dir, p.root.length) : openSync('/', 'r'); // '' is /: no parent
+    } catch {
+      return; // gone, a symlink, or across a mount: nothing in it is named or watched
+    }
+    try {
+      if (isDenied(`${dir}/`) || readlinkSync(`/proc/self/fd/${fd}`) !== (dir || '/')) return;
+      const d = opendirSync(`/proc/self/fd/${fd}`);
+      try {
+        visit(dir || '/', fd);
+        const part = parts.length > 1 ? globToRegex(parts[0] ?? '') : null;
+        if (!part && !name) return; // watch: the last component's names are not needed
+        for (let e = d.readSync(); e && (complete &&= ++entries <= maxEntries); e = d.readSync()) {
+          if (part && e.isDirectory() && part.test(e.name))
+            walk(`${dir}/${e.name}`, parts.slice(1), p);
+          else if (!part && !e.isDirectory()) name?.(`${dir}/${e.name}`, p);
+        }
+      } finally {
+        d.closeSync();
+      }
+    } catch {
+      complete = false; // a directory that fails under us (EIO, ENOTDIR) ends the walk, not the helper
+    } finally {
+      closeSync(fd);
+    }
+  };
+  for (const p of source.patterns) walk(p.root, p.glob.slice(p.root.length + 1).split('/'), p);
+  return complete;
+}
+
 // The names that currently match a source's patterns (`files`) and the rotated generations of such
 // names (`generations`), one page at a time in sorted order, after `cursor` (the last name of the
-// previous page). Only real directories are descended (never through a symlink), so a planted link
-// cannot reveal names elsewhere; every other matching entry is named — a symlink or FIFO too — so
-// that `open` refuses it with a reason the operator sees. Bounded in names and bytes per page, names
-// held and directory entries read: a user who fills an allowed directory cannot make one request
-// block the helper, outgrow the socket's buffer or the helper's memory.
+// previous page), from the directories walkSource reads. Every matching entry is named — a symlink
+// or FIFO too — so that `open` refuses it with a reason the operator sees. Bounded in names and bytes
+// per page, names held and directory entries read: a user who fills an allowed directory cannot make
+// one request block the helper, outgrow the socket's buffer or the helper's memory.
 export function listSource(
   source: Source,
   cursor = '',
   limit = { names: 1024, bytes: 60_000, entries: 100_000 },
 ): { files: string[]; generations: string[]; next?: string; truncated?: true } {
   const found = new Map<string, boolean>(); // name -> a generation only (a live match wins)
-  let entries = 0,
-    truncated = false;
-  const keep = (path: string, generation: boolean): void => {
-    if (path <= cursor || found.get(path) === false) return;
-    found.set(path, generation);
+  const keep = (path: string, p: Pattern): void => {
+    if (!allows(source, p, path) || isDenied(path) || path <= cursor || found.get(path) === false)
+      return;
+    found.set(path, !p.re.test(path));
     if (found.size > 4 * limit.names)
       // only the page's names and one more can be sent
       for (const k of [...found.keys()].sort().slice(limit.names + 1)) found.delete(k);
   };
-  // Each directory is reopened by name under its parent's descriptor with O_NOFOLLOW: one swapped for
-  // a symlink between readdir and open is refused, not followed into a directory we may not name.
-  // Below a pattern's root no directory on another mount is descended (the mount id of the
-  // descriptor, from /proc/self/fdinfo): its names are not the allowed directory's.
-  const walk = (dir: string, dirFd: number, parts: string[], p: Pattern, mnt?: string): void => {
-    const part = parts[0] && parts.length > 1 ? globToRegex(parts[0]) : null;
-    let d: Dir;
-    try {
-      const here = /^mnt_id:\s*(\d+)$/m.exec(
-        readFileSync(`/proc/self/fdinfo/${dirFd}`, 'latin1'),
-      )?.[1];
-      if (dir === p.root)
-        mnt = here ?? ''; // unknown: descend nothing below it
-      else if (mnt !== undefined && here !== mnt) return;
-      d = opendirSync(`/proc/self/fd/${dirFd}`);
-    } catch {
-      return;
-    }
-    try {
-      for (
-        let e = d.readSync();
-        e && !(truncated ||= ++entries > limit.entries);
-        e = d.readSync()
-      ) {
-        const path = `${dir}/${e.name}`;
-        if (part && e.isDirectory() && part.test(e.name)) {
-          let fd: number;
-          try {
-            fd = openSync(
-              `/proc/self/fd/${dirFd}/${e.name}`,
-              constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
-            );
-          } catch {
-            continue;
-          }
-          try {
-            walk(path, fd, parts.slice(1), p, mnt);
-          } finally {
-            closeSync(fd);
-          }
-        } else if (!part && !e.isDirectory() && allows(source, p, path) && !isDenied(path))
-          keep(path, !p.re.test(path));
-      }
-    } catch {
-      truncated = true; // a directory that fails under us (EIO, an entry gone mid-lstat) ends the walk, not the helper
-    } finally {
-      d.closeSync();
-    }
-  };
-  const rootFd = openSync('/', constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    for (const p of source.patterns) walk('', rootFd, p.glob.split('/').slice(1), p);
-  } finally {
-    closeSync(rootFd);
-  }
+  const truncated = !walkSource(source, limit.entries, () => undefined, keep);
   // Counted as the reply encodes it (a control character is 6 bytes of JSON), the last name twice:
   // it is also the `next` cursor.
   const sorted = [...found.keys()].sort();

@@ -9,8 +9,8 @@ import {
   type Refusal,
   type Request,
 } from '@guard/protocol/wire';
-import { openAllowed, Refused } from './open';
-import { listSource, type Policy } from './policy';
+import { openAllowed, Refused, watchSource } from './open';
+import { listSource, type Policy, type Source } from './policy';
 
 // What every hello reply says beside the peer's own: the protocol and the open path in use.
 export const HELLO = {
@@ -46,7 +46,10 @@ interface Conn {
   at: number;
   out: Reply | null;
   paused: boolean;
+  /** when this connection's recent watch requests came */
+  watches: number[];
 }
+const WATCHES_PER_MINUTE = 10;
 
 // One row per request: what it answers an authenticated peer (beside `ok` and `op`), and the
 // descriptor sent with it, if any. Adding a request is adding a row.
@@ -54,14 +57,7 @@ type Row<R> = (c: Conn, r: R) => [object, number?];
 const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
   hello: (c) => [{ ...HELLO, policy: c.policy.digest, uid: c.peer.uid, audit: c.audit }],
   list: (c, r) => {
-    const source = c.policy.sources.find((s) => s.name === r.source);
-    if (!source) throw new Refused('not_allowed', `no source "${r.source}" is configured`);
-    if (source.type === 'audit' && !c.audit)
-      throw new Refused(
-        'audit_group',
-        `source "${r.source}" is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
-      );
-    const listed = listSource(source, r.cursor);
+    const listed = listSource(sourceFor(c, r.source, 'not_allowed'), r.cursor);
     if (listed.truncated) log('warn', 'list_truncated', { ...c.peer, source: r.source });
     return [{ source: r.source, ...listed }];
   },
@@ -75,7 +71,32 @@ const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
     fdpass.close(fd); // same checks as open; the descriptor never leaves the helper
     return [{ path: r.path, ...id }];
   },
+  watch: (c, r) => {
+    const source = sourceFor(c, r.source, 'source');
+    // Each instance counts against root's inotify instances (max_user_instances, 128 by default)
+    // for as long as the agent holds it: a connection may have only a few made a minute.
+    const now = Date.now();
+    c.watches = c.watches.filter((t) => now - t < 60_000);
+    if (c.watches.length >= WATCHES_PER_MINUTE)
+      throw new Refused('rate', `more than ${WATCHES_PER_MINUTE} watch requests a minute`);
+    c.watches.push(now);
+    const { fd, watches } = watchSource(source);
+    log('info', 'watching', { ...c.peer, source: r.source, dirs: watches.length });
+    return [{ source: r.source, watches }, fd];
+  },
 };
+
+// The source a list or watch names, if the peer may read it (`unknown`: the code when none is).
+function sourceFor(c: Conn, name: string, unknown: ErrorCode): Source {
+  const source = c.policy.sources.find((s) => s.name === name);
+  if (!source) throw new Refused(unknown, `no source "${name}" is configured`);
+  if (source.type === 'audit' && !c.audit)
+    throw new Refused(
+      'audit_group',
+      `source "${name}" is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
+    );
+  return source;
+}
 
 const refusal = (op: unknown, error: ErrorCode, message: string, close?: Reply['close']) => ({
   body: { ok: false, op: typeof op === 'string' ? op : null, error, message },
@@ -218,6 +239,7 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
         at: Date.now(),
         out: null,
         paused: false,
+        watches: [],
         watcher: new fdpass.Watcher(fd, (status) =>
           status < 0 ? drop(c, { reason: `poll error ${status}` }) : pump(c),
         ),

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 const pkg = new URL('..', import.meta.url).pathname;
 const schemas = JSON.parse(readFileSync(join(pkg, 'src/schema.json'), 'utf8'));
-const ops = ['hello', 'list', 'open', 'stat'];
+const ops = ['hello', 'list', 'open', 'stat', 'watch'];
 
 // unicode: false counts string length in UTF-16 units instead of calling ajv's ucs2length,
 // which the generated code would otherwise require() from ajv at run time. Ajv calls the option

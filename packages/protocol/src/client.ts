@@ -1,6 +1,7 @@
 // HelperClient: the unprivileged side of the helper protocol (docs/protocol.md), used by the agent
 // and guardctl. Not loaded by the helper, so it is outside the root-surface budget.
 import * as fdpass from '@guard/fdpass';
+import { connect } from '@guard/fdpass/connect';
 import {
   MAX_REPLY_BYTES,
   MAX_REQUEST_BYTES,
@@ -12,6 +13,8 @@ import {
   type Refusal,
   type Reply,
   type Request,
+  type Watch,
+  type WatchReply,
 } from './wire';
 
 /** The helper answered `ok:false`: `code` is the helper's error code, `message` its sentence. */
@@ -49,11 +52,13 @@ type ReplyFor<R extends Request> = R extends { op: 'hello' }
   ? HelloReply
   : R extends { op: 'list' }
     ? ListReply
-    : FileReply;
+    : R extends { op: 'watch' }
+      ? WatchReply
+      : FileReply;
 
 export interface Exchange<R extends Request = Request> {
   reply: ReplyFor<R> | Refusal;
-  /** The descriptor attached to a successful `open`; -1 otherwise. The caller owns it. */
+  /** The descriptor attached to a successful `open` or `watch`; -1 otherwise. The caller owns it. */
   fd: number;
 }
 
@@ -100,7 +105,7 @@ export class HelperClient {
     for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
       let fd: number;
       try {
-        fd = fdpass.connect(socketPath);
+        fd = connect(socketPath);
       } catch (e) {
         if (errnoCode(e) !== 'EAGAIN' || Date.now() + delay > deadline) throw e;
         await sleep(delay);
@@ -192,6 +197,16 @@ export class HelperClient {
 
   async stat(path: string): Promise<FileReply> {
     return this.accept((await this.request({ op: 'stat', path })).reply);
+  }
+
+  /**
+   * A new inotify instance (non-blocking, close-on-exec) watching the source's directories, made by
+   * the helper: read its events, add no watches (docs/protocol.md, `watch`). The caller owns `fd`
+   * and must close it. Refusals: `source`, `audit_group`, `limit`, `rate`, `unsupported`.
+   */
+  async watch(source: string): Promise<{ fd: number; watches: Watch[] }> {
+    const { reply, fd } = await this.request({ op: 'watch', source });
+    return { fd, watches: this.accept(reply).watches };
   }
 
   /** Closes the connection; requests still waiting reject with `client_closed`. Idempotent. */
@@ -334,7 +349,8 @@ function replyProblem(reply: Reply, fd: number, op: Request['op'] | undefined): 
     return fd >= 0 ? 'a descriptor attached to a refusal' : null;
   }
   if (reply.op !== op) return `a ${reply.op} reply while ${op ?? 'no'} request waits`;
-  if (reply.op === 'open') return fd >= 0 ? null : 'an open reply without a descriptor';
+  if (reply.op === 'open' || reply.op === 'watch')
+    return fd >= 0 ? null : `a ${reply.op} reply without a descriptor`;
   return fd >= 0 ? `a descriptor attached to a ${reply.op} reply` : null;
 }
 
@@ -365,6 +381,18 @@ function decodeReply(data: Buffer): Reply | null {
         strings(r.generations) &&
         (r.next === undefined || typeof r.next === 'string')
         ? (value as ListReply)
+        : null;
+    case 'watch':
+      return typeof r.source === 'string' &&
+        Array.isArray(r.watches) &&
+        r.watches.every(
+          (w: unknown) =>
+            typeof w === 'object' &&
+            w !== null &&
+            Number.isInteger((w as Watch).wd) &&
+            typeof (w as Watch).dir === 'string',
+        )
+        ? (value as WatchReply)
         : null;
     case 'open':
     case 'stat':

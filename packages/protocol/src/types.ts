@@ -17,7 +17,12 @@ export type ErrorCode =
   | 'io'
   | 'peer'
   | 'version'
-  | 'reloaded';
+  | 'reloaded'
+  // watch only:
+  | 'source'
+  | 'limit'
+  | 'rate'
+  | 'unsupported';
 
 export interface HelloRequest {
   op: 'hello';
@@ -37,7 +42,11 @@ export interface StatRequest {
   op: 'stat';
   path: string;
 }
-export type Request = HelloRequest | ListRequest | OpenRequest | StatRequest;
+export interface WatchRequest {
+  op: 'watch';
+  source: string;
+}
+export type Request = HelloRequest | ListRequest | OpenRequest | StatRequest | WatchRequest;
 export type Op = Request['op'];
 
 export interface HelloReply {
@@ -71,10 +80,22 @@ export interface FileReply {
   ino: string;
   size: number;
 }
+/** One inotify watch of a `watch` reply: `wd` is what the instance's events carry. */
+export interface Watch {
+  wd: number;
+  dir: string;
+}
+/** Reply to `watch`, sent with the inotify instance's descriptor (docs/protocol.md). */
+export interface WatchReply {
+  ok: true;
+  op: 'watch';
+  source: string;
+  watches: Watch[];
+}
 export interface Refusal {
   ok: false;
   op: Op | null;
   error: ErrorCode;
   message: string;
 }
-export type Reply = HelloReply | ListReply | FileReply | Refusal;
+export type Reply = HelloReply | ListReply | FileReply | WatchReply | Refusal;

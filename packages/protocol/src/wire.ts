@@ -18,6 +18,7 @@ const validators: Record<Op, validate.Validator> = {
   list: validate.list,
   open: validate.open,
   stat: validate.stat,
+  watch: validate.watch,
 };
 // fatal: invalid UTF-8 is refused, not silently replaced by U+FFFD.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
+import * as fdpass from '@guard/fdpass';
 import { HelperClient, HelperConnectionError, HelperRefusal } from '../src/client';
 import { PROTOCOL_VERSION } from '../src/wire';
 import { FakeHelper, openDescriptorCount, type FakeConnection } from './fake-helper';
@@ -420,6 +421,61 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
       (e: unknown) => e instanceof HelperConnectionError && e.code === 'request_too_large',
     );
     assert.equal((await client.hello()).version, PROTOCOL_VERSION);
+  });
+
+  it('watch() returns the inotify instance and its watches; refusals and a missing descriptor reject', async () => {
+    const h = (helper = new FakeHelper());
+    const dirFd = fdpass.openNoFollow(h.dir, h.dir.length);
+    let calls = 0;
+    client = await HelperClient.connect(h.socketPath, { hello: false });
+    const conn = h.connection();
+    const replies = [
+      (c: FakeConnection) => {
+        const ifd = fdpass.inotifyInit();
+        const wd = fdpass.addWatch(ifd, dirFd);
+        c.reply({ ok: true, op: 'watch', source: 's', watches: [{ wd, dir: h.dir }] }, ifd);
+        fdpass.close(ifd);
+      },
+      (c: FakeConnection) =>
+        c.reply({ ok: false, op: 'watch', error: 'rate', message: 'more than 10 a minute' }),
+      (c: FakeConnection) => c.reply({ ok: true, op: 'watch', source: 's', watches: [] }),
+    ];
+    const w = client.watch('s');
+    const served = await conn;
+    served.startReading();
+    const answer = async () => {
+      await served.waitForRequests(++calls);
+      replies[calls - 1]!(served);
+    };
+    await answer();
+    const { fd, watches } = await w;
+    try {
+      assert.equal(watches.length, 1);
+      assert.equal(watches[0]?.dir, h.dir);
+      // a real instance: an event for a file created in the watched directory
+      writeFileSync(join(h.dir, 'new.log'), '');
+      const buf = Buffer.alloc(4096);
+      const n = readSync(fd, buf);
+      assert.ok(n >= 16);
+      assert.equal(buf.readInt32LE(0), watches[0]?.wd);
+      assert.ok((buf.readUInt32LE(4) & 0x100) !== 0, 'IN_CREATE');
+      assert.throws(() => readSync(fd, buf), { code: 'EAGAIN' }, 'non-blocking');
+    } finally {
+      closeSync(fd);
+      fdpass.close(dirFd);
+    }
+    const refused = client.watch('s');
+    await answer();
+    await assert.rejects(refused, (e: unknown) => e instanceof HelperRefusal && e.code === 'rate');
+    const bare = client.watch('s');
+    await answer();
+    await assert.rejects(
+      bare,
+      (e: unknown) =>
+        e instanceof HelperConnectionError &&
+        e.code === 'helper_protocol' &&
+        /watch reply without a descriptor/.test(e.message),
+    );
   });
 
   it('close() rejects what is still waiting with client_closed', async () => {
