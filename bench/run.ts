@@ -25,6 +25,7 @@ import { Sandbox, repoRoot } from '../test/lib/sandbox';
 import { TestUsers, type TestUser } from '../test/lib/users';
 import { collect, MockKafka } from '../test/lib/kafka-mock';
 import { AuthLogGenerator, writeAuthLog } from './auth-log';
+import { scaleRuns, scaleTable, scaleTargets } from './scale';
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number): number =>
@@ -52,7 +53,7 @@ const AGENT_ENV = (argv.includes('--agent-env') ? argv[argv.indexOf('--agent-env
 const RUNS = new Set(
   (argv.includes('--runs')
     ? argv[argv.indexOf('--runs') + 1]!
-    : '1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17'
+    : '1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21'
   )
     .split(',')
     .map(Number),
@@ -1036,7 +1037,16 @@ async function main(): Promise<void> {
           ]),
       );
     }
-    const targets: { target: string; run: string; value: string; met: boolean }[] = [];
+    // Many files (#20): bench/scale.ts, runs 18–21.
+    const scale = await scaleRuns(
+      { ...w, nodeArgs: AGENT_NODE_ARGS, runs: RUNS, idleSeconds: opt('--idle-seconds', 60) },
+      (l) => console.log(l),
+    );
+    errors.push(...scale.errors);
+    if (scale.results.length) console.log('\n' + table(scaleTable(scale.results), 3));
+    const targets: { target: string; run: string; value: string; met: boolean }[] = [
+      ...scaleTargets(scale.results),
+    ];
     for (const r of [http, https]) {
       if (!r) continue;
       targets.push({
@@ -1136,6 +1146,7 @@ async function main(): Promise<void> {
       agentNodeArgs: AGENT_NODE_ARGS,
       runs,
       latency: latencies,
+      scale: scale.results,
       targets,
       errors,
       profile,

@@ -64,6 +64,10 @@ describe('defaults', () => {
       rescanIntervalMs: 10000,
       maxBufferBytes: 4 * 1024 * 1024,
       logLevel: 'info',
+      watch: 'auto',
+      watchRescanIntervalMs: 300000,
+      closeIdleAfterMs: 300000,
+      maxOpenFiles: 0,
     });
     assert.deepEqual(c.sources, []);
     assert.deepEqual(c.redact, { builtin: true, patterns: [], replacement: '[REDACTED]' });

@@ -25,8 +25,8 @@
 // helper when it changes — its identity ({dev, ino} and first bytes) checked, reading on from the
 // same offset. A parked file renamed or replaced meanwhile is a rotation: its content is found again
 // among the rotated generations by its first bytes, like a file rotated while the agent was stopped.
-import { closeSync, fstatSync } from 'node:fs';
-import { HelperRefusal } from '@guard/protocol/client';
+import { closeSync, fstatSync, readlinkSync } from 'node:fs';
+import { type HelperClient, HelperRefusal } from '@guard/protocol/client';
 import { splitGeneration } from '@guard/protocol/wire';
 import type { Logger } from 'pino';
 import type { AgentSection, SourceConfig } from '../../config/types';
@@ -39,6 +39,7 @@ import {
   readHead,
   type SourceState,
 } from '../../state/checkpoints';
+import { DescriptorRejected } from '../descriptors';
 import type { HelperLink } from '../helper-link';
 import {
   type ByteSource,
@@ -81,6 +82,8 @@ export type FileSourceSettings = Pick<
 
 /** A file read within this long is kept on the read list (a partial line, an audit event closing). */
 const LINGER_MS = 3000;
+/** At most one new watch per source this often (the helper's `rate` allows 10 a minute). */
+const REWATCH_GAP_MS = 10_000;
 /** Events about names are gathered this long before the helper is asked for the list again. */
 const EVENT_RESCAN_DELAY_MS = 200;
 
@@ -251,8 +254,11 @@ export class FileSource implements FileHolder {
 
   /** The tailer reading this inode through a descriptor, if any. */
   private holding(dev: string, ino: string): FileTailer | undefined {
-    for (const t of this.tailers())
-      if ((t.src instanceof FdSource || t.parked) && t.dev === dev && t.ino === ino) return t;
+    // plain loops, not the tailers() generator: this runs for every file opened, over every file
+    for (const t of this.current.values())
+      if (t.ino === ino && t.dev === dev && (t.src instanceof FdSource || t.parked)) return t;
+    for (const t of this.draining)
+      if (t.ino === ino && t.dev === dev && t.src instanceof FdSource) return t;
     return undefined;
   }
 
@@ -304,24 +310,42 @@ export class FileSource implements FileHolder {
 
   /** Opens waiting files while there are descriptors to spare: parked files that changed first. */
   private async admitNow(): Promise<void> {
-    if (this.openFiles.room <= 0 && this.backlog.size + this.unopened.size > 0)
+    // Open files nobody reads (idle, on events) are closed for the waiting ones; at most once a
+    // second, since it looks at every file (files read to their end give theirs up themselves).
+    const now = Date.now();
+    if (
+      this.openFiles.room <= 0 &&
+      this.backlog.size + this.unopened.size > 0 &&
+      now - this.lastReclaim >= 1000
+    ) {
+      this.lastReclaim = now;
       this.openFiles.reclaim(this.backlog.size + this.unopened.size);
-    for (const t of [...this.backlog]) {
-      if (this.openFiles.room <= 0 || this.stopped) break;
+    }
+    // At most the room there is now: descriptors given back meanwhile are another pass's (so that
+    // one pass never runs through thousands of files while the pump frees descriptors under it).
+    let n = this.openFiles.room;
+    for (const t of this.backlog) {
+      if (n-- <= 0 || this.stopped) break;
       this.backlog.delete(t);
       await this.unparkFile(t);
     }
-    for (const path of [...this.unopened]) {
-      if (this.openFiles.room <= 0 || this.stopped) break;
+    for (const path of this.unopened) {
+      if (n-- <= 0 || this.stopped) break;
       this.unopened.delete(path);
       if (!this.current.has(path)) await this.openPath(path);
     }
+    // Still waiting: again as soon as there is room, else in a second (idle files closed then).
+    if (this.backlog.size + this.unopened.size > 0)
+      if (this.openFiles.room > 0) this.admit();
+      else this.after('admit-later', 1000, () => this.admitNow()); // not 'admit': that one is at once
     this.openFiles.setWaiting(this, this.backlog.size + this.unopened.size);
     if (this.unopened.size === 0 && this.claimPending) {
       this.claimPending = false;
       this.rescanSoon(0);
     }
   }
+
+  private lastReclaim = 0;
 
   /** Files wait for descriptors: admitted soon (one pass at a time). */
   admit(): void {
@@ -391,7 +415,7 @@ export class FileSource implements FileHolder {
         'cannot reopen a file closed while idle; will try again',
       );
       this.backlog.add(t);
-      this.after('admit', 1000, () => this.admitNow());
+      this.after('admit-later', 1000, () => this.admitNow());
       return;
     }
     if (reply.dev !== t.dev || reply.ino !== t.ino) {
@@ -462,6 +486,7 @@ export class FileSource implements FileHolder {
    */
   atEnd(t: FileTailer): void {
     if (this.watchStatus.mode === 'polling') {
+      this.dirty.delete(t); // every open file is read on every poll: no read list
       // A live file read to its end: the writer may have moved on to a new one. Look now rather
       // than at the next rotation check (prompt, not needed for correctness).
       if (!t.rotated && t.lastReadAt > t.lastRotationLook) {
@@ -471,7 +496,7 @@ export class FileSource implements FileHolder {
     } else if (
       t.wakes === t.wakesAtRead &&
       !t.holdsPartial &&
-      Date.now() - t.lastReadAt >= LINGER_MS
+      !(this.audit && Date.now() - t.lastReadAt < LINGER_MS) // an audit event may still close
     )
       this.dirty.delete(t);
     if (this.openFiles.pressure && this.parkable(t)) {
@@ -576,6 +601,9 @@ export class FileSource implements FileHolder {
       );
   }
 
+  private lastRewatch = 0;
+  private rewatchAll = false;
+
   private watchFailed(e: Error): void {
     this.watch = null;
     Object.assign(this.watchStatus, { mode: 'polling', why: `watch failed: ${e.message}` });
@@ -584,7 +612,14 @@ export class FileSource implements FileHolder {
 
   /** A fresh watch (a directory appeared or went away, events were lost), then a full look. */
   private rewatchSoon(all: boolean): void {
-    this.after('rewatch', EVENT_RESCAN_DELAY_MS, async () => {
+    // The helper allows a few watch requests a minute per connection (`rate`): one per source per
+    // REWATCH_GAP_MS at most, however many directories come and go.
+    const wait = Math.max(EVENT_RESCAN_DELAY_MS, this.lastRewatch + REWATCH_GAP_MS - Date.now());
+    this.rewatchAll ||= all;
+    this.after('rewatch', wait, async () => {
+      this.lastRewatch = Date.now();
+      all = this.rewatchAll;
+      this.rewatchAll = false;
       this.watchStatus.rewatches++;
       await this.startWatch();
       await this.sweep(all);
@@ -1342,15 +1377,32 @@ export class FileSource implements FileHolder {
   }
 }
 
-/** The helper's `watch` op (docs/protocol.md): an inotify descriptor and the directories it watches. */
-function watchOf(
-  c: unknown,
+/**
+ * The helper's `watch` op (docs/protocol.md): an inotify descriptor and the directories it watches.
+ * The descriptor is checked before use, as `open`'s are (sources/descriptors.ts): a compromised or
+ * fake helper could hand over a socket or a file instead; anything but an inotify instance is closed
+ * unread and refused.
+ */
+async function watchOf(
+  c: HelperClient,
   source: string,
 ): Promise<{ fd: number; watches: { wd: number; dir: string }[] }> {
-  const w = (
-    c as { watch?: (s: string) => Promise<{ fd: number; watches: { wd: number; dir: string }[] }> }
-  ).watch;
-  if (typeof w !== 'function')
-    return Promise.reject(new Error('unsupported: this client has no watch op'));
-  return w.call(c, source);
+  const got = await c.watch(source);
+  let what = '';
+  try {
+    what = readlinkSync(`/proc/self/fd/${got.fd}`);
+  } catch {
+    /* refused below */
+  }
+  if (what !== 'anon_inode:inotify') {
+    try {
+      closeSync(got.fd);
+    } catch {
+      /* not ours to keep either way */
+    }
+    throw new DescriptorRejected(
+      `the helper's watch descriptor is ${what || 'unreadable'}, not an inotify instance: closed unread`,
+    );
+  }
+  return got;
 }
