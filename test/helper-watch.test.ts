@@ -10,7 +10,7 @@ import { appendFileSync, lstatSync, renameSync, statSync, writeFileSync } from '
 import { after, before, describe, it } from 'node:test';
 import { PROTOCOL_VERSION } from '@guard/protocol/wire';
 import { assertRefused, legitOpen, setupEnv, teardownEnv, type Env } from './lib/env';
-import { Helper, inMountNamespace, onlyWalk } from './lib/helper';
+import { failSyscall, Helper, inMountNamespace, onlyWalk } from './lib/helper';
 import { hello, reply, runPeer, type Action } from './lib/peer';
 import { killPid, sleep, start } from './lib/proc';
 
@@ -123,6 +123,25 @@ describe('guard-helper watch: an inotify instance on the allowed directories onl
   after(async () => {
     for (const h of helpers) await h.stop();
     await teardownEnv(env);
+  });
+
+  it('answers unsupported, with the errno, when inotify_init1 fails (here: EMFILE, as when root is out of instances)', async () => {
+    const socket = env.sb.path('run', 'watch-emfile.sock');
+    const helper = await Helper.start({
+      ...env.helperOptions,
+      socket,
+      prefix: failSyscall('inotify_init1', 24),
+    });
+    helpers.push(helper);
+    const out = await runPeer(env.sb, env.agent, socket, [
+      { a: 'connect' },
+      { a: 'req', json: hello },
+      { a: 'req', json: { op: 'watch', source: 'w' } },
+    ]);
+    assertRefused(reply(out, 2), 'unsupported', 'inotify_init1 failing');
+    assert.match(String(reply(out, 2).json?.message), /EMFILE/);
+    assert.ok(helper.events('refused').some((e) => e.code === 'unsupported'));
+    await legitOpen(env, helper, socket);
   });
 
   for (const path of ['openat2', 'walk'] as const) {

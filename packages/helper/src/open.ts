@@ -1,10 +1,12 @@
 // Opening a file for the agent. Every check that matters runs on the opened descriptor, never on the
 // path, so swapping a file for a link between a check and the open gains an attacker nothing.
-import { fstatSync, lstatSync, readlinkSync } from 'node:fs';
+import { fstatSync, readlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import * as fdpass from '@guard/fdpass';
 import type { ErrorCode, Watch } from '@guard/protocol/wire';
 import {
   isDenied,
+  notRootOnly,
   matching,
   pathSyntaxError,
   walkSource,
@@ -27,6 +29,13 @@ export class Refused extends Error {
   }
 }
 
+// The refusal of an audit source (`what`) to a peer outside the audit group, for open, list and watch.
+export const auditOnly = (what: string) =>
+  new Refused(
+    'audit_group',
+    `${what} is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
+  );
+
 // Throws Refused unless the path is allowed for the peer; returns the deepest allowed root among the
 // patterns that allow it, the directory below which the open may not cross a mount.
 function checkAllowed(policy: Policy, path: string, inAuditGroup: boolean): string {
@@ -39,31 +48,8 @@ function checkAllowed(policy: Policy, path: string, inAuditGroup: boolean): stri
   if (found.length === 0)
     throw new Refused('not_allowed', `${path} matches no [source.*] paths in guard.conf`);
   const usable = found.filter(([s]) => inAuditGroup || s.type !== 'audit');
-  if (usable.length === 0)
-    throw new Refused(
-      'audit_group',
-      `${path} is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
-    );
+  if (usable.length === 0) throw auditOnly(path);
   return usable.map(([, p]) => p.root).reduce((a, b) => (b.length > a.length ? b : a));
-}
-
-// A hard link to a secret can be planted only in a directory a non-root user controls (owns, or may
-// write through group or other bits; an ACL shows as group bits): there, a second name for the file
-// means we may not trust it. A directory renamed under us while we look is no more trustworthy.
-function writableByNonRoot(path: string): string | null {
-  for (let dir = path; dir !== '/';) {
-    dir = dir.slice(0, dir.lastIndexOf('/')) || '/';
-    let st;
-    try {
-      st = lstatSync(dir);
-    } catch {
-      return `directory ${dir} changed while it was checked`;
-    }
-    if (st.uid !== 0) return `directory ${dir} is owned by uid ${st.uid}`;
-    if (st.mode & 0o022)
-      return `directory ${dir} is writable by ${st.mode & 0o002 ? 'everyone' : `gid ${st.gid}`}`;
-  }
-  return null;
 }
 
 const OPEN_ERRORS: Record<string, [ErrorCode, string]> = {
@@ -112,7 +98,9 @@ export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean)
         );
       }
     }
-    const untrusted = st.nlink > 1n ? writableByNonRoot(real) : null;
+    // A hard link to a secret can be planted only in a directory a non-root user controls: there, a
+    // second name for the file means we may not trust it.
+    const untrusted = st.nlink > 1n ? notRootOnly(dirname(real)) : null;
     if (untrusted)
       throw new Refused(
         'hard_link',

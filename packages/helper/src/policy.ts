@@ -6,9 +6,9 @@ import {
   opendirSync,
   openSync,
   readFileSync,
+  lstatSync,
   readlinkSync,
   realpathSync,
-  statSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
 import * as ini from 'ini';
@@ -84,17 +84,34 @@ export function matching(policy: Policy, path: string): [Source, Pattern][] {
   );
 }
 
+// Why `path` or a directory above it is not root's alone: owned by another uid, or writable through
+// group or other bits (an ACL granting a user write shows as the group bits); null when all are
+// root's. Nothing is followed (lstat), and a name that vanishes while it is looked at is not
+// trusted either.
+export function notRootOnly(path: string): string | null {
+  for (let p = path; ; p = dirname(p)) {
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch {
+      return `${p} changed while it was checked`;
+    }
+    if (st.uid !== 0) return `${p} is owned by uid ${st.uid}`;
+    if (st.mode & 0o022)
+      return `${p} is writable by ${st.mode & 0o002 ? 'everyone' : `gid ${st.gid}`}`;
+    if (p === '/') return null;
+  }
+}
+
 // Like sshd's StrictModes: a config anyone but root can change would let them widen the allow-list.
 export function assertRootOnly(file: string): string {
   const real = realpathSync(file);
-  for (let p = real; ; p = dirname(p)) {
-    const st = statSync(p);
-    if (st.uid !== 0 || (st.mode & 0o022) !== 0)
-      throw new Error(
-        `${p} must be owned by root and not writable by group or others (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`,
-      );
-    if (p === '/') return real;
-  }
+  const why = notRootOnly(real);
+  if (why)
+    throw new Error(
+      `${why}: it and every directory above it must be owned by root and not writable by group or others`,
+    );
+  return real;
 }
 
 function lookup(file: string, name: string, what: string): string[] {

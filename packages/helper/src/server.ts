@@ -9,7 +9,7 @@ import {
   type Refusal,
   type Request,
 } from '@guard/protocol/wire';
-import { openAllowed, Refused, watchSource } from './open';
+import { auditOnly, openAllowed, Refused, watchSource } from './open';
 import { listSource, type Policy, type Source } from './policy';
 
 // What every hello reply says beside the peer's own: the protocol and the open path in use.
@@ -90,11 +90,7 @@ const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
 function sourceFor(c: Conn, name: string, unknown: ErrorCode): Source {
   const source = c.policy.sources.find((s) => s.name === name);
   if (!source) throw new Refused(unknown, `no source "${name}" is configured`);
-  if (source.type === 'audit' && !c.audit)
-    throw new Refused(
-      'audit_group',
-      `source "${name}" is an audit source: the agent user must be in the audit group (restart the agent after adding it)`,
-    );
+  if (source.type === 'audit' && !c.audit) throw auditOnly(`source "${name}"`);
   return source;
 }
 
@@ -117,12 +113,9 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
     log(level, 'closed', { ...c.peer, ...fields });
   }
 
-  function handle(c: Conn, data: Buffer, truncated: boolean, fd: number): Reply {
-    // A descriptor sent to us is closed at once: the helper never accepts files from its peer.
-    if (fd >= 0) {
-      fdpass.close(fd);
-      return violation('bad_request', 'requests must not carry descriptors');
-    }
+  function handle(c: Conn, data: Buffer, truncated: boolean, fds: number): Reply {
+    // The helper never accepts files from its peer: recv closed any that came, unread.
+    if (fds > 0) return violation('bad_request', 'requests must not carry descriptors');
     if (truncated || data.length > MAX_REQUEST_BYTES)
       return violation('too_large', `requests are at most ${MAX_REQUEST_BYTES} bytes`);
     // Identity and audit membership were checked against the policy of the moment: re-check after a reload.
@@ -184,7 +177,7 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       }
       let msg: fdpass.Received | null;
       try {
-        msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 1);
+        msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 0);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code; // ECTRUNC: more descriptors than fit; the addon closed them all
         if (code !== 'ECTRUNC') return drop(c, { reason: code });
@@ -192,9 +185,9 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
         continue;
       }
       if (msg === null) return c.watcher.start(true, false);
-      if (msg.data.length === 0 && msg.fd < 0) return drop(c, { reason: 'peer closed' });
+      if (msg.data.length === 0) return drop(c, { reason: 'peer closed' });
       c.tokens -= 1;
-      c.out = handle(c, msg.data, msg.truncated, msg.fd);
+      c.out = handle(c, msg.data, msg.truncated, msg.closed);
     }
   }
 
