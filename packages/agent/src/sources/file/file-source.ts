@@ -324,15 +324,23 @@ export class FileSource implements FileHolder {
     // At most the room there is now: descriptors given back meanwhile are another pass's (so that
     // one pass never runs through thousands of files while the pump frees descriptors under it).
     let n = this.openFiles.room;
+    const reserved = async (open: () => Promise<void>): Promise<void> => {
+      this.openFiles.pending++;
+      try {
+        await open();
+      } finally {
+        this.openFiles.pending--;
+      }
+    };
     for (const t of this.backlog) {
-      if (n-- <= 0 || this.stopped) break;
+      if (n-- <= 0 || this.openFiles.room <= 0 || this.stopped) break;
       this.backlog.delete(t);
-      await this.unparkFile(t);
+      await reserved(() => this.unparkFile(t));
     }
     for (const path of this.unopened) {
-      if (n-- <= 0 || this.stopped) break;
+      if (n-- <= 0 || this.openFiles.room <= 0 || this.stopped) break;
       this.unopened.delete(path);
-      if (!this.current.has(path)) await this.openPath(path);
+      if (!this.current.has(path)) await reserved(() => this.openPath(path));
     }
     // Still waiting: again as soon as there is room, else in a second (idle files closed then).
     if (this.backlog.size + this.unopened.size > 0)
@@ -360,25 +368,30 @@ export class FileSource implements FileHolder {
   parkIdle(n: number, idleMs = 0, now = Date.now()): number {
     const idle: FileTailer[] = [];
     for (const t of this.current.values())
-      if (this.parkable(t) && now - Math.max(t.lastReadAt, t.openedAt) >= idleMs) idle.push(t);
+      if (this.parkable(t, true) && now - Math.max(t.lastReadAt, t.openedAt) >= idleMs)
+        idle.push(t);
     if (idle.length > n) idle.sort((a, b) => a.lastReadAt - b.lastReadAt);
     let parked = 0;
     for (const t of idle.slice(0, n)) {
+      // On the read list still (a change reported since its last read): closed all the same, and
+      // waits for a descriptor like any changed closed file, so the change is read once reopened.
+      const changed = this.dirty.has(t);
       this.park(t);
+      if (changed) this.changedParked(t);
       parked++;
     }
     return parked;
   }
 
   /** A live file read to its end, no partial line held, not named by an event since. */
-  private parkable(t: FileTailer): boolean {
+  private parkable(t: FileTailer, evenIfChanged = false): boolean {
     return (
       t.src instanceof FdSource &&
       !t.rotated &&
       !t.busy &&
       !t.holdsPartial &&
       t.offset >= t.size &&
-      !this.dirty.has(t) &&
+      (evenIfChanged || !this.dirty.has(t)) &&
       !(this.audit && Date.now() - t.lastReadAt < LINGER_MS) // an audit event may still close
     );
   }

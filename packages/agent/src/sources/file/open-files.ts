@@ -55,8 +55,12 @@ export class OpenFiles {
     return fdSources.open;
   }
 
+  /** Opens asked of the helper and not answered yet (by any source): counted as open, so that
+   *  two sources admitting files at once do not both take the same room. */
+  pending = 0;
+
   get room(): number {
-    return this.max - this.open;
+    return this.max - this.open - this.pending;
   }
 
   /** True when some source has files waiting for a descriptor: files read to their end give theirs
