@@ -416,7 +416,7 @@ function batch(k: SectionReader): BatchConfig {
   return {
     maxEvents: k.number('batch_max_events', 1000),
     maxBytes: k.number('batch_max_bytes', 1024 * 1024),
-    maxWaitMs: k.number('batch_max_wait_ms', 500),
+    maxWaitMs: k.number('batch_max_wait_ms', 5),
   };
 }
 

@@ -43,7 +43,7 @@ export interface JournalSourceConfig {
 export interface BatchConfig {
   maxEvents: number; // batch_max_events, default 1000
   maxBytes: number; // batch_max_bytes, default 1 MiB
-  maxWaitMs: number; // batch_max_wait_ms, default 500
+  maxWaitMs: number; // batch_max_wait_ms, default 5: with no batch in flight (#20)
 }
 
 /** How an HTTP-family sink authenticates: the secret is always read from token_file. */

@@ -78,7 +78,7 @@ describe('defaults', () => {
         path: '/srv/guard/out/events.ndjson',
         maxBytes: 100 * 1024 * 1024,
         maxFiles: 5,
-        batch: { maxEvents: 1000, maxBytes: 1024 * 1024, maxWaitMs: 500 },
+        batch: { maxEvents: 1000, maxBytes: 1024 * 1024, maxWaitMs: 5 },
       } satisfies FileSinkConfig,
     ]);
   });
@@ -179,7 +179,7 @@ replacement = ***
         timeoutMs: 30000,
         retryInitialMs: 500,
         retryMaxMs: 60000,
-        batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 500 },
+        batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 5 },
       } satisfies HttpSinkConfig,
     ]);
   });
@@ -676,7 +676,7 @@ describe('[sink.NAME] type = kafka', () => {
       timeoutMs: 30000,
       retryInitialMs: 500,
       retryMaxMs: 60000,
-      batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 500 },
+      batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 5 },
     });
     const ca = file('CA');
     const pw = file('secret\n', 0o600);
