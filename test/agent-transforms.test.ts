@@ -232,7 +232,7 @@ describe('audit records: built-in redaction, per chunk and per line alike', () =
     assert.match(msg('1700000000.300:902'), /a2="Authorization: Bearer \[REDACTED\]"/);
     assert.doesNotMatch(msg('1700000000.300:902'), /abcdef0123456789/);
     assert.match(msg('1700000000.100:900'), /\\x1dUID="root"/, 'the separator escaped, shipped');
-    const v = vt.find((e) => e.fields.stamp === '1700000000.500:904')!;
+    const v = vt.find((e) => e.fields?.stamp === '1700000000.500:904')!;
     assert.match(v.message as string, /hostname=https:\/\/bob:\[REDACTED\]@example\.com\/y /);
     for (const e of [...ascii, ...vt, ...mixed])
       assert.doesNotMatch(JSON.stringify(e), /hunter2|pa\\\\x0bss/);
