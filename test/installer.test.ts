@@ -189,6 +189,7 @@ describe('installer/install.sh', { concurrency: false }, () => {
     assertMode('etc/guard', 'root', GROUP, 0o750, 'dir');
     assertMode('etc/guard/guard.conf', 'root', GROUP, 0o640, 'file');
     assertMode('var/lib/guard', USER, GROUP, 0o750, 'dir');
+    assertMode('var/lib/guard-metrics', USER, GROUP, 0o755, 'dir');
     assertMode('var/log/guard', USER, GROUP, 0o750, 'dir');
     assertMode('run/guard', 'root', GROUP, 0o750, 'dir');
     assertMode('run/guard/agent', USER, GROUP, 0o750, 'dir');
