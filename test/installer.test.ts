@@ -268,9 +268,10 @@ describe('installer/install.sh', { concurrency: false }, () => {
       .split('\n')
       .filter(Boolean)
       .map((p) => p.slice(ROOT.length));
-    // its own directories, and the helper's socket (connecting needs write permission: 0660 root:GROUP)
+    // its own directories (the metrics directory too), and the helper's socket (connecting needs
+    // write permission: 0660 root:GROUP)
     const own =
-      /^\/(var\/lib\/guard|var\/log\/guard|run\/guard\/agent)(\/|$)|^\/run\/guard\/helper\.sock$/;
+      /^\/(var\/lib\/guard|var\/lib\/guard-metrics|var\/log\/guard|run\/guard\/agent)(\/|$)|^\/run\/guard\/helper\.sock$/;
     assert.deepEqual(
       writable.filter((p) => !own.test(p)),
       [],

@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { killPid, run, sleep, start } from './proc';
+import { freePort } from './syslog-receivers';
 
 /** Where run-all.sh unpacks promtool and node_exporter (from the Debian packages, not installed). */
 export const PROM_DIR = process.env.GUARD_PROMETHEUS_DIR ?? '/var/cache/guard-test/prometheus';
@@ -126,16 +127,4 @@ export class NodeExporter {
     killPid(this.proc.pid, 'SIGTERM');
     await exited;
   }
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
