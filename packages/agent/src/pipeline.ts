@@ -248,6 +248,15 @@ export class EventRing {
   }
 }
 
+/** What the pipeline adds to a sink's own status: its queue, and the bytes of the batches it
+ *  resolved (optional: an agent older than the metrics does not send them to guardctl). */
+export interface RunnerStatus {
+  queuedEvents: number;
+  queuedBytes: number;
+  deliveredBytes?: number;
+  deadLetteredBytes?: number;
+}
+
 /** A batch cut from a runner's queue, with what acknowledging it needs. */
 interface CutBatch {
   batch: Batch;
@@ -260,6 +269,9 @@ export class SinkRunner {
   private readonly bytesQ = new ByteQueue();
   private readonly events = new EventRing();
   queuedBytes = 0;
+  /** Bytes of the batches the sink resolved (encoded NDJSON, before compression): the metrics'. */
+  deliveredBytes = 0;
+  deadLetteredBytes = 0;
   private inFlight: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private seq = 0;
@@ -350,8 +362,10 @@ export class SinkRunner {
     this.inFlight = this.sink
       .send(batch, this.signal)
       .then(
-        () => {
+        (outcome) => {
           this.queuedBytes -= batch.bytes;
+          if (outcome === 'delivered') this.deliveredBytes += batch.bytes;
+          else this.deadLetteredBytes += batch.bytes;
           this.onDone(this, tickets, ends);
         },
         (e: Error) => {
@@ -477,6 +491,14 @@ export interface PipelineTotals {
   bytesAcked: number;
 }
 
+/** One source's share of the totals (status and metrics). bytesRead: file and audit sources. */
+export interface SourceTotals {
+  linesRead: number;
+  bytesRead: number;
+  eventsShipped: number;
+  eventsFiltered: number;
+}
+
 export class Pipeline {
   readonly sources: SourceRuntime[] = [];
   /** `type = journal` sources: their own readers, the same sinks and acknowledgements. */
@@ -490,6 +512,9 @@ export class Pipeline {
     eventsFiltered: 0,
     bytesAcked: 0,
   };
+  /** Per source name. pump() handles one file or journal at a time, so what the totals counted
+   *  meanwhile is that source's (tally()): no per-line bookkeeping of its own. */
+  readonly sourceTotals = new Map<string, SourceTotals>();
   private readonly abort = new AbortController();
   private readonly redact: Redactor | null;
   private timers: NodeJS.Timeout[] = [];
@@ -534,6 +559,12 @@ export class Pipeline {
     for (const src of cfg.sources) {
       const runners = (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!);
       this.fanout.set(src.name, runners.length);
+      this.sourceTotals.set(src.name, {
+        linesRead: 0,
+        bytesRead: 0,
+        eventsShipped: 0,
+        eventsFiltered: 0,
+      });
       if (src.type === 'journal') {
         const out = { queues: runners, redact: this.redact, totals: this.totals };
         this.journals.push(journalSource(cfg, src, out, link, log, firstStart));
@@ -609,8 +640,10 @@ export class Pipeline {
           for (const t of [...s.files.tailers()]) {
             if (this.updatePaused()) return;
             const chunk = await t.readChunk();
+            const mark = { ...this.totals };
             if (s.audit) this.flushAudit(s, t);
             if (!chunk) {
+              this.tally(s.cfg.name, mark, 0);
               // A live file read to its end: the writer may have moved on to a new one. Look now
               // rather than at the next rotation check (prompt, not needed for correctness).
               if (!t.rotated && t.lastReadAt > t.lastRotationLook) {
@@ -619,19 +652,32 @@ export class Pipeline {
               }
               continue;
             }
+            const bytes = chunk.ticket.endOffset - chunk.base; // before processAudit holds it back
             if (s.audit) this.processAudit(s, t, chunk);
             else this.process(s, t, chunk);
+            this.tally(s.cfg.name, mark, bytes);
             progress = true;
           }
         }
         for (const j of this.journals) {
           if (this.updatePaused()) return;
+          const mark = { ...this.totals };
           if (await j.read()) progress = true;
+          this.tally(j.cfg.name, mark, 0);
         }
       }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** Adds what the totals counted since `mark` to source `name`'s own. */
+  private tally(name: string, mark: PipelineTotals, bytes: number): void {
+    const c = this.sourceTotals.get(name)!;
+    c.linesRead += this.totals.linesRead - mark.linesRead;
+    c.eventsShipped += this.totals.eventsShipped - mark.eventsShipped;
+    c.eventsFiltered += this.totals.eventsFiltered - mark.eventsFiltered;
+    c.bytesRead += bytes;
   }
 
   /** Backpressure with hysteresis: pause above max_buffer_bytes, resume below half of it. */
@@ -1051,11 +1097,13 @@ export class Pipeline {
     if (this.paused && !this.updatePaused()) void this.pump();
   }
 
-  sinkStatus(): (SinkStatus & { queuedEvents: number; queuedBytes: number })[] {
+  sinkStatus(): (SinkStatus & RunnerStatus)[] {
     return [...this.runners.values()].map((r) => ({
       ...r.sink.status(),
       queuedEvents: r.queuedEvents,
       queuedBytes: r.queuedBytes,
+      deliveredBytes: r.deliveredBytes,
+      deadLetteredBytes: r.deadLetteredBytes,
     }));
   }
 

@@ -165,10 +165,18 @@ export interface RedactConfig {
   replacement: string; // replacement, default [REDACTED]
 }
 
+/** Prometheus metrics (status/metrics.ts): both off by default. */
+export interface MetricsConfig {
+  textfile: string | null; // textfile: for node_exporter's textfile collector, written every interval_ms
+  listen: { host: string; port: number } | null; // listen: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT
+  intervalMs: number; // interval_ms, default 15000
+}
+
 export interface AgentConfig {
   file: string; // where it was read from, for messages
   agent: AgentSection;
   sources: SourceConfig[];
   sinks: SinkConfig[];
   redact: RedactConfig;
+  metrics: MetricsConfig;
 }

@@ -721,3 +721,37 @@ describe('[sink.NAME] type = kafka', () => {
     );
   });
 });
+
+describe('[metrics]', () => {
+  test('both off by default; a port alone listens on 127.0.0.1; HOST:PORT and [IPv6]:PORT', () => {
+    assert.deepEqual(loadConfig(conf(MINIMAL)).metrics, {
+      textfile: null,
+      listen: null,
+      intervalMs: 15000,
+    });
+    const m = (keys: string) => loadConfig(conf(`${MINIMAL}[metrics]\n${keys}\n`)).metrics;
+    assert.deepEqual(m('textfile = /var/lib/guard-metrics/guard.prom\nlisten = 9477'), {
+      textfile: '/var/lib/guard-metrics/guard.prom',
+      listen: { host: '127.0.0.1', port: 9477 },
+      intervalMs: 15000,
+    });
+    assert.deepEqual(m('listen = 0.0.0.0:9477').listen, { host: '0.0.0.0', port: 9477 });
+    assert.deepEqual(m('listen = [::1]:9477').listen, { host: '::1', port: 9477 });
+    assert.deepEqual(m('listen = localhost:0').listen, { host: 'localhost', port: 0 });
+    assert.equal(m('interval_ms = 60000').intervalMs, 60000);
+  });
+
+  test('a textfile node_exporter would not read, a bad path, a bad port', () => {
+    const { lines } = problems(
+      `${MINIMAL}[metrics]\ntextfile = /var/lib/guard-metrics/guard.txt\nlisten = 70000\n`,
+    );
+    assert.equal(lines.length, 2, lines.join('\n'));
+    assert.match(lines[0]!, /\[metrics\] textfile: expected an absolute path ending in \.prom/);
+    assert.match(lines[1]!, /\[metrics\] listen: expected a port up to 65535, got 70000/);
+    const bad = problems(
+      `${MINIMAL}[metrics]\ntextfile = /var/lib/../guard.prom\nlisten = a b:1\n`,
+    );
+    assert.match(bad.lines.join('\n'), /textfile: .*normalised/);
+    assert.match(bad.lines.join('\n'), /listen: expected PORT \(on 127\.0\.0\.1\), HOST:PORT/);
+  });
+});
