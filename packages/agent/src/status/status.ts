@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SinkStatus } from '../event';
-import type { Pipeline } from '../pipeline';
+import type { Pipeline, RunnerStatus, SourceTotals } from '../pipeline';
 import type { FileSource, RotationStats, WatchStatus } from '../sources/file/file-source';
 import type { HelperLink } from '../sources/helper-link';
 import type { JournalSource } from '../sources/journal/journal-source';
@@ -98,7 +98,14 @@ export interface AgentStatus {
     openFiles?: { open: number; max: number; waiting: number };
   };
   /** openPath: the resolver the helper said it uses in its hello reply (null until connected) */
-  helper: { socket: string; connected: boolean; lastError: string | null; openPath: string | null };
+  helper: {
+    socket: string;
+    connected: boolean;
+    lastError: string | null;
+    openPath: string | null;
+    /** The helper's refusals since the agent started, by request and code. */
+    refusals?: { op: string; code: string; count: number }[];
+  };
   sources: {
     name: string;
     type: string;
@@ -109,6 +116,8 @@ export interface AgentStatus {
     /** Rotations, truncations, recovered generations and unrecoverable ranges (agents since #19). */
     rotation?: RotationStats;
     journals?: JournalStatus[];
+    /** This source's lines read, bytes read (file and audit), events handed to sinks and filtered. */
+    totals?: SourceTotals;
     /** How changes are learnt: the helper's directory watch, or polling and why. */
     watch?: WatchStatus;
     /** Files closed while idle since the start, and reopened since. */
@@ -117,7 +126,7 @@ export interface AgentStatus {
      *  `guardctl status` degraded. */
     problems?: string[];
   }[];
-  sinks: (SinkStatus & { queuedEvents: number; queuedBytes: number })[];
+  sinks: (SinkStatus & RunnerStatus)[];
   totals: { linesRead: number; eventsShipped: number; eventsFiltered: number };
 }
 
@@ -148,6 +157,7 @@ export function buildStatus(
       connected: link.connected,
       lastError: link.lastError,
       openPath: link.openPath,
+      refusals: [...link.refusals.values()].map((r) => ({ ...r })),
     },
     sources: p.sources.map((s) => {
       const files: FileStatus[] = [];
@@ -179,6 +189,7 @@ export function buildStatus(
         listTruncated: s.files.listTruncated,
         files,
         rotation: s.files.stats,
+        totals: { ...p.sourceTotals.get(s.cfg.name)! },
         watch: { ...s.files.watchStatus },
         idleClosed: { closed: s.files.parkedCount, reopened: s.files.reopenedCount },
         problems: sourceProblems(s.files),
@@ -199,6 +210,7 @@ export function buildStatus(
       listError: j.lastListError,
       listTruncated: j.listTruncated,
       ...journalStatus(j),
+      totals: { ...p.sourceTotals.get(j.cfg.name)! },
     });
   return status;
 }
