@@ -58,6 +58,7 @@ function config(brokers: string[], over: Partial<KafkaSinkConfig> = {}): KafkaSi
     sasl: 'none',
     saslUsername: null,
     saslPasswordFile: null,
+    idempotence: true,
     maxMessageBytes: 1_000_000,
     timeoutMs: 5000,
     retryInitialMs: 50,
