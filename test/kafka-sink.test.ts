@@ -4,8 +4,6 @@
 // size limit. Every run reads the topics back with a consumer and counts events by id.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
-import { createServer as tlsServer, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,6 +13,7 @@ import type { Batch } from '../packages/agent/src/event';
 import { KafkaSink } from '../packages/agent/src/sinks/kafka/kafka-sink';
 import { makeClientCert, makeTestCa } from './lib/https-receiver';
 import { consumeIds, MockKafka } from './lib/kafka-mock';
+import { KafkaFront } from './lib/kafka-front';
 
 const root = mkdtempSync(join(tmpdir(), 'guard-kafka-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -246,79 +245,162 @@ describe('kafka sink against the librdkafka mock cluster', () => {
   });
 });
 
-describe('kafka sink TLS (the mock cluster is plaintext: a TLS front for the bootstrap broker)', () => {
-  // What this shows: the sink speaks TLS, trusts ca_file, presents the client certificate, and a
-  // server outside ca_file is refused with a visible error. What it cannot show: producing over
-  // TLS (the cluster's metadata names its plaintext listener, which the client then uses).
-  test('client certificate presented and verified, server checked against ca_file; a wrong CA is refused', async () => {
-    const mock = await MockKafka.start(1);
-    const dir = mkdtempSync(join(root, 'tls-'));
-    const ca = makeTestCa(dir);
-    const f = (n: string) => join(dir, n);
+describe('idempotent producer: an acknowledgement lost after the cluster appended the batch', () => {
+  // The front (test/lib/kafka-front.ts) passes the Produce request on, lets the mock cluster
+  // append it, and cuts the connection instead of passing the acknowledgement back: the sink sees
+  // a lost connection and sends the same batch again. The mock checks sequence numbers only for
+  // transactional producers, so the front does the broker's duplicate check (KIP-98) on the
+  // batches' producer id and sequence numbers as they arrive on the wire.
+  let mock: MockKafka;
+  let front: KafkaFront;
+  before(async () => {
+    mock = await MockKafka.start(1);
+    front = await KafkaFront.start({ upstream: mock.bootstrap });
+  });
+  after(async () => {
+    await front.stop();
+    await mock.stop();
+  });
+
+  for (const idempotence of [true, false])
+    test(`idempotence ${idempotence ? 'on: the resent batch is not written twice' : 'off: the resent batch is written twice (exactly one batch)'}`, async () => {
+      const topic = `guard-idem-${idempotence}`;
+      const run = `idem${idempotence}`;
+      await mock.command(`topic ${topic} 2`);
+      const state = mkdtempSync(join(root, 'state-'));
+      const sink = new KafkaSink(config([front.address], { topic, idempotence }), {
+        stateDir: state,
+        logger,
+      });
+      const n = 1500;
+      assert.equal(await sink.send(batch(events(run, 0, 500)), signal), 'delivered');
+      const dropped = front.dropped;
+      const deduplicated = front.deduplicated;
+      front.dropProduceAck();
+      assert.equal(await sink.send(batch(events(run, 500, 500)), signal), 'delivered');
+      assert.equal(front.dropped, dropped + 1, 'one acknowledgement withheld');
+      assert.equal(await sink.send(batch(events(run, 1000, 500)), signal), 'delivered');
+      const st = sink.status();
+      assert.ok(st.retries >= 1, `retries ${st.retries}`);
+      await sink.close();
+      const { counts } = await consumeIds(mock.brokers, [topic], n + (idempotence ? 0 : 500));
+      const t = tally(counts, run, n);
+      assert.equal(t.missing, 0);
+      assert.equal(t.foreign, 0);
+      // Without idempotence the batch of 500 whose acknowledgement was lost is there twice (its
+      // record batches were all resent); with it, once.
+      assert.equal(t.duplicates, idempotence ? 0 : 500);
+      // the resend carried the first try's producer id and sequence numbers
+      if (idempotence) assert.ok(front.deduplicated > deduplicated, 'the resend was a duplicate');
+      else assert.equal(front.deduplicated, deduplicated);
+    });
+});
+
+describe('kafka sink over TLS with SASL (PLAIN, SCRAM-SHA-256/512), through a TLS + SASL front', () => {
+  let mock: MockKafka;
+  let front: KafkaFront;
+  let dir: string;
+  let ca: ReturnType<typeof makeTestCa>;
+  before(async () => {
+    mock = await MockKafka.start(1);
+    await mock.command('topic guard-sasl 2');
+    dir = mkdtempSync(join(root, 'tls-'));
+    ca = makeTestCa(dir);
     makeClientCert(dir, ca, 'guard-client');
-    const other = makeTestCa(mkdtempSync(join(root, 'tls-other-')));
-    const clients: string[] = [];
-    const [host, port] = mock.bootstrap.split(':') as [string, string];
-    const server = tlsServer(
-      {
+    front = await KafkaFront.start({
+      upstream: mock.bootstrap,
+      tls: {
         cert: readFileSync(ca.serverCert),
         key: readFileSync(ca.serverKey),
         ca: readFileSync(ca.caCert),
         requestCert: true,
         rejectUnauthorized: true,
       },
-      (sock: TLSSocket) => {
-        clients.push(String(sock.getPeerCertificate().subject?.CN));
-        const up = netConnect(Number(port), host);
-        sock.pipe(up).pipe(sock);
-        up.on('error', () => sock.destroy());
-        sock.on('error', () => up.destroy());
-      },
+      sasl: { users: { alice: 'correct horse' } },
+    });
+  });
+  after(async () => {
+    await front.stop();
+    await mock.stop();
+  });
+
+  function saslSink(sasl: KafkaSinkConfig['sasl'], password: string, caFile = ca.caCert) {
+    const pw = join(dir, `pw-${Math.random().toString(36).slice(2)}`);
+    writeFileSync(pw, `${password}\n`, { mode: 0o600 });
+    const state = mkdtempSync(join(root, 'state-'));
+    const sink = new KafkaSink(
+      config([front.address], {
+        topic: 'guard-sasl',
+        tls: true,
+        caFile,
+        clientCertFile: join(dir, 'client.pem'),
+        clientKeyFile: join(dir, 'client.key'),
+        sasl,
+        saslUsername: 'alice',
+        saslPasswordFile: pw,
+        timeoutMs: 2000,
+      }),
+      { stateDir: state, logger },
     );
-    const handshakeErrors: string[] = [];
-    server.on('tlsClientError', (e) => handshakeErrors.push(e.message));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const tlsPort = (server.address() as { port: number }).port;
-    try {
-      const run = async (caFile: string) => {
-        const state = mkdtempSync(join(root, 'state-'));
-        const sink = new KafkaSink(
-          config([`127.0.0.1:${tlsPort}`], {
-            topic: 'guard-tls',
-            tls: true,
-            caFile,
-            clientCertFile: f('client.pem'),
-            clientKeyFile: f('client.key'),
-            timeoutMs: 2000,
-          }),
-          { stateDir: state, logger },
-        );
-        const ac = new AbortController();
-        const sent = sink.send(batch(events('tls', 0, 10)), ac.signal).catch((e: Error) => e);
-        await new Promise((r) => setTimeout(r, 3000));
-        ac.abort();
-        const r = await sent;
-        assert.ok(r instanceof Error && r.name === 'AbortError', String(r));
-        const st = sink.status();
-        await sink.close();
-        return st;
-      };
-      const good = await run(ca.caCert);
-      assert.ok(clients.includes('guard-client'), `client certificate seen: ${clients.join(',')}`);
-      assert.deepEqual(handshakeErrors, []);
-      const n = clients.length;
-      const bad = await run(other.caCert);
-      assert.equal(clients.length, n, 'no TLS session with a server outside ca_file');
-      assert.match(String(bad.lastError), /certificate/i);
-      assert.ok(bad.retries > 0);
-      assert.notEqual(
-        good.lastError,
-        null,
-        'produce then fails: the metadata names the plaintext listener',
-      );
-    } finally {
-      server.close();
-      await mock.stop();
+    return { sink, pw };
+  }
+
+  test('good credentials deliver with each mechanism; wrong ones: a clear error, nothing lost, delivery resumes once the password file is fixed; a server outside ca_file is refused', async () => {
+    let from = 0;
+    for (const mech of ['plain', 'scram-sha-256', 'scram-sha-512'] as const) {
+      const { sink } = saslSink(mech, 'correct horse');
+      assert.equal(await sink.send(batch(events('sasl', from, 200)), signal), 'delivered');
+      assert.equal(sink.status().lastError, null);
+      await sink.close();
+      from += 200;
     }
+    assert.deepEqual(front.auths, [
+      'ok PLAIN alice',
+      'ok SCRAM-SHA-256 alice',
+      'ok SCRAM-SHA-512 alice',
+    ]);
+
+    // Wrong password: the batch stays in flight (never acknowledged, never dead-lettered), the
+    // status says why; the corrected file is read at the next connection.
+    const { sink, pw } = saslSink('scram-sha-256', 'wrong horse');
+    const pending = sink.send(batch(events('sasl', from, 200)), signal);
+    const t0 = Date.now();
+    while (!/SASL_AUTHENTICATION_FAILED/.test(String(sink.status().lastError))) {
+      assert.ok(
+        Date.now() - t0 < 15_000,
+        `no SASL error in the status: ${sink.status().lastError}`,
+      );
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const st = sink.status();
+    assert.match(
+      String(st.lastError),
+      /SASL_AUTHENTICATION_FAILED: 127\.0\.0\.1:\d+ refused SASL SCRAM-SHA-256 for user "alice": Authentication failed during authentication due to invalid credentials/,
+    );
+    assert.equal(st.deliveredEvents, 0);
+    assert.equal(st.deadLetteredEvents, 0);
+    assert.ok(front.auths.includes('refused SCRAM-SHA-256 alice'));
+    writeFileSync(pw, 'correct horse\n');
+    assert.equal(await pending, 'delivered');
+    assert.equal(sink.status().deliveredEvents, 200);
+    await sink.close();
+    from += 200;
+
+    // A server certificate outside ca_file: no session, a certificate error in the status.
+    const other = makeTestCa(mkdtempSync(join(root, 'tls-other-')));
+    const bad = saslSink('plain', 'correct horse', other.caCert).sink;
+    const ac = new AbortController();
+    const sent = bad.send(batch(events('sasl-x', 0, 10)), ac.signal).catch((e: Error) => e);
+    const t1 = Date.now();
+    while (bad.status().retries === 0 && Date.now() - t1 < 10_000)
+      await new Promise((r) => setTimeout(r, 50));
+    ac.abort();
+    const r = await sent;
+    assert.ok(r instanceof Error && r.name === 'AbortError', String(r));
+    assert.match(String(bad.status().lastError), /certificate/i);
+    await bad.close();
+
+    const { counts } = await consumeIds(mock.brokers, ['guard-sasl'], from);
+    assert.deepEqual(tally(counts, 'sasl', from), { missing: 0, duplicates: 0, foreign: 0 });
   });
 });

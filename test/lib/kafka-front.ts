@@ -10,6 +10,11 @@
 //   authentication closes the connection;
 // - Metadata answers rewritten to name this front instead of the mock's plaintext listener, so a
 //   client produces through it;
+// - the broker's duplicate check for idempotent producers (KIP-98), which the mock (librdkafka
+//   2.0.2) does only for transactional ones: per producer id and partition the last five appended
+//   batches' sequence ranges and offsets; a Produce whose every batch repeats one of them is
+//   answered here with the first append's offset (NONE, as Kafka does), a gap in the sequence
+//   with OUT_OF_ORDER_SEQUENCE_NUMBER; other requests go on to the cluster;
 // - a fault: dropProduceAck() forwards the next Produce request, lets the cluster append it, and
 //   cuts the client's connection instead of passing the acknowledgement on.
 // One mock broker behind it (MockKafka.start(1)).
@@ -66,7 +71,7 @@ function int32(v: number): Buffer {
 
 /** Reads size-prefixed frames from a stream of chunks. */
 class FrameReader {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   push(d: Buffer, each: (f: Buffer) => void): void {
     this.buf = this.buf.length === 0 ? d : Buffer.concat([this.buf, d]);
     while (this.buf.length >= 4) {
@@ -79,7 +84,17 @@ class FrameReader {
   }
 }
 
+/** One partition's record batch in a Produce request, as the duplicate check reads it. */
+interface SeqBatch {
+  key: string; // producerId/topic/partition
+  topic: string;
+  partition: number;
+  first: number;
+  last: number;
+}
+
 interface Slot {
+  seqs?: SeqBatch[];
   api: number;
   version: number;
   correlationId: number;
@@ -95,6 +110,9 @@ export class KafkaFront {
   /** Produce acknowledgements withheld (dropProduceAck). */
   dropped = 0;
   private dropNext = 0;
+  /** Resends answered from the duplicate check (never reached the cluster). */
+  deduplicated = 0;
+  private readonly appended = new Map<string, { first: number; last: number; offset: bigint }[]>();
   private server!: Server;
   private readonly sockets = new Set<Socket>();
 
@@ -175,6 +193,7 @@ export class KafkaFront {
         let body = f.subarray(4);
         if (slot.api === 18 && slot.version <= 2 && this.opts.sasl) body = this.withSasl(body);
         if (slot.api === 3) body = this.rewriteMetadata(slot.version, body);
+        if (slot.seqs) this.remember(slot.seqs, body);
         slot.answer = frame(slot.correlationId, body);
         flush();
       }),
@@ -275,6 +294,12 @@ export class KafkaFront {
           return reply(0, null, Buffer.from(`v=${serverSig}`));
         }
         if (!authed && api !== 18) return end(); // a broker closes an unauthenticated request
+        if (api === 0 && (version === 3 || version === 4)) {
+          const seqs = this.sequences(body);
+          const answer = seqs.length > 0 ? this.duplicateCheck(seqs) : null;
+          if (answer !== null) return local(slot, answer);
+          if (seqs.length > 0) slot.seqs = seqs;
+        }
         slot.upstream = true;
         if (api === 0 && this.dropNext > 0) {
           this.dropNext--;
@@ -285,6 +310,87 @@ export class KafkaFront {
         up.write(Buffer.concat([head, f]));
       }),
     );
+  }
+
+  /** The idempotent batches of a Produce v3/v4 request (none when not idempotent). */
+  private sequences(body: Buffer): SeqBatch[] {
+    const out: SeqBatch[] = [];
+    let o = 0;
+    const tid = body.readInt16BE(o);
+    o += 2 + Math.max(tid, 0) + 2 + 4; // transactional_id, acks, timeout
+    const topics = body.readInt32BE(o);
+    o += 4;
+    for (let t = 0; t < topics; t++) {
+      const n = body.readInt16BE(o);
+      const topic = body.toString('utf8', o + 2, o + 2 + n);
+      o += 2 + n;
+      const parts = body.readInt32BE(o);
+      o += 4;
+      for (let p = 0; p < parts; p++) {
+        const partition = body.readInt32BE(o);
+        const size = body.readInt32BE(o + 4);
+        const b = body.subarray(o + 8, o + 8 + size);
+        o += 8 + size;
+        const pid = b.readBigInt64BE(43);
+        if (pid < 0n) continue;
+        const first = b.readInt32BE(53);
+        const last = first + b.readInt32BE(23); // + lastOffsetDelta
+        out.push({ key: `${pid}/${topic}/${partition}`, topic, partition, first, last });
+      }
+    }
+    return out;
+  }
+
+  /** A local answer when every batch repeats an appended one or skips ahead; null: forward. */
+  private duplicateCheck(seqs: SeqBatch[]): Buffer | null {
+    const answers: { s: SeqBatch; error: number; offset: bigint }[] = [];
+    for (const s of seqs) {
+      const seen = this.appended.get(s.key) ?? [];
+      const dup = seen.find((x) => x.first === s.first && x.last === s.last);
+      const next = seen.length === 0 ? 0 : seen[seen.length - 1]!.last + 1;
+      if (dup) answers.push({ s, error: 0, offset: dup.offset });
+      else if (s.first !== next) answers.push({ s, error: 45, offset: -1n });
+    }
+    if (answers.length === 0) return null;
+    if (answers.length !== seqs.length)
+      throw new Error(
+        'kafka front: a Produce mixing resent and new batches (not needed by the tests)',
+      );
+    this.deduplicated += answers.filter((a) => a.error === 0).length;
+    const parts: Buffer[] = [int32(answers.length)];
+    for (const a of answers) {
+      const off = Buffer.alloc(16);
+      off.writeBigInt64BE(a.offset, 0);
+      off.writeBigInt64BE(-1n, 8); // log_append_time
+      parts.push(str(a.s.topic), int32(1), int32(a.s.partition), int16(a.error), off);
+    }
+    parts.push(int32(0)); // throttle_time_ms
+    return Buffer.concat(parts);
+  }
+
+  /** The cluster's Produce v3/v4 answer: the appended batches' offsets, the last five kept. */
+  private remember(seqs: SeqBatch[], body: Buffer): void {
+    let o = 0;
+    const topics = body.readInt32BE(o);
+    o += 4;
+    for (let t = 0; t < topics; t++) {
+      const n = body.readInt16BE(o);
+      const topic = body.toString('utf8', o + 2, o + 2 + n);
+      o += 2 + n;
+      const parts = body.readInt32BE(o);
+      o += 4;
+      for (let p = 0; p < parts; p++) {
+        const partition = body.readInt32BE(o);
+        const error = body.readInt16BE(o + 4);
+        const offset = body.readBigInt64BE(o + 6);
+        o += 22;
+        const s = seqs.find((x) => x.topic === topic && x.partition === partition);
+        if (s === undefined || error !== 0) continue;
+        const seen = this.appended.get(s.key) ?? [];
+        seen.push({ first: s.first, last: s.last, offset });
+        this.appended.set(s.key, seen.slice(-5));
+      }
+    }
   }
 
   /** ApiVersions v0-2 answer with SaslHandshake (17) and SaslAuthenticate (36) v0-1 added. */
@@ -316,7 +422,7 @@ export class KafkaFront {
       o += 4;
       o += 2 + body.readInt16BE(o); // host
       o += 4; // port
-      let rack = Buffer.alloc(0);
+      let rack: Buffer = Buffer.alloc(0);
       if (version >= 1) {
         const r = body.readInt16BE(o);
         rack = body.subarray(o, o + 2 + Math.max(r, 0));

@@ -399,6 +399,7 @@ export class KafkaSink implements Sink {
       }),
     );
     const outcomes = await this.producer.produce(out, -1);
+    if (process.env.KDEBUG) console.log("OUT", pid, heads.map((c) => this.producer.sequence(c.topic, c.partition)), outcomes);
     let error: string | null = null;
     let reset = false;
     heads.forEach((c, k) => {
