@@ -12,7 +12,7 @@ import type { KafkaSinkConfig } from '../packages/agent/src/config/types';
 import type { Batch } from '../packages/agent/src/event';
 import { KafkaSink } from '../packages/agent/src/sinks/kafka/kafka-sink';
 import { makeClientCert, makeTestCa } from './lib/https-receiver';
-import { consumeIds, MockKafka } from './lib/kafka-mock';
+import { consumeIds, MockKafka, TopicsReader } from './lib/kafka-mock';
 import { KafkaFront } from './lib/kafka-front';
 
 const root = mkdtempSync(join(tmpdir(), 'guard-kafka-'));
@@ -108,16 +108,29 @@ function tally(
 
 describe('kafka sink against the librdkafka mock cluster', () => {
   let mock: MockKafka;
+  let reader: TopicsReader;
   before(async () => {
     mock = await MockKafka.start(1);
+    for (const [t, n] of [
+      ['guard-app', 3],
+      ['guard-auth', 3],
+      ['guard-retry', 2],
+      ['guard-big', 1],
+    ] as const)
+      await mock.command(`topic ${t} ${n}`);
+    reader = await TopicsReader.start(mock.brokers, [
+      'guard-app',
+      'guard-auth',
+      'guard-retry',
+      'guard-big',
+    ]);
   });
   after(async () => {
+    await reader.stop();
     await mock.stop();
   });
 
   test('every event arrives exactly once, topic and key from the event, offsets per partition', async () => {
-    await mock.command('topic guard-app 3');
-    await mock.command('topic guard-auth 3');
     const state = mkdtempSync(join(root, 'state-'));
     const sink = new KafkaSink(config(mock.brokers), { stateDir: state, logger });
     const n = 10_000;
@@ -134,7 +147,7 @@ describe('kafka sink against the librdkafka mock cluster', () => {
       n,
     );
     await sink.close();
-    const { counts, keys } = await consumeIds(mock.brokers, ['guard-app', 'guard-auth'], n);
+    const { counts, keys } = await reader.read(['guard-app', 'guard-auth'], n);
     assert.deepEqual(tally(counts, 'once', n), { missing: 0, duplicates: 0, foreign: 0 });
     assert.equal(keys.get('once:2'), 'guard-app web-1/app');
     assert.equal(keys.get('once:3'), 'guard-auth web-1/auth');
@@ -142,7 +155,6 @@ describe('kafka sink against the librdkafka mock cluster', () => {
   });
 
   test('injected retriable errors (NOT_ENOUGH_REPLICAS, NOT_LEADER, REQUEST_TIMED_OUT, a cut connection) are retried: 0 missing', async () => {
-    await mock.command('topic guard-retry 2');
     const state = mkdtempSync(join(root, 'state-'));
     const sink = new KafkaSink(config(mock.brokers, { topic: 'guard-retry' }), {
       stateDir: state,
@@ -161,44 +173,14 @@ describe('kafka sink against the librdkafka mock cluster', () => {
     assert.ok(st.retries >= 8, `retries ${st.retries}`);
     assert.equal(st.deadLetteredEvents, 0);
     await sink.close();
-    const { counts } = await consumeIds(mock.brokers, ['guard-retry'], n);
+    const { counts } = await reader.read(['guard-retry'], n);
     const t = tally(counts, 'retry', n);
     assert.equal(t.missing, 0);
     assert.equal(t.foreign, 0);
     assert.deepEqual(deadLetters(state).ids, []);
   });
 
-  test('every broker down for 20 s, then back: the sink waits and retries, 0 missing', async () => {
-    await mock.command('topic guard-down 2');
-    const state = mkdtempSync(join(root, 'state-'));
-    const sink = new KafkaSink(
-      config(mock.brokers, { topic: 'guard-down', timeoutMs: 2000, retryMaxMs: 2000 }),
-      { stateDir: state, logger },
-    );
-    const n = 3000;
-    assert.equal(await sink.send(batch(events('down', 0, 1000)), signal), 'delivered');
-    await mock.command('down -1');
-    const downAt = Date.now();
-    const pending = (async () => {
-      for (let from = 1000; from < n; from += 1000)
-        assert.equal(await sink.send(batch(events('down', from, 1000)), signal), 'delivered');
-    })();
-    await new Promise((r) => setTimeout(r, 20_000));
-    assert.ok(sink.status().retries > 0, 'retrying while the cluster is down');
-    assert.notEqual(sink.status().lastError, null);
-    await mock.command('up -1');
-    await pending;
-    assert.ok(Date.now() - downAt >= 20_000);
-    await sink.close();
-    const { counts } = await consumeIds(mock.brokers, ['guard-down'], n);
-    const t = tally(counts, 'down', n);
-    assert.equal(t.missing, 0);
-    assert.ok(t.duplicates <= 1000, `duplicates ${t.duplicates} (at most the batch in flight)`);
-    assert.deepEqual(deadLetters(state).ids, []);
-  });
-
   test('an event over max_message_bytes and a broker refusal are dead-lettered with the reason; MESSAGE_TOO_LARGE splits the request', async () => {
-    await mock.command('topic guard-big 1');
     const state = mkdtempSync(join(root, 'state-'));
     const sink = new KafkaSink(
       config(mock.brokers, { topic: 'guard-big', maxMessageBytes: 4096 }),
@@ -237,11 +219,51 @@ describe('kafka sink against the librdkafka mock cluster', () => {
     assert.equal(st.deadLetteredEvents, 51);
     assert.equal(st.deliveredEvents, 99 + 100);
     await sink.close();
-    const { counts } = await consumeIds(mock.brokers, ['guard-big'], 199);
+    const { counts } = await reader.read(['guard-big'], 199);
     const t = tally(counts, 'big', 200, new Set([7]));
     assert.deepEqual(t, { missing: 0, duplicates: 0, foreign: 0 });
     assert.equal(counts.get('big:7'), undefined);
     for (let i = 200; i < 250; i++) assert.equal(counts.get(`big:${i}`), undefined);
+  });
+});
+
+describe('kafka sink, the whole cluster down for 20 s', () => {
+  // A mock of its own: the other tests' shared consumer does not outlive a 20 s outage.
+  let mock: MockKafka;
+  before(async () => {
+    mock = await MockKafka.start(1);
+  });
+  after(async () => {
+    await mock.stop();
+  });
+
+  test('every broker down for 20 s, then back: the sink waits and retries, 0 missing', async () => {
+    await mock.command('topic guard-down 2');
+    const state = mkdtempSync(join(root, 'state-'));
+    const sink = new KafkaSink(
+      config(mock.brokers, { topic: 'guard-down', timeoutMs: 2000, retryMaxMs: 2000 }),
+      { stateDir: state, logger },
+    );
+    const n = 3000;
+    assert.equal(await sink.send(batch(events('down', 0, 1000)), signal), 'delivered');
+    await mock.command('down -1');
+    const downAt = Date.now();
+    const pending = (async () => {
+      for (let from = 1000; from < n; from += 1000)
+        assert.equal(await sink.send(batch(events('down', from, 1000)), signal), 'delivered');
+    })();
+    await new Promise((r) => setTimeout(r, 20_000));
+    assert.ok(sink.status().retries > 0, 'retrying while the cluster is down');
+    assert.notEqual(sink.status().lastError, null);
+    await mock.command('up -1');
+    await pending;
+    assert.ok(Date.now() - downAt >= 20_000);
+    await sink.close();
+    const { counts } = await consumeIds(mock.brokers, ['guard-down'], n);
+    const t = tally(counts, 'down', n);
+    assert.equal(t.missing, 0);
+    assert.ok(t.duplicates <= 1000, `duplicates ${t.duplicates} (at most the batch in flight)`);
+    assert.deepEqual(deadLetters(state).ids, []);
   });
 });
 
@@ -253,11 +275,15 @@ describe('idempotent producer: an acknowledgement lost after the cluster appende
   // batches' producer id and sequence numbers as they arrive on the wire.
   let mock: MockKafka;
   let front: KafkaFront;
+  let reader: TopicsReader;
   before(async () => {
     mock = await MockKafka.start(1);
+    for (const i of [true, false]) await mock.command(`topic guard-idem-${i} 2`);
+    reader = await TopicsReader.start(mock.brokers, ['guard-idem-true', 'guard-idem-false']);
     front = await KafkaFront.start({ upstream: mock.bootstrap });
   });
   after(async () => {
+    await reader.stop();
     await front.stop();
     await mock.stop();
   });
@@ -266,7 +292,6 @@ describe('idempotent producer: an acknowledgement lost after the cluster appende
     test(`idempotence ${idempotence ? 'on: the resent batch is not written twice' : 'off: the resent batch is written twice (exactly one batch)'}`, async () => {
       const topic = `guard-idem-${idempotence}`;
       const run = `idem${idempotence}`;
-      await mock.command(`topic ${topic} 2`);
       const state = mkdtempSync(join(root, 'state-'));
       const sink = new KafkaSink(config([front.address], { topic, idempotence }), {
         stateDir: state,
@@ -283,7 +308,7 @@ describe('idempotent producer: an acknowledgement lost after the cluster appende
       const st = sink.status();
       assert.ok(st.retries >= 1, `retries ${st.retries}`);
       await sink.close();
-      const { counts } = await consumeIds(mock.brokers, [topic], n + (idempotence ? 0 : 500));
+      const { counts } = await reader.read([topic], n + (idempotence ? 0 : 500));
       const t = tally(counts, run, n);
       assert.equal(t.missing, 0);
       assert.equal(t.foreign, 0);
@@ -300,10 +325,12 @@ describe('kafka sink over TLS with SASL (PLAIN, SCRAM-SHA-256/512), through a TL
   let mock: MockKafka;
   let front: KafkaFront;
   let dir: string;
+  let reader: TopicsReader;
   let ca: ReturnType<typeof makeTestCa>;
   before(async () => {
     mock = await MockKafka.start(1);
     await mock.command('topic guard-sasl 2');
+    reader = await TopicsReader.start(mock.brokers, ['guard-sasl']);
     dir = mkdtempSync(join(root, 'tls-'));
     ca = makeTestCa(dir);
     makeClientCert(dir, ca, 'guard-client');
@@ -320,6 +347,7 @@ describe('kafka sink over TLS with SASL (PLAIN, SCRAM-SHA-256/512), through a TL
     });
   });
   after(async () => {
+    await reader.stop();
     await front.stop();
     await mock.stop();
   });
@@ -400,7 +428,7 @@ describe('kafka sink over TLS with SASL (PLAIN, SCRAM-SHA-256/512), through a TL
     assert.match(String(bad.status().lastError), /certificate/i);
     await bad.close();
 
-    const { counts } = await consumeIds(mock.brokers, ['guard-sasl'], from);
+    const { counts } = await reader.read(['guard-sasl'], from);
     assert.deepEqual(tally(counts, 'sasl', from), { missing: 0, duplicates: 0, foreign: 0 });
   });
 });
