@@ -23,6 +23,7 @@ import { PrivateJournald } from '../test/lib/journald';
 import { cleanEnv, killAll, killPid, sleep, start, track } from '../test/lib/proc';
 import { Sandbox, repoRoot } from '../test/lib/sandbox';
 import { TestUsers, type TestUser } from '../test/lib/users';
+import { Kafka, logLevel } from 'kafkajs';
 import { collect, MockKafka } from '../test/lib/kafka-mock';
 import { AuthLogGenerator, writeAuthLog } from './auth-log';
 
@@ -588,23 +589,22 @@ async function journalBaselineRun(
   }
 }
 
-/** guard's kafka sink producing to librdkafka's mock cluster (test/lib/kafka-mock.ts), read back
- *  by a KafkaJS consumer in this process (its CPU is the "receiver CPU"). */
+/** guard's kafka sink producing to librdkafka's mock cluster (test/lib/kafka-mock.ts), counted by
+ *  the partition's end offset (ListOffsets, polled by KafkaJS's admin client in this process: the
+ *  "receiver CPU"). Not by a consumer: the mock keeps only the last 100,000 messages of a
+ *  partition, and a consumer in this process falls behind guard's producer, so the oldest are gone
+ *  before it reads them. The sample is the first message, read by a consumer afterwards. */
 async function kafkaRun(w: World, name: string, label: string, gzip: boolean): Promise<RunResult> {
   const mock = await MockKafka.start(1);
   let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
-  let rx: Awaited<ReturnType<typeof collect>> | undefined;
+  const admin = new Kafka({ brokers: mock.brokers, logLevel: logLevel.NOTHING }).admin();
   try {
     await mock.command('topic guard 1');
     let records = 0;
     let lastAt = 0;
-    let sample = '';
-    rx = await collect(mock.brokers, ['guard'], (v) => {
-      records++;
-      if (records === LINES) lastAt = Date.now();
-      if (sample === '') sample = v;
-      return '';
-    });
+    await admin.connect();
+    const endOffset = async (): Promise<number> =>
+      (await admin.fetchTopicOffsets('guard')).reduce((sum, p) => sum + Number(p.high), 0);
     const cpu0 = process.cpuUsage();
     const config = agentConfig(w, name, {
       url: '',
@@ -617,15 +617,24 @@ async function kafkaRun(w: World, name: string, label: string, gzip: boolean): P
     side = await startAgentSide(w, name, config);
     const s = new ProcSampler(side.agent.pid);
     const deadline = Date.now() + RUN_TIMEOUT_MS;
-    while (records < LINES) {
+    while ((records = await endOffset()) < LINES) {
       if (side.agent.proc.exitCode !== null || side.agent.proc.signalCode !== null)
         throw new Error(`guard-agent exited before every line arrived:\n${side.agent.dump()}`);
       if (Date.now() > deadline) throw new Error(`timed out: ${records} of ${LINES} in Kafka`);
       await sleep(20);
     }
+    lastAt = Date.now();
     s.stop();
     await side.agent.stop();
     await sleep(1000); // late duplicates, if any
+    records = await endOffset();
+    let sample = '';
+    const rx = await collect(mock.brokers, ['guard'], (v) => {
+      if (sample === '') sample = v;
+      return '';
+    });
+    for (let i = 0; i < 200 && sample === ''; i++) await sleep(50);
+    await rx.stop();
     const c = process.cpuUsage(cpu0);
     const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
     for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
@@ -649,7 +658,7 @@ async function kafkaRun(w: World, name: string, label: string, gzip: boolean): P
   } finally {
     await side?.agent.stop();
     await side?.helper.stop();
-    await rx?.stop();
+    await admin.disconnect();
     await mock.stop();
   }
 }
