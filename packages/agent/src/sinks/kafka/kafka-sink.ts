@@ -106,6 +106,26 @@ function topicSafe(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]/g, '_');
 }
 
+/** `p`, or a SinkAbortError as soon as shutdown aborts (a request in flight may take timeout_ms;
+ *  its answer is not waited for, and close() ends the connections). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new SinkAbortError(signal.reason));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
 function describeKafka(code: string): string {
   return ERROR_TEXT[code] !== undefined ? `${code}: ${ERROR_TEXT[code]}` : code;
 }
@@ -308,8 +328,9 @@ export class KafkaSink implements Sink {
       throwIfAborted(signal);
       let error: string | null = null;
       try {
-        error = await this.place(unplaced, queues, keys, refused);
-        if (error === null) error = await this.round(queues, lines, keys, refused);
+        error = await abortable(this.place(unplaced, queues, keys, refused), signal);
+        if (error === null)
+          error = await abortable(this.round(queues, lines, keys, refused), signal);
       } catch (err) {
         if (err instanceof SinkAbortError) throw err;
         error = describeError(err);
@@ -399,7 +420,6 @@ export class KafkaSink implements Sink {
       }),
     );
     const outcomes = await this.producer.produce(out, -1);
-    if (process.env.KDEBUG) console.log("OUT", pid, heads.map((c) => this.producer.sequence(c.topic, c.partition)), outcomes);
     let error: string | null = null;
     let reset = false;
     heads.forEach((c, k) => {
