@@ -718,10 +718,41 @@ static napi_value js_seek_tail(napi_env env, napi_callback_info info) {
   return cursor_value(env, r);
 }
 
+// The value of part `key` (s, i, b, m, t, x) of a cursor: its length, *v at its start.
+static size_t cursor_part(const char *c, char key, const char **v) {
+  for (const char *p = c; *p; p++) {
+    if ((p == c || p[-1] == ';') && p[0] == key && p[1] == '=') {
+      *v = p + 2;
+      return strcspn(p + 2, ";");
+    }
+  }
+  *v = "";
+  return 0;
+}
+
+static int same_part(const char *a, const char *b, char key) {
+  const char *va, *vb;
+  size_t na = cursor_part(a, key, &va), nb = cursor_part(b, key, &vb);
+  return na == nb && memcmp(va, vb, na) == 0;
+}
+
+// The same entry under another seqnum id: journald's flush of /run to /var gives the copies a new
+// s= and keeps boot id, timestamps and hash.
+static int same_copy(const char *a, const char *b) {
+  return same_part(a, b, 'b') && same_part(a, b, 'm') && same_part(a, b, 't') &&
+         same_part(a, b, 'x');
+}
+
+// Entries sharing a timestamp looked through for the copy of a saved entry (see js_seek_cursor).
+#define MAX_SAME_TIME 1000000
+
 // seekCursor(h, cursor) → the cursor of the entry it landed on (or null: nothing at or after it).
 // The reader stays *before* that entry: the caller decides whether it is the saved one (skip it
 // with skipOne) — libsystemd's own test_cursor misses an entry whose seqnum id changed when
-// journald flushed /run to /var.
+// journald flushed /run to /var. When the saved seqnum id is in no file held (the /run journal
+// was flushed), libsystemd lands on the first entry of the saved timestamp, and entries sharing it
+// are in hash order there: this looks on through them for the saved entry's copy and lands on it
+// when it is there.
 static napi_value js_seek_cursor(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -732,22 +763,42 @@ static napi_value js_seek_cursor(napi_env env, napi_callback_info info) {
   char *cursor = get_string(env, argv[1]);
   if (cursor == NULL) return throw_errno(env, EINVAL, "cursor");
   int e = sd.seek_cursor(r->j, cursor);
+  if (e >= 0) e = sd.next(r->j);
+  char *landing = NULL;
+  if (e > 0) {
+    int g = sd.get_cursor(r->j, &landing);
+    if (g < 0) e = g;
+  }
+  if (e > 0 && !same_part(cursor, landing, 's') && !same_copy(cursor, landing) &&
+      same_part(cursor, landing, 't')) {
+    for (int k = 0; k < MAX_SAME_TIME; k++) {
+      char *c = NULL;
+      if (sd.next(r->j) <= 0 || sd.get_cursor(r->j, &c) < 0) break;
+      int same_time = same_part(cursor, c, 't');
+      if (same_time && same_copy(cursor, c)) {
+        free(landing);
+        landing = c;
+        break;
+      }
+      free(c);
+      if (!same_time) break;
+    }
+  }
   free(cursor);
-  if (e < 0) return throw_errno(env, -e, "sd_journal_seek_cursor");
-  e = sd.next(r->j);
-  if (e < 0) return throw_errno(env, -e, "sd_journal_next");
+  if (e < 0) {
+    free(landing);
+    return throw_errno(env, -e, "seeking the cursor");
+  }
   napi_value out;
-  if (e == 0) {
+  if (e == 0 || landing == NULL) {
+    free(landing);
     napi_get_null(env, &out);
     return out;
   }
-  out = cursor_value(env, r);
-  if (out == NULL) return NULL;
   // back before the landing entry, by its own cursor (previous() would lose it at the head)
-  char landing[CURSOR_STRIDE];
-  size_t n;
-  napi_get_value_string_utf8(env, out, landing, sizeof landing, &n);
   e = sd.seek_cursor(r->j, landing);
+  napi_create_string_utf8(env, landing, NAPI_AUTO_LENGTH, &out);
+  free(landing);
   if (e < 0) return throw_errno(env, -e, "sd_journal_seek_cursor");
   return out;
 }

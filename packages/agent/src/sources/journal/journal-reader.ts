@@ -109,13 +109,17 @@ export class JournalReader {
   sync(listed: Set<string>): void {
     const at = this.readCursor ? parseCursor(this.readCursor) : null;
     for (const [id, f] of this.files) {
-      if (listed.has(id) || this.stillNeeded(f, at)) continue;
+      if (listed.has(id)) continue;
+      const flushed = this.copied(f, at, listed);
+      if (!flushed && this.stillNeeded(f, at)) continue;
       this.files.delete(id);
       if (this.handle === null) closeSync(f.fd);
       else this.dropped.push(f.fd); // libsystemd holds a copy until the re-open below
       this.opts.log.info(
         { source: this.opts.source, journal: this.key, path: f.path },
-        'journal file gone and read to its end; closed',
+        flushed
+          ? 'journal file gone, its entries copied to another (journald flushed /run to /var); closed'
+          : 'journal file gone and read to its end; closed',
       );
     }
     const set = [...this.files.keys()].sort().join(',');
@@ -135,6 +139,27 @@ export class JournalReader {
     return h.seqnumId === at.s ? h.tailSeqnum > at.i : h.tailRealtime > at.t;
   }
 
+  /**
+   * True when the entries of `f` after `at` are in another listed file under another seqnum id:
+   * journald flushed its /run journal to /var (the copies keep their boot id, timestamps and hash,
+   * and get a new seqnum id) and removed it. The /run file is then dropped at once rather than read
+   * to its end beside the copies: libsystemd orders entries of two sequences by time, then by hash,
+   * and entries sharing a timestamp (a stdout stream's lines) would be read twice. The re-open
+   * finds the last entry read among the copies (seekCursor).
+   */
+  private copied(f: HeldFile, at: Cursor | null, listed: Set<string>, whole = true): boolean {
+    if (at === null) return false;
+    const h = readHeader(f.fd);
+    if (h === null || h.seqnumId !== at.s) return false;
+    for (const [id, g] of this.files) {
+      if (g === f || !listed.has(id)) continue;
+      const c = readHeader(g.fd);
+      if (c === null || c.entries === 0 || c.seqnumId === h.seqnumId) continue;
+      if (c.headRealtime <= at.t && c.tailRealtime >= (whole ? h.tailRealtime : at.t)) return true;
+    }
+    return false;
+  }
+
   /** True when a held file was archived since it was opened (journald rotated it). */
   rotated(): boolean {
     for (const f of this.files.values()) {
@@ -151,7 +176,11 @@ export class JournalReader {
     this.handle = null;
     this.openSet = set;
     this.archived = new Set();
-    const held = [...this.files.values()];
+    // A flush under way (the /run file still listed, its copies in /var reaching the last entry
+    // read): the copies are read, not the /run file (see copied()).
+    const at = this.readCursor ? parseCursor(this.readCursor) : null;
+    const all = new Set(this.files.keys());
+    const held = [...this.files.values()].filter((f) => !this.copied(f, at, all, false));
     if (held.length === 0) return;
     for (const f of held) if (readHeader(f.fd)?.state === STATE_ARCHIVED) this.archived.add(f.ino);
     const copies: number[] = [];
