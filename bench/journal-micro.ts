@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { PREFILTER_TRIGGERS } from '../packages/agent/src/transforms/redact';
 import { CURSOR_STRIDE, journalAddon } from '../packages/journal/src/index';
 import { PrivateJournald } from '../test/lib/journald';
 import { Sandbox } from '../test/lib/sandbox';
@@ -45,6 +46,7 @@ async function main(): Promise<void> {
       tail,
       65536,
       [[], [], [], []],
+      process.env.NO_TRIGGERS ? [] : PREFILTER_TRIGGERS,
     );
     addon.seekHead(h);
     const t0 = process.cpuUsage();

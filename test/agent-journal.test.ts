@@ -449,6 +449,15 @@ describe('journal source', { concurrency: false }, () => {
         ['SYSLOG_IDENTIFIER', 'h6'],
         ['BLOB', '\x00\x01\x02'],
       ],
+      // Secrets the addon must mark for redaction (BIT_SECRET) through escapes, invalid UTF-8,
+      // repeated fields, odd case: an escape's hex digit completes a word ("\x1a" + "ccess_key").
+      [
+        ['MESSAGE', '\x1access_key=topsecret1 \xff'],
+        ['SYSLOG_IDENTIFIER', 'h7'],
+        ['TEST_REPEATED', 'plain'],
+        ['TEST_REPEATED', 'AUTHORIZATION: Bearer abcdefgh12345 \x01'],
+        ['TEST_QUOTED', 'pAsSwOrD="hunter2" \\'],
+      ],
     ];
     await jd.native(hostile);
     await jd.numbered('end', 0, 1);
@@ -461,7 +470,7 @@ describe('journal source', { concurrency: false }, () => {
     await sleep(500);
     const by = (id: string): ReceivedEvent[] =>
       env!.receiver.events.filter((e) => e.fields?.program === id);
-    for (const id of ['h1', 'h2', 'h3', 'h4', 'h5', 'h6']) assert.equal(by(id).length, 1, id);
+    for (const id of ['h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7']) assert.equal(by(id).length, 1, id);
     const keys = [
       'fields',
       'flags',
@@ -511,5 +520,13 @@ describe('journal source', { concurrency: false }, () => {
     assert.deepEqual(h6!.flags, ['base64']);
     assert.equal(h6!.fields!.BLOB, Buffer.from([0, 1, 2]).toString('base64'));
     assert.deepEqual(h6!.fields!.base64, ['BLOB']);
+    const [h7] = by('h7');
+    assert.equal(h7!.message, '\\x1access_key=[REDACTED] \\xff');
+    assert.deepEqual(h7!.fields!.TEST_REPEATED, [
+      'plain',
+      'AUTHORIZATION: Bearer [REDACTED] \\x01',
+    ]);
+    assert.equal(h7!.fields!.TEST_QUOTED, 'pAsSwOrD="[REDACTED]" \\');
+    assert.deepEqual(h7!.flags, ['escaped', 'redacted']);
   });
 });

@@ -47,7 +47,13 @@ static struct {
 // Where one field of the entry being encoded lies in the handle's field arena.
 typedef struct {
   size_t name, name_len, value, value_len;
+  // The entry's first field of this name (an index), how many it has (on the first), and the next
+  // field of this name (0: none; a later field never has index 0).
+  uint32_t first, count, next;
 } field;
+
+// Buckets of the per-entry table that finds a field's earlier namesake (collect).
+#define NAME_BUCKETS 64
 
 typedef struct {
   sd_journal *j;
@@ -57,6 +63,8 @@ typedef struct {
   size_t arena_len, arena_cap;
   field *fields;
   size_t n_fields, fields_cap;
+  int32_t *chain;  // per field: the next first-of-its-name field in its bucket (collect)
+  uint32_t *last;  // per first field: the last field of its name
   char *line;
   size_t line_len, line_cap;
   // Where the KNOWN fields are in the entry, and how often each occurs.
@@ -76,13 +84,18 @@ typedef struct {
   // Unit and identifier include/exclude lists, NUL-separated names.
   char **lists[4];
   size_t list_len[4];
+  // Redaction's trigger words (lower case): an entry whose values hold one is marked BIT_SECRET.
+  char **triggers;
+  size_t n_triggers;
+  unsigned char *trigger_pairs;  // [first << 8 | second], lower case: 1 where a trigger word starts
+  int secret;                    // the entry being encoded holds a trigger word
   int oom;
 } reader;
 
 enum { INCLUDE_UNITS, EXCLUDE_UNITS, INCLUDE_IDS, EXCLUDE_IDS };
 
 // Per-entry bits handed to JS in meta[3k+2].
-enum { BIT_SLOW = 1, BIT_FLAGS = 2 };
+enum { BIT_SLOW = 1, BIT_FLAGS = 2, BIT_SECRET = 4 };
 // Event flags.
 enum { F_ESCAPED = 1, F_BASE64 = 2, F_TRUNCATED = 4 };
 
@@ -182,6 +195,33 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
   return 0;
 }
 
+// Marks the entry when the JSON text just written, line[from, line_len), holds a trigger word in
+// any case. The JSON text of a value holds every word its decoded string holds (escapes only add
+// characters around copied ones, and no trigger word holds '"' or '\\'), so an entry not marked
+// is one that redaction's built-in patterns leave alone (redact.ts, PREFILTER_TRIGGERS).
+static inline unsigned lower(unsigned char c) { return c | ((unsigned)(c - 'A') < 26u ? 0x20 : 0); }
+
+static void scan_secret(reader *r, size_t from) {
+  if (r->secret || r->n_triggers == 0 || r->line_len - from < 2) return;
+  const unsigned char *t = (const unsigned char *)r->line;
+  unsigned prev = lower(t[from]);
+  for (size_t i = from + 1; i < r->line_len; i++) {
+    unsigned c = lower(t[i]);
+    unsigned pair = prev << 8 | c;
+    prev = c;
+    if (!r->trigger_pairs[pair]) continue;
+    for (size_t k = 0; k < r->n_triggers; k++) {  // a word starting at i - 1
+      const char *w = r->triggers[k];
+      size_t j = 0;
+      while (w[j] && i - 1 + j < r->line_len && lower(t[i - 1 + j]) == (unsigned char)w[j]) j++;
+      if (w[j] == 0) {
+        r->secret = 1;
+        return;
+      }
+    }
+  }
+}
+
 static void put_base64(reader *r, const unsigned char *s, size_t n) {
   static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   if (reserve(&r->line, &r->line_cap, r->line_len + (n + 2) / 3 * 4 + 2) < 0) {
@@ -215,7 +255,7 @@ static void put_base64(reader *r, const unsigned char *s, size_t n) {
 // Values longer than max_value are cut at a character boundary (flag `truncated`). Sets *slow when
 // the JSON differs from the bytes (an escape, or any byte above 0x7f): redaction's fast scan then
 // cannot read the event's text off the JSON.
-static int put_value(reader *r, const unsigned char *s, size_t n, int *slow) {
+static int put_value_text(reader *r, const unsigned char *s, size_t n, int *slow) {
   int flags = 0;
   if (n > r->max_value) {
     size_t cut = r->max_value;
@@ -292,6 +332,13 @@ static int put_value(reader *r, const unsigned char *s, size_t n, int *slow) {
   return flags;
 }
 
+static int put_value(reader *r, const unsigned char *s, size_t n, int *slow) {
+  size_t from = r->line_len;
+  int flags = put_value_text(r, s, n, slow);
+  scan_secret(r, from);
+  return flags;
+}
+
 // ---- one entry ----
 
 static int name_is(const reader *r, const field *f, const char *name) {
@@ -348,6 +395,12 @@ static int collect(reader *r) {
       const field **b = realloc(r->b64, (cap + 1) * sizeof *b);
       if (b == NULL) return -ENOMEM;
       r->b64 = b;
+      int32_t *c = realloc(r->chain, cap * sizeof *c);
+      if (c == NULL) return -ENOMEM;
+      r->chain = c;
+      uint32_t *l = realloc(r->last, cap * sizeof *l);
+      if (l == NULL) return -ENOMEM;
+      r->last = l;
       r->fields_cap = cap;
     }
     memcpy(r->arena + r->arena_len, data, len);
@@ -359,6 +412,32 @@ static int collect(reader *r) {
     r->arena_len += len;
   }
   if (e < 0) return e;
+  // Each field's first namesake, in one pass: a small hash table of the names seen, by length and
+  // first and last character (journald's names are upper case, digits and '_').
+  int32_t bucket[NAME_BUCKETS];
+  memset(bucket, -1, sizeof bucket);
+  for (size_t k = 0; k < r->n_fields; k++) {
+    field *f = &r->fields[k];
+    const unsigned char *nm = (const unsigned char *)r->arena + f->name;
+    size_t h =
+        (f->name_len * 31 + (f->name_len ? nm[0] * 7u + nm[f->name_len - 1] : 0)) % NAME_BUCKETS;
+    f->first = (uint32_t)k;
+    f->count = 1;
+    f->next = 0;
+    // the bucket's first fields, linked through chain[]
+    int32_t j = bucket[h];
+    while (j >= 0 && !same_name(r, &r->fields[j], f)) j = r->chain[j];
+    if (j < 0) {
+      r->chain[k] = bucket[h];
+      bucket[h] = (int32_t)k;
+      continue;
+    }
+    field *first = &r->fields[j];
+    f->first = (uint32_t)j;
+    first->count++;
+    r->fields[first->next == 0 ? (uint32_t)j : r->last[j]].next = (uint32_t)k;
+    r->last[j] = (uint32_t)k;
+  }
   // The KNOWN fields, by index into r->fields (the table may have moved while it grew).
   memset(r->known_count, 0, sizeof r->known_count);
   for (size_t k = 0; k < r->n_fields; k++) {
@@ -434,6 +513,7 @@ static const char *const MAPPED[][2] = {
 static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]) {
   int slow = 0, flags = 0;
   r->line_len = 0;
+  r->secret = 0;
   // id and offset from the cursor's seqnum id (s=) and seqnum (i=, hex)
   const char *s = strstr(cursor, "s=");
   const char *i = strstr(cursor, ";i=");
@@ -508,12 +588,11 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     const field *f = &r->fields[k];
     if (f == message && message_single) continue;
     if ((f == prio && severity) || (f == pid && pid_numeric)) continue;
+    if (f->first != k) continue;  // with its first namesake
     int skip = 0;
     for (size_t m = 0; m < N_MAPPED && !skip; m++) skip = f == mapped[m];
-    for (size_t p = 0; p < k && !skip; p++) skip = same_name(r, &r->fields[p], f);
     if (skip) continue;
-    size_t count = 0;
-    for (size_t q = k; q < r->n_fields; q++) count += same_name(r, &r->fields[q], f);
+    size_t count = f->count;
     if (!first) PUTS(r, ",");
     first = 0;
     if (is_field_name(r->arena + f->name, f->name_len)) {
@@ -528,8 +607,7 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     if (count > 1) PUTS(r, "[");
     size_t done = 0;
     int binary = 0;
-    for (size_t q = k; q < r->n_fields; q++) {
-      if (!same_name(r, &r->fields[q], f)) continue;
+    for (size_t q = k; done < count; q = r->fields[q].next) {
       if (done++) PUTS(r, ",");
       binary |= put_value(r, (const unsigned char *)r->arena + r->fields[q].value,
                           r->fields[q].value_len, &slow);
@@ -565,7 +643,7 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     PUTS(r, "]");
   }
   put(r, r->tail, r->tail_len);
-  meta[2] = (slow ? BIT_SLOW : 0) | (flags ? BIT_FLAGS : 0);
+  meta[2] = (slow ? BIT_SLOW : 0) | (flags ? BIT_FLAGS : 0) | (r->secret ? BIT_SECRET : 0);
 }
 
 // ---- N-API ----
@@ -575,6 +653,8 @@ static void reader_free(reader *r) {
   r->j = NULL;
   free(r->arena);
   free(r->fields);
+  free(r->chain);
+  free(r->last);
   free(r->b64);
   free(r->line);
   free(r->tail);
@@ -582,6 +662,9 @@ static void reader_free(reader *r) {
     for (size_t i = 0; i < r->list_len[w]; i++) free(r->lists[w][i]);
     free(r->lists[w]);
   }
+  for (size_t i = 0; i < r->n_triggers; i++) free(r->triggers[i]);
+  free(r->triggers);
+  free(r->trigger_pairs);
   memset(r, 0, sizeof *r);
 }
 
@@ -614,10 +697,11 @@ static char *get_string(napi_env env, napi_value v) {
   return s;
 }
 
-// open(fds: number[], tail: string, maxValueBytes: number, lists: string[][4]) → handle
+// open(fds: number[], tail: string, maxValueBytes: number, lists: string[][4], triggers: string[])
+// → handle
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   char why[512];
   if (load_libsystemd(why, sizeof why) < 0) {
@@ -658,6 +742,28 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
       napi_get_element(env, list, i, &e);
       char *s = get_string(env, e);
       if (s) r->lists[w][r->list_len[w]++] = s;
+    }
+  }
+  uint32_t n_triggers = 0;
+  if (argc >= 5 && napi_get_array_length(env, argv[4], &n_triggers) == napi_ok && n_triggers > 0) {
+    r->triggers = calloc(n_triggers, sizeof(char *));
+    for (uint32_t i = 0; i < n_triggers && r->triggers; i++) {
+      napi_value e;
+      napi_get_element(env, argv[4], i, &e);
+      char *w = get_string(env, e);
+      if (w == NULL || w[0] == 0) {
+        free(w);
+        continue;
+      }
+      for (char *c = w; *c; c++)
+        if (*c >= 'A' && *c <= 'Z') *c |= 0x20;
+      if (w[1] == 0 ||
+          (r->trigger_pairs == NULL && (r->trigger_pairs = calloc(1, 65536)) == NULL)) {
+        free(w);  // one-letter words are not used (every match holds a longer one)
+        continue;
+      }
+      r->trigger_pairs[(unsigned char)w[0] << 8 | (unsigned char)w[1]] = 1;
+      r->triggers[r->n_triggers++] = w;
     }
   }
   int e = sd.open_files_fd(&r->j, fds, n_fds, 0);

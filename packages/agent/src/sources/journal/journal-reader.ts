@@ -42,6 +42,8 @@ export interface ReaderOptions {
   tail: string;
   maxValueBytes: number;
   lists: string[][];
+  /** Redaction's trigger words (BIT_SECRET), or none. */
+  triggers: readonly string[];
   startAtEnd: boolean;
   onAcked: (r: JournalReader) => void;
   log: Logger;
@@ -147,7 +149,7 @@ export class JournalReader {
    * and entries sharing a timestamp (a stdout stream's lines) would be read twice. The re-open
    * finds the last entry read among the copies (seekCursor).
    */
-  private copied(f: HeldFile, at: Cursor | null, listed: Set<string>, whole = true): boolean {
+  private copied(f: HeldFile, at: Cursor | null, listed: Set<string>): boolean {
     if (at === null) return false;
     const h = readHeader(f.fd);
     if (h === null || h.seqnumId !== at.s) return false;
@@ -155,9 +157,37 @@ export class JournalReader {
       if (g === f || !listed.has(id)) continue;
       const c = readHeader(g.fd);
       if (c === null || c.entries === 0 || c.seqnumId === h.seqnumId) continue;
-      if (c.headRealtime <= at.t && c.tailRealtime >= (whole ? h.tailRealtime : at.t)) return true;
+      if (c.headRealtime <= at.t && c.tailRealtime >= h.tailRealtime) return true;
     }
     return false;
+  }
+
+  /**
+   * The held files to hand libsystemd: never the files of the last entry's sequence together with
+   * files of another sequence that overlap them in time (a flush under way: journald copying /run
+   * to /var, see copied()). While the copies have not passed the last entry read, the /run side is
+   * read; once they have, the copies.
+   */
+  private oneSequence(): HeldFile[] {
+    const files = [...this.files.values()];
+    const at = this.readCursor ? parseCursor(this.readCursor) : null;
+    if (at === null) return files;
+    const hdr = new Map(files.map((f) => [f, readHeader(f.fd)]));
+    const ours = files.filter((f) => hdr.get(f)?.seqnumId === at.s);
+    const copies = files.filter((f) => {
+      const c = hdr.get(f);
+      if (!c || c.entries === 0 || c.seqnumId === at.s) return false;
+      return ours.some((a) => {
+        const h = hdr.get(a)!;
+        return c.headRealtime <= h.tailRealtime && c.tailRealtime >= h.headRealtime;
+      });
+    });
+    if (copies.length === 0) return files;
+    const passed = copies.some((f) => {
+      const c = hdr.get(f)!;
+      return c.headRealtime <= at.t && c.tailRealtime > at.t;
+    });
+    return files.filter((f) => (passed ? !ours.includes(f) : !copies.includes(f)));
   }
 
   /** True when a held file was archived since it was opened (journald rotated it). */
@@ -176,18 +206,20 @@ export class JournalReader {
     this.handle = null;
     this.openSet = set;
     this.archived = new Set();
-    // A flush under way (the /run file still listed, its copies in /var reaching the last entry
-    // read): the copies are read, not the /run file (see copied()).
-    const at = this.readCursor ? parseCursor(this.readCursor) : null;
-    const all = new Set(this.files.keys());
-    const held = [...this.files.values()].filter((f) => !this.copied(f, at, all, false));
+    const held = this.oneSequence();
     if (held.length === 0) return;
     for (const f of held) if (readHeader(f.fd)?.state === STATE_ARCHIVED) this.archived.add(f.ino);
     const copies: number[] = [];
     try {
       const addon = journalAddon();
       for (const f of held) copies.push(addon.dup(f.fd));
-      this.handle = addon.open(copies, this.opts.tail, this.opts.maxValueBytes, this.opts.lists);
+      this.handle = addon.open(
+        copies,
+        this.opts.tail,
+        this.opts.maxValueBytes,
+        this.opts.lists,
+        this.opts.triggers,
+      );
       copies.length = 0; // libsystemd's now
       this.position();
     } catch (e) {
