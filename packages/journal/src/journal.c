@@ -89,6 +89,7 @@ typedef struct {
   size_t n_triggers;
   unsigned char *trigger_pairs;  // [first << 8 | second], lower case: 1 where a trigger word starts
   int secret;                    // the entry being encoded holds a trigger word
+  int mark_all;                  // a trigger word could not be taken: every entry is marked
   int oom;
 } reader;
 
@@ -643,7 +644,8 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     PUTS(r, "]");
   }
   put(r, r->tail, r->tail_len);
-  meta[2] = (slow ? BIT_SLOW : 0) | (flags ? BIT_FLAGS : 0) | (r->secret ? BIT_SECRET : 0);
+  meta[2] =
+      (slow ? BIT_SLOW : 0) | (flags ? BIT_FLAGS : 0) | (r->secret || r->mark_all ? BIT_SECRET : 0);
 }
 
 // ---- N-API ----
@@ -744,24 +746,24 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
       if (s) r->lists[w][r->list_len[w]++] = s;
     }
   }
+  // Fails closed: a word that cannot be taken (no memory, not a string, shorter than two bytes)
+  // marks every entry, so that none escapes redaction unlooked at.
   uint32_t n_triggers = 0;
   if (argc >= 5 && napi_get_array_length(env, argv[4], &n_triggers) == napi_ok && n_triggers > 0) {
     r->triggers = calloc(n_triggers, sizeof(char *));
+    if (r->triggers == NULL) r->mark_all = 1;
     for (uint32_t i = 0; i < n_triggers && r->triggers; i++) {
       napi_value e;
       napi_get_element(env, argv[4], i, &e);
       char *w = get_string(env, e);
-      if (w == NULL || w[0] == 0) {
+      if (w == NULL || w[0] == 0 || w[1] == 0 ||
+          (r->trigger_pairs == NULL && (r->trigger_pairs = calloc(1, 65536)) == NULL)) {
         free(w);
+        r->mark_all = 1;
         continue;
       }
       for (char *c = w; *c; c++)
         if (*c >= 'A' && *c <= 'Z') *c |= 0x20;
-      if (w[1] == 0 ||
-          (r->trigger_pairs == NULL && (r->trigger_pairs = calloc(1, 65536)) == NULL)) {
-        free(w);  // one-letter words are not used (every match holds a longer one)
-        continue;
-      }
       r->trigger_pairs[(unsigned char)w[0] << 8 | (unsigned char)w[1]] = 1;
       r->triggers[r->n_triggers++] = w;
     }
