@@ -16,6 +16,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Helper } from '../test/lib/helper';
 import { makeTestCa, type TestCa } from '../test/lib/https-receiver';
@@ -27,6 +28,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { collect, MockKafka } from '../test/lib/kafka-mock';
 import { AuthLogGenerator, writeAuthLog } from './auth-log';
 import { auditBench } from './audit';
+import { journalSteadyTable, steady, type JournalSteady } from './journal';
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number): number =>
@@ -98,6 +100,8 @@ class ProcSampler {
   rssKiB = 0;
   /** CPU seconds of each thread, as last sampled. */
   threads = new Map<number, { cpuS: number }>();
+  /** [time ms, cpuS] of every sample. */
+  readonly history: [number, number][] = [];
   private readonly timer: NodeJS.Timeout;
   constructor(readonly pid: number) {
     this.timer = setInterval(() => this.sample(), 100);
@@ -106,6 +110,7 @@ class ProcSampler {
     try {
       const { user, sys } = cpuSplit(this.pid);
       this.cpuS = user + sys;
+      this.history.push([Date.now(), this.cpuS]);
       this.sysS = sys;
       this.rssKiB = Math.max(this.rssKiB, peakRssKiB(this.pid));
       for (const tid of readdirSync(`/proc/${this.pid}/task`))
@@ -348,6 +353,8 @@ interface RunResult {
   sample: string;
   /** CPU seconds of the main thread, of the others, and in the kernel. */
   threads?: Record<string, number>;
+  /** The journal runs (bench/journal.ts): CPU after the first entry arrived, and the load. */
+  journal?: JournalSteady;
 }
 
 function byThread(s: ProcSampler): Record<string, number> {
@@ -522,6 +529,7 @@ async function journalAgentRun(
       'start_at = beginning',
     ];
     const config = agentConfig(w, 'journal', { url, tls: false, gzip: false, path: '', source });
+    const load = loadavg()[0]!;
     side = await startAgentSide(w, 'journal', config);
     const s = new ProcSampler(side.agent.pid);
     const d = await received(rx.w, [side.agent], RUN_TIMEOUT_MS);
@@ -532,6 +540,7 @@ async function journalAgentRun(
     const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
     for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
     return result('guard (journal, http)', j.entries, side.t0, d, s.cpuS, s.rssKiB, {
+      journal: steady(s.history, d, j.entries, load),
       duplicates: (final?.records ?? d.records) - j.entries,
       agentWarnings: warnings.length,
       threads: byThread(s),
@@ -551,6 +560,7 @@ async function journalBaselineRun(
 ): Promise<RunResult> {
   const rx = await startReceiver(j.entries, {});
   try {
+    const load = loadavg()[0]!;
     const t0 = Date.now();
     const jc = track(
       spawn('/usr/bin/journalctl', ['-D', j.jd.machineDir, '-o', 'json', '--no-pager'], {
@@ -574,6 +584,10 @@ async function journalBaselineRun(
     const sj = new ProcSampler(jc.pid!);
     const ss = new ProcSampler(shipper.pid);
     const d = await received(rx.w, [shipper], RUN_TIMEOUT_MS);
+    const both = sj.history.map(([t, c], k): [number, number] => [
+      t,
+      c + (ss.history[k]?.[1] ?? 0),
+    ]);
     sj.stop();
     ss.stop();
     await shipper.stop();
@@ -587,6 +601,7 @@ async function journalBaselineRun(
       sj.cpuS + ss.cpuS,
       sj.rssKiB + ss.rssKiB,
       {
+        journal: steady(both, d, j.entries, load),
         duplicates: (final?.records ?? d.records) - j.entries,
         threads: {
           journalctl: round(sj.cpuS, 2),
@@ -1043,6 +1058,8 @@ async function main(): Promise<void> {
           ]),
         ]),
     );
+    const jr = runs.filter((r) => r.journal);
+    if (jr.length) console.log(`\n${journalSteadyTable(jr)}`);
     console.log('\nCPU s by thread, and of all of it, in the kernel:');
     for (const r of runs)
       console.log(
