@@ -389,10 +389,16 @@ export class SyslogEncoder {
     } else w.bytes(GUARD_DASH);
     w.bytes(tail.msgid);
     w.bytes(this.sdOpen);
-    for (let k = idS; k < idE; k++) {
-      const c = b[k]!;
-      if (c === 0x5d /* ] */) w.byte(BS); // '"' and '\\' cannot be here (plainEnd)
-      w.byte(c);
+    {
+      // room for it was ensured above (the id is part of the line)
+      const out = w.buf;
+      let o = w.pos;
+      for (let k = idS; k < idE; k++) {
+        const c = b[k]!;
+        if (c === 0x5d /* ] */) out[o++] = BS; // '"' and '\\' cannot be here (plainEnd)
+        out[o++] = c;
+      }
+      w.pos = o;
     }
     w.bytes(OFFSET_PARAM);
     w.bytes(b, oS, oE);
@@ -416,13 +422,27 @@ export class SyslogEncoder {
   }
 }
 
-/** Decimal digits of n into w. */
+/** Decimal digits of a whole number n ≥ 0 into w, without a string. */
 function putNumber(w: ByteWriter, n: number): void {
   if (n < 10) {
     w.byte(0x30 + n);
     return;
   }
-  w.text(String(n));
+  if (!(n < 1e15 && Number.isInteger(n))) {
+    w.text(String(n));
+    return;
+  }
+  let digits = 1;
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  w.ensure(digits);
+  const b = w.buf;
+  let o = w.pos + digits;
+  for (let x = n; o > w.pos;) {
+    const q = Math.floor(x / 10);
+    b[--o] = 0x30 + (x - q * 10);
+    x = q;
+  }
+  w.pos += digits;
 }
 
 /** RFC 6587 framing of messages [from, to): octet counting (`LEN SP MSG`) or a trailing LF. */
@@ -449,6 +469,8 @@ export function frameStream(
   return w.written();
 }
 
+const SYSLOG_COMMAND = ascii(' syslog ');
+
 /** RELP `syslog` frames of the messages listed, numbered from txnr (relp.ts nextTxnr). */
 export function relpFrames(
   m: SyslogMessages,
@@ -463,7 +485,7 @@ export function relpFrames(
     const a = m.starts[i]!;
     const z = m.ends[i]!;
     putNumber(w, txnrs[j]!);
-    w.text(' syslog ');
+    w.bytes(SYSLOG_COMMAND);
     putNumber(w, z - a);
     w.byte(0x20);
     w.bytes(m.buf, a, z);
