@@ -364,22 +364,22 @@ describe('Loki encoder', () => {
 });
 
 describe('syslog framing', () => {
-  test('octet counts and RELP frames of messages of any length, huge ones included', () => {
-    const enc = new SyslogEncoder({
-      format: 'rfc5424',
-      facility: 1,
-      severity: 5,
-      sdId: 'guard@32473',
-    });
+  test('octet counts and RELP frames of messages of any length, huge ones included; counts written in place by the encoder equal them', () => {
+    const o = { format: 'rfc5424', facility: 1, severity: 5, sdId: 'guard@32473' } as const;
+    const enc = new SyslogEncoder(o);
+    const inPlace = new SyslogEncoder(o, true);
     fc.assert(
       fc.property(
         fc.array(event, { minLength: 1, maxLength: 5 }),
         fc.nat(999_999_000),
-        (evs, t0) => {
-          const m = enc.encode(Buffer.from(evs.map((e) => `${line(e)}\n`).join('')));
+        fc.nat(4),
+        (evs, t0, cut) => {
+          const body = Buffer.from(evs.map((e) => `${line(e)}\n`).join(''));
+          const m = enc.encode(body);
           const msgs = Array.from(m.starts, (s, i) => m.buf.subarray(s, m.ends[i]));
-          const counted = Buffer.concat(msgs.flatMap((x) => [Buffer.from(`${x.length} `), x]));
-          assert.deepEqual(Buffer.from(frameStream(m, 'octet_counting')), counted);
+          const counted = (xs: Buffer[]): Buffer =>
+            Buffer.concat(xs.flatMap((x) => [Buffer.from(`${x.length} `), x]));
+          assert.deepEqual(Buffer.from(frameStream(m, 'octet_counting')), counted(msgs));
           const items = msgs.map((_, i) => i);
           const txnrs = items.map((i) => t0 + i);
           const relp = Buffer.concat(
@@ -390,9 +390,57 @@ describe('syslog framing', () => {
             ]),
           );
           assert.deepEqual(relpFrames(m, items, txnrs), relp);
+          // the encoder that writes the counts: the same messages, and any run of frames a slice
+          const p = inPlace.encode(body);
+          assert.deepEqual(
+            Array.from(p.starts, (s, i) => p.buf.subarray(s, p.ends[i])),
+            msgs,
+          );
+          const from = Math.min(cut, msgs.length - 1);
+          assert.deepEqual(
+            Buffer.from(frameStream(p, 'octet_counting', from)),
+            counted(msgs.slice(from)),
+          );
+          assert.deepEqual(Buffer.from(frameStream(p, 'lf')), Buffer.from(frameStream(m, 'lf')));
         },
       ),
       fuzz(15006, 150),
     );
+  });
+
+  test('counts of 1 to 6 digits written in place: messages moved down and up', () => {
+    const enc = new SyslogEncoder(
+      { format: 'rfc5424', facility: 1, severity: 5, sdId: 'guard@32473' },
+      true,
+    );
+    const sizes = [0, 1, 5, 40, 99, 100, 500, 999, 1000, 5000, 99_999, 100_000, 250_000];
+    const lines = sizes.map((n) =>
+      line({
+        id: '1:2',
+        time: '2026-11-24T09:05:01.123Z',
+        offset: 2,
+        message: 'm'.repeat(n),
+        source: 'a',
+        path: '/p',
+        host: 'h',
+        parser: 'plain',
+      }),
+    );
+    const m = enc.encode(Buffer.from(lines.map((l) => `${l}\n`).join('')));
+    let p = 0;
+    const stream = frameStream(m, 'octet_counting');
+    for (let i = 0; i < lines.length; i++) {
+      const sp = stream.indexOf(0x20, p);
+      const len = Number(stream.toString('latin1', p, sp));
+      assert.equal(len, m.ends[i]! - m.starts[i]!);
+      assert.ok(
+        stream
+          .subarray(sp + 1, sp + 1 + len)
+          .toString('latin1')
+          .endsWith('m'.repeat(sizes[i]!)),
+      );
+      p = sp + 1 + len;
+    }
+    assert.equal(p, stream.length);
   });
 });
