@@ -6,7 +6,8 @@
 //     of the same event read through JSON.parse; the protobuf decodes with the official generated
 //     code (@opentelemetry/otlp-transformer) to the event's values.
 //   - Loki: the pushed JSON parses to each event's line, exactly, with its ns timestamp.
-//   - syslog framing: octet counts and RELP frames of any length, as the RFCs write them.
+//   - syslog framing: octet counts and RELP frames of any length, as the RFCs write them; RELP
+//     answers read back across any chunk boundary.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
@@ -18,6 +19,7 @@ import { BatchLines } from '../../src/sinks/core/lines';
 import { LokiFormat } from '../../src/sinks/loki/loki-sink';
 import { OtlpFormat } from '../../src/sinks/otlp/otlp-sink';
 import { frameStream, relpFrames, SyslogEncoder } from '../../src/sinks/syslog/format';
+import { relpFrame, RelpReader, rspCode } from '../../src/sinks/syslog/relp';
 import { fuzz } from '../fuzz/budget';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -442,5 +444,42 @@ describe('syslog framing', () => {
       p = sp + 1 + len;
     }
     assert.equal(p, stream.length);
+  });
+});
+
+describe('RELP answers read without strings for their numbers', () => {
+  test('frames split at any chunk boundary read back as written; rspCode as the RFC form says', () => {
+    const frame = fc.record({
+      txnr: fc.integer({ min: 1, max: 999_999_999 }),
+      command: fc.constantFrom('rsp', 'rs', 'rspx', 'serverclose', 'syslog', 'RSP'),
+      data: fc.oneof(
+        fc.constantFrom('200 OK', '500 error', '200', '20', '2000 x', '200\nx', 'OK 200', ''),
+        fc.string({ unit: 'binary-ascii', maxLength: 30 }),
+      ),
+    });
+    fc.assert(
+      fc.property(fc.array(frame, { minLength: 1, maxLength: 8 }), fc.nat(), (frames, seed) => {
+        const wire = Buffer.from(
+          frames.map((f) => relpFrame(f.txnr, f.command, f.data)).join(''),
+          'latin1',
+        );
+        const r = new RelpReader();
+        const got: { txnr: number; command: string; data: string }[] = [];
+        for (let at = 0, k = seed; at < wire.length; k = (k * 7 + 3) % 11) {
+          const next = Math.min(wire.length, at + 1 + k);
+          got.push(...r.push(wire.subarray(at, next)));
+          at = next;
+        }
+        assert.deepEqual(
+          got,
+          frames.map((f) => ({ ...f })),
+        ); // fast-check's records may lack a prototype
+        for (const f of frames) {
+          const m = /^(\d{3})(?:$|[ \n])/.exec(f.data);
+          assert.equal(rspCode(f.data), m ? Number(m[1]) : -1, JSON.stringify(f.data));
+        }
+      }),
+      fuzz(15007, 300),
+    );
   });
 });
