@@ -355,6 +355,9 @@ interface RunResult {
   threads?: Record<string, number>;
   /** The journal runs (bench/journal.ts): CPU after the first entry arrived, and the load. */
   journal?: JournalSteady;
+  /** The machine's 1-minute load average as the run ended (it is shared: read the wall-clock
+   *  rate beside it; CPU per line is the steadier figure). */
+  load1: number;
 }
 
 function byThread(s: ProcSampler): Record<string, number> {
@@ -395,6 +398,7 @@ function result(
     duplicates: 0,
     agentWarnings: 0,
     sample: d.sample,
+    load1: round(loadavg()[0]!, 2),
     ...extra,
   };
 }
@@ -872,7 +876,12 @@ async function main(): Promise<void> {
       `generated ${LINES.toLocaleString('en')} lines, ${(gen.bytes / 2 ** 20).toFixed(1)} MiB, sha256 ${gen.sha256.slice(0, 16)}… in ${((Date.now() - t) / 1000).toFixed(1)} s`,
     );
     console.log(
-      `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
+      `load average ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(
+          ' ',
+        )} (1, 5, 15 min; the machine may be shared: CPU per line is the steadier figure)\n` +
+        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
     );
 
     const runs: RunResult[] = [];
@@ -1042,6 +1051,7 @@ async function main(): Promise<void> {
             'requests',
             'wire MiB',
             'dup',
+            'load 1m',
           ],
           ...runs.map((r) => [
             r.run,
@@ -1055,6 +1065,7 @@ async function main(): Promise<void> {
             String(r.requests),
             r.wireMiB.toFixed(1),
             String(r.duplicates),
+            (r.load1 ?? 0).toFixed(2),
           ]),
         ]),
     );
@@ -1143,7 +1154,7 @@ async function main(): Promise<void> {
       targets.push({
         target: `≥ ${TARGETS.linesPerS.toLocaleString('en')} events/s in a SIEM wire format (#15)`,
         run: r.run,
-        value: `${r.linesPerS.toLocaleString('en')} events/s${http ? ` (NDJSON in this run: ${http.linesPerS.toLocaleString('en')})` : ''}`,
+        value: `${r.linesPerS.toLocaleString('en')} events/s, ${r.usCpuPerLine} µs CPU/event, ${r.peakRssMiB} MiB, load ${r.load1}${http ? ` (NDJSON in this run: ${http.linesPerS.toLocaleString('en')}/s, ${http.usCpuPerLine} µs, ${http.peakRssMiB} MiB)` : ''}`,
         met: r.linesPerS >= TARGETS.linesPerS,
       });
     for (const l of latencies)
