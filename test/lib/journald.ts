@@ -224,8 +224,9 @@ export class PrivateJournald {
     await this.must('/usr/bin/journalctl', ['-D', '/var/log/journal', `--vacuum-files=${n}`]);
   }
 
-  /** Every entry's cursor and message, oldest first (journalctl as root, on the host). */
-  async entries(): Promise<{ cursor: string; message: string }[]> {
+  /** Every entry's cursor, message and _COMM (journald leaves _COMM out when the writer exited
+   *  before it read /proc), oldest first (journalctl as root, on the host). */
+  async entries(): Promise<{ cursor: string; message: string; comm?: string }[]> {
     const r = await run(
       '/usr/bin/journalctl',
       ['-D', this.machineDir, '-o', 'json', '--no-pager'],
@@ -237,8 +238,12 @@ export class PrivateJournald {
       .split('\n')
       .filter((l) => l !== '')
       .map((l) => {
-        const e = JSON.parse(l) as { __CURSOR: string; MESSAGE?: unknown };
-        return { cursor: e.__CURSOR, message: typeof e.MESSAGE === 'string' ? e.MESSAGE : '' };
+        const e = JSON.parse(l) as { __CURSOR: string; MESSAGE?: unknown; _COMM?: unknown };
+        return {
+          cursor: e.__CURSOR,
+          message: typeof e.MESSAGE === 'string' ? e.MESSAGE : '',
+          ...(typeof e._COMM === 'string' ? { comm: e._COMM } : {}),
+        };
       });
   }
 

@@ -27,9 +27,9 @@ import type { ConnectionOptions } from 'node:tls';
 import type pino from 'pino';
 import type { KafkaSinkConfig } from '../../config/types';
 import type { Batch, SendOutcome, Sink, SinkStatus } from '../../event';
-import { writeDeadLetter, type DeadLetterItem } from '../dead-letter';
+import { waitToRetryDeadLetter, writeDeadLetter, type DeadLetterItem } from '../dead-letter';
 import { backoffDelay, throwIfAborted, waitToRetry, type RetryPolicy } from '../retry';
-import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-error';
+import { describeError, SinkAbortError, SinkError } from '../sink-error';
 import { markDelivered, newSinkStatus } from '../sink-status';
 import { EventScan } from '../core/event-scan';
 import { BatchLines, eventId } from '../core/lines';
@@ -526,20 +526,13 @@ export class KafkaSink implements Sink {
         );
         return;
       } catch (err) {
-        const delay = backoffDelay(failures, this.retry);
-        this.log.error(
-          {
-            seq: batch.seq,
-            code: 'GUARD_DEAD_LETTER_WRITE_FAILED',
-            cause: errorCode(err),
-            delayMs: delay,
-          },
-          `cannot write the dead-letter file for refused events; retrying in ${delay} ms`,
-        );
-        await waitToRetry(
+        await waitToRetryDeadLetter(
+          this.log,
           this.state,
-          `GUARD_DEAD_LETTER_WRITE_FAILED: ${describeError(err)}`,
-          delay,
+          this.retry,
+          failures,
+          batch.seq,
+          err,
           signal,
         );
       }
