@@ -29,11 +29,15 @@ import { sleep } from './lib/proc';
 /** Lines written so far, by sequence number; each file's path. */
 class Corpus {
   next = 0;
-  readonly files: string[] = [];
+  /** The file each line went to, by sequence number (what a failure names). */
+  readonly where: string[] = [];
   /** Appends n numbered lines to path (creating it). */
   write(path: string, n = 1): void {
     let text = '';
-    for (let i = 0; i < n; i++) text += `seq ${this.next++} of ${path}\n`;
+    for (let i = 0; i < n; i++) {
+      this.where.push(path);
+      text += `seq ${this.next++} of ${path}\n`;
+    }
     appendFileSync(path, text);
   }
 }
@@ -79,11 +83,25 @@ class Tally {
   }
 }
 
-async function allArrive(tally: Tally, c: Corpus, ms: number, what: string): Promise<void> {
-  await until(() => tally.of(c.next).missing === 0, ms, what).catch((e: Error) => {
+async function allArrive(
+  tally: Tally,
+  c: Corpus,
+  ms: number,
+  what: string,
+  agent: AgentProcess,
+  env: AgentEnv,
+): Promise<void> {
+  await until(() => tally.of(c.next).missing === 0, ms, what).catch(async (e: Error) => {
     const t = tally.of(c.next);
+    const log = `/tmp/agent-many-files-${process.pid}.log`;
+    const st = await readStatus(env).catch((x: Error) => ({ error: x.message }));
+    writeFileSync(
+      log,
+      [...agent.lines.map((l) => JSON.stringify(l)), JSON.stringify({ status: st })].join('\n'),
+    );
     throw new Error(
-      `${e.message}: ${t.missing} missing (e.g. ${t.missingIds.join(',')}), ${t.duplicates} duplicates`,
+      `${e.message}: ${t.missing} missing (e.g. ${t.missingIds.map((i) => `${i} in ${c.where[i]}`).join(', ')}), ` +
+        `${t.duplicates} duplicates; the agent's log in ${log}`,
     );
   });
 }
@@ -162,7 +180,7 @@ async function run(
   }, 200);
   try {
     const total = layout.filesPerSource * layout.sources.length;
-    await allArrive(tally, corpus, 240_000, `the first line of all ${total} files`);
+    await allArrive(tally, corpus, 240_000, `the first line of all ${total} files`, agent, env);
 
     // While it runs: a line appended to every file at once (a burst larger than the inotify
     // queue), new files, rotations (the writer adds a line to the old file after the rename, then
@@ -182,7 +200,14 @@ async function run(
         corpus.write(p);
       }
     }
-    await allArrive(tally, corpus, 240_000, 'the lines of the burst, new and rotated files');
+    await allArrive(
+      tally,
+      corpus,
+      240_000,
+      'the lines of the burst, new and rotated files',
+      agent,
+      env,
+    );
     for (const paths of bySource) {
       for (let i = 0; i < n; i++) {
         const p = paths[i * 3 + 1]!;
@@ -192,7 +217,7 @@ async function run(
       for (let i = 0; i < paths.length; i += 10)
         if (i % 3 !== 2 || i >= 3 * n) corpus.write(paths[i]!, 2);
     }
-    await allArrive(tally, corpus, 240_000, 'the lines written after the removals');
+    await allArrive(tally, corpus, 240_000, 'the lines written after the removals', agent, env);
     await sleep(1500); // a duplicate still in flight lands now
     const t = tally.of(corpus.next);
     assert.equal(t.missing, 0, `missing: ${t.missingIds.join(',')}`);

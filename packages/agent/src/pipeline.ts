@@ -518,7 +518,6 @@ export class Pipeline {
   readonly sourceTotals = new Map<string, SourceTotals>();
   private readonly abort = new AbortController();
   private readonly redact: Redactor | null;
-  private timers: NodeJS.Timeout[] = [];
   private pumping = false;
   /** Asked to pump while pumping: one more round. */
   private pumpAgain = false;
@@ -622,19 +621,41 @@ export class Pipeline {
       ...this.sources.map((s) => s.files.start()),
       ...this.journals.map((j) => j.start()),
     ]);
-    const a = this.cfg.agent;
-    const every = (ms: number, fn: () => Promise<void> | void) => {
-      const t = setInterval(() => {
-        void Promise.resolve(fn()).catch((e: Error) =>
-          this.log.error({ err: e.message }, 'periodic task failed'),
-        );
-      }, ms);
-      this.timers.push(t);
-    };
     // Rescans and rotation checks are the file sources' own (events, or polling as a fallback).
-    every(a.pollIntervalMs, () => this.pump());
-    every(1000, () => this.store.save(true));
+    // Reads are woken by the sources' events; the poll tick runs only while something needs it
+    // (armTick). Checkpoints are saved (fsynced) within a second of changing, not every second.
+    this.store.onDirty = () => {
+      this.saveTimer ??= setTimeout(() => {
+        this.saveTimer = null;
+        try {
+          this.store.save(true);
+        } catch (e) {
+          this.log.error({ err: (e as Error).message }, 'saving checkpoints failed');
+          this.store.onDirty?.(); // again in a second
+        }
+      }, 1000);
+    };
+    this.store.onDirty();
     void this.pump();
+  }
+
+  private saveTimer: NodeJS.Timeout | null = null;
+  private tick: NodeJS.Timeout | null = null;
+
+  /**
+   * The poll tick (every poll_interval_ms), armed after a pump only while reading needs it: a
+   * source polling files, a file not read to its end or holding a partial line, a rotated file
+   * being read, a journal, reads paused for the sinks. Otherwise reading waits for an event.
+   */
+  private armTick(): void {
+    if (this.tick !== null || this.stopped) return;
+    const needed =
+      this.paused || this.journals.length > 0 || this.sources.some((s) => s.files.needsPolling);
+    if (!needed) return;
+    this.tick = setTimeout(() => {
+      this.tick = null;
+      void this.pump();
+    }, this.cfg.agent.pollIntervalMs);
   }
 
   /** Reads every file that has grown, until none has or sinks push back. */
@@ -646,6 +667,17 @@ export class Pipeline {
     }
     this.pumping = true;
     try {
+      await this.pumpNow();
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'reading failed; will try again');
+    } finally {
+      this.pumping = false;
+      this.armTick();
+    }
+  }
+
+  private async pumpNow(): Promise<void> {
+    {
       for (let progress = true; (progress || this.pumpAgain) && !this.stopped;) {
         progress = false;
         this.pumpAgain = false;
@@ -674,8 +706,6 @@ export class Pipeline {
           this.tally(j.cfg.name, mark, 0);
         }
       }
-    } finally {
-      this.pumping = false;
     }
   }
 
@@ -1118,7 +1148,8 @@ export class Pipeline {
   /** Stops reading, gives sinks up to `graceMs` to deliver what is queued, then writes checkpoints. */
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers) clearInterval(t);
+    if (this.tick) clearTimeout(this.tick);
+    if (this.saveTimer) clearTimeout(this.saveTimer);
     for (const r of this.runners.values()) r.kick();
     const deadline = Date.now() + graceMs;
     // Until every queued batch has been answered, the one in flight included (aborting that one

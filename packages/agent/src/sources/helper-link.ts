@@ -6,6 +6,9 @@ import type { FileReply } from '@guard/protocol/wire';
 import { checkReceivedDescriptor } from './descriptors';
 import type { Logger } from 'pino';
 
+/** How long one request may wait for the helper's answer before the connection is dropped. */
+const CALL_TIMEOUT_MS = 20_000;
+
 export class HelperLink {
   private client: HelperClient | null = null;
   private connecting: Promise<HelperClient> | null = null;
@@ -66,6 +69,13 @@ export class HelperLink {
   async call<T>(fn: (c: HelperClient) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const c = await this.get();
+      // An answer that never comes must not hold a source's maintenance (list, open, stat) for
+      // ever: the connection is dropped, which fails every request on it, and they are asked
+      // again on a new one.
+      const timer = setTimeout(
+        () => this.drop(c, new Error(`no answer within ${CALL_TIMEOUT_MS / 1000} s`)),
+        CALL_TIMEOUT_MS,
+      );
       try {
         return await fn(this.checked(c));
       } catch (e) {
@@ -78,6 +88,8 @@ export class HelperLink {
         }
         this.drop(c, e);
         if (attempt >= 1) throw e;
+      } finally {
+        clearTimeout(timer);
       }
     }
   }

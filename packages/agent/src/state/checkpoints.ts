@@ -122,8 +122,18 @@ export class CheckpointStore {
   private readonly byInode = new Map<string, Set<string>>();
   private readonly sources = new Map<string, SourceState>();
   private seq = 0;
-  private dirty = false;
+  private isDirty = false;
   private unsynced = false;
+  /** Told when something changed that is not saved (durably) yet: the pipeline saves within a
+   *  second (called once until the next save). */
+  onDirty: (() => void) | null = null;
+  private get dirty(): boolean {
+    return this.isDirty;
+  }
+  private set dirty(v: boolean) {
+    if (v && !this.isDirty && !this.unsynced) this.onDirty?.();
+    this.isDirty = v;
+  }
   /** False on the agent's very first start here (no saved state at all). */
   readonly existed: boolean;
 

@@ -191,7 +191,13 @@ export function buildStatus(
         rotation: s.files.stats,
         totals: { ...p.sourceTotals.get(s.cfg.name)! },
         watch: { ...s.files.watchStatus },
-        idleClosed: { closed: s.files.parkedCount, reopened: s.files.reopenedCount },
+        idleClosed: {
+          closed: s.files.parkedCount,
+          reopened: s.files.reopenedCount,
+          ...s.files.queues,
+          busyWith: s.files.busyWith,
+          lastAdmitAt: s.files.lastAdmitAt,
+        },
         problems: sourceProblems(s.files),
       };
     }),

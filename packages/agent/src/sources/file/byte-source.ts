@@ -5,7 +5,7 @@
 // compressed bytes through a pipe. Either way the agent only ever holds a read-only descriptor the
 // helper opened.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { close, fstat, read } from 'node:fs';
+import { close, closeSync, fstat, read } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
@@ -50,7 +50,14 @@ export class FdSource implements ByteSource {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    close(this.fd, () => undefined);
+    // At once, not on the thread pool: the bound counts it closed now, and the room it frees is
+    // used at once (a close queued behind reads let the real count pass RLIMIT_NOFILE, and the
+    // kernel dropped descriptors the helper passed: ECTRUNC). Callers never close during a read.
+    try {
+      closeSync(this.fd);
+    } catch {
+      /* closed already: nothing held */
+    }
     fdSources.open--;
     fdSources.onClose?.();
   }

@@ -84,6 +84,8 @@ export type FileSourceSettings = Pick<
 const LINGER_MS = 3000;
 /** At most one new watch per source this often (the helper's `rate` allows 10 a minute). */
 const REWATCH_GAP_MS = 10_000;
+/** Closed files reopened at once (helper requests in flight) when a burst of changes names many. */
+const REOPEN_AT_ONCE = 16;
 /** Events about names are gathered this long before the helper is asked for the list again. */
 const EVENT_RESCAN_DELAY_MS = 200;
 
@@ -148,6 +150,18 @@ interface Generation {
   mtimeMs: number;
 }
 
+/** A Set that calls `onAdd` after each add. */
+class ArmingSet<T> extends Set<T> {
+  constructor(private readonly onAdd: () => void) {
+    super();
+  }
+  override add(v: T): this {
+    super.add(v);
+    this.onAdd?.(); // undefined while Set's constructor runs
+    return this;
+  }
+}
+
 /** A source with no bytes left: lets a tailer whose content cannot be found finish its acks. */
 class EndedSource implements ByteSource {
   readonly complete = true;
@@ -165,8 +179,9 @@ class EndedSource implements ByteSource {
 export class FileSource implements FileHolder {
   /** The file each path currently names. */
   readonly current = new Map<string, FileTailer>();
-  /** Rotated away from their path, rotated generations, and tailers waiting for their content. */
-  readonly draining = new Set<FileTailer>();
+  /** Rotated away from their path, rotated generations, and tailers waiting for their content.
+   *  Each one added arms the source's quick tick (reaping, giving up), which stops once none is left. */
+  readonly draining = new ArmingSet<FileTailer>(() => this.armQuick());
   /** Files the helper refused, with its reason: shown in status, retried on every rescan. */
   readonly refused = new Map<string, Refusal>();
   /** Paths that disappeared by rotation: their successor is looked for on every rotation check. */
@@ -246,8 +261,30 @@ export class FileSource implements FileHolder {
     yield* this.draining;
   }
 
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
+  /** What the maintenance chain runs now, and since when (status: a standstill shows here). */
+  busyWith: { task: string; since: string } | null = null;
+  lastAdmitAt: string | null = null;
+
+  /** Files waiting for a descriptor, changed closed files among them, files on the read list. */
+  get queues(): { backlog: number; unopened: number; readList: number; rotated: number } {
+    return {
+      backlog: this.backlog.size,
+      unopened: this.unopened.size,
+      readList: this.dirty.size,
+      rotated: this.draining.size,
+    };
+  }
+
+  private exclusive<T>(fn: () => Promise<T>, task = 'maintenance'): Promise<T> {
+    const step = async (): Promise<T> => {
+      this.busyWith = { task, since: new Date().toISOString() };
+      try {
+        return await fn();
+      } finally {
+        this.busyWith = null;
+      }
+    };
+    const run = this.chain.then(step, step);
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -294,9 +331,10 @@ export class FileSource implements FileHolder {
     for (const path of this.unopened) if (!listed.has(path)) this.unopened.delete(path);
     for (const path of files) if (!this.current.has(path)) this.unopened.add(path);
     await this.admitNow();
-    // Checkpoints and generations are matched once every live file has been looked at: a live file
-    // not opened yet may be the content a checkpoint names.
-    if (this.unopened.size > 0) {
+    // At start, checkpoints and generations are matched once every live file has been looked at: a
+    // live file not opened yet may be the content a checkpoint names. After that, generations are
+    // looked at whatever waits for a descriptor (a rotated file's content must not wait for new files).
+    if (this.unopened.size > 0 && !this.claimed) {
       this.claimPending = true;
       return;
     }
@@ -310,6 +348,7 @@ export class FileSource implements FileHolder {
 
   /** Opens waiting files while there are descriptors to spare: parked files that changed first. */
   private async admitNow(): Promise<void> {
+    this.lastAdmitAt = new Date().toISOString();
     // Open files nobody reads (idle, on events) are closed for the waiting ones; at most once a
     // second, since it looks at every file (files read to their end give theirs up themselves).
     const now = Date.now();
@@ -319,7 +358,13 @@ export class FileSource implements FileHolder {
       now - this.lastReclaim >= 1000
     ) {
       this.lastReclaim = now;
-      this.openFiles.reclaim(this.backlog.size + this.unopened.size);
+      const want = this.backlog.size + this.unopened.size;
+      this.openFiles.reclaim(want);
+      // Nothing could be closed: every open file has something unread. They are read (and give
+      // their descriptors up at their end) even if no event named them: never a standstill.
+      if (this.openFiles.room <= 0)
+        for (const t of this.current.values())
+          if (t.src instanceof FdSource && !this.dirty.has(t)) this.markDirty(t);
     }
     // At most the room there is now: descriptors given back meanwhile are another pass's (so that
     // one pass never runs through thousands of files while the pump frees descriptors under it).
@@ -332,11 +377,21 @@ export class FileSource implements FileHolder {
         this.openFiles.pending--;
       }
     };
+    // Changed closed files first, but never all the room while new files wait too.
+    let forBacklog = this.unopened.size > 0 ? Math.ceil(n / 2) : n;
+    // Reopened a few at a time (requests pipelined on the helper link: one at a time, a burst of
+    // changes to thousands of closed files took minutes on a loaded machine, a round trip each).
+    let batch: Promise<void>[] = [];
     for (const t of this.backlog) {
-      if (n-- <= 0 || this.openFiles.room <= 0 || this.stopped) break;
+      if (forBacklog-- <= 0 || n-- <= 0 || this.openFiles.room <= 0 || this.stopped) break;
       this.backlog.delete(t);
-      await reserved(() => this.unparkFile(t));
+      batch.push(reserved(() => this.unparkFile(t)));
+      if (batch.length >= REOPEN_AT_ONCE) {
+        await Promise.all(batch);
+        batch = [];
+      }
     }
+    await Promise.all(batch);
     for (const path of this.unopened) {
       if (n-- <= 0 || this.openFiles.room <= 0 || this.stopped) break;
       this.unopened.delete(path);
@@ -367,31 +422,30 @@ export class FileSource implements FileHolder {
    */
   parkIdle(n: number, idleMs = 0, now = Date.now()): number {
     const idle: FileTailer[] = [];
+    // Not those on the read list (a change reported since their last read): closing them would
+    // only send them to the back of the queue for a descriptor, and a file read to its end gives
+    // its descriptor up itself while others wait (atEnd). Closing and reopening files that were
+    // never read in between, ahead of the new files waiting, starved those (#20's stall).
     for (const t of this.current.values())
-      if (this.parkable(t, true) && now - Math.max(t.lastReadAt, t.openedAt) >= idleMs)
-        idle.push(t);
+      if (this.parkable(t) && now - Math.max(t.lastReadAt, t.openedAt) >= idleMs) idle.push(t);
     if (idle.length > n) idle.sort((a, b) => a.lastReadAt - b.lastReadAt);
     let parked = 0;
     for (const t of idle.slice(0, n)) {
-      // On the read list still (a change reported since its last read): closed all the same, and
-      // waits for a descriptor like any changed closed file, so the change is read once reopened.
-      const changed = this.dirty.has(t);
       this.park(t);
-      if (changed) this.changedParked(t);
       parked++;
     }
     return parked;
   }
 
   /** A live file read to its end, no partial line held, not named by an event since. */
-  private parkable(t: FileTailer, evenIfChanged = false): boolean {
+  private parkable(t: FileTailer): boolean {
     return (
       t.src instanceof FdSource &&
       !t.rotated &&
       !t.busy &&
       !t.holdsPartial &&
       t.offset >= t.size &&
-      (evenIfChanged || !this.dirty.has(t)) &&
+      !this.dirty.has(t) &&
       !(this.audit && Date.now() - t.lastReadAt < LINGER_MS) // an audit event may still close
     );
   }
@@ -462,7 +516,7 @@ export class FileSource implements FileHolder {
       key,
       setTimeout(() => {
         this.soon.delete(key);
-        void this.exclusive(fn).catch((e: Error) =>
+        void this.exclusive(fn, key).catch((e: Error) =>
           this.log.warn({ source: this.cfg.name, err: e.message }, `${key} failed`),
         );
       }, ms),
@@ -509,6 +563,7 @@ export class FileSource implements FileHolder {
     } else if (
       t.wakes === t.wakesAtRead &&
       !t.holdsPartial &&
+      !(t.src !== null && t.offset < t.size) && // a read that returned early (busy): again
       !(this.audit && Date.now() - t.lastReadAt < LINGER_MS) // an audit event may still close
     )
       this.dirty.delete(t);
@@ -531,7 +586,7 @@ export class FileSource implements FileHolder {
         setInterval(() => {
           if (pending || this.stopped) return;
           pending = true;
-          void this.exclusive(fn)
+          void this.exclusive(fn, 'periodic')
             .catch((e: Error) =>
               this.log.error({ source: this.cfg.name, err: e.message }, 'periodic task failed'),
             )
@@ -541,13 +596,7 @@ export class FileSource implements FileHolder {
         }, ms),
       );
     };
-    every(s.rescanIntervalMs, async () => {
-      if (this.watchStatus.mode === 'polling') await this.rescanNow();
-    });
-    every(s.rotateCheckIntervalMs, async () => {
-      if (this.watchStatus.mode === 'polling') await this.checkRotationNow();
-      if (this.draining.size > 0) await this.reapNow(Date.now());
-    });
+    this.armQuick();
     // The safety net on events: a slow look at everything (a missed event costs latency, not data).
     every(s.watchRescanIntervalMs, async () => {
       if (
@@ -556,7 +605,8 @@ export class FileSource implements FileHolder {
         this.watch === null
       )
         await this.startWatch(); // a refusal (`rate`, `limit`) may not last
-      if (this.watchStatus.mode === 'events') await this.sweep(false);
+      if (this.watchStatus.mode === 'events') await this.sweep();
+      else this.armQuick();
     });
     every(Math.min(s.closeIdleAfterMs, 60_000), () => {
       this.parkIdle(Infinity, s.closeIdleAfterMs);
@@ -564,11 +614,56 @@ export class FileSource implements FileHolder {
     });
   }
 
-  /** Everything looked at again: the list, every path's identity (parked ones too after lost
-   *  events), every open file's size. */
-  private async sweep(all: boolean): Promise<void> {
+  private quick: NodeJS.Timeout | null = null;
+  private lastPollRescan = 0;
+
+  /**
+   * The quick tick (every rotate_check_interval_ms), only while there is something for it: when
+   * polling, the rotation check (and every rescan_interval_ms the list); rotated files to reap or
+   * to give up on. On events with nothing rotated it does not run at all (idle costs nothing).
+   */
+  private armQuick(): void {
+    if (this.quick !== null || this.stopped) return;
+    if (this.watchStatus.mode !== 'polling' && this.draining.size === 0) return;
+    this.quick = setTimeout(() => {
+      void this.exclusive(async () => {
+        const now = Date.now();
+        if (this.watchStatus.mode === 'polling') {
+          if (now - this.lastPollRescan >= this.settings.rescanIntervalMs) {
+            this.lastPollRescan = now;
+            await this.rescanNow();
+          }
+          await this.checkRotationNow();
+        }
+        if (this.draining.size > 0) await this.reapNow(Date.now());
+      }, 'quick')
+        .catch((e: Error) =>
+          this.log.error({ source: this.cfg.name, err: e.message }, 'periodic task failed'),
+        )
+        .finally(() => {
+          this.quick = null;
+          this.armQuick();
+        });
+    }, this.settings.rotateCheckIntervalMs);
+  }
+
+  /** Something to read that no event announces (the pipeline polls while so): a file named by an
+   *  event not read to its end yet (or holding a partial line, or an audit event that may still
+   *  close), a rotated file being read (its writes come under its new name), or polling. */
+  get needsPolling(): boolean {
+    if (this.watchStatus.mode === 'polling' || this.dirty.size > 0) return true;
+    for (const t of this.draining) if (t.src !== null) return true;
+    return false;
+  }
+
+  /**
+   * The safety net: everything looked at again — the list, every path's identity and every
+   * parked file's size (a change whose event was missed, lost to an overflow or never sent, is
+   * found here), every open file's size.
+   */
+  private async sweep(): Promise<void> {
     await this.rescanNow();
-    await this.checkRotationNow(all);
+    await this.checkRotationNow(true);
     for (const t of this.current.values()) if (t.src !== null) this.markDirty(t);
   }
 
@@ -578,6 +673,7 @@ export class FileSource implements FileHolder {
     const ws = this.watchStatus;
     if (this.settings.watch === 'off') {
       Object.assign(ws, { mode: 'polling', why: 'watch = off', directories: 0 });
+      this.armQuick();
       return;
     }
     let got: { fd: number; watches: { wd: number; dir: string }[] };
@@ -591,6 +687,7 @@ export class FileSource implements FileHolder {
           'no directory watch from the helper: polling each file instead',
         );
       Object.assign(ws, { mode: 'polling', why, directories: 0 });
+      this.armQuick();
       return;
     }
     try {
@@ -603,6 +700,7 @@ export class FileSource implements FileHolder {
     } catch (e) {
       closeSync(got.fd);
       Object.assign(ws, { mode: 'polling', why: (e as Error).message, directories: 0 });
+      this.armQuick();
       return;
     }
     const was = ws.mode;
@@ -615,27 +713,25 @@ export class FileSource implements FileHolder {
   }
 
   private lastRewatch = 0;
-  private rewatchAll = false;
 
   private watchFailed(e: Error): void {
     this.watch = null;
     Object.assign(this.watchStatus, { mode: 'polling', why: `watch failed: ${e.message}` });
+    this.armQuick();
     this.log.warn({ source: this.cfg.name, err: e.message }, 'directory watch failed: polling');
   }
 
   /** A fresh watch (a directory appeared or went away, events were lost), then a full look. */
-  private rewatchSoon(all: boolean): void {
+  private rewatchSoon(): void {
     // The helper allows a few watch requests a minute per connection (`rate`): one per source per
     // REWATCH_GAP_MS at most, however many directories come and go.
     const wait = Math.max(EVENT_RESCAN_DELAY_MS, this.lastRewatch + REWATCH_GAP_MS - Date.now());
-    this.rewatchAll ||= all;
     this.after('rewatch', wait, async () => {
       this.lastRewatch = Date.now();
-      all = this.rewatchAll;
-      this.rewatchAll = false;
       this.watchStatus.rewatches++;
       await this.startWatch();
-      await this.sweep(all);
+      // A full look whatever the reason: events between the old watch and the new one are lost.
+      await this.sweep();
     });
   }
 
@@ -648,12 +744,12 @@ export class FileSource implements FileHolder {
         'directory watch overflowed (events lost): looking at every file again',
       );
       for (const t of this.current.values()) if (t.parked) this.changedParked(t);
-      this.rewatchSoon(true);
+      this.rewatchSoon();
       return;
     }
     if (c.kind === 'rewatch') {
       this.log.info({ source: this.cfg.name, why: c.why }, 'asking for a fresh directory watch');
-      this.rewatchSoon(false);
+      this.rewatchSoon();
       return;
     }
     const t = this.current.get(c.path);
@@ -661,6 +757,8 @@ export class FileSource implements FileHolder {
     if (t === undefined) {
       // A new name, or one renamed or removed: the list (and the generations) again.
       if (c.mask & names && !this.unopened.has(c.path)) this.rescanSoon();
+      // A write to a rotated file still being read comes under its new name (NAME.1).
+      else if (this.draining.size > 0) this.wake();
       return;
     }
     if (c.mask & names) {
@@ -766,6 +864,9 @@ export class FileSource implements FileHolder {
         // our offset before we looked is a truncation too).
         await t.refreshSize();
         if (t.src instanceof FdSource && !t.headStillMatches()) this.truncated(t, t.size);
+        // grown past what was read with no event seen (lost, or never sent): read it now
+        else if (t.src !== null && t.size > t.offset && this.watchStatus.mode === 'events')
+          this.markDirty(t);
         return false;
       }
       if (t.parked) this.goneWhileParked(t, 'replaced');
@@ -843,6 +944,7 @@ export class FileSource implements FileHolder {
     }
     t.rotated = true;
     this.draining.add(t);
+    this.markDirty(next); // read from 0 now, not at the next event
     this.checkSoon();
   }
 
@@ -866,7 +968,7 @@ export class FileSource implements FileHolder {
         this.decompressFailed(t, src.failure);
         continue;
       }
-      if (!t.drained) continue;
+      if (!t.drained || t.busy) continue; // a read under way: never close its descriptor under it
       if (src instanceof FdSource ? now - t.lastReadAt <= ROTATED_QUIET_MS : !src.complete)
         continue;
       this.finish(t);
@@ -1232,6 +1334,7 @@ export class FileSource implements FileHolder {
       src = new EndedSource(t.offset);
     }
     t.attach(src, gen.path, gen.dev, gen.ino);
+    this.wake();
     this.stats.recoveredGenerations++;
     this.log.info(
       {
@@ -1265,6 +1368,7 @@ export class FileSource implements FileHolder {
     t.file = gen.path;
     t.rotated = true;
     this.draining.add(t);
+    this.wake();
     this.stats.recoveredGenerations++;
     this.log.warn(
       {
@@ -1379,6 +1483,7 @@ export class FileSource implements FileHolder {
   close(): void {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    if (this.quick) clearTimeout(this.quick);
     for (const t of this.soon.values()) clearTimeout(t);
     this.soon.clear();
     this.watch?.close();
