@@ -109,6 +109,15 @@ describe('agent descriptor checks, against a fake helper', () => {
           files: served,
           generations: [],
         });
+      if (r.op === 'watch')
+        // as the real helper where inotify is unavailable: the agent polls (an op left unanswered
+        // would hold the agent's start until its request timeout)
+        return conn.reply({
+          ok: false,
+          op: 'watch',
+          error: 'unsupported',
+          message: 'the fake helper makes no inotify instance',
+        });
       const name = r.path!.slice(dir.length + 1, -'.log'.length);
       const make = opened[name];
       if (!make)
