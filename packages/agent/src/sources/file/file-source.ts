@@ -1123,6 +1123,7 @@ export class FileSource implements FileHolder {
       ...paths.filter((p) => compressionOf(p) !== null),
     ];
     let history = 0;
+    let later = false;
     for (const path of ordered) {
       const base = generationBase(path);
       if (base === null) continue;
@@ -1156,6 +1157,7 @@ export class FileSource implements FileHolder {
       }
       if (verdict === 'history') history++;
       if (verdict === 'later') complete = false;
+      if (verdict === 'later') later = true;
     }
     if (history > 0) {
       this.stats.historyGenerations += history;
@@ -1186,6 +1188,9 @@ export class FileSource implements FileHolder {
       this.lastCompleteScan = started;
     }
     if (first || history > 0) this.store.save(true);
+    // A generation left for later (decompressors busy, renamed meanwhile): looked at again soon,
+    // not only when the next event names something (on events nothing else would ask).
+    if (later) this.rescanSoon(1000);
   }
 
   /**
