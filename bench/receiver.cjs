@@ -3,6 +3,9 @@
 // shipper under test nor competing with the bench driver's event loop. Plain HTTP, or HTTPS with
 // the test CA's server certificate; gunzips when content-encoding is gzip; counts NDJSON records.
 //   node receiver.cjs --expect N [--latency] [--cert server.pem --key server.key] [--format F]
+//                     [--delay-ms D]
+// --delay-ms: each request (not HEC's /ack) is answered D ms after it arrived, as a remote
+// destination would after its round trip and indexing, without spending CPU here.
 // --format (the SIEM sinks' wire formats; the answer each protocol gives when all went well):
 //   ndjson (default) one record a line, 200 {"ok":true}
 //   es        _bulk action+source pairs (two lines a record), 200 {"errors":false,"items":[…]}
@@ -27,6 +30,7 @@ const latency = argv.includes('--latency');
 const cert = flag('--cert');
 const key = flag('--key');
 const format = flag('--format') ?? 'ndjson';
+const delayMs = Number(flag('--delay-ms') ?? 0);
 let otlpRequest = null;
 if (format === 'otlp')
   otlpRequest = require('@opentelemetry/otlp-transformer/build/src/generated/root.js').opentelemetry
@@ -89,13 +93,20 @@ let records = 0,
   firstAt = 0,
   lastAt = 0,
   reported = false,
-  sample = null;
+  sample = null,
+  active = 0, // requests received and not yet answered (HEC's /ack polls not counted)
+  maxActive = 0;
 const latencies = [];
 const stamp = /bench-t=(\d+)/;
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 function handle(req, res) {
   const parts = [];
+  if (!req.url.startsWith('/services/collector/ack')) {
+    active++;
+    maxActive = Math.max(maxActive, active);
+    res.on('finish', () => active--);
+  }
   req.on('data', (d) => parts.push(d));
   req.on('end', () => {
     const now = Date.now();
@@ -113,15 +124,19 @@ function handle(req, res) {
     requests++;
     if (!firstAt) firstAt = now;
     const n = countRecords(body);
-    if (format === 'loki') {
-      res.writeHead(204);
-      res.end();
-    } else {
-      res.writeHead(200, {
-        'content-type': format === 'otlp' ? 'application/x-protobuf' : 'application/json',
-      });
-      res.end(answer(req, n));
-    }
+    const reply = () => {
+      if (format === 'loki') {
+        res.writeHead(204);
+        res.end();
+      } else {
+        res.writeHead(200, {
+          'content-type': format === 'otlp' ? 'application/x-protobuf' : 'application/json',
+        });
+        res.end(answer(req, n));
+      }
+    };
+    if (delayMs > 0) setTimeout(reply, Math.max(0, now + delayMs - Date.now()));
+    else reply();
     records += n;
     lastAt = now;
     if (!reported && records >= expect) {
@@ -131,6 +146,7 @@ function handle(req, res) {
         event: 'done',
         records,
         requests,
+        maxInFlight: maxActive,
         bytes,
         wireBytes,
         firstAt,

@@ -37,6 +37,9 @@ const LINES = opt('--lines', 1_000_000);
 const LATENCY_RATE = 1000;
 const LATENCY_SECONDS = opt('--latency-seconds', 20);
 const PROFILE = argv.includes('--profile');
+/** --receiver-delay-ms N: the HTTP receiver answers each request N ms after it arrived (a remote
+ *  destination's round trip and indexing time, without its CPU on this machine); /ack at once. */
+const RECEIVER_DELAY_MS = opt('--receiver-delay-ms', 0);
 /** Extra options for node when it runs the agent, for experiments: --agent-node-args "--max-semi-space-size=2". */
 // The agent runs with the node options its systemd unit gives it (systemd/guard-agent.service).
 const UNIT_NODE_ARGS =
@@ -131,6 +134,8 @@ interface Done {
   event: 'done';
   records: number;
   requests: number;
+  /** Most requests the HTTP receiver had received and not yet answered at once. */
+  maxInFlight?: number;
   bytes: number;
   wireBytes: number;
   firstAt: number;
@@ -213,6 +218,7 @@ async function startReceiver(
     ? [join(benchDir, 'syslog-receiver.cjs'), '--expect', String(expect), '--protocol', syslog[1]!]
     : [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
   if (opts.format && !syslog) args.push('--format', opts.format);
+  if (RECEIVER_DELAY_MS > 0 && !syslog) args.push('--delay-ms', String(RECEIVER_DELAY_MS));
   if (opts.latency) args.push('--latency');
   if (opts.tls) args.push('--cert', opts.tls.serverCert, '--key', opts.tls.serverKey);
   const w = new Watched('receiver', start(process.execPath, args));
@@ -347,6 +353,7 @@ interface RunResult {
   peakRssMiB: number;
   receiverCpuS: number;
   requests: number;
+  maxInFlight?: number;
   wireMiB: number;
   duplicates: number;
   agentWarnings: number;
@@ -394,6 +401,7 @@ function result(
     peakRssMiB: round(rssKiB / 1024, 1),
     receiverCpuS: round(d.cpuS, 2),
     requests: d.requests,
+    ...(d.maxInFlight !== undefined ? { maxInFlight: d.maxInFlight } : {}),
     wireMiB: round(d.wireBytes / 2 ** 20, 1),
     duplicates: 0,
     agentWarnings: 0,
@@ -881,7 +889,7 @@ async function main(): Promise<void> {
         .join(
           ' ',
         )} (1, 5, 15 min; the machine may be shared: CPU per line is the steadier figure)\n` +
-        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
+        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${RECEIVER_DELAY_MS > 0 ? `, HTTP receiver answers ${RECEIVER_DELAY_MS} ms after each request` : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
     );
 
     const runs: RunResult[] = [];
@@ -1048,7 +1056,7 @@ async function main(): Promise<void> {
             'µs CPU/line',
             'peak RSS MiB',
             'receiver CPU s',
-            'requests',
+            'requests (max in flight)',
             'wire MiB',
             'dup',
             'load 1m',
@@ -1062,7 +1070,7 @@ async function main(): Promise<void> {
             r.usCpuPerLine.toFixed(2),
             r.peakRssMiB.toFixed(1),
             r.receiverCpuS.toFixed(2),
-            String(r.requests),
+            r.maxInFlight !== undefined ? `${r.requests} (${r.maxInFlight})` : String(r.requests),
             r.wireMiB.toFixed(1),
             String(r.duplicates),
             (r.load1 ?? 0).toFixed(2),
