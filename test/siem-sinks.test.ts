@@ -271,6 +271,38 @@ describe('elasticsearch sink against a Bulk API receiver', () => {
     }
   });
 
+  test('max_in_flight 1 sends one batch at a time; 2 starts one ahead', async () => {
+    for (const maxInFlight of [1, 2]) {
+      const rx = await new ElasticsearchReceiver().start();
+      try {
+        let release!: () => void;
+        const held = new Promise<void>((r) => (release = r));
+        rx.hold = (r) => (r.body.includes(`mif${maxInFlight}-a`) ? held : Promise.resolve());
+        const sink = es(rx.url, stateDir(), { maxInFlight });
+        const run = `mif${maxInFlight}`;
+        const [a, b, c] = [
+          batch(`${run}-a`, 0, 10),
+          batch(`${run}-b`, 10, 10),
+          batch(`${run}-c`, 20, 10),
+        ];
+        const sentA = sink.send(a, signal);
+        sink.prepare(b);
+        sink.prepare(c);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(rx.server.requests, maxInFlight, `max_in_flight ${maxInFlight}`);
+        release();
+        assert.equal(await sentA, 'delivered');
+        assert.equal(await sink.send(b, signal), 'delivered');
+        assert.equal(await sink.send(c, signal), 'delivered');
+        assert.equal(rx.docs().size, 30);
+        assert.equal(rx.server.requests, 3, 'each batch sent once');
+        await sink.close();
+      } finally {
+        await rx.stop();
+      }
+    }
+  });
+
   test('a 400 for the whole request (malformed bulk) dead-letters the batch, never retried', async () => {
     const rx = await new ElasticsearchReceiver().start();
     try {

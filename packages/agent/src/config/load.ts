@@ -453,6 +453,11 @@ const SECRET_QUERY =
   /^(api[_-]?key|access[_-]?token|token|auth|password|passwd|pwd|secret|sig|signature)$/i;
 
 /** The keys every HTTP-family sink has; `auth` defaults to the destination's usual scheme. */
+/** max_in_flight, for the HTTP sinks other than `http` (the schema allows it only there). */
+function siemCommon(name: string, k: SectionReader, defaultAuth: AuthScheme): HttpCommonConfig {
+  return { ...httpCommon(name, k, defaultAuth), maxInFlight: k.number('max_in_flight', 3) };
+}
+
 function httpCommon(name: string, k: SectionReader, defaultAuth: AuthScheme): HttpCommonConfig {
   const url = k.string('url', '');
   let parsed: URL | undefined;
@@ -538,7 +543,7 @@ function elasticsearchSink(name: string, k: SectionReader): ElasticsearchSinkCon
       `expected an Elasticsearch index or data stream name (lowercase letters, digits, . _ + -, and %Y %m %d), got ${shown(index)}`,
     );
   return {
-    ...httpCommon(name, k, 'bearer'),
+    ...siemCommon(name, k, 'bearer'),
     type: 'elasticsearch',
     index,
     pipeline: k.optionalString('pipeline'),
@@ -547,7 +552,7 @@ function elasticsearchSink(name: string, k: SectionReader): ElasticsearchSinkCon
 
 function splunkHecSink(name: string, k: SectionReader): SplunkHecSinkConfig {
   return {
-    ...httpCommon(name, k, 'splunk'),
+    ...siemCommon(name, k, 'splunk'),
     type: 'splunk_hec',
     acknowledgements: k.bool('acknowledgements', true),
     ackTimeoutMs: k.number('ack_timeout_ms', 60000),
@@ -558,7 +563,7 @@ function splunkHecSink(name: string, k: SectionReader): SplunkHecSinkConfig {
 
 function otlpSink(name: string, k: SectionReader): OtlpSinkConfig {
   return {
-    ...httpCommon(name, k, 'bearer'),
+    ...siemCommon(name, k, 'bearer'),
     type: 'otlp',
     encoding: k.oneOf('encoding', 'protobuf'),
     serviceName: k.string('service_name', 'guard'),
@@ -577,7 +582,7 @@ function lokiSink(name: string, k: SectionReader): LokiSinkConfig {
       );
   if (labels.length === 0) k.problem('labels', 'expected at least one label (Loki needs one)');
   return {
-    ...httpCommon(name, k, 'bearer'),
+    ...siemCommon(name, k, 'bearer'),
     type: 'loki',
     labels: [...new Set(labels)] as LokiSinkConfig['labels'],
     tenant: k.optionalString('tenant'),

@@ -64,6 +64,9 @@ export interface HttpCommonConfig {
   retryInitialMs: number; // retry_initial_ms, default 500
   retryMaxMs: number; // retry_max_ms, default 60000
   batch: BatchConfig;
+  /** max_in_flight (elasticsearch, splunk_hec, otlp, loki), 1–3, default 3: batches sent before
+   *  the first of them is answered; http: always 1 (not a key). */
+  maxInFlight?: number;
 }
 
 export interface HttpSinkConfig extends HttpCommonConfig {

@@ -44,9 +44,6 @@ export const poolRequest = require('undici/lib/api/api-request') as UndiciPool['
 
 const gzip = promisify(gzipCallback);
 
-/** Batches in flight at most when the format overlaps them: the one sent plus the pipeline's two
- *  prepared ahead (pipeline.ts AHEAD). */
-const IN_FLIGHT = 3;
 /** Longest Retry-After we honour; a backend asking for more gets asked again after this. */
 export const RETRY_AFTER_CAP_MS = 10 * 60_000;
 /** Bytes of a refusal's body kept in the dead-letter metadata. */
@@ -211,6 +208,7 @@ export class HttpCoreSink implements Sink {
     };
     this.caBundles = opts.systemCaBundles ?? SYSTEM_CA_BUNDLES;
     this.gzipped = cfg.compression === 'gzip';
+    this.inFlight = format.overlaps ? Math.max(1, Math.min(3, cfg.maxInFlight ?? 3)) : 1;
 
     let url: URL;
     try {
@@ -354,7 +352,10 @@ export class HttpCoreSink implements Sink {
   prepare(batch: Batch): void {
     if (this.groups(batch) === null) void this.body(batch, null);
     const signal = this.signal;
-    if (!this.format.overlaps || signal === null || signal.aborted || this.closed) return;
+    if (this.inFlight <= 1 || signal === null || signal.aborted || this.closed) return;
+    // In flight: the batch sent, and those started ahead whose send() has not come yet.
+    if (1 + this.startedAhead >= this.inFlight) return;
+    this.startedAhead++;
     let go!: () => void;
     const turn = new Promise<void>((resolve) => (go = resolve));
     const outcome = this.deliver(batch, signal, turn);
@@ -362,6 +363,10 @@ export class HttpCoreSink implements Sink {
     this.early.set(batch, { go, outcome });
   }
 
+  /** Batches that may be in flight at once: max_in_flight (at most the pipeline's one sent and two
+   *  prepared ahead, pipeline.ts AHEAD) for a format that allows it, else 1. */
+  private readonly inFlight: number;
+  private startedAhead = 0;
   /** Batches prepare() started, until their send(). */
   private readonly early = new WeakMap<Batch, { go: () => void; outcome: Promise<SendOutcome> }>();
   /** The pipeline's signal, from the last send(): what ends batches started ahead too. */
@@ -387,6 +392,7 @@ export class HttpCoreSink implements Sink {
     const early = this.early.get(batch);
     if (early === undefined) return this.deliver(batch, signal, null);
     this.early.delete(batch);
+    this.startedAhead--;
     early.go();
     return early.outcome;
   }
@@ -819,7 +825,7 @@ export class HttpCoreSink implements Sink {
     return new Pool(this.url.origin, {
       // One batch in flight per sink, one connection kept alive between batches; a format whose
       // batches may travel together has as many as the pipeline prepares ahead, plus one.
-      connections: this.format.overlaps ? IN_FLIGHT : 1,
+      connections: this.inFlight,
       pipelining: 1,
       keepAliveTimeout: 60_000,
       keepAliveMaxTimeout: 10 * 60_000,
