@@ -40,6 +40,9 @@ const PROFILE = argv.includes('--profile');
 /** --receiver-delay-ms N: the HTTP receiver answers each request N ms after it arrived (a remote
  *  destination's round trip and indexing time, without its CPU on this machine); /ack at once. */
 const RECEIVER_DELAY_MS = opt('--receiver-delay-ms', 0);
+/** --receiver-scan: the receiver decodes OTLP and Loki bodies in full only every 16th request and
+ *  counts the others' records by a scan (bench/receiver.cjs --scan). */
+const RECEIVER_SCAN = argv.includes('--receiver-scan');
 /** Extra options for node when it runs the agent, for experiments: --agent-node-args "--max-semi-space-size=2". */
 // The agent runs with the node options its systemd unit gives it (systemd/guard-agent.service).
 const UNIT_NODE_ARGS =
@@ -219,6 +222,7 @@ async function startReceiver(
     : [join(benchDir, 'receiver.cjs'), '--expect', String(expect)];
   if (opts.format && !syslog) args.push('--format', opts.format);
   if (RECEIVER_DELAY_MS > 0 && !syslog) args.push('--delay-ms', String(RECEIVER_DELAY_MS));
+  if (RECEIVER_SCAN && !syslog) args.push('--scan');
   if (opts.latency) args.push('--latency');
   if (opts.tls) args.push('--cert', opts.tls.serverCert, '--key', opts.tls.serverKey);
   const w = new Watched('receiver', start(process.execPath, args));
@@ -889,7 +893,7 @@ async function main(): Promise<void> {
         .join(
           ' ',
         )} (1, 5, 15 min; the machine may be shared: CPU per line is the steadier figure)\n` +
-        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${RECEIVER_DELAY_MS > 0 ? `, HTTP receiver answers ${RECEIVER_DELAY_MS} ms after each request` : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
+        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${RECEIVER_DELAY_MS > 0 ? `, HTTP receiver answers ${RECEIVER_DELAY_MS} ms after each request` : ''}${RECEIVER_SCAN ? ', HTTP receiver counts OTLP and Loki records by a scan (a full decode every 16th request)' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
     );
 
     const runs: RunResult[] = [];
