@@ -823,8 +823,8 @@ export class HttpCoreSink implements Sink {
 
   private createPool(tls: TlsMaterial): Pool {
     return new Pool(this.url.origin, {
-      // One batch in flight per sink, one connection kept alive between batches; a format whose
-      // batches may travel together has as many as the pipeline prepares ahead, plus one.
+      // A connection per batch in flight, kept alive between batches: one, or max_in_flight for a
+      // format whose batches may travel together.
       connections: this.inFlight,
       pipelining: 1,
       keepAliveTimeout: 60_000,
