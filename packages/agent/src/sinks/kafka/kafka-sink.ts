@@ -306,7 +306,12 @@ export class KafkaSink implements Sink {
   private readonly pool = new RecordPool();
 
   prepare(batch: Batch): void {
-    if (!this.plans.has(batch)) this.plans.set(batch, this.plan(batch));
+    if (this.plans.has(batch)) return;
+    try {
+      this.plans.set(batch, this.plan(batch));
+    } catch {
+      // planned again by send(), which reports the error
+    }
   }
 
   /** Routes each event of `batch`, then partitions and encodes what it can (placeKnown). */
