@@ -78,7 +78,7 @@ typedef struct {
   size_t n_fields, fields_cap;
   size_t last_n_fields;
   int layout_ok, names_changed;
-  int no_cache;    // encodeTest's reference: every field copied, encoded and linked afresh
+  int no_cache;    // encoder()'s reference: every field copied, encoded and linked afresh
   int32_t *chain;  // per field: the next first-of-its-name field in its bucket (collect)
   uint32_t *last;  // per first field: the last field of its name
   char *line;
@@ -363,7 +363,7 @@ static int same_name(const field *a, const field *b) {
   return a->name_len == b->name_len && memcmp(a->name, b->name, a->name_len) == 0;
 }
 
-// The fields encode() and the filters look at, found in one pass over the entry (link_names).
+// The fields encode() and the filters look at, found in one pass over the entry (collect_end).
 enum {
   K_MESSAGE,
   K_PRIORITY,
