@@ -325,6 +325,9 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
           ? `a journal source's entries are events already (leave parser out), got ${shown(parser)}`
           : `the journal parser is for type = journal sources, got ${shown(parser)}`,
       );
+    const auditRecords = s.oneOf<'parsed' | 'text'>('audit_records', 'parsed');
+    if (parser !== 'audit' && s.has('audit_records'))
+      s.problem('audit_records', 'only a source read with the audit parser has audit_records');
     const journal = type === 'journal' ? journalKeys(s) : undefined;
     if (type !== 'journal')
       for (const key of JOURNAL_KEYS)
@@ -340,6 +343,7 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
       type,
       paths,
       parser,
+      ...(parser === 'audit' ? { auditRecords } : {}),
       startAt: s.oneOf('start_at', 'end'),
       include: s.regexes('include', ''),
       exclude: s.regexes('exclude', ''),

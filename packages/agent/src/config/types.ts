@@ -23,6 +23,7 @@ export interface SourceConfig {
   type: 'file' | 'audit' | 'journal';
   paths: string[]; // paths, comma-separated absolute paths or globs (audit: default auditd's log)
   parser: 'syslog' | 'json' | 'plain' | 'audit' | 'journal'; // parser, default syslog (file) / audit (audit) / journal (journal, the only one)
+  auditRecords?: 'parsed' | 'text'; // audit_records (audit parser only), default parsed: every record's own fields in fields.records; text: the records only in message, fields the summary
   startAt: 'beginning' | 'end'; // start_at, default end: where to start files found at the very first start
   include: RegExp[]; // include[] = regex (repeatable): keep only lines matching one of them
   exclude: RegExp[]; // exclude[] = regex (repeatable): drop lines matching any of them

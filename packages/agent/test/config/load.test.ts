@@ -581,6 +581,29 @@ describe('audit sources', () => {
         `${f}: [source.audit] parser: an audit source is read with the audit parser, got "syslog"`,
     );
   });
+
+  test('audit_records: parsed by default, text when asked, only with the audit parser', () => {
+    const c = loadConfig(
+      conf(
+        `${MINIMAL}[source.audit]\ntype = audit\n[source.lean]\ntype = audit\naudit_records = text\n` +
+          `[source.f]\ntype = file\npaths = /var/log/x.log\nparser = audit\naudit_records = text\n` +
+          `[source.s]\ntype = file\npaths = /var/log/y.log\n`,
+      ),
+    );
+    assert.deepEqual(
+      c.sources.map((s) => s.auditRecords),
+      ['parsed', 'text', 'text', undefined],
+    );
+    oneProblem(
+      `${MINIMAL}[source.audit]\ntype = audit\naudit_records = all\n`,
+      (f) => `${f}: [source.audit] audit_records: expected "parsed" or "text", got "all"`,
+    );
+    oneProblem(
+      `${MINIMAL}[source.s]\ntype = file\npaths = /var/log/y.log\naudit_records = text\n`,
+      (f) =>
+        `${f}: [source.s] audit_records: only a source read with the audit parser has audit_records`,
+    );
+  });
 });
 
 describe('journal sources', () => {
