@@ -107,7 +107,7 @@ fi
 
 LIB="$R$GUARD_LIB"
 CONF_DIR="$R$GUARD_CONF_DIR" CONF="$R$GUARD_CONF"
-STATE="$R$GUARD_STATE" LOGS="$R$GUARD_LOGS"
+STATE="$R$GUARD_STATE" LOGS="$R$GUARD_LOGS" METRICS="$R$GUARD_METRICS"
 RUN_DIR="$R$GUARD_RUN" AGENT_RUN="$R$GUARD_AGENT_RUN"
 HELPER_SOCK="$R$GUARD_HELPER_SOCK" AGENT_SOCK="$R$GUARD_AGENT_SOCK"
 HELPER_PID="$R$GUARD_HELPER_PID" AGENT_PID="$R$GUARD_AGENT_PID"
@@ -197,7 +197,7 @@ if [ "$UNINSTALL" = 1 ]; then
   for d in "$LIB" "$RUN_DIR"; do if [ -e "$d" ]; then run rm -rf "$d"; fi; done
   if [ "$PURGE" = 1 ]; then
     step "Purging configuration, state, logs, audit rules, user and groups"
-    for d in "$CONF_DIR" "$STATE" "$LOGS"; do if [ -e "$d" ]; then run rm -rf "$d"; fi; done
+    for d in "$CONF_DIR" "$STATE" "$LOGS" "$METRICS"; do if [ -e "$d" ]; then run rm -rf "$d"; fi; done
     for f in "$HELPER_LOG" "$HELPER_LOG".[0-9]*; do if [ -f "$f" ]; then run rm -f "$f"; fi; done
     if [ "$ROOT" = / ] && command -v auditctl >/dev/null 2>&1 && auditctl -l 2>/dev/null | grep -q 'guard-'; then
       # exactly the rules keyed guard-…, nothing of the host's own
@@ -222,7 +222,7 @@ if [ "$UNINSTALL" = 1 ]; then
       if command -v groupdel >/dev/null 2>&1; then run groupdel "$g"; else run delgroup "$g"; fi
     done
   else
-    say "kept: $CONF_DIR, $STATE, $LOGS$([ -f "$HELPER_LOG" ] && printf ', %s' "$HELPER_LOG"), user $USER_NAME, groups $GROUP and $AUDIT_GROUP (--purge removes them)"
+    say "kept: $CONF_DIR, $STATE, $LOGS, $METRICS$([ -f "$HELPER_LOG" ] && printf ', %s' "$HELPER_LOG"), user $USER_NAME, groups $GROUP and $AUDIT_GROUP (--purge removes them)"
   fi
   prune_root
   step "guard is uninstalled"

@@ -24,6 +24,9 @@ GUARD_WRAPPERS="sbin/guard-helper sbin/guard-agent bin/guardctl"
 GUARD_CONF_DIR=/etc/guard
 GUARD_CONF=/etc/guard/guard.conf
 GUARD_STATE=/var/lib/guard
+# [metrics] textfile goes here when an operator turns it on: readable by node_exporter (another
+# user), unlike GUARD_STATE; the agent's unit lets it write here (ReadWritePaths=).
+GUARD_METRICS=/var/lib/guard-metrics
 GUARD_LOGS=/var/log/guard
 GUARD_RUN=/run/guard
 GUARD_AGENT_RUN=/run/guard/agent
@@ -39,6 +42,7 @@ GUARD_OPENRC_HELPER_LOG=/var/log/guard-helper.log
 GUARD_DIRS="
 /etc/guard root group 0750
 /var/lib/guard user group 0750
+/var/lib/guard-metrics user group 0755
 /var/log/guard user group 0750
 /run/guard root group 0750
 /run/guard/agent user group 0750

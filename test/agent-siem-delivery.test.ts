@@ -95,7 +95,6 @@ describe('guard-agent into elasticsearch, splunk_hec, otlp and loki: kill -9, re
         });
         const common = [
           'batch_max_events = 500',
-          'batch_max_wait_ms = 100',
           'retry_initial_ms = 50',
           'retry_max_ms = 500',
           'timeout_ms = 5000',

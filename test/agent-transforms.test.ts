@@ -159,3 +159,82 @@ describe('custom redaction patterns with a replacement that is not ASCII', () =>
     );
   });
 });
+
+// Audit records take the same two paths (#20): an ASCII chunk scanned for secrets in pieces, any
+// other line by line. A control character a regex counts as white space (VT) sends its piece line
+// by line: escaped, `pa\x0bss` is one word the URL pattern redacts, raw it is two.
+const AUDIT = [
+  `type=USER_AUTH msg=audit(1700000000.100:900): pid=2 uid=0 auid=1000 ses=1 msg='op=PAM:authentication acct="bob" exe="/usr/bin/curl" hostname=https://bob:hunter2@example.com/x addr=? terminal=pts/0 res=failed'\x1dUID="root" AUID="bob"`,
+  `type=USER_CMD msg=audit(1700000000.200:901): pid=3 uid=0 auid=1000 ses=1 msg='cwd="/" cmd=6C73 password=hunter2 terminal=pts/0 res=success'\x1dUID="root" AUID="bob"`,
+  `type=SYSCALL msg=audit(1700000000.300:902): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 items=1 ppid=1 pid=4 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=1 comm="curl" exe="/usr/bin/curl" key=(null)\x1dARCH=x86_64 SYSCALL=execve`,
+  `type=EXECVE msg=audit(1700000000.300:902): argc=3 a0="curl" a1="-H" a2="Authorization: Bearer abcdef0123456789.xyz"`,
+  `type=PROCTITLE msg=audit(1700000000.300:902): proctitle=6375726C`,
+  `type=USER_CMD msg=audit(1700000000.400:903): pid=5 uid=0 auid=1000 ses=1 msg='cwd="/" cmd=6C73 res=success'\x1dUID="root"`,
+];
+const VT_LINE = `type=USER_CMD msg=audit(1700000000.500:904): pid=6 uid=0 auid=1000 ses=1 msg='cwd="/" hostname=https://bob:pa\x0bss@example.com/y res=success'`;
+
+describe('audit records: built-in redaction, per chunk and per line alike', () => {
+  let env: AgentEnv;
+  let agent: AgentProcess;
+  before(async () => {
+    env = await setupAgentEnv({
+      sources: (e) =>
+        [
+          '[source.aud]',
+          'type = audit',
+          `paths = ${e.logs}/audit/*.log`,
+          'start_at = beginning',
+          '',
+        ].join('\n'),
+    });
+    env.sb.mkdir('logs/audit', 0o700);
+    const write = (name: string, lines: string[]) =>
+      writeFileSync(env.sb.path(`logs/audit/${name}`), lines.join('\n') + '\n', { mode: 0o600 });
+    write('ascii.log', AUDIT);
+    write('vt.log', [VT_LINE, ...AUDIT]);
+    write('mixed.log', [`type=USER_CMD msg=audit(1699999999.000:1): msg='caf\u00e9'`, ...AUDIT]);
+    agent = await AgentProcess.start(env);
+  });
+  after(async () => {
+    await agent?.stop();
+    await teardownAgentEnv(env);
+  });
+
+  it('redacts the same secrets from each file, whichever path its chunk took', async () => {
+    const from = (name: string) =>
+      env.receiver.events.filter((e) => (e.path as string).endsWith(`/${name}`));
+    // 900, 901, 902 (three records), 903 in each; 904 first in vt.log, the café one in mixed.log
+    await until(
+      () =>
+        from('ascii.log').length >= 4 &&
+        from('vt.log').length >= 5 &&
+        from('mixed.log').length >= 5,
+      20_000,
+      'every audit event',
+    );
+    const ascii = from('ascii.log');
+    const vt = from('vt.log');
+    const mixed = from('mixed.log');
+    assert.equal(ascii.length, 4);
+    const byStamp = (evs: Ev[]) =>
+      new Map(evs.map((e) => [e.fields.stamp as string, { m: e.message, f: e.fields }]));
+    const a = byStamp(ascii);
+    for (const [name, other] of [
+      ['vt.log', vt],
+      ['mixed.log', mixed],
+    ] as const) {
+      const o = byStamp(other);
+      for (const [stamp, ev] of a) assert.deepEqual(o.get(stamp), ev, `${name}: ${stamp}`);
+    }
+    const msg = (stamp: string) => a.get(stamp)!.m as string;
+    assert.match(msg('1700000000.100:900'), /hostname=https:\/\/bob:\[REDACTED\]@example\.com\/x /);
+    assert.match(msg('1700000000.200:901'), / password=\[REDACTED\] terminal=/);
+    assert.match(msg('1700000000.300:902'), /a2="Authorization: Bearer \[REDACTED\]"/);
+    assert.doesNotMatch(msg('1700000000.300:902'), /abcdef0123456789/);
+    assert.match(msg('1700000000.100:900'), /\\x1dUID="root"/, 'the separator escaped, shipped');
+    const v = vt.find((e) => e.fields?.stamp === '1700000000.500:904')!;
+    assert.match(v.message as string, /hostname=https:\/\/bob:\[REDACTED\]@example\.com\/y /);
+    for (const e of [...ascii, ...vt, ...mixed])
+      assert.doesNotMatch(JSON.stringify(e), /hunter2|pa\\\\x0bss/);
+  });
+});

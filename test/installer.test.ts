@@ -190,6 +190,7 @@ describe('installer/install.sh', { concurrency: false }, () => {
     assertMode('etc/guard', 'root', GROUP, 0o750, 'dir');
     assertMode('etc/guard/guard.conf', 'root', GROUP, 0o640, 'file');
     assertMode('var/lib/guard', USER, GROUP, 0o750, 'dir');
+    assertMode('var/lib/guard-metrics', USER, GROUP, 0o755, 'dir');
     assertMode('var/log/guard', USER, GROUP, 0o750, 'dir');
     assertMode('run/guard', 'root', GROUP, 0o750, 'dir');
     assertMode('run/guard/agent', USER, GROUP, 0o750, 'dir');
@@ -274,9 +275,10 @@ describe('installer/install.sh', { concurrency: false }, () => {
       .split('\n')
       .filter(Boolean)
       .map((p) => p.slice(ROOT.length));
-    // its own directories, and the helper's socket (connecting needs write permission: 0660 root:GROUP)
+    // its own directories (the metrics directory too), and the helper's socket (connecting needs
+    // write permission: 0660 root:GROUP)
     const own =
-      /^\/(var\/lib\/guard|var\/log\/guard|run\/guard\/agent)(\/|$)|^\/run\/guard\/helper\.sock$/;
+      /^\/(var\/lib\/guard|var\/lib\/guard-metrics|var\/log\/guard|run\/guard\/agent)(\/|$)|^\/run\/guard\/helper\.sock$/;
     assert.deepEqual(
       writable.filter((p) => !own.test(p)),
       [],

@@ -27,6 +27,9 @@ import { sleep } from './lib/proc';
 const unsupported = containersSupported();
 if (unsupported) throw new Error(`cannot boot containers here: ${unsupported}`);
 
+/** The installer's summary line without auditd. */
+const AUDIT_OFF =
+  /audit trail: OFF: auditd is not installed \(re-run install\.sh --with-auditd to turn it on\)/;
 /** What must come back within this after a fault (the units restart after 1 s and 2 s). */
 const RECOVER_MS = 30_000;
 /** Paths that change on any running system, or that only this test writes: not guard's. */
@@ -225,6 +228,7 @@ for (const kind of kinds) {
           copyCheckout(h.ct, '/opt/guard');
           const out = await h.install('/opt/guard');
           assert.match(out, /dist\/ is up to date/);
+          assert.match(out, AUDIT_OFF, 'the installer summary says the audit trail is off');
           assert.equal(
             await h.ct.sh('sha256sum /etc/guard/guard.conf'),
             confHash,
@@ -256,6 +260,7 @@ for (const kind of kinds) {
           assert.match(out, /building: dist\//);
           assert.doesNotMatch(out, /node-pty/);
           assert.match(out, /init: openrc/);
+          assert.match(out, AUDIT_OFF, 'the installer summary says the audit trail is off');
           await startWriter(h.ct);
           await appendSeqSource(h);
           await h.ct.sh(
@@ -270,7 +275,11 @@ for (const kind of kinds) {
       it('services active, guardctl status healthy, verify 0 FAIL, the audit trail said to be off', async () => {
         console.log(`healthy after ${await h.waitHealthy()} ms`);
         const s = await h.status();
-        assert.match(s.out, /audit trail is OFF/, s.out);
+        assert.match(
+          s.out,
+          /audit trail is OFF,\s+auditd is not installed\s+\(install\.sh\s+--with-auditd\s+turns it on\)/,
+          s.out,
+        );
         const v = await h.verify();
         assert.match(v, /SKIP\s+audit trail: OFF: auditd is not installed.*--with-auditd/);
         console.log(
@@ -348,7 +357,11 @@ for (const kind of kinds) {
         console.log(times.join('; '));
       });
 
-      it('reload keeps both running and healthy', async () => {
+      it('reload keeps both running and healthy; [metrics] textfile turned on by it is written under the real service', async () => {
+        await h.ct.sh(
+          `printf '\\n[metrics]\\ntextfile = /var/lib/guard-metrics/guard.prom\\ninterval_ms = 1000\\n' >>/etc/guard/guard.conf`,
+        );
+        confHash = await h.ct.sh('sha256sum /etc/guard/guard.conf');
         const before = [await h.pid('guard-helper'), await h.pid('guard-agent')];
         await h.ct.sh(
           kind === 'systemd'
@@ -358,6 +371,29 @@ for (const kind of kinds) {
         await sleep(1000);
         await h.waitHealthy();
         assert.deepEqual([await h.pid('guard-helper'), await h.pid('guard-agent')], before);
+        // the unit lets the agent write there (ReadWritePaths=), and node_exporter may read it
+        let prom = '';
+        for (let i = 0; i < 40 && !/^guard_up 1$/m.test(prom); i++) {
+          await sleep(250);
+          prom = (await h.ct.exec('cat /var/lib/guard-metrics/guard.prom')).stdout;
+        }
+        if (!/^guard_up 1$/m.test(prom)) {
+          const logs = await h.ct.exec(
+            kind === 'systemd'
+              ? 'journalctl --no-pager -o cat -n 30 -u guard-agent'
+              : 'tail -n 30 /var/log/guard/agent.log; ls -la /var/lib/guard-metrics',
+          );
+          assert.fail(`no metrics file:\n${prom}\n--- agent log:\n${logs.stdout}${logs.stderr}`);
+        }
+        assert.match(prom, /^guard_source_lines_read_total\{source="seq",type="file"\} [1-9]/m);
+        assert.equal(
+          (
+            await h.ct.sh(
+              'stat -c "%U:%G %a" /var/lib/guard-metrics /var/lib/guard-metrics/guard.prom',
+            )
+          ).trim(),
+          'guard:guard 755\nguard:guard 644',
+        );
       });
 
       it('install twice: the same result, the config untouched', async () => {

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then echo "run as root: sudo bash test/run-all.sh" >&2; exit 1; fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in auditd util-linux passwd g++ make python3 openssl systemd libseccomp2 clang-format debootstrap systemd-container dpkg-dev rpm lintian logrotate xz-utils bzip2 zstd lz4 gcc librdkafka-dev; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+for pkg in auditd util-linux passwd g++ make python3 openssl systemd libseccomp2 clang-format debootstrap systemd-container dpkg-dev rpm lintian logrotate xz-utils bzip2 zstd lz4 gcc librdkafka-dev python3-prometheus-client; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -34,6 +34,17 @@ if [ ! -x "$sng/usr/sbin/syslog-ng" ]; then
   (cd "$tmp" && apt-get download syslog-ng-core >/dev/null 2>&1 || { apt-get update -qq && apt-get download syslog-ng-core >/dev/null; })
   mkdir -p "$sng.new" && dpkg -x "$tmp"/syslog-ng-core_*.deb "$sng.new"
   rm -rf "$sng" && mv "$sng.new" "$sng" && rm -rf "$tmp"
+fi
+# promtool and node_exporter for test/agent-metrics.test.ts: unpacked from Debian's packages into a
+# cache, not installed (prometheus-node-exporter's scripts would start it on the fixed port 9100;
+# the test runs it on 127.0.0.1 and a free port). Only the two programs are kept.
+prom=/var/cache/guard-test/prometheus
+if [ ! -x "$prom/promtool" ] || [ ! -x "$prom/prometheus-node-exporter" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download prometheus prometheus-node-exporter >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus prometheus-node-exporter >/dev/null; })
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$tmp/x"; done
+  mkdir -p "$prom.new" && cp "$tmp/x/usr/bin/promtool" "$tmp/x/usr/bin/prometheus-node-exporter" "$prom.new/"
+  rm -rf "$prom" && mv "$prom.new" "$prom" && rm -rf "$tmp"
 fi
 # the Debian 12 root file systems test/real-init.test.ts boots (systemd, OpenRC): built once per
 # machine outside the repository (/var/cache/guard-test), in parallel, while npm ci runs

@@ -139,7 +139,6 @@ describe('syslog sink (real rsyslog and syslog-ng receivers)', () => {
           '',
           '[sink.sys]',
           'type = syslog',
-          'batch_max_wait_ms = 100',
           'retry_initial_ms = 100',
           'retry_max_ms = 1000',
           'timeout_ms = 5000',

@@ -122,13 +122,13 @@ guard_removed() {
   for s in $GUARD_SERVICES; do rm -f "$GUARD_INITD/$s"; done
   if [ "$(guard_init)" = systemd ]; then systemctl daemon-reload || true; fi
   rm -rf "$GUARD_RUN"
-  say "removed; kept $GUARD_CONF_DIR, $GUARD_STATE, $GUARD_LOGS, user $GUARD_USER and groups $GUARD_GROUP, $GUARD_AUDIT_GROUP (purge removes them)"
+  say "removed; kept $GUARD_CONF_DIR, $GUARD_STATE, $GUARD_LOGS, $GUARD_METRICS, user $GUARD_USER and groups $GUARD_GROUP, $GUARD_AUDIT_GROUP (purge removes them)"
 }
 
 # Everything else guard made: nothing of it is left.
 guard_purge() {
   local g
-  rm -rf "$GUARD_CONF_DIR" "$GUARD_STATE" "$GUARD_LOGS" "$GUARD_RUN" "$GUARD_OPENRC_HELPER_LOG"
+  rm -rf "$GUARD_CONF_DIR" "$GUARD_STATE" "$GUARD_LOGS" "$GUARD_METRICS" "$GUARD_RUN" "$GUARD_OPENRC_HELPER_LOG"
   if [ -f "$GUARD_AUDIT_RULES" ]; then
     # exactly the loaded rules keyed guard-… (audit-rules/unload.sh, copied in), nothing of the host's
     if guard_auditd_runs; then guard_unload_rules || true; fi

@@ -60,7 +60,6 @@ export function agentConfig(env: AgentEnv, opts: AgentEnvOptions): string {
     'type = http',
     `url = ${env.receiver.url}`,
     `ca_file = ${s}/etc/ca.pem`,
-    'batch_max_wait_ms = 100',
     'retry_initial_ms = 100',
     'retry_max_ms = 1000',
     '',

@@ -12,6 +12,7 @@ import { createSink } from './sinks/index';
 import { closeStrayDescriptors } from './sources/descriptors';
 import { HelperLink } from './sources/helper-link';
 import { CheckpointStore } from './state/checkpoints';
+import { MetricsExport } from './status/metrics-export';
 import { buildStatus, serveStatus } from './status/status';
 
 // First of all: descriptors inherited from whatever started us (logged once the logger exists).
@@ -77,6 +78,7 @@ interface Running {
 const startedAt = new Date();
 let running: Running;
 let statusServer: Server | null = null;
+let metrics: MetricsExport | null = null;
 
 async function startAll(c: AgentConfig): Promise<Running> {
   const store = new CheckpointStore(c.agent.stateDir);
@@ -105,18 +107,18 @@ async function stopAll(r: Running, graceMs: number): Promise<void> {
   r.link.close();
 }
 
+const currentStatus = () =>
+  buildStatus(running.pipeline, running.link, {
+    user: cfg.agent.user,
+    startedAt,
+    config: configPath,
+  });
+
 async function main(): Promise<void> {
   running = await startAll(cfg);
-  statusServer = await serveStatus(
-    cfg.agent.statusSocket,
-    () =>
-      buildStatus(running.pipeline, running.link, {
-        user: cfg.agent.user,
-        startedAt,
-        config: configPath,
-      }),
-    log,
-  );
+  statusServer = await serveStatus(cfg.agent.statusSocket, currentStatus, log);
+  metrics = new MetricsExport(cfg.metrics, currentStatus, log);
+  await metrics.start();
 }
 
 let busy: Promise<void> = main().catch((e: Error) => {
@@ -144,9 +146,12 @@ process.on('SIGHUP', () => {
       return;
     }
     await stopAll(running, 2000);
+    await metrics?.stop(false);
     cfg = next;
     log.level = cfg.agent.logLevel;
     running = await startAll(cfg);
+    metrics = new MetricsExport(cfg.metrics, currentStatus, log);
+    await metrics.start();
     log.info('configuration reloaded');
   });
 });
@@ -156,6 +161,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     log.info({ signal: sig }, 'stopping: delivering what is queued, then writing checkpoints');
     busy = busy.then(async () => {
       await stopAll(running, 5000);
+      await metrics?.stop(true); // the file says guard_up 0 from now on
       statusServer?.close();
       log.info('stopped');
       process.exit(0);

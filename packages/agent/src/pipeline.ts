@@ -44,6 +44,8 @@ const NON_ASCII = /[^\x00-\x7f]/;
  *  ever sent at a time: a kill re-sends at most that one. */
 const AHEAD = 2;
 
+/** Control characters a regex's \s matches (processAudit). */
+const REGEX_SPACE_CONTROL = /[\x0b\x0c\x0d]/;
 /** Lines of a chunk scanned at a time (processAscii). */
 const PIECE_BYTES = 64 * 1024;
 /** The bytes a JSON string cannot hold as they are (or that send a line to decodeLine), but the
@@ -246,6 +248,15 @@ export class EventRing {
   }
 }
 
+/** What the pipeline adds to a sink's own status: its queue, and the bytes of the batches it
+ *  resolved (optional: an agent older than the metrics does not send them to guardctl). */
+export interface RunnerStatus {
+  queuedEvents: number;
+  queuedBytes: number;
+  deliveredBytes?: number;
+  deadLetteredBytes?: number;
+}
+
 /** A batch cut from a runner's queue, with what acknowledging it needs. */
 interface CutBatch {
   batch: Batch;
@@ -254,10 +265,13 @@ interface CutBatch {
 }
 
 /** Queue and batching in front of one sink. A batch's body is cut from the byte queue in one copy. */
-class SinkRunner {
+export class SinkRunner {
   private readonly bytesQ = new ByteQueue();
   private readonly events = new EventRing();
   queuedBytes = 0;
+  /** Bytes of the batches the sink resolved (encoded NDJSON, before compression): the metrics'. */
+  deliveredBytes = 0;
+  deadLetteredBytes = 0;
   private inFlight: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private seq = 0;
@@ -282,9 +296,10 @@ class SinkRunner {
   }
 
   push(json: string, ticket: Ticket, end: number): void {
+    const before = this.uncut;
     const n = this.bytesQ.write(json);
     this.events.push(n, ticket, end);
-    this.enqueued(n);
+    this.enqueued(n, before);
   }
 
   /** Appends `count` events at once: their JSON lines, src[start, end), their sizes and end offsets in
@@ -298,26 +313,36 @@ class SinkRunner {
     count: number,
     ticket: Ticket,
   ): void {
+    const before = this.uncut;
     this.bytesQ.writeBytes(src, start, end);
     for (let i = 0; i < count; i++) {
       this.events.push(sizes[i]!, ticket, ends[i]!);
     }
-    this.enqueued(end - start);
+    this.enqueued(end - start, before);
   }
 
-  /** After events were queued: a batch goes when one is full, else when batch_max_wait_ms is up. */
-  private enqueued(bytes: number): void {
+  /**
+   * After events were queued: a batch goes when one is full; else, with no batch in flight, once
+   * the oldest queued event has waited batch_max_wait_ms (default 5: a coalescing window). While
+   * one is in flight, events accumulate and go as the next batch as soon as it is answered (#20:
+   * send at once when idle, batch only under load).
+   */
+  private enqueued(bytes: number, before: number): void {
     this.queuedBytes += bytes;
+    if (before === 0) this.oldestAt = Date.now();
     if (this.queuedEvents >= this.batch.maxEvents || this.queuedBytes >= this.batch.maxBytes)
       this.kick();
-    else this.armTimer();
+    else if (this.inFlight === null) this.armTimer(this.batch.maxWaitMs);
   }
 
-  private armTimer(): void {
+  /** When the oldest event not yet cut into a batch was queued (Date.now()). */
+  private oldestAt = 0;
+
+  private armTimer(ms: number): void {
     this.timer ??= setTimeout(() => {
       this.timer = null;
       this.kick();
-    }, this.batch.maxWaitMs);
+    }, ms);
   }
 
   /** Sends the next batch if none is in flight. */
@@ -337,8 +362,10 @@ class SinkRunner {
     this.inFlight = this.sink
       .send(batch, this.signal)
       .then(
-        () => {
+        (outcome) => {
           this.queuedBytes -= batch.bytes;
+          if (outcome === 'delivered') this.deliveredBytes += batch.bytes;
+          else this.deadLetteredBytes += batch.bytes;
           this.onDone(this, tickets, ends);
         },
         (e: Error) => {
@@ -357,7 +384,13 @@ class SinkRunner {
           this.queuedBytes >= this.batch.maxBytes
         )
           this.kick();
-        else if (this.uncut > 0) this.armTimer();
+        else if (this.uncut > 0) {
+          // What came while the batch was in flight goes now, unless its oldest event is newer
+          // than the coalescing window: then when that is up.
+          const due = this.oldestAt + this.batch.maxWaitMs - Date.now();
+          if (due <= 0) this.kick();
+          else this.armTimer(due);
+        }
       });
     this.fillAhead(); // also when nothing more is queued meanwhile (reads paused: the queue is full)
   }
@@ -397,6 +430,7 @@ class SinkRunner {
     }
     if (full && count === ev.length && count < this.batch.maxEvents) return null; // may still grow
     const { tickets, ends } = ev.shift(count);
+    if (ev.length > 0) this.oldestAt = Date.now(); // those left wait from now (under load: full)
     const batch: Batch = {
       seq: ++this.seq,
       events: tickets.length,
@@ -457,6 +491,14 @@ export interface PipelineTotals {
   bytesAcked: number;
 }
 
+/** One source's share of the totals (status and metrics). bytesRead: file and audit sources. */
+export interface SourceTotals {
+  linesRead: number;
+  bytesRead: number;
+  eventsShipped: number;
+  eventsFiltered: number;
+}
+
 export class Pipeline {
   readonly sources: SourceRuntime[] = [];
   /** `type = journal` sources: their own readers, the same sinks and acknowledgements. */
@@ -470,6 +512,9 @@ export class Pipeline {
     eventsFiltered: 0,
     bytesAcked: 0,
   };
+  /** Per source name. pump() handles one file or journal at a time, so what the totals counted
+   *  meanwhile is that source's (tally()): no per-line bookkeeping of its own. */
+  readonly sourceTotals = new Map<string, SourceTotals>();
   private readonly abort = new AbortController();
   private readonly redact: Redactor | null;
   private timers: NodeJS.Timeout[] = [];
@@ -514,6 +559,12 @@ export class Pipeline {
     for (const src of cfg.sources) {
       const runners = (src.sinks ?? cfg.sinks.map((s) => s.name)).map((n) => this.runners.get(n)!);
       this.fanout.set(src.name, runners.length);
+      this.sourceTotals.set(src.name, {
+        linesRead: 0,
+        bytesRead: 0,
+        eventsShipped: 0,
+        eventsFiltered: 0,
+      });
       if (src.type === 'journal') {
         const out = { queues: runners, redact: this.redact, totals: this.totals };
         this.journals.push(journalSource(cfg, src, out, link, log, firstStart));
@@ -589,8 +640,10 @@ export class Pipeline {
           for (const t of [...s.files.tailers()]) {
             if (this.updatePaused()) return;
             const chunk = await t.readChunk();
+            const mark = { ...this.totals };
             if (s.audit) this.flushAudit(s, t);
             if (!chunk) {
+              this.tally(s.cfg.name, mark, 0);
               // A live file read to its end: the writer may have moved on to a new one. Look now
               // rather than at the next rotation check (prompt, not needed for correctness).
               if (!t.rotated && t.lastReadAt > t.lastRotationLook) {
@@ -599,19 +652,32 @@ export class Pipeline {
               }
               continue;
             }
+            const bytes = chunk.ticket.endOffset - chunk.base; // before processAudit holds it back
             if (s.audit) this.processAudit(s, t, chunk);
             else this.process(s, t, chunk);
+            this.tally(s.cfg.name, mark, bytes);
             progress = true;
           }
         }
         for (const j of this.journals) {
           if (this.updatePaused()) return;
+          const mark = { ...this.totals };
           if (await j.read()) progress = true;
+          this.tally(j.cfg.name, mark, 0);
         }
       }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** Adds what the totals counted since `mark` to source `name`'s own. */
+  private tally(name: string, mark: PipelineTotals, bytes: number): void {
+    const c = this.sourceTotals.get(name)!;
+    c.linesRead += this.totals.linesRead - mark.linesRead;
+    c.eventsShipped += this.totals.eventsShipped - mark.eventsShipped;
+    c.eventsFiltered += this.totals.eventsFiltered - mark.eventsFiltered;
+    c.bytesRead += bytes;
   }
 
   /** Backpressure with hysteresis: pause above max_buffer_bytes, resume below half of it. */
@@ -899,18 +965,50 @@ export class Pipeline {
     return st;
   }
 
-  /** Audit records: decoded, filtered and redacted per line like any other, then grouped into events. */
+  /**
+   * Audit records: decoded, filtered and redacted per line like any other, then grouped into events.
+   * As in processAscii, an ASCII chunk is scanned for secrets in pieces and only the lines a match
+   * overlaps go through the redactor — unless a piece holds a control character that is white
+   * space to a regex (VT, FF, a CR inside a line): escaped, it no longer is, so the scan of the raw
+   * bytes could miss what the redactor would find in the line; such a piece goes line by line.
+   * (auditd's own 0x1d separator is no white space: raw or escaped, no pattern matches across it.)
+   */
   private processAudit(s: SourceRuntime, t: FileTailer, chunk: Chunk): void {
     const st = this.audit(t);
     const { buf, base, starts, ends } = chunk;
-    for (let k = 0; k < starts.length; k++) {
+    const n = starts.length;
+    const redact = this.redact;
+    const scan =
+      redact?.prefilter != null && n > 0 && isAscii(buf.subarray(starts[0]!, ends[n - 1]!))
+        ? redact.prefilter
+        : null;
+    let pieceEnd = 0;
+    let pieceFrom = 0;
+    let secrets: number[] | null = null;
+    let si = 0;
+    for (let k = 0; k < n; k++) {
       this.totals.linesRead++;
+      if (scan !== null && k === pieceEnd) {
+        let e = k + 1;
+        while (e < n && ends[e]! - starts[k]! <= PIECE_BYTES) e++;
+        pieceEnd = e;
+        pieceFrom = starts[k]!;
+        const text = buf.toString('latin1', pieceFrom, ends[e - 1]!);
+        secrets = REGEX_SPACE_CONTROL.test(text) ? null : matchSpans(scan, text);
+        si = 0;
+      }
+      let secret = redact !== null;
+      if (secrets !== null) {
+        const rs = starts[k]! - pieceFrom;
+        while (si < secrets.length && secrets[si + 1]! <= rs) si += 2;
+        secret = si < secrets.length && secrets[si]! < ends[k]! - pieceFrom;
+      }
       const { text } = decodeLine(buf, starts[k]!, ends[k]!);
       if (s.filter && !s.filter(text)) {
         this.totals.eventsFiltered++;
         continue;
       }
-      const message = this.redact ? this.redact(text) : text;
+      const message = secret ? redact!(text) : text;
       const at = base + starts[k]!;
       for (const ev of st.grouper.push(message, at, lineEndOffset(chunk, k), chunk.flags?.get(k)))
         this.emitAudit(s, t, st, ev, chunk.ticket);
@@ -962,18 +1060,19 @@ export class Pipeline {
       records: records.map((r) => ({ type: r.type, fields: r.fields, enriched: r.enriched })),
     };
     // What auditd hex-encoded (a command line, a file name) is decoded in `fields`: look there too.
-    const hidden = hiddenFlags(message) ?? hiddenFlags(JSON.stringify(fields));
-    const tailHidden = this.jsonTail(s, t).hidden;
-    const allFlags = [...(flags ?? []), ...(hidden ?? []), ...(tailHidden ?? [])];
-    const json = eventJson(
-      t.key,
-      offset,
-      JSON.stringify(ev.time || new Date().toISOString()),
-      message,
-      fields,
-      allFlags.length ? [...new Set(allFlags)] : null,
-      this.jsonTail(s, t).json,
-    );
+    // The fields are stringified once, for that look and for the event.
+    const fieldsJson = JSON.stringify(fields);
+    const hidden = hiddenFlags(message) ?? hiddenFlags(fieldsJson);
+    const tail = this.jsonTail(s, t);
+    let allFlags: string[] | null = null;
+    if (flags !== undefined || hidden !== null || tail.hidden !== null) {
+      const set = new Set([...(flags ?? []), ...(hidden ?? []), ...(tail.hidden ?? [])]);
+      allFlags = [...set];
+    }
+    const json =
+      `{"id":"${t.key}:${offset}","time":${JSON.stringify(ev.time || new Date().toISOString())},` +
+      `"offset":${offset},"message":${JSON.stringify(message)},"fields":${fieldsJson}` +
+      `${allFlags ? `,"flags":${JSON.stringify(allFlags)}` : ''}${tail.json}`;
     ticket.remaining += s.runners.length;
     for (const r of s.runners) r.push(json, ticket, st.safe);
     t.lastEventTime = ev.time || t.lastEventTime;
@@ -998,11 +1097,13 @@ export class Pipeline {
     if (this.paused && !this.updatePaused()) void this.pump();
   }
 
-  sinkStatus(): (SinkStatus & { queuedEvents: number; queuedBytes: number })[] {
+  sinkStatus(): (SinkStatus & RunnerStatus)[] {
     return [...this.runners.values()].map((r) => ({
       ...r.sink.status(),
       queuedEvents: r.queuedEvents,
       queuedBytes: r.queuedBytes,
+      deliveredBytes: r.deliveredBytes,
+      deadLetteredBytes: r.deadLetteredBytes,
     }));
   }
 

@@ -13,25 +13,10 @@
 //   and U+2028, U+2029
 //
 // The \u forms are JSON's own: `--json` output stays valid JSON and decodes to the same text.
+// (packages/agent/src/status/visible.ts: the metrics' label values use the same.)
+import { visible } from '@guard/agent/src/status/visible';
 
-const UNSAFE = /[\x00-\x1f\x7f-\x9f\p{Cf}\u2028\u2029]/gu;
-
-function hex(n: number, width: number): string {
-  return n.toString(16).padStart(width, '0');
-}
-
-function escapeOne(c: string): string {
-  const code = c.charCodeAt(0);
-  if (code < 0x20) return `\\x${hex(code, 2)}`;
-  let out = '';
-  for (let i = 0; i < c.length; i++) out += `\\u${hex(c.charCodeAt(i), 4)}`;
-  return out;
-}
-
-/** `s` as one line of visible text: nothing in it is a control or an invisible character. */
-export function visible(s: string): string {
-  return s.replace(UNSAFE, escapeOne);
-}
+export { visible };
 
 /** Text of several lines (a help text, pretty-printed JSON): each line made visible, '\n' kept. */
 export function visibleLines(s: string): string {

@@ -16,6 +16,7 @@ import type {
   LokiSinkConfig,
   OtlpSinkConfig,
   SplunkHecSinkConfig,
+  MetricsConfig,
   RedactConfig,
   SyslogSinkConfig,
   SinkConfig,
@@ -409,14 +410,41 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
     replacement: r.string('replacement', '[REDACTED]'),
   };
 
-  return { file, agent, sources, sinks, redact };
+  return {
+    file,
+    agent,
+    sources,
+    sinks,
+    redact,
+    metrics: metricsSection(reader('metrics', raw.metrics)),
+  };
+}
+
+/** [metrics]: both outputs off unless named. The schema has checked the shapes. */
+function metricsSection(m: SectionReader): MetricsConfig {
+  const textfile = m.string('textfile', '');
+  if (textfile !== '') m.path('textfile', null); // normalised, no control characters
+  const listen = m.string('listen', '');
+  let where: MetricsConfig['listen'] = null;
+  if (listen !== '') {
+    const at = /^(?:\[([^\]]+)\]|(.*)):([0-9]+)$/.exec(listen);
+    where = at
+      ? { host: at[1] ?? at[2]!, port: Number(at[3]) }
+      : { host: '127.0.0.1', port: Number(listen) };
+    if (where.port > 65535) m.problem('listen', `expected a port up to 65535, got ${where.port}`);
+  }
+  return {
+    textfile: textfile === '' ? null : textfile,
+    listen: where,
+    intervalMs: m.number('interval_ms', 15000),
+  };
 }
 
 function batch(k: SectionReader): BatchConfig {
   return {
     maxEvents: k.number('batch_max_events', 1000),
     maxBytes: k.number('batch_max_bytes', 1024 * 1024),
-    maxWaitMs: k.number('batch_max_wait_ms', 500),
+    maxWaitMs: k.number('batch_max_wait_ms', 5),
   };
 }
 

@@ -43,7 +43,7 @@ export interface JournalSourceConfig {
 export interface BatchConfig {
   maxEvents: number; // batch_max_events, default 1000
   maxBytes: number; // batch_max_bytes, default 1 MiB
-  maxWaitMs: number; // batch_max_wait_ms, default 500
+  maxWaitMs: number; // batch_max_wait_ms, default 5: with no batch in flight (#20)
 }
 
 /** How an HTTP-family sink authenticates: the secret is always read from token_file. */
@@ -165,10 +165,18 @@ export interface RedactConfig {
   replacement: string; // replacement, default [REDACTED]
 }
 
+/** Prometheus metrics (status/metrics.ts): both off by default. */
+export interface MetricsConfig {
+  textfile: string | null; // textfile: for node_exporter's textfile collector, written every interval_ms
+  listen: { host: string; port: number } | null; // listen: PORT (127.0.0.1), HOST:PORT, [IPv6]:PORT
+  intervalMs: number; // interval_ms, default 15000
+}
+
 export interface AgentConfig {
   file: string; // where it was read from, for messages
   agent: AgentSection;
   sources: SourceConfig[];
   sinks: SinkConfig[];
   redact: RedactConfig;
+  metrics: MetricsConfig;
 }

@@ -12,6 +12,8 @@ export class HelperLink {
   lastError: string | null = null;
   /** the open path the helper named in its hello reply ('openat2' or 'walk') */
   openPath: string | null = null;
+  /** The helper's refusals since start by request and code (`reloaded` is a reconnect, not one). */
+  readonly refusals = new Map<string, { op: string; code: string; count: number }>();
 
   constructor(
     readonly socketPath: string,
@@ -70,11 +72,21 @@ export class HelperLink {
         const reconnect =
           e instanceof HelperConnectionError ||
           (e instanceof HelperRefusal && e.code === 'reloaded');
-        if (!reconnect) throw e;
+        if (!reconnect) {
+          if (e instanceof HelperRefusal) this.countRefusal(e.op ?? 'unknown', e.code);
+          throw e;
+        }
         this.drop(c, e);
         if (attempt >= 1) throw e;
       }
     }
+  }
+
+  private countRefusal(op: string, code: string): void {
+    const key = `${op} ${code}`;
+    const r = this.refusals.get(key) ?? { op, code, count: 0 };
+    r.count++;
+    this.refusals.set(key, r);
   }
 
   /** c, but its open() checks the descriptor it returns. */

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SinkStatus } from '../event';
-import type { Pipeline } from '../pipeline';
+import type { Pipeline, RunnerStatus, SourceTotals } from '../pipeline';
 import type { RotationStats } from '../sources/file/file-source';
 import type { HelperLink } from '../sources/helper-link';
 import type { JournalSource } from '../sources/journal/journal-source';
@@ -92,7 +92,14 @@ export interface AgentStatus {
     queuedBytes: number;
   };
   /** openPath: the resolver the helper said it uses in its hello reply (null until connected) */
-  helper: { socket: string; connected: boolean; lastError: string | null; openPath: string | null };
+  helper: {
+    socket: string;
+    connected: boolean;
+    lastError: string | null;
+    openPath: string | null;
+    /** The helper's refusals since the agent started, by request and code. */
+    refusals?: { op: string; code: string; count: number }[];
+  };
   sources: {
     name: string;
     type: string;
@@ -103,8 +110,10 @@ export interface AgentStatus {
     /** Rotations, truncations, recovered generations and unrecoverable ranges (agents since #19). */
     rotation?: RotationStats;
     journals?: JournalStatus[];
+    /** This source's lines read, bytes read (file and audit), events handed to sinks and filtered. */
+    totals?: SourceTotals;
   }[];
-  sinks: (SinkStatus & { queuedEvents: number; queuedBytes: number })[];
+  sinks: (SinkStatus & RunnerStatus)[];
   totals: { linesRead: number; eventsShipped: number; eventsFiltered: number };
 }
 
@@ -130,6 +139,7 @@ export function buildStatus(
       connected: link.connected,
       lastError: link.lastError,
       openPath: link.openPath,
+      refusals: [...link.refusals.values()].map((r) => ({ ...r })),
     },
     sources: p.sources.map((s) => {
       const files: FileStatus[] = [];
@@ -159,6 +169,7 @@ export function buildStatus(
         listTruncated: s.files.listTruncated,
         files,
         rotation: s.files.stats,
+        totals: { ...p.sourceTotals.get(s.cfg.name)! },
       };
     }),
     sinks: p.sinkStatus(),
@@ -176,6 +187,7 @@ export function buildStatus(
       listError: j.lastListError,
       listTruncated: j.listTruncated,
       ...journalStatus(j),
+      totals: { ...p.sourceTotals.get(j.cfg.name)! },
     });
   return status;
 }

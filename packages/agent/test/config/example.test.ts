@@ -129,6 +129,7 @@ describe('every key is documented', () => {
     ['file sink', 'fileSink'],
     ['syslog sink', 'syslogSink'],
     ['redact', 'redact'],
+    ['metrics', 'metrics'],
   ];
 
   for (const [what, def] of sections) {

@@ -78,7 +78,7 @@ describe('defaults', () => {
         path: '/srv/guard/out/events.ndjson',
         maxBytes: 100 * 1024 * 1024,
         maxFiles: 5,
-        batch: { maxEvents: 1000, maxBytes: 1024 * 1024, maxWaitMs: 500 },
+        batch: { maxEvents: 1000, maxBytes: 1024 * 1024, maxWaitMs: 5 },
       } satisfies FileSinkConfig,
     ]);
   });
@@ -179,7 +179,7 @@ replacement = ***
         timeoutMs: 30000,
         retryInitialMs: 500,
         retryMaxMs: 60000,
-        batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 500 },
+        batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 5 },
       } satisfies HttpSinkConfig,
     ]);
   });
@@ -676,7 +676,7 @@ describe('[sink.NAME] type = kafka', () => {
       timeoutMs: 30000,
       retryInitialMs: 500,
       retryMaxMs: 60000,
-      batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 500 },
+      batch: { maxEvents: 1000, maxBytes: 1048576, maxWaitMs: 5 },
     });
     const ca = file('CA');
     const pw = file('secret\n', 0o600);
@@ -719,5 +719,39 @@ describe('[sink.NAME] type = kafka', () => {
       `${MINIMAL}[sink.k]\ntype = kafka\nbrokers = k1:9092\nsasl = plain\nsasl_username = u\nsasl_password_file = ${pw}\n`,
       (f) => `${f}: [sink.k] sasl: would send the password in clear text: set tls = true`,
     );
+  });
+});
+
+describe('[metrics]', () => {
+  test('both off by default; a port alone listens on 127.0.0.1; HOST:PORT and [IPv6]:PORT', () => {
+    assert.deepEqual(loadConfig(conf(MINIMAL)).metrics, {
+      textfile: null,
+      listen: null,
+      intervalMs: 15000,
+    });
+    const m = (keys: string) => loadConfig(conf(`${MINIMAL}[metrics]\n${keys}\n`)).metrics;
+    assert.deepEqual(m('textfile = /var/lib/guard-metrics/guard.prom\nlisten = 9477'), {
+      textfile: '/var/lib/guard-metrics/guard.prom',
+      listen: { host: '127.0.0.1', port: 9477 },
+      intervalMs: 15000,
+    });
+    assert.deepEqual(m('listen = 0.0.0.0:9477').listen, { host: '0.0.0.0', port: 9477 });
+    assert.deepEqual(m('listen = [::1]:9477').listen, { host: '::1', port: 9477 });
+    assert.deepEqual(m('listen = localhost:0').listen, { host: 'localhost', port: 0 });
+    assert.equal(m('interval_ms = 60000').intervalMs, 60000);
+  });
+
+  test('a textfile node_exporter would not read, a bad path, a bad port', () => {
+    const { lines } = problems(
+      `${MINIMAL}[metrics]\ntextfile = /var/lib/guard-metrics/guard.txt\nlisten = 70000\n`,
+    );
+    assert.equal(lines.length, 2, lines.join('\n'));
+    assert.match(lines[0]!, /\[metrics\] textfile: expected an absolute path ending in \.prom/);
+    assert.match(lines[1]!, /\[metrics\] listen: expected a port up to 65535, got 70000/);
+    const bad = problems(
+      `${MINIMAL}[metrics]\ntextfile = /var/lib/../guard.prom\nlisten = a b:1\n`,
+    );
+    assert.match(bad.lines.join('\n'), /textfile: .*normalised/);
+    assert.match(bad.lines.join('\n'), /listen: expected PORT \(on 127\.0\.0\.1\), HOST:PORT/);
   });
 });

@@ -50,6 +50,7 @@ const KEYS: Record<string, string[]> = {
     'max_files',
   ],
   redact: ['builtin', 'pattern', 'replacement'],
+  metrics: ['textfile', 'listen', 'interval_ms'],
 };
 const value = fc.oneof(
   pick('guard', 'file', 'audit', 'http', 'syslog', 'json', 'plain', 'end', 'beginning', 'gzip'),
@@ -62,6 +63,15 @@ const value = fc.oneof(
     '/a//b',
   ),
   pick('https://siem.example/in', 'https://u:p@x/', 'htps://x', '(', '^ERROR', '\\;', 'a # b'),
+  pick(
+    '9477',
+    '127.0.0.1:9477',
+    '[::1]:0',
+    '99999',
+    ':80',
+    '/var/lib/m/guard.prom',
+    '/a/../b.prom',
+  ),
   fc.string({ maxLength: 20 }),
   fc.integer().map(String),
 );
@@ -76,7 +86,7 @@ const keyLine = (section: string) =>
     )
     .map(([k, list, eq, v]) => `${k}${list}${eq}${v}`);
 const section = fc.oneof(
-  fc.tuple(pick('agent', 'helper', 'redact'), fc.constant('')).map(([s]) => s),
+  fc.tuple(pick('agent', 'helper', 'redact', 'metrics'), fc.constant('')).map(([s]) => s),
   fc.tuple(pick('source', 'sink'), name).map(([s, n]) => `${s}.${n}`),
 );
 const block = section.chain((s) =>

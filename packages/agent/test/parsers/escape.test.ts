@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { decodeLine } from '../../src/parsers/escape';
+import { decodeLine, escapeBytes } from '../../src/parsers/escape';
 
 /** decodeLine over a whole buffer built from byte values and strings. */
 function decode(...parts: Array<number | string>): { text: string; escaped: boolean } {
@@ -181,5 +181,59 @@ describe('decodeLine: long lines', () => {
     assert.equal(r.text.length, (1 << 18) * (1 + 4 + 4 + 4));
     assert.ok(r.text.startsWith('a\\x1b\\x00\\xffa'));
     assert.ok(ms < 1000, `${ms} ms`);
+  });
+});
+
+describe('decodeLine: the fast path for valid UTF-8 with control characters (#20)', () => {
+  test('gives exactly the byte walk’s result on random lines', () => {
+    // Pieces: ASCII, every C0 and DEL, C1 as UTF-8, valid 2-4 byte characters, U+FFFD itself,
+    // invalid bytes and truncated sequences, a CR: either path may be taken, results must agree.
+    const pieces: number[][] = [
+      [0x61],
+      [0x20],
+      [0x09],
+      [0x5c, 0x78],
+      ...Array.from({ length: 32 }, (_, c) => [c]),
+      [0x7f],
+      [0xc2, 0x80],
+      [0xc2, 0x9f],
+      [0xc2, 0xa0],
+      [0xc3, 0xa9],
+      [0xe2, 0x80, 0xae],
+      [0xf0, 0x9f, 0x98, 0x80],
+      [0xef, 0xbf, 0xbd],
+      [0xff],
+      [0x80],
+      [0xe2, 0x80],
+      [0x0d],
+    ];
+    let seed = 20;
+    const rnd = (n: number) => {
+      seed = (seed * 48271) % 2147483647;
+      return seed % n;
+    };
+    let fast = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const bytes: number[] = [];
+      for (let k = rnd(12); k >= 0; k--) bytes.push(...pieces[rnd(pieces.length)]!);
+      if (rnd(3) === 0) for (let k = rnd(6); k >= 0; k--) bytes.push(0x61 + rnd(26));
+      const buf = Buffer.from(bytes);
+      let end = buf.length;
+      if (end > 0 && buf[end - 1] === 0x0d) end--; // decodeLine strips one trailing CR
+      const want = escapeBytes(buf, 0, end);
+      const r = decodeLine(buf, 0, buf.length);
+      assert.equal(r.text, r.escaped ? want : buf.toString('utf8', 0, end), JSON.stringify(bytes));
+      if (r.escaped) assert.equal(r.text, want);
+      if (r.escaped && !buf.subarray(0, end).includes(0xff)) fast++;
+    }
+    assert.ok(fast > 1000);
+  });
+
+  test('an auditd ENRICHED record: the 0x1d separator escaped, nothing else touched', () => {
+    const line = Buffer.from('type=CWD msg=audit(1.000:2): cwd="/tmp"\x1dUID="root" é', 'utf8');
+    assert.deepEqual(decodeLine(line, 0, line.length), {
+      text: 'type=CWD msg=audit(1.000:2): cwd="/tmp"\\x1dUID="root" é',
+      escaped: true,
+    });
   });
 });

@@ -1,6 +1,9 @@
 // The status report: what guardctl gathered (the agent's own status document, the helper as seen
 // from /proc and its socket, auditd), and the health verdict drawn from it.
-import type { AgentStatus, JournalStatus } from '@guard/agent/src/status/status';
+import type { AgentStatus } from '@guard/agent/src/status/status';
+import { agentTrouble } from '@guard/agent/src/status/trouble';
+
+export { journalTrouble, sinkTrouble } from '@guard/agent/src/status/trouble';
 
 export type Health = 'healthy' | 'degraded' | 'down';
 
@@ -43,31 +46,6 @@ export interface StatusReport {
   audit: AuditView;
 }
 
-/** A sink error counts only while it is current: never delivered yet, retrying now, or batches lost to dead-letter. */
-export function sinkTrouble(s: AgentStatus['sinks'][number]): string | null {
-  if (s.deadLetteredBatches > 0)
-    return `${s.deadLetteredBatches} batch${s.deadLetteredBatches === 1 ? '' : 'es'} dead-lettered${s.lastError ? ` (${s.lastError})` : ''}`;
-  if (s.retryingUntil) return `retrying${s.lastError ? `: ${s.lastError}` : ''}`;
-  // The agent keeps lastError after a later success and gives it no time, so an error followed by
-  // a success is history, not trouble.
-  if (s.lastError && s.lastSuccess === null) return `never delivered: ${s.lastError}`;
-  return null;
-}
-
-/** A journal directory's problems: a read error, and entries lost in gaps since the agent started
- *  (journald removed them before they were shipped — never silent). */
-export function journalTrouble(source: string, j: JournalStatus): string[] {
-  const why: string[] = [];
-  if (j.error) why.push(`source ${source}: journal ${j.directory}: ${j.error}`);
-  if (j.gaps.count > 0) {
-    const n = `${j.gaps.entries} entries${j.gaps.uncounted ? ` and ${j.gaps.uncounted} gap(s) of unknown size` : ''}`;
-    why.push(
-      `source ${source}: journal ${j.directory}: ${n} removed by journald before they were shipped (last gap ${j.gaps.last?.at ?? '?'})`,
-    );
-  }
-  return why;
-}
-
 /**
  * down: the agent's status socket cannot be read, or the helper is not running / has no socket.
  * degraded: a refused file, a source matching nothing, a listing error, a sink in trouble, reading
@@ -81,30 +59,7 @@ export function classify(r: StatusReport): { health: Health; reasons: string[] }
   else if (!r.helper.socket.isSocket) down.push(`helper: ${r.helper.socket.path} is not a socket`);
   if (down.length) return { health: 'down', reasons: down };
 
-  const a = r.agent!;
-  const why: string[] = [];
-  if (!a.helper.connected)
-    why.push(
-      `agent: not connected to the helper${a.helper.lastError ? ` (${a.helper.lastError})` : ''}`,
-    );
-  if (a.agent.paused)
-    why.push('agent: reading paused (the send buffer is full: the backend is slow or down)');
-  for (const s of a.sources) {
-    if (s.listError) why.push(`source ${s.name}: cannot list files: ${s.listError}`);
-    for (const f of s.files) {
-      if (f.state === 'refused')
-        why.push(
-          `source ${s.name}: ${f.path} refused (${f.refusal?.code ?? '?'}: ${f.refusal?.message ?? 'no reason given'})`,
-        );
-      // no_match is not a fault: the table shows it, but a pattern for a file this host does not
-      // write (Debian 12 has no /var/log/syslog without rsyslog) must not keep guard "degraded".
-    }
-    for (const j of s.journals ?? []) why.push(...journalTrouble(s.name, j));
-  }
-  for (const k of a.sinks) {
-    const t = sinkTrouble(k);
-    if (t) why.push(`sink ${k.name}: ${t}`);
-  }
+  const why = agentTrouble(r.agent!);
   return why.length ? { health: 'degraded', reasons: why } : { health: 'healthy', reasons: [] };
 }
 
