@@ -16,6 +16,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Helper } from '../test/lib/helper';
 import { makeTestCa, type TestCa } from '../test/lib/https-receiver';
@@ -23,9 +24,11 @@ import { PrivateJournald } from '../test/lib/journald';
 import { cleanEnv, killAll, killPid, sleep, start, track } from '../test/lib/proc';
 import { Sandbox, repoRoot } from '../test/lib/sandbox';
 import { TestUsers, type TestUser } from '../test/lib/users';
+import { Kafka, logLevel } from 'kafkajs';
 import { collect, MockKafka } from '../test/lib/kafka-mock';
 import { AuthLogGenerator, writeAuthLog } from './auth-log';
 import { auditBench } from './audit';
+import { journalSteadyTable, steady, type JournalSteady } from './journal';
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number): number =>
@@ -97,6 +100,8 @@ class ProcSampler {
   rssKiB = 0;
   /** CPU seconds of each thread, as last sampled. */
   threads = new Map<number, { cpuS: number }>();
+  /** [time ms, cpuS] of every sample. */
+  readonly history: [number, number][] = [];
   private readonly timer: NodeJS.Timeout;
   constructor(readonly pid: number) {
     this.timer = setInterval(() => this.sample(), 100);
@@ -105,6 +110,7 @@ class ProcSampler {
     try {
       const { user, sys } = cpuSplit(this.pid);
       this.cpuS = user + sys;
+      this.history.push([Date.now(), this.cpuS]);
       this.sysS = sys;
       this.rssKiB = Math.max(this.rssKiB, peakRssKiB(this.pid));
       for (const tid of readdirSync(`/proc/${this.pid}/task`))
@@ -347,6 +353,11 @@ interface RunResult {
   sample: string;
   /** CPU seconds of the main thread, of the others, and in the kernel. */
   threads?: Record<string, number>;
+  /** The journal runs (bench/journal.ts): CPU after the first entry arrived, and the load. */
+  journal?: JournalSteady;
+  /** The machine's 1-minute load average as the run ended (it is shared: read the wall-clock
+   *  rate beside it; CPU per line is the steadier figure). */
+  load1: number;
 }
 
 function byThread(s: ProcSampler): Record<string, number> {
@@ -387,6 +398,7 @@ function result(
     duplicates: 0,
     agentWarnings: 0,
     sample: d.sample,
+    load1: round(loadavg()[0]!, 2),
     ...extra,
   };
 }
@@ -521,6 +533,7 @@ async function journalAgentRun(
       'start_at = beginning',
     ];
     const config = agentConfig(w, 'journal', { url, tls: false, gzip: false, path: '', source });
+    const load = loadavg()[0]!;
     side = await startAgentSide(w, 'journal', config);
     const s = new ProcSampler(side.agent.pid);
     const d = await received(rx.w, [side.agent], RUN_TIMEOUT_MS);
@@ -531,6 +544,7 @@ async function journalAgentRun(
     const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
     for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
     return result('guard (journal, http)', j.entries, side.t0, d, s.cpuS, s.rssKiB, {
+      journal: steady(s.history, d, j.entries, load),
       duplicates: (final?.records ?? d.records) - j.entries,
       agentWarnings: warnings.length,
       threads: byThread(s),
@@ -550,6 +564,7 @@ async function journalBaselineRun(
 ): Promise<RunResult> {
   const rx = await startReceiver(j.entries, {});
   try {
+    const load = loadavg()[0]!;
     const t0 = Date.now();
     const jc = track(
       spawn('/usr/bin/journalctl', ['-D', j.jd.machineDir, '-o', 'json', '--no-pager'], {
@@ -573,6 +588,10 @@ async function journalBaselineRun(
     const sj = new ProcSampler(jc.pid!);
     const ss = new ProcSampler(shipper.pid);
     const d = await received(rx.w, [shipper], RUN_TIMEOUT_MS);
+    const both = sj.history.map(([t, c], k): [number, number] => [
+      t,
+      c + (ss.history[k]?.[1] ?? 0),
+    ]);
     sj.stop();
     ss.stop();
     await shipper.stop();
@@ -586,6 +605,7 @@ async function journalBaselineRun(
       sj.cpuS + ss.cpuS,
       sj.rssKiB + ss.rssKiB,
       {
+        journal: steady(both, d, j.entries, load),
         duplicates: (final?.records ?? d.records) - j.entries,
         threads: {
           journalctl: round(sj.cpuS, 2),
@@ -599,23 +619,22 @@ async function journalBaselineRun(
   }
 }
 
-/** guard's kafka sink producing to librdkafka's mock cluster (test/lib/kafka-mock.ts), read back
- *  by a KafkaJS consumer in this process (its CPU is the "receiver CPU"). */
+/** guard's kafka sink producing to librdkafka's mock cluster (test/lib/kafka-mock.ts), counted by
+ *  the partition's end offset (ListOffsets, polled by KafkaJS's admin client in this process: the
+ *  "receiver CPU"). Not by a consumer: the mock keeps only the last 100,000 messages of a
+ *  partition, and a consumer in this process falls behind guard's producer, so the oldest are gone
+ *  before it reads them. The sample is the first message, read by a consumer afterwards. */
 async function kafkaRun(w: World, name: string, label: string, gzip: boolean): Promise<RunResult> {
   const mock = await MockKafka.start(1);
   let side: Awaited<ReturnType<typeof startAgentSide>> | undefined;
-  let rx: Awaited<ReturnType<typeof collect>> | undefined;
+  const admin = new Kafka({ brokers: mock.brokers, logLevel: logLevel.NOTHING }).admin();
   try {
     await mock.command('topic guard 1');
     let records = 0;
     let lastAt = 0;
-    let sample = '';
-    rx = await collect(mock.brokers, ['guard'], (v) => {
-      records++;
-      if (records === LINES) lastAt = Date.now();
-      if (sample === '') sample = v;
-      return '';
-    });
+    await admin.connect();
+    const endOffset = async (): Promise<number> =>
+      (await admin.fetchTopicOffsets('guard')).reduce((sum, p) => sum + Number(p.high), 0);
     const cpu0 = process.cpuUsage();
     const config = agentConfig(w, name, {
       url: '',
@@ -628,15 +647,24 @@ async function kafkaRun(w: World, name: string, label: string, gzip: boolean): P
     side = await startAgentSide(w, name, config);
     const s = new ProcSampler(side.agent.pid);
     const deadline = Date.now() + RUN_TIMEOUT_MS;
-    while (records < LINES) {
+    while ((records = await endOffset()) < LINES) {
       if (side.agent.proc.exitCode !== null || side.agent.proc.signalCode !== null)
         throw new Error(`guard-agent exited before every line arrived:\n${side.agent.dump()}`);
       if (Date.now() > deadline) throw new Error(`timed out: ${records} of ${LINES} in Kafka`);
       await sleep(20);
     }
+    lastAt = Date.now();
     s.stop();
     await side.agent.stop();
     await sleep(1000); // late duplicates, if any
+    records = await endOffset();
+    let sample = '';
+    const rx = await collect(mock.brokers, ['guard'], (v) => {
+      if (sample === '') sample = v;
+      return '';
+    });
+    for (let i = 0; i < 200 && sample === ''; i++) await sleep(50);
+    await rx.stop();
     const c = process.cpuUsage(cpu0);
     const warnings = side.agent.lines.filter((l) => typeof l.level === 'number' && l.level >= 40);
     for (const x of warnings.slice(0, 5)) console.log(`  agent said: ${JSON.stringify(x)}`);
@@ -660,7 +688,7 @@ async function kafkaRun(w: World, name: string, label: string, gzip: boolean): P
   } finally {
     await side?.agent.stop();
     await side?.helper.stop();
-    await rx?.stop();
+    await admin.disconnect();
     await mock.stop();
   }
 }
@@ -848,7 +876,12 @@ async function main(): Promise<void> {
       `generated ${LINES.toLocaleString('en')} lines, ${(gen.bytes / 2 ** 20).toFixed(1)} MiB, sha256 ${gen.sha256.slice(0, 16)}… in ${((Date.now() - t) / 1000).toFixed(1)} s`,
     );
     console.log(
-      `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
+      `load average ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(
+          ' ',
+        )} (1, 5, 15 min; the machine may be shared: CPU per line is the steadier figure)\n` +
+        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
     );
 
     const runs: RunResult[] = [];
@@ -1018,6 +1051,7 @@ async function main(): Promise<void> {
             'requests',
             'wire MiB',
             'dup',
+            'load 1m',
           ],
           ...runs.map((r) => [
             r.run,
@@ -1031,9 +1065,12 @@ async function main(): Promise<void> {
             String(r.requests),
             r.wireMiB.toFixed(1),
             String(r.duplicates),
+            (r.load1 ?? 0).toFixed(2),
           ]),
         ]),
     );
+    const jr = runs.filter((r) => r.journal);
+    if (jr.length) console.log(`\n${journalSteadyTable(jr)}`);
     console.log('\nCPU s by thread, and of all of it, in the kernel:');
     for (const r of runs)
       console.log(
@@ -1117,7 +1154,7 @@ async function main(): Promise<void> {
       targets.push({
         target: `≥ ${TARGETS.linesPerS.toLocaleString('en')} events/s in a SIEM wire format (#15)`,
         run: r.run,
-        value: `${r.linesPerS.toLocaleString('en')} events/s${http ? ` (NDJSON in this run: ${http.linesPerS.toLocaleString('en')})` : ''}`,
+        value: `${r.linesPerS.toLocaleString('en')} events/s, ${r.usCpuPerLine} µs CPU/event, ${r.peakRssMiB} MiB, load ${r.load1}${http ? ` (NDJSON in this run: ${http.linesPerS.toLocaleString('en')}/s, ${http.usCpuPerLine} µs, ${http.peakRssMiB} MiB)` : ''}`,
         met: r.linesPerS >= TARGETS.linesPerS,
       });
     for (const l of latencies)

@@ -239,12 +239,16 @@ describe('Prometheus metrics (real helper, real agent, real parsers)', { timeout
     assert.doesNotMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/, 'a raw control character');
     const lint = await promtoolCheck(text);
     assert.equal(lint.code, 0, lint.out);
+    // The textfile is written every interval_ms: the one on disk may predate the second refusal.
+    let scraped: PromFamily[] = [];
     await until(
-      () => readFileSync(textfile, 'utf8').includes('guard_file_refused{'),
+      async () => {
+        scraped = await parseExposition(await exporter!.scrape());
+        return samples(scraped, 'guard_file_refused').length === 2;
+      },
       10_000,
-      'the textfile with the refusal',
+      'both refusals in the textfile, through node_exporter',
     );
-    const scraped = await parseExposition(await exporter!.scrape());
     assert.equal(sample(scraped, 'node_textfile_scrape_error'), 0);
     assert.ok(
       samples(scraped, 'guard_file_refused').some((x) => x.labels.path === hostile.labels.path),

@@ -212,16 +212,13 @@ describe('guard-agent into elasticsearch, splunk_hec, otlp and loki: kill -9, re
       for (const p of POISON) assert.ok(!x.seen.has(p) || name === 'otlp', `${name} refused ${p}`);
 
     // Dead letters: exactly the refused lines (a batch re-sent after the kill may refuse one twice).
-    await until(
-      () => new Set(deadLettered(env.state, 'es').lines).size === POISON.size,
-      20_000,
-      'the dead-letter files',
-    );
-    await until(
-      () => new Set(deadLettered(env.state, 'loki').lines).size === POISON.size,
-      20_000,
-      'the loki dead-letter files',
-    );
+    // Each sink dead-letters a refused event after it delivered the rest of its batch: wait for all.
+    for (const sink of ['es', 'hec', 'loki'])
+      await until(
+        () => new Set(deadLettered(env.state, sink).lines).size === POISON.size,
+        20_000,
+        `the ${sink} dead-letter files`,
+      );
     for (const sink of ['es', 'hec', 'loki']) {
       const d = deadLettered(env.state, sink);
       assert.deepEqual(

@@ -4,8 +4,6 @@
 // size limit. Every run reads the topics back with a consumer and counts events by id.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
-import { createServer as tlsServer, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,7 +12,8 @@ import type { KafkaSinkConfig } from '../packages/agent/src/config/types';
 import type { Batch } from '../packages/agent/src/event';
 import { KafkaSink } from '../packages/agent/src/sinks/kafka/kafka-sink';
 import { makeClientCert, makeTestCa } from './lib/https-receiver';
-import { consumeIds, MockKafka } from './lib/kafka-mock';
+import { consumeIds, MockKafka, TopicsReader } from './lib/kafka-mock';
+import { KafkaFront } from './lib/kafka-front';
 
 const root = mkdtempSync(join(tmpdir(), 'guard-kafka-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -58,6 +57,7 @@ function config(brokers: string[], over: Partial<KafkaSinkConfig> = {}): KafkaSi
     sasl: 'none',
     saslUsername: null,
     saslPasswordFile: null,
+    idempotence: true,
     maxMessageBytes: 1_000_000,
     timeoutMs: 5000,
     retryInitialMs: 50,
@@ -108,16 +108,29 @@ function tally(
 
 describe('kafka sink against the librdkafka mock cluster', () => {
   let mock: MockKafka;
+  let reader: TopicsReader;
   before(async () => {
     mock = await MockKafka.start(1);
+    for (const [t, n] of [
+      ['guard-app', 3],
+      ['guard-auth', 3],
+      ['guard-retry', 2],
+      ['guard-big', 1],
+    ] as const)
+      await mock.command(`topic ${t} ${n}`);
+    reader = await TopicsReader.start(mock.brokers, [
+      'guard-app',
+      'guard-auth',
+      'guard-retry',
+      'guard-big',
+    ]);
   });
   after(async () => {
+    await reader.stop();
     await mock.stop();
   });
 
   test('every event arrives exactly once, topic and key from the event, offsets per partition', async () => {
-    await mock.command('topic guard-app 3');
-    await mock.command('topic guard-auth 3');
     const state = mkdtempSync(join(root, 'state-'));
     const sink = new KafkaSink(config(mock.brokers), { stateDir: state, logger });
     const n = 10_000;
@@ -134,7 +147,7 @@ describe('kafka sink against the librdkafka mock cluster', () => {
       n,
     );
     await sink.close();
-    const { counts, keys } = await consumeIds(mock.brokers, ['guard-app', 'guard-auth'], n);
+    const { counts, keys } = await reader.read(['guard-app', 'guard-auth'], n);
     assert.deepEqual(tally(counts, 'once', n), { missing: 0, duplicates: 0, foreign: 0 });
     assert.equal(keys.get('once:2'), 'guard-app web-1/app');
     assert.equal(keys.get('once:3'), 'guard-auth web-1/auth');
@@ -142,7 +155,6 @@ describe('kafka sink against the librdkafka mock cluster', () => {
   });
 
   test('injected retriable errors (NOT_ENOUGH_REPLICAS, NOT_LEADER, REQUEST_TIMED_OUT, a cut connection) are retried: 0 missing', async () => {
-    await mock.command('topic guard-retry 2');
     const state = mkdtempSync(join(root, 'state-'));
     const sink = new KafkaSink(config(mock.brokers, { topic: 'guard-retry' }), {
       stateDir: state,
@@ -161,44 +173,14 @@ describe('kafka sink against the librdkafka mock cluster', () => {
     assert.ok(st.retries >= 8, `retries ${st.retries}`);
     assert.equal(st.deadLetteredEvents, 0);
     await sink.close();
-    const { counts } = await consumeIds(mock.brokers, ['guard-retry'], n);
+    const { counts } = await reader.read(['guard-retry'], n);
     const t = tally(counts, 'retry', n);
     assert.equal(t.missing, 0);
     assert.equal(t.foreign, 0);
     assert.deepEqual(deadLetters(state).ids, []);
   });
 
-  test('every broker down for 20 s, then back: the sink waits and retries, 0 missing', async () => {
-    await mock.command('topic guard-down 2');
-    const state = mkdtempSync(join(root, 'state-'));
-    const sink = new KafkaSink(
-      config(mock.brokers, { topic: 'guard-down', timeoutMs: 2000, retryMaxMs: 2000 }),
-      { stateDir: state, logger },
-    );
-    const n = 3000;
-    assert.equal(await sink.send(batch(events('down', 0, 1000)), signal), 'delivered');
-    await mock.command('down -1');
-    const downAt = Date.now();
-    const pending = (async () => {
-      for (let from = 1000; from < n; from += 1000)
-        assert.equal(await sink.send(batch(events('down', from, 1000)), signal), 'delivered');
-    })();
-    await new Promise((r) => setTimeout(r, 20_000));
-    assert.ok(sink.status().retries > 0, 'retrying while the cluster is down');
-    assert.notEqual(sink.status().lastError, null);
-    await mock.command('up -1');
-    await pending;
-    assert.ok(Date.now() - downAt >= 20_000);
-    await sink.close();
-    const { counts } = await consumeIds(mock.brokers, ['guard-down'], n);
-    const t = tally(counts, 'down', n);
-    assert.equal(t.missing, 0);
-    assert.ok(t.duplicates <= 1000, `duplicates ${t.duplicates} (at most the batch in flight)`);
-    assert.deepEqual(deadLetters(state).ids, []);
-  });
-
   test('an event over max_message_bytes and a broker refusal are dead-lettered with the reason; MESSAGE_TOO_LARGE splits the request', async () => {
-    await mock.command('topic guard-big 1');
     const state = mkdtempSync(join(root, 'state-'));
     const sink = new KafkaSink(
       config(mock.brokers, { topic: 'guard-big', maxMessageBytes: 4096 }),
@@ -237,7 +219,7 @@ describe('kafka sink against the librdkafka mock cluster', () => {
     assert.equal(st.deadLetteredEvents, 51);
     assert.equal(st.deliveredEvents, 99 + 100);
     await sink.close();
-    const { counts } = await consumeIds(mock.brokers, ['guard-big'], 199);
+    const { counts } = await reader.read(['guard-big'], 199);
     const t = tally(counts, 'big', 200, new Set([7]));
     assert.deepEqual(t, { missing: 0, duplicates: 0, foreign: 0 });
     assert.equal(counts.get('big:7'), undefined);
@@ -245,79 +227,208 @@ describe('kafka sink against the librdkafka mock cluster', () => {
   });
 });
 
-describe('kafka sink TLS (the mock cluster is plaintext: a TLS front for the bootstrap broker)', () => {
-  // What this shows: the sink speaks TLS, trusts ca_file, presents the client certificate, and a
-  // server outside ca_file is refused with a visible error. What it cannot show: producing over
-  // TLS (the cluster's metadata names its plaintext listener, which the client then uses).
-  test('client certificate presented and verified, server checked against ca_file; a wrong CA is refused', async () => {
-    const mock = await MockKafka.start(1);
-    const dir = mkdtempSync(join(root, 'tls-'));
-    const ca = makeTestCa(dir);
-    const f = (n: string) => join(dir, n);
+describe('kafka sink, the whole cluster down for 20 s', () => {
+  // A mock of its own: the other tests' shared consumer does not outlive a 20 s outage.
+  let mock: MockKafka;
+  before(async () => {
+    mock = await MockKafka.start(1);
+  });
+  after(async () => {
+    await mock.stop();
+  });
+
+  test('every broker down for 20 s, then back: the sink waits and retries, 0 missing', async () => {
+    await mock.command('topic guard-down 2');
+    const state = mkdtempSync(join(root, 'state-'));
+    const sink = new KafkaSink(
+      config(mock.brokers, { topic: 'guard-down', timeoutMs: 2000, retryMaxMs: 2000 }),
+      { stateDir: state, logger },
+    );
+    const n = 3000;
+    assert.equal(await sink.send(batch(events('down', 0, 1000)), signal), 'delivered');
+    await mock.command('down -1');
+    const downAt = Date.now();
+    const pending = (async () => {
+      for (let from = 1000; from < n; from += 1000)
+        assert.equal(await sink.send(batch(events('down', from, 1000)), signal), 'delivered');
+    })();
+    await new Promise((r) => setTimeout(r, 20_000));
+    assert.ok(sink.status().retries > 0, 'retrying while the cluster is down');
+    assert.notEqual(sink.status().lastError, null);
+    await mock.command('up -1');
+    await pending;
+    assert.ok(Date.now() - downAt >= 20_000);
+    await sink.close();
+    const { counts } = await consumeIds(mock.brokers, ['guard-down'], n);
+    const t = tally(counts, 'down', n);
+    assert.equal(t.missing, 0);
+    assert.ok(t.duplicates <= 1000, `duplicates ${t.duplicates} (at most the batch in flight)`);
+    assert.deepEqual(deadLetters(state).ids, []);
+  });
+});
+
+describe('idempotent producer: an acknowledgement lost after the cluster appended the batch', () => {
+  // The front (test/lib/kafka-front.ts) passes the Produce request on, lets the mock cluster
+  // append it, and cuts the connection instead of passing the acknowledgement back: the sink sees
+  // a lost connection and sends the same batch again. The mock checks sequence numbers only for
+  // transactional producers, so the front does the broker's duplicate check (KIP-98) on the
+  // batches' producer id and sequence numbers as they arrive on the wire.
+  let mock: MockKafka;
+  let front: KafkaFront;
+  let reader: TopicsReader;
+  before(async () => {
+    mock = await MockKafka.start(1);
+    for (const i of [true, false]) await mock.command(`topic guard-idem-${i} 2`);
+    reader = await TopicsReader.start(mock.brokers, ['guard-idem-true', 'guard-idem-false']);
+    front = await KafkaFront.start({ upstream: mock.bootstrap });
+  });
+  after(async () => {
+    await reader.stop();
+    await front.stop();
+    await mock.stop();
+  });
+
+  for (const idempotence of [true, false])
+    test(`idempotence ${idempotence ? 'on: the resent batch is not written twice' : 'off: the resent batch is written twice (exactly one batch)'}`, async () => {
+      const topic = `guard-idem-${idempotence}`;
+      const run = `idem${idempotence}`;
+      const state = mkdtempSync(join(root, 'state-'));
+      const sink = new KafkaSink(config([front.address], { topic, idempotence }), {
+        stateDir: state,
+        logger,
+      });
+      const n = 1500;
+      assert.equal(await sink.send(batch(events(run, 0, 500)), signal), 'delivered');
+      const dropped = front.dropped;
+      const deduplicated = front.deduplicated;
+      front.dropProduceAck();
+      assert.equal(await sink.send(batch(events(run, 500, 500)), signal), 'delivered');
+      assert.equal(front.dropped, dropped + 1, 'one acknowledgement withheld');
+      assert.equal(await sink.send(batch(events(run, 1000, 500)), signal), 'delivered');
+      const st = sink.status();
+      assert.ok(st.retries >= 1, `retries ${st.retries}`);
+      await sink.close();
+      const { counts } = await reader.read([topic], n + (idempotence ? 0 : 500));
+      const t = tally(counts, run, n);
+      assert.equal(t.missing, 0);
+      assert.equal(t.foreign, 0);
+      // Without idempotence the batch of 500 whose acknowledgement was lost is there twice (its
+      // record batches were all resent); with it, once.
+      assert.equal(t.duplicates, idempotence ? 0 : 500);
+      // the resend carried the first try's producer id and sequence numbers
+      if (idempotence) assert.ok(front.deduplicated > deduplicated, 'the resend was a duplicate');
+      else assert.equal(front.deduplicated, deduplicated);
+    });
+});
+
+describe('kafka sink over TLS with SASL (PLAIN, SCRAM-SHA-256/512), through a TLS + SASL front', () => {
+  let mock: MockKafka;
+  let front: KafkaFront;
+  let dir: string;
+  let reader: TopicsReader;
+  let ca: ReturnType<typeof makeTestCa>;
+  before(async () => {
+    mock = await MockKafka.start(1);
+    await mock.command('topic guard-sasl 2');
+    reader = await TopicsReader.start(mock.brokers, ['guard-sasl']);
+    dir = mkdtempSync(join(root, 'tls-'));
+    ca = makeTestCa(dir);
     makeClientCert(dir, ca, 'guard-client');
-    const other = makeTestCa(mkdtempSync(join(root, 'tls-other-')));
-    const clients: string[] = [];
-    const [host, port] = mock.bootstrap.split(':') as [string, string];
-    const server = tlsServer(
-      {
+    front = await KafkaFront.start({
+      upstream: mock.bootstrap,
+      tls: {
         cert: readFileSync(ca.serverCert),
         key: readFileSync(ca.serverKey),
         ca: readFileSync(ca.caCert),
         requestCert: true,
         rejectUnauthorized: true,
       },
-      (sock: TLSSocket) => {
-        clients.push(String(sock.getPeerCertificate().subject?.CN));
-        const up = netConnect(Number(port), host);
-        sock.pipe(up).pipe(sock);
-        up.on('error', () => sock.destroy());
-        sock.on('error', () => up.destroy());
-      },
+      sasl: { users: { alice: 'correct horse' } },
+    });
+  });
+  after(async () => {
+    await reader.stop();
+    await front.stop();
+    await mock.stop();
+  });
+
+  function saslSink(sasl: KafkaSinkConfig['sasl'], password: string, caFile = ca.caCert) {
+    const pw = join(dir, `pw-${Math.random().toString(36).slice(2)}`);
+    writeFileSync(pw, `${password}\n`, { mode: 0o600 });
+    const state = mkdtempSync(join(root, 'state-'));
+    const sink = new KafkaSink(
+      config([front.address], {
+        topic: 'guard-sasl',
+        tls: true,
+        caFile,
+        clientCertFile: join(dir, 'client.pem'),
+        clientKeyFile: join(dir, 'client.key'),
+        sasl,
+        saslUsername: 'alice',
+        saslPasswordFile: pw,
+        timeoutMs: 2000,
+      }),
+      { stateDir: state, logger },
     );
-    const handshakeErrors: string[] = [];
-    server.on('tlsClientError', (e) => handshakeErrors.push(e.message));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const tlsPort = (server.address() as { port: number }).port;
-    try {
-      const run = async (caFile: string) => {
-        const state = mkdtempSync(join(root, 'state-'));
-        const sink = new KafkaSink(
-          config([`127.0.0.1:${tlsPort}`], {
-            topic: 'guard-tls',
-            tls: true,
-            caFile,
-            clientCertFile: f('client.pem'),
-            clientKeyFile: f('client.key'),
-            timeoutMs: 2000,
-          }),
-          { stateDir: state, logger },
-        );
-        const ac = new AbortController();
-        const sent = sink.send(batch(events('tls', 0, 10)), ac.signal).catch((e: Error) => e);
-        await new Promise((r) => setTimeout(r, 3000));
-        ac.abort();
-        const r = await sent;
-        assert.ok(r instanceof Error && r.name === 'AbortError', String(r));
-        const st = sink.status();
-        await sink.close();
-        return st;
-      };
-      const good = await run(ca.caCert);
-      assert.ok(clients.includes('guard-client'), `client certificate seen: ${clients.join(',')}`);
-      assert.deepEqual(handshakeErrors, []);
-      const n = clients.length;
-      const bad = await run(other.caCert);
-      assert.equal(clients.length, n, 'no TLS session with a server outside ca_file');
-      assert.match(String(bad.lastError), /certificate/i);
-      assert.ok(bad.retries > 0);
-      assert.notEqual(
-        good.lastError,
-        null,
-        'produce then fails: the metadata names the plaintext listener',
-      );
-    } finally {
-      server.close();
-      await mock.stop();
+    return { sink, pw };
+  }
+
+  test('good credentials deliver with each mechanism; wrong ones: a clear error, nothing lost, delivery resumes once the password file is fixed; a server outside ca_file is refused', async () => {
+    let from = 0;
+    for (const mech of ['plain', 'scram-sha-256', 'scram-sha-512'] as const) {
+      const { sink } = saslSink(mech, 'correct horse');
+      assert.equal(await sink.send(batch(events('sasl', from, 200)), signal), 'delivered');
+      assert.equal(sink.status().lastError, null);
+      await sink.close();
+      from += 200;
     }
+    assert.deepEqual(front.auths, [
+      'ok PLAIN alice',
+      'ok SCRAM-SHA-256 alice',
+      'ok SCRAM-SHA-512 alice',
+    ]);
+
+    // Wrong password: the batch stays in flight (never acknowledged, never dead-lettered), the
+    // status says why; the corrected file is read at the next connection.
+    const { sink, pw } = saslSink('scram-sha-256', 'wrong horse');
+    const pending = sink.send(batch(events('sasl', from, 200)), signal);
+    const t0 = Date.now();
+    while (!/SASL_AUTHENTICATION_FAILED/.test(String(sink.status().lastError))) {
+      assert.ok(
+        Date.now() - t0 < 15_000,
+        `no SASL error in the status: ${sink.status().lastError}`,
+      );
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const st = sink.status();
+    assert.match(
+      String(st.lastError),
+      /SASL_AUTHENTICATION_FAILED: 127\.0\.0\.1:\d+ refused SASL SCRAM-SHA-256 for user "alice": Authentication failed during authentication due to invalid credentials/,
+    );
+    assert.equal(st.deliveredEvents, 0);
+    assert.equal(st.deadLetteredEvents, 0);
+    assert.ok(front.auths.includes('refused SCRAM-SHA-256 alice'));
+    writeFileSync(pw, 'correct horse\n');
+    assert.equal(await pending, 'delivered');
+    assert.equal(sink.status().deliveredEvents, 200);
+    await sink.close();
+    from += 200;
+
+    // A server certificate outside ca_file: no session, a certificate error in the status.
+    const other = makeTestCa(mkdtempSync(join(root, 'tls-other-')));
+    const bad = saslSink('plain', 'correct horse', other.caCert).sink;
+    const ac = new AbortController();
+    const sent = bad.send(batch(events('sasl-x', 0, 10)), ac.signal).catch((e: Error) => e);
+    const t1 = Date.now();
+    while (bad.status().retries === 0 && Date.now() - t1 < 10_000)
+      await new Promise((r) => setTimeout(r, 50));
+    ac.abort();
+    const r = await sent;
+    assert.ok(r instanceof Error && r.name === 'AbortError', String(r));
+    assert.match(String(bad.status().lastError), /certificate/i);
+    await bad.close();
+
+    const { counts } = await reader.read(['guard-sasl'], from);
+    assert.deepEqual(tally(counts, 'sasl', from), { missing: 0, duplicates: 0, foreign: 0 });
   });
 });

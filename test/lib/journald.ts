@@ -18,9 +18,11 @@ mount -t tmpfs -o mode=0755 tmpfs /var/log
 mkdir /var/log/journal
 mount --bind "$1" /var/log/journal
 mount --bind "$2" /etc/systemd/journald.conf
+if [ -n "$3" ]; then mkdir /var/log/.runtime && mount --bind "$3" /var/log/.runtime; fi
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/systemd/journal /run/log/journal
-touch /run/systemd/journal/flushed
+if [ -n "$3" ]; then mount --move /var/log/.runtime /run/log/journal && rmdir /var/log/.runtime
+else touch /run/systemd/journal/flushed; fi
 exec /lib/systemd/systemd-journald`;
 
 /** Writes entries in journald's native protocol (binary-safe values), one datagram each: argv[1] is
@@ -48,15 +50,23 @@ for entry in json.loads(sys.stdin.read()):
 
 export class PrivateJournald {
   private proc: ChildProcess | null = null;
+  /** True while the tmpfs of the runtime directory is mounted (see start). */
+  private mounted = false;
 
   private constructor(
     /** The host directory journald writes into (its /var/log/journal). */
     readonly dir: string,
     private readonly conf: string,
+    /** The host directory that is its /run/log/journal, when the test sees it ('' otherwise). */
+    readonly runtimeDir = '',
   ) {}
 
-  /** Starts journald with its journal in sandbox directory `rel`. */
-  static async start(sb: Sandbox, rel = 'journal'): Promise<PrivateJournald> {
+  /**
+   * Starts journald with its journal in sandbox directory `rel`. With `runtime` (a sandbox
+   * directory), journald starts as at boot before /var is there: it writes to its /run/log/journal
+   * (that directory, visible to the test) until flush() moves the entries to /var/log/journal.
+   */
+  static async start(sb: Sandbox, rel = 'journal', runtime?: string): Promise<PrivateJournald> {
     const dir = sb.mkdir(rel, 0o755);
     const conf = sb.file(
       `${rel}.conf`,
@@ -72,7 +82,22 @@ export class PrivateJournald {
         '',
       ].join('\n'),
     );
-    const j = new PrivateJournald(dir, conf);
+    const j = new PrivateJournald(dir, conf, runtime ? sb.mkdir(runtime, 0o755) : '');
+    // journald removes its /run journal after a flush only from a tmpfs (it refuses to delete from
+    // a disk file system, and goes on writing there): the host's side is a tmpfs of the test's own,
+    // unmounted by stop().
+    if (runtime) {
+      const m = await run('/bin/mount', [
+        '-t',
+        'tmpfs',
+        '-o',
+        'mode=0755,size=256m',
+        'tmpfs',
+        j.runtimeDir,
+      ]);
+      if (m.code !== 0) throw new Error(`mount tmpfs on ${j.runtimeDir}: ${m.stderr}`);
+      j.mounted = true;
+    }
     await j.up();
     return j;
   }
@@ -81,11 +106,15 @@ export class PrivateJournald {
     return this.proc!.pid!;
   }
 
-  /** The machine's journal directory (created by journald on start). */
+  /** The machine's journal directory (created by journald on start; `in` another journal root). */
+  machineDirIn(root: string): string {
+    const ids = readdirSync(root);
+    if (ids.length !== 1) throw new Error(`expected one machine directory in ${root}: ${ids}`);
+    return join(root, ids[0]!);
+  }
+
   get machineDir(): string {
-    const ids = readdirSync(this.dir);
-    if (ids.length !== 1) throw new Error(`expected one machine directory in ${this.dir}: ${ids}`);
-    return join(this.dir, ids[0]!);
+    return this.machineDirIn(this.dir);
   }
 
   /** The journal files now, sorted. */
@@ -109,13 +138,14 @@ export class PrivateJournald {
       'sh',
       this.dir,
       this.conf,
+      this.runtimeDir,
     ]);
     let stderr = '';
     this.proc.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     for (let i = 0; i < 100; i++) {
       if (this.proc.exitCode !== null) throw new Error(`journald exited: ${stderr}`);
       const ok = await this.exec('/usr/bin/test', ['-S', '/run/systemd/journal/socket']);
-      if (ok.code === 0 && readdirSync(this.dir).length > 0) return;
+      if (ok.code === 0 && readdirSync(this.runtimeDir || this.dir).length > 0) return;
       await sleep(50);
     }
     throw new Error(`journald did not come up: ${stderr}`);
@@ -163,8 +193,8 @@ export class PrivateJournald {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const r = await this.must('/usr/bin/journalctl', [
-        '-D',
-        '/var/log/journal',
+        // both /run and /var (merged, as libsystemd does) when the test sees /run
+        ...(this.runtimeDir ? ['-m'] : ['-D', '/var/log/journal']),
         '-t',
         tag,
         '-n',
@@ -178,6 +208,12 @@ export class PrivateJournald {
     }
   }
 
+  /** journalctl --flush: journald copies its /run journal to /var/log/journal, removes the /run
+   *  files and writes to /var from then on (as when /var becomes available at boot). */
+  async flush(): Promise<void> {
+    await this.must('/usr/bin/journalctl', ['--flush']);
+  }
+
   /** journalctl --rotate: the active file archived, a new one started. */
   async rotate(): Promise<void> {
     await this.must('/usr/bin/journalctl', ['--rotate']);
@@ -188,8 +224,9 @@ export class PrivateJournald {
     await this.must('/usr/bin/journalctl', ['-D', '/var/log/journal', `--vacuum-files=${n}`]);
   }
 
-  /** Every entry's cursor and message, oldest first (journalctl as root, on the host). */
-  async entries(): Promise<{ cursor: string; message: string }[]> {
+  /** Every entry's cursor, message and _COMM (journald leaves _COMM out when the writer exited
+   *  before it read /proc), oldest first (journalctl as root, on the host). */
+  async entries(): Promise<{ cursor: string; message: string; comm?: string }[]> {
     const r = await run(
       '/usr/bin/journalctl',
       ['-D', this.machineDir, '-o', 'json', '--no-pager'],
@@ -201,19 +238,30 @@ export class PrivateJournald {
       .split('\n')
       .filter((l) => l !== '')
       .map((l) => {
-        const e = JSON.parse(l) as { __CURSOR: string; MESSAGE?: unknown };
-        return { cursor: e.__CURSOR, message: typeof e.MESSAGE === 'string' ? e.MESSAGE : '' };
+        const e = JSON.parse(l) as { __CURSOR: string; MESSAGE?: unknown; _COMM?: unknown };
+        return {
+          cursor: e.__CURSOR,
+          message: typeof e.MESSAGE === 'string' ? e.MESSAGE : '',
+          ...(typeof e._COMM === 'string' ? { comm: e._COMM } : {}),
+        };
       });
   }
 
   async stop(): Promise<void> {
     const p = this.proc;
     this.proc = null;
-    if (!p || p.exitCode !== null) return;
-    const exited = new Promise((resolve) => p.once('exit', resolve));
-    killPid(p.pid, 'SIGTERM');
-    await Promise.race([exited, sleep(5000)]);
-    if (p.exitCode === null) killPid(p.pid, 'SIGKILL');
+    if (p && p.exitCode === null) {
+      const exited = new Promise((resolve) => p.once('exit', resolve));
+      killPid(p.pid, 'SIGTERM');
+      await Promise.race([exited, sleep(5000)]);
+      if (p.exitCode === null) killPid(p.pid, 'SIGKILL');
+    }
+    if (this.mounted) {
+      // lazily: a reader may still hold a descriptor; the mount is gone from the tree at once
+      const u = await run('/bin/umount', ['--lazy', this.runtimeDir]);
+      if (u.code !== 0) throw new Error(`umount ${this.runtimeDir}: ${u.stderr}`);
+      this.mounted = false;
+    }
   }
 
   static available(): boolean {

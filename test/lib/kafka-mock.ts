@@ -77,7 +77,10 @@ export async function consumeIds(
   timeoutMs = 30_000,
 ): Promise<{ counts: Map<string, number>; messages: number; keys: Map<string, string> }> {
   const kafka = new Kafka({ brokers, logLevel: logLevel.NOTHING, clientId: 'guard-test' });
-  const consumer = kafka.consumer({ groupId: `guard-test-${process.pid}-${Math.random()}` });
+  const consumer = kafka.consumer({
+    groupId: `guard-test-${process.pid}-${Math.random()}`,
+    maxWaitTimeInMs: 100,
+  });
   const counts = new Map<string, number>();
   const keys = new Map<string, string>();
   let messages = 0;
@@ -114,7 +117,10 @@ export async function collect(
   idOf: (value: string) => string,
 ): Promise<{ counts: Map<string, number>; messages: () => number; stop: () => Promise<void> }> {
   const kafka = new Kafka({ brokers, logLevel: logLevel.NOTHING, clientId: 'guard-test' });
-  const consumer = kafka.consumer({ groupId: `guard-test-${process.pid}-${Math.random()}` });
+  const consumer = kafka.consumer({
+    groupId: `guard-test-${process.pid}-${Math.random()}`,
+    maxWaitTimeInMs: 100,
+  });
   const counts = new Map<string, number>();
   let messages = 0;
   await consumer.connect();
@@ -127,4 +133,69 @@ export async function collect(
     },
   });
   return { counts, messages: () => messages, stop: () => consumer.disconnect() };
+}
+
+/**
+ * One consumer for a whole test file's topics (joining a group on the mock cluster takes 3 s, so
+ * once, not per test): counts each topic's events by id as they arrive; read() waits for them.
+ */
+export class TopicsReader {
+  private readonly byTopic = new Map<
+    string,
+    { counts: Map<string, number>; keys: Map<string, string>; messages: number }
+  >();
+  private lastAt = Date.now();
+  private stopFn: () => Promise<void> = async () => undefined;
+
+  static async start(brokers: string[], topics: string[]): Promise<TopicsReader> {
+    const r = new TopicsReader();
+    for (const t of topics) r.byTopic.set(t, { counts: new Map(), keys: new Map(), messages: 0 });
+    const kafka = new Kafka({ brokers, logLevel: logLevel.NOTHING, clientId: 'guard-test' });
+    const consumer = kafka.consumer({
+      groupId: `guard-test-${process.pid}-${Math.random()}`,
+      maxWaitTimeInMs: 100,
+    });
+    await consumer.connect();
+    for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message, topic }) => {
+        const t = r.byTopic.get(topic)!;
+        t.messages++;
+        r.lastAt = Date.now();
+        const ev = JSON.parse(message.value!.toString('utf8')) as { id: string };
+        t.counts.set(ev.id, (t.counts.get(ev.id) ?? 0) + 1);
+        t.keys.set(ev.id, `${topic} ${message.key?.toString('utf8') ?? ''}`);
+      },
+    });
+    r.stopFn = () => consumer.disconnect();
+    return r;
+  }
+
+  /** The topics' events once `expected` messages arrived in them and then none for `quietMs`
+   *  (a late duplicate must be seen too), or when `timeoutMs` passed. */
+  async read(
+    topics: string[],
+    expected: number,
+    timeoutMs = 30_000,
+    quietMs = 1000,
+  ): Promise<{ counts: Map<string, number>; messages: number; keys: Map<string, string> }> {
+    const deadline = Date.now() + timeoutMs;
+    const sum = () => topics.reduce((s, t) => s + this.byTopic.get(t)!.messages, 0);
+    while (Date.now() < deadline) {
+      if (sum() >= expected && Date.now() - this.lastAt >= quietMs) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const counts = new Map<string, number>();
+    const keys = new Map<string, string>();
+    for (const t of topics) {
+      const x = this.byTopic.get(t)!;
+      for (const [id, c] of x.counts) counts.set(id, (counts.get(id) ?? 0) + c);
+      for (const [id, k] of x.keys) keys.set(id, k);
+    }
+    return { counts, messages: sum(), keys };
+  }
+
+  stop(): Promise<void> {
+    return this.stopFn();
+  }
 }

@@ -11,12 +11,20 @@ export const CURSOR_STRIDE = 160;
 /** Bits of meta[3k + 2]. */
 export const BIT_SLOW = 1; // the event's JSON differs from its text (escapes, non-ASCII)
 export const BIT_FLAGS = 2; // the event carries flags
+export const BIT_SECRET = 4; // a value holds one of open()'s trigger words (any case)
 
 export interface JournalAddon {
   /** Opens the files behind `fds`; from then on they are the handle's (close() closes them). When it
    *  throws they are still the caller's. `lists`: include units, exclude units, include
-   *  identifiers, exclude identifiers. `tail` is what every event line ends with. */
-  open(fds: number[], tail: string, maxValueBytes: number, lists: string[][]): JournalHandle;
+   *  identifiers, exclude identifiers. `tail` is what every event line ends with. An entry whose
+   *  values' JSON text holds one of `triggers` (ASCII, compared in any case) gets BIT_SECRET. */
+  open(
+    fds: number[],
+    tail: string,
+    maxValueBytes: number,
+    lists: string[][],
+    triggers: readonly string[],
+  ): JournalHandle;
   seekHead(h: JournalHandle): void;
   /** On the last entry (read() goes on after it); its cursor, or null when there is none. */
   seekTail(h: JournalHandle): string | null;

@@ -47,7 +47,13 @@ static struct {
 // Where one field of the entry being encoded lies in the handle's field arena.
 typedef struct {
   size_t name, name_len, value, value_len;
+  // The entry's first field of this name (an index), how many it has (on the first), and the next
+  // field of this name (0: none; a later field never has index 0).
+  uint32_t first, count, next;
 } field;
+
+// Buckets of the per-entry table that finds a field's earlier namesake (collect).
+#define NAME_BUCKETS 64
 
 typedef struct {
   sd_journal *j;
@@ -57,6 +63,8 @@ typedef struct {
   size_t arena_len, arena_cap;
   field *fields;
   size_t n_fields, fields_cap;
+  int32_t *chain;  // per field: the next first-of-its-name field in its bucket (collect)
+  uint32_t *last;  // per first field: the last field of its name
   char *line;
   size_t line_len, line_cap;
   // Where the KNOWN fields are in the entry, and how often each occurs.
@@ -76,13 +84,19 @@ typedef struct {
   // Unit and identifier include/exclude lists, NUL-separated names.
   char **lists[4];
   size_t list_len[4];
+  // Redaction's trigger words (lower case): an entry whose values hold one is marked BIT_SECRET.
+  char **triggers;
+  size_t n_triggers;
+  unsigned char *trigger_pairs;  // [first << 8 | second], lower case: 1 where a trigger word starts
+  int secret;                    // the entry being encoded holds a trigger word
+  int mark_all;                  // a trigger word could not be taken: every entry is marked
   int oom;
 } reader;
 
 enum { INCLUDE_UNITS, EXCLUDE_UNITS, INCLUDE_IDS, EXCLUDE_IDS };
 
 // Per-entry bits handed to JS in meta[3k+2].
-enum { BIT_SLOW = 1, BIT_FLAGS = 2 };
+enum { BIT_SLOW = 1, BIT_FLAGS = 2, BIT_SECRET = 4 };
 // Event flags.
 enum { F_ESCAPED = 1, F_BASE64 = 2, F_TRUNCATED = 4 };
 
@@ -182,6 +196,33 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
   return 0;
 }
 
+// Marks the entry when the JSON text just written, line[from, line_len), holds a trigger word in
+// any case. The JSON text of a value holds every word its decoded string holds (escapes only add
+// characters around copied ones, and no trigger word holds '"' or '\\'), so an entry not marked
+// is one that redaction's built-in patterns leave alone (redact.ts, PREFILTER_TRIGGERS).
+static inline unsigned lower(unsigned char c) { return c | ((unsigned)(c - 'A') < 26u ? 0x20 : 0); }
+
+static void scan_secret(reader *r, size_t from) {
+  if (r->secret || r->n_triggers == 0 || r->line_len - from < 2) return;
+  const unsigned char *t = (const unsigned char *)r->line;
+  unsigned prev = lower(t[from]);
+  for (size_t i = from + 1; i < r->line_len; i++) {
+    unsigned c = lower(t[i]);
+    unsigned pair = prev << 8 | c;
+    prev = c;
+    if (!r->trigger_pairs[pair]) continue;
+    for (size_t k = 0; k < r->n_triggers; k++) {  // a word starting at i - 1
+      const char *w = r->triggers[k];
+      size_t j = 0;
+      while (w[j] && i - 1 + j < r->line_len && lower(t[i - 1 + j]) == (unsigned char)w[j]) j++;
+      if (w[j] == 0) {
+        r->secret = 1;
+        return;
+      }
+    }
+  }
+}
+
 static void put_base64(reader *r, const unsigned char *s, size_t n) {
   static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   if (reserve(&r->line, &r->line_cap, r->line_len + (n + 2) / 3 * 4 + 2) < 0) {
@@ -215,7 +256,7 @@ static void put_base64(reader *r, const unsigned char *s, size_t n) {
 // Values longer than max_value are cut at a character boundary (flag `truncated`). Sets *slow when
 // the JSON differs from the bytes (an escape, or any byte above 0x7f): redaction's fast scan then
 // cannot read the event's text off the JSON.
-static int put_value(reader *r, const unsigned char *s, size_t n, int *slow) {
+static int put_value_text(reader *r, const unsigned char *s, size_t n, int *slow) {
   int flags = 0;
   if (n > r->max_value) {
     size_t cut = r->max_value;
@@ -292,6 +333,13 @@ static int put_value(reader *r, const unsigned char *s, size_t n, int *slow) {
   return flags;
 }
 
+static int put_value(reader *r, const unsigned char *s, size_t n, int *slow) {
+  size_t from = r->line_len;
+  int flags = put_value_text(r, s, n, slow);
+  scan_secret(r, from);
+  return flags;
+}
+
 // ---- one entry ----
 
 static int name_is(const reader *r, const field *f, const char *name) {
@@ -348,6 +396,12 @@ static int collect(reader *r) {
       const field **b = realloc(r->b64, (cap + 1) * sizeof *b);
       if (b == NULL) return -ENOMEM;
       r->b64 = b;
+      int32_t *c = realloc(r->chain, cap * sizeof *c);
+      if (c == NULL) return -ENOMEM;
+      r->chain = c;
+      uint32_t *l = realloc(r->last, cap * sizeof *l);
+      if (l == NULL) return -ENOMEM;
+      r->last = l;
       r->fields_cap = cap;
     }
     memcpy(r->arena + r->arena_len, data, len);
@@ -359,6 +413,32 @@ static int collect(reader *r) {
     r->arena_len += len;
   }
   if (e < 0) return e;
+  // Each field's first namesake, in one pass: a small hash table of the names seen, by length and
+  // first and last character (journald's names are upper case, digits and '_').
+  int32_t bucket[NAME_BUCKETS];
+  memset(bucket, -1, sizeof bucket);
+  for (size_t k = 0; k < r->n_fields; k++) {
+    field *f = &r->fields[k];
+    const unsigned char *nm = (const unsigned char *)r->arena + f->name;
+    size_t h =
+        (f->name_len * 31 + (f->name_len ? nm[0] * 7u + nm[f->name_len - 1] : 0)) % NAME_BUCKETS;
+    f->first = (uint32_t)k;
+    f->count = 1;
+    f->next = 0;
+    // the bucket's first fields, linked through chain[]
+    int32_t j = bucket[h];
+    while (j >= 0 && !same_name(r, &r->fields[j], f)) j = r->chain[j];
+    if (j < 0) {
+      r->chain[k] = bucket[h];
+      bucket[h] = (int32_t)k;
+      continue;
+    }
+    field *first = &r->fields[j];
+    f->first = (uint32_t)j;
+    first->count++;
+    r->fields[first->next == 0 ? (uint32_t)j : r->last[j]].next = (uint32_t)k;
+    r->last[j] = (uint32_t)k;
+  }
   // The KNOWN fields, by index into r->fields (the table may have moved while it grew).
   memset(r->known_count, 0, sizeof r->known_count);
   for (size_t k = 0; k < r->n_fields; k++) {
@@ -434,6 +514,7 @@ static const char *const MAPPED[][2] = {
 static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]) {
   int slow = 0, flags = 0;
   r->line_len = 0;
+  r->secret = 0;
   // id and offset from the cursor's seqnum id (s=) and seqnum (i=, hex)
   const char *s = strstr(cursor, "s=");
   const char *i = strstr(cursor, ";i=");
@@ -508,12 +589,11 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     const field *f = &r->fields[k];
     if (f == message && message_single) continue;
     if ((f == prio && severity) || (f == pid && pid_numeric)) continue;
+    if (f->first != k) continue;  // with its first namesake
     int skip = 0;
     for (size_t m = 0; m < N_MAPPED && !skip; m++) skip = f == mapped[m];
-    for (size_t p = 0; p < k && !skip; p++) skip = same_name(r, &r->fields[p], f);
     if (skip) continue;
-    size_t count = 0;
-    for (size_t q = k; q < r->n_fields; q++) count += same_name(r, &r->fields[q], f);
+    size_t count = f->count;
     if (!first) PUTS(r, ",");
     first = 0;
     if (is_field_name(r->arena + f->name, f->name_len)) {
@@ -528,8 +608,7 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     if (count > 1) PUTS(r, "[");
     size_t done = 0;
     int binary = 0;
-    for (size_t q = k; q < r->n_fields; q++) {
-      if (!same_name(r, &r->fields[q], f)) continue;
+    for (size_t q = k; done < count; q = r->fields[q].next) {
       if (done++) PUTS(r, ",");
       binary |= put_value(r, (const unsigned char *)r->arena + r->fields[q].value,
                           r->fields[q].value_len, &slow);
@@ -565,7 +644,8 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     PUTS(r, "]");
   }
   put(r, r->tail, r->tail_len);
-  meta[2] = (slow ? BIT_SLOW : 0) | (flags ? BIT_FLAGS : 0);
+  meta[2] =
+      (slow ? BIT_SLOW : 0) | (flags ? BIT_FLAGS : 0) | (r->secret || r->mark_all ? BIT_SECRET : 0);
 }
 
 // ---- N-API ----
@@ -575,6 +655,8 @@ static void reader_free(reader *r) {
   r->j = NULL;
   free(r->arena);
   free(r->fields);
+  free(r->chain);
+  free(r->last);
   free(r->b64);
   free(r->line);
   free(r->tail);
@@ -582,6 +664,9 @@ static void reader_free(reader *r) {
     for (size_t i = 0; i < r->list_len[w]; i++) free(r->lists[w][i]);
     free(r->lists[w]);
   }
+  for (size_t i = 0; i < r->n_triggers; i++) free(r->triggers[i]);
+  free(r->triggers);
+  free(r->trigger_pairs);
   memset(r, 0, sizeof *r);
 }
 
@@ -614,10 +699,11 @@ static char *get_string(napi_env env, napi_value v) {
   return s;
 }
 
-// open(fds: number[], tail: string, maxValueBytes: number, lists: string[][4]) → handle
+// open(fds: number[], tail: string, maxValueBytes: number, lists: string[][4], triggers: string[])
+// → handle
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   char why[512];
   if (load_libsystemd(why, sizeof why) < 0) {
@@ -658,6 +744,28 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
       napi_get_element(env, list, i, &e);
       char *s = get_string(env, e);
       if (s) r->lists[w][r->list_len[w]++] = s;
+    }
+  }
+  // Fails closed: a word that cannot be taken (no memory, not a string, shorter than two bytes)
+  // marks every entry, so that none escapes redaction unlooked at.
+  uint32_t n_triggers = 0;
+  if (argc >= 5 && napi_get_array_length(env, argv[4], &n_triggers) == napi_ok && n_triggers > 0) {
+    r->triggers = calloc(n_triggers, sizeof(char *));
+    if (r->triggers == NULL) r->mark_all = 1;
+    for (uint32_t i = 0; i < n_triggers && r->triggers; i++) {
+      napi_value e;
+      napi_get_element(env, argv[4], i, &e);
+      char *w = get_string(env, e);
+      if (w == NULL || w[0] == 0 || w[1] == 0 ||
+          (r->trigger_pairs == NULL && (r->trigger_pairs = calloc(1, 65536)) == NULL)) {
+        free(w);
+        r->mark_all = 1;
+        continue;
+      }
+      for (char *c = w; *c; c++)
+        if (*c >= 'A' && *c <= 'Z') *c |= 0x20;
+      r->trigger_pairs[(unsigned char)w[0] << 8 | (unsigned char)w[1]] = 1;
+      r->triggers[r->n_triggers++] = w;
     }
   }
   int e = sd.open_files_fd(&r->j, fds, n_fds, 0);
@@ -718,10 +826,41 @@ static napi_value js_seek_tail(napi_env env, napi_callback_info info) {
   return cursor_value(env, r);
 }
 
+// The value of part `key` (s, i, b, m, t, x) of a cursor: its length, *v at its start.
+static size_t cursor_part(const char *c, char key, const char **v) {
+  for (const char *p = c; *p; p++) {
+    if ((p == c || p[-1] == ';') && p[0] == key && p[1] == '=') {
+      *v = p + 2;
+      return strcspn(p + 2, ";");
+    }
+  }
+  *v = "";
+  return 0;
+}
+
+static int same_part(const char *a, const char *b, char key) {
+  const char *va, *vb;
+  size_t na = cursor_part(a, key, &va), nb = cursor_part(b, key, &vb);
+  return na == nb && memcmp(va, vb, na) == 0;
+}
+
+// The same entry under another seqnum id: journald's flush of /run to /var gives the copies a new
+// s= and keeps boot id, timestamps and hash.
+static int same_copy(const char *a, const char *b) {
+  return same_part(a, b, 'b') && same_part(a, b, 'm') && same_part(a, b, 't') &&
+         same_part(a, b, 'x');
+}
+
+// Entries sharing a timestamp looked through for the copy of a saved entry (see js_seek_cursor).
+#define MAX_SAME_TIME 1000000
+
 // seekCursor(h, cursor) → the cursor of the entry it landed on (or null: nothing at or after it).
 // The reader stays *before* that entry: the caller decides whether it is the saved one (skip it
 // with skipOne) — libsystemd's own test_cursor misses an entry whose seqnum id changed when
-// journald flushed /run to /var.
+// journald flushed /run to /var. When the saved seqnum id is in no file held (the /run journal
+// was flushed), libsystemd lands on the first entry of the saved timestamp, and entries sharing it
+// are in hash order there: this looks on through them for the saved entry's copy and lands on it
+// when it is there.
 static napi_value js_seek_cursor(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -732,22 +871,42 @@ static napi_value js_seek_cursor(napi_env env, napi_callback_info info) {
   char *cursor = get_string(env, argv[1]);
   if (cursor == NULL) return throw_errno(env, EINVAL, "cursor");
   int e = sd.seek_cursor(r->j, cursor);
+  if (e >= 0) e = sd.next(r->j);
+  char *landing = NULL;
+  if (e > 0) {
+    int g = sd.get_cursor(r->j, &landing);
+    if (g < 0) e = g;
+  }
+  if (e > 0 && !same_part(cursor, landing, 's') && !same_copy(cursor, landing) &&
+      same_part(cursor, landing, 't')) {
+    for (int k = 0; k < MAX_SAME_TIME; k++) {
+      char *c = NULL;
+      if (sd.next(r->j) <= 0 || sd.get_cursor(r->j, &c) < 0) break;
+      int same_time = same_part(cursor, c, 't');
+      if (same_time && same_copy(cursor, c)) {
+        free(landing);
+        landing = c;
+        break;
+      }
+      free(c);
+      if (!same_time) break;
+    }
+  }
   free(cursor);
-  if (e < 0) return throw_errno(env, -e, "sd_journal_seek_cursor");
-  e = sd.next(r->j);
-  if (e < 0) return throw_errno(env, -e, "sd_journal_next");
+  if (e < 0) {
+    free(landing);
+    return throw_errno(env, -e, "seeking the cursor");
+  }
   napi_value out;
-  if (e == 0) {
+  if (e == 0 || landing == NULL) {
+    free(landing);
     napi_get_null(env, &out);
     return out;
   }
-  out = cursor_value(env, r);
-  if (out == NULL) return NULL;
   // back before the landing entry, by its own cursor (previous() would lose it at the head)
-  char landing[CURSOR_STRIDE];
-  size_t n;
-  napi_get_value_string_utf8(env, out, landing, sizeof landing, &n);
   e = sd.seek_cursor(r->j, landing);
+  napi_create_string_utf8(env, landing, NAPI_AUTO_LENGTH, &out);
+  free(landing);
   if (e < 0) return throw_errno(env, -e, "sd_journal_seek_cursor");
   return out;
 }

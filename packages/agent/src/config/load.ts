@@ -673,6 +673,7 @@ function kafkaSink(name: string, k: SectionReader): KafkaSinkConfig {
     sasl: k.oneOf('sasl', 'none'),
     saslUsername: k.optionalString('sasl_username'),
     saslPasswordFile: k.readableFile('sasl_password_file', true),
+    idempotence: k.bool('idempotence', true),
     maxMessageBytes: k.number('max_message_bytes', 1000000),
     timeoutMs: k.number('timeout_ms', 30000),
     retryInitialMs: k.number('retry_initial_ms', 500),

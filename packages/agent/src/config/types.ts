@@ -118,7 +118,8 @@ export interface KafkaSinkConfig {
   clientKeyFile: string | null; // client_key_file
   sasl: 'none' | 'plain' | 'scram-sha-256' | 'scram-sha-512'; // sasl, default none
   saslUsername: string | null; // sasl_username
-  saslPasswordFile: string | null; // sasl_password_file: the password, read at start and on restart
+  saslPasswordFile: string | null; // sasl_password_file: the password, read at start and at each new connection
+  idempotence: boolean; // idempotence, default true: producer id + sequence numbers, resends not duplicated
   maxMessageBytes: number; // max_message_bytes, default 1000000 (the broker's message.max.bytes)
   timeoutMs: number; // timeout_ms, default 30000
   retryInitialMs: number; // retry_initial_ms, default 500

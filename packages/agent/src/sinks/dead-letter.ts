@@ -6,8 +6,11 @@
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import type { Batch } from '../event';
+import type pino from 'pino';
+import type { Batch, SinkStatus } from '../event';
 import { fsyncDirectory, writeFileAtomic } from './durable-write';
+import { backoffDelay, waitToRetry, type RetryPolicy } from './retry';
+import { describeError, errorCode } from './sink-error';
 
 /** One refused event and the receiver's reason for it. */
 export interface DeadLetterItem {
@@ -68,4 +71,23 @@ export async function writeDeadLetter(
   await writeFileAtomic(`${stem}.json`, `${JSON.stringify(full, null, 2)}\n`, 0o640);
   await fsyncDirectory(dir);
   return `${stem}.ndjson`;
+}
+
+/** A dead-letter file that could not be written (`failures` times in a row): logged, then waits out
+ *  the backoff before the caller tries again — refused events are never dropped for want of disk. */
+export async function waitToRetryDeadLetter(
+  log: pino.Logger,
+  state: SinkStatus,
+  policy: RetryPolicy,
+  failures: number,
+  seq: number,
+  err: unknown,
+  signal: AbortSignal,
+): Promise<void> {
+  const delay = backoffDelay(failures, policy);
+  log.error(
+    { seq, code: 'GUARD_DEAD_LETTER_WRITE_FAILED', cause: errorCode(err), delayMs: delay },
+    `cannot write the dead-letter file for refused events; retrying in ${delay} ms`,
+  );
+  await waitToRetry(state, `GUARD_DEAD_LETTER_WRITE_FAILED: ${describeError(err)}`, delay, signal);
 }

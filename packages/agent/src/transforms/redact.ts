@@ -59,6 +59,31 @@ const BUILTIN_SOURCES: readonly string[] = [
   String.raw`(?<jwt>eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)`,
 ];
 
+/**
+ * Words one of which every match of a built-in pattern holds (compared in any case): a string that
+ * holds none of them is one the built-ins leave alone. The journal's addon marks the entries whose
+ * values hold one, in C, and only those are redacted one by one (sources/journal). Keep it in step
+ * with BUILTIN_SOURCES (redact.test.ts checks every sample secret against it).
+ */
+export const PREFILTER_TRIGGERS: readonly string[] = [
+  '://', // url
+  'authorization', // auth
+  'bearer', // bearer
+  'passw', // kv: password, passwd
+  'pwd', // kv
+  'secret', // kv: secret, aws_secret_access_key
+  'token', // kv
+  'api', // kv: api_key, api-key, apikey
+  'access_key', // kv
+  'akia', // awsid
+  'asia', // awsid
+  'aiza', // gkey
+  'gh', // gh: ghp_ gho_ ghu_ ghs_ ghr_ github_pat_
+  'xox', // slack
+  '-----begin ', // pemBegin
+  'eyj', // jwt
+];
+
 /** One regex for all built-ins. Exported for the benchmark and tests; never use it with state
  *  shared across calls (each redactor compiles its own copy). */
 export const BUILTIN_PATTERN_SOURCE = BUILTIN_SOURCES.join('|');

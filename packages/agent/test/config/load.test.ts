@@ -672,6 +672,7 @@ describe('[sink.NAME] type = kafka', () => {
       sasl: 'none',
       saslUsername: null,
       saslPasswordFile: null,
+      idempotence: true,
       maxMessageBytes: 1000000,
       timeoutMs: 30000,
       retryInitialMs: 500,

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { compileRedactor } from '../../src/transforms/redact';
+import {
+  BUILTIN_PATTERN_SOURCE,
+  compileRedactor,
+  PREFILTER_TRIGGERS,
+} from '../../src/transforms/redact';
 
 const R = '[REDACTED]';
 const redact = compileRedactor({ builtin: true, patterns: [], replacement: R })!;
@@ -257,5 +261,31 @@ describe('prefilter: one scan of many lines joined by newlines', () => {
       compileRedactor({ builtin: true, patterns: [/^x/], replacement: R })!.prefilter,
       null,
     );
+  });
+});
+
+describe('PREFILTER_TRIGGERS: every match of a built-in holds a trigger word', () => {
+  const holdsTrigger = (s: string): boolean =>
+    PREFILTER_TRIGGERS.some((w) => s.toLowerCase().includes(w));
+  test('each redacted sample, and each match in it, holds one (any case)', () => {
+    const builtin = new RegExp(BUILTIN_PATTERN_SOURCE, 'g');
+    let redacted = 0;
+    for (const input of ALL) {
+      if (redact(input) === input) continue;
+      redacted++;
+      assert.ok(holdsTrigger(input), input);
+      for (const m of input.matchAll(builtin)) assert.ok(holdsTrigger(m[0]), `${m[0]} in ${input}`);
+    }
+    assert.ok(redacted >= 30, `only ${redacted} samples redacted`);
+  });
+  test('case variants and words glued to others are still caught', () => {
+    for (const s of ['PASSWORD=x1', 'Api-Key=abc', 'x://u:p@h', 'AUTHORIZATION: Basic Zm9v'])
+      assert.ok(redact(s) !== s && holdsTrigger(s), s);
+  });
+  test('lower case, ASCII, no quote or backslash (the addon compares them so)', () => {
+    for (const w of PREFILTER_TRIGGERS) assert.match(w, /^[\x20-\x7e]+$/);
+    for (const w of PREFILTER_TRIGGERS) assert.equal(w, w.toLowerCase());
+    for (const w of PREFILTER_TRIGGERS) assert.ok(w.length >= 2, w); // the addon looks up the first two
+    for (const w of PREFILTER_TRIGGERS) assert.ok(!w.includes('"') && !w.includes('\\'), w);
   });
 });

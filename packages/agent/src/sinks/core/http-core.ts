@@ -22,7 +22,7 @@ import type pino from 'pino';
 import type { Pool as UndiciPool } from 'undici';
 import type { HttpCommonConfig } from '../../config/types';
 import type { Batch, SendOutcome, Sink, SinkStatus } from '../../event';
-import { writeDeadLetter, type DeadLetterItem } from '../dead-letter';
+import { waitToRetryDeadLetter, writeDeadLetter, type DeadLetterItem } from '../dead-letter';
 import { backoffDelay, throwIfAborted, waitToRetry, type RetryPolicy } from '../retry';
 import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-error';
 import { markDelivered, newSinkStatus } from '../sink-status';
@@ -692,20 +692,13 @@ export class HttpCoreSink implements Sink {
         return;
       } catch (err) {
         failures += 1;
-        const delay = backoffDelay(failures, this.retry);
-        this.log.error(
-          {
-            seq: batch.seq,
-            code: 'GUARD_DEAD_LETTER_WRITE_FAILED',
-            cause: errorCode(err),
-            delayMs: delay,
-          },
-          `cannot write the dead-letter file for refused events; retrying in ${delay} ms`,
-        );
-        await waitToRetry(
+        await waitToRetryDeadLetter(
+          this.log,
           this.state,
-          `GUARD_DEAD_LETTER_WRITE_FAILED: ${describeError(err)}`,
-          delay,
+          this.retry,
+          failures,
+          batch.seq,
+          err,
           signal,
         );
       }

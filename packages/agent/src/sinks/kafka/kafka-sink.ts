@@ -1,53 +1,60 @@
 // The Kafka sink: each event is one message (value = the event's JSON line, key and topic from the
-// event's host and source), produced with acks=all through KafkaJS (docs/decisions.md says why).
-// A batch is delivered when the cluster acknowledged every message of it, or dead-lettered the
-// ones it refused for good:
+// event's host and source), produced with acks=all by guard's own producer (./producer.ts: record
+// batches written straight from the NDJSON lines, docs/decisions.md says why). The batch's events
+// are split per topic and partition (Java's murmur2 of the key); one record batch per partition,
+// one Produce request per leader broker. A batch is delivered when the cluster acknowledged every
+// message of it, or dead-lettered the ones it refused for good:
 //
-//   retriable (leader moved, not enough replicas, timeout, connection lost, broker down)
-//                         → the topic's messages sent again after a backoff, never given up
+//   retriable (leader moved, not enough replicas, timeout, connection lost, broker down, SASL
+//   refused, no producer id)
+//                         → the partition's batch sent again (the same bytes) after a backoff,
+//                           never given up
+//   DUPLICATE_SEQUENCE_NUMBER (idempotent: the broker has that batch already) → acknowledged
+//   OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH
+//                         → a new producer id, sequences from 0, the batch sent again
 //   MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE
-//                         → the request's messages in two halves; a single message refused so is
+//                         → the partition's batch in two halves; a single message refused so is
 //                           dead-lettered with the broker's error
 //   other non-retriable (authorization, invalid record, policy violation, invalid topic)
-//                         → that request's messages dead-lettered with the broker's error
+//                         → that partition batch's messages dead-lettered with the broker's error
 //   over max_message_bytes → dead-lettered before it is sent (the broker would refuse it)
 //
-// One produce call per topic, so an error names the topic's messages only. KafkaJS's own retries
-// are off (retries: 0): the sink's loop retries, counts and shows it in the status.
+// With idempotence one batch per partition is in flight, so sequence numbers reach the broker in
+// order, and a resend carries the sequence number of the first try.
 
 import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import type pino from 'pino';
-import {
-  CompressionTypes,
-  Kafka,
-  logLevel,
-  Partitioners,
-  type KafkaConfig,
-  type Message,
-  type Producer,
-  type RecordMetadata,
-} from 'kafkajs';
 import type { KafkaSinkConfig } from '../../config/types';
 import type { Batch, SendOutcome, Sink, SinkStatus } from '../../event';
-import { writeDeadLetter, type DeadLetterItem } from '../dead-letter';
+import { waitToRetryDeadLetter, writeDeadLetter, type DeadLetterItem } from '../dead-letter';
 import { backoffDelay, throwIfAborted, waitToRetry, type RetryPolicy } from '../retry';
-import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-error';
+import { describeError, SinkAbortError, SinkError } from '../sink-error';
 import { markDelivered, newSinkStatus } from '../sink-status';
 import { EventScan } from '../core/event-scan';
 import { BatchLines, eventId } from '../core/lines';
+import { KafkaProducer, type OutgoingBatch } from './producer';
+import { encodeRecordBatch } from './record-batch';
+import { errorName, partitionOf } from './protocol';
 
 /** Broker errors split like an HTTP 413: the request was too big, maybe not every message in it. */
 const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
 /** Broker errors no resend can cure: the affected messages are dead-lettered. */
 const REFUSED = new Set([
   'TOPIC_AUTHORIZATION_FAILED',
-  'CLUSTER_AUTHORIZATION_FAILED',
   'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
   'INVALID_RECORD',
   'INVALID_TOPIC_EXCEPTION',
   'POLICY_VIOLATION',
   'UNSUPPORTED_FOR_MESSAGE_FORMAT',
   'INVALID_REQUIRED_ACKS',
+  'CORRUPT_MESSAGE',
+]);
+/** The idempotent producer's state is out of step with the broker's: a new producer id. */
+const PRODUCER_RESET = new Set([
+  'OUT_OF_ORDER_SEQUENCE_NUMBER',
+  'UNKNOWN_PRODUCER_ID',
+  'INVALID_PRODUCER_EPOCH',
 ]);
 /** Where Debian/Ubuntu, RHEL/Fedora, SUSE and Alpine keep the system's CA bundle. */
 const SYSTEM_CA_BUNDLES = [
@@ -61,6 +68,15 @@ const CONNECTED_WINDOW_MS = 60_000;
 /** Per-message bytes beyond key and value in a record (attributes, varints, headers count). */
 const RECORD_OVERHEAD = 64;
 const SOURCE_KEY = Buffer.from(',"source":', 'latin1');
+/** Kafka's description of the errors shown most, for the status and dead-letter reasons. */
+const ERROR_TEXT: Record<string, string> = {
+  TOPIC_AUTHORIZATION_FAILED: 'Not authorized to access topics: [Topic authorization failed]',
+  MESSAGE_TOO_LARGE:
+    'The request included a message larger than the max message size the server will accept',
+  NOT_ENOUGH_REPLICAS: 'Messages are rejected since there are fewer in-sync replicas than required',
+  NOT_LEADER_OR_FOLLOWER: 'This server is not the leader for that topic-partition',
+  UNKNOWN_TOPIC_OR_PARTITION: 'This server does not host this topic-partition',
+};
 
 export interface KafkaSinkOptions {
   stateDir: string;
@@ -75,28 +91,43 @@ interface Refused {
   reason: string;
 }
 
-type Outcome =
-  | { kind: 'ok' }
-  | { kind: 'retry'; error: string }
-  | { kind: 'split' | 'refused'; code: string; reason: string };
-
-/** The broker's error type (KafkaJSProtocolError.type) in an error or its causes, if any. */
-function brokerError(err: unknown): { type: string; message: string } | null {
-  for (let e = err, depth = 0; e && depth < 5; depth++) {
-    const t = (e as { type?: unknown }).type;
-    if (typeof t === 'string' && t !== '') return { type: t, message: (e as Error).message ?? t };
-    const next =
-      (e as { cause?: unknown; originalError?: unknown }).cause ??
-      (e as { originalError?: unknown }).originalError;
-    if (next === e) break;
-    e = next;
-  }
-  return null;
+/** The messages of one partition still to send, in order; `batch` is their encoded record batch
+ *  (kept for resends: a retry sends the same bytes, the same sequence number). */
+interface Chunk {
+  topic: string;
+  partition: number;
+  items: number[];
+  failures: number;
+  batch: Buffer | null;
 }
 
 /** Kafka topic names allow A-Z a-z 0-9 . _ -; anything else from an event becomes _. */
 function topicSafe(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+/** `p`, or a SinkAbortError as soon as shutdown aborts (a request in flight may take timeout_ms;
+ *  its answer is not waited for, and close() ends the connections). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new SinkAbortError(signal.reason));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+function describeKafka(code: string): string {
+  return ERROR_TEXT[code] !== undefined ? `${code}: ${ERROR_TEXT[code]}` : code;
 }
 
 export class KafkaSink implements Sink {
@@ -106,14 +137,10 @@ export class KafkaSink implements Sink {
   private readonly stateDir: string;
   private readonly retry: RetryPolicy;
   private readonly state: SinkStatus;
-  private readonly producer: Producer;
-  private connected: Promise<void> | null = null;
+  private readonly producer: KafkaProducer;
   private readonly scan = new EventScan();
   /** Per event tail (`,"source":…}`, the same for a file's events): its topic and key. */
   private readonly routes = new Map<string, { topic: string; key: Buffer }>();
-  /** Messages per partition of the topic being sent, counted by the partitioner, for offsets. */
-  private readonly tally = new Map<string, Map<number, number>>();
-  private readonly brokerSeen = new Map<string, number>();
   private readonly offsets: Record<string, string> = {};
 
   constructor(cfg: KafkaSinkConfig, opts: KafkaSinkOptions) {
@@ -125,84 +152,68 @@ export class KafkaSink implements Sink {
     this.state = newSinkStatus(cfg.name, 'kafka', cfg.brokers.join(','));
     this.state.brokersConnected = [];
     this.state.lastAckedOffsets = this.offsets;
-    const kafka = new Kafka(this.clientConfig());
-    const base = Partitioners.DefaultPartitioner();
-    this.producer = kafka.producer({
-      // Java's murmur2 partitioner: the same key lands where Java clients put it.
-      createPartitioner: () => (args) => {
-        const p = base(args);
-        const t = this.tally.get(args.topic);
-        if (t) t.set(p, (t.get(p) ?? 0) + 1);
-        return p;
-      },
-      retry: { retries: 0 },
-      allowAutoTopicCreation: false,
-    });
-    this.producer.on(this.producer.events.REQUEST, (e) => {
-      this.brokerSeen.set(e.payload.broker, Date.now());
+    this.producer = new KafkaProducer({
+      bootstrap: cfg.brokers,
+      clientId: 'guard-agent',
+      timeoutMs: cfg.timeoutMs,
+      tls: this.tlsOptions(),
+      sasl: this.saslOptions(),
+      idempotent: cfg.idempotence,
     });
   }
 
-  private clientConfig(): KafkaConfig {
-    const { cfg } = this;
-    const read = (path: string, what: string): Buffer => {
-      try {
-        return readFileSync(path);
-      } catch (err) {
-        throw new SinkError(
-          'GUARD_KAFKA_FILE_UNREADABLE',
-          `sink ${cfg.name}: cannot read ${what} ${path}: ${describeError(err)}`,
-          { cause: err },
-        );
-      }
-    };
-    const config: KafkaConfig = {
-      clientId: 'guard-agent',
-      brokers: cfg.brokers,
-      requestTimeout: cfg.timeoutMs,
-      connectionTimeout: Math.min(cfg.timeoutMs, 10_000),
-      retry: { retries: 0 },
-      logLevel: logLevel.WARN,
-      logCreator: () => (entry) => {
-        // KafkaJS logs every failed request; the sink logs what it does about them.
-        this.log.debug({ kafkajs: entry.log }, entry.log.message);
-      },
-    };
-    if (cfg.tls) {
-      // Without ca_file, the host's CA bundle (as the HTTP sinks do), not Node's built-in list.
-      let ca = cfg.caFile !== null ? read(cfg.caFile, 'ca_file') : undefined;
-      for (const bundle of cfg.caFile === null ? SYSTEM_CA_BUNDLES : []) {
-        try {
-          ca = readFileSync(bundle);
-          break;
-        } catch {
-          // not this distribution's path; try the next
-        }
-      }
-      config.ssl = {
-        ...(ca !== undefined ? { ca: [ca] } : {}),
-        ...(cfg.clientCertFile !== null && cfg.clientKeyFile !== null
-          ? {
-              cert: read(cfg.clientCertFile, 'client_cert_file'),
-              key: read(cfg.clientKeyFile, 'client_key_file'),
-            }
-          : {}),
-      };
+  private read(path: string, what: string): Buffer {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new SinkError(
+        'GUARD_KAFKA_FILE_UNREADABLE',
+        `sink ${this.cfg.name}: cannot read ${what} ${path}: ${describeError(err)}`,
+        { cause: err },
+      );
     }
-    if (cfg.sasl !== 'none') {
-      const password = read(cfg.saslPasswordFile!, 'sasl_password_file').toString('utf8').trim();
-      if (password === '')
+  }
+
+  private tlsOptions(): ConnectionOptions | null {
+    const { cfg } = this;
+    if (!cfg.tls) return null;
+    // Without ca_file, the host's CA bundle (as the HTTP sinks do), not Node's built-in list.
+    let ca = cfg.caFile !== null ? this.read(cfg.caFile, 'ca_file') : undefined;
+    for (const bundle of cfg.caFile === null ? SYSTEM_CA_BUNDLES : []) {
+      try {
+        ca = readFileSync(bundle);
+        break;
+      } catch {
+        // not this distribution's path; try the next
+      }
+    }
+    return {
+      ...(ca !== undefined ? { ca: [ca] } : {}),
+      ...(cfg.clientCertFile !== null && cfg.clientKeyFile !== null
+        ? {
+            cert: this.read(cfg.clientCertFile, 'client_cert_file'),
+            key: this.read(cfg.clientKeyFile, 'client_key_file'),
+          }
+        : {}),
+    };
+  }
+
+  /** SASL with the password read from its file at each new connection: a corrected file is used
+   *  at the next attempt, without a restart. */
+  private saslOptions() {
+    const { cfg } = this;
+    if (cfg.sasl === 'none') return null;
+    const password = (): string => {
+      const p = this.read(cfg.saslPasswordFile!, 'sasl_password_file').toString('utf8').trim();
+      if (p === '')
         throw new SinkError(
           'GUARD_KAFKA_SASL_EMPTY',
           `sasl_password_file ${cfg.saslPasswordFile} is empty`,
         );
-      config.sasl = {
-        mechanism: cfg.sasl,
-        username: cfg.saslUsername!,
-        password,
-      } as KafkaConfig['sasl'];
-    }
-    return config;
+      return p;
+    };
+    password(); // unreadable or empty: a configuration error at start
+    return { mechanism: cfg.sasl, user: cfg.saslUsername!, password };
   }
 
   /** Topic and key of event i (from its host and source). */
@@ -289,11 +300,7 @@ export class KafkaSink implements Sink {
       if (list === undefined) byTopic.set(r.topic, (list = []));
       list.push(i);
     }
-    await Promise.all(
-      [...byTopic].map(([topic, items]) =>
-        this.sendTopic(topic, items, lines, keys, refused, signal),
-      ),
-    );
+    await this.deliver(byTopic, lines, keys, refused, signal);
     if (refused.length < lines.count) markDelivered(this.state, lines.count - refused.length);
     if (refused.length === 0) {
       if (this.state.lastError !== null && this.state.retryingUntil === null)
@@ -305,111 +312,179 @@ export class KafkaSink implements Sink {
     return 'dead_lettered';
   }
 
-  /** Sends one topic's messages until each is acknowledged or refused for good. */
-  private async sendTopic(
-    topic: string,
-    items: number[],
+  /** Partitions each topic's messages (once the topic's layout is known), then sends the head
+   *  chunk of every partition, round after round, until each is acknowledged or refused. */
+  private async deliver(
+    byTopic: Map<string, number[]>,
     lines: BatchLines,
     keys: Buffer[],
     refused: Refused[],
     signal: AbortSignal,
   ): Promise<void> {
-    const queue: { items: number[]; failures: number }[] = [{ items, failures: 0 }];
-    while (queue.length > 0) {
-      const req = queue.shift()!;
-      const out = await this.attempt(topic, req.items, lines, keys, signal);
-      if (out.kind === 'ok') continue;
-      if (out.kind === 'retry') {
-        req.failures += 1;
-        const delay = backoffDelay(req.failures, this.retry);
-        this.log.warn(
-          { topic, events: req.items.length, delayMs: delay, error: out.error },
-          `kafka produce to ${topic} failed; retrying in ${delay} ms`,
-        );
-        await waitToRetry(this.state, out.error, delay, signal);
-        queue.unshift(req);
-      } else if (out.kind === 'split' && req.items.length > 1) {
-        const half = Math.ceil(req.items.length / 2);
-        queue.unshift(
-          { items: req.items.slice(0, half), failures: req.failures },
-          { items: req.items.slice(half), failures: req.failures },
-        );
-      } else {
-        for (const item of req.items) refused.push({ item, code: out.code, reason: out.reason });
+    const unplaced = new Map(byTopic);
+    const queues = new Map<string, Chunk[]>();
+    let failures = 0;
+    while (unplaced.size > 0 || queues.size > 0) {
+      throwIfAborted(signal);
+      let error: string | null = null;
+      try {
+        error = await abortable(this.place(unplaced, queues, keys, refused), signal);
+        if (error === null)
+          error = await abortable(this.round(queues, lines, keys, refused), signal);
+      } catch (err) {
+        if (err instanceof SinkAbortError) throw err;
+        error = describeError(err);
+      }
+      if (error === null) {
+        failures = 0;
+        continue;
+      }
+      failures += 1;
+      const delay = backoffDelay(failures, this.retry);
+      this.log.warn(
+        { delayMs: delay, error, pending: [...queues.keys(), ...unplaced.keys()].slice(0, 10) },
+        `kafka produce failed; retrying in ${delay} ms`,
+      );
+      await waitToRetry(this.state, error, delay, signal);
+    }
+  }
+
+  /** Partitions the messages of topics whose layout is known; an error that stops it, or null. */
+  private async place(
+    unplaced: Map<string, number[]>,
+    queues: Map<string, Chunk[]>,
+    keys: Buffer[],
+    refused: Refused[],
+  ): Promise<string | null> {
+    if (unplaced.size === 0) return null;
+    const missing = [...unplaced.keys()].filter((t) => this.producer.layout(t) === undefined);
+    let error: string | null = null;
+    if (missing.length > 0) {
+      const got = await this.producer.refresh(missing);
+      for (const t of missing) {
+        const r = got.get(t);
+        if (typeof r !== 'number' && r !== undefined) continue;
+        const code = errorName(r ?? 3);
+        if (REFUSED.has(code)) {
+          for (const item of unplaced.get(t)!)
+            refused.push({ item, code, reason: `${describeKafka(code)} (topic ${t})` });
+          unplaced.delete(t);
+        } else {
+          error = `${describeKafka(code)} (topic ${t})`;
+        }
       }
     }
+    for (const [topic, items] of unplaced) {
+      const layout = this.producer.layout(topic);
+      if (layout === undefined) continue;
+      const parts = new Map<number, number[]>();
+      for (const i of items) {
+        const p = partitionOf(keys[i]!, layout.leaders.length);
+        let l = parts.get(p);
+        if (l === undefined) parts.set(p, (l = []));
+        l.push(i);
+      }
+      for (const [partition, its] of parts)
+        queues.set(`${topic}/${partition}`, [
+          { topic, partition, items: its, failures: 0, batch: null },
+        ]);
+      unplaced.delete(topic);
+    }
+    return error;
   }
 
-  private async attempt(
-    topic: string,
-    items: number[],
+  /** One Produce round: the head chunk of every partition; the first retriable error, or null. */
+  private async round(
+    queues: Map<string, Chunk[]>,
     lines: BatchLines,
     keys: Buffer[],
-    signal: AbortSignal,
-  ): Promise<Outcome> {
-    throwIfAborted(signal);
-    const messages: Message[] = items.map((i) => ({ key: keys[i]!, value: lines.line(i) }));
-    const tally = new Map<number, number>();
-    try {
-      if (this.connected === null)
-        this.connected = this.producer.connect().catch((err: unknown) => {
-          this.connected = null;
-          throw err;
-        });
-      await this.connected;
-      this.tally.set(topic, tally);
-      const meta = await this.abortable(
-        this.producer.send({
-          topic,
-          messages,
-          acks: -1,
-          timeout: this.cfg.timeoutMs,
-          compression:
-            this.cfg.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
-        }),
-        signal,
-      );
-      this.acknowledged(meta, tally);
-      return { kind: 'ok' };
-    } catch (err) {
-      if (err instanceof SinkAbortError) throw err;
-      const b = brokerError(err);
-      if (b !== null && TOO_LARGE.has(b.type))
-        return { kind: 'split', code: b.type, reason: `${b.type}: ${b.message}` };
-      if (b !== null && REFUSED.has(b.type))
-        return { kind: 'refused', code: b.type, reason: `${b.type}: ${b.message}` };
-      return { kind: 'retry', error: b !== null ? `${b.type}: ${b.message}` : describeError(err) };
-    } finally {
-      this.tally.delete(topic);
-    }
-  }
-
-  private acknowledged(meta: RecordMetadata[], tally: Map<number, number>): void {
-    for (const m of meta) {
-      if (m.baseOffset === undefined) continue;
-      const n = tally.get(m.partition) ?? 1;
-      this.offsets[`${m.topicName}/${m.partition}`] = (
-        BigInt(m.baseOffset) + BigInt(n - 1)
-      ).toString();
-    }
-  }
-
-  /** The send, or a rejection as soon as shutdown aborts (KafkaJS takes no signal). */
-  private abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(new SinkAbortError(signal.reason));
-      signal.addEventListener('abort', onAbort, { once: true });
-      p.then(
-        (v) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(v);
-        },
-        (e: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e instanceof Error ? e : new Error(String(e)));
-        },
-      );
+    refused: Refused[],
+  ): Promise<string | null> {
+    if (queues.size === 0) return null;
+    const pid = await this.producer.producerId();
+    const heads = [...queues.values()].map((q) => q[0]!);
+    const now = Date.now();
+    const out: OutgoingBatch[] = await Promise.all(
+      heads.map(async (c) => {
+        c.batch ??= await encodeRecordBatch(
+          { body: lines.body, starts: lines.starts, ends: lines.ends, keys, items: c.items },
+          {
+            timestamp: now,
+            compression: this.cfg.compression,
+            producerId: pid?.id ?? -1n,
+            producerEpoch: pid?.epoch ?? -1,
+            baseSequence: pid === null ? -1 : this.producer.sequence(c.topic, c.partition),
+          },
+        );
+        return { topic: c.topic, partition: c.partition, batch: c.batch };
+      }),
+    );
+    const outcomes = await this.producer.produce(out, -1);
+    let error: string | null = null;
+    let reset = false;
+    heads.forEach((c, k) => {
+      const o = outcomes[k]!;
+      const key = `${c.topic}/${c.partition}`;
+      const code = o.error === -2 ? 'NETWORK' : errorName(o.error);
+      if (o.error === 0 || code === 'DUPLICATE_SEQUENCE_NUMBER') {
+        if (o.error === 0 && o.baseOffset >= 0n)
+          this.offsets[key] = (o.baseOffset + BigInt(c.items.length - 1)).toString();
+        if (pid !== null) this.producer.advance(c.topic, c.partition, c.items.length);
+        const q = queues.get(key)!;
+        q.shift();
+        if (q.length === 0) queues.delete(key);
+        return;
+      }
+      if (TOO_LARGE.has(code) && c.items.length > 1) {
+        const half = Math.ceil(c.items.length / 2);
+        queues
+          .get(key)!
+          .splice(
+            0,
+            1,
+            { ...c, items: c.items.slice(0, half), batch: null },
+            { ...c, items: c.items.slice(half), batch: null },
+          );
+        return;
+      }
+      if (TOO_LARGE.has(code) || REFUSED.has(code)) {
+        for (const item of c.items)
+          refused.push({ item, code, reason: `${describeKafka(code)} (${key})` });
+        const q = queues.get(key)!;
+        q.shift();
+        if (q.length === 0) queues.delete(key);
+        return;
+      }
+      if (PRODUCER_RESET.has(code)) reset = true;
+      if (
+        code === 'NOT_LEADER_OR_FOLLOWER' ||
+        code === 'LEADER_NOT_AVAILABLE' ||
+        code === 'NETWORK'
+      )
+        this.producer.forget(c.topic);
+      c.failures += 1;
+      error ??= o.failure ?? `${describeKafka(code)} (${key})`;
     });
+    if (reset) {
+      this.log.warn('the idempotent producer is out of step with the broker: a new producer id');
+      this.producer.reset();
+      for (const q of queues.values()) for (const c of q) c.batch = null;
+    }
+    if (error !== null) await this.relayout(queues);
+    return error;
+  }
+
+  /** After a leader moved or a connection broke: the topics' layouts again (the partitions stay). */
+  private async relayout(queues: Map<string, Chunk[]>): Promise<void> {
+    const topics = [...new Set([...queues.values()].map((q) => q[0]!.topic))].filter(
+      (t) => this.producer.layout(t) === undefined,
+    );
+    if (topics.length === 0) return;
+    try {
+      await this.producer.refresh(topics);
+    } catch {
+      // asked again at the next round
+    }
   }
 
   /** Writes the refused events to the dead-letter directory, retrying (never dropping) on disk errors. */
@@ -451,20 +526,13 @@ export class KafkaSink implements Sink {
         );
         return;
       } catch (err) {
-        const delay = backoffDelay(failures, this.retry);
-        this.log.error(
-          {
-            seq: batch.seq,
-            code: 'GUARD_DEAD_LETTER_WRITE_FAILED',
-            cause: errorCode(err),
-            delayMs: delay,
-          },
-          `cannot write the dead-letter file for refused events; retrying in ${delay} ms`,
-        );
-        await waitToRetry(
+        await waitToRetryDeadLetter(
+          this.log,
           this.state,
-          `GUARD_DEAD_LETTER_WRITE_FAILED: ${describeError(err)}`,
-          delay,
+          this.retry,
+          failures,
+          batch.seq,
+          err,
           signal,
         );
       }
@@ -472,19 +540,11 @@ export class KafkaSink implements Sink {
   }
 
   status(): SinkStatus {
-    const now = Date.now();
-    this.state.brokersConnected = [...this.brokerSeen]
-      .filter(([, t]) => now - t < CONNECTED_WINDOW_MS)
-      .map(([b]) => b)
-      .sort();
+    this.state.brokersConnected = this.producer.brokersSeen(CONNECTED_WINDOW_MS);
     return { ...this.state, lastAckedOffsets: { ...this.offsets } };
   }
 
   async close(): Promise<void> {
-    try {
-      await this.producer.disconnect();
-    } catch {
-      // closing: nothing left to deliver through it
-    }
+    this.producer.close();
   }
 }

@@ -27,7 +27,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { LokiSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
-import type { ByteWriter } from '../core/byte-writer';
+import { ByteWriter } from '../core/byte-writer';
 import { EventScan } from '../core/event-scan';
 import {
   HttpCoreSink,
@@ -49,12 +49,29 @@ const VALUE_TAIL = b('"]');
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
-/** What one batch's events are, for Loki: each event's stream, and each stream's labels JSON. */
+/** What one batch's events are, for Loki: each event's stream, and each stream's labels JSON; and
+ *  where the scan found each line's parts, so that encode() does not read the line twice. */
 interface Streams {
   of: Int32Array;
   labels: string[];
-  /** Each event's timestamp in ns, as decimal text. */
-  ts: string[];
+  /** Each event's time in ms and file offset (mod 10^6): its timestamp in ns is both, as digits. */
+  ms: Float64Array;
+  offset: Int32Array;
+  /** Where the message's contents start and end in the body (msgS -1: a line of another shape,
+   *  escaped whole), 1 when they hold an escape; which escaped tail (tails) the line ends with. */
+  msgS: Int32Array;
+  msgE: Int32Array;
+  msgEscaped: Uint8Array;
+  /** Where the line's tail starts, and which of tails it is. */
+  tailS: Int32Array;
+  tail: Int32Array;
+  /** The distinct tails (`,"source":…}`) of the batch, as JSON string contents. */
+  tails: Buffer[];
+}
+
+/** An event's timestamp in ns as decimal text: the time in ms, then the offset as six digits. */
+function tsText(st: Streams, i: number): string {
+  return `${st.ms[i]!}${String(st.offset[i]!).padStart(6, '0')}`;
 }
 
 interface Event {
@@ -104,11 +121,22 @@ export class LokiFormat implements WireFormat {
     let st = this.streamsOf.get(lines);
     if (st !== undefined) return st;
     const n = lines.count;
-    st = { of: new Int32Array(n), labels: [], ts: new Array<string>(n) };
+    st = {
+      of: new Int32Array(n),
+      labels: [],
+      ms: new Float64Array(n),
+      offset: new Int32Array(n),
+      msgS: new Int32Array(n),
+      msgE: new Int32Array(n),
+      msgEscaped: new Uint8Array(n),
+      tailS: new Int32Array(n),
+      tail: new Int32Array(n),
+      tails: [],
+    };
     const index = new Map<string, number>();
     const { body, starts, ends } = lines;
     for (let i = 0; i < n; i++) {
-      const { labels, ts } = this.event(body, starts[i]!, ends[i]!);
+      const labels = this.event(body, starts[i]!, ends[i]!, st, i);
       let k = index.get(labels);
       if (k === undefined) {
         k = st.labels.length;
@@ -116,7 +144,6 @@ export class LokiFormat implements WireFormat {
         index.set(labels, k);
       }
       st.of[i] = k;
-      st.ts[i] = ts;
     }
     this.streamsOf.set(lines, st);
     return st;
@@ -126,29 +153,58 @@ export class LokiFormat implements WireFormat {
   /** Stream labels JSON by what they are made of (the file's tail, program, unit). */
   private readonly labelCache = new Map<string, string>();
   private tailVersion = 0;
+  /** The labels of the current tail when they are made of it alone (no program or unit label). */
+  private tailLabels: string | null = null;
+  /** The current tail as JSON string contents, and the batch (Streams) that has it in its tails. */
+  private tailEscaped = Buffer.alloc(0);
+  private tailOwner: Streams | null = null;
 
-  /** One event's stream labels (as JSON) and timestamp. */
-  private event(body: Buffer, s: number, e: number): { labels: string; ts: string } {
+  /** One event's stream labels (as JSON); its time, offset and parts into st at i. */
+  private event(body: Buffer, s: number, e: number, st: Streams, i: number): string {
     const sc = this.scan;
-    if (!sc.scan(body, s, e)) return this.parsedEvent(body, s, e);
-    if (!(
-      this.tailKey.length === sc.tailE - sc.tailS &&
-      this.tailKey.equals(body.subarray(sc.tailS, sc.tailE))
-    )) {
+    if (!sc.scan(body, s, e)) return this.parsedEvent(body, s, e, st, i);
+    const tailLen = sc.tailE - sc.tailS;
+    if (
+      this.tailKey.length !== tailLen ||
+      body.compare(this.tailKey, 0, tailLen, sc.tailS, sc.tailE) !== 0
+    ) {
       this.tailKey = Buffer.from(body.subarray(sc.tailS, sc.tailE));
       this.tail = JSON.parse(`{${body.toString('utf8', sc.tailS + 1, sc.tailE)}`) as Event;
       this.tailVersion++;
+      this.tailLabels = null;
+      const w = new ByteWriter(2 * tailLen + 16);
+      escapeInto(w, this.tailKey, 0, tailLen);
+      this.tailEscaped = Buffer.from(w.written());
+      this.tailOwner = null;
+    }
+    if (this.tailOwner !== st) {
+      this.tailOwner = st;
+      st.tails.push(this.tailEscaped);
+    }
+    st.tail[i] = st.tails.length - 1;
+    st.tailS[i] = sc.tailS;
+    st.msgS[i] = sc.msgS;
+    st.msgE[i] = sc.msgE;
+    st.msgEscaped[i] = sc.msgEscaped ? 1 : 0;
+    st.ms[i] = this.times.ms(body, sc.timeS, sc.timeE) ?? Date.now();
+    // The offset: the digits after the id's last ':'.
+    let offset = 0;
+    let p = sc.idE;
+    while (p > sc.idS && body[p - 1]! >= 0x30 && body[p - 1]! <= 0x39) p--;
+    for (let q = Math.max(p, sc.idE - 6); q < sc.idE; q++) offset = offset * 10 + body[q]! - 48;
+    st.offset[i] = offset;
+    if (!this.perLine) {
+      this.tailLabels ??= this.labelsOf(this.tail, {});
+      return this.tailLabels;
     }
     let program: string | undefined;
     let unit: string | undefined;
-    if (this.perLine) {
-      for (let k = 0; k < sc.fieldCount; k++) {
-        const o = k * 5;
-        if (sc.f[o + 4] === 0) continue;
-        const key = body.toString('latin1', sc.f[o]!, sc.f[o + 1]!);
-        if (key === 'program') program = body.toString('utf8', sc.f[o + 2]!, sc.f[o + 3]!);
-        else if (key === 'unit') unit = body.toString('utf8', sc.f[o + 2]!, sc.f[o + 3]!);
-      }
+    for (let k = 0; k < sc.fieldCount; k++) {
+      const o = k * 5;
+      if (sc.f[o + 4] === 0) continue;
+      const key = body.toString('latin1', sc.f[o]!, sc.f[o + 1]!);
+      if (key === 'program') program = body.toString('utf8', sc.f[o + 2]!, sc.f[o + 3]!);
+      else if (key === 'unit') unit = body.toString('utf8', sc.f[o + 2]!, sc.f[o + 3]!);
     }
     const cacheKey = `${this.tailVersion}\0${program ?? ''}\0${unit ?? ''}`;
     let labels = this.labelCache.get(cacheKey);
@@ -157,13 +213,7 @@ export class LokiFormat implements WireFormat {
       labels = this.labelsOf(this.tail, { program, unit });
       this.labelCache.set(cacheKey, labels);
     }
-    const ms = this.times.ms(body, sc.timeS, sc.timeE) ?? Date.now();
-    // The offset: the digits after the id's last ':'.
-    let offset = 0;
-    let p = sc.idE;
-    while (p > sc.idS && body[p - 1]! >= 0x30 && body[p - 1]! <= 0x39) p--;
-    for (let q = Math.max(p, sc.idE - 6); q < sc.idE; q++) offset = offset * 10 + body[q]! - 48;
-    return { labels, ts: `${ms}${String(offset).padStart(6, '0')}` };
+    return labels;
   }
 
   private get perLine(): boolean {
@@ -171,14 +221,18 @@ export class LokiFormat implements WireFormat {
   }
 
   /** An event of another shape, parsed. */
-  private parsedEvent(body: Buffer, s: number, e: number): { labels: string; ts: string } {
+  private parsedEvent(body: Buffer, s: number, e: number, st: Streams, i: number): string {
     let ev: Event;
     try {
       ev = JSON.parse(body.toString('utf8', s, e)) as Event;
     } catch {
       ev = {};
     }
-    return { labels: this.labelsOf(ev, ev.fields ?? {}), ts: timestamp(ev) };
+    st.msgS[i] = -1;
+    const [ms, offset] = timestamp(ev);
+    st.ms[i] = ms;
+    st.offset[i] = offset;
+    return this.labelsOf(ev, ev.fields ?? {});
   }
 
   private labelsOf(ev: Event, fields: Record<string, unknown>): string {
@@ -232,9 +286,21 @@ export class LokiFormat implements WireFormat {
         const i = list[k]!;
         if (k > 0) w.byte(0x2c);
         w.bytes(VALUE_HEAD);
-        w.text(st.ts[i]!);
+        putTimestamp(w, st.ms[i]!, st.offset[i]!);
         w.bytes(VALUE_MID);
-        escapeInto(w, l.body, l.starts[i]!, l.ends[i]!);
+        const ls = l.starts[i]!;
+        const ms = st.msgS[i]!;
+        if (ms < 0) escapeInto(w, l.body, ls, l.ends[i]!);
+        else {
+          // the line's own JSON escaped, but for the message without an escape (so without a
+          // quote or a backslash: copied as it is) and the file's tail (escaped once)
+          escapeInto(w, l.body, ls, ms);
+          const me = st.msgE[i]!;
+          if (st.msgEscaped[i] === 1) escapeInto(w, l.body, ms, me);
+          else w.bytes(l.body, ms, me);
+          escapeInto(w, l.body, me, st.tailS[i]!);
+          w.bytes(st.tails[st.tail[i]!]!);
+        }
         w.bytes(VALUE_TAIL);
       }
       w.text(']}');
@@ -257,7 +323,7 @@ export class LokiFormat implements WireFormat {
     if ((a.status === 400 || a.status === 429) && total && Number(total[2]) === ctx.count) {
       // Each position's timestamp: Loki names an ignored entry by it.
       const st = this.streams(ctx.lines());
-      const ts = Array.from({ length: ctx.count }, (_, pos) => st.ts[ctx.items?.[pos] ?? pos]!);
+      const ts = Array.from({ length: ctx.count }, (_, pos) => tsText(st, ctx.items?.[pos] ?? pos));
       return this.ignored(text, Number(total[1]), ts, a.status === 429);
     }
     return statusVerdict(a, this.endpoint, retryable);
@@ -296,13 +362,39 @@ export class LokiFormat implements WireFormat {
   }
 }
 
-/** The event's time in ns as decimal text, the file offset (mod 10^6) as its sub-ms digits. */
-function timestamp(ev: Event): string {
+/** The event's time in ms (now when it has none) and its file offset mod 10^6 (the sub-ms digits
+ *  of its timestamp). */
+function timestamp(ev: Event): [number, number] {
   const ms = typeof ev.time === 'string' ? Date.parse(ev.time) : NaN;
   const t = Number.isNaN(ms) ? Date.now() : ms;
   const id = typeof ev.id === 'string' ? ev.id : '';
   const offset = Number(/:(\d+)$/.exec(id)?.[1] ?? 0) % 1_000_000;
-  return `${t}${String(offset).padStart(6, '0')}`;
+  return [t, offset];
+}
+
+/** tsText()'s digits written into w without a string: ms, then offset as six digits. */
+function putTimestamp(w: ByteWriter, ms: number, offset: number): void {
+  if (!(ms >= 0 && ms < 1e15 && Number.isInteger(ms))) {
+    w.text(`${ms}${String(offset).padStart(6, '0')}`);
+    return;
+  }
+  w.ensure(22);
+  const b = w.buf;
+  let n = 1;
+  for (let x = ms; x >= 10; x = Math.floor(x / 10)) n++;
+  let o = w.pos + n;
+  for (let x = ms, k = 0; k < n; k++) {
+    const q = Math.floor(x / 10);
+    b[--o] = 0x30 + (x - q * 10);
+    x = q;
+  }
+  o = w.pos + n + 6;
+  for (let x = offset, k = 0; k < 6; k++) {
+    const q = Math.floor(x / 10);
+    b[--o] = 0x30 + (x - q * 10);
+    x = q;
+  }
+  w.pos += n + 6;
 }
 
 /** body[s, e) as the contents of a JSON string: `"` and `\` escaped (guard's lines hold no other

@@ -43,6 +43,11 @@ export const SEVERITY_NUMBER: Record<string, number> = {
   debug: 5, // DEBUG
 };
 
+/** SEVERITY_NUMBER of a name, 0 for any other string ("constructor" included: an own key only). */
+function severityNumberOf(name: string): number {
+  return Object.hasOwn(SEVERITY_NUMBER, name) ? SEVERITY_NUMBER[name]! : 0;
+}
+
 const SEVERITY_NAMES = Object.entries(SEVERITY_NUMBER).map(
   ([name, num]) => [Buffer.from(name, 'latin1'), num] as const,
 );
@@ -169,7 +174,6 @@ export class OtlpFormat implements WireFormat {
   private readonly proto = new Proto();
   private endpoint = '';
   private readonly resource: Attr[];
-  private readonly records = new ByteWriter();
 
   constructor(
     private readonly cfg: OtlpSinkConfig,
@@ -180,6 +184,12 @@ export class OtlpFormat implements WireFormat {
       ['service.name', cfg.serviceName],
       ['host.name', hostname],
     ];
+    this.pbResource = OtlpFormat.envelope((P, w) =>
+      P.msg(w, 1, (r) => {
+        for (const [key, v] of this.resource) P.keyValue(r, 1, key, v);
+      }),
+    );
+    this.pbScope = OtlpFormat.envelope((P, w) => P.msg(w, 1, (sc) => P.str(sc, 1, 'guard')));
   }
 
   path(url: URL): string {
@@ -241,47 +251,83 @@ export class OtlpFormat implements WireFormat {
 
   // ---- protobuf ---------------------------------------------------------------------------------
 
+  /** `resource` (ResourceLogs field 1) and `scope` (ScopeLogs field 1): the same in every request. */
+  private readonly pbResource: Buffer;
+  private readonly pbScope: Buffer;
+
+  private static envelope(fill: (P: Proto, w: ByteWriter) => void): Buffer {
+    const w = new ByteWriter(256);
+    fill(new Proto(), w);
+    return Buffer.from(w.written());
+  }
+
+  /**
+   * The request written once, in place: the LogRecords straight into `out` after room for the
+   * envelope (ExportLogsServiceRequest → ResourceLogs → ScopeLogs), whose sizes are known only then;
+   * the envelope is written last, just before the first record, and the body starts there.
+   */
   private protobuf(lines: BatchLines, items: readonly number[] | null, out: ByteWriter): Buffer {
-    const P = this.proto;
-    // LogRecords first (the bulk of the bytes), then the envelopes around them with their sizes.
-    const recs = this.records;
-    recs.reset();
+    const res = this.pbResource;
+    const scope = this.pbScope;
+    const room = 1 + 5 + res.length + 1 + 5 + scope.length;
+    out.ensure(room);
+    out.pos += room;
+    const recStart = out.pos;
     const { body, starts, ends } = lines;
     const scan = this.scan;
-    const r = this.record;
     const n = items === null ? lines.count : items.length;
     for (let k = 0; k < n; k++) {
       const i = items === null ? k : items[k]!;
-      if (scan.scan(body, starts[i]!, ends[i]!)) {
-        r.reset();
-        this.pbRecord(r, body, scan);
-        recs.byte(0x12); // ScopeLogs.log_records
-        recs.varint(r.pos);
-        recs.bytes(r.buf, 0, r.pos);
-      } else this.pbEvent(recs, this.parse(lines, i));
+      if (scan.scan(body, starts[i]!, ends[i]!)) this.pbFramedRecord(out, body, scan);
+      else this.pbEvent(out, this.parse(lines, i));
     }
-    const scope = new ByteWriter(64);
-    P.msg(scope, 1, (sc) => {
-      P.str(sc, 1, 'guard');
-    });
-    const resource = new ByteWriter(256);
-    P.msg(resource, 1, (res) => {
-      for (const [key, v] of this.resource) P.keyValue(res, 1, key, v);
-    });
-    const scopeLogsLen = scope.pos + recs.pos;
-    const resourceLogsLen = resource.pos + 1 + varintSize(scopeLogsLen) + scopeLogsLen;
-    P.tag(out, 1, 2); // ExportLogsServiceRequest.resource_logs
+    const scopeLogsLen = scope.length + (out.pos - recStart);
+    const resourceLogsLen = res.length + 1 + varintSize(scopeLogsLen) + scopeLogsLen;
+    const headLen =
+      1 + varintSize(resourceLogsLen) + res.length + 1 + varintSize(scopeLogsLen) + scope.length;
+    const start = recStart - headLen;
+    const end = out.pos;
+    out.pos = start;
+    out.byte(0x0a); // ExportLogsServiceRequest.resource_logs
     out.varint(resourceLogsLen);
-    out.bytes(resource.buf, 0, resource.pos); // ResourceLogs.resource
-    P.tag(out, 2, 2); // ResourceLogs.scope_logs
+    out.bytes(res); // ResourceLogs.resource
+    out.byte(0x12); // ResourceLogs.scope_logs
     out.varint(scopeLogsLen);
-    out.bytes(scope.buf, 0, scope.pos); // ScopeLogs.scope
-    out.bytes(recs.buf, 0, recs.pos); // ScopeLogs.log_records
-    return out.written();
+    out.bytes(scope); // ScopeLogs.scope, then the ScopeLogs.log_records written above
+    out.pos = end;
+    return out.buf.subarray(start, end);
+  }
+
+  /** ScopeLogs.log_records += one LogRecord, written in place: its size's varint is given two
+   *  bytes ahead (a record of 128 bytes to 16 KiB, nearly all), closed up or widened after. */
+  private pbFramedRecord(w: ByteWriter, body: Buffer, sc: EventScan): void {
+    w.ensure(3);
+    w.buf[w.pos++] = 0x12;
+    const lenAt = w.pos;
+    w.pos += 2;
+    const recStart = w.pos;
+    this.pbRecord(w, body, sc);
+    const len = w.pos - recStart;
+    const buf = w.buf;
+    if (len < 0x80) {
+      buf.copyWithin(lenAt + 1, recStart, w.pos);
+      buf[lenAt] = len;
+      w.pos--;
+    } else if (len < 0x4000) {
+      buf[lenAt] = (len & 0x7f) | 0x80;
+      buf[lenAt + 1] = len >>> 7;
+    } else {
+      const extra = varintSize(len) - 2;
+      w.ensure(extra);
+      w.buf.copyWithin(recStart + extra, recStart, w.pos);
+      const end = w.pos + extra;
+      w.pos = lenAt;
+      w.varint(len);
+      w.pos = end;
+    }
   }
 
   private readonly scan = new EventScan();
-  private readonly record = new ByteWriter(4096);
 
   /** One LogRecord's fields from a scanned line, bytes copied where the JSON already has them. */
   private pbRecord(r: ByteWriter, body: Buffer, sc: EventScan): void {
@@ -309,6 +355,17 @@ export class OtlpFormat implements WireFormat {
       r.byte(0x1a); // severity_text
       r.varint(ve - vs);
       r.bytes(body, vs, ve);
+    } else if (sc.severity >= 0) {
+      // a severity with escapes (not a syslog name): its text, as the JSON.parse path writes it
+      const text = JSON.parse(
+        body.toString('utf8', f[sc.severity + 2]! - 1, f[sc.severity + 3]! + 1),
+      ) as string;
+      const num = severityNumberOf(text);
+      if (num !== 0) {
+        r.byte(0x10);
+        r.varint(num);
+      }
+      this.proto.str(r, 3, text);
     }
     // body: AnyValue { string_value }
     if (sc.msgEscaped) {
@@ -336,15 +393,14 @@ export class OtlpFormat implements WireFormat {
       const ke = f[o + 1]!;
       if (kind === 1) {
         this.pbStringAttr(r, body, ks, ke, body, f[o + 2]!, f[o + 3]!);
+      } else if (kind === 0) {
+        this.pbIntAttr(r, body, ks, ke, f[o + 2]!, f[o + 3]!);
       } else {
+        // a string with escapes: its UTF-8 decoded, then the escapes (latin1 would split a
+        // multi-byte character into several)
         const key = body.toString('utf8', ks, ke);
-        const raw = body.toString('latin1', f[o + 2]!, f[o + 3]!);
-        this.proto.keyValue(
-          r,
-          6,
-          key,
-          kind === 2 ? (JSON.parse(`"${raw}"`) as string) : Number(raw),
-        );
+        const text = JSON.parse(body.toString('utf8', f[o + 2]! - 1, f[o + 3]! + 1)) as string;
+        this.proto.keyValue(r, 6, key, text);
       }
     }
   }
@@ -413,8 +469,8 @@ export class OtlpFormat implements WireFormat {
       }
       const sev = ev.fields?.severity;
       if (typeof sev === 'string') {
-        const num = SEVERITY_NUMBER[sev];
-        if (num !== undefined) {
+        const num = severityNumberOf(sev);
+        if (num !== 0) {
           P.tag(r, 2, 0);
           r.varint(num);
         }
@@ -455,13 +511,17 @@ export class OtlpFormat implements WireFormat {
       w.bytes(J_TIME_END);
     }
     const f = sc.f;
-    if (sc.severity >= 0 && f[sc.severity + 4] === 1) {
+    if (sc.severity >= 0) {
       const vs = f[sc.severity + 2]!;
       const ve = f[sc.severity + 3]!;
       w.bytes(J_SEV_NUM);
-      w.text(String(severityAt(body, vs, ve)));
+      const num =
+        f[sc.severity + 4] === 1
+          ? severityAt(body, vs, ve)
+          : severityNumberOf(JSON.parse(body.toString('utf8', vs - 1, ve + 1)) as string);
+      w.text(String(num));
       w.bytes(J_SEV_TEXT);
-      w.bytes(body, vs, ve);
+      w.bytes(body, vs, ve); // JSON string contents: escapes and all
       w.byte(0x22);
       w.byte(0x2c);
     }
@@ -515,7 +575,7 @@ function jsonEvent(ev: Event): object {
   return {
     ...(ms !== null ? { timeUnixNano: `${ms}000000` } : {}),
     ...(typeof sev === 'string'
-      ? { severityNumber: SEVERITY_NUMBER[sev] ?? 0, severityText: sev }
+      ? { severityNumber: severityNumberOf(sev), severityText: sev }
       : {}),
     ...(typeof ev.message === 'string' ? { body: { stringValue: ev.message } } : {}),
     attributes: attributes(ev).map(([key, v]) => ({ key, value: anyJson(v) })),

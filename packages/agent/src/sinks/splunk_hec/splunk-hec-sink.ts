@@ -44,6 +44,9 @@ const retryable = (s: number): boolean => s === 408 || s === 429 || s >= 500;
 const CONFIG_CODES = new Set([10, 11, 14]);
 /** Longest pause between two /ack polls of one request. */
 const ACK_POLL_MAX_MS = 1000;
+/** Shortest and longest wait before a request's first /ack poll. */
+const ACK_POLL_MIN_MS = 1;
+const ACK_FIRST_POLL_MAX_MS = 20;
 
 /** Epoch seconds (with milliseconds) of an ISO 8601 UTC time `YYYY-MM-DDTHH:MM:SS[.mmm]Z`. */
 function epochText(iso: string): string | null {
@@ -65,6 +68,14 @@ export class SplunkHecFormat implements WireFormat {
   private endpoint = '';
   private ackPath = '';
   private warnedNoAck = false;
+  /**
+   * How long a request waits for its first /ack poll: half of how long the last ack took, learned,
+   * between 1 and 20 ms (20 ms was the fixed wait before). One batch is in flight at a time
+   * (pipeline.ts), so this wait bounds the sink's throughput: a fixed 20 ms held it under 50
+   * batches a second against an indexer that acks at once; a slow indexer is polled as before
+   * (20 ms, then doubling), never later.
+   */
+  private firstPollMs = ACK_FIRST_POLL_MAX_MS;
 
   constructor(
     private readonly cfg: SplunkHecSinkConfig,
@@ -204,9 +215,10 @@ export class SplunkHecFormat implements WireFormat {
 
   /** Polls /ack for one ackId until it is true (delivered) or ack_timeout_ms passes (send again). */
   private async awaitAck(ackId: number, ctx: RequestContext): Promise<Verdict> {
-    const deadline = performance.now() + this.cfg.ackTimeoutMs;
+    const started = performance.now();
+    const deadline = started + this.cfg.ackTimeoutMs;
     const query = Buffer.from(JSON.stringify({ acks: [ackId] }));
-    let delay = 20;
+    let delay = this.firstPollMs;
     let last = 'not yet indexed';
     while (performance.now() < deadline) {
       await sleep(Math.min(delay, Math.max(0, deadline - performance.now())), ctx.signal);
@@ -221,7 +233,11 @@ export class SplunkHecFormat implements WireFormat {
       const reply = hecReply(a.body);
       if (a.status === 200) {
         const acks = reply?.acks as Record<string, unknown> | undefined;
-        if (acks?.[String(ackId)] === true) return { kind: 'delivered' };
+        if (acks?.[String(ackId)] === true) {
+          const took = performance.now() - started;
+          this.firstPollMs = Math.min(ACK_FIRST_POLL_MAX_MS, Math.max(ACK_POLL_MIN_MS, took / 2));
+          return { kind: 'delivered' };
+        }
         continue;
       }
       last = `ack poll answered HTTP ${a.status}: ${a.body.toString('utf8').slice(0, 200)}`;

@@ -22,6 +22,9 @@ export interface SyslogMessages {
   readonly buf: Buffer;
   readonly starts: Int32Array;
   readonly ends: Int32Array;
+  /** When the encoder wrote each message's octet count in front of it (SyslogEncoder's
+   *  `octetCounted`): where frame i (`LEN SP MSG`) starts; the frames follow one another. */
+  readonly frames?: Int32Array;
 }
 
 export function facilityNumber(name: string): number {
@@ -233,7 +236,14 @@ export class SyslogEncoder {
   private readonly defaultPri: Buffer;
   private readonly sdOpen: Buffer;
 
-  constructor(private readonly o: FormatOptions) {
+  /**
+   * @param octetCounted write each message's RFC 6587 octet count in front of it, so that a
+   *   stream of frames is a slice of the encoded batch (frameStream) and not a second copy
+   */
+  constructor(
+    private readonly o: FormatOptions,
+    private readonly octetCounted = false,
+  ) {
     this.defaultPri = ascii(`<${o.facility * 8 + o.severity}`);
     this.sdOpen = Buffer.from(`[${o.sdId} id="`, 'utf8');
   }
@@ -243,6 +253,7 @@ export class SyslogEncoder {
     for (let p = body.indexOf(0x0a); p >= 0; p = body.indexOf(0x0a, p + 1)) n++;
     const starts = new Int32Array(n + 1);
     const ends = new Int32Array(n + 1);
+    const frames = this.octetCounted ? new Int32Array(n + 1) : null;
     // messages are about as long as their JSON lines
     const w = new ByteWriter(body.length + 64 * (n + 1));
     let k = 0;
@@ -250,10 +261,16 @@ export class SyslogEncoder {
       let e = body.indexOf(0x0a, s);
       if (e < 0) e = body.length;
       if (e > s) {
+        if (frames !== null) {
+          frames[k] = w.pos;
+          w.ensure(COUNT_ROOM);
+          w.pos += COUNT_ROOM;
+        }
         starts[k] = w.pos;
         if (this.o.format === 'rfc5424' && this.fast(body, s, e, w)) this.inPlace++;
         else this.slow(body, s, e, w);
         ends[k] = w.pos;
+        if (frames !== null) this.count(w, frames[k]!, starts, ends, k);
         k++;
       }
       s = e + 1;
@@ -262,7 +279,29 @@ export class SyslogEncoder {
       buf: w.buf.subarray(0, w.pos),
       starts: starts.subarray(0, k),
       ends: ends.subarray(0, k),
+      ...(frames !== null ? { frames: frames.subarray(0, k) } : {}),
     };
+  }
+
+  /** `LEN SP` written at `at`, in front of message k (COUNT_ROOM bytes were left there): the
+   *  message moved up or down when its count is not three digits long. */
+  private count(w: ByteWriter, at: number, starts: Int32Array, ends: Int32Array, k: number): void {
+    const len = ends[k]! - starts[k]!;
+    let digits = 1;
+    for (let x = len; x >= 10; x = Math.floor(x / 10)) digits++;
+    const shift = digits + 1 - COUNT_ROOM;
+    if (shift !== 0) {
+      w.ensure(Math.max(shift, 0));
+      w.buf.copyWithin(starts[k]! + shift, starts[k]!, ends[k]!);
+      starts[k] = starts[k]! + shift;
+      ends[k] = ends[k]! + shift;
+      w.pos += shift;
+    }
+    const end = w.pos;
+    w.pos = at;
+    putNumber(w, len);
+    w.byte(0x20);
+    w.pos = end;
   }
 
   private slow(body: Buffer, s: number, e: number, w: ByteWriter): void {
@@ -389,10 +428,16 @@ export class SyslogEncoder {
     } else w.bytes(GUARD_DASH);
     w.bytes(tail.msgid);
     w.bytes(this.sdOpen);
-    for (let k = idS; k < idE; k++) {
-      const c = b[k]!;
-      if (c === 0x5d /* ] */) w.byte(BS); // '"' and '\\' cannot be here (plainEnd)
-      w.byte(c);
+    {
+      // room for it was ensured above (the id is part of the line)
+      const out = w.buf;
+      let o = w.pos;
+      for (let k = idS; k < idE; k++) {
+        const c = b[k]!;
+        if (c === 0x5d /* ] */) out[o++] = BS; // '"' and '\\' cannot be here (plainEnd)
+        out[o++] = c;
+      }
+      w.pos = o;
     }
     w.bytes(OFFSET_PARAM);
     w.bytes(b, oS, oE);
@@ -416,14 +461,32 @@ export class SyslogEncoder {
   }
 }
 
-/** Decimal digits of n into w. */
+/** Decimal digits of a whole number n ≥ 0 into w, without a string. */
 function putNumber(w: ByteWriter, n: number): void {
   if (n < 10) {
     w.byte(0x30 + n);
     return;
   }
-  w.text(String(n));
+  if (!(n < 1e15 && Number.isInteger(n))) {
+    w.text(String(n));
+    return;
+  }
+  let digits = 1;
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  w.ensure(digits);
+  const b = w.buf;
+  let o = w.pos + digits;
+  for (let x = n; o > w.pos;) {
+    const q = Math.floor(x / 10);
+    b[--o] = 0x30 + (x - q * 10);
+    x = q;
+  }
+  w.pos += digits;
 }
+
+/** Bytes left in front of a message for its octet count: three digits and a space (messages of
+ *  100–999 bytes, nearly all, need no move). */
+const COUNT_ROOM = 4;
 
 /** RFC 6587 framing of messages [from, to): octet counting (`LEN SP MSG`) or a trailing LF. */
 export function frameStream(
@@ -433,6 +496,8 @@ export function frameStream(
   to = m.starts.length,
 ): Buffer {
   if (to <= from) return Buffer.alloc(0);
+  if (framing === 'octet_counting' && m.frames !== undefined)
+    return m.buf.subarray(m.frames[from]!, m.ends[to - 1]!); // written so by the encoder
   const w = new ByteWriter(m.ends[to - 1]! - m.starts[from]! + (to - from) * 8 + 16);
   for (let i = from; i < to; i++) {
     const a = m.starts[i]!;
@@ -449,6 +514,8 @@ export function frameStream(
   return w.written();
 }
 
+const SYSLOG_COMMAND = ascii(' syslog ');
+
 /** RELP `syslog` frames of the messages listed, numbered from txnr (relp.ts nextTxnr). */
 export function relpFrames(
   m: SyslogMessages,
@@ -463,7 +530,7 @@ export function relpFrames(
     const a = m.starts[i]!;
     const z = m.ends[i]!;
     putNumber(w, txnrs[j]!);
-    w.text(' syslog ');
+    w.bytes(SYSLOG_COMMAND);
     putNumber(w, z - a);
     w.byte(0x20);
     w.bytes(m.buf, a, z);

@@ -60,11 +60,19 @@ export class RelpReader {
       const lenEnd = digits(b, c + 1, 9);
       if (lenEnd === -1) break;
       if (lenEnd < 0) throw this.bad(b.slice(at, c + 12));
-      const len = Number(b.slice(c + 1, lenEnd));
+      // the numbers from their digits and `rsp` as a constant: an answer a message, a thousand a
+      // batch, each was five short strings
+      const len = decimal(b, c + 1, lenEnd);
       if (len > MAX_DATA) throw this.bad(`DATALEN ${len}`);
       const sep = b.charCodeAt(lenEnd);
-      const txnr = Number(b.slice(at, txnrEnd));
-      const command = b.slice(txnrEnd + 1, c);
+      const txnr = decimal(b, at, txnrEnd);
+      const command =
+        c - txnrEnd === 4 &&
+        b.charCodeAt(txnrEnd + 1) === 0x72 &&
+        b.charCodeAt(txnrEnd + 2) === 0x73 &&
+        b.charCodeAt(txnrEnd + 3) === 0x70
+          ? 'rsp'
+          : b.slice(txnrEnd + 1, c);
       if (len === 0) {
         if (sep !== 0x0a) throw this.bad(b.slice(at, lenEnd + 1));
         out.push({ txnr, command, data: '' });
@@ -104,13 +112,27 @@ function digits(b: string, p: number, max: number): number {
   return k === p ? -2 : k;
 }
 
+/** The value of the digits b[from, to) (at most nine: exact). */
+function decimal(b: string, from: number, to: number): number {
+  let n = 0;
+  for (let k = from; k < to; k++) n = n * 10 + b.charCodeAt(k) - 0x30;
+  return n;
+}
+
 function isLetter(c: number): boolean {
   return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 }
 
 /** The status code of an `rsp` frame's data ("200 OK…" → 200), or -1. */
 export function rspCode(data: string): number {
-  if (data.length < 3 || digits(data + ' ', 0, 3) !== 3) return -1;
+  if (data.length < 3) return -1;
+  let code = 0;
+  for (let k = 0; k < 3; k++) {
+    const c = data.charCodeAt(k);
+    if (c < 0x30 || c > 0x39) return -1;
+    code = code * 10 + c - 0x30;
+  }
+  // exactly three digits, then SP, LF or the end
   const after = data.length === 3 ? 0x20 : data.charCodeAt(3);
-  return after === 0x20 || after === 0x0a ? Number(data.slice(0, 3)) : -1;
+  return after === 0x20 || after === 0x0a ? code : -1;
 }

@@ -133,12 +133,16 @@ export class SyslogSink implements Sink {
     const scheme = `${cfg.protocol === 'relp' ? 'relp' : 'syslog'}${cfg.tls ? '+tls' : ''}`;
     const host = isIP(cfg.host) === 6 ? `[${cfg.host}]` : cfg.host;
     this.endpoint = `${scheme}://${host}:${cfg.port}`;
-    this.encoder = new SyslogEncoder({
-      format: cfg.format,
-      facility: facilityNumber(cfg.facility),
-      severity: severityNumber(cfg.severity),
-      sdId: cfg.sdId,
-    });
+    this.encoder = new SyslogEncoder(
+      {
+        format: cfg.format,
+        facility: facilityNumber(cfg.facility),
+        severity: severityNumber(cfg.severity),
+        sdId: cfg.sdId,
+      },
+      // a TCP stream sends the frames as the encoder wrote them: no second copy per batch
+      cfg.protocol === 'tcp' && cfg.framing === 'octet_counting',
+    );
     const read = (path: string | null, what: string): Buffer | undefined => {
       if (path === null) return undefined;
       try {

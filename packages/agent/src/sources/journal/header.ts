@@ -10,6 +10,7 @@ export interface JournalHeader {
   seqnumId: string;
   entries: number;
   tailSeqnum: number;
+  headRealtime: number;
   tailRealtime: number;
 }
 
@@ -33,6 +34,7 @@ export function readHeader(fd: number): JournalHeader | null {
     seqnumId: headerBuf.toString('hex', 72, 88),
     entries: Number(headerBuf.readBigUInt64LE(152)),
     tailSeqnum: Number(headerBuf.readBigUInt64LE(160)),
+    headRealtime: Number(headerBuf.readBigUInt64LE(184)),
     tailRealtime: Number(headerBuf.readBigUInt64LE(192)),
   };
 }

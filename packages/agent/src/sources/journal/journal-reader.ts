@@ -42,6 +42,8 @@ export interface ReaderOptions {
   tail: string;
   maxValueBytes: number;
   lists: string[][];
+  /** Redaction's trigger words (BIT_SECRET), or none. */
+  triggers: readonly string[];
   startAtEnd: boolean;
   onAcked: (r: JournalReader) => void;
   log: Logger;
@@ -109,13 +111,17 @@ export class JournalReader {
   sync(listed: Set<string>): void {
     const at = this.readCursor ? parseCursor(this.readCursor) : null;
     for (const [id, f] of this.files) {
-      if (listed.has(id) || this.stillNeeded(f, at)) continue;
+      if (listed.has(id)) continue;
+      const flushed = this.copied(f, at, listed);
+      if (!flushed && this.stillNeeded(f, at)) continue;
       this.files.delete(id);
       if (this.handle === null) closeSync(f.fd);
       else this.dropped.push(f.fd); // libsystemd holds a copy until the re-open below
       this.opts.log.info(
         { source: this.opts.source, journal: this.key, path: f.path },
-        'journal file gone and read to its end; closed',
+        flushed
+          ? 'journal file gone, its entries copied to another (journald flushed /run to /var); closed'
+          : 'journal file gone and read to its end; closed',
       );
     }
     const set = [...this.files.keys()].sort().join(',');
@@ -135,6 +141,55 @@ export class JournalReader {
     return h.seqnumId === at.s ? h.tailSeqnum > at.i : h.tailRealtime > at.t;
   }
 
+  /**
+   * True when the entries of `f` after `at` are in another listed file under another seqnum id:
+   * journald flushed its /run journal to /var (the copies keep their boot id, timestamps and hash,
+   * and get a new seqnum id) and removed it. The /run file is then dropped at once rather than read
+   * to its end beside the copies: libsystemd orders entries of two sequences by time, then by hash,
+   * and entries sharing a timestamp (a stdout stream's lines) would be read twice. The re-open
+   * finds the last entry read among the copies (seekCursor).
+   */
+  private copied(f: HeldFile, at: Cursor | null, listed: Set<string>): boolean {
+    if (at === null) return false;
+    const h = readHeader(f.fd);
+    if (h === null || h.seqnumId !== at.s) return false;
+    for (const [id, g] of this.files) {
+      if (g === f || !listed.has(id)) continue;
+      const c = readHeader(g.fd);
+      if (c === null || c.entries === 0 || c.seqnumId === h.seqnumId) continue;
+      if (c.headRealtime <= at.t && c.tailRealtime >= h.tailRealtime) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The held files to hand libsystemd: never the files of the last entry's sequence together with
+   * files of another sequence that overlap them in time (a flush under way: journald copying /run
+   * to /var, see copied()). While the copies have not passed the last entry read, the /run side is
+   * read; once they have, the copies.
+   */
+  private oneSequence(): HeldFile[] {
+    const files = [...this.files.values()];
+    const at = this.readCursor ? parseCursor(this.readCursor) : null;
+    if (at === null) return files;
+    const hdr = new Map(files.map((f) => [f, readHeader(f.fd)]));
+    const ours = files.filter((f) => hdr.get(f)?.seqnumId === at.s);
+    const copies = files.filter((f) => {
+      const c = hdr.get(f);
+      if (!c || c.entries === 0 || c.seqnumId === at.s) return false;
+      return ours.some((a) => {
+        const h = hdr.get(a)!;
+        return c.headRealtime <= h.tailRealtime && c.tailRealtime >= h.headRealtime;
+      });
+    });
+    if (copies.length === 0) return files;
+    const passed = copies.some((f) => {
+      const c = hdr.get(f)!;
+      return c.headRealtime <= at.t && c.tailRealtime > at.t;
+    });
+    return files.filter((f) => (passed ? !ours.includes(f) : !copies.includes(f)));
+  }
+
   /** True when a held file was archived since it was opened (journald rotated it). */
   rotated(): boolean {
     for (const f of this.files.values()) {
@@ -151,14 +206,20 @@ export class JournalReader {
     this.handle = null;
     this.openSet = set;
     this.archived = new Set();
-    const held = [...this.files.values()];
+    const held = this.oneSequence();
     if (held.length === 0) return;
     for (const f of held) if (readHeader(f.fd)?.state === STATE_ARCHIVED) this.archived.add(f.ino);
     const copies: number[] = [];
     try {
       const addon = journalAddon();
       for (const f of held) copies.push(addon.dup(f.fd));
-      this.handle = addon.open(copies, this.opts.tail, this.opts.maxValueBytes, this.opts.lists);
+      this.handle = addon.open(
+        copies,
+        this.opts.tail,
+        this.opts.maxValueBytes,
+        this.opts.lists,
+        this.opts.triggers,
+      );
       copies.length = 0; // libsystemd's now
       this.position();
     } catch (e) {

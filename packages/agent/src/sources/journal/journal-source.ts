@@ -8,10 +8,10 @@ import { basename, dirname } from 'node:path';
 import { closeSync } from 'node:fs';
 import { HelperRefusal } from '@guard/protocol/client';
 import type { Logger } from 'pino';
-import { BIT_SLOW } from '@guard/journal';
+import { BIT_SECRET } from '@guard/journal';
 import type { AgentConfig, SourceConfig } from '../../config/types';
 import { compileFilter } from '../../transforms/filter';
-import type { Redactor } from '../../transforms/redact';
+import { PREFILTER_TRIGGERS, type Redactor } from '../../transforms/redact';
 import type { HelperLink } from '../helper-link';
 import type { Ticket } from '../file/tailer';
 import { CursorStore } from './cursor-store';
@@ -48,8 +48,6 @@ export interface JournalAgentOptions {
 
 /** Entries read at a time (one addon call). */
 const MAX_ENTRIES = 1024;
-/** Event bytes scanned for secrets at a time (see the pipeline's processAscii). */
-const PIECE_BYTES = 64 * 1024;
 
 export interface Refusal {
   code: string;
@@ -185,6 +183,7 @@ export class JournalSource {
             tail: this.tailOf(key),
             maxValueBytes: this.agent.maxValueBytes,
             lists: this.lists,
+            triggers: this.out.redact?.prefilter ? PREFILTER_TRIGGERS : [],
             startAtEnd: saved === null && this.firstStart && this.cfg.startAt === 'end',
             onAcked: (rd) => {
               this.store.set(`${this.cfg.name}/${rd.key}`, rd.ackedCursor!);
@@ -291,7 +290,6 @@ export class JournalSource {
     totals.linesRead += count + filtered;
     totals.eventsFiltered += filtered;
     for (let k = 0; k < count; k++) ends[k] = ticket.base + k + 1;
-    const secret = redact?.prefilter ? this.scan(redact.prefilter, count) : null;
     let runFrom = 0; // first line of the run being collected
     let runStart = 0; // its byte offset
     let pos = 0;
@@ -313,10 +311,11 @@ export class JournalSource {
     };
     for (let k = 0; k < count; k++) {
       const size = sizes[k]!;
+      // Redaction: the addon marked the entries whose values hold a word every built-in match holds
+      // (custom patterns: every entry).
       const slow =
         filter !== null ||
-        (redact !== null &&
-          (redact.prefilter === null || (meta[3 * k + 2]! & BIT_SLOW) !== 0 || secret![k] === 1));
+        (redact !== null && (redact.prefilter === null || (meta[3 * k + 2]! & BIT_SECRET) !== 0));
       if (slow) {
         flush(k, pos);
         const json = this.handleOne(buf.toString('utf8', pos, pos + size));
@@ -335,36 +334,6 @@ export class JournalSource {
     flush(count, pos);
     ticket.tailer.acknowledge(fanout); // a chunk whose every entry was filtered out is done now
   }
-
-  /** Marks the lines of this read that a match of the redaction prefilter overlaps. */
-  private scan(prefilter: RegExp, count: number): Uint8Array {
-    const { buf, sizes } = this.area;
-    const hit = (this.hits = this.hits.length >= count ? this.hits : new Uint8Array(MAX_ENTRIES));
-    hit.fill(0, 0, count);
-    let k = 0;
-    let pos = 0;
-    while (k < count) {
-      const k0 = k;
-      const p0 = pos;
-      do pos += sizes[k++]!;
-      while (k < count && pos - p0 + sizes[k]! <= PIECE_BYTES);
-      const text = buf.toString('latin1', p0, pos);
-      prefilter.lastIndex = 0;
-      for (let m = prefilter.exec(text); m !== null; m = prefilter.exec(text)) {
-        // the lines [m.index, m.index + length) overlaps
-        let line = k0;
-        let start = p0;
-        while (start + sizes[line]! <= p0 + m.index) start += sizes[line++]!;
-        for (let end = p0 + m.index + Math.max(1, m[0].length); line < k && start < end; line++) {
-          hit[line] = 1;
-          start += sizes[line]!;
-        }
-        if (m[0].length === 0) prefilter.lastIndex++;
-      }
-    }
-    return hit;
-  }
-  private hits = new Uint8Array(0);
 
   /** One event line through the filter (its message) and redaction (every string in it). */
   private handleOne(json: string): string | null {
