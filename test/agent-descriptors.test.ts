@@ -113,11 +113,6 @@ describe('agent descriptor checks, against a fake helper', () => {
       const make = opened[name];
       if (!make)
         return conn.reply({ ok: false, op: r.op, error: 'not_found', message: 'no such file' });
-      if (r.op === 'stat') {
-        const { fd, id } = make();
-        closeSync(fd);
-        return conn.reply({ ok: true, op: 'stat', path: r.path, ...id });
-      }
       const { fd, id } = make();
       conn.reply({ ok: true, op: 'open', path: r.path, ...id }, fd);
       closeSync(fd); // the agent holds its own copy now

@@ -63,7 +63,7 @@ describe('guard-helper request validation', () => {
     for (const [label, path] of bad)
       actions.push(
         { a: 'req', json: open(path), read: 32, label },
-        { a: 'req', json: { op: 'stat', path }, label: `stat ${label}` },
+        { a: 'req', json: { op: 'open', path }, label: `again ${label}` },
       );
     actions.push({ a: 'req', json: open(env.legitPath), read: 64, label: 'legit after' });
     const out = await agentPeer(env, actions);

@@ -232,10 +232,13 @@ describe('guard-helper watch: an inotify instance on the allowed directories onl
           })),
         ];
         const out = await runPeer(env.sb, env.agent, socket, actions);
-        assertRefused(reply(out, 2), 'source', 'unknown source');
+        assertRefused(reply(out, 2), 'not_allowed', 'unknown source');
         assertRefused(reply(out, 3), 'not_found', 'symlinked allowed root');
         assertRefused(reply(out, 4), 'limit', 'too many directories');
-        assert.match(String(reply(out, 4).json?.message), new RegExp(`${DIRS_OVER_LIMIT} dir`));
+        assert.match(
+          String(reply(out, 4).json?.message),
+          new RegExp(`over ${DIRS_OVER_LIMIT - 1} dir`),
+        );
         assert.equal(reply(out, 5).json?.ok, true, 'audit source, agent in the audit group');
         for (let i = 6; i < 13; i++) assert.equal(reply(out, i).gotFd, true, `watch #${i}`);
         assertRefused(reply(out, 13), 'rate', 'the 11th watch request in a minute');
@@ -249,7 +252,7 @@ describe('guard-helper watch: an inotify instance on the allowed directories onl
         ]);
         assertRefused(reply(noAudit, 2), 'audit_group', 'audit source without the group');
         assert.equal(reply(noAudit, 3).gotFd, true, 'a new connection has its own allowance');
-        for (const code of ['source', 'not_found', 'limit', 'rate', 'audit_group'])
+        for (const code of ['not_allowed', 'not_found', 'limit', 'rate', 'audit_group'])
           assert.ok(
             helper.events('refused').some((e) => e.code === code && e.op === 'watch'),
             `refusal ${code} logged`,

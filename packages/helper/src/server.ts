@@ -18,8 +18,7 @@ export const HELLO = {
   open_path: fdpass.hasOpenat2() ? 'openat2' : 'walk',
 };
 
-// C1 controls are escaped too (JSON.stringify leaves U+0080–U+009F raw): a peer's path must not
-// become a terminal escape in whoever reads this log.
+// C1 controls escaped too (JSON.stringify leaves U+0080–U+009F): no path is a terminal escape.
 export const log = (level: 'info' | 'warn' | 'error', event: string, fields: object = {}): void =>
   void process.stderr.write(
     JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }).replace(
@@ -28,7 +27,8 @@ export const log = (level: 'info' | 'warn' | 'error', event: string, fields: obj
     ) + '\n',
   );
 
-export type Limits = Record<'connections' | 'ratePerSecond' | 'burst' | 'perTurn', number>;
+// Per connection: requests a second, a burst, and how many are served before another's turn.
+const limits = { connections: 32, ratePerSecond: 5000, burst: 500, perTurn: 64 };
 interface Reply {
   body: object;
   fd: number;
@@ -51,30 +51,24 @@ interface Conn {
 }
 const WATCHES_PER_MINUTE = 10;
 
-// One row per request: what it answers an authenticated peer (beside `ok` and `op`), and the
-// descriptor sent with it, if any. Adding a request is adding a row.
+// One row per request: its answer to an authenticated peer (beside ok, op) and descriptor, if any.
 type Row<R> = (c: Conn, r: R) => [object, number?];
 const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
   hello: (c) => [{ ...HELLO, policy: c.policy.digest, uid: c.peer.uid, audit: c.audit }],
   list: (c, r) => {
-    const listed = listSource(sourceFor(c, r.source, 'not_allowed'), r.cursor);
-    if (listed.truncated) log('warn', 'list_truncated', { ...c.peer, source: r.source });
+    const listed = listSource(sourceFor(c, r.source), r.cursor);
     return [{ source: r.source, ...listed }];
   },
   open: (c, r) => {
     const { fd, ...id } = openAllowed(c.policy, r.path, c.audit);
-    log('info', 'granted', { ...c.peer, op: r.op, path: r.path, dev: id.dev });
-    return [{ path: r.path, ...id }, fd];
-  },
-  stat: (c, r) => {
-    const { fd, ...id } = openAllowed(c.policy, r.path, c.audit);
-    fdpass.close(fd); // same checks as open; the descriptor never leaves the helper
-    return [{ path: r.path, ...id }];
+    if (r.descriptor === false)
+      fdpass.close(fd); // identity only (rotation polls): not a grant
+    else log('info', 'granted', { ...c.peer, op: r.op, path: r.path, dev: id.dev });
+    return [{ path: r.path, ...id }, r.descriptor === false ? -1 : fd];
   },
   watch: (c, r) => {
-    const source = sourceFor(c, r.source, 'source');
-    // Each instance counts against root's inotify instances (max_user_instances, 128 by default)
-    // for as long as the agent holds it: a connection may have only a few made a minute.
+    const source = sourceFor(c, r.source);
+    // Each instance counts against root's max_user_instances (128) while held: few a minute.
     const now = Date.now();
     c.watches = c.watches.filter((t) => now - t < 60_000);
     if (c.watches.length >= WATCHES_PER_MINUTE)
@@ -86,10 +80,9 @@ const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
   },
 };
 
-// The source a list or watch names, if the peer may read it (`unknown`: the code when none is).
-function sourceFor(c: Conn, name: string, unknown: ErrorCode): Source {
+function sourceFor(c: Conn, name: string): Source {
   const source = c.policy.sources.find((s) => s.name === name);
-  if (!source) throw new Refused(unknown, `no source "${name}" is configured`);
+  if (!source) throw new Refused('not_allowed', `no source "${name}" is configured`);
   if (source.type === 'audit' && !c.audit) throw auditOnly(`source "${name}"`);
   return source;
 }
@@ -102,7 +95,7 @@ const refusal = (op: unknown, error: ErrorCode, message: string, close?: Reply['
 const violation = (error: ErrorCode, message: string) =>
   refusal(null, error, message, ['warn', 'protocol violation']);
 
-export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits): void {
+export function serve(listenFd: number, getPolicy: () => Policy): void {
   const conns = new Set<Conn>();
 
   function drop(c: Conn, fields: object, level: 'info' | 'warn' = 'info'): void {
@@ -137,13 +130,12 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       );
     if (!(c.hello ||= req.op === 'hello'))
       return violation('bad_request', `${req.op} before hello`);
-    const path = 'path' in req ? req.path : undefined;
     try {
       const [body, fd = -1] = (REQUESTS[req.op] as Row<Request>)(c, req);
       return { body: { ok: true, op: req.op, ...body }, fd };
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
-      log('warn', 'refused', { ...c.peer, op: req.op, path, code: e.code, message: e.message });
+      log('warn', 'refused', { ...c.peer, ...req, code: e.code, message: e.message });
       return refusal(req.op, e.code, e.message);
     }
   }
@@ -191,8 +183,7 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
     }
   }
 
-  // The listening Watcher is used in here, so its callback (which the addon holds strongly) keeps it
-  // alive: an unreferenced Watcher is closed when garbage-collected and the helper would go deaf.
+  // listener is used in here: its callback (held by the addon) keeps it from the GC (deaf else).
   function accept(): void {
     for (;;) {
       let fd: number;
@@ -206,26 +197,10 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       if (fd < 0) return;
       const cred = fdpass.peerCred(fd);
       const policy = getPolicy();
-      const stranger = cred.uid !== policy.agentUid;
-      if (stranger || conns.size >= limits.connections) {
-        const code = stranger ? 'peer' : 'io';
-        const why = stranger
-          ? `uid ${cred.uid} is not the agent user`
-          : `more than ${limits.connections} connections`;
-        try {
-          fdpass.send(fd, Buffer.from(JSON.stringify(refusal(null, code, why).body)));
-        } catch {
-          /* closing anyway */
-        }
-        fdpass.close(fd);
-        log('warn', stranger ? 'peer_refused' : 'too_many_connections', { ...cred, message: why });
-        continue;
-      }
-      const audit = cred.gid === policy.auditGid || fdpass.peerGroups(fd).includes(policy.auditGid);
       const c: Conn = {
         fd,
         peer: { pid: cred.pid, uid: cred.uid },
-        audit,
+        audit: false,
         policy,
         hello: false,
         tokens: limits.burst,
@@ -237,8 +212,22 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
           status < 0 ? drop(c, { reason: `poll error ${status}` }) : pump(c),
         ),
       };
+      // A stranger or a connection over the limit gets its refusal and is closed by pump, as any.
+      if (cred.uid !== policy.agentUid)
+        c.out = refusal(null, 'peer', `uid ${cred.uid} is not the agent user`, [
+          'warn',
+          'peer_refused',
+        ]);
+      else if (conns.size >= limits.connections)
+        c.out = refusal(null, 'io', `more than ${limits.connections} connections`, [
+          'warn',
+          'too_many_connections',
+        ]);
+      else {
+        c.audit = cred.gid === policy.auditGid || fdpass.peerGroups(fd).includes(policy.auditGid);
+        log('info', 'connected', { ...c.peer, audit: c.audit });
+      }
       conns.add(c);
-      log('info', 'connected', { ...c.peer, audit });
       pump(c);
     }
   }

@@ -64,6 +64,8 @@ export interface Exchange<R extends Request = Request> {
 
 interface Pending {
   op: Request['op'];
+  /** whether a successful reply carries a descriptor (open without `descriptor: false`) */
+  fd: boolean;
   resolve(x: Exchange): void;
   reject(e: Error): void;
 }
@@ -144,7 +146,12 @@ export class HelperClient {
           ),
         );
       }
-      this.pending.push({ op: req.op, resolve, reject });
+      this.pending.push({
+        op: req.op,
+        fd: !(req.op === 'open' && req.descriptor === false),
+        resolve,
+        reject,
+      });
       this.unsent.push(packet);
       this.flush();
       this.updateWatcher();
@@ -195,8 +202,10 @@ export class HelperClient {
     return { reply: this.accept(reply), fd };
   }
 
+  /** `open` without the descriptor: the helper's checks and the file's identity (protocol 3; the
+   *  `stat` op before it did the same). The helper does not log it as a grant. */
   async stat(path: string): Promise<FileReply> {
-    return this.accept((await this.request({ op: 'stat', path })).reply);
+    return this.accept((await this.request({ op: 'open', path, descriptor: false })).reply);
   }
 
   /**
@@ -302,7 +311,7 @@ export class HelperClient {
     const problem =
       reply === null
         ? `an invalid reply packet (${data.length} bytes${truncated ? ', truncated' : ''})`
-        : replyProblem(reply, fd, waiting?.op);
+        : replyProblem(reply, fd, waiting?.op, waiting?.fd);
     if (problem !== null || reply === null) {
       if (fd >= 0) fdpass.close(fd); // never keep a descriptor we did not ask for
       return this.fail(
@@ -342,14 +351,19 @@ export class HelperClient {
 
 /** Light shape check of a reply from the (trusted, root) helper: enough to match it to its request. */
 /** Why a well-formed reply cannot answer the request waiting for it (`op`), or null when it can. */
-function replyProblem(reply: Reply, fd: number, op: Request['op'] | undefined): string | null {
+function replyProblem(
+  reply: Reply,
+  fd: number,
+  op: Request['op'] | undefined,
+  withFd = true,
+): string | null {
   if (!reply.ok) {
     if (reply.op !== null && reply.op !== op)
       return `a ${reply.op} refusal while ${op ?? 'no'} request waits`;
     return fd >= 0 ? 'a descriptor attached to a refusal' : null;
   }
   if (reply.op !== op) return `a ${reply.op} reply while ${op ?? 'no'} request waits`;
-  if (reply.op === 'open' || reply.op === 'watch')
+  if (reply.op === 'watch' || (reply.op === 'open' && withFd))
     return fd >= 0 ? null : `a ${reply.op} reply without a descriptor`;
   return fd >= 0 ? `a descriptor attached to a ${reply.op} reply` : null;
 }
@@ -395,7 +409,6 @@ function decodeReply(data: Buffer): Reply | null {
         ? (value as WatchReply)
         : null;
     case 'open':
-    case 'stat':
       return typeof r.path === 'string' &&
         typeof r.dev === 'string' &&
         /^\d+$/.test(r.dev) &&
