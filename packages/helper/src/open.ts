@@ -95,20 +95,16 @@ export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean)
     if (e instanceof Refused) throw e;
     // File-system errors a peer can provoke (links, renames, deep paths) refuse; never a crash.
     const errno = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    const [code, why] = OPEN_ERRORS[errno] ?? ['io', `cannot open or check it: ${errno}`];
+    const [code, why]: [ErrorCode, string] = Object.hasOwn(OPEN_ERRORS, errno)
+      ? OPEN_ERRORS[errno]!
+      : ['io', `cannot open or check it: ${errno}`];
     throw new Refused(code, `${path}: ${why}`);
   }
 }
 
-// A new inotify instance watching, by descriptor, each directory walkSource opens for the source.
-// Over `max` directories, or a reply over 60000 bytes, is refused (`limit`): the agent then polls.
-export function watchSource(source: Source, max = 4096): { fd: number; watches: Watch[] } {
-  let fd: number;
-  try {
-    fd = fdpass.inotifyInit();
-  } catch (e) {
-    throw new Refused('unsupported', `inotify_init1 failed: ${(e as Error).message}`);
-  }
+// Watches, by descriptor, each directory walkSource opens for the source, in the agent's instance
+// `fd`. Over `max` directories, or a reply over 60000 bytes, is refused (`limit`): the agent polls.
+export function watchSource(source: Source, fd: number, max = 4096): Watch[] {
   const wds = new Map<string, number>();
   let failed = '';
   const complete = walkSource(source, 100_000, (dir, dirFd) => {
@@ -116,7 +112,7 @@ export function watchSource(source: Source, max = 4096): { fd: number; watches: 
     try {
       wds.set(dir, fdpass.addWatch(fd, dirFd));
     } catch (e) {
-      failed = (e as Error).message; // ENOSPC: root's max_user_watches is used up
+      failed = (e as Error).message; // EINVAL: not an instance; ENOSPC: the agent's watches used up
     }
   });
   const watches = [...wds].map(([dir, wd]) => ({ wd, dir }));
@@ -131,7 +127,6 @@ export function watchSource(source: Source, max = 4096): { fd: number; watches: 
         : Buffer.byteLength(JSON.stringify(watches)) > 60_000
           ? ['limit', `${what}, whose names are over the reply's 60000 bytes`]
           : null;
-  if (!refusal) return { fd, watches };
-  fdpass.close(fd);
-  throw new Refused(...refusal);
+  if (refusal) throw new Refused(...refusal);
+  return watches;
 }

@@ -18,12 +18,13 @@ export const HELLO = {
   open_path: fdpass.hasOpenat2() ? 'openat2' : 'walk',
 };
 
-// C1 controls escaped too (JSON.stringify leaves U+0080–U+009F): no path is a terminal escape.
+// C1 controls, bidi overrides and line separators escaped too (JSON.stringify leaves them raw): no
+// path or cursor becomes a terminal escape or reorders what a viewer shows.
 export const log = (level: 'info' | 'warn' | 'error', event: string, fields: object = {}): void =>
   void process.stderr.write(
     JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }).replace(
-      /[\u0080-\u009f]/g,
-      (c) => `\\u00${c.charCodeAt(0).toString(16)}`,
+      /[\u0080-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
     ) + '\n',
   );
 
@@ -46,13 +47,10 @@ interface Conn {
   at: number;
   out: Reply | null;
   paused: boolean;
-  /** when this connection's recent watch requests came */
-  watches: number[];
 }
-const WATCHES_PER_MINUTE = 10;
 
 // One row per request: its answer to an authenticated peer (beside ok, op) and descriptor, if any.
-type Row<R> = (c: Conn, r: R) => [object, number?];
+type Row<R> = (c: Conn, r: R, fd: number) => [object, number?];
 const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
   hello: (c) => [{ ...HELLO, policy: c.policy.digest, uid: c.peer.uid, audit: c.audit }],
   list: (c, r) => {
@@ -66,17 +64,13 @@ const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
     else log('info', 'granted', { ...c.peer, op: r.op, path: r.path, dev: id.dev });
     return [{ path: r.path, ...id }, r.descriptor === false ? -1 : fd];
   },
-  watch: (c, r) => {
+  watch: (c, r, fd) => {
     const source = sourceFor(c, r.source);
-    // Each instance counts against root's max_user_instances (128) while held: few a minute.
-    const now = Date.now();
-    c.watches = c.watches.filter((t) => now - t < 60_000);
-    if (c.watches.length >= WATCHES_PER_MINUTE)
-      throw new Refused('rate', `more than ${WATCHES_PER_MINUTE} watch requests a minute`);
-    c.watches.push(now);
-    const { fd, watches } = watchSource(source);
+    // The agent's own instance (charged to it, not root), closed here once the watches are in.
+    if (fd < 0) throw new Refused('bad_request', "watch carries the agent's inotify instance");
+    const watches = watchSource(source, fd);
     log('info', 'watching', { ...c.peer, source: r.source, dirs: watches.length });
-    return [{ source: r.source, watches }, fd];
+    return [{ source: r.source, watches }];
   },
 };
 
@@ -106,9 +100,9 @@ export function serve(listenFd: number, getPolicy: () => Policy): void {
     log(level, 'closed', { ...c.peer, ...fields });
   }
 
-  function handle(c: Conn, data: Buffer, truncated: boolean, fds: number): Reply {
-    // The helper never accepts files from its peer: recv closed any that came, unread.
-    if (fds > 0) return violation('bad_request', 'requests must not carry descriptors');
+  function handle(c: Conn, data: Buffer, truncated: boolean, fd: number, extra: number): Reply {
+    // Only watch carries a descriptor (the agent's inotify instance); pump closes it after handle.
+    if (extra > 0) return violation('bad_request', 'a request carries at most one descriptor');
     if (truncated || data.length > MAX_REQUEST_BYTES)
       return violation('too_large', `requests are at most ${MAX_REQUEST_BYTES} bytes`);
     // Identity and audit membership were checked against the policy of the moment: re-check after a reload.
@@ -130,12 +124,14 @@ export function serve(listenFd: number, getPolicy: () => Policy): void {
       );
     if (!(c.hello ||= req.op === 'hello'))
       return violation('bad_request', `${req.op} before hello`);
+    if (fd >= 0 && req.op !== 'watch')
+      return violation('bad_request', `${req.op} requests must not carry descriptors`);
     try {
-      const [body, fd = -1] = (REQUESTS[req.op] as Row<Request>)(c, req);
-      return { body: { ok: true, op: req.op, ...body }, fd };
+      const [body, out = -1] = (REQUESTS[req.op] as Row<Request>)(c, req, fd);
+      return { body: { ok: true, op: req.op, ...body }, fd: out };
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
-      log('warn', 'refused', { ...c.peer, ...req, code: e.code, message: e.message });
+      log('warn', 'refused', { ...req, ...c.peer, code: e.code, message: e.message }); // ours win
       return refusal(req.op, e.code, e.message);
     }
   }
@@ -149,7 +145,9 @@ export function serve(listenFd: number, getPolicy: () => Policy): void {
         try {
           sent = fdpass.send(c.fd, Buffer.from(JSON.stringify(body)), fd >= 0 ? fd : undefined);
         } catch (e) {
-          return drop(c, { reason: (e as NodeJS.ErrnoException).code });
+          // a refused peer that hung up first is still logged as refused, at its level
+          const errno = (e as NodeJS.ErrnoException).code;
+          return drop(c, { reason: close?.[1] ?? errno, errno }, close?.[0]);
         }
         if (!sent) return c.watcher.start(false, true);
         if (fd >= 0) fdpass.close(fd);
@@ -169,17 +167,18 @@ export function serve(listenFd: number, getPolicy: () => Policy): void {
       }
       let msg: fdpass.Received | null;
       try {
-        msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 0);
+        msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 1);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code; // ECTRUNC: more descriptors than fit; the addon closed them all
         if (code !== 'ECTRUNC') return drop(c, { reason: code });
-        c.out = violation('bad_request', 'requests must not carry descriptors');
+        c.out = violation('bad_request', 'a request carries at most one descriptor');
         continue;
       }
       if (msg === null) return c.watcher.start(true, false);
       if (msg.data.length === 0) return drop(c, { reason: 'peer closed' });
       c.tokens -= 1;
-      c.out = handle(c, msg.data, msg.truncated, msg.closed);
+      c.out = handle(c, msg.data, msg.truncated, msg.fd, msg.closed);
+      if (msg.fd >= 0) fdpass.close(msg.fd);
     }
   }
 
@@ -207,7 +206,6 @@ export function serve(listenFd: number, getPolicy: () => Policy): void {
         at: Date.now(),
         out: null,
         paused: false,
-        watches: [],
         watcher: new fdpass.Watcher(fd, (status) =>
           status < 0 ? drop(c, { reason: `poll error ${status}` }) : pump(c),
         ),

@@ -1,7 +1,7 @@
 // HelperClient: the unprivileged side of the helper protocol (docs/protocol.md), used by the agent
 // and guardctl. Not loaded by the helper, so it is outside the root-surface budget.
 import * as fdpass from '@guard/fdpass';
-import { connect } from '@guard/fdpass/connect';
+import { connect, inotifyInit } from '@guard/fdpass/connect';
 import {
   MAX_REPLY_BYTES,
   MAX_REQUEST_BYTES,
@@ -58,7 +58,7 @@ type ReplyFor<R extends Request> = R extends { op: 'hello' }
 
 export interface Exchange<R extends Request = Request> {
   reply: ReplyFor<R> | Refusal;
-  /** The descriptor attached to a successful `open` or `watch`; -1 otherwise. The caller owns it. */
+  /** The descriptor attached to a successful `open`; -1 otherwise. The caller owns it. */
   fd: number;
 }
 
@@ -82,7 +82,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 export class HelperClient {
   private readonly pending: Pending[] = []; // replies arrive in request order
-  private readonly unsent: Buffer[] = []; // waiting for the socket to become writable
+  // waiting for the socket to become writable, each with the descriptor it carries (-1: none)
+  private readonly unsent: { packet: Buffer; fd: number }[] = [];
   private readonly watcher: fdpass.Watcher;
   private failure: Error | null = null; // set once: every later request fails with it
   private watching = { readable: false, writable: false };
@@ -134,7 +135,7 @@ export class HelperClient {
    * Sends one request; resolves with the helper's reply (a refusal included) and the descriptor.
    * Requests may be pipelined. Rejects with HelperConnectionError when the conversation fails.
    */
-  request<R extends Request>(req: R): Promise<Exchange<R>> {
+  request<R extends Request>(req: R, passFd = -1): Promise<Exchange<R>> {
     return new Promise<Exchange>((resolve, reject) => {
       if (this.failure) return reject(this.failure);
       const packet = Buffer.from(JSON.stringify(req), 'utf8');
@@ -152,7 +153,7 @@ export class HelperClient {
         resolve,
         reject,
       });
-      this.unsent.push(packet);
+      this.unsent.push({ packet, fd: passFd }); // the caller keeps passFd open until answered
       this.flush();
       this.updateWatcher();
     }) as Promise<Exchange<R>>;
@@ -209,13 +210,21 @@ export class HelperClient {
   }
 
   /**
-   * A new inotify instance (non-blocking, close-on-exec) watching the source's directories, made by
-   * the helper: read its events, add no watches (docs/protocol.md, `watch`). The caller owns `fd`
-   * and must close it. Refusals: `source`, `audit_group`, `limit`, `rate`, `unsupported`.
+   * A new inotify instance of this process's user (non-blocking, close-on-exec), sent to the helper,
+   * which adds watches on the source's directories to it (docs/protocol.md, `watch`): the instance
+   * and its watches count against this user's inotify limits, never root's. The caller owns `fd`
+   * and must close it. Refusals: `not_allowed`, `audit_group`, `not_found`, `limit`,
+   * `unsupported`; an `inotify_init1` failure (EMFILE: the user's instances used up) throws as is.
    */
   async watch(source: string): Promise<{ fd: number; watches: Watch[] }> {
-    const { reply, fd } = await this.request({ op: 'watch', source });
-    return { fd, watches: this.accept(reply).watches };
+    const fd = inotifyInit();
+    try {
+      const { reply } = await this.request({ op: 'watch', source }, fd);
+      return { fd, watches: this.accept(reply).watches };
+    } catch (e) {
+      fdpass.close(fd);
+      throw e;
+    }
   }
 
   /** Closes the connection; requests still waiting reject with `client_closed`. Idempotent. */
@@ -242,7 +251,8 @@ export class HelperClient {
   private flush(): void {
     while (!this.failure && this.unsent.length > 0) {
       try {
-        if (!fdpass.send(this.fd, this.unsent[0]!)) return; // EAGAIN: wait until writable
+        const { packet, fd } = this.unsent[0]!;
+        if (!fdpass.send(this.fd, packet, fd >= 0 ? fd : undefined)) return; // EAGAIN: wait
       } catch (e) {
         // EPIPE/ECONNRESET: read what the helper sent before it closed (a `peer` refusal says why).
         this.receive();
@@ -363,7 +373,7 @@ function replyProblem(
     return fd >= 0 ? 'a descriptor attached to a refusal' : null;
   }
   if (reply.op !== op) return `a ${reply.op} reply while ${op ?? 'no'} request waits`;
-  if (reply.op === 'watch' || (reply.op === 'open' && withFd))
+  if (reply.op === 'open' && withFd)
     return fd >= 0 ? null : `a ${reply.op} reply without a descriptor`;
   return fd >= 0 ? `a descriptor attached to a ${reply.op} reply` : null;
 }

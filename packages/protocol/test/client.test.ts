@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  readSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import * as fdpass from '@guard/fdpass';
@@ -432,7 +441,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     assert.equal((await client.hello()).version, PROTOCOL_VERSION);
   });
 
-  it('watch() returns the inotify instance and its watches; refusals and a missing descriptor reject', async () => {
+  it('watch() sends an instance of its own, returns it with the watches the helper added; refusals and a descriptor on the reply reject', async () => {
     const h = (helper = new FakeHelper());
     const dirFd = fdpass.openNoFollow(h.dir, h.dir.length);
     let calls = 0;
@@ -440,14 +449,17 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     const conn = h.connection();
     const replies = [
       (c: FakeConnection) => {
-        const ifd = fdpass.inotifyInit();
-        const wd = fdpass.addWatch(ifd, dirFd);
-        c.reply({ ok: true, op: 'watch', source: 's', watches: [{ wd, dir: h.dir }] }, ifd);
-        fdpass.close(ifd);
+        // the helper's side: the watch goes into the instance the request carried
+        const wd = fdpass.addWatch(c.fds[0]!, dirFd);
+        c.reply({ ok: true, op: 'watch', source: 's', watches: [{ wd, dir: h.dir }] });
       },
       (c: FakeConnection) =>
-        c.reply({ ok: false, op: 'watch', error: 'rate', message: 'more than 10 a minute' }),
-      (c: FakeConnection) => c.reply({ ok: true, op: 'watch', source: 's', watches: [] }),
+        c.reply({ ok: false, op: 'watch', error: 'limit', message: 'over 4096 directories' }),
+      (c: FakeConnection) => {
+        const stray = openSync(h.dir, 'r');
+        c.reply({ ok: true, op: 'watch', source: 's', watches: [] }, stray);
+        closeSync(stray);
+      },
     ];
     const w = client.watch('s');
     const served = await conn;
@@ -475,16 +487,32 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     }
     const refused = client.watch('s');
     await answer();
-    await assert.rejects(refused, (e: unknown) => e instanceof HelperRefusal && e.code === 'rate');
-    const bare = client.watch('s');
+    await assert.rejects(refused, (e: unknown) => e instanceof HelperRefusal && e.code === 'limit');
+    assert.equal(served.fds.length, 2);
+    assert.ok(
+      served.fds.every((f) => f >= 0),
+      'every watch request carried an instance',
+    );
+    const stray = client.watch('s');
     await answer();
     await assert.rejects(
-      bare,
+      stray,
       (e: unknown) =>
         e instanceof HelperConnectionError &&
         e.code === 'helper_protocol' &&
-        /watch reply without a descriptor/.test(e.message),
+        /descriptor attached to a watch reply/.test(e.message),
     );
+    // the client closed its instances of the refused and the failed watch (the first was closed
+    // above): once the fake helper drops its copies, no inotify instance is left in this process
+    served.close();
+    const instances = readdirSync('/proc/self/fd').filter((n) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${n}`) === 'anon_inode:inotify';
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual(instances, [], 'an inotify instance was left open');
   });
 
   it('close() rejects what is still waiting with client_closed', async () => {

@@ -128,6 +128,13 @@ describe('parseRequest refuses unknown ops as unknown_op', () => {
 });
 
 describe('the generated validator', () => {
+  it('has one validator per op of the protocol, each for its own op (the helper looks ops up there)', () => {
+    assert.deepEqual(Object.keys(validate.byOp).sort(), ['hello', 'list', 'open', 'watch']);
+    for (const [op, check] of Object.entries(validate.byOp)) {
+      assert.equal(check, validate[op as keyof typeof validate.byOp]);
+      assert.equal(check({ op: op === 'open' ? 'list' : 'open', path: '/x', source: 'x' }), false);
+    }
+  });
   it('does not load ajv (or anything else) at run time', () => {
     const code = readFileSync(join(__dirname, '../src/generated/validate.js'), 'utf8');
     assert.doesNotMatch(code, /require\("ajv/);
