@@ -39,7 +39,7 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 
 ROOT=/ USER_NAME=$GUARD_USER GROUP=$GUARD_GROUP AUDIT_GROUP=$GUARD_AUDIT_GROUP INIT=auto
 DRY_RUN=0 NO_START=0 NO_BUILD=0 UNINSTALL=0 PURGE=0 WITH_AUDITD=0
-PROGRAMS=(guard-helper.js guard-agent.js guardctl.js fdpass.node journal.node)
+PROGRAMS=(guard-helper.js guard-agent.js guardctl.js fdpass.node fdpass-connect.node journal.node)
 
 say() { printf '%s\n' "$*"; }
 step() { printf '\n==> %s\n' "$*"; }

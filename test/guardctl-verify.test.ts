@@ -71,7 +71,13 @@ describe('guardctl verify (a ROOT tree per the install contract, real helper and
     ])
       mk(d, 0o755, 0, 0);
     const code = mk('usr/lib/guard', 0o755, 0, 0);
-    for (const f of ['guard-helper.js', 'guard-agent.js', 'guardctl.js', 'fdpass.node']) {
+    for (const f of [
+      'guard-helper.js',
+      'guard-agent.js',
+      'guardctl.js',
+      'fdpass.node',
+      'fdpass-connect.node',
+    ]) {
       copyFileSync(join(distDir, f), join(code, f));
       chownSync(join(code, f), 0, 0);
       chmodSync(join(code, f), 0o644);

@@ -168,6 +168,7 @@ describe('installer/install.sh', { concurrency: false }, () => {
       'guard-agent.js',
       'guardctl.js',
       'fdpass.node',
+      'fdpass-connect.node',
       'install.json',
     ])
       assertMode(`usr/lib/guard/${f}`, 'root', 'root', 0o644, 'file');
@@ -236,7 +237,13 @@ describe('installer/install.sh', { concurrency: false }, () => {
       `installedAt ${info.installedAt}`,
     );
     // the code is byte-for-byte the build
-    for (const f of ['guard-helper.js', 'guard-agent.js', 'guardctl.js', 'fdpass.node']) {
+    for (const f of [
+      'guard-helper.js',
+      'guard-agent.js',
+      'guardctl.js',
+      'fdpass.node',
+      'fdpass-connect.node',
+    ]) {
       assert.ok(
         readFileSync(join(ROOT, 'usr/lib/guard', f)).equals(
           readFileSync(join(repoRoot, 'dist', f)),

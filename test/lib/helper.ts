@@ -19,7 +19,6 @@ export interface HelperOptions {
   helperJs: string;
   config: string;
   socket: string;
-  rate?: number;
   extraArgs?: string[];
   /** descriptors the helper inherits as fd 3, 4, … (as from a careless parent) */
   inheritFds?: number[];
@@ -30,10 +29,10 @@ export interface HelperOptions {
 }
 
 /**
- * A prefix under which openat2 answers ENOSYS (a seccomp filter, as systemd 252's
- * RestrictSUIDSGID= does), so the helper takes its component walk: the open path production runs.
+ * A prefix under which the system call `name` fails with `errno` (a seccomp filter), then execs the
+ * rest of the command line (same pid).
  */
-export const onlyWalk = [
+export const failSyscall = (name: string, errno: number): string[] => [
   '/usr/bin/python3',
   '-c',
   `
@@ -44,12 +43,18 @@ lib.seccomp_init.argtypes = [ctypes.c_uint32]
 lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
 lib.seccomp_load.argtypes = [ctypes.c_void_p]
 ctx = lib.seccomp_init(0x7fff0000)  # allow everything else
-nr = lib.seccomp_syscall_resolve_name(b'openat2')
-if nr < 0 or lib.seccomp_rule_add(ctx, 0x00050000 | 38, nr, 0) or lib.seccomp_load(ctx):
-    sys.exit('cannot load the openat2 filter')
+nr = lib.seccomp_syscall_resolve_name(b'${name}')
+if nr < 0 or lib.seccomp_rule_add(ctx, 0x00050000 | ${errno}, nr, 0) or lib.seccomp_load(ctx):
+    sys.exit('cannot load the ${name} filter')
 os.execv(sys.argv[1], sys.argv[1:])
 `,
 ];
+
+/**
+ * A prefix under which openat2 answers ENOSYS (a seccomp filter, as systemd 252's
+ * RestrictSUIDSGID= does), so the helper takes its component walk: the open path production runs.
+ */
+export const onlyWalk = failSyscall('openat2', 38);
 
 /** A prefix running \`script\` (sh, as root) in a private mount namespace, then the helper in it. */
 export const inMountNamespace = (script: string): string[] => [
@@ -76,7 +81,6 @@ export class Helper {
 
   private constructor(readonly opts: HelperOptions) {
     const args = [opts.helperJs, '--config', opts.config, '--socket', opts.socket];
-    if (opts.rate !== undefined) args.push('--rate', String(opts.rate));
     args.push(...(opts.extraArgs ?? []));
     const [cmd = process.execPath, ...rest] = [...(opts.prefix ?? []), process.execPath];
     this.proc = start(cmd, [...rest, ...(opts.nodeArgs ?? []), ...args], {

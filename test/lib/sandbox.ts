@@ -21,11 +21,12 @@ export const distFiles = [
   'guardctl.js',
   'guard-agent.js',
   'fdpass.node',
+  'fdpass-connect.node',
   'journal.node',
 ] as const;
 /** The built programs under test: <repo>/dist, or GUARD_TEST_DIST (e.g. an installed copy). */
 export const distDir = process.env.GUARD_TEST_DIST || join(repoRoot, 'dist');
-const fixtures = ['peer.cjs', 'swap.py', 'sendfds.py', 'force-gc.cjs'] as const;
+const fixtures = ['peer.cjs', 'swap.py', 'sendfds.py', 'force-gc.cjs', 'watch-peer.py'] as const;
 
 export interface Owner {
   uid: number;
@@ -80,6 +81,9 @@ export class Sandbox {
   }
   get sendFdsPy(): string {
     return join(this.code, 'sendfds.py');
+  }
+  get watchPeerPy(): string {
+    return join(this.code, 'watch-peer.py');
   }
   get forceGcJs(): string {
     return join(this.code, 'force-gc.cjs');

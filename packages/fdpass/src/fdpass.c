@@ -1,7 +1,7 @@
 // fdpass: the only code in guard that touches a socket carrying descriptors (docs/protocol.md, "The
 // native addon"). Audited root surface, read top to bottom: errors, arguments, sockets, send/recv,
-// peer credentials, openNoFollow, Watcher, module. Every call is non-blocking; errors throw an
-// Error whose .code is the errno name.
+// peer credentials, openNoFollow, inotify, Watcher, module. Every call is non-blocking; errors
+// throw an Error whose .code is the errno name.
 #define NAPI_VERSION 8
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -24,17 +25,14 @@
 
 // ---- errors -------------------------------------------------------------------------------
 
-static napi_value throw_code(napi_env env, const char *code, const char *detail,
-                             const char *ftype) {
+static napi_value throw_code(napi_env env, const char *code, const char *detail) {
   char text[256];
-  napi_value c, m, err, t;
+  napi_value c, m, err;
   snprintf(text, sizeof text, "%s: %s", code, detail);
   if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c) != napi_ok ||
       napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &m) != napi_ok ||
       napi_create_error(env, c, m, &err) != napi_ok)
     return NULL;
-  if (ftype && napi_create_string_utf8(env, ftype, NAPI_AUTO_LENGTH, &t) == napi_ok)
-    napi_set_named_property(env, err, "fileType", t);
   napi_throw(env, err);
   return NULL;
 }
@@ -45,7 +43,7 @@ static napi_value fail(napi_env env, int e, const char *what, int fd) {
   const char *name = strerrorname_np(e);
   if (fd >= 0) close(fd);
   snprintf(detail, sizeof detail, "%s (%s)", strerror(e), what);
-  return throw_code(env, name ? name : "EUNKNOWN", detail, NULL);
+  return throw_code(env, name ? name : "EUNKNOWN", detail);
 }
 
 // ---- arguments ----------------------------------------------------------------------------
@@ -111,29 +109,19 @@ static bool set_int(napi_env env, napi_value obj, const char *name, int64_t n) {
 
 // ---- sockets ------------------------------------------------------------------------------
 
-// listen (server) or connect (client) a SOCK_SEQPACKET socket; the caller decides whether to unlink
-// first.
-static napi_value unix_socket(napi_env env, napi_callback_info info, bool server) {
+// A listening SOCK_SEQPACKET socket; the caller decides whether to unlink first. The client end
+// (connect) is in connect.c, an addon only the agent and guardctl load.
+static napi_value fp_listen(napi_env env, napi_callback_info info) {
   ARGS(2);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   int32_t backlog = 128;
   if (!get_str(env, argv[0], sa.sun_path, sizeof sa.sun_path)) return NULL;
-  if (server && !is_missing(env, argv[1]) && !get_int(env, argv[1], 1, 4096, &backlog)) return NULL;
+  if (!is_missing(env, argv[1]) && !get_int(env, argv[1], 1, 4096, &backlog)) return NULL;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail(env, errno, "socket", -1);
-  if (server && bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-    return fail(env, errno, "bind", fd);
-  if (server && listen(fd, backlog) < 0) return fail(env, errno, "listen", fd);
-  if (!server && connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-    return fail(env, errno, "connect", fd);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) return fail(env, errno, "bind", fd);
+  if (listen(fd, backlog) < 0) return fail(env, errno, "listen", fd);
   return make_int(env, fd);
-}
-
-static napi_value fp_listen(napi_env env, napi_callback_info info) {
-  return unix_socket(env, info, true);
-}
-static napi_value fp_connect(napi_env env, napi_callback_info info) {
-  return unix_socket(env, info, false);
 }
 
 static napi_value fp_accept(napi_env env, napi_callback_info info) {
@@ -236,8 +224,7 @@ static napi_value fp_recv(napi_env env, napi_callback_info info) {
             napi_set_named_property(env, obj, "truncated", v) == napi_ok;
   free(data);
   if (ctrunc)
-    return throw_code(env, "ECTRUNC", "control data truncated, every received descriptor closed",
-                      NULL);
+    return throw_code(env, "ECTRUNC", "control data truncated, every received descriptor closed");
   if (!ok && kept >= 0) close(kept);  // never leak a descriptor the caller cannot see
   return ok ? obj : NULL;
 }
@@ -341,15 +328,9 @@ static int open_walk(char *path, size_t root) {
   }
 }
 
-static const char *file_type(mode_t m) {
-  return S_ISFIFO(m)   ? "fifo"
-         : S_ISCHR(m)  ? "chr"
-         : S_ISBLK(m)  ? "blk"
-         : S_ISDIR(m)  ? "dir"
-         : S_ISSOCK(m) ? "sock"
-                       : "unknown";
-}
-
+// A regular file comes back open read-only; anything else but a symlink (a directory to list or
+// watch; a FIFO, device or socket for the caller to refuse) as the O_PATH descriptor itself, never
+// opened for reading: no hang, no side effect. The caller tells them apart by fstat.
 static napi_value fp_open_no_follow(napi_env env, napi_callback_info info) {
   ARGS(3);
   char path[PATH_CAP], proc[64];
@@ -359,18 +340,16 @@ static napi_value fp_open_no_follow(napi_env env, napi_callback_info info) {
   if (!get_str(env, argv[0], path, sizeof path) || !get_int(env, argv[1], 0, PATH_CAP, &root))
     return NULL;
   if (!is_missing(env, argv[2]) && !get_bool(env, argv[2], &walk)) return NULL;
-  if (!normalised(path) || (size_t)root >= strlen(path) || path[root] != '/')
+  // root at the path's end: the path is an allowed root itself, which only the walk opens (openat2
+  // would have nothing left to resolve with RESOLVE_NO_XDEV)
+  if (!normalised(path) || (size_t)root > strlen(path) || (path[root] != '/' && path[root] != '\0'))
     return fail(env, EINVAL, "openNoFollow: path not absolute and normalised below its root", -1);
-  int fd = walk ? -ENOSYS : open_openat2(path, (size_t)root);
+  int fd = walk || path[root] == '\0' ? -ENOSYS : open_openat2(path, (size_t)root);
   if (fd == -ENOSYS) walk = true, fd = open_walk(path, (size_t)root);
   if (fd < 0) return fail(env, -fd, walk ? "openNoFollow walk" : "openat2", -1);
   if (fstat(fd, &st) < 0) return fail(env, errno, "fstat", fd);
   if (S_ISLNK(st.st_mode)) return fail(env, ELOOP, "openNoFollow: symlink", fd);
-  if (!S_ISREG(
-          st.st_mode)) {  // a FIFO or device is never opened for reading: no hang, no side effect
-    close(fd);
-    return throw_code(env, "ENOTREG", "not a regular file", file_type(st.st_mode));
-  }
+  if (!S_ISREG(st.st_mode)) return make_int(env, fd);
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
   int rfd = open(
       proc, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);  // never O_NOATIME: needs CAP_FOWNER
@@ -397,6 +376,25 @@ static napi_value fp_close(napi_env env, napi_callback_info info) {
   if (close(fd) < 0 && errno != EINTR)
     return fail(env, errno, "close", -1);  // Linux: closed even on EINTR
   return NULL;
+}
+
+// ---- inotify ------------------------------------------------------------------------------
+
+// Added to the agent's own instance (EINVAL if ifd is anything else), so that the instance, its
+// watches and its queue are charged to the agent, never to root; through the descriptor of the
+// directory openNoFollow opened, never by its path: a directory swapped for a symlink after the
+// open cannot redirect the watch.
+static napi_value fp_add_watch(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t ifd, dir;
+  char proc[64];
+  if (!get_fd(env, argv[0], &ifd) || !get_fd(env, argv[1], &dir)) return NULL;
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", dir);
+  int wd = inotify_add_watch(ifd, proc,
+                             IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE |
+                                 IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
+                                 IN_ONLYDIR | IN_EXCL_UNLINK);
+  return wd < 0 ? fail(env, errno, "inotify_add_watch", -1) : make_int(env, wd);
 }
 
 // ---- Watcher: a libuv poll handle owned by the addon ------------------------------------
@@ -466,7 +464,7 @@ static napi_value watcher_new(napi_env env, napi_callback_info info) {
   watcher *w = calloc(1, sizeof *w);
   if (!w) return fail(env, ENOMEM, "Watcher", -1);
   int err = uv_poll_init(loop, &w->poll, fd);
-  if (err) return free(w), throw_code(env, uv_err_name(err), uv_strerror(err), NULL);
+  if (err) return free(w), throw_code(env, uv_err_name(err), uv_strerror(err));
   w->poll.data = w;
   w->env = env;
   if (napi_create_reference(env, argv[1], 1, &w->callback) != napi_ok ||
@@ -497,7 +495,7 @@ static napi_value watcher_start(napi_env env, napi_callback_info info) {
   if (w->closing) return fail(env, EBADF, "Watcher is closed", -1);
   int err =
       uv_poll_start(&w->poll, (r ? UV_READABLE : 0) | (wr ? UV_WRITABLE : 0), watcher_on_poll);
-  return err ? throw_code(env, uv_err_name(err), uv_strerror(err), NULL) : NULL;
+  return err ? throw_code(env, uv_err_name(err), uv_strerror(err)) : NULL;
 }
 
 static napi_value watcher_stop(napi_env env, napi_callback_info info) {
@@ -527,7 +525,6 @@ static napi_value init(napi_env env, napi_value exports) {
     return NULL;
   napi_property_descriptor fns[] = {
       FN("listen", fp_listen, napi_enumerable),
-      FN("connect", fp_connect, napi_enumerable),
       FN("accept", fp_accept, napi_enumerable),
       FN("send", fp_send, napi_enumerable),
       FN("recv", fp_recv, napi_enumerable),
@@ -535,6 +532,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("peerGroups", fp_peer_groups, napi_enumerable),
       FN("openNoFollow", fp_open_no_follow, napi_enumerable),
       FN("hasOpenat2", fp_has_openat2, napi_enumerable),
+      FN("addWatch", fp_add_watch, napi_enumerable),
       FN("close", fp_close, napi_enumerable),
       {"Watcher", NULL, NULL, NULL, NULL, cls, napi_enumerable, NULL},
   };

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from '../src/connect';
 import * as fdpass from '../src/index';
 
 export const dir = mkdtempSync(join(tmpdir(), 'fdpass-test-'));
@@ -32,6 +33,7 @@ export function fdFlags(fd: number): number {
 export const O_CLOEXEC = 0o2000000;
 export const O_NONBLOCK = 0o4000;
 export const O_ACCMODE = 0o3;
+export const O_PATH = 0o10000000;
 
 /** A listening socket plus a connected client and its accepted server end. */
 export function socketPair(): {
@@ -43,7 +45,7 @@ export function socketPair(): {
 } {
   const path = join(dir, `s${sockets++}.sock`);
   const listenFd = fdpass.listen(path);
-  const client = fdpass.connect(path);
+  const client = connect(path);
   const server = fdpass.accept(listenFd);
   if (server < 0) throw new Error('accept found no connection');
   return {

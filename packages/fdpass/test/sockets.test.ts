@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, closeSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { connect } from '../src/connect';
 import * as fdpass from '../src/index';
 import { dir, fdCount, fdFlags, listening, O_CLOEXEC, pythonSend, socketPair } from './fixtures';
 
@@ -142,7 +143,7 @@ describe('descriptor passing', () => {
 
   test('errors carry the errno name as code and in the message', () => {
     assert.throws(
-      () => fdpass.connect(join(dir, 'nobody-listens')),
+      () => connect(join(dir, 'nobody-listens')),
       (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.message.startsWith('ENOENT: '),
     );
     assert.throws(() => fdpass.listen(join(dir, 'x'.repeat(200))), { code: 'ENAMETOOLONG' });

@@ -155,10 +155,12 @@ describe('Watcher', () => {
 
   test('an exception thrown by the callback reaches uncaughtException', () => {
     const addon = join(__dirname, '../build/Release/fdpass.node');
+    const connect = join(__dirname, '../build/Release/fdpass-connect.node');
     const script = `
       const a = require(${JSON.stringify(addon)});
+      const { connect } = require(${JSON.stringify(connect)});
       const path = require('path').join(require('os').tmpdir(), 'fdpass-throw-' + process.pid + '.sock');
-      const l = a.listen(path); const c = a.connect(path); const s = a.accept(l); require('fs').unlinkSync(path);
+      const l = a.listen(path); const c = connect(path); const s = a.accept(l); require('fs').unlinkSync(path);
       process.on('uncaughtException', (e) => { console.log('caught ' + e.message); process.exit(0); });
       new a.Watcher(s, () => { throw new Error('boom'); }).start(true, false);
       a.send(c, Buffer.from('x'));

@@ -1,18 +1,17 @@
-// The helper's policy: which paths may be opened, for whom. Built once from guard.conf, then frozen;
-// SIGHUP builds a new one and swaps it in whole (never edited in place).
+// The helper's policy: which paths may be opened, for whom. Frozen: SIGHUP swaps in a new one.
 import { createHash } from 'node:crypto';
 import {
   closeSync,
-  constants,
   opendirSync,
   openSync,
   readFileSync,
+  lstatSync,
+  readlinkSync,
   realpathSync,
-  statSync,
-  type Dir,
 } from 'node:fs';
 import { dirname } from 'node:path';
 import * as ini from 'ini';
+import * as fdpass from '@guard/fdpass';
 import { splitGeneration } from '@guard/protocol/wire';
 
 export interface Pattern {
@@ -73,8 +72,7 @@ function globToRegex(pattern: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-// Whether a pattern of the source allows the path: it matches exactly (a glob never matches across
-// a /), or, for a file source, the path is a rotated generation of a name it matches.
+// The pattern matches the path (no glob spans /) or, in a file source, the name it rotated from.
 const allows = (s: Source, p: Pattern, path: string, base = splitGeneration(path)?.base) =>
   p.re.test(path) || (s.type === 'file' && base !== undefined && p.re.test(base));
 
@@ -84,17 +82,33 @@ export function matching(policy: Policy, path: string): [Source, Pattern][] {
   );
 }
 
+// Why `path` or a directory above it is not root's alone (another owner, group or other write bits,
+// which an ACL granting write shows as), or null. lstat: nothing followed; a name that vanishes is
+// not trusted.
+export function notRootOnly(path: string): string | null {
+  for (let p = path; ; p = dirname(p)) {
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch {
+      return `${p} changed while it was checked`;
+    }
+    if (st.uid !== 0) return `${p} is owned by uid ${st.uid}`;
+    if (st.mode & 0o022)
+      return `${p} is writable by ${st.mode & 0o002 ? 'everyone' : `gid ${st.gid}`}`;
+    if (p === '/') return null;
+  }
+}
+
 // Like sshd's StrictModes: a config anyone but root can change would let them widen the allow-list.
 export function assertRootOnly(file: string): string {
   const real = realpathSync(file);
-  for (let p = real; ; p = dirname(p)) {
-    const st = statSync(p);
-    if (st.uid !== 0 || (st.mode & 0o022) !== 0)
-      throw new Error(
-        `${p} must be owned by root and not writable by group or others (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`,
-      );
-    if (p === '/') return real;
-  }
+  const why = notRootOnly(real);
+  if (why)
+    throw new Error(
+      `${why}: it and every directory above it must be owned by root and not writable by group or others`,
+    );
+  return real;
 }
 
 function lookup(file: string, name: string, what: string): string[] {
@@ -157,85 +171,71 @@ export function loadPolicy(file: string): Policy {
   };
 }
 
-// The names that currently match a source's patterns (`files`) and the rotated generations of such
-// names (`generations`), one page at a time in sorted order, after `cursor` (the last name of the
-// previous page). Only real directories are descended (never through a symlink), so a planted link
-// cannot reveal names elsewhere; every other matching entry is named — a symlink or FIFO too — so
-// that `open` refuses it with a reason the operator sees. Bounded in names and bytes per page, names
-// held and directory entries read: a user who fills an allowed directory cannot make one request
-// block the helper, outgrow the socket's buffer or the helper's memory.
+// Walks each pattern's root and the directories below it that its directory components match,
+// each opened as a file is (no symlink, no mount below the root), still where its path says, read
+// through that descriptor, and not entered when deny-listed (/proc, a .ssh). `visit` gets each
+// directory's descriptor, `name` each entry but a directory at a pattern's last component. False
+// when it stopped early: over `maxEntries` entries read, or a directory failed under it.
+export function walkSource(
+  source: Source,
+  maxEntries: number,
+  visit: (dir: string, fd: number) => void,
+  name?: (path: string, p: Pattern) => void,
+): boolean {
+  let entries = 0,
+    complete = true;
+  const walk = (dir: string, parts: string[], p: Pattern): void => {
+    let fd: number;
+    try {
+      fd = dir ? fdpass.openNoFollow(dir, p.root.length) : openSync('/', 'r'); // '' is /: no parent
+    } catch {
+      return; // gone, a symlink, or across a mount: nothing in it is named or watched
+    }
+    try {
+      if (isDenied(`${dir}/`) || readlinkSync(`/proc/self/fd/${fd}`) !== (dir || '/')) return;
+      const d = opendirSync(`/proc/self/fd/${fd}`);
+      try {
+        visit(dir || '/', fd);
+        const part = parts.length > 1 ? globToRegex(parts[0] ?? '') : null;
+        if (!part && !name) return; // watch: the last component's names are not needed
+        for (let e = d.readSync(); e && (complete &&= ++entries <= maxEntries); e = d.readSync()) {
+          if (part && e.isDirectory() && part.test(e.name))
+            walk(`${dir}/${e.name}`, parts.slice(1), p);
+          else if (!part && !e.isDirectory()) name?.(`${dir}/${e.name}`, p);
+        }
+      } finally {
+        d.closeSync();
+      }
+    } catch {
+      complete = false; // a directory that fails under us (EIO, ENOTDIR) ends the walk, not the helper
+    } finally {
+      closeSync(fd);
+    }
+  };
+  for (const p of source.patterns) walk(p.root, p.glob.slice(p.root.length + 1).split('/'), p);
+  return complete;
+}
+
+// The names matching a source (`files`) and their rotated generations, a sorted page after `cursor`
+// (the previous page's last name). A symlink or FIFO is named too, for `open` to refuse with a
+// reason. Bounded in names, bytes, names held and entries read: a user who fills an allowed
+// directory cannot make one request block the helper or outgrow the socket's buffer or its memory.
 export function listSource(
   source: Source,
   cursor = '',
   limit = { names: 1024, bytes: 60_000, entries: 100_000 },
 ): { files: string[]; generations: string[]; next?: string; truncated?: true } {
   const found = new Map<string, boolean>(); // name -> a generation only (a live match wins)
-  let entries = 0,
-    truncated = false;
-  const keep = (path: string, generation: boolean): void => {
-    if (path <= cursor || found.get(path) === false) return;
-    found.set(path, generation);
+  const keep = (path: string, p: Pattern): void => {
+    if (!allows(source, p, path) || isDenied(path) || path <= cursor || found.get(path) === false)
+      return;
+    found.set(path, !p.re.test(path));
     if (found.size > 4 * limit.names)
       // only the page's names and one more can be sent
       for (const k of [...found.keys()].sort().slice(limit.names + 1)) found.delete(k);
   };
-  // Each directory is reopened by name under its parent's descriptor with O_NOFOLLOW: one swapped for
-  // a symlink between readdir and open is refused, not followed into a directory we may not name.
-  // Below a pattern's root no directory on another mount is descended (the mount id of the
-  // descriptor, from /proc/self/fdinfo): its names are not the allowed directory's.
-  const walk = (dir: string, dirFd: number, parts: string[], p: Pattern, mnt?: string): void => {
-    const part = parts[0] && parts.length > 1 ? globToRegex(parts[0]) : null;
-    let d: Dir;
-    try {
-      const here = /^mnt_id:\s*(\d+)$/m.exec(
-        readFileSync(`/proc/self/fdinfo/${dirFd}`, 'latin1'),
-      )?.[1];
-      if (dir === p.root)
-        mnt = here ?? ''; // unknown: descend nothing below it
-      else if (mnt !== undefined && here !== mnt) return;
-      d = opendirSync(`/proc/self/fd/${dirFd}`);
-    } catch {
-      return;
-    }
-    try {
-      for (
-        let e = d.readSync();
-        e && !(truncated ||= ++entries > limit.entries);
-        e = d.readSync()
-      ) {
-        const path = `${dir}/${e.name}`;
-        if (part && e.isDirectory() && part.test(e.name)) {
-          let fd: number;
-          try {
-            fd = openSync(
-              `/proc/self/fd/${dirFd}/${e.name}`,
-              constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
-            );
-          } catch {
-            continue;
-          }
-          try {
-            walk(path, fd, parts.slice(1), p, mnt);
-          } finally {
-            closeSync(fd);
-          }
-        } else if (!part && !e.isDirectory() && allows(source, p, path) && !isDenied(path))
-          keep(path, !p.re.test(path));
-      }
-    } catch {
-      truncated = true; // a directory that fails under us (EIO, an entry gone mid-lstat) ends the walk, not the helper
-    } finally {
-      d.closeSync();
-    }
-  };
-  const rootFd = openSync('/', constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    for (const p of source.patterns) walk('', rootFd, p.glob.split('/').slice(1), p);
-  } finally {
-    closeSync(rootFd);
-  }
-  // Counted as the reply encodes it (a control character is 6 bytes of JSON), the last name twice:
-  // it is also the `next` cursor.
+  const truncated = !walkSource(source, limit.entries, () => undefined, keep);
+  // Counted as the reply encodes them (\u001b is 6 bytes), the last name twice: it is also `next`.
   const sorted = [...found.keys()].sort();
   const page: string[] = [];
   let bytes = 0;

@@ -304,14 +304,14 @@ describe('loadPolicy refuses', () => {
     refuses(conf('[agent]\nuser = root\n', 0o646), /must be owned by root and not writable/);
     const f = conf('[agent]\nuser = root\n');
     chownSync(f, 65534, 0);
-    refuses(f, /owner uid 65534/);
+    refuses(f, /is owned by uid 65534: it and every directory above it must be owned by root/);
   });
   test('a parent directory writable by others', () => {
     const sub = `${dir}/open`;
     mkdirSync(sub, { mode: 0o777 });
     chmodSync(sub, 0o777);
     writeFileSync(`${sub}/guard.conf`, '[agent]\nuser = root\n', { mode: 0o600 });
-    refuses(`${sub}/guard.conf`, new RegExp(`${sub} must be owned by root`));
+    refuses(`${sub}/guard.conf`, new RegExp(`${sub} is writable by everyone: it and every`));
   });
   test('errors name the file, section and key', () => {
     const f = conf('[agent]\n');

@@ -1,6 +1,7 @@
 // HelperClient: the unprivileged side of the helper protocol (docs/protocol.md), used by the agent
 // and guardctl. Not loaded by the helper, so it is outside the root-surface budget.
 import * as fdpass from '@guard/fdpass';
+import { connect, inotifyInit } from '@guard/fdpass/connect';
 import {
   MAX_REPLY_BYTES,
   MAX_REQUEST_BYTES,
@@ -12,6 +13,8 @@ import {
   type Refusal,
   type Reply,
   type Request,
+  type Watch,
+  type WatchReply,
 } from './wire';
 
 /** The helper answered `ok:false`: `code` is the helper's error code, `message` its sentence. */
@@ -49,7 +52,9 @@ type ReplyFor<R extends Request> = R extends { op: 'hello' }
   ? HelloReply
   : R extends { op: 'list' }
     ? ListReply
-    : FileReply;
+    : R extends { op: 'watch' }
+      ? WatchReply
+      : FileReply;
 
 export interface Exchange<R extends Request = Request> {
   reply: ReplyFor<R> | Refusal;
@@ -59,6 +64,8 @@ export interface Exchange<R extends Request = Request> {
 
 interface Pending {
   op: Request['op'];
+  /** whether a successful reply carries a descriptor (open without `descriptor: false`) */
+  fd: boolean;
   resolve(x: Exchange): void;
   reject(e: Error): void;
 }
@@ -75,7 +82,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 export class HelperClient {
   private readonly pending: Pending[] = []; // replies arrive in request order
-  private readonly unsent: Buffer[] = []; // waiting for the socket to become writable
+  // waiting for the socket to become writable, each with the descriptor it carries (-1: none)
+  private readonly unsent: { packet: Buffer; fd: number }[] = [];
   private readonly watcher: fdpass.Watcher;
   private failure: Error | null = null; // set once: every later request fails with it
   private watching = { readable: false, writable: false };
@@ -100,7 +108,7 @@ export class HelperClient {
     for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
       let fd: number;
       try {
-        fd = fdpass.connect(socketPath);
+        fd = connect(socketPath);
       } catch (e) {
         if (errnoCode(e) !== 'EAGAIN' || Date.now() + delay > deadline) throw e;
         await sleep(delay);
@@ -127,7 +135,7 @@ export class HelperClient {
    * Sends one request; resolves with the helper's reply (a refusal included) and the descriptor.
    * Requests may be pipelined. Rejects with HelperConnectionError when the conversation fails.
    */
-  request<R extends Request>(req: R): Promise<Exchange<R>> {
+  request<R extends Request>(req: R, passFd = -1): Promise<Exchange<R>> {
     return new Promise<Exchange>((resolve, reject) => {
       if (this.failure) return reject(this.failure);
       const packet = Buffer.from(JSON.stringify(req), 'utf8');
@@ -139,8 +147,13 @@ export class HelperClient {
           ),
         );
       }
-      this.pending.push({ op: req.op, resolve, reject });
-      this.unsent.push(packet);
+      this.pending.push({
+        op: req.op,
+        fd: !(req.op === 'open' && req.descriptor === false),
+        resolve,
+        reject,
+      });
+      this.unsent.push({ packet, fd: passFd }); // the caller keeps passFd open until answered
       this.flush();
       this.updateWatcher();
     }) as Promise<Exchange<R>>;
@@ -190,8 +203,28 @@ export class HelperClient {
     return { reply: this.accept(reply), fd };
   }
 
+  /** `open` without the descriptor: the helper's checks and the file's identity (protocol 3; the
+   *  `stat` op before it did the same). The helper does not log it as a grant. */
   async stat(path: string): Promise<FileReply> {
-    return this.accept((await this.request({ op: 'stat', path })).reply);
+    return this.accept((await this.request({ op: 'open', path, descriptor: false })).reply);
+  }
+
+  /**
+   * A new inotify instance of this process's user (non-blocking, close-on-exec), sent to the helper,
+   * which adds watches on the source's directories to it (docs/protocol.md, `watch`): the instance
+   * and its watches count against this user's inotify limits, never root's. The caller owns `fd`
+   * and must close it. Refusals: `not_allowed`, `audit_group`, `not_found`, `limit`,
+   * `unsupported`; an `inotify_init1` failure (EMFILE: the user's instances used up) throws as is.
+   */
+  async watch(source: string): Promise<{ fd: number; watches: Watch[] }> {
+    const fd = inotifyInit();
+    try {
+      const { reply } = await this.request({ op: 'watch', source }, fd);
+      return { fd, watches: this.accept(reply).watches };
+    } catch (e) {
+      fdpass.close(fd);
+      throw e;
+    }
   }
 
   /** Closes the connection; requests still waiting reject with `client_closed`. Idempotent. */
@@ -218,7 +251,8 @@ export class HelperClient {
   private flush(): void {
     while (!this.failure && this.unsent.length > 0) {
       try {
-        if (!fdpass.send(this.fd, this.unsent[0]!)) return; // EAGAIN: wait until writable
+        const { packet, fd } = this.unsent[0]!;
+        if (!fdpass.send(this.fd, packet, fd >= 0 ? fd : undefined)) return; // EAGAIN: wait
       } catch (e) {
         // EPIPE/ECONNRESET: read what the helper sent before it closed (a `peer` refusal says why).
         this.receive();
@@ -287,7 +321,7 @@ export class HelperClient {
     const problem =
       reply === null
         ? `an invalid reply packet (${data.length} bytes${truncated ? ', truncated' : ''})`
-        : replyProblem(reply, fd, waiting?.op);
+        : replyProblem(reply, fd, waiting?.op, waiting?.fd);
     if (problem !== null || reply === null) {
       if (fd >= 0) fdpass.close(fd); // never keep a descriptor we did not ask for
       return this.fail(
@@ -327,14 +361,20 @@ export class HelperClient {
 
 /** Light shape check of a reply from the (trusted, root) helper: enough to match it to its request. */
 /** Why a well-formed reply cannot answer the request waiting for it (`op`), or null when it can. */
-function replyProblem(reply: Reply, fd: number, op: Request['op'] | undefined): string | null {
+function replyProblem(
+  reply: Reply,
+  fd: number,
+  op: Request['op'] | undefined,
+  withFd = true,
+): string | null {
   if (!reply.ok) {
     if (reply.op !== null && reply.op !== op)
       return `a ${reply.op} refusal while ${op ?? 'no'} request waits`;
     return fd >= 0 ? 'a descriptor attached to a refusal' : null;
   }
   if (reply.op !== op) return `a ${reply.op} reply while ${op ?? 'no'} request waits`;
-  if (reply.op === 'open') return fd >= 0 ? null : 'an open reply without a descriptor';
+  if (reply.op === 'open' && withFd)
+    return fd >= 0 ? null : `a ${reply.op} reply without a descriptor`;
   return fd >= 0 ? `a descriptor attached to a ${reply.op} reply` : null;
 }
 
@@ -366,8 +406,19 @@ function decodeReply(data: Buffer): Reply | null {
         (r.next === undefined || typeof r.next === 'string')
         ? (value as ListReply)
         : null;
+    case 'watch':
+      return typeof r.source === 'string' &&
+        Array.isArray(r.watches) &&
+        r.watches.every(
+          (w: unknown) =>
+            typeof w === 'object' &&
+            w !== null &&
+            Number.isInteger((w as Watch).wd) &&
+            typeof (w as Watch).dir === 'string',
+        )
+        ? (value as WatchReply)
+        : null;
     case 'open':
-    case 'stat':
       return typeof r.path === 'string' &&
         typeof r.dev === 'string' &&
         /^\d+$/.test(r.dev) &&

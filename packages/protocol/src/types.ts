@@ -17,7 +17,11 @@ export type ErrorCode =
   | 'io'
   | 'peer'
   | 'version'
-  | 'reloaded';
+  | 'reloaded'
+  // watch only:
+  | 'limit'
+  | 'rate'
+  | 'unsupported';
 
 export interface HelloRequest {
   op: 'hello';
@@ -32,12 +36,14 @@ export interface ListRequest {
 export interface OpenRequest {
   op: 'open';
   path: string;
+  /** false: the checks and the identity only, no descriptor sent, the grant not logged (`stat`) */
+  descriptor?: false;
 }
-export interface StatRequest {
-  op: 'stat';
-  path: string;
+export interface WatchRequest {
+  op: 'watch';
+  source: string;
 }
-export type Request = HelloRequest | ListRequest | OpenRequest | StatRequest;
+export type Request = HelloRequest | ListRequest | OpenRequest | WatchRequest;
 export type Op = Request['op'];
 
 export interface HelloReply {
@@ -62,14 +68,26 @@ export interface ListReply {
   /** the walk hit the helper's hard limit of directory entries read: names may be missing */
   truncated?: boolean;
 }
-/** Reply to `open` (sent with the descriptor) and `stat`; dev and ino are decimal strings. */
+/** Reply to `open` (sent with the descriptor); dev and ino are decimal strings. */
 export interface FileReply {
   ok: true;
-  op: 'open' | 'stat';
+  op: 'open';
   path: string;
   dev: string;
   ino: string;
   size: number;
+}
+/** One inotify watch of a `watch` reply: `wd` is what the instance's events carry. */
+export interface Watch {
+  wd: number;
+  dir: string;
+}
+/** Reply to `watch`, sent with the inotify instance's descriptor (docs/protocol.md). */
+export interface WatchReply {
+  ok: true;
+  op: 'watch';
+  source: string;
+  watches: Watch[];
 }
 export interface Refusal {
   ok: false;
@@ -77,4 +95,4 @@ export interface Refusal {
   error: ErrorCode;
   message: string;
 }
-export type Reply = HelloReply | ListReply | FileReply | Refusal;
+export type Reply = HelloReply | ListReply | FileReply | WatchReply | Refusal;
