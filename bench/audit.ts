@@ -4,7 +4,8 @@
 //   22b. guard with the same file as `type = file`, `parser = plain` (one event per record, no
 //        grouping, no audit parsing): what the audit parser and grouper add on top of guard's own
 //        reading, encoding and sending;
-//   22c. guard with `type = audit`: records parsed and grouped into one event per stamp.
+//   22c. guard with `type = audit`: records parsed and grouped into one event per stamp;
+//   22d. the same with `audit_records = text`: the records shipped as text beside the summary.
 // The file is a real auditd 3.0.9 log (the oracle test's fixture, ENRICHED format, 417 records in
 // 78 events, some interleaved, one EXECVE split over records) replayed with fresh stamps until it
 // holds `--audit-records` records (default 1,020,000): same bytes every time.
@@ -137,6 +138,23 @@ export async function auditBench<R extends Rate>(
       ),
   );
   if (grouped) runs.push(grouped);
+  const text = await deps.attempt(
+    '22. d) guard helper + agent, type = audit, audit_records = text (records as text and the summary), http',
+    () =>
+      deps.agentRun(
+        'audit-text',
+        'guard (audit, grouped, records as text, http)',
+        [
+          '[source.audit]',
+          'type = audit',
+          `paths = ${path}`,
+          'start_at = beginning',
+          'audit_records = text',
+        ],
+        file.events,
+      ),
+  );
+  if (text) runs.push(text);
   if (runs.length === 0) return undefined;
   console.log(
     `\naudit (#20), ${file.records.toLocaleString('en')} records → ${file.events.toLocaleString('en')} events:\n` +
@@ -148,11 +166,13 @@ export async function auditBench<R extends Rate>(
         })
         .join('\n'),
   );
-  if (grouped) {
-    const perS = Math.round(file.records / grouped.seconds);
-    const perCpuS = Math.round(file.records / grouped.cpuS);
+  for (const g of [grouped, text]) {
+    if (g === undefined) continue;
+    const perS = Math.round(file.records / g.seconds);
+    const perCpuS = Math.round(file.records / g.cpuS);
     console.log(
-      `  target ≥ ${TARGET_RECORDS_PER_S.toLocaleString('en')} records/s grouped: ${perS.toLocaleString('en')} wall ` +
+      `  ${g.run}:\n` +
+        `    target ≥ ${TARGET_RECORDS_PER_S.toLocaleString('en')} records/s grouped: ${perS.toLocaleString('en')} wall ` +
         `(${perS >= TARGET_RECORDS_PER_S ? 'met' : 'NOT MET'}); ${perCpuS.toLocaleString('en')} per CPU second of the agent ` +
         `(${perCpuS >= TARGET_RECORDS_PER_S ? 'met' : 'NOT MET'}); load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
     );

@@ -90,7 +90,13 @@ describe('agent descriptor checks, against a fake helper', () => {
       (n) => `${dir}/${n}.log`,
     );
     fake = new FakeHelper((req: unknown, conn: FakeConnection) => {
-      const r = req as { op: string; path?: string; source?: string; version?: number };
+      const r = req as {
+        op: string;
+        path?: string;
+        source?: string;
+        version?: number;
+        descriptor?: false;
+      };
       if (r.op === 'hello')
         return conn.reply({
           ok: true,
@@ -122,13 +128,9 @@ describe('agent descriptor checks, against a fake helper', () => {
       const make = opened[name];
       if (!make)
         return conn.reply({ ok: false, op: r.op, error: 'not_found', message: 'no such file' });
-      if (r.op === 'stat') {
-        const { fd, id } = make();
-        closeSync(fd);
-        return conn.reply({ ok: true, op: 'stat', path: r.path, ...id });
-      }
       const { fd, id } = make();
-      conn.reply({ ok: true, op: 'open', path: r.path, ...id }, fd);
+      // descriptor: false (the agent's rotation check): the identity, no descriptor
+      conn.reply({ ok: true, op: 'open', path: r.path, ...id }, r.descriptor === false ? -1 : fd);
       closeSync(fd); // the agent holds its own copy now
     });
     // the agent user must reach the fake socket

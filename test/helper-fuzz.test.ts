@@ -61,7 +61,14 @@ describe('fuzz: guard-helper request parser and dispatch (real helper, real sock
       },
     );
     const request = fc.oneof(
-      { weight: 6, arbitrary: fc.record({ op: fc.constantFrom('open', 'stat'), path }) },
+      {
+        weight: 6,
+        // descriptor: false asks for the identity only: no descriptor may come with it
+        arbitrary: fc.record(
+          { op: fc.constant('open'), path, descriptor: fc.constantFrom(false, true, 0) },
+          { requiredKeys: ['op', 'path'] },
+        ),
+      },
       {
         weight: 2,
         arbitrary: fc.record({
@@ -181,8 +188,16 @@ describe('fuzz: guard-helper request parser and dispatch (real helper, real sock
         assert.equal(r.gotFd, false, what);
         continue;
       }
-      assert.ok(['hello', 'list', 'open', 'stat'].includes(j.op as string), what);
-      if (j.op === 'open') {
+      assert.ok(['hello', 'list', 'open'].includes(j.op as string), what);
+      let identityOnly = false;
+      try {
+        identityOnly = JSON.parse(sent[Number(r.label)]!.toString('utf8')).descriptor === false;
+      } catch {
+        /* a mutated packet the helper answered anyway: not an identity request */
+      }
+      if (j.op === 'open' && identityOnly) {
+        assert.equal(r.gotFd, false, `a descriptor with descriptor: false: ${what}`);
+      } else if (j.op === 'open') {
         granted++;
         assert.equal(r.gotFd, true, `an open granted without a descriptor: ${what}`);
         assert.equal(r.writable, false, `a writable descriptor: ${what}`);

@@ -15,7 +15,7 @@ import {
   teardownEnv,
   type Env,
 } from './lib/env';
-import { closedResult, hello, open, reply, runPeer, stat } from './lib/peer';
+import { closedResult, hello, open, reply, runPeer } from './lib/peer';
 
 describe('guard-helper: hello first, in its version', () => {
   let env: Env;
@@ -31,7 +31,11 @@ describe('guard-helper: hello first, in its version', () => {
 
   it('closes a connection whose first request is not hello, serving nothing', async () => {
     const from = env.helper.logs.length;
-    for (const first of [open(env.legitPath), stat(env.legitPath), { op: 'list', source: 'app' }]) {
+    for (const first of [
+      open(env.legitPath),
+      { op: 'watch', source: 'app' },
+      { op: 'list', source: 'app' },
+    ]) {
       const out = await agentPeer(env, [
         { a: 'connect' },
         { a: 'send', json: first, noHello: true },

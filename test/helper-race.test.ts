@@ -204,7 +204,7 @@ describe('guard-helper under a rename race', () => {
     } finally {
       await swapper.stop();
     }
-    const summary = `list race: ${res.replies} lists, ${res.statOk} answered, refused ${JSON.stringify(res.refused)}, secret names leaked: ${res.leaks ?? 0}`;
+    const summary = `list race: ${res.replies} lists, ${res.otherOk} answered, refused ${JSON.stringify(res.refused)}, secret names leaked: ${res.leaks ?? 0}`;
     t.diagnostic(summary);
     console.log(summary);
     assert.equal(res.replies, 3000);

@@ -63,7 +63,7 @@ describe('guard-helper request validation', () => {
     for (const [label, path] of bad)
       actions.push(
         { a: 'req', json: open(path), read: 32, label },
-        { a: 'req', json: { op: 'stat', path }, label: `stat ${label}` },
+        { a: 'req', json: { op: 'open', path }, label: `again ${label}` },
       );
     actions.push({ a: 'req', json: open(env.legitPath), read: 64, label: 'legit after' });
     const out = await agentPeer(env, actions);
@@ -101,6 +101,31 @@ describe('guard-helper request validation', () => {
     assert.ok(
       !env.helper.rawLines.some((l) => /[\u0080-\u009f]/.test(l)),
       'no raw C1 control in the helper log',
+    );
+    await assertStillServing(env);
+  });
+
+  // U+202E (RIGHT-TO-LEFT OVERRIDE) and U+2028 (LINE SEPARATOR) are not controls: a path may hold
+  // them, but a viewer would reorder or break the log line that names it.
+  it('logs bidi overrides and line separators in a path or a list cursor escaped, never raw', async () => {
+    const s = env.sb.dir;
+    const out = await agentPeer(env, [
+      { a: 'connect' },
+      { a: 'req', json: open(`${s}/logs/app/gol.\u202eexe.log`), read: 32 },
+      { a: 'req', json: open(`${s}/logs/app/x\u2028forged.log`), read: 32 },
+      { a: 'req', json: { op: 'list', source: 'nope', cursor: `a\u2066\u2029b` } },
+    ]);
+    assertRefused(reply(out, 1), 'not_found', 'U+202E in a path');
+    assertRefused(reply(out, 2), 'not_found', 'U+2028 in a path');
+    assertRefused(reply(out, 3), 'not_allowed', 'bidi in a cursor');
+    const logged = (needle: string) =>
+      env.helper.rawLines.some((l) => l.includes('"refused"') && l.includes(needle));
+    assert.ok(logged('gol.\\u202eexe.log'), 'the U+202E path is logged, escaped');
+    assert.ok(logged('x\\u2028forged.log'), 'the U+2028 path is logged, escaped');
+    assert.ok(logged('a\\u2066\\u2029b'), 'the cursor is logged, escaped');
+    assert.ok(
+      !env.helper.rawLines.some((l) => /[\u2028\u2029\u202a-\u202e\u2066-\u2069]/.test(l)),
+      'no raw bidi override or line separator in the helper log',
     );
     await assertStillServing(env);
   });

@@ -1,16 +1,18 @@
-// The `watch` op (docs/protocol.md): the helper hands the agent an inotify instance watching the
-// allowed directories of a source, and nothing else. Each helper here runs in its own private mount
+// The `watch` op (docs/protocol.md): the agent sends an inotify instance of its own, and the helper
+// adds watches on the allowed directories of a source to it, and nothing else (the instance and its
+// watches are charged to the agent, never to root). Each helper here runs in its own private mount
 // namespace with a root-only directory bind-mounted inside the watched tree, under both open paths
 // (openat2, and the component walk forced by a seccomp filter). The agent's side is a raw Python
 // client (test/fixtures/watch-peer.py) that reads the kernel's own list of the instance's watches
 // (/proc/self/fdinfo), tries to add a watch of its own, and reads the events.
+import { readdirSync, readlinkSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
 import { appendFileSync, lstatSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { PROTOCOL_VERSION } from '@guard/protocol/wire';
 import { assertRefused, legitOpen, setupEnv, teardownEnv, type Env } from './lib/env';
-import { failSyscall, Helper, inMountNamespace, onlyWalk } from './lib/helper';
+import { Helper, inMountNamespace, onlyWalk } from './lib/helper';
 import { hello, reply, runPeer, type Action } from './lib/peer';
 import { killPid, sleep, start } from './lib/proc';
 
@@ -21,20 +23,26 @@ const IN_MOVED_TO = 0x80;
 const DIRS_OVER_LIMIT = 4097;
 
 interface PeerLine {
-  reply?: {
+  reply?: null | {
     ok?: boolean;
     error?: string;
     message?: string;
     watches?: { wd: number; dir: string }[];
   };
   fds?: number;
-  nonblock?: boolean;
   inodes?: number[];
   inodesAfter?: number[];
   addWatch?: number | string;
   ready?: boolean;
   events?: { wd: number; mask: number; cookie: number; name: string }[];
+  closed?: boolean;
 }
+
+/** A peer line as assertRefused reads a reply: its JSON, and whether a descriptor came with it. */
+const refusal = (l: PeerLine | undefined) => ({
+  json: l?.reply ?? undefined,
+  gotFd: (l?.fds ?? 0) > 0,
+});
 
 /** Runs watch-peer.py as the agent; `onReady` acts while the peer waits for events. */
 async function watchPeer(
@@ -44,6 +52,7 @@ async function watchPeer(
   rounds: number,
   onReady?: () => void | Promise<void>,
   user = env.agent,
+  send: 'instance' | 'none' | 'pipe' | 'two' = 'instance',
 ): Promise<PeerLine[]> {
   const stop = onReady ? 'stop.marker' : '-';
   const child: ChildProcess = start(
@@ -56,6 +65,7 @@ async function watchPeer(
       env.sb.path('secret'),
       stop,
       String(rounds),
+      send,
     ],
     { user },
   );
@@ -125,23 +135,44 @@ describe('guard-helper watch: an inotify instance on the allowed directories onl
     await teardownEnv(env);
   });
 
-  it('answers unsupported, with the errno, when inotify_init1 fails (here: EMFILE, as when root is out of instances)', async () => {
-    const socket = env.sb.path('run', 'watch-emfile.sock');
-    const helper = await Helper.start({
-      ...env.helperOptions,
-      socket,
-      prefix: failSyscall('inotify_init1', 24),
-    });
-    helpers.push(helper);
-    const out = await runPeer(env.sb, env.agent, socket, [
-      { a: 'connect' },
-      { a: 'req', json: hello },
-      { a: 'req', json: { op: 'watch', source: 'w' } },
-    ]);
-    assertRefused(reply(out, 2), 'unsupported', 'inotify_init1 failing');
-    assert.match(String(reply(out, 2).json?.message), /EMFILE/);
-    assert.ok(helper.events('refused').some((e) => e.code === 'unsupported'));
-    await legitOpen(env, helper, socket);
+  it("refuses a watch without the agent's instance, with a pipe instead, or with two descriptors (one on any other request: helper-peers); the helper keeps no instance", async () => {
+    const inotifyHeld = () =>
+      readdirSync(`/proc/${env.helper.pid}/fd`).filter((n) => {
+        try {
+          return readlinkSync(`/proc/${env.helper.pid}/fd/${n}`) === 'anon_inode:inotify';
+        } catch {
+          return false;
+        }
+      }).length;
+    const none = await watchPeer(env, env.socket, 'w', 1, undefined, env.agent, 'none');
+    assertRefused(refusal(none[0]), 'bad_request', 'watch without a descriptor');
+    assert.deepEqual(none[0]?.inodes, [], 'nothing watched');
+    const pipe = await watchPeer(env, env.socket, 'w', 1, undefined, env.agent, 'pipe');
+    assertRefused(refusal(pipe[0]), 'unsupported', 'a pipe, not an instance');
+    assert.match(String(pipe[0]?.reply?.message), /EINVAL/);
+    const two = await watchPeer(env, env.socket, 'w,w', 1, undefined, env.agent, 'two');
+    assertRefused(refusal(two[0]), 'bad_request', 'two descriptors');
+    // the next request finds the connection closed (or its reply is the end of the stream)
+    assert.ok(
+      two[1]?.closed === true || two[1]?.reply === null,
+      `the connection was not closed after two descriptors: ${JSON.stringify(two)}`,
+    );
+    // three watches the helper made in the agent's instances, then nothing left in the helper
+    const ok = await watchPeer(env, env.socket, 'w,w,w', 1);
+    assert.deepEqual(
+      ok.map((l) => [l.reply?.ok, l.fds]),
+      [
+        [true, 0],
+        [true, 0],
+        [true, 0],
+      ],
+      'each watch answered without a descriptor',
+    );
+    assert.equal(inotifyHeld(), 0, 'the helper holds an inotify instance');
+    const n = await env.helper.settleFds(env.baselineFds);
+    assert.ok(n <= env.baselineFds, `helper holds ${n} descriptors, ${env.baselineFds} before`);
+    assert.ok(env.helper.events('refused').some((e) => e.code === 'unsupported'));
+    await legitOpen(env, env.helper, env.socket);
   });
 
   for (const path of ['openat2', 'walk'] as const) {
@@ -184,8 +215,7 @@ describe('guard-helper watch: an inotify instance on the allowed directories onl
         });
         const [first, ready, done] = lines;
         assert.equal(first?.reply?.ok, true, JSON.stringify(first));
-        assert.equal(first?.fds, 1, 'exactly one descriptor');
-        assert.equal(first?.nonblock, true, 'IN_NONBLOCK');
+        assert.equal(first?.fds, 0, "no descriptor comes back: the instance is the agent's");
         const watches = first?.reply?.watches ?? [];
         assert.deepEqual(watches.map((x) => x.dir).sort(), [w, `${w}/a`, `${w}/b`]);
         // the kernel's list: exactly these directories, by inode (not .ssh, mnt, link or the secret)
@@ -217,39 +247,27 @@ describe('guard-helper watch: an inotify instance on the allowed directories onl
         await assertNoLeak();
       });
 
-      it('refuses an unknown source, an audit source without the group, a symlinked root, too many directories; bounds requests', async () => {
-        const actions: Action[] = [
-          { a: 'connect' },
-          { a: 'req', json: hello },
-          { a: 'req', json: { op: 'watch', source: 'nope' } },
-          { a: 'req', json: { op: 'watch', source: 'linked' } },
-          { a: 'req', json: { op: 'watch', source: 'many' } },
-          { a: 'req', json: { op: 'watch', source: 'audit' } },
-          // 10 a minute per connection; the refused linked and many (3, 4) count too
-          ...Array.from({ length: 9 }, () => ({
-            a: 'req' as const,
-            json: { op: 'watch', source: 'w' },
-          })),
-        ];
-        const out = await runPeer(env.sb, env.agent, socket, actions);
-        assertRefused(reply(out, 2), 'source', 'unknown source');
-        assertRefused(reply(out, 3), 'not_found', 'symlinked allowed root');
-        assertRefused(reply(out, 4), 'limit', 'too many directories');
-        assert.match(String(reply(out, 4).json?.message), new RegExp(`${DIRS_OVER_LIMIT} dir`));
-        assert.equal(reply(out, 5).json?.ok, true, 'audit source, agent in the audit group');
-        for (let i = 6; i < 13; i++) assert.equal(reply(out, i).gotFd, true, `watch #${i}`);
-        assertRefused(reply(out, 13), 'rate', 'the 11th watch request in a minute');
-        assertRefused(reply(out, 14), 'rate', 'and the 12th');
+      it('refuses an unknown source, an audit source without the group, a symlinked root, too many directories', async () => {
+        const lines = await watchPeer(env, socket, 'nope,linked,many,audit,w', 1);
+        const r = (i: number) => refusal(lines[i]);
+        assertRefused(r(0), 'not_allowed', 'unknown source');
+        assertRefused(r(1), 'not_found', 'symlinked allowed root');
+        assertRefused(r(2), 'limit', 'too many directories');
+        assert.match(
+          String(lines[2]?.reply?.message),
+          new RegExp(`over ${DIRS_OVER_LIMIT - 1} dir`),
+        );
+        assert.equal(lines[3]?.reply?.ok, true, 'audit source, agent in the audit group');
+        assert.equal(lines[4]?.reply?.ok, true, 'the connection goes on after refusals');
         // without the audit group (no supplementary groups at all)
-        const noAudit = await runPeer(env.sb, { ...env.agent, groups: 'clear' }, socket, [
-          { a: 'connect' },
-          { a: 'req', json: hello },
-          { a: 'req', json: { op: 'watch', source: 'audit' } },
-          { a: 'req', json: { op: 'watch', source: 'w' } },
-        ]);
-        assertRefused(reply(noAudit, 2), 'audit_group', 'audit source without the group');
-        assert.equal(reply(noAudit, 3).gotFd, true, 'a new connection has its own allowance');
-        for (const code of ['source', 'not_found', 'limit', 'rate', 'audit_group'])
+        const noAudit = await watchPeer(env, socket, 'audit,w', 1, undefined, {
+          ...env.agent,
+          groups: 'clear',
+        });
+        assertRefused(refusal(noAudit[0]), 'audit_group', 'without the group');
+        assert.deepEqual(noAudit[0]?.inodes, [], 'nothing watched for the audit source');
+        assert.equal(noAudit[1]?.reply?.ok, true);
+        for (const code of ['not_allowed', 'not_found', 'limit', 'audit_group'])
           assert.ok(
             helper.events('refused').some((e) => e.code === code && e.op === 'watch'),
             `refusal ${code} logged`,

@@ -59,6 +59,12 @@ describe('hostile file names and content (real helper, real agent)', () => {
           `paths = ${e.logs}/audit/audit.log`,
           'start_at = beginning',
           '',
+          '[source.audtext]',
+          'type = audit',
+          `paths = ${e.logs}/audit-text/audit.log`,
+          'start_at = beginning',
+          'audit_records = text',
+          '',
         ].join('\n'),
     });
     const logs = env.logs;
@@ -83,6 +89,12 @@ describe('hostile file names and content (real helper, real agent)', () => {
     env.sb.symlink('/etc/hostname', `logs/${LINK_NAME}`);
     writeFileSync(`${logs}/slow.log`, `${T} app[5]: a writer who stal`, { mode: 0o600 });
     env.sb.mkdir('logs/audit', 0o700);
+    env.sb.mkdir('logs/audit-text', 0o700);
+    writeFileSync(
+      `${logs}/audit-text/audit.log`,
+      `type=USER_CMD msg=audit(1700000000.100:900): pid=1 uid=0 auid=1000 ses=1 msg='cwd="/" cmd=${Buffer.from('cat invoice\u202egnp.exe').toString('hex').toUpperCase()} res=success'\n`,
+      { mode: 0o600 },
+    );
     writeFileSync(
       `${logs}/audit/audit.log`,
       // auditd hex-encodes a command line with a bidi override; the event decodes it
@@ -154,6 +166,16 @@ describe('hostile file names and content (real helper, real agent)', () => {
     await until(() => audit().length >= 3, 15_000, 'the rest of the record');
     const rest = audit().find((e) => e.message === 'n/sudo" res=success\'');
     assert.deepEqual(rest?.flags, ['unparsed', 'continuation']);
+    // audit_records = text: the record's own fields are not shipped, the summary's decoded
+    // command still earns the flag, and the record is there as auditd wrote it.
+    const textEvent = () => env.receiver.events.find((e) => e.source === 'audtext');
+    await until(() => textEvent() !== undefined, 15_000, 'the audit_records = text event');
+    const text = textEvent()!;
+    assert.deepEqual(text.flags, ['bidi']);
+    const fields = text.fields as { records?: unknown; msg?: { cmd?: string } };
+    assert.equal(fields.records, undefined);
+    assert.equal(fields.msg?.cmd, 'cat invoice\u202egnp.exe');
+    assert.equal(text.message, bidi?.message);
   });
 
   const statusArgs = (...extra: string[]) => [

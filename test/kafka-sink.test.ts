@@ -116,6 +116,8 @@ describe('kafka sink against the librdkafka mock cluster', () => {
       ['guard-auth', 3],
       ['guard-retry', 2],
       ['guard-big', 1],
+      ['guard-ahead-app', 3],
+      ['guard-ahead-auth', 2],
     ] as const)
       await mock.command(`topic ${t} ${n}`);
     reader = await TopicsReader.start(mock.brokers, [
@@ -123,6 +125,8 @@ describe('kafka sink against the librdkafka mock cluster', () => {
       'guard-auth',
       'guard-retry',
       'guard-big',
+      'guard-ahead-app',
+      'guard-ahead-auth',
     ]);
   });
   after(async () => {
@@ -152,6 +156,26 @@ describe('kafka sink against the librdkafka mock cluster', () => {
     assert.equal(keys.get('once:2'), 'guard-app web-1/app');
     assert.equal(keys.get('once:3'), 'guard-auth web-1/auth');
     assert.deepEqual(deadLetters(state).ids, []);
+  });
+
+  test('batches prepared ahead as the pipeline does (two while one is in flight, the first before the topics are known), no compression: exactly once', async () => {
+    const state = mkdtempSync(join(root, 'state-'));
+    const sink = new KafkaSink(
+      config(mock.brokers, { topic: 'guard-ahead-${source}', compression: 'none' }),
+      { stateDir: state, logger },
+    );
+    const n = 10_000;
+    const batches = Array.from({ length: n / 500 }, (_, k) => batch(events('ahead', k * 500, 500)));
+    sink.prepare(batches[0]!); // no layout yet: routed only, partitioned at send()
+    for (let k = 0; k < batches.length; k++) {
+      const sending = sink.send(batches[k]!, signal);
+      for (const b of batches.slice(k + 1, k + 3)) sink.prepare(b); // again for one prepared: no-op
+      assert.equal(await sending, 'delivered');
+    }
+    assert.equal(sink.status().deliveredEvents, n);
+    await sink.close();
+    const { counts } = await reader.read(['guard-ahead-app', 'guard-ahead-auth'], n);
+    assert.deepEqual(tally(counts, 'ahead', n), { missing: 0, duplicates: 0, foreign: 0 });
   });
 
   test('injected retriable errors (NOT_ENOUGH_REPLICAS, NOT_LEADER, REQUEST_TIMED_OUT, a cut connection) are retried: 0 missing', async () => {

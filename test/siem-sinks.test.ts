@@ -215,6 +215,94 @@ describe('elasticsearch sink against a Bulk API receiver', () => {
     }
   });
 
+  test('batches prepared ahead go at once (three in flight), each resolves as its own; an early one that fails retries only once its send() came', async () => {
+    const rx = await new ElasticsearchReceiver().start();
+    try {
+      const state = stateDir();
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      rx.hold = (r) => (r.body.includes('ov-a') ? held : Promise.resolve());
+      const sink = es(rx.url, state);
+      const [a, b, c] = [batch('ov-a', 0, 100), batch('ov-b', 100, 100), batch('ov-c', 200, 100)];
+      const sentA = sink.send(a, signal);
+      sink.prepare(b);
+      sink.prepare(c);
+      const until = async (ok: () => boolean): Promise<void> => {
+        for (let t = 0; !ok(); t++) {
+          assert.ok(t < 200, 'timed out');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      };
+      // b and c are indexed while a is still held by the receiver.
+      await until(() => rx.docs().size === 200);
+      assert.equal(rx.server.requests, 3);
+      assert.ok(!rx.docs().has(`${HOST}:${idOf(0)}`), 'a is still held');
+      release();
+      assert.equal(await sentA, 'delivered');
+      assert.equal(await sink.send(b, signal), 'delivered');
+      assert.equal(await sink.send(c, signal), 'delivered');
+      assert.equal(rx.docs().size, 300);
+      assert.equal(rx.conflicts, 0, 'nothing sent twice');
+      assert.equal(sink.status().deliveredEvents, 300);
+
+      // A batch started ahead that gets a 503 waits for its send() before it backs off and retries:
+      // during an outage only the oldest batch retries, as with one batch in flight.
+      let releaseD!: () => void;
+      const heldD = new Promise<void>((r) => (releaseD = r));
+      rx.hold = (r) => (r.body.includes('ov-d') ? heldD : Promise.resolve());
+      const [d, e] = [batch('ov-d', 300, 50), batch('ov-e', 350, 50)];
+      const sentD = sink.send(d, signal);
+      rx.failNext.push({ status: 503 });
+      sink.prepare(e);
+      await until(() => rx.server.requests === 5);
+      await new Promise((r) => setTimeout(r, 300)); // retry_initial_ms is 10: no retry came meanwhile
+      assert.equal(rx.server.requests, 5, 'e was not retried before its turn');
+      assert.equal(sink.status().retries, 0);
+      releaseD();
+      assert.equal(await sentD, 'delivered');
+      assert.equal(await sink.send(e, signal), 'delivered');
+      assert.equal(rx.server.requests, 6, 'e retried once, after its send()');
+      assert.equal(rx.docs().size, 400);
+      assert.equal(sink.status().retries, 1);
+      assert.deepEqual(deadLetters(state).ids, []);
+      await sink.close();
+    } finally {
+      await rx.stop();
+    }
+  });
+
+  test('max_in_flight 1 sends one batch at a time; 2 starts one ahead', async () => {
+    for (const maxInFlight of [1, 2]) {
+      const rx = await new ElasticsearchReceiver().start();
+      try {
+        let release!: () => void;
+        const held = new Promise<void>((r) => (release = r));
+        rx.hold = (r) => (r.body.includes(`mif${maxInFlight}-a`) ? held : Promise.resolve());
+        const sink = es(rx.url, stateDir(), { maxInFlight });
+        const run = `mif${maxInFlight}`;
+        const [a, b, c] = [
+          batch(`${run}-a`, 0, 10),
+          batch(`${run}-b`, 10, 10),
+          batch(`${run}-c`, 20, 10),
+        ];
+        const sentA = sink.send(a, signal);
+        sink.prepare(b);
+        sink.prepare(c);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(rx.server.requests, maxInFlight, `max_in_flight ${maxInFlight}`);
+        release();
+        assert.equal(await sentA, 'delivered');
+        assert.equal(await sink.send(b, signal), 'delivered');
+        assert.equal(await sink.send(c, signal), 'delivered');
+        assert.equal(rx.docs().size, 30);
+        assert.equal(rx.server.requests, 3, 'each batch sent once');
+        await sink.close();
+      } finally {
+        await rx.stop();
+      }
+    }
+  });
+
   test('a 400 for the whole request (malformed bulk) dead-letters the batch, never retried', async () => {
     const rx = await new ElasticsearchReceiver().start();
     try {

@@ -35,7 +35,6 @@ export interface Env {
 }
 
 export interface EnvOptions {
-  rate?: number;
   /** extra config sections, appended after the standard ones */
   extraConfig?: (env: Env) => string;
   /** extra sandbox layout, run before the helper starts */
@@ -104,7 +103,6 @@ export async function setupEnv(opts: EnvOptions = {}): Promise<Env> {
       helperJs: sb.helperJs,
       config: env.config,
       socket: env.socket,
-      ...(opts.rate !== undefined ? { rate: opts.rate } : {}),
       ...(opts.helperPrefix ? { prefix: opts.helperPrefix } : {}),
     };
     await startMainHelper(env);

@@ -19,7 +19,6 @@ export interface HelperOptions {
   helperJs: string;
   config: string;
   socket: string;
-  rate?: number;
   extraArgs?: string[];
   /** descriptors the helper inherits as fd 3, 4, … (as from a careless parent) */
   inheritFds?: number[];
@@ -82,7 +81,6 @@ export class Helper {
 
   private constructor(readonly opts: HelperOptions) {
     const args = [opts.helperJs, '--config', opts.config, '--socket', opts.socket];
-    if (opts.rate !== undefined) args.push('--rate', String(opts.rate));
     args.push(...(opts.extraArgs ?? []));
     const [cmd = process.execPath, ...rest] = [...(opts.prefix ?? []), process.execPath];
     this.proc = start(cmd, [...rest, ...(opts.nodeArgs ?? []), ...args], {

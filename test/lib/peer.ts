@@ -90,14 +90,15 @@ export interface LoopResult {
   sent: number;
   replies: number;
   granted: number;
-  statOk: number;
+  /** granted replies to requests other than an open with a descriptor (list, hello, identity) */
+  otherOk: number;
   refused: Record<string, number>;
   secrets: number;
   heads: Record<string, number>;
   okOpenWithoutFd: number;
   fdOnRefusal: number;
-  /** stat granted with a descriptor attached */
-  fdOnStat: number;
+  /** such a reply with a descriptor attached */
+  fdOnOther: number;
   /** replies whose `op` is not the request's */
   opMismatch: number;
   firstMismatch?: { request: string; reply: unknown };
@@ -201,7 +202,13 @@ export function loopResult(out: PeerOutput, i: number): LoopResult {
 }
 
 export const open = (path: string): { op: string; path: string } => ({ op: 'open', path });
-export const stat = (path: string): { op: string; path: string } => ({ op: 'stat', path });
+export const list = (source: string): { op: string; source: string } => ({ op: 'list', source });
+/** open with `descriptor: false`: the checks and identity only (what HelperClient.stat sends) */
+export const identity = (path: string): { op: string; path: string; descriptor: false } => ({
+  op: 'open',
+  path,
+  descriptor: false,
+});
 export const hello = { op: 'hello', version: PROTOCOL_VERSION };
 
 export interface ProbeResult {

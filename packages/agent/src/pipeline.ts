@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { AgentConfig, BatchConfig, SourceConfig } from './config/types';
 import type { Batch, Parser, Sink, SinkStatus } from './event';
+import { auditEventBody } from './parsers/audit/encode';
 import { AuditGrouper } from './parsers/audit/group';
 import type { AuditEvent } from './parsers/audit/types';
 import { isAscii } from 'node:buffer';
@@ -1084,33 +1085,9 @@ export class Pipeline {
     // pass is its end, but never beyond an event still open, and never backwards.
     const open = st.grouper.oldestOpenOffset();
     st.safe = Math.max(st.safe, Math.min(ev.end, open ?? ev.end));
-    const {
-      records,
-      offset,
-      end: _end,
-      raw,
-      flags,
-      ...summary
-    } = ev as AuditEvent & { raw?: string };
-    const message = raw ?? records.map((r) => r.raw).join('\n');
-    const fields = {
-      ...summary,
-      records: records.map((r) => ({ type: r.type, fields: r.fields, enriched: r.enriched })),
-    };
-    // What auditd hex-encoded (a command line, a file name) is decoded in `fields`: look there too.
-    // The fields are stringified once, for that look and for the event.
-    const fieldsJson = JSON.stringify(fields);
-    const hidden = hiddenFlags(message) ?? hiddenFlags(fieldsJson);
     const tail = this.jsonTail(s, t);
-    let allFlags: string[] | null = null;
-    if (flags !== undefined || hidden !== null || tail.hidden !== null) {
-      const set = new Set([...(flags ?? []), ...(hidden ?? []), ...(tail.hidden ?? [])]);
-      allFlags = [...set];
-    }
-    const json =
-      `{"id":"${t.key}:${offset}","time":${JSON.stringify(ev.time || new Date().toISOString())},` +
-      `"offset":${offset},"message":${JSON.stringify(message)},"fields":${fieldsJson}` +
-      `${allFlags ? `,"flags":${JSON.stringify(allFlags)}` : ''}${tail.json}`;
+    const body = auditEventBody(ev, tail.hidden, s.cfg.auditRecords !== 'text');
+    const json = `{"id":"${t.key}:${ev.offset}",${body}${tail.json}`;
     ticket.remaining += s.runners.length;
     for (const r of s.runners) r.push(json, ticket, st.safe);
     t.lastEventTime = ev.time || t.lastEventTime;

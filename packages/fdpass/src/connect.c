@@ -7,6 +7,7 @@
 #include <node_api.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -44,10 +45,23 @@ static napi_value fp_connect(napi_env env, napi_callback_info info) {
   return napi_create_int32(env, fd, &v) == napi_ok ? v : NULL;
 }
 
+// inotifyInit(): a new inotify instance (IN_NONBLOCK | IN_CLOEXEC) of the calling (agent) user, for
+// the helper's `watch` to add watches to: charged to the agent's inotify limits, not root's.
+static napi_value fp_inotify_init(napi_env env, napi_callback_info info) {
+  napi_value v;
+  (void)info;
+  int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) return fail(env, errno, "inotify_init1", -1);
+  return napi_create_int32(env, fd, &v) == napi_ok ? v : NULL;
+}
+
 NAPI_MODULE_INIT() {
-  napi_value fn;
+  napi_value fn, init;
   if (napi_create_function(env, "connect", NAPI_AUTO_LENGTH, fp_connect, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "connect", fn) != napi_ok)
+      napi_set_named_property(env, exports, "connect", fn) != napi_ok ||
+      napi_create_function(env, "inotifyInit", NAPI_AUTO_LENGTH, fp_inotify_init, NULL, &init) !=
+          napi_ok ||
+      napi_set_named_property(env, exports, "inotifyInit", init) != napi_ok)
     return NULL;
   return exports;
 }

@@ -3,6 +3,8 @@
 const addon = require('../build/Release/fdpass-connect.node') as {
   /** A connected, non-blocking, close-on-exec SOCK_SEQPACKET socket; EAGAIN: backlog full. */
   connect(path: string): number;
+  /** A new inotify instance of this process's user, IN_NONBLOCK | IN_CLOEXEC (for `watch`). */
+  inotifyInit(): number;
 };
 
-export const { connect } = addon;
+export const { connect, inotifyInit } = addon;

@@ -380,14 +380,10 @@ static napi_value fp_close(napi_env env, napi_callback_info info) {
 
 // ---- inotify ------------------------------------------------------------------------------
 
-static napi_value fp_inotify_init(napi_env env, napi_callback_info info) {
-  int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  (void)info;
-  return fd < 0 ? fail(env, errno, "inotify_init1", -1) : make_int(env, fd);
-}
-
-// Added through the descriptor of the directory openNoFollow opened, never by its path: a directory
-// swapped for a symlink after the open cannot redirect the watch.
+// Added to the agent's own instance (EINVAL if ifd is anything else), so that the instance, its
+// watches and its queue are charged to the agent, never to root; through the descriptor of the
+// directory openNoFollow opened, never by its path: a directory swapped for a symlink after the
+// open cannot redirect the watch.
 static napi_value fp_add_watch(napi_env env, napi_callback_info info) {
   ARGS(2);
   int32_t ifd, dir;
@@ -536,7 +532,6 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("peerGroups", fp_peer_groups, napi_enumerable),
       FN("openNoFollow", fp_open_no_follow, napi_enumerable),
       FN("hasOpenat2", fp_has_openat2, napi_enumerable),
-      FN("inotifyInit", fp_inotify_init, napi_enumerable),
       FN("addWatch", fp_add_watch, napi_enumerable),
       FN("close", fp_close, napi_enumerable),
       {"Watcher", NULL, NULL, NULL, NULL, cls, napi_enumerable, NULL},

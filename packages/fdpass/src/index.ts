@@ -16,7 +16,6 @@ export const {
   peerGroups,
   openNoFollow,
   hasOpenat2,
-  inotifyInit,
   addWatch,
   close,
 } = addon;

@@ -37,11 +37,10 @@ export interface Addon {
    * reading: fstat it to tell which); a symlink anywhere is ELOOP. walk: use the component walk.
    */
   openNoFollow(path: string, root: number, walk?: boolean): number;
-  /** A new inotify instance, IN_NONBLOCK | IN_CLOEXEC. */
-  inotifyInit(): number;
   /**
    * Adds the watch guard's `watch` op defines (docs/protocol.md) on the directory open as `dirFd`
-   * (through /proc/self/fd, never a path); returns the watch descriptor.
+   * (through /proc/self/fd, never a path) to the inotify instance `inotifyFd` (EINVAL if it is not
+   * one); returns the watch descriptor.
    */
   addWatch(inotifyFd: number, dirFd: number): number;
   hasOpenat2(): boolean;

@@ -38,8 +38,6 @@ const flag = (name: string, fallback: string): string =>
   (process.argv.includes(name) && process.argv[process.argv.indexOf(name) + 1]) || fallback;
 const configPath = flag('--config', '/etc/guard/guard.conf');
 const socketPath = flag('--socket', '/run/guard/helper.sock');
-// Tests may lower the rate limit to see it work; nothing may raise it.
-const rate = Math.min(5000, Math.max(1, Number(flag('--rate', '5000')) || 5000));
 
 let policy: Policy;
 try {
@@ -80,10 +78,5 @@ const listenFd = fdpass.listen(socketPath, 64);
 // Under systemd (Group=guard) it is born root:guard: no chown, so the unit can deny the syscall.
 if (lstatSync(socketPath).gid !== policy.socketGid) chownSync(socketPath, 0, policy.socketGid);
 chmodSync(socketPath, 0o660);
-serve(listenFd, () => policy, {
-  connections: 32,
-  ratePerSecond: rate,
-  burst: rate / 10,
-  perTurn: 64,
-});
+serve(listenFd, () => policy);
 log('info', 'listening', { socket: socketPath, pid: process.pid, policy: policy.digest, ...HELLO });

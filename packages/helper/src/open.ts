@@ -14,12 +14,6 @@ import {
   type Source,
 } from './policy';
 
-export interface Opened {
-  fd: number;
-  dev: string;
-  ino: string;
-  size: number;
-}
 export class Refused extends Error {
   constructor(
     readonly code: ErrorCode,
@@ -61,25 +55,15 @@ const OPEN_ERRORS: Record<string, [ErrorCode, string]> = {
 
 const FILE_TYPES = ['Directory', 'FIFO', 'CharacterDevice', 'BlockDevice', 'Socket'] as const;
 
-export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean): Opened {
+export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean) {
   const syntax = pathSyntaxError(path);
   if (syntax) throw new Refused('bad_path', syntax);
   const root = checkAllowed(policy, path, inAuditGroup);
-  let fd: number;
+  let fd = -1;
   try {
     fd = fdpass.openNoFollow(path, root.length);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    const [code, why] = OPEN_ERRORS[err.code ?? ''] ?? [
-      'io',
-      `cannot open: ${err.code ?? err.message}`,
-    ];
-    throw new Refused(code, `${path}: ${why}`);
-  }
-  try {
     const st = fstatSync(fd, { bigint: true });
-    // Anything but a regular file came back unopened (O_PATH): a FIFO or device read could hang the
-    // helper or act on the device. Refused here, so its descriptor never leaves.
+    // Anything but a regular file came back O_PATH (a FIFO or device read may hang, act): refused.
     if (!st.isFile()) {
       const type = FILE_TYPES.find((t) => st[`is${t}`]()) ?? 'unknown type';
       throw new Refused('not_regular', `${path}: not a regular file (${type})`);
@@ -98,8 +82,7 @@ export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean)
         );
       }
     }
-    // A hard link to a secret can be planted only in a directory a non-root user controls: there, a
-    // second name for the file means we may not trust it.
+    // A hard link to a secret can be planted only where a non-root user may write: distrust it.
     const untrusted = st.nlink > 1n ? notRootOnly(dirname(real)) : null;
     if (untrusted)
       throw new Refused(
@@ -108,52 +91,42 @@ export function openAllowed(policy: Policy, path: string, inAuditGroup: boolean)
       );
     return { fd, dev: String(st.dev), ino: String(st.ino), size: Number(st.size) };
   } catch (e) {
-    fdpass.close(fd);
-    // The peer can provoke file-system errors (renames, deep paths) here; they refuse, never crash.
-    throw e instanceof Refused
-      ? e
-      : new Refused(
-          'io',
-          `${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'} while checking the opened file`,
-        );
+    if (fd >= 0) fdpass.close(fd);
+    if (e instanceof Refused) throw e;
+    // File-system errors a peer can provoke (links, renames, deep paths) refuse; never a crash.
+    const errno = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    const [code, why]: [ErrorCode, string] = Object.hasOwn(OPEN_ERRORS, errno)
+      ? OPEN_ERRORS[errno]!
+      : ['io', `cannot open or check it: ${errno}`];
+    throw new Refused(code, `${path}: ${why}`);
   }
 }
 
-// A new inotify instance with a watch on each directory walkSource reads for the source, added on the
-// descriptor the walk opened. At most `max` directories, and a reply that fits the protocol's
-// 64 KiB: more is refused (`limit`), and the agent polls that source. Closed on every refusal.
-export function watchSource(source: Source, max = 4096): { fd: number; watches: Watch[] } {
-  let fd: number;
-  try {
-    fd = fdpass.inotifyInit();
-  } catch (e) {
-    throw new Refused('unsupported', `inotify_init1 failed: ${(e as Error).message}`);
-  }
-  const watches = new Map<string, number>();
-  let dirs = 0,
-    failed: string | undefined;
-  const visit = (dir: string, dirFd: number): void => {
-    if (watches.has(dir) || ++dirs > max || failed) return;
+// Watches, by descriptor, each directory walkSource opens for the source, in the agent's instance
+// `fd`. Over `max` directories, or a reply over 60000 bytes, is refused (`limit`): the agent polls.
+export function watchSource(source: Source, fd: number, max = 4096): Watch[] {
+  const wds = new Map<string, number>();
+  let failed = '';
+  const complete = walkSource(source, 100_000, (dir, dirFd) => {
+    if (wds.size > max || failed || wds.has(dir)) return;
     try {
-      watches.set(dir, fdpass.addWatch(fd, dirFd));
+      wds.set(dir, fdpass.addWatch(fd, dirFd));
     } catch (e) {
-      failed = (e as Error).message; // ENOSPC: root's max_user_watches is used up
+      failed = (e as Error).message; // EINVAL: not an instance; ENOSPC: the agent's watches used up
     }
-  };
-  try {
-    const complete = walkSource(source, 100_000, visit);
-    const list = [...watches].map(([dir, wd]) => ({ wd, dir }));
-    if (failed) throw new Refused('unsupported', `inotify_add_watch failed: ${failed}`);
-    if (list.length === 0)
-      throw new Refused('not_found', `none of source "${source.name}"'s directories can be opened`);
-    const what = `source "${source.name}" has ${dirs} directories to watch`;
-    if (dirs > max) throw new Refused('limit', `${what}, more than ${max}`);
-    if (!complete) throw new Refused('limit', `${what} in over 100000 entries, or one failed`);
-    if (Buffer.byteLength(JSON.stringify(list)) > 60_000)
-      throw new Refused('limit', `${what}, whose names are over the reply's 60000 bytes`);
-    return { fd, watches: list };
-  } catch (e) {
-    fdpass.close(fd);
-    throw e;
-  }
+  });
+  const watches = [...wds].map(([dir, wd]) => ({ wd, dir }));
+  const count = wds.size > max ? `over ${max}` : String(wds.size);
+  const what = `source "${source.name}" has ${count} directories to watch`;
+  const refusal: [ErrorCode, string] | null = failed
+    ? ['unsupported', `inotify_add_watch failed: ${failed}`]
+    : wds.size === 0
+      ? ['not_found', `none of source "${source.name}"'s directories can be opened`]
+      : wds.size > max || !complete
+        ? ['limit', `${what}${complete ? '' : ' (over 100000 entries read, or one failed)'}`]
+        : Buffer.byteLength(JSON.stringify(watches)) > 60_000
+          ? ['limit', `${what}, whose names are over the reply's 60000 bytes`]
+          : null;
+  if (refusal) throw new Refused(...refusal);
+  return watches;
 }

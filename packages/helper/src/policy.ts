@@ -1,5 +1,4 @@
-// The helper's policy: which paths may be opened, for whom. Built once from guard.conf, then frozen;
-// SIGHUP builds a new one and swaps it in whole (never edited in place).
+// The helper's policy: which paths may be opened, for whom. Frozen: SIGHUP swaps in a new one.
 import { createHash } from 'node:crypto';
 import {
   closeSync,
@@ -73,8 +72,7 @@ function globToRegex(pattern: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-// Whether a pattern of the source allows the path: it matches exactly (a glob never matches across
-// a /), or, for a file source, the path is a rotated generation of a name it matches.
+// The pattern matches the path (no glob spans /) or, in a file source, the name it rotated from.
 const allows = (s: Source, p: Pattern, path: string, base = splitGeneration(path)?.base) =>
   p.re.test(path) || (s.type === 'file' && base !== undefined && p.re.test(base));
 
@@ -84,10 +82,9 @@ export function matching(policy: Policy, path: string): [Source, Pattern][] {
   );
 }
 
-// Why `path` or a directory above it is not root's alone: owned by another uid, or writable through
-// group or other bits (an ACL granting a user write shows as the group bits); null when all are
-// root's. Nothing is followed (lstat), and a name that vanishes while it is looked at is not
-// trusted either.
+// Why `path` or a directory above it is not root's alone (another owner, group or other write bits,
+// which an ACL granting write shows as), or null. lstat: nothing followed; a name that vanishes is
+// not trusted.
 export function notRootOnly(path: string): string | null {
   for (let p = path; ; p = dirname(p)) {
     let st;
@@ -174,13 +171,11 @@ export function loadPolicy(file: string): Policy {
   };
 }
 
-// Walks the directories `list` and `watch` read for a source: each pattern's root and every
-// directory below it that the pattern's directory components match. Each is opened as a file is
-// (fdpass.openNoFollow: no symlink anywhere on the way, no mount crossed below the pattern's root),
-// must still be where its path says (not renamed while it was opened), and is read through that
-// descriptor; one deny-listed as a whole (/proc, a .ssh) is not entered. `visit` gets each
-// directory's descriptor, `name` each entry but a directory at a pattern's last component. Returns
-// false when it stopped early: more than `maxEntries` entries read, or a directory failed under it.
+// Walks each pattern's root and the directories below it that its directory components match,
+// each opened as a file is (no symlink, no mount below the root), still where its path says, read
+// through that descriptor, and not entered when deny-listed (/proc, a .ssh). `visit` gets each
+// directory's descriptor, `name` each entry but a directory at a pattern's last component. False
+// when it stopped early: over `maxEntries` entries read, or a directory failed under it.
 export function walkSource(
   source: Source,
   maxEntries: number,
@@ -221,12 +216,10 @@ export function walkSource(
   return complete;
 }
 
-// The names that currently match a source's patterns (`files`) and the rotated generations of such
-// names (`generations`), one page at a time in sorted order, after `cursor` (the last name of the
-// previous page), from the directories walkSource reads. Every matching entry is named — a symlink
-// or FIFO too — so that `open` refuses it with a reason the operator sees. Bounded in names and bytes
-// per page, names held and directory entries read: a user who fills an allowed directory cannot make
-// one request block the helper, outgrow the socket's buffer or the helper's memory.
+// The names matching a source (`files`) and their rotated generations, a sorted page after `cursor`
+// (the previous page's last name). A symlink or FIFO is named too, for `open` to refuse with a
+// reason. Bounded in names, bytes, names held and entries read: a user who fills an allowed
+// directory cannot make one request block the helper or outgrow the socket's buffer or its memory.
 export function listSource(
   source: Source,
   cursor = '',
@@ -242,8 +235,7 @@ export function listSource(
       for (const k of [...found.keys()].sort().slice(limit.names + 1)) found.delete(k);
   };
   const truncated = !walkSource(source, limit.entries, () => undefined, keep);
-  // Counted as the reply encodes it (a control character is 6 bytes of JSON), the last name twice:
-  // it is also the `next` cursor.
+  // Counted as the reply encodes them (\u001b is 6 bytes), the last name twice: it is also `next`.
   const sorted = [...found.keys()].sort();
   const page: string[] = [];
   let bytes = 0;

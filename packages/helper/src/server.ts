@@ -18,17 +18,18 @@ export const HELLO = {
   open_path: fdpass.hasOpenat2() ? 'openat2' : 'walk',
 };
 
-// C1 controls are escaped too (JSON.stringify leaves U+0080–U+009F raw): a peer's path must not
-// become a terminal escape in whoever reads this log.
+// C1 controls, bidi overrides and line separators escaped too (JSON.stringify leaves them raw): no
+// path or cursor becomes a terminal escape or reorders what a viewer shows.
 export const log = (level: 'info' | 'warn' | 'error', event: string, fields: object = {}): void =>
   void process.stderr.write(
     JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }).replace(
-      /[\u0080-\u009f]/g,
-      (c) => `\\u00${c.charCodeAt(0).toString(16)}`,
+      /[\u0080-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
     ) + '\n',
   );
 
-export type Limits = Record<'connections' | 'ratePerSecond' | 'burst' | 'perTurn', number>;
+// Per connection: requests a second, a burst, and how many are served before another's turn.
+const limits = { connections: 32, ratePerSecond: 5000, burst: 500, perTurn: 64 };
 interface Reply {
   body: object;
   fd: number;
@@ -46,50 +47,36 @@ interface Conn {
   at: number;
   out: Reply | null;
   paused: boolean;
-  /** when this connection's recent watch requests came */
-  watches: number[];
 }
-const WATCHES_PER_MINUTE = 10;
 
-// One row per request: what it answers an authenticated peer (beside `ok` and `op`), and the
-// descriptor sent with it, if any. Adding a request is adding a row.
-type Row<R> = (c: Conn, r: R) => [object, number?];
+// One row per request: its answer to an authenticated peer (beside ok, op) and descriptor, if any.
+type Row<R> = (c: Conn, r: R, fd: number) => [object, number?];
 const REQUESTS: { [K in Request['op']]: Row<Extract<Request, { op: K }>> } = {
   hello: (c) => [{ ...HELLO, policy: c.policy.digest, uid: c.peer.uid, audit: c.audit }],
   list: (c, r) => {
-    const listed = listSource(sourceFor(c, r.source, 'not_allowed'), r.cursor);
-    if (listed.truncated) log('warn', 'list_truncated', { ...c.peer, source: r.source });
+    const listed = listSource(sourceFor(c, r.source), r.cursor);
     return [{ source: r.source, ...listed }];
   },
   open: (c, r) => {
     const { fd, ...id } = openAllowed(c.policy, r.path, c.audit);
-    log('info', 'granted', { ...c.peer, op: r.op, path: r.path, dev: id.dev });
-    return [{ path: r.path, ...id }, fd];
+    if (r.descriptor === false)
+      fdpass.close(fd); // identity only (rotation polls): not a grant
+    else log('info', 'granted', { ...c.peer, op: r.op, path: r.path, dev: id.dev });
+    return [{ path: r.path, ...id }, r.descriptor === false ? -1 : fd];
   },
-  stat: (c, r) => {
-    const { fd, ...id } = openAllowed(c.policy, r.path, c.audit);
-    fdpass.close(fd); // same checks as open; the descriptor never leaves the helper
-    return [{ path: r.path, ...id }];
-  },
-  watch: (c, r) => {
-    const source = sourceFor(c, r.source, 'source');
-    // Each instance counts against root's inotify instances (max_user_instances, 128 by default)
-    // for as long as the agent holds it: a connection may have only a few made a minute.
-    const now = Date.now();
-    c.watches = c.watches.filter((t) => now - t < 60_000);
-    if (c.watches.length >= WATCHES_PER_MINUTE)
-      throw new Refused('rate', `more than ${WATCHES_PER_MINUTE} watch requests a minute`);
-    c.watches.push(now);
-    const { fd, watches } = watchSource(source);
+  watch: (c, r, fd) => {
+    const source = sourceFor(c, r.source);
+    // The agent's own instance (charged to it, not root), closed here once the watches are in.
+    if (fd < 0) throw new Refused('bad_request', "watch carries the agent's inotify instance");
+    const watches = watchSource(source, fd);
     log('info', 'watching', { ...c.peer, source: r.source, dirs: watches.length });
-    return [{ source: r.source, watches }, fd];
+    return [{ source: r.source, watches }];
   },
 };
 
-// The source a list or watch names, if the peer may read it (`unknown`: the code when none is).
-function sourceFor(c: Conn, name: string, unknown: ErrorCode): Source {
+function sourceFor(c: Conn, name: string): Source {
   const source = c.policy.sources.find((s) => s.name === name);
-  if (!source) throw new Refused(unknown, `no source "${name}" is configured`);
+  if (!source) throw new Refused('not_allowed', `no source "${name}" is configured`);
   if (source.type === 'audit' && !c.audit) throw auditOnly(`source "${name}"`);
   return source;
 }
@@ -102,7 +89,7 @@ const refusal = (op: unknown, error: ErrorCode, message: string, close?: Reply['
 const violation = (error: ErrorCode, message: string) =>
   refusal(null, error, message, ['warn', 'protocol violation']);
 
-export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits): void {
+export function serve(listenFd: number, getPolicy: () => Policy): void {
   const conns = new Set<Conn>();
 
   function drop(c: Conn, fields: object, level: 'info' | 'warn' = 'info'): void {
@@ -113,9 +100,9 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
     log(level, 'closed', { ...c.peer, ...fields });
   }
 
-  function handle(c: Conn, data: Buffer, truncated: boolean, fds: number): Reply {
-    // The helper never accepts files from its peer: recv closed any that came, unread.
-    if (fds > 0) return violation('bad_request', 'requests must not carry descriptors');
+  function handle(c: Conn, data: Buffer, truncated: boolean, fd: number, extra: number): Reply {
+    // Only watch carries a descriptor (the agent's inotify instance); pump closes it after handle.
+    if (extra > 0) return violation('bad_request', 'a request carries at most one descriptor');
     if (truncated || data.length > MAX_REQUEST_BYTES)
       return violation('too_large', `requests are at most ${MAX_REQUEST_BYTES} bytes`);
     // Identity and audit membership were checked against the policy of the moment: re-check after a reload.
@@ -137,13 +124,14 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       );
     if (!(c.hello ||= req.op === 'hello'))
       return violation('bad_request', `${req.op} before hello`);
-    const path = 'path' in req ? req.path : undefined;
+    if (fd >= 0 && req.op !== 'watch')
+      return violation('bad_request', `${req.op} requests must not carry descriptors`);
     try {
-      const [body, fd = -1] = (REQUESTS[req.op] as Row<Request>)(c, req);
-      return { body: { ok: true, op: req.op, ...body }, fd };
+      const [body, out = -1] = (REQUESTS[req.op] as Row<Request>)(c, req, fd);
+      return { body: { ok: true, op: req.op, ...body }, fd: out };
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
-      log('warn', 'refused', { ...c.peer, op: req.op, path, code: e.code, message: e.message });
+      log('warn', 'refused', { ...req, ...c.peer, code: e.code, message: e.message }); // ours win
       return refusal(req.op, e.code, e.message);
     }
   }
@@ -157,7 +145,9 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
         try {
           sent = fdpass.send(c.fd, Buffer.from(JSON.stringify(body)), fd >= 0 ? fd : undefined);
         } catch (e) {
-          return drop(c, { reason: (e as NodeJS.ErrnoException).code });
+          // a refused peer that hung up first is still logged as refused, at its level
+          const errno = (e as NodeJS.ErrnoException).code;
+          return drop(c, { reason: close?.[1] ?? errno, errno }, close?.[0]);
         }
         if (!sent) return c.watcher.start(false, true);
         if (fd >= 0) fdpass.close(fd);
@@ -177,22 +167,22 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       }
       let msg: fdpass.Received | null;
       try {
-        msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 0);
+        msg = fdpass.recv(c.fd, MAX_REQUEST_BYTES + 1, 1);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code; // ECTRUNC: more descriptors than fit; the addon closed them all
         if (code !== 'ECTRUNC') return drop(c, { reason: code });
-        c.out = violation('bad_request', 'requests must not carry descriptors');
+        c.out = violation('bad_request', 'a request carries at most one descriptor');
         continue;
       }
       if (msg === null) return c.watcher.start(true, false);
       if (msg.data.length === 0) return drop(c, { reason: 'peer closed' });
       c.tokens -= 1;
-      c.out = handle(c, msg.data, msg.truncated, msg.closed);
+      c.out = handle(c, msg.data, msg.truncated, msg.fd, msg.closed);
+      if (msg.fd >= 0) fdpass.close(msg.fd);
     }
   }
 
-  // The listening Watcher is used in here, so its callback (which the addon holds strongly) keeps it
-  // alive: an unreferenced Watcher is closed when garbage-collected and the helper would go deaf.
+  // listener is used in here: its callback (held by the addon) keeps it from the GC (deaf else).
   function accept(): void {
     for (;;) {
       let fd: number;
@@ -206,39 +196,36 @@ export function serve(listenFd: number, getPolicy: () => Policy, limits: Limits)
       if (fd < 0) return;
       const cred = fdpass.peerCred(fd);
       const policy = getPolicy();
-      const stranger = cred.uid !== policy.agentUid;
-      if (stranger || conns.size >= limits.connections) {
-        const code = stranger ? 'peer' : 'io';
-        const why = stranger
-          ? `uid ${cred.uid} is not the agent user`
-          : `more than ${limits.connections} connections`;
-        try {
-          fdpass.send(fd, Buffer.from(JSON.stringify(refusal(null, code, why).body)));
-        } catch {
-          /* closing anyway */
-        }
-        fdpass.close(fd);
-        log('warn', stranger ? 'peer_refused' : 'too_many_connections', { ...cred, message: why });
-        continue;
-      }
-      const audit = cred.gid === policy.auditGid || fdpass.peerGroups(fd).includes(policy.auditGid);
       const c: Conn = {
         fd,
         peer: { pid: cred.pid, uid: cred.uid },
-        audit,
+        audit: false,
         policy,
         hello: false,
         tokens: limits.burst,
         at: Date.now(),
         out: null,
         paused: false,
-        watches: [],
         watcher: new fdpass.Watcher(fd, (status) =>
           status < 0 ? drop(c, { reason: `poll error ${status}` }) : pump(c),
         ),
       };
+      // A stranger or a connection over the limit gets its refusal and is closed by pump, as any.
+      if (cred.uid !== policy.agentUid)
+        c.out = refusal(null, 'peer', `uid ${cred.uid} is not the agent user`, [
+          'warn',
+          'peer_refused',
+        ]);
+      else if (conns.size >= limits.connections)
+        c.out = refusal(null, 'io', `more than ${limits.connections} connections`, [
+          'warn',
+          'too_many_connections',
+        ]);
+      else {
+        c.audit = cred.gid === policy.auditGid || fdpass.peerGroups(fd).includes(policy.auditGid);
+        log('info', 'connected', { ...c.peer, audit: c.audit });
+      }
       conns.add(c);
-      log('info', 'connected', { ...c.peer, audit });
       pump(c);
     }
   }

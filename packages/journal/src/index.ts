@@ -46,7 +46,26 @@ export interface JournalAddon {
   dup(fd: number): number;
   /** null when libsystemd.so.0 loads, else why not. */
   unavailable(): string | null;
+  /** For tests of the encoding, no journal needed: an encoder with open()'s options; `cache`
+   *  false encodes every field afresh (the reference the cached path is compared with). */
+  encoder(
+    tail: string,
+    maxValueBytes: number,
+    lists: string[][],
+    triggers: readonly string[],
+    cache: boolean,
+  ): JournalEncoder;
+  /** One entry (`NAME=value` fields) as read() would write it: [line, message start, message end,
+   *  bits], or null when the lists leave it out. */
+  encodeEntry(
+    e: JournalEncoder,
+    cursor: string,
+    fields: Buffer[],
+  ): [Buffer, number, number, number] | null;
 }
+
+/** An encoder of journal entries without a journal (JournalAddon.encoder). */
+export type JournalEncoder = { readonly __encoder: unique symbol };
 
 let loaded: JournalAddon | null = null;
 

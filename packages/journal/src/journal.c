@@ -35,7 +35,6 @@ static struct {
   int (*previous)(sd_journal *);
   int (*seek_cursor)(sd_journal *, const char *);
   int (*get_cursor)(sd_journal *, char **);
-  int (*get_realtime_usec)(sd_journal *, uint64_t *);
   void (*restart_data)(sd_journal *);
   int (*enumerate_data)(sd_journal *, const void **, size_t *);
   int (*set_data_threshold)(sd_journal *, size_t);
@@ -44,25 +43,42 @@ static struct {
 // The bytes of one cursor slot in the caller's cursor buffer (a cursor is at most 145 bytes).
 #define CURSOR_STRIDE 160
 
-// Where one field of the entry being encoded lies in the handle's field arena.
+// One field of the entry being encoded: its name and value within its slot's copy.
 typedef struct {
-  size_t name, name_len, value, value_len;
+  const char *name, *value;
+  size_t name_len, value_len;
   // The entry's first field of this name (an index), how many it has (on the first), and the next
   // field of this name (0: none; a later field never has index 0).
   uint32_t first, count, next;
 } field;
+
+// The k-th field of the entries read, kept from one entry to the next: journald stores each
+// distinct `NAME=value` once and entries of one stream hold the same fields in the same order,
+// mostly with the same values (boot id, host, unit, command line...). A field whose bytes equal
+// its slot's is not copied again, and its value's JSON (with its flags and trigger bit) is
+// copied from the slot rather than escaped and scanned again.
+typedef struct {
+  char *raw;  // `NAME=value` as libsystemd gave it
+  size_t raw_len, raw_cap, name_len;
+  char *json;  // the value as put_value_text wrote it, when json_ok
+  size_t json_len, json_cap;
+  int json_ok, flags, slow, secret;
+} slot;
 
 // Buckets of the per-entry table that finds a field's earlier namesake (collect).
 #define NAME_BUCKETS 64
 
 typedef struct {
   sd_journal *j;
-  // Per-field arena (the entry's fields copied out: libsystemd's data pointers last only until the
-  // next enumerate call), the field table, and the entry's encoded JSON line.
-  char *arena;
-  size_t arena_len, arena_cap;
+  // The entry's fields (each copied into its slot: libsystemd's data pointers last only until the
+  // next enumerate call), and the entry's encoded JSON line. `layout_ok`: the namesake links and
+  // known[] below are those of the entry's names (same names in the same places as the last one).
   field *fields;
+  slot *slots;
   size_t n_fields, fields_cap;
+  size_t last_n_fields;
+  int layout_ok, names_changed;
+  int no_cache;    // encoder()'s reference: every field copied, encoded and linked afresh
   int32_t *chain;  // per field: the next first-of-its-name field in its bucket (collect)
   uint32_t *last;  // per first field: the last field of its name
   char *line;
@@ -140,7 +156,6 @@ static int load_libsystemd(char *why, size_t why_len) {
   SYM(previous, "sd_journal_previous");
   SYM(seek_cursor, "sd_journal_seek_cursor");
   SYM(get_cursor, "sd_journal_get_cursor");
-  SYM(get_realtime_usec, "sd_journal_get_realtime_usec");
   SYM(restart_data, "sd_journal_restart_data");
   SYM(enumerate_data, "sd_journal_enumerate_data");
   SYM(set_data_threshold, "sd_journal_set_data_threshold");
@@ -202,11 +217,10 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
 // is one that redaction's built-in patterns leave alone (redact.ts, PREFILTER_TRIGGERS).
 static inline unsigned lower(unsigned char c) { return c | ((unsigned)(c - 'A') < 26u ? 0x20 : 0); }
 
-static void scan_secret(reader *r, size_t from) {
-  if (r->secret || r->n_triggers == 0 || r->line_len - from < 2) return;
-  const unsigned char *t = (const unsigned char *)r->line;
-  unsigned prev = lower(t[from]);
-  for (size_t i = from + 1; i < r->line_len; i++) {
+static int has_trigger(const reader *r, const unsigned char *t, size_t n) {
+  if (r->n_triggers == 0 || n < 2) return 0;
+  unsigned prev = lower(t[0]);
+  for (size_t i = 1; i < n; i++) {
     unsigned c = lower(t[i]);
     unsigned pair = prev << 8 | c;
     prev = c;
@@ -214,13 +228,16 @@ static void scan_secret(reader *r, size_t from) {
     for (size_t k = 0; k < r->n_triggers; k++) {  // a word starting at i - 1
       const char *w = r->triggers[k];
       size_t j = 0;
-      while (w[j] && i - 1 + j < r->line_len && lower(t[i - 1 + j]) == (unsigned char)w[j]) j++;
-      if (w[j] == 0) {
-        r->secret = 1;
-        return;
-      }
+      while (w[j] && i - 1 + j < n && lower(t[i - 1 + j]) == (unsigned char)w[j]) j++;
+      if (w[j] == 0) return 1;
     }
   }
+  return 0;
+}
+
+static void scan_secret(reader *r, size_t from) {
+  if (!r->secret && has_trigger(r, (const unsigned char *)r->line + from, r->line_len - from))
+    r->secret = 1;
 }
 
 static void put_base64(reader *r, const unsigned char *s, size_t n) {
@@ -342,84 +359,112 @@ static int put_value(reader *r, const unsigned char *s, size_t n, int *slow) {
 
 // ---- one entry ----
 
-static int name_is(const reader *r, const field *f, const char *name) {
-  size_t n = strlen(name);
-  return f->name_len == n && memcmp(r->arena + f->name, name, n) == 0;
+static int same_name(const field *a, const field *b) {
+  return a->name_len == b->name_len && memcmp(a->name, b->name, a->name_len) == 0;
 }
 
-static int same_name(const reader *r, const field *a, const field *b) {
-  return a->name_len == b->name_len &&
-         memcmp(r->arena + a->name, r->arena + b->name, a->name_len) == 0;
-}
-
-// The fields encode() and the filters look at, found in one pass over the entry (collect).
-static const char *const KNOWN[] = {"MESSAGE",  "PRIORITY",   "_SYSTEMD_UNIT", "_HOSTNAME",
-                                    "_BOOT_ID", "_TRANSPORT", "_MACHINE_ID",   "SYSLOG_IDENTIFIER",
-                                    "_COMM",    "_PID"};
-#define N_KNOWN (sizeof KNOWN / sizeof KNOWN[0])
+// The fields encode() and the filters look at, found in one pass over the entry (collect_end).
+enum {
+  K_MESSAGE,
+  K_PRIORITY,
+  K_UNIT,
+  K_HOSTNAME,
+  K_BOOT_ID,
+  K_TRANSPORT,
+  K_MACHINE_ID,
+  K_IDENTIFIER,
+  K_COMM,
+  K_PID,
+  N_KNOWN
+};
+static const char *const KNOWN[N_KNOWN] = {
+    "MESSAGE",    "PRIORITY",    "_SYSTEMD_UNIT",     "_HOSTNAME", "_BOOT_ID",
+    "_TRANSPORT", "_MACHINE_ID", "SYSLOG_IDENTIFIER", "_COMM",     "_PID"};
 static const size_t KNOWN_LEN[N_KNOWN] = {7, 8, 13, 9, 8, 10, 11, 17, 5, 4};
 
-// The one field named `name` (NULL when absent or repeated: a repeated field is shipped as it is).
-static const field *single(const reader *r, const char *name) {
-  for (size_t i = 0; i < N_KNOWN; i++)
-    if (KNOWN[i] == name || strcmp(KNOWN[i], name) == 0)
-      return r->known_count[i] == 1 ? r->known[i] : NULL;
-  return NULL;
+// The one field KNOWN[i] (NULL when absent or repeated: a repeated field is shipped as it is).
+static const field *single(const reader *r, int i) {
+  return r->known_count[i] == 1 ? r->known[i] : NULL;
 }
 
 static int in_list(const reader *r, int which, const field *f) {
   if (f == NULL) return 0;
   for (size_t i = 0; i < r->list_len[which]; i++) {
     const char *s = r->lists[which][i];
-    if (strlen(s) == f->value_len && memcmp(s, r->arena + f->value, f->value_len) == 0) return 1;
+    if (strlen(s) == f->value_len && memcmp(s, f->value, f->value_len) == 0) return 1;
   }
   return 0;
 }
 
-// Copies the current entry's fields into the arena. Returns 0, or a negative errno.
-static int collect(reader *r) {
-  r->arena_len = 0;
+// collect: before the entry's first field.
+static void collect_begin(reader *r) {
+  r->names_changed = !r->layout_ok || r->no_cache;
+  r->layout_ok = 0;  // until collect_end
   r->n_fields = 0;
-  sd.restart_data(r->j);
-  const void *data;
-  size_t len;
-  int e;
-  while ((e = sd.enumerate_data(r->j, &data, &len)) > 0) {
-    const char *eq = memchr(data, '=', len);
-    if (eq == NULL) continue;  // not a field (libsystemd never returns one)
-    if (reserve(&r->arena, &r->arena_cap, r->arena_len + len) < 0) return -ENOMEM;
-    if (r->n_fields == r->fields_cap) {
-      size_t cap = r->fields_cap ? r->fields_cap * 2 : 64;
-      field *f = realloc(r->fields, cap * sizeof *f);
-      if (f == NULL) return -ENOMEM;
-      r->fields = f;
-      const field **b = realloc(r->b64, (cap + 1) * sizeof *b);
-      if (b == NULL) return -ENOMEM;
-      r->b64 = b;
-      int32_t *c = realloc(r->chain, cap * sizeof *c);
-      if (c == NULL) return -ENOMEM;
-      r->chain = c;
-      uint32_t *l = realloc(r->last, cap * sizeof *l);
-      if (l == NULL) return -ENOMEM;
-      r->last = l;
-      r->fields_cap = cap;
-    }
-    memcpy(r->arena + r->arena_len, data, len);
-    field *f = &r->fields[r->n_fields++];
-    f->name = r->arena_len;
-    f->name_len = (const char *)eq - (const char *)data;
-    f->value = r->arena_len + f->name_len + 1;
-    f->value_len = len - f->name_len - 1;
-    r->arena_len += len;
+}
+
+// collect: the entry's next field, `NAME=value` (len bytes). Returns 0, or -ENOMEM.
+static int collect_add(reader *r, const char *data, size_t len) {
+  if (r->n_fields == r->fields_cap) {
+    size_t cap = r->fields_cap ? r->fields_cap * 2 : 64;
+    field *f = realloc(r->fields, cap * sizeof *f);
+    if (f == NULL) return -ENOMEM;
+    r->fields = f;
+    slot *sl = realloc(r->slots, cap * sizeof *sl);
+    if (sl == NULL) return -ENOMEM;
+    memset(sl + r->fields_cap, 0, (cap - r->fields_cap) * sizeof *sl);
+    r->slots = sl;
+    const field **b = realloc(r->b64, (cap + 1) * sizeof *b);
+    if (b == NULL) return -ENOMEM;
+    r->b64 = b;
+    int32_t *c = realloc(r->chain, cap * sizeof *c);
+    if (c == NULL) return -ENOMEM;
+    r->chain = c;
+    uint32_t *l = realloc(r->last, cap * sizeof *l);
+    if (l == NULL) return -ENOMEM;
+    r->last = l;
+    r->fields_cap = cap;
+    r->names_changed = 1;  // known[] points into the old table
   }
-  if (e < 0) return e;
+  slot *sl = &r->slots[r->n_fields];
+  if (r->no_cache || sl->raw_len == 0 || len != sl->raw_len || memcmp(data, sl->raw, len) != 0) {
+    size_t name_len = sl->name_len;
+    if (r->no_cache || sl->raw_len == 0 || len <= name_len || data[name_len] != '=' ||
+        memcmp(data, sl->raw, name_len) != 0) {  // another name than this slot's last one
+      const char *eq = memchr(data, '=', len);
+      if (eq == NULL) return 0;  // not a field (libsystemd never returns one)
+      name_len = (size_t)(eq - data);
+      r->names_changed = 1;
+    }
+    sl->raw_len = 0;  // until the copy is whole
+    sl->json_ok = 0;
+    if (reserve(&sl->raw, &sl->raw_cap, len) < 0) return -ENOMEM;
+    memcpy(sl->raw, data, len);
+    sl->raw_len = len;
+    sl->name_len = name_len;
+  }
+  field *f = &r->fields[r->n_fields++];
+  f->name = sl->raw;
+  f->name_len = sl->name_len;
+  f->value = sl->raw + sl->name_len + 1;
+  f->value_len = sl->raw_len - sl->name_len - 1;
+  return 0;
+}
+
+// collect: after the entry's last field. Links each field to its first namesake and finds the
+// KNOWN fields, unless the entry's names are the last entry's (then the links are the same).
+static void collect_end(reader *r) {
+  if (r->n_fields != r->last_n_fields) r->names_changed = 1;
+  r->last_n_fields = r->n_fields;
+  r->layout_ok = 1;
+  if (!r->names_changed) return;
   // Each field's first namesake, in one pass: a small hash table of the names seen, by length and
   // first and last character (journald's names are upper case, digits and '_').
   int32_t bucket[NAME_BUCKETS];
   memset(bucket, -1, sizeof bucket);
   for (size_t k = 0; k < r->n_fields; k++) {
     field *f = &r->fields[k];
-    const unsigned char *nm = (const unsigned char *)r->arena + f->name;
+    const unsigned char *nm = (const unsigned char *)f->name;
     size_t h =
         (f->name_len * 31 + (f->name_len ? nm[0] * 7u + nm[f->name_len - 1] : 0)) % NAME_BUCKETS;
     f->first = (uint32_t)k;
@@ -427,7 +472,7 @@ static int collect(reader *r) {
     f->next = 0;
     // the bucket's first fields, linked through chain[]
     int32_t j = bucket[h];
-    while (j >= 0 && !same_name(r, &r->fields[j], f)) j = r->chain[j];
+    while (j >= 0 && !same_name(&r->fields[j], f)) j = r->chain[j];
     if (j < 0) {
       r->chain[k] = bucket[h];
       bucket[h] = (int32_t)k;
@@ -439,11 +484,11 @@ static int collect(reader *r) {
     r->fields[first->next == 0 ? (uint32_t)j : r->last[j]].next = (uint32_t)k;
     r->last[j] = (uint32_t)k;
   }
-  // The KNOWN fields, by index into r->fields (the table may have moved while it grew).
+  // The KNOWN fields: the first of each name, and how many there are.
   memset(r->known_count, 0, sizeof r->known_count);
   for (size_t k = 0; k < r->n_fields; k++) {
     const field *f = &r->fields[k];
-    const char *name = r->arena + f->name;
+    const char *name = f->name;
     if (f->name_len < 4 || (name[0] != '_' && name[0] != 'M' && name[0] != 'P' && name[0] != 'S'))
       continue;
     for (size_t i = 0; i < N_KNOWN; i++) {
@@ -452,7 +497,45 @@ static int collect(reader *r) {
       break;
     }
   }
+}
+
+// Copies the current entry's fields into their slots. Returns 0, or a negative errno.
+static int collect(reader *r) {
+  collect_begin(r);
+  sd.restart_data(r->j);
+  const void *data;
+  size_t len;
+  int e;
+  while ((e = sd.enumerate_data(r->j, &data, &len)) > 0)
+    if ((e = collect_add(r, data, len)) < 0) return e;
+  if (e < 0) return e;
+  collect_end(r);
   return 0;
+}
+
+// A field's value as a JSON string (put_value), from its slot when the value was encoded before.
+static int put_field(reader *r, const field *f, int *slow) {
+  slot *sl = &r->slots[f - r->fields];
+  if (!sl->json_ok) {
+    size_t from = r->line_len;
+    int value_slow = 0;
+    int flags = put_value_text(r, (const unsigned char *)f->value, f->value_len, &value_slow);
+    if (r->oom) return flags;
+    size_t n = r->line_len - from;
+    sl->flags = flags;
+    sl->slow = value_slow;
+    sl->secret = has_trigger(r, (const unsigned char *)r->line + from, n);
+    if (!r->no_cache && reserve(&sl->json, &sl->json_cap, n) == 0) {
+      memcpy(sl->json, r->line + from, n);
+      sl->json_len = n;
+      sl->json_ok = 1;
+    }
+  } else {
+    put(r, sl->json, sl->json_len);
+  }
+  *slow |= sl->slow;
+  r->secret |= sl->secret;
+  return sl->flags;
 }
 
 static int note_b64(reader *r, const field *f, int flags) {
@@ -503,11 +586,39 @@ static const char *const SEVERITIES[] = {"emerg",   "alert",  "crit", "err",
                                          "warning", "notice", "info", "debug"};
 
 // The mapped fields, shipped under guard's names rather than the journal's.
-static const char *const MAPPED[][2] = {
-    {"_SYSTEMD_UNIT", "unit"},   {"_HOSTNAME", "hostname"},     {"_BOOT_ID", "boot_id"},
-    {"_TRANSPORT", "transport"}, {"_MACHINE_ID", "machine_id"}, {"SYSLOG_IDENTIFIER", "program"},
+static const struct {
+  int known;
+  const char *key;
+} MAPPED[] = {
+    {K_UNIT, "unit"},           {K_HOSTNAME, "hostname"},     {K_BOOT_ID, "boot_id"},
+    {K_TRANSPORT, "transport"}, {K_MACHINE_ID, "machine_id"}, {K_IDENTIFIER, "program"},
 };
 #define N_MAPPED (sizeof MAPPED / sizeof MAPPED[0])
+
+// Writes n in decimal at o; returns the length.
+static size_t put_u64(char *o, uint64_t n) {
+  char tmp[24];
+  size_t len = 0;
+  do tmp[len++] = (char)('0' + n % 10);
+  while ((n /= 10) != 0);
+  for (size_t k = 0; k < len; k++) o[k] = tmp[len - 1 - k];
+  return len;
+}
+
+// The value of hex digits at s (up to the first non-hex character).
+static uint64_t parse_hex(const char *s) {
+  uint64_t v = 0;
+  for (;; s++) {
+    unsigned c = (unsigned char)*s, d;
+    if (c - '0' < 10u)
+      d = c - '0';
+    else if ((c | 0x20) - 'a' < 6u)
+      d = (c | 0x20) - 'a' + 10;
+    else
+      return v;
+    v = v << 4 | d;
+  }
+}
 
 // Encodes the current entry (its fields collected) as one event line. `cursor` is its cursor.
 // Returns the event's flags; meta gets the message's place in the line and the entry's bits.
@@ -515,73 +626,71 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
   int slow = 0, flags = 0;
   r->line_len = 0;
   r->secret = 0;
-  // id and offset from the cursor's seqnum id (s=) and seqnum (i=, hex)
-  const char *s = strstr(cursor, "s=");
-  const char *i = strstr(cursor, ";i=");
-  size_t s_len = s ? strcspn(s + 2, ";") : 0;
-  unsigned long long seqnum = i ? strtoull(i + 3, NULL, 16) : 0;
-  char num[32];
-  int num_len = snprintf(num, sizeof num, "%llu", seqnum);
+  // id and offset from the cursor's seqnum id (s=) and seqnum (i=, hex); libsystemd writes them
+  // first, as `s=…;i=…;`
+  const char *s = NULL, *i = NULL;
+  size_t s_len = 0;
+  if (cursor[0] == 's' && cursor[1] == '=') {
+    s = cursor;
+    s_len = strcspn(s + 2, ";");
+    if (s[2 + s_len] == ';' && s[3 + s_len] == 'i' && s[4 + s_len] == '=') i = s + 2 + s_len;
+  }
+  if (s == NULL) s = strstr(cursor, "s=");
+  if (i == NULL) i = strstr(cursor, ";i=");
+  if (s != NULL) s_len = strcspn(s + 2, ";");
+  uint64_t seqnum = i ? parse_hex(i + 3) : 0;
+  char num[24];
+  size_t num_len = put_u64(num, seqnum);
   PUTS(r, "{\"id\":\"");
   if (s) put(r, s + 2, s_len);
   PUTS(r, ":");
-  put(r, num, (size_t)num_len);
+  put(r, num, num_len);
   PUTS(r, "\",\"time\":");
   put_time(r, usec);
   PUTS(r, ",\"offset\":");
-  put(r, num, (size_t)num_len);
+  put(r, num, num_len);
   PUTS(r, ",\"message\":");
-  const field *message = NULL;
-  for (size_t k = 0; k < r->n_fields; k++)
-    if (name_is(r, &r->fields[k], "MESSAGE")) {
-      message = &r->fields[k];
-      break;
-    }
-  int message_single = message != NULL && single(r, "MESSAGE") == message;
+  const field *message = r->known_count[K_MESSAGE] ? r->known[K_MESSAGE] : NULL;
+  int message_single = r->known_count[K_MESSAGE] == 1;
   meta[0] = (int32_t)r->line_len;
   r->n_b64 = 0;
   if (message)
-    flags |= note_b64(
-        r, message,
-        put_value(r, (const unsigned char *)r->arena + message->value, message->value_len, &slow));
+    flags |= note_b64(r, message, put_field(r, message, &slow));
   else
     PUTS(r, "\"\"");
   meta[1] = (int32_t)r->line_len;
   PUTS(r, ",\"fields\":{");
   int first = 1;
-  const field *prio = single(r, "PRIORITY");
-  int severity =
-      prio && prio->value_len == 1 && r->arena[prio->value] >= '0' && r->arena[prio->value] <= '7';
+  const field *prio = single(r, K_PRIORITY);
+  int severity = prio && prio->value_len == 1 && prio->value[0] >= '0' && prio->value[0] <= '7';
   if (severity) {
     put_key(r, "severity", &first);
     PUTS(r, "\"");
-    const char *name = SEVERITIES[r->arena[prio->value] - '0'];
+    const char *name = SEVERITIES[prio->value[0] - '0'];
     put(r, name, strlen(name));
     PUTS(r, "\"");
   }
   const field *mapped[N_MAPPED];
   for (size_t m = 0; m < N_MAPPED; m++) {
-    mapped[m] = single(r, MAPPED[m][0]);
+    mapped[m] = single(r, MAPPED[m].known);
     if (mapped[m] == NULL) continue;
-    put_key(r, MAPPED[m][1], &first);
-    flags |= note_b64(r, mapped[m],
-                      put_value(r, (const unsigned char *)r->arena + mapped[m]->value,
-                                mapped[m]->value_len, &slow));
+    put_key(r, MAPPED[m].key, &first);
+    flags |= note_b64(r, mapped[m], put_field(r, mapped[m], &slow));
   }
   if (mapped[N_MAPPED - 1] == NULL) {  // no SYSLOG_IDENTIFIER: the program is the process's name
-    const field *comm = single(r, "_COMM");
+    const field *comm = single(r, K_COMM);
     if (comm) {
       put_key(r, "program", &first);
-      flags |= put_value(r, (const unsigned char *)r->arena + comm->value, comm->value_len, &slow);
+      flags |= put_field(r, comm, &slow);
     }
   }
-  const field *pid = single(r, "_PID");
+  const field *pid = single(r, K_PID);
   int pid_numeric = pid && pid->value_len > 0 && pid->value_len <= 10;
   for (size_t k = 0; pid_numeric && k < pid->value_len; k++)
-    if (r->arena[pid->value + k] < '0' || r->arena[pid->value + k] > '9') pid_numeric = 0;
+    if (pid->value[k] < '0' || pid->value[k] > '9') pid_numeric = 0;
   if (pid_numeric) {
     put_key(r, "pid", &first);
-    put(r, r->arena + pid->value, pid->value_len);
+    put(r, pid->value, pid->value_len);
   }
   // Every other field by its journal name (upper case: no clash with the names above); a repeated
   // one as an array of its values in the order the entry holds them.
@@ -596,13 +705,12 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     size_t count = f->count;
     if (!first) PUTS(r, ",");
     first = 0;
-    if (is_field_name(r->arena + f->name, f->name_len)) {
+    if (is_field_name(f->name, f->name_len)) {
       PUTS(r, "\"");
-      put(r, r->arena + f->name, f->name_len);
+      put(r, f->name, f->name_len);
       PUTS(r, "\"");
     } else {  // not a name journald accepts: a damaged or forged file
-      flags |=
-          F_ESCAPED | put_value(r, (const unsigned char *)r->arena + f->name, f->name_len, &slow);
+      flags |= F_ESCAPED | put_value(r, (const unsigned char *)f->name, f->name_len, &slow);
     }
     PUTS(r, ":");
     if (count > 1) PUTS(r, "[");
@@ -610,8 +718,7 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     int binary = 0;
     for (size_t q = k; done < count; q = r->fields[q].next) {
       if (done++) PUTS(r, ",");
-      binary |= put_value(r, (const unsigned char *)r->arena + r->fields[q].value,
-                          r->fields[q].value_len, &slow);
+      binary |= put_field(r, &r->fields[q], &slow);
     }
     flags |= binary;
     if (binary & F_BASE64) r->b64[r->n_b64++] = f;
@@ -623,8 +730,7 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
     for (size_t k = 0; k < r->n_b64; k++) {
       int ignored = 0;
       if (k) PUTS(r, ",");
-      put_value(r, (const unsigned char *)r->arena + r->b64[k]->name, r->b64[k]->name_len,
-                &ignored);
+      put_value(r, (const unsigned char *)r->b64[k]->name, r->b64[k]->name_len, &ignored);
     }
     PUTS(r, "]");
   }
@@ -648,12 +754,33 @@ static void encode(reader *r, const char *cursor, uint64_t usec, int32_t meta[3]
       (slow ? BIT_SLOW : 0) | (flags ? BIT_FLAGS : 0) | (r->secret || r->mark_all ? BIT_SECRET : 0);
 }
 
+// After collect(): 0 when the include/exclude lists leave the entry out, else 1 with the entry
+// encoded in r->line (meta: see read), or -ENOMEM.
+static int filter_encode(reader *r, const char *cursor, int32_t meta[3]) {
+  const field *unit = single(r, K_UNIT);
+  const field *ident = single(r, K_IDENTIFIER);
+  int keep = 1;
+  if (r->list_len[INCLUDE_UNITS] || r->list_len[INCLUDE_IDS])
+    keep = in_list(r, INCLUDE_UNITS, unit) || in_list(r, INCLUDE_IDS, ident);
+  if (in_list(r, EXCLUDE_UNITS, unit) || in_list(r, EXCLUDE_IDS, ident)) keep = 0;
+  if (!keep) return 0;
+  // the entry's realtime, as sd_journal_get_realtime_usec would read it again
+  const char *t = strstr(cursor, ";t=");
+  r->oom = 0;
+  encode(r, cursor, t ? parse_hex(t + 3) : 0, meta);
+  return r->oom ? -ENOMEM : 1;
+}
+
 // ---- N-API ----
 
 static void reader_free(reader *r) {
   if (r->j) sd.close(r->j);
   r->j = NULL;
-  free(r->arena);
+  for (size_t k = 0; k < r->fields_cap; k++) {
+    free(r->slots[k].raw);
+    free(r->slots[k].json);
+  }
+  free(r->slots);
   free(r->fields);
   free(r->chain);
   free(r->last);
@@ -699,6 +826,55 @@ static char *get_string(napi_env env, napi_value v) {
   return s;
 }
 
+// A reader's encoding options from open()'s arguments (tail, maxValueBytes, lists, triggers, at
+// argv[0..3]); NULL when out of memory.
+static reader *reader_new(napi_env env, napi_value *argv, size_t argc) {
+  reader *r = calloc(1, sizeof *r);
+  if (r == NULL) return NULL;
+  r->tail = get_string(env, argv[0]);
+  r->tail_len = r->tail ? strlen(r->tail) : 0;
+  int64_t max_value = 0;
+  napi_get_value_int64(env, argv[1], &max_value);
+  r->max_value = max_value > 0 ? (size_t)max_value : 65536;
+  for (int w = 0; w < 4; w++) {
+    napi_value list;
+    uint32_t len = 0;
+    if (napi_get_element(env, argv[2], w, &list) != napi_ok ||
+        napi_get_array_length(env, list, &len) != napi_ok)
+      len = 0;
+    r->lists[w] = calloc(len + 1, sizeof(char *));
+    for (uint32_t i = 0; i < len && r->lists[w]; i++) {
+      napi_value e;
+      napi_get_element(env, list, i, &e);
+      char *s = get_string(env, e);
+      if (s) r->lists[w][r->list_len[w]++] = s;
+    }
+  }
+  // Fails closed: a word that cannot be taken (no memory, not a string, shorter than two bytes)
+  // marks every entry, so that none escapes redaction unlooked at.
+  uint32_t n_triggers = 0;
+  if (argc >= 4 && napi_get_array_length(env, argv[3], &n_triggers) == napi_ok && n_triggers > 0) {
+    r->triggers = calloc(n_triggers, sizeof(char *));
+    if (r->triggers == NULL) r->mark_all = 1;
+    for (uint32_t i = 0; i < n_triggers && r->triggers; i++) {
+      napi_value e;
+      napi_get_element(env, argv[3], i, &e);
+      char *w = get_string(env, e);
+      if (w == NULL || w[0] == 0 || w[1] == 0 ||
+          (r->trigger_pairs == NULL && (r->trigger_pairs = calloc(1, 65536)) == NULL)) {
+        free(w);
+        r->mark_all = 1;
+        continue;
+      }
+      for (char *c = w; *c; c++)
+        if (*c >= 'A' && *c <= 'Z') *c |= 0x20;
+      r->trigger_pairs[(unsigned char)w[0] << 8 | (unsigned char)w[1]] = 1;
+      r->triggers[r->n_triggers++] = w;
+    }
+  }
+  return r;
+}
+
 // open(fds: number[], tail: string, maxValueBytes: number, lists: string[][4], triggers: string[])
 // → handle
 static napi_value js_open(napi_env env, napi_callback_info info) {
@@ -725,49 +901,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  reader *r = calloc(1, sizeof *r);
+  reader *r = reader_new(env, argv + 1, argc - 1);
   if (r == NULL) return throw_errno(env, ENOMEM, "open");
-  r->tail = get_string(env, argv[1]);
-  r->tail_len = r->tail ? strlen(r->tail) : 0;
-  int64_t max_value = 0;
-  napi_get_value_int64(env, argv[2], &max_value);
-  r->max_value = max_value > 0 ? (size_t)max_value : 65536;
-  for (int w = 0; w < 4; w++) {
-    napi_value list;
-    uint32_t len = 0;
-    if (napi_get_element(env, argv[3], w, &list) != napi_ok ||
-        napi_get_array_length(env, list, &len) != napi_ok)
-      len = 0;
-    r->lists[w] = calloc(len + 1, sizeof(char *));
-    for (uint32_t i = 0; i < len && r->lists[w]; i++) {
-      napi_value e;
-      napi_get_element(env, list, i, &e);
-      char *s = get_string(env, e);
-      if (s) r->lists[w][r->list_len[w]++] = s;
-    }
-  }
-  // Fails closed: a word that cannot be taken (no memory, not a string, shorter than two bytes)
-  // marks every entry, so that none escapes redaction unlooked at.
-  uint32_t n_triggers = 0;
-  if (argc >= 5 && napi_get_array_length(env, argv[4], &n_triggers) == napi_ok && n_triggers > 0) {
-    r->triggers = calloc(n_triggers, sizeof(char *));
-    if (r->triggers == NULL) r->mark_all = 1;
-    for (uint32_t i = 0; i < n_triggers && r->triggers; i++) {
-      napi_value e;
-      napi_get_element(env, argv[4], i, &e);
-      char *w = get_string(env, e);
-      if (w == NULL || w[0] == 0 || w[1] == 0 ||
-          (r->trigger_pairs == NULL && (r->trigger_pairs = calloc(1, 65536)) == NULL)) {
-        free(w);
-        r->mark_all = 1;
-        continue;
-      }
-      for (char *c = w; *c; c++)
-        if (*c >= 'A' && *c <= 'Z') *c |= 0x20;
-      r->trigger_pairs[(unsigned char)w[0] << 8 | (unsigned char)w[1]] = 1;
-      r->triggers[r->n_triggers++] = w;
-    }
-  }
   int e = sd.open_files_fd(&r->j, fds, n_fds, 0);
   if (e < 0) {  // the descriptors are still ours (the caller's) to close
     r->j = NULL;
@@ -965,6 +1100,7 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
   uint32_t count = 0, filtered = 0, at_end = 0;
   double need = 0;
   char consumed[CURSOR_STRIDE] = "";
+  int consumed_emitted = 0;  // the last entry consumed is slot count - 1's (else `consumed`)
   int err = 0;
   while (count < max_entries) {
     if (!r->pending) {
@@ -990,29 +1126,21 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
       }
       strcpy(r->pending_cursor, c);
       free(c);
-      uint64_t usec = 0;
-      sd.get_realtime_usec(r->j, &usec);
       e = collect(r);
       if (e < 0) {
         err = -e;
         break;
       }
-      const field *unit = single(r, "_SYSTEMD_UNIT");
-      const field *ident = single(r, "SYSLOG_IDENTIFIER");
-      int keep = 1;
-      if (r->list_len[INCLUDE_UNITS] || r->list_len[INCLUDE_IDS])
-        keep = in_list(r, INCLUDE_UNITS, unit) || in_list(r, INCLUDE_IDS, ident);
-      if (in_list(r, EXCLUDE_UNITS, unit) || in_list(r, EXCLUDE_IDS, ident)) keep = 0;
-      if (!keep) {
+      e = filter_encode(r, r->pending_cursor, r->pending_meta);
+      if (e < 0) {
+        err = -e;
+        break;
+      }
+      if (e == 0) {
         filtered++;
         strcpy(consumed, r->pending_cursor);
+        consumed_emitted = 0;
         continue;
-      }
-      r->oom = 0;
-      encode(r, r->pending_cursor, usec, r->pending_meta);
-      if (r->oom) {
-        err = ENOMEM;
-        break;
       }
       r->pending = 1;
     }
@@ -1025,11 +1153,12 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
     sizes[count] = (double)r->line_len;
     memcpy(meta + 3 * count, r->pending_meta, sizeof r->pending_meta);
     strcpy(cursors + (size_t)count * CURSOR_STRIDE, r->pending_cursor);  // NUL-terminated
-    strcpy(consumed, r->pending_cursor);
+    consumed_emitted = 1;
     r->pending = 0;
     count++;
   }
   if (err && count == 0 && filtered == 0) return throw_errno(env, err, "reading the journal");
+  if (consumed_emitted) strcpy(consumed, cursors + (size_t)(count - 1) * CURSOR_STRIDE);
   memset(cursors + (size_t)count * CURSOR_STRIDE, 0, CURSOR_STRIDE);
   strcpy(cursors + (size_t)count * CURSOR_STRIDE, consumed);
   napi_value result, v;
@@ -1043,6 +1172,78 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
   napi_create_double(env, need, &v);
   napi_set_element(env, result, 3, v);
   return result;
+}
+
+// For the unit tests of the encoding (no journal needed): encoder(tail, maxValueBytes, lists,
+// triggers, cache) → a handle encodeEntry() takes, with the slots' cache on or off (off: every
+// field copied, escaped and scanned afresh, the encoder as it was before the cache).
+static napi_value js_encoder(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool cache = true;
+  if (argc < 5 || napi_get_value_bool(env, argv[4], &cache) != napi_ok) {
+    napi_throw_type_error(env, NULL, "encoder(tail, maxValueBytes, lists, triggers, cache)");
+    return NULL;
+  }
+  reader *r = reader_new(env, argv, 4);
+  if (r == NULL) return throw_errno(env, ENOMEM, "encoder");
+  r->no_cache = !cache;
+  napi_value handle;
+  napi_create_external(env, r, finalize, NULL, &handle);
+  return handle;
+}
+
+// encodeEntry(encoder, cursor, fields: Buffer[]) → [line, messageStart, messageEnd, bits], or null
+// when the include/exclude lists leave the entry out. `fields` are `NAME=value`, as libsystemd
+// hands them out (one that holds no '=' is skipped, as read() skips it).
+static napi_value js_encode_entry(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  reader *r = NULL;
+  uint32_t n = 0;
+  char *cursor = argc >= 3 ? get_string(env, argv[1]) : NULL;
+  if (argc < 3 || napi_get_value_external(env, argv[0], (void **)&r) != napi_ok || r == NULL ||
+      r->j != NULL || cursor == NULL || napi_get_array_length(env, argv[2], &n) != napi_ok) {
+    free(cursor);
+    napi_throw_type_error(env, NULL, "encodeEntry(encoder, cursor, fields)");
+    return NULL;
+  }
+  collect_begin(r);
+  int e = 0;
+  for (uint32_t k = 0; k < n && e == 0; k++) {
+    napi_value v;
+    void *data;
+    size_t len;
+    if (napi_get_element(env, argv[2], k, &v) != napi_ok ||
+        napi_get_buffer_info(env, v, &data, &len) != napi_ok) {
+      free(cursor);
+      napi_throw_type_error(env, NULL, "fields must be Buffers");
+      return NULL;
+    }
+    e = collect_add(r, data, len);
+  }
+  int32_t meta[3] = {0, 0, 0};
+  if (e == 0) {
+    collect_end(r);
+    e = filter_encode(r, cursor, meta);
+  }
+  free(cursor);
+  if (e < 0) return throw_errno(env, -e, "encodeEntry");
+  napi_value out, v;
+  if (e == 0) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  napi_create_array_with_length(env, 4, &out);
+  napi_create_buffer_copy(env, r->line_len, r->line, NULL, &v);
+  napi_set_element(env, out, 0, v);
+  for (int k = 0; k < 3; k++) {
+    napi_create_int32(env, meta[k], &v);
+    napi_set_element(env, out, (uint32_t)k + 1, v);
+  }
+  return out;
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
@@ -1097,6 +1298,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"dup", NULL, js_dup, NULL, NULL, NULL, napi_default, NULL},
       {"unavailable", NULL, js_available, NULL, NULL, NULL, napi_default, NULL},
+      {"encoder", NULL, js_encoder, NULL, NULL, NULL, napi_default, NULL},
+      {"encodeEntry", NULL, js_encode_entry, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

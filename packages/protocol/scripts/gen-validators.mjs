@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 const pkg = new URL('..', import.meta.url).pathname;
 const schemas = JSON.parse(readFileSync(join(pkg, 'src/schema.json'), 'utf8'));
-const ops = ['hello', 'list', 'open', 'stat', 'watch'];
+const ops = ['hello', 'list', 'open', 'watch'];
 
 // unicode: false counts string length in UTF-16 units instead of calling ajv's ucs2length,
 // which the generated code would otherwise require() from ajv at run time. Ajv calls the option
@@ -36,8 +36,11 @@ const header =
 const dts = `${header}export interface ValidationError { instancePath: string; keyword: string; message?: string }
 export interface Validator { (data: unknown): boolean; errors?: ValidationError[] | null }
 ${ops.map((op) => `export declare const ${op}: Validator;`).join('\n')}
+export declare const byOp: { ${ops.map((op) => `${op}: Validator`).join('; ')} };
 `;
 const out = join(pkg, 'src/generated');
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, 'validate.js'), header + code);
+// and the table of them by op, which parseRequest looks a request's op up in
+const byOp = `\nexports.byOp = { ${ops.map((op) => `${op}: exports.${op}`).join(', ')} };\n`;
+writeFileSync(join(out, 'validate.js'), header + code + byOp);
 writeFileSync(join(out, 'validate.d.ts'), dts);

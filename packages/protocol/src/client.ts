@@ -1,7 +1,7 @@
 // HelperClient: the unprivileged side of the helper protocol (docs/protocol.md), used by the agent
 // and guardctl. Not loaded by the helper, so it is outside the root-surface budget.
 import * as fdpass from '@guard/fdpass';
-import { connect } from '@guard/fdpass/connect';
+import { connect, inotifyInit } from '@guard/fdpass/connect';
 import {
   MAX_REPLY_BYTES,
   MAX_REQUEST_BYTES,
@@ -58,12 +58,14 @@ type ReplyFor<R extends Request> = R extends { op: 'hello' }
 
 export interface Exchange<R extends Request = Request> {
   reply: ReplyFor<R> | Refusal;
-  /** The descriptor attached to a successful `open` or `watch`; -1 otherwise. The caller owns it. */
+  /** The descriptor attached to a successful `open`; -1 otherwise. The caller owns it. */
   fd: number;
 }
 
 interface Pending {
   op: Request['op'];
+  /** whether a successful reply carries a descriptor (open without `descriptor: false`) */
+  fd: boolean;
   resolve(x: Exchange): void;
   reject(e: Error): void;
 }
@@ -80,7 +82,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 export class HelperClient {
   private readonly pending: Pending[] = []; // replies arrive in request order
-  private readonly unsent: Buffer[] = []; // waiting for the socket to become writable
+  // waiting for the socket to become writable, each with the descriptor it carries (-1: none)
+  private readonly unsent: { packet: Buffer; fd: number }[] = [];
   private readonly watcher: fdpass.Watcher;
   private failure: Error | null = null; // set once: every later request fails with it
   private watching = { readable: false, writable: false };
@@ -132,7 +135,7 @@ export class HelperClient {
    * Sends one request; resolves with the helper's reply (a refusal included) and the descriptor.
    * Requests may be pipelined. Rejects with HelperConnectionError when the conversation fails.
    */
-  request<R extends Request>(req: R): Promise<Exchange<R>> {
+  request<R extends Request>(req: R, passFd = -1): Promise<Exchange<R>> {
     return new Promise<Exchange>((resolve, reject) => {
       if (this.failure) return reject(this.failure);
       const packet = Buffer.from(JSON.stringify(req), 'utf8');
@@ -144,8 +147,13 @@ export class HelperClient {
           ),
         );
       }
-      this.pending.push({ op: req.op, resolve, reject });
-      this.unsent.push(packet);
+      this.pending.push({
+        op: req.op,
+        fd: !(req.op === 'open' && req.descriptor === false),
+        resolve,
+        reject,
+      });
+      this.unsent.push({ packet, fd: passFd }); // the caller keeps passFd open until answered
       this.flush();
       this.updateWatcher();
     }) as Promise<Exchange<R>>;
@@ -195,18 +203,28 @@ export class HelperClient {
     return { reply: this.accept(reply), fd };
   }
 
+  /** `open` without the descriptor: the helper's checks and the file's identity (protocol 3; the
+   *  `stat` op before it did the same). The helper does not log it as a grant. */
   async stat(path: string): Promise<FileReply> {
-    return this.accept((await this.request({ op: 'stat', path })).reply);
+    return this.accept((await this.request({ op: 'open', path, descriptor: false })).reply);
   }
 
   /**
-   * A new inotify instance (non-blocking, close-on-exec) watching the source's directories, made by
-   * the helper: read its events, add no watches (docs/protocol.md, `watch`). The caller owns `fd`
-   * and must close it. Refusals: `source`, `audit_group`, `limit`, `rate`, `unsupported`.
+   * A new inotify instance of this process's user (non-blocking, close-on-exec), sent to the helper,
+   * which adds watches on the source's directories to it (docs/protocol.md, `watch`): the instance
+   * and its watches count against this user's inotify limits, never root's. The caller owns `fd`
+   * and must close it. Refusals: `not_allowed`, `audit_group`, `not_found`, `limit`,
+   * `unsupported`; an `inotify_init1` failure (EMFILE: the user's instances used up) throws as is.
    */
   async watch(source: string): Promise<{ fd: number; watches: Watch[] }> {
-    const { reply, fd } = await this.request({ op: 'watch', source });
-    return { fd, watches: this.accept(reply).watches };
+    const fd = inotifyInit();
+    try {
+      const { reply } = await this.request({ op: 'watch', source }, fd);
+      return { fd, watches: this.accept(reply).watches };
+    } catch (e) {
+      fdpass.close(fd);
+      throw e;
+    }
   }
 
   /** Closes the connection; requests still waiting reject with `client_closed`. Idempotent. */
@@ -233,7 +251,8 @@ export class HelperClient {
   private flush(): void {
     while (!this.failure && this.unsent.length > 0) {
       try {
-        if (!fdpass.send(this.fd, this.unsent[0]!)) return; // EAGAIN: wait until writable
+        const { packet, fd } = this.unsent[0]!;
+        if (!fdpass.send(this.fd, packet, fd >= 0 ? fd : undefined)) return; // EAGAIN: wait
       } catch (e) {
         // EPIPE/ECONNRESET: read what the helper sent before it closed (a `peer` refusal says why).
         this.receive();
@@ -302,7 +321,7 @@ export class HelperClient {
     const problem =
       reply === null
         ? `an invalid reply packet (${data.length} bytes${truncated ? ', truncated' : ''})`
-        : replyProblem(reply, fd, waiting?.op);
+        : replyProblem(reply, fd, waiting?.op, waiting?.fd);
     if (problem !== null || reply === null) {
       if (fd >= 0) fdpass.close(fd); // never keep a descriptor we did not ask for
       return this.fail(
@@ -342,14 +361,19 @@ export class HelperClient {
 
 /** Light shape check of a reply from the (trusted, root) helper: enough to match it to its request. */
 /** Why a well-formed reply cannot answer the request waiting for it (`op`), or null when it can. */
-function replyProblem(reply: Reply, fd: number, op: Request['op'] | undefined): string | null {
+function replyProblem(
+  reply: Reply,
+  fd: number,
+  op: Request['op'] | undefined,
+  withFd = true,
+): string | null {
   if (!reply.ok) {
     if (reply.op !== null && reply.op !== op)
       return `a ${reply.op} refusal while ${op ?? 'no'} request waits`;
     return fd >= 0 ? 'a descriptor attached to a refusal' : null;
   }
   if (reply.op !== op) return `a ${reply.op} reply while ${op ?? 'no'} request waits`;
-  if (reply.op === 'open' || reply.op === 'watch')
+  if (reply.op === 'open' && withFd)
     return fd >= 0 ? null : `a ${reply.op} reply without a descriptor`;
   return fd >= 0 ? `a descriptor attached to a ${reply.op} reply` : null;
 }
@@ -395,7 +419,6 @@ function decodeReply(data: Buffer): Reply | null {
         ? (value as WatchReply)
         : null;
     case 'open':
-    case 'stat':
       return typeof r.path === 'string' &&
         typeof r.dev === 'string' &&
         /^\d+$/.test(r.dev) &&

@@ -19,7 +19,6 @@ export type ErrorCode =
   | 'version'
   | 'reloaded'
   // watch only:
-  | 'source'
   | 'limit'
   | 'rate'
   | 'unsupported';
@@ -37,16 +36,14 @@ export interface ListRequest {
 export interface OpenRequest {
   op: 'open';
   path: string;
-}
-export interface StatRequest {
-  op: 'stat';
-  path: string;
+  /** false: the checks and the identity only, no descriptor sent, the grant not logged (`stat`) */
+  descriptor?: false;
 }
 export interface WatchRequest {
   op: 'watch';
   source: string;
 }
-export type Request = HelloRequest | ListRequest | OpenRequest | StatRequest | WatchRequest;
+export type Request = HelloRequest | ListRequest | OpenRequest | WatchRequest;
 export type Op = Request['op'];
 
 export interface HelloReply {
@@ -71,10 +68,10 @@ export interface ListReply {
   /** the walk hit the helper's hard limit of directory entries read: names may be missing */
   truncated?: boolean;
 }
-/** Reply to `open` (sent with the descriptor) and `stat`; dev and ino are decimal strings. */
+/** Reply to `open` (sent with the descriptor); dev and ino are decimal strings. */
 export interface FileReply {
   ok: true;
-  op: 'open' | 'stat';
+  op: 'open';
   path: string;
   dev: string;
   ino: string;

@@ -1,7 +1,7 @@
 // The helper <-> client wire format (docs/protocol.md). Loaded by the root helper: keep it boring.
 import * as validate from './generated/validate.js';
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 export const MAX_REQUEST_BYTES = 4096;
 export const MAX_REPLY_BYTES = 65536;
 
@@ -13,20 +13,12 @@ export type ParseResult =
   | { ok: true; request: Request }
   | { ok: false; code: 'bad_request' | 'unknown_op'; message: string };
 
-const validators: Record<Op, validate.Validator> = {
-  hello: validate.hello,
-  list: validate.list,
-  open: validate.open,
-  stat: validate.stat,
-  watch: validate.watch,
-};
+const validators: Record<Op, validate.Validator> = validate.byOp;
 // fatal: invalid UTF-8 is refused, not silently replaced by U+FFFD.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/**
- * A logrotate generation suffix (docs/protocol.md): `.N` (1-6 digits), `-YYYYMMDD[HH][-N]` or
- * `-YYYY-MM-DD`, each optionally compressed. A compressor extension alone is not a generation.
- */
+// A logrotate generation suffix (docs/protocol.md): .N (1-6 digits), -YYYYMMDD[HH][-N] or
+// -YYYY-MM-DD, each optionally compressed. A compressor extension alone is not a generation.
 export const generationSuffix =
   /(?:\.\d{1,6}|-\d{8}(?:\d{2})?(?:-\d{1,10})?|-\d{4}-\d{2}-\d{2})(?:\.(?:gz|xz|bz2|zst|lz4|lzma|Z))?$/;
 
@@ -40,11 +32,6 @@ export function splitGeneration(path: string): { base: string; suffix: string } 
 
 const badRequest = (message: string): ParseResult => ({ ok: false, code: 'bad_request', message });
 
-/** Shows at most 32 characters of peer input, JSON-quoted, so a log line cannot be forged. */
-function quote(s: string): string {
-  return JSON.stringify(s.length > 32 ? `${s.slice(0, 32)}...` : s);
-}
-
 /** Decodes and validates one request packet. Messages are short and safe to log. */
 export function parseRequest(data: Buffer): ParseResult {
   if (data.length > MAX_REQUEST_BYTES)
@@ -55,14 +42,15 @@ export function parseRequest(data: Buffer): ParseResult {
   } catch {
     return badRequest('request is not valid UTF-8 JSON');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return badRequest('request is not a JSON object');
-  }
-  const op: unknown = (value as { op?: unknown }).op;
-  if (typeof op !== 'string') return badRequest('request has no string "op"');
-  if (!Object.prototype.hasOwnProperty.call(validators, op)) {
-    return { ok: false, code: 'unknown_op', message: `unknown op ${quote(op)}` };
-  }
+  // an array, a string or null has no op either; the validator checks that the rest is an object
+  const op: unknown = (value as { op?: unknown } | null)?.op;
+  if (typeof op !== 'string') return badRequest('request is not a JSON object with a string "op"');
+  if (!Object.prototype.hasOwnProperty.call(validators, op))
+    return {
+      ok: false,
+      code: 'unknown_op',
+      message: `unknown op ${JSON.stringify(op.slice(0, 32))}`,
+    }; // short and quoted: no forged log line
   const check = validators[op as Op];
   if (!check(value)) {
     const e = check.errors?.[0]; // instancePath and message come from our schema, not the peer

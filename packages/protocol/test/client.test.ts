@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  readSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import * as fdpass from '@guard/fdpass';
@@ -26,7 +35,7 @@ afterEach(() => {
   client = helper = undefined;
 });
 
-/** A file in the fake helper's directory, and the reply `open`/`stat` would give for it. */
+/** A file in the fake helper's directory, and the reply `open` would give for it. */
 function makeFile(dir: string, name: string, content: string) {
   const path = join(dir, name);
   writeFileSync(path, content);
@@ -63,7 +72,8 @@ function honestHelper(files: Record<string, ReturnType<typeof makeFile>>) {
         error: 'not_found',
         message: `${String(req.path)} does not exist`,
       });
-    if (req.op === 'stat') return conn.reply({ ok: true, op: 'stat', ...file.reply });
+    // descriptor: false (HelperClient.stat): the identity without the file
+    if (req.descriptor === false) return conn.reply({ ok: true, op: 'open', ...file.reply });
     const fd = openSync(file.path, 'r');
     try {
       conn.reply({ ok: true, op: 'open', ...file.reply }, fd);
@@ -166,13 +176,14 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     await conn.waitForRequests(5);
     assert.deepEqual(
       conn.requests.map((r) => (r as AnyRequest).op),
-      ['hello', 'list', 'open', 'stat', 'open'],
+      ['hello', 'list', 'open', 'open', 'open'], // stat is an open with descriptor: false
     );
+    const fdsBefore = openDescriptorCount();
     for (const req of conn.requests) answer(req, conn);
 
     assert.equal((await hello).version, PROTOCOL_VERSION);
     assert.deepEqual((await list).files, [a.path, b.path].sort());
-    assert.deepEqual(await statB, { ok: true, op: 'stat', ...b.reply });
+    assert.deepEqual(await statB, { ok: true, op: 'open', ...b.reply });
     for (const [file, pending] of [
       [a, openA],
       [b, openB],
@@ -188,6 +199,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
       assert.equal(buf.subarray(0, n).toString(), file === a ? 'first file\n' : 'second\n');
       closeSync(fd);
     }
+    assert.equal(openDescriptorCount(), fdsBefore, 'stat kept the descriptor it was sent');
   });
 
   it('turns a refusal into HelperRefusal and keeps the connection', async () => {
@@ -226,7 +238,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
   it('rejects every pending request with helper_closed when the helper closes, and later ones too', async () => {
     const h = (helper = new FakeHelper());
     client = await HelperClient.connect(h.socketPath, { hello: false });
-    const pending = [client.stat('/var/log/a'), client.stat('/var/log/b'), client.hello()];
+    const pending = [client.list('a'), client.list('b'), client.hello()];
     const conn = await h.connection();
     await conn.waitForRequests(3);
     conn.close();
@@ -288,17 +300,16 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
       (raw, conn) =>
         conn.reply({
           ok: true,
-          op: 'stat',
-          path: (raw as AnyRequest).path,
-          dev: '1',
-          ino: '2',
-          size: 3,
+          op: 'list',
+          source: (raw as AnyRequest).source,
+          files: [],
+          generations: [],
         }),
       () => false, // do not read yet: the client's sends fill the socket and return false
     ));
     client = await HelperClient.connect(h.socketPath, { hello: false });
     const n = 300;
-    const pending = Array.from({ length: n }, (_, i) => client!.stat(`/var/log/f${i}`));
+    const pending = Array.from({ length: n }, (_, i) => client!.list(`f${i}`));
     const conn = await h.connection();
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal(conn.requests.length, 0);
@@ -310,8 +321,8 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     conn.startReading();
     const replies = await Promise.all(pending);
     assert.deepEqual(
-      replies.map((r) => r.path),
-      Array.from({ length: n }, (_, i) => `/var/log/f${i}`),
+      replies.map((r) => r.source),
+      Array.from({ length: n }, (_, i) => `f${i}`),
     );
     assert.equal(conn.requests.length, n);
   });
@@ -373,11 +384,18 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
       closeSync(fd);
     };
 
-    it('a descriptor attached to a stat reply', () =>
+    it('a descriptor attached to the reply to an open with descriptor: false (stat)', () =>
       violation(
-        (conn, file) => withFd(conn, file, { ok: true, op: 'stat', ...file.reply }),
+        (conn, file) => withFd(conn, file, { ok: true, op: 'open', ...file.reply }),
         (c) => c.stat('/x'),
-        /descriptor attached to a stat reply/,
+        /descriptor attached to a open reply/,
+      ));
+    it('a descriptor attached to a list reply', () =>
+      violation(
+        (conn, file) =>
+          withFd(conn, file, { ok: true, op: 'list', source: 'x', files: [], generations: [] }),
+        (c) => c.list('x'),
+        /descriptor attached to a list reply/,
       ));
     for (const count of [2, 3, 8])
       it(`${count} descriptors attached to one open reply (a fake helper filling our table)`, () =>
@@ -402,8 +420,8 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     it('a reply for another op', () =>
       violation(
         (conn) => conn.reply(HELLO),
-        (c) => c.stat('/x'),
-        /hello reply while stat request waits/,
+        (c) => c.open('/x'),
+        /hello reply while open request waits/,
       ));
     it('a reply that is not JSON', () =>
       violation(
@@ -423,7 +441,7 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     assert.equal((await client.hello()).version, PROTOCOL_VERSION);
   });
 
-  it('watch() returns the inotify instance and its watches; refusals and a missing descriptor reject', async () => {
+  it('watch() sends an instance of its own, returns it with the watches the helper added; refusals and a descriptor on the reply reject', async () => {
     const h = (helper = new FakeHelper());
     const dirFd = fdpass.openNoFollow(h.dir, h.dir.length);
     let calls = 0;
@@ -431,14 +449,17 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     const conn = h.connection();
     const replies = [
       (c: FakeConnection) => {
-        const ifd = fdpass.inotifyInit();
-        const wd = fdpass.addWatch(ifd, dirFd);
-        c.reply({ ok: true, op: 'watch', source: 's', watches: [{ wd, dir: h.dir }] }, ifd);
-        fdpass.close(ifd);
+        // the helper's side: the watch goes into the instance the request carried
+        const wd = fdpass.addWatch(c.fds[0]!, dirFd);
+        c.reply({ ok: true, op: 'watch', source: 's', watches: [{ wd, dir: h.dir }] });
       },
       (c: FakeConnection) =>
-        c.reply({ ok: false, op: 'watch', error: 'rate', message: 'more than 10 a minute' }),
-      (c: FakeConnection) => c.reply({ ok: true, op: 'watch', source: 's', watches: [] }),
+        c.reply({ ok: false, op: 'watch', error: 'limit', message: 'over 4096 directories' }),
+      (c: FakeConnection) => {
+        const stray = openSync(h.dir, 'r');
+        c.reply({ ok: true, op: 'watch', source: 's', watches: [] }, stray);
+        closeSync(stray);
+      },
     ];
     const w = client.watch('s');
     const served = await conn;
@@ -466,16 +487,32 @@ describe('HelperClient against a real SOCK_SEQPACKET server', () => {
     }
     const refused = client.watch('s');
     await answer();
-    await assert.rejects(refused, (e: unknown) => e instanceof HelperRefusal && e.code === 'rate');
-    const bare = client.watch('s');
+    await assert.rejects(refused, (e: unknown) => e instanceof HelperRefusal && e.code === 'limit');
+    assert.equal(served.fds.length, 2);
+    assert.ok(
+      served.fds.every((f) => f >= 0),
+      'every watch request carried an instance',
+    );
+    const stray = client.watch('s');
     await answer();
     await assert.rejects(
-      bare,
+      stray,
       (e: unknown) =>
         e instanceof HelperConnectionError &&
         e.code === 'helper_protocol' &&
-        /watch reply without a descriptor/.test(e.message),
+        /descriptor attached to a watch reply/.test(e.message),
     );
+    // the client closed its instances of the refused and the failed watch (the first was closed
+    // above): once the fake helper drops its copies, no inotify instance is left in this process
+    served.close();
+    const instances = readdirSync('/proc/self/fd').filter((n) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${n}`) === 'anon_inode:inotify';
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual(instances, [], 'an inotify instance was left open');
   });
 
   it('close() rejects what is still waiting with client_closed', async () => {

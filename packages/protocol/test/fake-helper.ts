@@ -7,6 +7,8 @@ import { join } from 'node:path';
 
 export class FakeConnection {
   readonly requests: unknown[] = [];
+  /** The descriptor each request carried (-1: none), held until the connection closes. */
+  readonly fds: number[] = [];
   closed = false;
   private readonly watcher: fdpass.Watcher;
   private waiters: Array<{ count: number; resolve(): void }> = [];
@@ -46,6 +48,7 @@ export class FakeConnection {
     this.closed = true;
     this.watcher.close();
     fdpass.close(this.fd);
+    for (const fd of this.fds) if (fd >= 0) fdpass.close(fd);
   }
 
   private read(): void {
@@ -53,10 +56,13 @@ export class FakeConnection {
       if (this.closed) return;
       const got = fdpass.recv(this.fd, 4097, 1);
       if (got === null) return;
-      if (got.fd >= 0) fdpass.close(got.fd);
-      if (got.data.length === 0) return this.close();
+      if (got.data.length === 0) {
+        if (got.fd >= 0) fdpass.close(got.fd);
+        return this.close();
+      }
       const req: unknown = JSON.parse(got.data.toString('utf8'));
       this.requests.push(req);
+      this.fds.push(got.fd);
       this.waiters = this.waiters.filter((w) =>
         this.requests.length >= w.count ? (w.resolve(), false) : true,
       );

@@ -25,9 +25,10 @@ describe('parseRequest accepts every valid request', () => {
     { op: 'list', source: 'a' },
     { op: 'list', source: 'A-z_0.9'.padEnd(64, 'x') },
     { op: 'open', path: '/var/log/syslog' },
-    { op: 'stat', path: '/var/log/auth.log' },
+    { op: 'watch', source: 'auth' },
+    { op: 'open', path: '/var/log/auth.log', descriptor: false },
     { op: 'open', path: `/${'a'.repeat(4000)}` },
-    { op: 'stat', path: 'relative/is/for/the/helper/to/refuse' },
+    { op: 'open', path: 'relative/is/for/the/helper/to/refuse' },
   ];
   for (const req of valid) {
     it(`${JSON.stringify(req).slice(0, 60)}`, () => {
@@ -61,7 +62,10 @@ describe('parseRequest refuses malformed requests as bad_request', () => {
     'missing source': '{"op":"list"}',
     'path not a string': '{"op":"open","path":["/var/log/syslog"]}',
     'empty path': '{"op":"open","path":""}',
-    'missing path': '{"op":"stat"}',
+    'missing path': '{"op":"open"}',
+    'watch without a source': '{"op":"watch"}',
+    'descriptor true': '{"op":"open","path":"/x","descriptor":true}',
+    'descriptor as a string': '{"op":"open","path":"/x","descriptor":"false"}',
     'extra key on open': '{"op":"open","path":"/var/log/syslog","flags":"w"}',
     '__proto__ key': '{"op":"open","path":"/var/log/syslog","__proto__":{"x":1}}',
     'a list key on open': '{"op":"open","path":"/x","source":"syslog"}',
@@ -124,6 +128,13 @@ describe('parseRequest refuses unknown ops as unknown_op', () => {
 });
 
 describe('the generated validator', () => {
+  it('has one validator per op of the protocol, each for its own op (the helper looks ops up there)', () => {
+    assert.deepEqual(Object.keys(validate.byOp).sort(), ['hello', 'list', 'open', 'watch']);
+    for (const [op, check] of Object.entries(validate.byOp)) {
+      assert.equal(check, validate[op as keyof typeof validate.byOp]);
+      assert.equal(check({ op: op === 'open' ? 'list' : 'open', path: '/x', source: 'x' }), false);
+    }
+  });
   it('does not load ajv (or anything else) at run time', () => {
     const code = readFileSync(join(__dirname, '../src/generated/validate.js'), 'utf8');
     assert.doesNotMatch(code, /require\("ajv/);
@@ -132,6 +143,5 @@ describe('the generated validator', () => {
   it('enforces the 4095-character path limit on its own', () => {
     assert.equal(validate.open({ op: 'open', path: `/${'p'.repeat(4094)}` }), true);
     assert.equal(validate.open({ op: 'open', path: `/${'p'.repeat(4095)}` }), false);
-    assert.equal(validate.stat({ op: 'stat', path: `/${'p'.repeat(4095)}` }), false);
   });
 });

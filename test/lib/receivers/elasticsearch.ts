@@ -18,6 +18,8 @@ export class ElasticsearchReceiver {
   maxContentLength = 100 * 1024 * 1024;
   /** Per-item outcome forced for a document (null: index it). */
   itemFault: (doc: Record<string, unknown>, attempt: number) => ItemFault = () => null;
+  /** Awaited before a request is looked at: a slow cluster (e.g. one request held until released). */
+  hold: (r: Req) => Promise<void> = () => Promise.resolve();
   conflicts = 0;
   created = 0;
   rejected413 = 0;
@@ -41,7 +43,8 @@ export class ElasticsearchReceiver {
     return all;
   }
 
-  private handle(r: Req): Reply {
+  private async handle(r: Req): Promise<Reply> {
+    await this.hold(r);
     const m = /^(?:\/([^/_][^/]*))?\/_bulk$/.exec(r.url.pathname);
     if (r.method !== 'POST' || !m)
       return json(404, { error: { type: 'no_handler_found' }, status: 404 });

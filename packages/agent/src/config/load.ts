@@ -331,6 +331,9 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
           ? `a journal source's entries are events already (leave parser out), got ${shown(parser)}`
           : `the journal parser is for type = journal sources, got ${shown(parser)}`,
       );
+    const auditRecords = s.oneOf<'parsed' | 'text'>('audit_records', 'parsed');
+    if (parser !== 'audit' && s.has('audit_records'))
+      s.problem('audit_records', 'only a source read with the audit parser has audit_records');
     const journal = type === 'journal' ? journalKeys(s) : undefined;
     if (type !== 'journal')
       for (const key of JOURNAL_KEYS)
@@ -346,6 +349,7 @@ function build(raw: Record<string, unknown>, problems: Problem[], file: string):
       type,
       paths,
       parser,
+      ...(parser === 'audit' ? { auditRecords } : {}),
       startAt: s.oneOf('start_at', 'end'),
       include: s.regexes('include', ''),
       exclude: s.regexes('exclude', ''),
@@ -459,6 +463,11 @@ const SECRET_QUERY =
   /^(api[_-]?key|access[_-]?token|token|auth|password|passwd|pwd|secret|sig|signature)$/i;
 
 /** The keys every HTTP-family sink has; `auth` defaults to the destination's usual scheme. */
+/** max_in_flight, for the HTTP sinks other than `http` (the schema allows it only there). */
+function siemCommon(name: string, k: SectionReader, defaultAuth: AuthScheme): HttpCommonConfig {
+  return { ...httpCommon(name, k, defaultAuth), maxInFlight: k.number('max_in_flight', 3) };
+}
+
 function httpCommon(name: string, k: SectionReader, defaultAuth: AuthScheme): HttpCommonConfig {
   const url = k.string('url', '');
   let parsed: URL | undefined;
@@ -544,7 +553,7 @@ function elasticsearchSink(name: string, k: SectionReader): ElasticsearchSinkCon
       `expected an Elasticsearch index or data stream name (lowercase letters, digits, . _ + -, and %Y %m %d), got ${shown(index)}`,
     );
   return {
-    ...httpCommon(name, k, 'bearer'),
+    ...siemCommon(name, k, 'bearer'),
     type: 'elasticsearch',
     index,
     pipeline: k.optionalString('pipeline'),
@@ -553,7 +562,7 @@ function elasticsearchSink(name: string, k: SectionReader): ElasticsearchSinkCon
 
 function splunkHecSink(name: string, k: SectionReader): SplunkHecSinkConfig {
   return {
-    ...httpCommon(name, k, 'splunk'),
+    ...siemCommon(name, k, 'splunk'),
     type: 'splunk_hec',
     acknowledgements: k.bool('acknowledgements', true),
     ackTimeoutMs: k.number('ack_timeout_ms', 60000),
@@ -564,7 +573,7 @@ function splunkHecSink(name: string, k: SectionReader): SplunkHecSinkConfig {
 
 function otlpSink(name: string, k: SectionReader): OtlpSinkConfig {
   return {
-    ...httpCommon(name, k, 'bearer'),
+    ...siemCommon(name, k, 'bearer'),
     type: 'otlp',
     encoding: k.oneOf('encoding', 'protobuf'),
     serviceName: k.string('service_name', 'guard'),
@@ -583,7 +592,7 @@ function lokiSink(name: string, k: SectionReader): LokiSinkConfig {
       );
   if (labels.length === 0) k.problem('labels', 'expected at least one label (Loki needs one)');
   return {
-    ...httpCommon(name, k, 'bearer'),
+    ...siemCommon(name, k, 'bearer'),
     type: 'loki',
     labels: [...new Set(labels)] as LokiSinkConfig['labels'],
     tenant: k.optionalString('tenant'),

@@ -28,6 +28,7 @@ export interface SourceConfig {
   type: 'file' | 'audit' | 'journal';
   paths: string[]; // paths, comma-separated absolute paths or globs (audit: default auditd's log)
   parser: 'syslog' | 'json' | 'plain' | 'audit' | 'journal'; // parser, default syslog (file) / audit (audit) / journal (journal, the only one)
+  auditRecords?: 'parsed' | 'text'; // audit_records (audit parser only), default parsed: every record's own fields in fields.records; text: the records only in message, fields the summary
   startAt: 'beginning' | 'end'; // start_at, default end: where to start files found at the very first start
   include: RegExp[]; // include[] = regex (repeatable): keep only lines matching one of them
   exclude: RegExp[]; // exclude[] = regex (repeatable): drop lines matching any of them
@@ -69,6 +70,9 @@ export interface HttpCommonConfig {
   retryInitialMs: number; // retry_initial_ms, default 500
   retryMaxMs: number; // retry_max_ms, default 60000
   batch: BatchConfig;
+  /** max_in_flight (elasticsearch, splunk_hec, otlp, loki), 1–3, default 3: batches sent before
+   *  the first of them is answered; http: always 1 (not a key). */
+  maxInFlight?: number;
 }
 
 export interface HttpSinkConfig extends HttpCommonConfig {

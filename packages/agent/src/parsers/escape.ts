@@ -36,6 +36,13 @@ export function decodeLine(buf: Buffer, start: number, end: number): DecodedLine
   } else if (text.indexOf('\ufffd', m.index) < 0) {
     // Valid UTF-8 with control characters (every record of auditd's ENRICHED format holds a
     // 0x1d): escaping the decoded text gives escapeBytes's result without walking the bytes.
+    // One control character (that 0x1d) is the usual case: two slices, no replace callback.
+    const i = m.index;
+    CONTROL_ALL.lastIndex = i + 1;
+    if (!CONTROL_ALL.test(text)) {
+      const esc = CONTROL_ESCAPES[text.charCodeAt(i)]!;
+      return { text: text.slice(0, i) + esc + text.slice(i + 1), escaped: true };
+    }
     return { text: text.replace(CONTROL_ALL, escapeControl), escaped: true };
   }
   return { text: escapeBytes(buf, start, end), escaped: true };

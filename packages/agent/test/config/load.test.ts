@@ -585,6 +585,29 @@ describe('audit sources', () => {
         `${f}: [source.audit] parser: an audit source is read with the audit parser, got "syslog"`,
     );
   });
+
+  test('audit_records: parsed by default, text when asked, only with the audit parser', () => {
+    const c = loadConfig(
+      conf(
+        `${MINIMAL}[source.audit]\ntype = audit\n[source.lean]\ntype = audit\naudit_records = text\n` +
+          `[source.f]\ntype = file\npaths = /var/log/x.log\nparser = audit\naudit_records = text\n` +
+          `[source.s]\ntype = file\npaths = /var/log/y.log\n`,
+      ),
+    );
+    assert.deepEqual(
+      c.sources.map((s) => s.auditRecords),
+      ['parsed', 'text', 'text', undefined],
+    );
+    oneProblem(
+      `${MINIMAL}[source.audit]\ntype = audit\naudit_records = all\n`,
+      (f) => `${f}: [source.audit] audit_records: expected "parsed" or "text", got "all"`,
+    );
+    oneProblem(
+      `${MINIMAL}[source.s]\ntype = file\npaths = /var/log/y.log\naudit_records = text\n`,
+      (f) =>
+        `${f}: [source.s] audit_records: only a source read with the audit parser has audit_records`,
+    );
+  });
 });
 
 describe('journal sources', () => {
@@ -758,5 +781,30 @@ describe('[metrics]', () => {
     );
     assert.match(bad.lines.join('\n'), /textfile: .*normalised/);
     assert.match(bad.lines.join('\n'), /listen: expected PORT \(on 127\.0\.0\.1\), HOST:PORT/);
+  });
+});
+
+describe('max_in_flight', () => {
+  test('the SIEM sinks take 1–3 (default 3); http does not take it', () => {
+    const c = loadConfig(
+      conf(
+        `${MINIMAL}[sink.es]\ntype = elasticsearch\nurl = http://127.0.0.1:9200\n` +
+          `[sink.hec]\ntype = splunk_hec\nurl = http://127.0.0.1:8088\nacknowledgements = false\nmax_in_flight = 1\n`,
+      ),
+    );
+    const byName = new Map(c.sinks.map((s) => [s.name, s]));
+    assert.equal((byName.get('es') as HttpSinkConfig).maxInFlight, 3);
+    assert.equal((byName.get('hec') as HttpSinkConfig).maxInFlight, 1);
+    for (const bad of ['0', '4']) {
+      const { lines } = problems(
+        `${MINIMAL}[sink.o]\ntype = otlp\nurl = http://127.0.0.1:4318\nmax_in_flight = ${bad}\n`,
+      );
+      assert.equal(lines.length, 1);
+      assert.match(lines[0]!, /\[sink\.o\] max_in_flight: /);
+    }
+    const { lines } = problems(
+      `${MINIMAL}[sink.h]\ntype = http\nurl = https://x\nmax_in_flight = 2\n`,
+    );
+    assert.match(lines.join('\n'), /\[sink\.h\] max_in_flight: unknown key/);
   });
 });

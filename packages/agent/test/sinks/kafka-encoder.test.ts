@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import {
   crc32c,
+  crc32cCombine,
   encodeRecordBatch,
   readVarint,
   varintSize,
@@ -63,15 +64,26 @@ describe('CRC-32C', () => {
     assert.equal(crc32c(Buffer.from(Array.from({ length: 32 }, (_, i) => 31 - i))), 0x113fdb5c);
     assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
   });
-  test('equals KafkaJS CRC-32C at every length and alignment up to 70 bytes', () => {
-    const data = Buffer.from(Array.from({ length: 80 }, (_, i) => (i * 151 + 7) & 0xff));
-    for (let s = 0; s < 4; s++)
-      for (let n = 0; n <= 70; n++)
+  test('equals KafkaJS CRC-32C at every length up to 300 bytes and every alignment', () => {
+    // 8 bytes a step through an Int32Array from 64 bytes on: both paths, every alignment.
+    const data = Buffer.from(Array.from({ length: 310 }, (_, i) => (i * 151 + 7) & 0xff));
+    for (let s = 0; s < 8; s++)
+      for (let n = 0; n <= 300; n++)
         assert.equal(
           crc32c(data, s, s + n),
           kafkajsCrc32c(data.subarray(s, s + n)) >>> 0,
           `${s}+${n}`,
         );
+  });
+
+  test('combined from the CRCs of two parts, as of the whole', () => {
+    const data = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 97 + 3) & 0xff));
+    for (const cut of [0, 1, 40, 61, 500, 999, 1000])
+      assert.equal(
+        crc32cCombine(crc32c(data, 0, cut), crc32c(data, cut), data.length - cut),
+        crc32c(data),
+        `cut at ${cut}`,
+      );
   });
 });
 
@@ -143,6 +155,53 @@ describe('record batch v2', () => {
   });
 });
 
+describe('records moved in place (copyWithin): every kind of subset decodes to its lines', () => {
+  // 200 lines of varied lengths (1- and 2-byte length varints), empty lines between some (gaps in
+  // the span), keys that repeat and change. Subsets: all, a run, every third (partitions), reversed.
+  const vals = Array.from({ length: 200 }, (_, i) =>
+    JSON.stringify({ id: `h:${i}`, message: 'm'.repeat((i * 37) % 190) }),
+  );
+  const text = vals.map((v, i) => (i % 17 === 0 ? `${v}\n\n` : `${v}\n`)).join('');
+  const body = Buffer.from(text);
+  const starts = new Int32Array(vals.length);
+  const ends = new Int32Array(vals.length);
+  let o = 0;
+  vals.forEach((v, i) => {
+    starts[i] = o;
+    ends[i] = o + v.length;
+    o = ends[i]! + (i % 17 === 0 ? 2 : 1);
+  });
+  const k1 = Buffer.from('host-a/var/log/auth.log');
+  const k2 = Buffer.from('b');
+  const keys = vals.map((_, i) => ((i >> 4) % 3 === 2 ? k2 : k1));
+  const all = vals.map((_, i) => i);
+  const subsets: [string, number[]][] = [
+    ['all', all],
+    ['a run', all.slice(50, 120)],
+    ['every third', all.filter((i) => i % 3 === 1)],
+    ['reversed', [...all].reverse()],
+    ['one', [7]],
+  ];
+  for (const [what, items] of subsets)
+    for (const compression of ['none', 'gzip'] as const)
+      test(`${what}, ${compression}`, async () => {
+        const b = await encodeRecordBatch(
+          { body, starts, ends, keys, items },
+          { timestamp: 5, compression, producerId: 9n, producerEpoch: 0, baseSequence: 3 },
+        );
+        assert.equal(b.readUInt32BE(17), kafkajsCrc32c(b.subarray(21)) >>> 0, 'crc');
+        const d = await decodeRecordBatch(new KafkaDecoder(b));
+        assert.deepEqual(
+          d.records.map((r) => r.value.toString()),
+          items.map((i) => vals[i]),
+        );
+        assert.deepEqual(
+          d.records.map((r) => (r.key ?? Buffer.alloc(0)).toString()),
+          items.map((i) => keys[i]!.toString()),
+        );
+      });
+});
+
 describe('partitioner', () => {
   test('murmur2 equals KafkaJS (Java-compatible) for keys of every tail length', () => {
     for (let n = 0; n < 40; n++) {
@@ -169,6 +228,14 @@ describe('protocol', () => {
     const req = Buffer.concat(
       produceRequest(-1, 5000, new Map([['t', [{ partition: 2, batch }]]])),
     );
+    const inParts = Buffer.concat(
+      produceRequest(
+        -1,
+        5000,
+        new Map([['t', [{ partition: 2, batch: [batch.subarray(0, 2), batch.subarray(2)] }]]]),
+      ),
+    );
+    assert.deepEqual(inParts, req, 'a batch given in parts: the same bytes');
     const want = new Writer()
       .string(null)
       .int16(-1)

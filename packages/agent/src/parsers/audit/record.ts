@@ -165,9 +165,22 @@ export function hexToText(hex: string): string {
   return bytesToText(Buffer.from(hex, 'hex'));
 }
 
+/** What sends a NUL-separated list to the piece-by-piece decoding: as escape.ts's NEEDS_CHECK, NUL allowed. */
+const LIST_NEEDS_CHECK = /[\x01-\x08\x0a-\x1f\x7f-\x9f\ufffd]/;
+
 /** Hex text → the NUL-separated strings in it (proctitle, key lists split at 0x01 with sep=1). */
 export function hexToList(hex: string, sep: number): string[] {
   const buf = Buffer.from(hex, 'hex');
+  if (sep === 0) {
+    // A command line: decoded at once and split at NUL, when nothing in it needs escaping (UTF-8
+    // never has a 0x00 inside a character, so the pieces are the same).
+    const text = buf.toString('utf8');
+    if (!LIST_NEEDS_CHECK.test(text)) {
+      const out = text.split('\0');
+      if (out[out.length - 1] === '') out.pop(); // a trailing separator adds no empty item
+      return out;
+    }
+  }
   const out: string[] = [];
   let start = 0;
   for (let i = 0; i <= buf.length; i++) {

@@ -208,6 +208,7 @@ export class HttpCoreSink implements Sink {
     };
     this.caBundles = opts.systemCaBundles ?? SYSTEM_CA_BUNDLES;
     this.gzipped = cfg.compression === 'gzip';
+    this.inFlight = format.overlaps ? Math.max(1, Math.min(3, cfg.maxInFlight ?? 3)) : 1;
 
     let url: URL;
     try {
@@ -342,9 +343,34 @@ export class HttpCoreSink implements Sink {
     return this.gzipped ? gzip(raw, { level: 1, memLevel: 9 }) : Promise.resolve(raw);
   }
 
+  /**
+   * Gets a batch ready while earlier ones are in flight: encodes (and compresses) it, and, for a
+   * format whose batches may travel together (WireFormat.overlaps), sends it at once. Its send()
+   * then only waits for what that started; the pipeline still calls send() in order and moves
+   * checkpoints when it resolves, so a batch counts as handled only after every earlier one.
+   */
   prepare(batch: Batch): void {
     if (this.groups(batch) === null) void this.body(batch, null);
+    const signal = this.signal;
+    if (this.inFlight <= 1 || signal === null || signal.aborted || this.closed) return;
+    // In flight: the batch sent, and those started ahead whose send() has not come yet.
+    if (1 + this.startedAhead >= this.inFlight) return;
+    this.startedAhead++;
+    let go!: () => void;
+    const turn = new Promise<void>((resolve) => (go = resolve));
+    const outcome = this.deliver(batch, signal, turn);
+    outcome.catch(() => undefined); // send() awaits it; a batch never sent (shutdown) is not an error
+    this.early.set(batch, { go, outcome });
   }
+
+  /** Batches that may be in flight at once: max_in_flight (at most the pipeline's one sent and two
+   *  prepared ahead, pipeline.ts AHEAD) for a format that allows it, else 1. */
+  private readonly inFlight: number;
+  private startedAhead = 0;
+  /** Batches prepare() started, until their send(). */
+  private readonly early = new WeakMap<Batch, { go: () => void; outcome: Promise<SendOutcome> }>();
+  /** The pipeline's signal, from the last send(): what ends batches started ahead too. */
+  private signal: AbortSignal | null = null;
 
   private readonly groupsOf = new WeakMap<Batch, number[][] | null>();
 
@@ -362,6 +388,37 @@ export class HttpCoreSink implements Sink {
   async send(batch: Batch, signal: AbortSignal): Promise<SendOutcome> {
     throwIfAborted(signal);
     if (this.closed) throw new SinkError('GUARD_SINK_CLOSED', `sink ${this.name} is closed`);
+    this.signal = signal;
+    const early = this.early.get(batch);
+    if (early === undefined) return this.deliver(batch, signal, null);
+    this.early.delete(batch);
+    this.startedAhead--;
+    early.go();
+    return early.outcome;
+  }
+
+  /**
+   * Sends a batch until it is handled. `turn` (a batch started ahead by prepare()) resolves when
+   * its send() is called: every earlier batch handled. Such a batch's requests go at once, but it
+   * waits for its turn before any backoff, so that during an outage only the oldest batch retries,
+   * as with one batch in flight.
+   */
+  private async deliver(
+    batch: Batch,
+    signal: AbortSignal,
+    turn: Promise<void> | null,
+  ): Promise<SendOutcome> {
+    const backoff = async (
+      req: Pending,
+      error: Error,
+      retryAfterMs: number | null,
+    ): Promise<void> => {
+      if (turn !== null) {
+        await untilAborted(turn, signal);
+        turn = null;
+      }
+      await this.backoff(batch, req, error, retryAfterMs, signal);
+    };
     const groups = this.groups(batch);
     const queue: Pending[] =
       groups === null
@@ -385,7 +442,7 @@ export class HttpCoreSink implements Sink {
         attempts++;
         const answer = await this.attempt(body, signal);
         if (answer instanceof TransportFailure) {
-          await this.backoff(batch, req, answer.error, null, signal);
+          await backoff(req, answer.error, null);
           continue;
         }
         if (
@@ -413,7 +470,7 @@ export class HttpCoreSink implements Sink {
             break;
           case 'retry': {
             const err = new SinkError(verdict.code, verdict.message);
-            await this.backoff(batch, req, err, verdict.retryAfterMs, signal);
+            await backoff(req, err, verdict.retryAfterMs);
             break;
           }
           case 'refused':
@@ -473,7 +530,7 @@ export class HttpCoreSink implements Sink {
                   code,
                   `${verdict.retry.length} of ${items.length} events to be sent again (${code})`,
                 );
-                await this.backoff(batch, next, err, null, signal);
+                await backoff(next, err, null);
               }
             }
             break;
@@ -481,7 +538,9 @@ export class HttpCoreSink implements Sink {
         }
       }
     } finally {
-      this.state.retryingUntil = null;
+      // A batch started ahead that never waited for its turn did not retry: the status's
+      // retryingUntil, if set, is an earlier batch's.
+      if (turn === null) this.state.retryingUntil = null;
     }
     const refusedEvents = refused.some((r) => r.item === -1) ? batch.events : refused.length;
     if (refusedEvents < batch.events) markDelivered(this.state, batch.events - refusedEvents);
@@ -764,8 +823,9 @@ export class HttpCoreSink implements Sink {
 
   private createPool(tls: TlsMaterial): Pool {
     return new Pool(this.url.origin, {
-      // The pipeline keeps one batch in flight per sink: one connection, kept alive between batches.
-      connections: 1,
+      // A connection per batch in flight, kept alive between batches: one, or max_in_flight for a
+      // format whose batches may travel together.
+      connections: this.inFlight,
       pipelining: 1,
       keepAliveTimeout: 60_000,
       keepAliveMaxTimeout: 10 * 60_000,
@@ -783,6 +843,19 @@ export class HttpCoreSink implements Sink {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Resolves with `p`, or rejects with a SinkAbortError when `signal` aborts first. */
+function untilAborted(p: Promise<void>, signal: AbortSignal): Promise<void> {
+  throwIfAborted(signal);
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => reject(new SinkAbortError(signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    void p.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}
 
 /** Reads up to `limit` bytes of a body, and drains a little more so the socket stays usable. */
 async function readBody(

@@ -61,6 +61,12 @@ export interface WireFormat {
   /** True when encoding a batch means going through its events (worth doing ahead, off the path
    *  from one answer to the next request); false for NDJSON sent as the pipeline cut it. */
   readonly readsLines: boolean;
+  /**
+   * True when batches may be in flight together (the receiver does not care in which order they
+   * arrive): prepare() then sends a batch while the ones before it are answered. Checkpoints still
+   * move in order; a kill re-sends up to three batches instead of one.
+   */
+  readonly overlaps?: boolean;
   /** Bytes of an answer's body the classifier needs (0: a 2xx body is not read). */
   readonly readsAnswer: number;
   /** The request's path and query, relative to the url's origin. */

@@ -43,6 +43,7 @@ export class ElasticsearchFormat implements WireFormat {
   /** A bulk answer names every item; with filter_path ~30 bytes each. */
   readonly readsAnswer = 64 * 1024 * 1024;
   readonly readsLines = true;
+  readonly overlaps = true;
   private readonly dated: boolean;
   private readonly hostId: Buffer;
   private lastDay: Buffer = Buffer.alloc(10);

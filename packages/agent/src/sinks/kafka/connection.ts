@@ -169,7 +169,10 @@ export class BrokerConnection {
       );
       this.pending.push({ resolve, reject, timer, correlationId });
       const frame = requestFrame(apiKey, version, correlationId, this.opts.clientId, body);
+      // One writev for the frame's parts (length, headers, each batch's header and records).
+      this.socket.cork();
       for (const part of frame) this.socket.write(part);
+      this.socket.uncork();
     });
   }
 

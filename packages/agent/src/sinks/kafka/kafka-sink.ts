@@ -21,6 +21,11 @@
 //
 // With idempotence one batch per partition is in flight, so sequence numbers reach the broker in
 // order, and a resend carries the sequence number of the first try.
+//
+// prepare() does a batch's work ahead, while the batch before it is in flight (pipeline.ts cuts up
+// to two full batches ahead): routing, partitioning (topics whose layout is known) and each
+// partition's records encoded and compressed, with their CRC-32C. What is left for send() is the
+// 61-byte header per partition (producer id, sequence number, the CRC combined with the records').
 
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
@@ -34,7 +39,7 @@ import { markDelivered, newSinkStatus } from '../sink-status';
 import { EventScan } from '../core/event-scan';
 import { BatchLines, eventId } from '../core/lines';
 import { KafkaProducer, type OutgoingBatch } from './producer';
-import { encodeRecordBatch } from './record-batch';
+import { batchHeader, encodeRecordsFor, RecordPool, type EncodedRecords } from './record-batch';
 import { errorName, partitionOf } from './protocol';
 
 /** Broker errors split like an HTTP 413: the request was too big, maybe not every message in it. */
@@ -98,7 +103,22 @@ interface Chunk {
   partition: number;
   items: number[];
   failures: number;
-  batch: Buffer | null;
+  /** The records, encoded and compressed (from prepare() or the first send); kept across a new
+   *  producer id, which changes only the header. */
+  records: Promise<EncodedRecords> | null;
+  batch: Buffer[] | null;
+}
+
+/** A batch routed (topic and key per event; over max_message_bytes refused) and, for the topics
+ *  whose layout is known, partitioned, with each partition's records being encoded. */
+interface Plan {
+  lines: BatchLines;
+  keys: Buffer[];
+  refused: Refused[];
+  /** Topics not partitioned yet (layout unknown when planned): their messages. */
+  unplaced: Map<string, number[]>;
+  /** Per "topic/partition", its chunks still to send, in order. */
+  queues: Map<string, Chunk[]>;
 }
 
 /** Kafka topic names allow A-Z a-z 0-9 . _ -; anything else from an event becomes _. */
@@ -225,16 +245,18 @@ export class KafkaSink implements Sink {
     // file). `,"source":` cannot occur inside a JSON string (its quote would be escaped), so the
     // last occurrence is the tail's unless a later object (tags) has such a key: then the tail does
     // not parse as an object and the line is scanned properly.
+    // The tail of the line before, at the end of this one: the same route (the tail holds
+    // `,"source":` only at its start, so it is this line's last occurrence too).
+    // Compared in JavaScript: ~80 bytes, where `Buffer#compare`'s call into C++ cost more.
+    const last = this.lastRoute;
+    if (last !== null && e - last.tail.length >= s) {
+      const tail = last.tail;
+      let k = tail.length - 1;
+      for (let o = e - 1; k >= 0 && body[o] === tail[k]; o--) k--;
+      if (k < 0) return last.route;
+    }
     let ts = body.lastIndexOf(SOURCE_KEY, e - SOURCE_KEY.length);
     if (ts < s) ts = -1;
-    const last = this.lastRoute;
-    if (
-      ts >= 0 &&
-      last !== null &&
-      e - ts === last.tail.length &&
-      body.compare(last.tail, 0, last.tail.length, ts, e) === 0
-    )
-      return last.route;
     let r = ts >= 0 ? this.routeOf(body.toString('utf8', ts, e)) : null;
     if (r === null) {
       const tail = this.scan.scan(body, s, e)
@@ -278,8 +300,22 @@ export class KafkaSink implements Sink {
     return r;
   }
 
-  async send(batch: Batch, signal: AbortSignal): Promise<SendOutcome> {
-    throwIfAborted(signal);
+  /** Routing, partitioning, encoding and gzip are worth doing while the batch before is in flight. */
+  readonly preparesAhead = true;
+  private readonly plans = new WeakMap<Batch, Plan>();
+  private readonly pool = new RecordPool();
+
+  prepare(batch: Batch): void {
+    if (this.plans.has(batch)) return;
+    try {
+      this.plans.set(batch, this.plan(batch));
+    } catch {
+      // planned again by send(), which reports the error
+    }
+  }
+
+  /** Routes each event of `batch`, then partitions and encodes what it can (placeKnown). */
+  private plan(batch: Batch): Plan {
     const lines = BatchLines.of(batch.body);
     const refused: Refused[] = [];
     const byTopic = new Map<string, number[]>();
@@ -300,7 +336,17 @@ export class KafkaSink implements Sink {
       if (list === undefined) byTopic.set(r.topic, (list = []));
       list.push(i);
     }
-    await this.deliver(byTopic, lines, keys, refused, signal);
+    const plan: Plan = { lines, keys, refused, unplaced: byTopic, queues: new Map() };
+    this.placeKnown(plan);
+    return plan;
+  }
+
+  async send(batch: Batch, signal: AbortSignal): Promise<SendOutcome> {
+    throwIfAborted(signal);
+    const plan = this.plans.get(batch) ?? this.plan(batch);
+    this.plans.delete(batch); // a second send() of the same batch starts over
+    const { lines, refused } = plan;
+    await this.deliver(plan, signal);
     if (refused.length < lines.count) markDelivered(this.state, lines.count - refused.length);
     if (refused.length === 0) {
       if (this.state.lastError !== null && this.state.retryingUntil === null)
@@ -312,25 +358,44 @@ export class KafkaSink implements Sink {
     return 'dead_lettered';
   }
 
+  /** The records of `items`, encoded and compressed (a rejection is handled where awaited). */
+  private encode(plan: Plan, items: number[]): Promise<EncodedRecords> {
+    const { body, starts, ends } = plan.lines;
+    const p = encodeRecordsFor(
+      { body, starts, ends, keys: plan.keys, items },
+      this.cfg.compression,
+      this.pool,
+    );
+    p.catch(() => undefined); // a batch never sent (shutdown) must not be an unhandled rejection
+    return p;
+  }
+
+  /** `c` was answered for good (appended, refused or split): its records' buffer is free again. The
+   *  broker answered the request that carried it, so the socket wrote it all; an earlier attempt's
+   *  connection was destroyed with whatever it had still to write. */
+  private finished(c: Chunk): void {
+    const r = c.records;
+    c.records = null;
+    c.batch = null;
+    void r?.then(
+      (x) => {
+        if (x.backing !== null) this.pool.give(x.backing);
+      },
+      () => undefined,
+    );
+  }
+
   /** Partitions each topic's messages (once the topic's layout is known), then sends the head
    *  chunk of every partition, round after round, until each is acknowledged or refused. */
-  private async deliver(
-    byTopic: Map<string, number[]>,
-    lines: BatchLines,
-    keys: Buffer[],
-    refused: Refused[],
-    signal: AbortSignal,
-  ): Promise<void> {
-    const unplaced = new Map(byTopic);
-    const queues = new Map<string, Chunk[]>();
+  private async deliver(plan: Plan, signal: AbortSignal): Promise<void> {
+    const { unplaced, queues } = plan;
     let failures = 0;
     while (unplaced.size > 0 || queues.size > 0) {
       throwIfAborted(signal);
       let error: string | null = null;
       try {
-        error = await abortable(this.place(unplaced, queues, keys, refused), signal);
-        if (error === null)
-          error = await abortable(this.round(queues, lines, keys, refused), signal);
+        error = await abortable(this.place(plan), signal);
+        if (error === null) error = await abortable(this.round(plan), signal);
       } catch (err) {
         if (err instanceof SinkAbortError) throw err;
         error = describeError(err);
@@ -349,13 +414,10 @@ export class KafkaSink implements Sink {
     }
   }
 
-  /** Partitions the messages of topics whose layout is known; an error that stops it, or null. */
-  private async place(
-    unplaced: Map<string, number[]>,
-    queues: Map<string, Chunk[]>,
-    keys: Buffer[],
-    refused: Refused[],
-  ): Promise<string | null> {
+  /** Asks for the layout of the topics not yet partitioned, then partitions them; an error that
+   *  stops it, or null. */
+  private async place(plan: Plan): Promise<string | null> {
+    const { unplaced, refused } = plan;
     if (unplaced.size === 0) return null;
     const missing = [...unplaced.keys()].filter((t) => this.producer.layout(t) === undefined);
     let error: string | null = null;
@@ -374,6 +436,14 @@ export class KafkaSink implements Sink {
         }
       }
     }
+    this.placeKnown(plan);
+    return error;
+  }
+
+  /** Partitions the messages of the topics whose layout is known, and starts encoding each
+   *  partition's records. */
+  private placeKnown(plan: Plan): void {
+    const { unplaced, queues, keys } = plan;
     for (const [topic, items] of unplaced) {
       const layout = this.producer.layout(topic);
       if (layout === undefined) continue;
@@ -386,36 +456,47 @@ export class KafkaSink implements Sink {
       }
       for (const [partition, its] of parts)
         queues.set(`${topic}/${partition}`, [
-          { topic, partition, items: its, failures: 0, batch: null },
+          {
+            topic,
+            partition,
+            items: its,
+            failures: 0,
+            records: this.encode(plan, its),
+            batch: null,
+          },
         ]);
       unplaced.delete(topic);
     }
-    return error;
   }
 
   /** One Produce round: the head chunk of every partition; the first retriable error, or null. */
-  private async round(
-    queues: Map<string, Chunk[]>,
-    lines: BatchLines,
-    keys: Buffer[],
-    refused: Refused[],
-  ): Promise<string | null> {
+  private async round(plan: Plan): Promise<string | null> {
+    const { queues, refused } = plan;
     if (queues.size === 0) return null;
     const pid = await this.producer.producerId();
     const heads = [...queues.values()].map((q) => q[0]!);
     const now = Date.now();
     const out: OutgoingBatch[] = await Promise.all(
       heads.map(async (c) => {
-        c.batch ??= await encodeRecordBatch(
-          { body: lines.body, starts: lines.starts, ends: lines.ends, keys, items: c.items },
-          {
-            timestamp: now,
-            compression: this.cfg.compression,
-            producerId: pid?.id ?? -1n,
-            producerEpoch: pid?.epoch ?? -1,
-            baseSequence: pid === null ? -1 : this.producer.sequence(c.topic, c.partition),
-          },
-        );
+        if (c.batch === null) {
+          const pending = (c.records ??= this.encode(plan, c.items));
+          let r: EncodedRecords;
+          try {
+            r = await pending;
+          } catch (err) {
+            if (c.records === pending) c.records = null; // encoded again at the next round
+            throw err;
+          }
+          c.batch = [
+            batchHeader(r, {
+              timestamp: now,
+              producerId: pid?.id ?? -1n,
+              producerEpoch: pid?.epoch ?? -1,
+              baseSequence: pid === null ? -1 : this.producer.sequence(c.topic, c.partition),
+            }),
+            r.data,
+          ];
+        }
         return { topic: c.topic, partition: c.partition, batch: c.batch };
       }),
     );
@@ -430,6 +511,7 @@ export class KafkaSink implements Sink {
         if (o.error === 0 && o.baseOffset >= 0n)
           this.offsets[key] = (o.baseOffset + BigInt(c.items.length - 1)).toString();
         if (pid !== null) this.producer.advance(c.topic, c.partition, c.items.length);
+        this.finished(c);
         const q = queues.get(key)!;
         q.shift();
         if (q.length === 0) queues.delete(key);
@@ -437,19 +519,21 @@ export class KafkaSink implements Sink {
       }
       if (TOO_LARGE.has(code) && c.items.length > 1) {
         const half = Math.ceil(c.items.length / 2);
+        this.finished(c);
         queues
           .get(key)!
           .splice(
             0,
             1,
-            { ...c, items: c.items.slice(0, half), batch: null },
-            { ...c, items: c.items.slice(half), batch: null },
+            { ...c, items: c.items.slice(0, half), records: null, batch: null },
+            { ...c, items: c.items.slice(half), records: null, batch: null },
           );
         return;
       }
       if (TOO_LARGE.has(code) || REFUSED.has(code)) {
         for (const item of c.items)
           refused.push({ item, code, reason: `${describeKafka(code)} (${key})` });
+        this.finished(c);
         const q = queues.get(key)!;
         q.shift();
         if (q.length === 0) queues.delete(key);

@@ -40,7 +40,8 @@ export interface PartitionOutcome {
 export interface OutgoingBatch {
   topic: string;
   partition: number;
-  batch: Buffer;
+  /** The record batch's parts, in order. */
+  batch: readonly Buffer[];
 }
 
 export class KafkaProducer {

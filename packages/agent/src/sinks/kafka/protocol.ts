@@ -259,7 +259,8 @@ export function metadataResponse(version: number, body: Buffer): Metadata {
 
 export interface ProducePartition {
   partition: number;
-  batch: Buffer;
+  /** The record batch, or its parts in order (header, records). */
+  batch: Buffer | readonly Buffer[];
 }
 
 /** Produce v3: acks, timeout, then per topic its partitions' record batches (passed, not copied). */
@@ -273,8 +274,11 @@ export function produceRequest(
   for (const [topic, partitions] of topics) {
     w.string(topic).int32(partitions.length);
     for (const p of partitions) {
-      w.int32(p.partition).int32(p.batch.length);
-      parts.push(w.done(), p.batch);
+      const batch = Buffer.isBuffer(p.batch) ? [p.batch] : p.batch;
+      let size = 0;
+      for (const b of batch) size += b.length;
+      w.int32(p.partition).int32(size);
+      parts.push(w.done(), ...batch);
       w = new Writer();
     }
   }

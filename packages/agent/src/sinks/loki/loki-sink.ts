@@ -96,6 +96,7 @@ export class LokiFormat implements WireFormat {
   readonly contentType = 'application/json';
   readonly readsAnswer = 64 * 1024;
   readonly readsLines = true;
+  readonly overlaps = true;
   private endpoint = '';
   private readonly scan = new EventScan();
   private readonly streamsOf = new WeakMap<BatchLines, Streams>();

@@ -171,6 +171,7 @@ export class OtlpFormat implements WireFormat {
   readonly contentType: string;
   readonly readsAnswer = 64 * 1024;
   readonly readsLines = true;
+  readonly overlaps = true;
   private readonly proto = new Proto();
   private endpoint = '';
   private readonly resource: Attr[];

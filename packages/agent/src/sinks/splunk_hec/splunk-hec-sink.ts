@@ -60,6 +60,7 @@ export class SplunkHecFormat implements WireFormat {
   readonly contentType = 'application/json';
   readonly readsAnswer = 64 * 1024;
   readonly readsLines = true;
+  readonly overlaps = true;
   readonly channel = randomUUID();
   /** `,"host":…,"sourcetype":…[,"index":…]` — the same for every event of this agent. */
   private readonly constant: Buffer;
@@ -70,10 +71,10 @@ export class SplunkHecFormat implements WireFormat {
   private warnedNoAck = false;
   /**
    * How long a request waits for its first /ack poll: half of how long the last ack took, learned,
-   * between 1 and 20 ms (20 ms was the fixed wait before). One batch is in flight at a time
-   * (pipeline.ts), so this wait bounds the sink's throughput: a fixed 20 ms held it under 50
-   * batches a second against an indexer that acks at once; a slow indexer is polled as before
-   * (20 ms, then doubling), never later.
+   * between 1 and 20 ms (20 ms was the fixed wait before). At most three batches are in flight
+   * (http-core.ts), so this wait bounds the sink's throughput: a fixed 20 ms held it under 50
+   * batches a second with one in flight against an indexer that acks at once; a slow indexer is
+   * polled as before (20 ms, then doubling), never later.
    */
   private firstPollMs = ACK_FIRST_POLL_MAX_MS;
 

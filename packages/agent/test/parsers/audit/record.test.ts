@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MAX_RECORD_LENGTH, parseRecord } from '../../../src/parsers/audit/record';
+import {
+  MAX_RECORD_LENGTH,
+  bytesToText,
+  hexToList,
+  parseRecord,
+} from '../../../src/parsers/audit/record';
 import { archName, errnoName, syscallName } from '../../../src/parsers/audit/translate';
 
 const GS = '\\x1d'; // the separator as it reaches the parser (escape.ts escapes 0x1d)
@@ -262,5 +267,54 @@ describe('translations', () => {
     assert.equal(errnoName(-13), 'EACCES');
     assert.equal(errnoName(-2), 'ENOENT');
     assert.equal(errnoName(-9999), undefined);
+  });
+});
+
+describe('hexToList', () => {
+  test('a command line decoded at once equals one piece at a time, hostile bytes included', () => {
+    // The reference: split the bytes at NUL, decode each piece as a line (escape.ts).
+    const reference = (buf: Buffer): string[] => {
+      const out: string[] = [];
+      let start = 0;
+      for (let i = 0; i <= buf.length; i++) {
+        if (i === buf.length || buf[i] === 0) {
+          if (i < buf.length || i > start) out.push(bytesToText(buf, start, i));
+          start = i + 1;
+        }
+      }
+      return out;
+    };
+    const pieces = [
+      [0x00],
+      [0x61],
+      [0x20],
+      [0x09],
+      [0x0d],
+      [0x1b],
+      [0x1d],
+      [0x7f],
+      [0xc2, 0x9b],
+      [0xe2, 0x80, 0xae],
+      [0xc3, 0xa9],
+      [0xff],
+      [0xe2, 0x80],
+      [0xef, 0xbf, 0xbd],
+      [0x5c],
+      [0x22],
+    ];
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 48271) % 2147483647;
+      return seed % n;
+    };
+    for (let i = 0; i < 5000; i++) {
+      const bytes: number[] = [];
+      for (let k = rnd(10); k >= 0; k--) bytes.push(...pieces[rnd(pieces.length)]!);
+      const buf = Buffer.from(bytes);
+      assert.deepEqual(hexToList(buf.toString('hex'), 0), reference(buf), JSON.stringify(bytes));
+    }
+    assert.deepEqual(hexToList('', 0), []);
+    assert.deepEqual(hexToList('6C73002D6C00', 0), ['ls', '-l']);
+    assert.deepEqual(hexToList('00006C73', 0), ['', '', 'ls']);
   });
 });
