@@ -531,6 +531,7 @@ export class FileSource implements FileHolder {
     t.wakes++;
     this.dirty.add(t);
     this.wake();
+    this.armQuick();
   }
 
   /** The files to read now: every open one when polling; those events named (and rotated ones
@@ -619,12 +620,16 @@ export class FileSource implements FileHolder {
 
   /**
    * The quick tick (every rotate_check_interval_ms), only while there is something for it: when
-   * polling, the rotation check (and every rescan_interval_ms the list); rotated files to reap or
-   * to give up on. On events with nothing rotated it does not run at all (idle costs nothing).
+   * polling, the rotation check (and every rescan_interval_ms the list); on events, the rotation
+   * check of open files while one has unread data (an event says a file changed, not that it was
+   * copied and truncated meanwhile: with reads paused behind a sink, only this check sees the
+   * truncation, as polling does); rotated files to reap or to give up on. On events with nothing
+   * unread or rotated it does not run at all (idle costs nothing).
    */
   private armQuick(): void {
     if (this.quick !== null || this.stopped) return;
-    if (this.watchStatus.mode !== 'polling' && this.draining.size === 0) return;
+    if (this.watchStatus.mode !== 'polling' && this.draining.size === 0 && this.dirty.size === 0)
+      return;
     this.quick = setTimeout(() => {
       void this.exclusive(async () => {
         const now = Date.now();
@@ -634,7 +639,7 @@ export class FileSource implements FileHolder {
             await this.rescanNow();
           }
           await this.checkRotationNow();
-        }
+        } else if (this.dirty.size > 0) await this.checkRotationNow(false);
         if (this.draining.size > 0) await this.reapNow(Date.now());
       }, 'quick')
         .catch((e: Error) =>
