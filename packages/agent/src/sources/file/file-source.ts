@@ -82,7 +82,7 @@ export type FileSourceSettings = Pick<
 
 /** A file read within this long is kept on the read list (a partial line, an audit event closing). */
 const LINGER_MS = 3000;
-/** At most one new watch per source this often (the helper's `rate` allows 10 a minute). */
+/** At most one new watch per source this often (each is a walk of its directories in the helper). */
 const REWATCH_GAP_MS = 10_000;
 /** Closed files reopened at once (helper requests in flight) when a burst of changes names many. */
 const REOPEN_AT_ONCE = 16;
@@ -728,7 +728,7 @@ export class FileSource implements FileHolder {
 
   /** A fresh watch (a directory appeared or went away, events were lost), then a full look. */
   private rewatchSoon(): void {
-    // The helper allows a few watch requests a minute per connection (`rate`): one per source per
+    // Each watch is a walk of the source's directories in the helper: one per source per
     // REWATCH_GAP_MS at most, however many directories come and go.
     const wait = Math.max(EVENT_RESCAN_DELAY_MS, this.lastRewatch + REWATCH_GAP_MS - Date.now());
     this.after('rewatch', wait, async () => {
