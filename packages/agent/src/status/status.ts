@@ -95,7 +95,7 @@ export interface AgentStatus {
     queuedBytes: number;
     /** Log files open now, the bound (max_open_files or RLIMIT_NOFILE less headroom), files waiting
      *  for a descriptor. */
-    openFiles?: { open: number; max: number; waiting: number };
+    openFiles?: { open: number; max: number; peak: number; waiting: number };
   };
   /** openPath: the resolver the helper said it uses in its hello reply (null until connected) */
   helper: {
@@ -149,6 +149,7 @@ export function buildStatus(
       openFiles: {
         open: p.openFiles.open,
         max: p.openFiles.max,
+        peak: p.openFiles.peak,
         waiting: p.openFiles.waitingTotal,
       },
     },

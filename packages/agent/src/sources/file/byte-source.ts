@@ -25,9 +25,13 @@ export interface ByteSource {
   close(): void;
 }
 
-/** Descriptors held by FdSources now, agent-wide (sources/file/open-files.ts bounds them), and who
- *  is told when one is closed. */
-export const fdSources: { open: number; onClose: (() => void) | null } = { open: 0, onClose: null };
+/** Descriptors held by FdSources now and at most since the start, agent-wide
+ *  (sources/file/open-files.ts bounds them), and who is told when one is closed. */
+export const fdSources: { open: number; peak: number; onClose: (() => void) | null } = {
+  open: 0,
+  peak: 0,
+  onClose: null,
+};
 
 /** A file read through its descriptor: it may still grow. */
 export class FdSource implements ByteSource {
@@ -37,6 +41,7 @@ export class FdSource implements ByteSource {
 
   constructor(readonly fd: number) {
     fdSources.open++;
+    if (fdSources.open > fdSources.peak) fdSources.peak = fdSources.open;
   }
 
   async size(): Promise<number> {

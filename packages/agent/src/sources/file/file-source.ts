@@ -369,23 +369,15 @@ export class FileSource implements FileHolder {
     // At most the room there is now: descriptors given back meanwhile are another pass's (so that
     // one pass never runs through thousands of files while the pump frees descriptors under it).
     let n = this.openFiles.room;
-    const reserved = async (open: () => Promise<void>): Promise<void> => {
-      this.openFiles.pending++;
-      try {
-        await open();
-      } finally {
-        this.openFiles.pending--;
-      }
-    };
     // Changed closed files first, but never all the room while new files wait too.
     let forBacklog = this.unopened.size > 0 ? Math.ceil(n / 2) : n;
     // Reopened a few at a time (requests pipelined on the helper link: one at a time, a burst of
     // changes to thousands of closed files took minutes on a loaded machine, a round trip each).
-    let batch: Promise<void>[] = [];
+    let batch: Promise<boolean>[] = [];
     for (const t of this.backlog) {
       if (forBacklog-- <= 0 || n-- <= 0 || this.openFiles.room <= 0 || this.stopped) break;
       this.backlog.delete(t);
-      batch.push(reserved(() => this.unparkFile(t)));
+      batch.push(this.openFiles.reserve(() => this.unparkFile(t)));
       if (batch.length >= REOPEN_AT_ONCE) {
         await Promise.all(batch);
         batch = [];
@@ -395,13 +387,13 @@ export class FileSource implements FileHolder {
     for (const path of this.unopened) {
       if (n-- <= 0 || this.openFiles.room <= 0 || this.stopped) break;
       this.unopened.delete(path);
-      if (!this.current.has(path)) await reserved(() => this.openPath(path));
+      if (!this.current.has(path)) await this.openFiles.reserve(() => this.openPath(path));
     }
     // Still waiting: again as soon as there is room, else in a second (idle files closed then).
     if (this.backlog.size + this.unopened.size > 0)
       if (this.openFiles.room > 0) this.admit();
       else this.after('admit-later', 1000, () => this.admitNow()); // not 'admit': that one is at once
-    this.openFiles.setWaiting(this, this.backlog.size + this.unopened.size);
+    this.openFiles.setWaiting(this, this.waitingFiles());
     if (this.unopened.size === 0 && this.claimPending) {
       this.claimPending = false;
       this.rescanSoon(0);
@@ -778,7 +770,7 @@ export class FileSource implements FileHolder {
     t.wakes++;
     t.changedWhileParked = true;
     this.backlog.add(t);
-    this.openFiles.setWaiting(this, this.backlog.size + this.unopened.size);
+    this.openFiles.setWaiting(this, this.waitingFiles());
     this.admit();
   }
 
@@ -848,8 +840,8 @@ export class FileSource implements FileHolder {
       if (parked || !t.parked) rotated = (await this.checkOne(path, t, parked)) || rotated;
     for (const path of [...this.vanished])
       if (!this.current.has(path) && !this.unopened.has(path)) {
-        if (this.openFiles.room > 0) await this.openPath(path, true);
-        else this.unopened.add(path);
+        if (!(await this.openFiles.reserve(() => this.openPath(path, true))))
+          this.unopened.add(path);
       }
     // Whatever else rotated since the last look is among the generations now.
     if (rotated || [...this.draining].some((t) => t.src === null)) await this.rescanNow();
@@ -876,8 +868,7 @@ export class FileSource implements FileHolder {
       }
       if (t.parked) this.goneWhileParked(t, 'replaced');
       else this.rotate(path, t);
-      if (this.openFiles.room > 0) await this.openPath(path);
-      else this.unopened.add(path);
+      if (!(await this.openFiles.reserve(() => this.openPath(path)))) this.unopened.add(path);
       return true;
     } catch (e) {
       if (e instanceof HelperRefusal && e.code === 'not_found') {
@@ -1129,6 +1120,7 @@ export class FileSource implements FileHolder {
     ];
     let history = 0;
     let later = false;
+    this.generationsWaiting = 0;
     for (const path of ordered) {
       const base = generationBase(path);
       if (base === null) continue;
@@ -1164,6 +1156,7 @@ export class FileSource implements FileHolder {
       if (verdict === 'later') complete = false;
       if (verdict === 'later') later = true;
     }
+    this.openFiles.setWaiting(this, this.waitingFiles());
     if (history > 0) {
       this.stats.historyGenerations += history;
       this.log.info(
@@ -1282,7 +1275,8 @@ export class FileSource implements FileHolder {
     const waiting = [...this.draining].find(
       (t) => t.src === null && headMatches(gen.head, t.fingerprint),
     );
-    if (waiting) return !busy && (await this.resume(waiting, gen)) ? 'resumed' : 'later';
+    if (waiting)
+      return !busy && (await this.withRoom(() => this.resume(waiting, gen))) ? 'resumed' : 'later';
     const done = st.finished.find((f) => headMatches(gen.head, f));
     if (done) {
       // The same file, finished and then written to again (a writer that kept its descriptor past
@@ -1293,7 +1287,7 @@ export class FileSource implements FileHolder {
         done.key?.startsWith(`${gen.dev}.${gen.ino}.`) === true &&
         gen.size > done.size
       ) {
-        if (!(await this.shipGeneration(gen, base, done.size))) return 'later';
+        if (!(await this.withRoom(() => this.shipGeneration(gen, base, done.size)))) return 'later';
       }
       return 'finished';
     }
@@ -1308,7 +1302,32 @@ export class FileSource implements FileHolder {
       return 'history';
     }
     if (gen.head.length === 0) return 'finished'; // empty: nothing to ship
-    return !busy && (await this.shipGeneration(gen, base, 0)) ? 'new' : 'later';
+    return !busy && (await this.withRoom(() => this.shipGeneration(gen, base, 0)))
+      ? 'new'
+      : 'later';
+  }
+
+  /**
+   * Opens a generation for reading (resume, ship) within the descriptor bound: false when there is
+   * no room now. Idle files are closed for it; while generations wait, files read to their end
+   * give their descriptors up, and the scan looks again in a second.
+   */
+  private async withRoom(open: () => Promise<boolean>): Promise<boolean> {
+    if (this.openFiles.room <= 0) this.openFiles.reclaim(1);
+    let opened = false;
+    const ran = await this.openFiles.reserve(async () => {
+      opened = await open();
+    });
+    if (!ran) this.generationsWaiting++;
+    return opened;
+  }
+
+  /** Generations the last scan left for want of a descriptor. */
+  private generationsWaiting = 0;
+
+  /** Files of this source waiting for a descriptor: parked ones changed, new ones, generations. */
+  private waitingFiles(): number {
+    return this.backlog.size + this.unopened.size + this.generationsWaiting;
   }
 
   /**

@@ -59,8 +59,26 @@ export class OpenFiles {
    *  two sources admitting files at once do not both take the same room. */
   pending = 0;
 
+  /** The most files open at once since the agent started (never above max: the status shows it). */
+  get peak(): number {
+    return fdSources.peak;
+  }
+
   get room(): number {
     return this.max - this.open - this.pending;
+  }
+
+  /** Runs `open` (which may make one FdSource) if there is room, counted as pending meanwhile;
+   *  false when there was none. Every open of a log file goes through here. */
+  async reserve(open: () => Promise<void>): Promise<boolean> {
+    if (this.room <= 0) return false;
+    this.pending++;
+    try {
+      await open();
+    } finally {
+      this.pending--;
+    }
+    return true;
   }
 
   /** True when some source has files waiting for a descriptor: files read to their end give theirs
