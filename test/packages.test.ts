@@ -18,7 +18,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { killPid, run, sleep, start } from './lib/proc';
+import { alive, killPid, run, sleep, start } from './lib/proc';
 import { repoRoot, Sandbox } from './lib/sandbox';
 import { TestUsers } from './lib/users';
 import { deb, ensurePackages, layout, packagesDir, rpm, tgz, version } from './lib/packages';
@@ -262,10 +262,14 @@ describe('the packages (npm run package)', () => {
     let helperPid = 0;
     let agentPid = 0;
 
-    after(() => {
-      killPid(agentPid);
-      killPid(helperPid);
-      users.cleanup();
+    after(async () => {
+      // Gone before its user is removed: userdel refuses a user with a process (it was left behind).
+      const pids = [agentPid, helperPid].filter((p) => p > 0);
+      for (const p of pids) killPid(p);
+      for (let i = 0; i < 100 && pids.some(alive); i++) await sleep(50);
+      for (const p of pids) if (alive(p)) killPid(p, 'SIGKILL');
+      for (let i = 0; i < 40 && pids.some(alive); i++) await sleep(50);
+      for (const problem of users.cleanup()) console.log(`cleanup: ${problem}`);
       if (sb) rmSync(sb.dir, { recursive: true, force: true });
     });
 
