@@ -27,6 +27,7 @@ import { TestUsers, type TestUser } from '../test/lib/users';
 import { Kafka, logLevel } from 'kafkajs';
 import { collect, MockKafka } from '../test/lib/kafka-mock';
 import { AuthLogGenerator, writeAuthLog } from './auth-log';
+import { profileLines, summarizeProfile } from './profile';
 import { scaleRuns, scaleTable, scaleTargets } from './scale';
 import { auditBench } from './audit';
 import { journalSteadyTable, steady, type JournalSteady } from './journal';
@@ -792,38 +793,6 @@ async function latencyRun(
   }
 }
 
-// ---- the CPU profile ---------------------------------------------------------------------------
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-
-/** Self time by function, from a .cpuprofile; top n. */
-function summarizeProfile(file: string, n = 25): { fn: string; selfPct: number }[] {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as {
-    nodes: ProfileNode[];
-    samples: number[];
-    timeDeltas: number[];
-  };
-  const byId = new Map(p.nodes.map((x) => [x.id, x]));
-  const self = new Map<string, number>();
-  let total = 0;
-  p.samples.forEach((id, i) => {
-    const dt = p.timeDeltas[i] ?? 0;
-    const c = byId.get(id)!.callFrame;
-    const key =
-      `${c.functionName || '(anonymous)'} ${c.url ? `${c.url.replace(/^.*\//, '')}:${c.lineNumber + 1}` : ''}`.trim();
-    self.set(key, (self.get(key) ?? 0) + dt);
-    total += dt;
-  });
-  return [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, n)
-    .map(([fn, t]) => ({ fn, selfPct: round((t / total) * 100, 1) }));
-}
-
 // ---- main ---------------------------------------------------------------------------------------
 
 function round(x: number, d: number): number {
@@ -1130,7 +1099,13 @@ async function main(): Promise<void> {
     }
     // Many files (#20): bench/scale.ts, runs 18–21.
     const scale = await scaleRuns(
-      { ...w, nodeArgs: AGENT_NODE_ARGS, runs: RUNS, idleSeconds: opt('--idle-seconds', 60) },
+      {
+        ...w,
+        nodeArgs: AGENT_NODE_ARGS,
+        runs: RUNS,
+        idleSeconds: opt('--idle-seconds', 60),
+        profileDir: PROFILE ? join(benchDir, 'profiles') : null,
+      },
       (l) => console.log(l),
     );
     errors.push(...scale.errors);
@@ -1228,10 +1203,8 @@ async function main(): Promise<void> {
       mkdirSync(out, { recursive: true });
       for (const f of readdirSync(w.sb.path('profiles'))) {
         copyFileSync(w.sb.path('profiles', f), join(out, f));
-        profile[f] = summarizeProfile(join(out, f));
-        console.log(
-          `\n${f} (bench/profiles/${f}), self time:\n${profile[f]!.map((x) => `  ${x.selfPct.toFixed(1).padStart(5)}%  ${x.fn}`).join('\n')}`,
-        );
+        profile[f] = summarizeProfile(join(out, f)).top;
+        console.log(`\n${f} (bench/profiles/${f}), self time:\n${profileLines(profile[f]!)}`);
       }
     }
     const json = {

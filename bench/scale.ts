@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Helper } from '../test/lib/helper';
+import { profileLines, summarizeProfile } from './profile';
 import { sleep, start } from '../test/lib/proc';
 import type { Sandbox } from '../test/lib/sandbox';
 import type { TestUser } from '../test/lib/users';
@@ -23,6 +24,9 @@ export interface ScaleWorld {
   runs: Set<number>;
   /** Seconds each idle measurement lasts (scaled to a minute). */
   idleSeconds: number;
+  /** --profile: the agent runs under `node --cpu-prof` (into the sandbox's profiles/), and where
+   *  its idle window's CPU goes is printed. */
+  profileDir: string | null;
 }
 
 export interface ScaleResult {
@@ -30,22 +34,55 @@ export interface ScaleResult {
   what: string;
   mode: 'events' | 'polling (before)';
   files: number;
-  idleCpuSPerMin: { agent: number; helper: number; total: number };
+  /** The first idle window, from 5 s after every first line was shipped. */
+  idleCpuSPerMin: IdleCpu;
+  /** The window after it. */
+  steadyCpuSPerMin: IdleCpu;
   firstLinesSeconds: number | null;
   agentRssMiB: number;
   agentFds: number;
 }
 
+/** CPU seconds a minute over an idle window. */
+interface IdleCpu {
+  agent: number;
+  helper: number;
+  total: number;
+  /** The agent's by thread name (the main thread is `node`). */
+  agentThreads: string;
+}
+
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
-function cpuS(pid: number): number {
+function cpuS(pid: number, tid?: string): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(tid ? `/proc/${pid}/task/${tid}/stat` : `/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(f[11]) + Number(f[12])) / CLK_TCK;
   } catch {
     return NaN;
   }
+}
+
+/** CPU seconds by thread name (/proc/PID/task/TID: comm and stat), summed over threads of a name. */
+function cpuByThread(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const s = cpuS(pid, tid);
+      if (!Number.isNaN(s)) out.set(name, (out.get(name) ?? 0) + s);
+    } catch {
+      /* the thread ended */
+    }
+  }
+  return out;
 }
 
 function rssMiB(pid: number): number {
@@ -126,9 +163,17 @@ async function measure(
     socket: w.sb.path(`run/helper-${tag}.sock`),
   });
   const t0 = Date.now();
-  const agent = start(process.execPath, [...w.nodeArgs, w.sb.agentJs, '--config', config], {
-    user: w.agent,
-  });
+  const profile = w.profileDir ? `agent-scale-${tag}.cpuprofile` : null;
+  const profArgs = profile
+    ? ['--cpu-prof', `--cpu-prof-dir=${w.sb.path('profiles')}`, `--cpu-prof-name=${profile}`]
+    : [];
+  const agent = start(
+    process.execPath,
+    [...w.nodeArgs, ...profArgs, w.sb.agentJs, '--config', config],
+    { user: w.agent },
+  );
+  const monoUs = () => Number(process.hrtime.bigint() / 1000n);
+  const window = { from: 0, to: 0 };
   agent.stdout?.resume();
   agent.stderr?.resume();
   try {
@@ -146,22 +191,39 @@ async function measure(
     const rss = rssMiB(agent.pid!);
     const open = fds(agent.pid!);
     await sleep(5000); // settled: checkpoints written, rotated generations looked at
-    const a0 = cpuS(agent.pid!);
-    const h0 = cpuS(helper.pid);
-    await sleep(w.idleSeconds * 1000);
-    const perMin = 60 / w.idleSeconds;
-    const agentS = (cpuS(agent.pid!) - a0) * perMin;
-    const helperS = (cpuS(helper.pid) - h0) * perMin;
+    // Two windows: the first minute after the last line (V8 shrinks the heap the burst grew then:
+    // a few full collections, once) and the one after it (what idling costs from then on).
+    const measureWindow = async (): Promise<IdleCpu> => {
+      const a0 = cpuS(agent.pid!);
+      const h0 = cpuS(helper.pid);
+      const threads0 = cpuByThread(agent.pid!);
+      if (window.from === 0) window.from = monoUs();
+      await sleep(w.idleSeconds * 1000);
+      window.to = monoUs();
+      const perMin = 60 / w.idleSeconds;
+      const agentS = (cpuS(agent.pid!) - a0) * perMin;
+      const helperS = (cpuS(helper.pid) - h0) * perMin;
+      const threads = [...cpuByThread(agent.pid!)]
+        .map(([name, t]) => [name, (t - (threads0.get(name) ?? 0)) * perMin] as const)
+        .filter(([, t]) => t > 0)
+        .sort((a, b) => b[1] - a[1])
+        .map(([name, t]) => `${name} ${t.toFixed(2)}`);
+      return {
+        agent: Math.round(agentS * 1000) / 1000,
+        helper: Math.round(helperS * 1000) / 1000,
+        total: Math.round((agentS + helperS) * 1000) / 1000,
+        agentThreads: threads.join(', ') || 'none',
+      };
+    };
+    const first = await measureWindow();
+    const steady = await measureWindow();
     return {
       run,
       what,
       mode: polling ? 'polling (before)' : 'events',
       files: setup.files.length,
-      idleCpuSPerMin: {
-        agent: Math.round(agentS * 1000) / 1000,
-        helper: Math.round(helperS * 1000) / 1000,
-        total: Math.round((agentS + helperS) * 1000) / 1000,
-      },
+      idleCpuSPerMin: first,
+      steadyCpuSPerMin: steady,
       firstLinesSeconds: Math.round(firstLines * 10) / 10,
       agentRssMiB: rss,
       agentFds: open,
@@ -170,6 +232,12 @@ async function measure(
     agent.kill('SIGTERM');
     await new Promise((r) => (agent.exitCode !== null ? r(null) : agent.once('exit', r)));
     await helper.stop();
+    if (profile && window.to > 0) {
+      const { top, ms } = summarizeProfile(w.sb.path('profiles', profile), 25, window);
+      console.log(
+        `\nthe agent's idle window (${ms} ms sampled), ${profile}:\n${profileLines(top)}`,
+      );
+    }
   }
 }
 
@@ -251,10 +319,12 @@ export function scaleTable(results: ScaleResult[]): string[][] {
       'run',
       'files',
       'mode',
-      'idle CPU s/min agent + helper',
+      'idle CPU s/min agent + helper: first minute',
+      'then',
       'first lines of all shipped',
       'agent RSS',
       'agent fds',
+      'agent s/min by thread: first minute; then',
     ],
   ];
   for (const r of results)
@@ -263,9 +333,11 @@ export function scaleTable(results: ScaleResult[]): string[][] {
       r.files.toLocaleString('en'),
       r.mode,
       `${r.idleCpuSPerMin.agent} + ${r.idleCpuSPerMin.helper} = ${r.idleCpuSPerMin.total}`,
+      `${r.steadyCpuSPerMin.agent} + ${r.steadyCpuSPerMin.helper} = ${r.steadyCpuSPerMin.total}`,
       r.firstLinesSeconds === null ? '-' : `${r.firstLinesSeconds} s`,
       `${r.agentRssMiB} MiB`,
       String(r.agentFds),
+      `${r.idleCpuSPerMin.agentThreads}; ${r.steadyCpuSPerMin.agentThreads}`,
     ]);
   return rows;
 }
@@ -283,8 +355,12 @@ export function scaleTargets(
     out.push({
       target: `idle CPU ≤ ${limit} s/min (agent + helper), ${r.files.toLocaleString('en')} files`,
       run: `${r.run}. ${r.what}`,
-      value: `${r.idleCpuSPerMin.total} s/min${before ? ` (polling: ${before.idleCpuSPerMin.total})` : ''}`,
-      met: r.idleCpuSPerMin.total <= limit,
+      // Met or not by the second window (idling from then on); the first minute after the burst
+      // (a one-off: V8 shrinking the heap the burst grew) is shown beside it.
+      value:
+        `${r.steadyCpuSPerMin.total} s/min, first minute after the last line ${r.idleCpuSPerMin.total}` +
+        (before ? ` (polling: ${before.steadyCpuSPerMin.total})` : ''),
+      met: r.steadyCpuSPerMin.total <= limit,
     });
   }
   return out;
