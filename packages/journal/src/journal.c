@@ -817,6 +817,13 @@ static reader *get_reader(napi_env env, napi_value v) {
   return r;
 }
 
+// The arguments of a call on a reader (up to n; those not given are undefined) and the reader its
+// first one is the handle of; NULL, with an exception pending, when it is none.
+static reader *reader_call(napi_env env, napi_callback_info info, napi_value *argv, size_t n) {
+  napi_get_cb_info(env, info, &n, argv, NULL, NULL);
+  return get_reader(env, argv[0]);
+}
+
 static char *get_string(napi_env env, napi_value v) {
   size_t n;
   if (napi_get_value_string_utf8(env, v, NULL, 0, &n) != napi_ok) return NULL;
@@ -930,10 +937,8 @@ static napi_value cursor_value(napi_env env, reader *r) {
 // seekHead(h); seekTail(h) → the last entry's cursor (the reader is on it: read() goes on after
 // it), or null when the journal is empty (then from the head).
 static napi_value js_seek_head(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  reader *r = get_reader(env, argv[0]);
+  reader *r = reader_call(env, info, argv, 1);
   if (r == NULL) return NULL;
   r->pending = 0;
   int e = sd.seek_head(r->j);
@@ -942,10 +947,8 @@ static napi_value js_seek_head(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_seek_tail(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  reader *r = get_reader(env, argv[0]);
+  reader *r = reader_call(env, info, argv, 1);
   if (r == NULL) return NULL;
   r->pending = 0;
   int e = sd.seek_tail(r->j);
@@ -997,10 +1000,8 @@ static int same_copy(const char *a, const char *b) {
 // are in hash order there: this looks on through them for the saved entry's copy and lands on it
 // when it is there.
 static napi_value js_seek_cursor(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  reader *r = get_reader(env, argv[0]);
+  reader *r = reader_call(env, info, argv, 2);
   if (r == NULL) return NULL;
   r->pending = 0;
   char *cursor = get_string(env, argv[1]);
@@ -1048,10 +1049,8 @@ static napi_value js_seek_cursor(napi_env env, napi_callback_info info) {
 
 // skipOne(h): steps over the next entry without shipping it (the saved entry found again).
 static napi_value js_skip_one(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  reader *r = get_reader(env, argv[0]);
+  reader *r = reader_call(env, info, argv, 1);
   if (r == NULL) return NULL;
   int e = sd.next(r->j);
   if (e < 0) return throw_errno(env, -e, "sd_journal_next");
@@ -1064,10 +1063,8 @@ static napi_value js_skip_one(napi_env env, napi_callback_info info) {
 // slot `count` holds the cursor of the last entry consumed (a filtered-out one included), or "".
 // need > 0: the next entry alone needs that many bytes of `out` (call again with a bigger one).
 static napi_value js_read(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  reader *r = get_reader(env, argv[0]);
+  reader *r = reader_call(env, info, argv, 6);
   if (r == NULL) return NULL;
   char *out;
   size_t out_len, sizes_len, meta_len, cur_len;
