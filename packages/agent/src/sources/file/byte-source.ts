@@ -33,6 +33,17 @@ export const fdSources: { open: number; peak: number; onClose: (() => void) | nu
   onClose: null,
 };
 
+/** A log file's descriptor held for reading (FdSource, StreamSource), and given up. */
+function counted(): void {
+  fdSources.open++;
+  if (fdSources.open > fdSources.peak) fdSources.peak = fdSources.open;
+}
+
+function uncounted(): void {
+  fdSources.open--;
+  fdSources.onClose?.();
+}
+
 /** A file read through its descriptor: it may still grow. */
 export class FdSource implements ByteSource {
   readonly complete = false;
@@ -40,8 +51,7 @@ export class FdSource implements ByteSource {
   private closed = false;
 
   constructor(readonly fd: number) {
-    fdSources.open++;
-    if (fdSources.open > fdSources.peak) fdSources.peak = fdSources.open;
+    counted();
   }
 
   async size(): Promise<number> {
@@ -63,8 +73,7 @@ export class FdSource implements ByteSource {
     } catch {
       /* closed already: nothing held */
     }
-    fdSources.open--;
-    fdSources.onClose?.();
+    uncounted();
   }
 }
 
@@ -105,13 +114,19 @@ export class StreamSource implements ByteSource {
   private stderr = '';
   private waiters: (() => void)[] = [];
 
+  /** Counted among the log files held open (not a short look at a generation's first bytes). */
+  private counted: boolean;
+
   constructor(
     private fd: number,
     ext: string,
     private readonly skipTo = 0,
+    forReading = true,
   ) {
     const how = DECOMPRESSORS[ext];
     if (how === undefined) throw new Error(`no decompressor for ${ext}`);
+    this.counted = forReading;
+    if (forReading) counted();
     if (how === 'gzip') {
       // A gzip file may hold several members (concatenated); zlib reads them all.
       const z = createGunzip();
@@ -253,8 +268,14 @@ export class StreamSource implements ByteSource {
   close(): void {
     if (this.stopped && this.fd < 0) return;
     this.stop();
+    // On the thread pool (a read of the feed may still be under way there): the count gives the
+    // room up now, the descriptor follows; the headroom covers the few in between.
     close(this.fd, () => undefined);
     this.fd = -1;
+    if (this.counted) {
+      this.counted = false;
+      uncounted();
+    }
   }
 }
 
@@ -266,7 +287,7 @@ export async function compressedHead(
   fd: number,
   ext: string,
 ): Promise<{ head: Buffer; failure: string | null }> {
-  const s = new StreamSource(fd, ext);
+  const s = new StreamSource(fd, ext, 0, false);
   try {
     for (let i = 0; i < 200; i++) {
       const n = await s.size();

@@ -353,7 +353,7 @@ export class FileSource implements FileHolder {
     // second, since it looks at every file (files read to their end give theirs up themselves).
     const now = Date.now();
     if (
-      this.openFiles.room <= 0 &&
+      this.openFiles.roomForFiles <= 0 &&
       this.backlog.size + this.unopened.size > 0 &&
       now - this.lastReclaim >= 1000
     ) {
@@ -362,20 +362,20 @@ export class FileSource implements FileHolder {
       this.openFiles.reclaim(want);
       // Nothing could be closed: every open file has something unread. They are read (and give
       // their descriptors up at their end) even if no event named them: never a standstill.
-      if (this.openFiles.room <= 0)
+      if (this.openFiles.roomForFiles <= 0)
         for (const t of this.current.values())
           if (t.src instanceof FdSource && !this.dirty.has(t)) this.markDirty(t);
     }
     // At most the room there is now: descriptors given back meanwhile are another pass's (so that
     // one pass never runs through thousands of files while the pump frees descriptors under it).
-    let n = this.openFiles.room;
+    let n = this.openFiles.roomForFiles;
     // Changed closed files first, but never all the room while new files wait too.
     let forBacklog = this.unopened.size > 0 ? Math.ceil(n / 2) : n;
     // Reopened a few at a time (requests pipelined on the helper link: one at a time, a burst of
     // changes to thousands of closed files took minutes on a loaded machine, a round trip each).
     let batch: Promise<boolean>[] = [];
     for (const t of this.backlog) {
-      if (forBacklog-- <= 0 || n-- <= 0 || this.openFiles.room <= 0 || this.stopped) break;
+      if (forBacklog-- <= 0 || n-- <= 0 || this.openFiles.roomForFiles <= 0 || this.stopped) break;
       this.backlog.delete(t);
       batch.push(this.openFiles.reserve(() => this.unparkFile(t)));
       if (batch.length >= REOPEN_AT_ONCE) {
@@ -385,13 +385,13 @@ export class FileSource implements FileHolder {
     }
     await Promise.all(batch);
     for (const path of this.unopened) {
-      if (n-- <= 0 || this.openFiles.room <= 0 || this.stopped) break;
+      if (n-- <= 0 || this.openFiles.roomForFiles <= 0 || this.stopped) break;
       this.unopened.delete(path);
       if (!this.current.has(path)) await this.openFiles.reserve(() => this.openPath(path));
     }
     // Still waiting: again as soon as there is room, else in a second (idle files closed then).
     if (this.backlog.size + this.unopened.size > 0)
-      if (this.openFiles.room > 0) this.admit();
+      if (this.openFiles.roomForFiles > 0) this.admit();
       else this.after('admit-later', 1000, () => this.admitNow()); // not 'admit': that one is at once
     this.openFiles.setWaiting(this, this.waitingFiles());
     if (this.unopened.size === 0 && this.claimPending) {
@@ -1157,6 +1157,7 @@ export class FileSource implements FileHolder {
       if (verdict === 'later') later = true;
     }
     this.openFiles.setWaiting(this, this.waitingFiles());
+    this.openFiles.setGenerationsWaiting(this, this.generationsWaiting);
     if (history > 0) {
       this.stats.historyGenerations += history;
       this.log.info(

@@ -101,10 +101,26 @@ export class OpenFiles {
   unregister(h: FileHolder): void {
     this.holders.delete(h);
     this.waiting.delete(h);
+    this.generations.delete(h);
   }
 
   setWaiting(h: FileHolder, n: number): void {
     this.waiting.set(h, n);
+  }
+
+  /** Rotated generations waiting for a descriptor, per source: they go before new files. */
+  private readonly generations = new Map<FileHolder, number>();
+
+  setGenerationsWaiting(h: FileHolder, n: number): void {
+    this.generations.set(h, n);
+  }
+
+  /** The room new and reopened files may take: what generations wait for is kept for them (a
+   *  rotated file's rest must not wait behind a stream of new files, nor be removed meanwhile). */
+  get roomForFiles(): number {
+    let n = 0;
+    for (const v of this.generations.values()) n += v;
+    return this.room - n;
   }
 
   /** Asks every source to close idle files until n are closed (or none is idle). */
