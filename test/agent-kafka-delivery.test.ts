@@ -4,11 +4,13 @@
 // errors injected by the cluster. Read back by a consumer and counted by line number: 0 missing,
 // duplicates at most one batch; an event over max_message_bytes dead-lettered with the reason.
 import assert from 'node:assert/strict';
-import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { sleep } from './lib/proc';
 import {
   AgentProcess,
+  readStatus,
   setupAgentEnv,
   teardownAgentEnv,
   until,
@@ -31,13 +33,18 @@ describe('guard-agent into kafka: kill -9 mid-batch, injected retriable errors, 
   let env: AgentEnv;
   let agent: AgentProcess | undefined;
   let mock: MockKafka;
+  let textfile = '';
 
   before(async () => {
     mock = await MockKafka.start(1);
     await mock.command('topic guard-app 3');
     env = await setupAgentEnv({
-      sources: (e) =>
-        [
+      // Kafka alone: an http sink behind it would hold the checkpoint back, and a kill would then
+      // resend to Kafka what that sink had not acknowledged (more than the batch in flight).
+      siemSink: false,
+      sources: (e) => {
+        textfile = `${e.sb.mkdir('metrics', 0o755, { uid: e.agent.uid, gid: e.agent.gid })}/guard.prom`;
+        return [
           '[source.app]',
           'type = file',
           `paths = ${e.logs}/*.log`,
@@ -54,7 +61,12 @@ describe('guard-agent into kafka: kill -9 mid-batch, injected retriable errors, 
           'retry_max_ms = 500',
           'timeout_ms = 5000',
           '',
-        ].join('\n'),
+          '[metrics]',
+          `textfile = ${textfile}`,
+          'interval_ms = 1000',
+          '',
+        ].join('\n');
+      },
     });
   });
   after(async () => {
@@ -71,8 +83,17 @@ describe('guard-agent into kafka: kill -9 mid-batch, injected retriable errors, 
       const path = join(env.logs, 'app.log');
       writeFileSync(path, '', { mode: 0o600 });
       agent = await AgentProcess.start(env);
-      for (let i = 0; i < TOTAL; i += 1000)
-        appendFileSync(path, Array.from({ length: 1000 }, (_, k) => line(i + k)).join('\n') + '\n');
+      // Written while the agent runs, is killed and restarts (all at once, the agent shipped
+      // every line before the kill and the restart had nothing to send).
+      const writer = (async () => {
+        for (let i = 0; i < TOTAL; i += 1000) {
+          appendFileSync(
+            path,
+            Array.from({ length: 1000 }, (_, k) => line(i + k)).join('\n') + '\n',
+          );
+          await sleep(100);
+        }
+      })();
       await until(() => rx.counts.size >= 4000, 60_000, '4,000 events in Kafka');
       // Mid-stream, one batch in flight: SIGKILL (no checkpoint written on the way out). Whether
       // the broker had appended that batch is a race (the mock's rtt delays the append as well as
@@ -84,6 +105,7 @@ describe('guard-agent into kafka: kill -9 mid-batch, injected retriable errors, 
       await mock.command('errors 0 6 2');
       await mock.command('errors 0 -195 1');
       agent = await AgentProcess.start(env);
+      await writer;
       const missing = (): number[] => {
         const out: number[] = [];
         for (let i = 0; i < TOTAL; i++) if (i !== BIG && !rx.counts.has(String(i))) out.push(i);
@@ -120,6 +142,39 @@ describe('guard-agent into kafka: kill -9 mid-batch, injected retriable errors, 
       assert.deepEqual([...new Set(lines)], [BIG]);
       assert.equal(meta[0]!.code, 'MESSAGE_TOO_LARGE');
       assert.match(meta[0]!.items[0].reason, /over max_message_bytes \(2048\)/);
+
+      // The restarted agent had lines to ship, and the injected errors made it retry.
+      const sink = ((await readStatus(env)).sinks as Record<string, any>[]).find(
+        (k) => k.name === 'kafka',
+      )!;
+      assert.ok(sink.deliveredEvents > 0, `the restarted agent delivered ${sink.deliveredEvents}`);
+      assert.ok(sink.retries > 0, 'the injected retriable errors were retried');
+
+      // Its metrics say where the partition's acknowledged messages end (one file, one key: one
+      // partition): every message the consumer read is below it, and the broker answers.
+      const kafkaMetrics = () => {
+        const text = existsSync(textfile) ? readFileSync(textfile, 'utf8') : '';
+        const brokers = /^guard_sink_kafka_brokers_connected\{sink="kafka"\} (\d+)$/m.exec(text);
+        const offsets = [
+          ...text.matchAll(
+            /^guard_sink_kafka_acked_offset\{sink="kafka",topic="guard-app",partition="(\d)"\} (\d+)$/gm,
+          ),
+        ];
+        return {
+          brokers: brokers ? Number(brokers[1]) : -1,
+          partitions: offsets.length,
+          messages: offsets.reduce((n, m) => n + Number(m[2]) + 1, 0),
+        };
+      };
+      await until(() => kafkaMetrics().messages === rx.messages(), 10_000, 'the metrics').catch(
+        (e: Error) => {
+          throw new Error(
+            `${e.message}: ${JSON.stringify(kafkaMetrics())}, not the ${rx.messages()} messages read`,
+          );
+        },
+      );
+      assert.equal(kafkaMetrics().brokers, 1);
+      assert.equal(kafkaMetrics().partitions, 1);
     } finally {
       await rx.stop();
     }

@@ -27,6 +27,9 @@ export interface AgentEnvOptions {
   agentKeys?: string[];
   /** [source.*] and extra [sink.*] sections; default: one syslog source on logs/*.log */
   sources?: (env: AgentEnv) => string;
+  /** The [sink.siem] http sink to env.receiver (default true). Without it the sinks of `sources`
+   *  alone move the checkpoints (a second sink lagging behind would make a crash resend more). */
+  siemSink?: boolean;
 }
 
 export function agentConfig(env: AgentEnv, opts: AgentEnvOptions): string {
@@ -56,13 +59,17 @@ export function agentConfig(env: AgentEnv, opts: AgentEnvOptions): string {
           'start_at = beginning',
           '',
         ].join('\n'),
-    '[sink.siem]',
-    'type = http',
-    `url = ${env.receiver.url}`,
-    `ca_file = ${s}/etc/ca.pem`,
-    'retry_initial_ms = 100',
-    'retry_max_ms = 1000',
-    '',
+    ...(opts.siemSink === false
+      ? []
+      : [
+          '[sink.siem]',
+          'type = http',
+          `url = ${env.receiver.url}`,
+          `ca_file = ${s}/etc/ca.pem`,
+          'retry_initial_ms = 100',
+          'retry_max_ms = 1000',
+          '',
+        ]),
   ].join('\n');
 }
 

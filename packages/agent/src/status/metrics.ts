@@ -294,4 +294,28 @@ function sinkFamilies(e: Exposition, s: AgentStatus): void {
     'When the sink last delivered a batch (Unix time); 0: not since the agent started.',
     (k) => (k.lastSuccess ? Date.parse(k.lastSuccess) / 1000 : 0),
   );
+  // Kafka sinks: the brokers answering, and where each partition's acknowledged messages end.
+  const kafka = s.sinks.filter((k) => k.brokersConnected !== undefined);
+  e.family(
+    'guard_sink_kafka_brokers_connected',
+    'gauge',
+    'Brokers of a Kafka sink that answered a request in the last minute.',
+    kafka.map((k) => [{ sink: k.name }, k.brokersConnected!.length]),
+  );
+  e.family(
+    'guard_sink_kafka_acked_offset',
+    'gauge',
+    'Offset of the last message the Kafka cluster acknowledged, per topic and partition.',
+    kafka.flatMap((k) =>
+      Object.entries(k.lastAckedOffsets ?? {}).map(([where, offset]): Sample => {
+        const slash = where.lastIndexOf('/'); // topic/partition: a topic name holds no '/'
+        const labels = {
+          sink: k.name,
+          topic: where.slice(0, slash),
+          partition: where.slice(slash + 1),
+        };
+        return [labels, Number(offset)];
+      }),
+    ),
+  );
 }

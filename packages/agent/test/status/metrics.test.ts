@@ -72,6 +72,49 @@ describe('renderMetrics', () => {
     assert.equal(labelValue('ünïcode/日本'), 'ünïcode/日本');
   });
 
+  test('a kafka sink: brokers answering, the last acknowledged offset per topic and partition', () => {
+    const s = status();
+    const sink = {
+      name: 'bus',
+      type: 'kafka',
+      endpoint: 'kafka://b1:9092,b2:9092',
+      lastSuccess: null,
+      retries: 2,
+      deliveredEvents: 10,
+      deliveredBatches: 1,
+      deadLetteredBatches: 0,
+      lastError: null,
+      retryingUntil: null,
+      queuedEvents: 0,
+      queuedBytes: 0,
+    };
+    s.sinks = [
+      {
+        ...sink,
+        brokersConnected: ['b1:9092', 'b2:9092'],
+        lastAckedOffsets: { 'guard.auth/0': '41', 'guard.auth/11': '9007199254740993' },
+      },
+      { ...sink, name: 'siem', type: 'http', endpoint: 'https://siem/' },
+    ];
+    const text = renderMetrics(s, { openFds: 9, maxFds: 1024, residentBytes: 1 });
+    assert.match(text, /^guard_sink_kafka_brokers_connected\{sink="bus"\} 2$/m);
+    assert.match(
+      text,
+      /^guard_sink_kafka_acked_offset\{sink="bus",topic="guard.auth",partition="0"\} 41$/m,
+    );
+    // a float64, as every Prometheus sample: past 2^53 the nearest one
+    assert.match(
+      text,
+      /^guard_sink_kafka_acked_offset\{sink="bus",topic="guard.auth",partition="11"\} 9007199254740992$/m,
+    );
+    assert.doesNotMatch(
+      text,
+      /guard_sink_kafka_\w+\{sink="siem"/,
+      'an http sink has no kafka family',
+    );
+    assert.match(text, /^guard_sink_retries_total\{sink="bus",type="kafka"\} 2$/m);
+  });
+
   test('not connected, paused: problems counted as guardctl would give them', () => {
     const s = status();
     s.helper.connected = false;
