@@ -1,13 +1,24 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { compressedHead, compressionOf, StreamSource } from '../../src/sources/file/byte-source';
+import {
+  compressedHead,
+  compressionOf,
+  fdSources,
+  StreamSource,
+} from '../../src/sources/file/byte-source';
 import { FileTailer } from '../../src/sources/file/tailer';
-import { CheckpointStore, fingerprintOf, headMatches, readHead } from '../../src/state/checkpoints';
+import {
+  CheckpointStore,
+  FINGERPRINT_BYTES,
+  fingerprintOf,
+  headMatches,
+  readHead,
+} from '../../src/state/checkpoints';
 
 const dir = mkdtempSync(join(tmpdir(), 'guard-bytes-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -50,6 +61,25 @@ describe('StreamSource', () => {
     const from = new StreamSource(openSync(p, 'r'), '.gz', 123_457);
     assert.equal(await drain(from, 123_457), content.slice(123_457));
     from.close();
+  });
+
+  test('a stream read counts among the log files held open until closed (once); a look at the first bytes and a failed start do not', async () => {
+    const p = join(dir, 'counted.gz');
+    writeFileSync(p, gzipSync(content));
+    const before = fdSources.open;
+    const s = new StreamSource(openSync(p, 'r'), '.gz');
+    assert.equal(fdSources.open, before + 1);
+    s.close();
+    s.close();
+    assert.equal(fdSources.open, before);
+    const fd = openSync(p, 'r');
+    assert.equal((await compressedHead(fd, '.gz')).head.length, FINGERPRINT_BYTES);
+    assert.equal(fdSources.open, before, 'the first bytes: not counted');
+    closeSync(fd);
+    const rar = openSync(p, 'r');
+    assert.throws(() => new StreamSource(rar, '.rar'), /no decompressor/);
+    assert.equal(fdSources.open, before, 'no decompressor: nothing counted');
+    closeSync(rar);
   });
 
   test('a gzip file cut short (still being written) fails; it is not taken as complete', async () => {

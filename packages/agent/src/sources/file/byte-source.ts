@@ -125,8 +125,7 @@ export class StreamSource implements ByteSource {
   ) {
     const how = DECOMPRESSORS[ext];
     if (how === undefined) throw new Error(`no decompressor for ${ext}`);
-    this.counted = forReading;
-    if (forReading) counted();
+    this.counted = false;
     if (how === 'gzip') {
       // A gzip file may hold several members (concatenated); zlib reads them all.
       const z = createGunzip();
@@ -155,6 +154,11 @@ export class StreamSource implements ByteSource {
       if (this.child.exitCode !== null) return this.exited(this.child.exitCode, how);
       this.child.once('exit', (code) => this.exited(code, how));
     });
+    // Last: a constructor that threw (spawn can) has counted nothing.
+    if (forReading) {
+      this.counted = true;
+      counted();
+    }
   }
 
   /**

@@ -134,6 +134,16 @@ const FORGET_AFTER_MS = 60_000;
 /** A tailer waiting for its content that no scan has found for this long is given up. */
 const DETACHED_GIVE_UP_MS = 60_000;
 
+/** A compressed generation read from `offset`; its descriptor closed if no decompressor starts. */
+function streamOf(fd: number, ext: string, offset: number): StreamSource {
+  try {
+    return new StreamSource(fd, ext, offset);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
 /** The live path a rotated generation belongs to (logrotate's names, docs/protocol.md). */
 export function generationBase(path: string): string | null {
   return splitGeneration(path)?.base ?? null;
@@ -317,6 +327,9 @@ export class FileSource implements FileHolder {
       this.lastListError =
         e instanceof HelperRefusal ? `${e.code}: ${e.message}` : (e as Error).message;
       this.log.warn({ source: this.cfg.name, err: this.lastListError }, 'cannot list source files');
+      // Generations are looked at again with the next listing: till then no room is kept for them.
+      this.generationsWaiting = 0;
+      this.openFiles.setGenerationsWaiting(this, 0);
       return;
     }
     if (this.listTruncated && !this.truncationLogged)
@@ -901,7 +914,9 @@ export class FileSource implements FileHolder {
   private truncated(t: FileTailer, size: number): void {
     if (!(t.src instanceof FdSource)) {
       // A compressed generation that ends before the offset reached: the rest was read from the
-      // live file before it was truncated (a copytruncate's copy). Nothing more to read here.
+      // live file before it was truncated (a copytruncate's copy). Nothing more to read here:
+      // its descriptor (and decompressor) is given up.
+      t.src?.close();
       t.attach(new EndedSource(t.offset), t.file, t.dev, t.ino);
       return;
     }
@@ -1356,7 +1371,7 @@ export class FileSource implements FileHolder {
     const fd = await this.reopen(gen);
     if (fd === null) return false;
     let src: ByteSource;
-    if (gen.ext !== null) src = new StreamSource(fd, gen.ext, t.offset);
+    if (gen.ext !== null) src = streamOf(fd, gen.ext, t.offset);
     else if (gen.size >= t.offset) src = new FdSource(fd);
     else {
       // The copy ends before what was read (the rest came from the live file before the truncation).
@@ -1384,7 +1399,7 @@ export class FileSource implements FileHolder {
   private async shipGeneration(gen: Generation, base: string, offset: number): Promise<boolean> {
     const fd = await this.reopen(gen);
     if (fd === null) return false;
-    const src = gen.ext === null ? new FdSource(fd) : new StreamSource(fd, gen.ext, offset);
+    const src = gen.ext === null ? new FdSource(fd) : streamOf(fd, gen.ext, offset);
     const t = new FileTailer(
       this.cfg.name,
       base,
