@@ -25,8 +25,8 @@ export interface ByteSource {
   close(): void;
 }
 
-/** Descriptors held by FdSources now and at most since the start, agent-wide
- *  (sources/file/open-files.ts bounds them), and who is told when one is closed. */
+/** Log files' descriptors held for reading (FdSources, StreamSources) now and at most since the
+ *  start, agent-wide (sources/file/open-files.ts bounds them), and who is told when one is closed. */
 export const fdSources: { open: number; peak: number; onClose: (() => void) | null } = {
   open: 0,
   peak: 0,
@@ -115,7 +115,7 @@ export class StreamSource implements ByteSource {
   private waiters: (() => void)[] = [];
 
   /** Counted among the log files held open (not a short look at a generation's first bytes). */
-  private counted: boolean;
+  private counted = false;
 
   constructor(
     private fd: number,
@@ -125,7 +125,6 @@ export class StreamSource implements ByteSource {
   ) {
     const how = DECOMPRESSORS[ext];
     if (how === undefined) throw new Error(`no decompressor for ${ext}`);
-    this.counted = false;
     if (how === 'gzip') {
       // A gzip file may hold several members (concatenated); zlib reads them all.
       const z = createGunzip();
