@@ -1,6 +1,7 @@
 // Typed face of the journal addon (packages/journal/src/journal.c): sd-journal over descriptors the
-// helper opened. Every call is synchronous and runs on the JS thread; errors throw an Error whose
-// `code` is ENOLIBSYSTEMD (libsystemd.so.0 missing), ECLOSED, or `E<errno>`.
+// helper opened. Every call but readAsync is synchronous and runs on the JS thread; errors throw an
+// Error whose `code` is ENOLIBSYSTEMD (libsystemd.so.0 missing), ECLOSED, EBUSY (a readAsync in
+// flight), or `E<errno>`.
 
 /** An open sd_journal over a set of journal files. */
 export type JournalHandle = { readonly __journal: unique symbol };
@@ -41,6 +42,18 @@ export interface JournalAddon {
     cursors: Buffer,
     maxEntries: number,
   ): [number, number, boolean, number];
+  /** read() on a thread of libuv's pool; `done` gets the same result, or the Error read() would
+   *  throw. Until then the buffers are the thread's, and every call on the handle but close()
+   *  throws EBUSY; close() closes when the read ends. */
+  readAsync(
+    h: JournalHandle,
+    out: Buffer,
+    sizes: Float64Array,
+    meta: Int32Array,
+    cursors: Buffer,
+    maxEntries: number,
+    done: (err: Error | null, r?: [number, number, boolean, number]) => void,
+  ): void;
   close(h: JournalHandle): void;
   /** A close-on-exec copy of a descriptor. */
   dup(fd: number): number;

@@ -7,9 +7,10 @@
 // fails with a clear error), and the library that reads the files is always the host's, the same
 // version as the journald that wrote them.
 //
-// One sd_journal per handle, used only on the JS thread. After sd_journal_open_files_fd() succeeds
-// the descriptors belong to libsystemd (sd_journal_close closes them); when it fails they are still
-// the caller's.
+// One sd_journal per handle, used by one thread at a time: the JS thread, or the pool thread of a
+// readAsync() in flight (every other call then throws EBUSY). After sd_journal_open_files_fd()
+// succeeds the descriptors belong to libsystemd (sd_journal_close closes them); when it fails they
+// are still the caller's.
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -107,6 +108,8 @@ typedef struct {
   int secret;                    // the entry being encoded holds a trigger word
   int mark_all;                  // a trigger word could not be taken: every entry is marked
   int oom;
+  // A readAsync() is in flight (its thread owns the reader), and close() came meanwhile.
+  int busy, close_pending;
 } reader;
 
 enum { INCLUDE_UNITS, EXCLUDE_UNITS, INCLUDE_IDS, EXCLUDE_IDS };
@@ -116,7 +119,8 @@ enum { BIT_SLOW = 1, BIT_FLAGS = 2, BIT_SECRET = 4 };
 // Event flags.
 enum { F_ESCAPED = 1, F_BASE64 = 2, F_TRUNCATED = 4 };
 
-static napi_value throw_errno(napi_env env, int err, const char *what) {
+// An Error for errno `err`: its `code` E<errno> (ENOMEM, EINVAL by name), `errno` the number.
+static napi_value error_errno(napi_env env, int err, const char *what) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
   napi_value code, message, error;
@@ -132,7 +136,11 @@ static napi_value throw_errno(napi_env env, int err, const char *what) {
   napi_value errno_value;
   napi_create_int32(env, err, &errno_value);
   napi_set_named_property(env, error, "errno", errno_value);
-  napi_throw(env, error);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, int err, const char *what) {
+  napi_throw(env, error_errno(env, err, what));
   return NULL;
 }
 
@@ -800,6 +808,10 @@ static void reader_free(reader *r) {
 static void finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
+  // A read in flight references the handle, so this runs while one is only when the environment
+  // goes away (the process exits): the thread may still be in the reader, which is left to the
+  // exit.
+  if (((reader *)data)->busy) return;
   reader_free(data);
   free(data);
 }
@@ -810,8 +822,12 @@ static reader *get_reader(napi_env env, napi_value v) {
     napi_throw_type_error(env, NULL, "expected a journal handle");
     return NULL;
   }
-  if (r->j == NULL) {
+  if (r->j == NULL || r->close_pending) {
     napi_throw_error(env, "ECLOSED", "journal handle is closed");
+    return NULL;
+  }
+  if (r->busy) {
+    napi_throw_error(env, "EBUSY", "a read of this journal handle is in flight");
     return NULL;
   }
   return r;
@@ -1057,49 +1073,58 @@ static napi_value js_skip_one(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// read(h, out, sizes, meta, cursors, maxEntries) → [count, filtered, atEnd, need]
-// Event lines go one after another into `out`; sizes[k] is line k's length, meta[3k..3k+2] its
-// message's [start, end) within the line and its bits, cursors[k*160…] its cursor (NUL-terminated);
-// slot `count` holds the cursor of the last entry consumed (a filtered-out one included), or "".
-// need > 0: the next entry alone needs that many bytes of `out` (call again with a bigger one).
-static napi_value js_read(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
-  reader *r = reader_call(env, info, argv, 6);
-  if (r == NULL) return NULL;
+// One read()'s buffers and what it found; read_chunk() touches nothing of N-API, so that
+// readAsync() can run it on a thread of libuv's pool.
+typedef struct {
   char *out;
-  size_t out_len, sizes_len, meta_len, cur_len;
+  size_t out_len;
   double *sizes;
   int32_t *meta;
   char *cursors;
+  uint32_t max_entries;
+  uint32_t count, filtered, at_end;
+  double need;
+  int err;  // an errno, when nothing was read or filtered
+} chunk;
+
+// read()'s and readAsync()'s arguments after the handle (argv[1..5]); 0, or -1 with a TypeError
+// pending.
+static int chunk_args(napi_env env, napi_value *argv, chunk *c) {
+  size_t out_len, sizes_len, meta_len, cur_len;
   napi_typedarray_type t1, t2;
   napi_value ab;
   size_t off;
-  uint32_t max_entries = 0;
-  if (napi_get_buffer_info(env, argv[1], (void **)&out, &out_len) != napi_ok ||
-      napi_get_typedarray_info(env, argv[2], &t1, &sizes_len, (void **)&sizes, &ab, &off) !=
+  memset(c, 0, sizeof *c);
+  if (napi_get_buffer_info(env, argv[1], (void **)&c->out, &out_len) != napi_ok ||
+      napi_get_typedarray_info(env, argv[2], &t1, &sizes_len, (void **)&c->sizes, &ab, &off) !=
           napi_ok ||
       t1 != napi_float64_array ||
-      napi_get_typedarray_info(env, argv[3], &t2, &meta_len, (void **)&meta, &ab, &off) !=
+      napi_get_typedarray_info(env, argv[3], &t2, &meta_len, (void **)&c->meta, &ab, &off) !=
           napi_ok ||
       t2 != napi_int32_array ||
-      napi_get_buffer_info(env, argv[4], (void **)&cursors, &cur_len) != napi_ok ||
-      napi_get_value_uint32(env, argv[5], &max_entries) != napi_ok) {
+      napi_get_buffer_info(env, argv[4], (void **)&c->cursors, &cur_len) != napi_ok ||
+      napi_get_value_uint32(env, argv[5], &c->max_entries) != napi_ok) {
     napi_throw_type_error(env, NULL, "read(h, out, sizes, meta, cursors, maxEntries)");
-    return NULL;
+    return -1;
   }
-  if (max_entries > sizes_len) max_entries = sizes_len;
-  if (max_entries > meta_len / 3) max_entries = meta_len / 3;
+  c->out_len = out_len;
+  if (c->max_entries > sizes_len) c->max_entries = sizes_len;
+  if (c->max_entries > meta_len / 3) c->max_entries = meta_len / 3;
   if (cur_len / CURSOR_STRIDE < 1)
-    max_entries = 0;
-  else if (max_entries > cur_len / CURSOR_STRIDE - 1)
-    max_entries = cur_len / CURSOR_STRIDE - 1;
+    c->max_entries = 0;
+  else if (c->max_entries > cur_len / CURSOR_STRIDE - 1)
+    c->max_entries = cur_len / CURSOR_STRIDE - 1;
+  return 0;
+}
+
+// The entries after the reader's position into the chunk's buffers (see read() below). An error
+// after some entries ends the chunk there (the next read meets it again); with none, c->err.
+static void read_chunk(reader *r, chunk *c) {
   size_t used = 0;
-  uint32_t count = 0, filtered = 0, at_end = 0;
-  double need = 0;
   char consumed[CURSOR_STRIDE] = "";
   int consumed_emitted = 0;  // the last entry consumed is slot count - 1's (else `consumed`)
   int err = 0;
-  while (count < max_entries) {
+  while (c->count < c->max_entries) {
     if (!r->pending) {
       int e = sd.next(r->j);
       if (e < 0) {
@@ -1107,22 +1132,22 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
         break;
       }
       if (e == 0) {
-        at_end = 1;
+        c->at_end = 1;
         break;
       }
-      char *c = NULL;
-      e = sd.get_cursor(r->j, &c);
+      char *cur = NULL;
+      e = sd.get_cursor(r->j, &cur);
       if (e < 0) {
         err = -e;
         break;
       }
-      if (strlen(c) >= CURSOR_STRIDE) {
-        free(c);
+      if (strlen(cur) >= CURSOR_STRIDE) {
+        free(cur);
         err = EBADMSG;
         break;
       }
-      strcpy(r->pending_cursor, c);
-      free(c);
+      strcpy(r->pending_cursor, cur);
+      free(cur);
       e = collect(r);
       if (e < 0) {
         err = -e;
@@ -1134,41 +1159,143 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
         break;
       }
       if (e == 0) {
-        filtered++;
+        c->filtered++;
         strcpy(consumed, r->pending_cursor);
         consumed_emitted = 0;
         continue;
       }
       r->pending = 1;
     }
-    if (used + r->line_len > out_len) {
-      if (count == 0 && used == 0) need = (double)r->line_len;
+    if (used + r->line_len > c->out_len) {
+      if (c->count == 0 && used == 0) c->need = (double)r->line_len;
       break;
     }
-    memcpy(out + used, r->line, r->line_len);
+    memcpy(c->out + used, r->line, r->line_len);
     used += r->line_len;
-    sizes[count] = (double)r->line_len;
-    memcpy(meta + 3 * count, r->pending_meta, sizeof r->pending_meta);
-    strcpy(cursors + (size_t)count * CURSOR_STRIDE, r->pending_cursor);  // NUL-terminated
+    c->sizes[c->count] = (double)r->line_len;
+    memcpy(c->meta + 3 * c->count, r->pending_meta, sizeof r->pending_meta);
+    strcpy(c->cursors + (size_t)c->count * CURSOR_STRIDE, r->pending_cursor);  // NUL-terminated
     consumed_emitted = 1;
     r->pending = 0;
-    count++;
+    c->count++;
   }
-  if (err && count == 0 && filtered == 0) return throw_errno(env, err, "reading the journal");
-  if (consumed_emitted) strcpy(consumed, cursors + (size_t)(count - 1) * CURSOR_STRIDE);
-  memset(cursors + (size_t)count * CURSOR_STRIDE, 0, CURSOR_STRIDE);
-  strcpy(cursors + (size_t)count * CURSOR_STRIDE, consumed);
+  if (err && c->count == 0 && c->filtered == 0) {
+    c->err = err;
+    return;
+  }
+  if (consumed_emitted) strcpy(consumed, c->cursors + (size_t)(c->count - 1) * CURSOR_STRIDE);
+  memset(c->cursors + (size_t)c->count * CURSOR_STRIDE, 0, CURSOR_STRIDE);
+  strcpy(c->cursors + (size_t)c->count * CURSOR_STRIDE, consumed);
+}
+
+static napi_value chunk_result(napi_env env, const chunk *c) {
   napi_value result, v;
   napi_create_array_with_length(env, 4, &result);
-  napi_create_uint32(env, count, &v);
+  napi_create_uint32(env, c->count, &v);
   napi_set_element(env, result, 0, v);
-  napi_create_uint32(env, filtered, &v);
+  napi_create_uint32(env, c->filtered, &v);
   napi_set_element(env, result, 1, v);
-  napi_get_boolean(env, at_end != 0, &v);
+  napi_get_boolean(env, c->at_end != 0, &v);
   napi_set_element(env, result, 2, v);
-  napi_create_double(env, need, &v);
+  napi_create_double(env, c->need, &v);
   napi_set_element(env, result, 3, v);
   return result;
+}
+
+// read(h, out, sizes, meta, cursors, maxEntries) → [count, filtered, atEnd, need]
+// Event lines go one after another into `out`; sizes[k] is line k's length, meta[3k..3k+2] its
+// message's [start, end) within the line and its bits, cursors[k*160…] its cursor (NUL-terminated);
+// slot `count` holds the cursor of the last entry consumed (a filtered-out one included), or "".
+// need > 0: the next entry alone needs that many bytes of `out` (call again with a bigger one).
+static napi_value js_read(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  reader *r = reader_call(env, info, argv, 6);
+  chunk c;
+  if (r == NULL || chunk_args(env, argv, &c) < 0) return NULL;
+  read_chunk(r, &c);
+  if (c.err) return throw_errno(env, c.err, "reading the journal");
+  return chunk_result(env, &c);
+}
+
+// A readAsync() in flight: the handle, the four buffers and the callback are referenced until it
+// completes, so that none is collected (or moved) while the thread writes into them.
+typedef struct {
+  reader *r;
+  chunk c;
+  napi_ref refs[7];  // handle, out, sizes, meta, cursors, (maxEntries: unused), done
+  napi_async_work work;
+} read_job;
+
+static void job_execute(napi_env env, void *data) {
+  (void)env;
+  read_job *job = data;
+  read_chunk(job->r, &job->c);
+}
+
+static void job_complete(napi_env env, napi_status status, void *data) {
+  read_job *job = data;
+  reader *r = job->r;
+  r->busy = 0;
+  if (r->close_pending && r->j) sd.close(r->j);  // close() came while the thread read
+  if (r->close_pending) r->j = NULL;
+  r->close_pending = 0;
+  napi_value args[2], done, undefined;
+  napi_get_undefined(env, &undefined);
+  napi_get_null(env, &args[0]);
+  args[1] = undefined;
+  if (status != napi_ok) {
+    args[0] = error_errno(env, ECANCELED, "reading the journal");
+  } else if (job->c.err) {
+    args[0] = error_errno(env, job->c.err, "reading the journal");
+  } else {
+    args[1] = chunk_result(env, &job->c);
+  }
+  napi_get_reference_value(env, job->refs[6], &done);
+  for (int k = 0; k < 7; k++)
+    if (job->refs[k]) napi_delete_reference(env, job->refs[k]);
+  napi_delete_async_work(env, job->work);
+  free(job);
+  napi_call_function(env, undefined, done, 2, args, NULL);
+}
+
+// readAsync(h, out, sizes, meta, cursors, maxEntries, done(err, [count, filtered, atEnd, need]))
+// read() on a thread of libuv's pool, so that the next chunk is read while JavaScript ships the
+// last one. Until `done` is called the buffers are the thread's, and every other call on the
+// handle throws EBUSY except close(), which then closes when the read ends.
+static napi_value js_read_async(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  reader *r = reader_call(env, info, argv, 7);
+  if (r == NULL) return NULL;
+  napi_valuetype type;
+  if (napi_typeof(env, argv[6], &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, NULL, "readAsync(h, out, sizes, meta, cursors, maxEntries, done)");
+    return NULL;
+  }
+  read_job *job = calloc(1, sizeof *job);
+  if (job == NULL) return throw_errno(env, ENOMEM, "readAsync");
+  if (chunk_args(env, argv, &job->c) < 0) {
+    free(job);
+    return NULL;
+  }
+  job->r = r;
+  napi_value name;
+  napi_create_string_utf8(env, "guard:journal-read", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, job_execute, job_complete, job, &job->work) !=
+      napi_ok) {
+    free(job);
+    return throw_errno(env, ENOMEM, "readAsync");
+  }
+  for (int k = 0; k < 7; k++)
+    if (k != 5) napi_create_reference(env, argv[k], 1, &job->refs[k]);
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    for (int k = 0; k < 7; k++)
+      if (job->refs[k]) napi_delete_reference(env, job->refs[k]);
+    napi_delete_async_work(env, job->work);
+    free(job);
+    return throw_errno(env, EAGAIN, "readAsync");
+  }
+  r->busy = 1;
+  return NULL;
 }
 
 // For the unit tests of the encoding (no journal needed): encoder(tail, maxValueBytes, lists,
@@ -1249,6 +1376,10 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   reader *r = NULL;
   if (napi_get_value_external(env, argv[0], (void **)&r) == napi_ok && r != NULL && r->j != NULL) {
+    if (r->busy) {
+      r->close_pending = 1;  // the read's completion closes it
+      return NULL;
+    }
     sd.close(r->j);  // closes the descriptors libsystemd was given
     r->j = NULL;
   }
@@ -1292,6 +1423,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"seekCursor", NULL, js_seek_cursor, NULL, NULL, NULL, napi_default, NULL},
       {"skipOne", NULL, js_skip_one, NULL, NULL, NULL, napi_default, NULL},
       {"read", NULL, js_read, NULL, NULL, NULL, napi_default, NULL},
+      {"readAsync", NULL, js_read_async, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"dup", NULL, js_dup, NULL, NULL, NULL, napi_default, NULL},
       {"unavailable", NULL, js_available, NULL, NULL, NULL, napi_default, NULL},

@@ -49,6 +49,28 @@ export interface ReaderOptions {
   log: Logger;
 }
 
+/** Where one read's event lines go: the lines, their sizes, and meta (see journal.c, read). */
+export class ReadArea {
+  buf = Buffer.allocUnsafe(1 << 20);
+  readonly sizes = new Float64Array(MAX_ENTRIES);
+  readonly meta = new Int32Array(MAX_ENTRIES * 3);
+  readonly ends = new Float64Array(MAX_ENTRIES);
+  grow(need: number): void {
+    this.buf = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+  }
+}
+
+/** One read: read()'s result, or the error it threw, and where it wrote. */
+interface ReadResult {
+  err: Error | null;
+  r?: [number, number, boolean, number];
+  area: ReadArea;
+  cursors: Buffer;
+}
+
+/** Entries read at a time (one addon call). */
+export const MAX_ENTRIES = 1024;
+
 function cursorAt(buf: Buffer, slot: number): string {
   const at = slot * CURSOR_STRIDE;
   const end = buf.indexOf(0, at);
@@ -73,6 +95,18 @@ export class JournalReader {
   private ackedOrdinal = 0;
   private readonly tickets: JournalTicket[] = [];
   private readonly spareCursors: Buffer[] = [];
+  /** The areas chunks are read into: one lent to the caller (shipped from), the others free or
+   *  read ahead into. */
+  private readonly freeAreas = [new ReadArea(), new ReadArea(), new ReadArea()];
+  private lent: ReadArea | null = null;
+  /** A read ahead on libuv's pool (the handle is its thread's until it ends), and what the reads
+   *  ahead found, in order. */
+  private inFlight: Promise<void> | null = null;
+  private readonly ready: ReadResult[] = [];
+  /** Bumped when the handle is closed or re-opened: a read ahead of an older one is not taken. */
+  private epoch = 0;
+  /** hold()s not yet released: no read ahead is started meanwhile. */
+  private holds = 0;
   atEnd = false;
   lastReadAt = 0;
   caughtUpAt = Date.now();
@@ -204,6 +238,7 @@ export class JournalReader {
   private reopen(set: string): void {
     if (this.handle !== null) journalAddon().close(this.handle); // closes libsystemd's copies
     this.handle = null;
+    this.dropAhead();
     this.openSet = set;
     this.archived = new Set();
     const held = this.oneSequence();
@@ -292,41 +327,67 @@ export class JournalReader {
   }
 
   /**
-   * Reads the next entries as event lines into `out` (see journal.c, read). Returns the chunk's
-   * ticket and how many lines, or null when there is nothing new. Throws nothing: a read error is
-   * logged and the journal re-opened at the next rescan.
+   * The next entries as event lines (see journal.c, read), in one of the reader's areas: the
+   * chunk's ticket, how many lines, and the area they are in (the caller is done with it when it
+   * calls next() again). Null when there is nothing new. Throws nothing: a read error is logged and
+   * the journal re-opened at the next rescan.
+   *
+   * While the caller ships a full chunk, the next ones are read ahead into the other areas on a
+   * thread of libuv's pool (readAsync), one after another while an area is free: libsystemd and
+   * the encoding, most of an entry's CPU, then run beside the JavaScript that queues and sends.
+   * Reading ahead stops at the end of the journal; a read ahead that found nothing is not kept
+   * (the next call reads afresh, so a new entry is not a poll late).
    */
-  read(
-    out: { buf: Buffer; sizes: Float64Array; meta: Int32Array; grow: (need: number) => void },
+  async next(
     maxEntries: number,
-  ): { ticket: JournalTicket; count: number; filtered: number } | null {
+  ): Promise<{ ticket: JournalTicket; count: number; filtered: number; area: ReadArea } | null> {
+    if (this.lent !== null) this.freeAreas.push(this.lent);
+    this.lent = null;
+    while (this.ready.length === 0 && this.inFlight !== null) await this.inFlight;
     if (this.handle === null) return null;
-    const cursors = this.spareCursors.pop() ?? Buffer.allocUnsafe((maxEntries + 1) * CURSOR_STRIDE);
-    let r: [number, number, boolean, number];
-    try {
-      for (;;) {
-        r = journalAddon().read(this.handle, out.buf, out.sizes, out.meta, cursors, maxEntries);
-        if (r[3] === 0) break;
-        out.grow(r[3]);
+    let got = this.ready.shift() ?? null;
+    if (got !== null && got.err === null && got.r![0] + got.r![1] === 0) {
+      this.putBack(got); // at the end when it was read: read again now
+      got = null;
+    }
+    if (got === null) {
+      const area = this.freeAreas.pop()!;
+      const cursors = this.takeCursors(maxEntries);
+      try {
+        got = { err: null, r: this.readInto(area, cursors, maxEntries), area, cursors };
+      } catch (e) {
+        got = { err: e as Error, area, cursors };
       }
-    } catch (e) {
-      this.spareCursors.push(cursors);
-      this.lastError = `read failed: ${(e as Error).message}`;
+    } else if (got.err === null && got.r![3] > 0) {
+      // an entry larger than the area (the last read ahead): grown, and read again here
+      try {
+        got.area.grow(got.r![3]);
+        got.r = this.readInto(got.area, got.cursors, maxEntries);
+      } catch (e) {
+        got.err = e as Error;
+      }
+    }
+    const { area, cursors, r } = got;
+    if (got.err !== null) {
+      this.putBack(got);
+      this.lastError = `read failed: ${got.err.message}`;
       this.opts.log.error(
-        { source: this.opts.source, journal: this.key, err: (e as Error).message },
+        { source: this.opts.source, journal: this.key, err: got.err.message },
         'journal read failed; re-opening at the last entry read',
       );
       journalAddon().close(this.handle);
       this.handle = null;
+      this.dropAhead();
       this.openSet = ''; // the next sync re-opens and seeks back
       return null;
     }
-    const [count, filtered, atEnd] = r;
-    this.atEnd = atEnd;
+    const [count, filtered, atEnd] = r!;
+    this.atEnd = atEnd && this.ready.length === 0;
     if (count + filtered === 0) {
-      this.spareCursors.push(cursors);
+      this.putBack(got);
       return null;
     }
+    this.lent = area;
     this.lastReadAt = Date.now();
     this.readCursor = cursorAt(cursors, count);
     const ticket: JournalTicket = {
@@ -341,7 +402,89 @@ export class JournalReader {
     };
     this.ordinal += count + filtered;
     this.tickets.push(ticket);
-    return { ticket, count, filtered };
+    if (!atEnd && this.ready.length === 0) this.readAhead(maxEntries);
+    return { ticket, count, filtered, area };
+  }
+
+  /** read() into `area` until it fits one entry at least; throws what read() throws. */
+  private readInto(
+    area: ReadArea,
+    cursors: Buffer,
+    maxEntries: number,
+  ): [number, number, boolean, number] {
+    for (;;) {
+      const r = journalAddon().read(
+        this.handle!,
+        area.buf,
+        area.sizes,
+        area.meta,
+        cursors,
+        maxEntries,
+      );
+      if (r[3] === 0) return r;
+      area.grow(r[3]);
+    }
+  }
+
+  private takeCursors(maxEntries: number): Buffer {
+    const c = this.spareCursors.pop();
+    return c && c.length >= (maxEntries + 1) * CURSOR_STRIDE
+      ? c
+      : Buffer.allocUnsafe((maxEntries + 1) * CURSOR_STRIDE);
+  }
+
+  /** A read's area and cursors, not taken: free again. */
+  private putBack(got: ReadResult): void {
+    this.freeAreas.push(got.area);
+    this.spareCursors.push(got.cursors);
+  }
+
+  /** Starts a read ahead when none is in flight, an area is free and nothing holds the handle;
+   *  when it ends with a full chunk, the next one starts at once. */
+  private readAhead(maxEntries: number): void {
+    if (this.inFlight !== null || this.holds > 0 || this.handle === null) return;
+    const area = this.freeAreas.pop();
+    if (area === undefined) return;
+    const epoch = this.epoch;
+    const cursors = this.takeCursors(maxEntries);
+    this.inFlight = new Promise<void>((resolve) => {
+      const done = (err: Error | null, r?: [number, number, boolean, number]): void => {
+        this.inFlight = null;
+        const got = { err, r, area, cursors };
+        // read from a handle since closed or re-opened (that seeks back to the last entry taken)
+        if (epoch !== this.epoch) this.putBack(got);
+        else {
+          this.ready.push(got);
+          if (err === null && r![0] + r![1] > 0 && !r![2] && r![3] === 0)
+            this.readAhead(maxEntries);
+        }
+        resolve();
+      };
+      try {
+        journalAddon().readAsync(
+          this.handle!,
+          area.buf,
+          area.sizes,
+          area.meta,
+          cursors,
+          maxEntries,
+          done,
+        );
+      } catch (e) {
+        done(e as Error);
+      }
+    });
+  }
+
+  /** Waits for a read ahead in flight, and starts none until release(): the handle is then free
+   *  for sync() to re-open. */
+  async hold(): Promise<void> {
+    this.holds++;
+    while (this.inFlight !== null) await this.inFlight;
+  }
+
+  release(): void {
+    this.holds--;
   }
 
   /**
@@ -390,9 +533,17 @@ export class JournalReader {
     };
   }
 
+  /** Forgets what was read ahead: the handle is closed or re-opened (at the last entry taken). */
+  private dropAhead(): void {
+    this.epoch++;
+    for (const got of this.ready.splice(0)) this.putBack(got);
+  }
+
+  /** Closes the handle (a read in flight: when it ends) and the files. */
   close(): void {
     if (this.handle !== null) journalAddon().close(this.handle);
     this.handle = null;
+    this.dropAhead();
     for (const f of this.files.values()) closeSync(f.fd);
     this.files.clear();
   }

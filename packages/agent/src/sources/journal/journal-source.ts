@@ -16,7 +16,13 @@ import type { HelperLink } from '../helper-link';
 import type { Ticket } from '../file/tailer';
 import { CursorStore } from './cursor-store';
 import { readHeader, STATE_ARCHIVED } from './header';
-import { type HeldFile, JournalReader, type JournalTicket } from './journal-reader';
+import {
+  type HeldFile,
+  JournalReader,
+  type JournalTicket,
+  MAX_ENTRIES,
+  type ReadArea,
+} from './journal-reader';
 
 /** Where the events go: a sink's queue (the pipeline's SinkRunner). */
 export interface EventQueue {
@@ -46,24 +52,10 @@ export interface JournalAgentOptions {
   rescanIntervalMs: number;
 }
 
-/** Entries read at a time (one addon call). */
-const MAX_ENTRIES = 1024;
-
 export interface Refusal {
   code: string;
   message: string;
   since: string;
-}
-
-/** The event lines of one read, shared by every reader (read one at a time). */
-class ReadArea {
-  buf = Buffer.allocUnsafe(1 << 20);
-  readonly sizes = new Float64Array(MAX_ENTRIES);
-  readonly meta = new Int32Array(MAX_ENTRIES * 3);
-  readonly ends = new Float64Array(MAX_ENTRIES);
-  grow = (need: number): void => {
-    this.buf = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
-  };
 }
 
 /** One CursorStore per state directory, shared by the journal sources (and kept across reloads). */
@@ -109,7 +101,6 @@ export class JournalSource {
   listTruncated = false;
   private lastRescan = 0;
   private refreshing: Promise<void> | null = null;
-  private readonly area = new ReadArea();
   private readonly lists: string[][];
   private syncedAt = Date.now();
   private durableAt = Date.now();
@@ -215,7 +206,14 @@ export class JournalSource {
       }
       ids.add(id);
     }
-    for (const [key, r] of this.readers) r.sync(listed.get(key) ?? new Set());
+    for (const [key, r] of this.readers) {
+      await r.hold(); // no read ahead in flight while the handle may be re-opened
+      try {
+        r.sync(listed.get(key) ?? new Set());
+      } finally {
+        r.release();
+      }
+    }
     this.syncedAt = Date.now();
     this.firstStart = false; // a journal directory that appears later is read from its beginning
   }
@@ -250,7 +248,7 @@ export class JournalSource {
     const due = Date.now() - this.lastRescan >= this.agent.rescanIntervalMs;
     let progress = false;
     for (const r of this.readers.values()) {
-      const got = r.read(this.area, MAX_ENTRIES);
+      const got = await r.next(MAX_ENTRIES);
       if (got === null) {
         const since = Date.now() - this.syncedAt;
         if ((!r.isOpen && since > 1000) || (r.atEnd && since > 200 && r.rotated()))
@@ -258,7 +256,7 @@ export class JournalSource {
         continue;
       }
       progress = true;
-      this.emit(got.ticket, got.count, got.filtered);
+      this.emit(got.area, got.ticket, got.count, got.filtered);
     }
     if (due) this.rescanSoon();
     if (Date.now() - this.durableAt >= 1000) {
@@ -283,8 +281,8 @@ export class JournalSource {
    * the filter must see, or that redaction must (it holds a possible secret, or its JSON is not its
    * text), is decoded, handled and encoded again.
    */
-  private emit(ticket: JournalTicket, count: number, filtered: number): void {
-    const { buf, sizes, meta, ends } = this.area;
+  private emit(area: ReadArea, ticket: JournalTicket, count: number, filtered: number): void {
+    const { buf, sizes, meta, ends } = area;
     const { queues, redact, filter, totals } = this.out;
     const fanout = queues.length;
     totals.linesRead += count + filtered;
