@@ -1285,9 +1285,10 @@ static napi_value js_read_async(napi_env env, napi_callback_info info) {
     free(job);
     return throw_errno(env, ENOMEM, "readAsync");
   }
+  int refs_ok = 1;
   for (int k = 0; k < 7; k++)
-    if (k != 5) napi_create_reference(env, argv[k], 1, &job->refs[k]);
-  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    if (k != 5 && napi_create_reference(env, argv[k], 1, &job->refs[k]) != napi_ok) refs_ok = 0;
+  if (!refs_ok || napi_queue_async_work(env, job->work) != napi_ok) {
     for (int k = 0; k < 7; k++)
       if (job->refs[k]) napi_delete_reference(env, job->refs[k]);
     napi_delete_async_work(env, job->work);

@@ -447,33 +447,33 @@ export class JournalReader {
     if (area === undefined) return;
     const epoch = this.epoch;
     const cursors = this.takeCursors(maxEntries);
-    this.inFlight = new Promise<void>((resolve) => {
-      const done = (err: Error | null, r?: [number, number, boolean, number]): void => {
-        this.inFlight = null;
-        const got = { err, r, area, cursors };
-        // read from a handle since closed or re-opened (that seeks back to the last entry taken)
-        if (epoch !== this.epoch) this.putBack(got);
-        else {
-          this.ready.push(got);
-          if (err === null && r![0] + r![1] > 0 && !r![2] && r![3] === 0)
-            this.readAhead(maxEntries);
-        }
-        resolve();
-      };
-      try {
-        journalAddon().readAsync(
-          this.handle!,
-          area.buf,
-          area.sizes,
-          area.meta,
-          cursors,
-          maxEntries,
-          done,
-        );
-      } catch (e) {
-        done(e as Error);
+    let resolve!: () => void;
+    const flight = new Promise<void>((r) => (resolve = r));
+    this.inFlight = flight;
+    const done = (err: Error | null, r?: [number, number, boolean, number]): void => {
+      if (this.inFlight === flight) this.inFlight = null;
+      const got = { err, r, area, cursors };
+      // read from a handle since closed or re-opened (that seeks back to the last entry taken)
+      if (epoch !== this.epoch) this.putBack(got);
+      else {
+        this.ready.push(got);
+        if (err === null && r![0] + r![1] > 0 && !r![2] && r![3] === 0) this.readAhead(maxEntries);
       }
-    });
+      resolve();
+    };
+    try {
+      journalAddon().readAsync(
+        this.handle,
+        area.buf,
+        area.sizes,
+        area.meta,
+        cursors,
+        maxEntries,
+        done,
+      );
+    } catch (e) {
+      done(e as Error); // not started: the next call takes the error (and re-opens)
+    }
   }
 
   /** Waits for a read ahead in flight, and starts none until release(): the handle is then free
