@@ -300,4 +300,82 @@ describe('journal read ahead', { concurrency: false }, () => {
     assert.equal(await reader.next(MAX_ENTRIES), null);
     assert.equal(heldUnder(jd.machineDir), 0, 'every descriptor of the journal files closed');
   });
+
+  it('an entry larger than the area, reached by a read ahead after filtered entries: read whole, every filtered entry counted', async () => {
+    sb = new Sandbox();
+    jd = await PrivateJournald.start(sb, 'journal');
+    // chunks of 10 entries: 10 kept ones fill the first chunk exactly (journald's own are filtered
+    // out), so the read ahead starts at the 5 filtered ones and then meets an entry of ~1.2 MB (more
+    // than the 1 MiB area): it ends with 5 filtered and the size it needs
+    const chunk = 10;
+    const keep = Array.from({ length: chunk }, (_, k): [string, string][] => [
+      ['MESSAGE', `keep n=${k}`],
+      ['SYSLOG_IDENTIFIER', 'keep'],
+    ]);
+    await jd.native(keep);
+    const other = Array.from({ length: 5 }, (_, k): [string, string][] => [
+      ['MESSAGE', `other n=${k}`],
+      ['SYSLOG_IDENTIFIER', 'other'],
+    ]);
+    const big: [string, string][] = [
+      ['MESSAGE', 'big n=0'],
+      ['SYSLOG_IDENTIFIER', 'keep'],
+      ...Array.from({ length: 20 }, (_, k): [string, string] => [`X${k}`, 'v'.repeat(60_000)]),
+    ];
+    await jd.native([...other, big]);
+    const all = await jd.entries();
+    assert.equal(all.at(-1)?.message, 'big n=0');
+    const reader = new JournalReader(
+      'm',
+      {
+        source: 't',
+        tail: TAIL,
+        maxValueBytes: 65536,
+        lists: [[], [], ['keep'], []],
+        triggers: [],
+        startAtEnd: false,
+        onAcked: () => {},
+        log: pino({ level: 'silent' }),
+      },
+      null,
+    );
+    const ids = new Set<string>();
+    for (const path of jd.files()) {
+      const fd = openSync(path, 'r');
+      const st = fstatSync(fd);
+      ids.add(`${st.dev}:${st.ino}`);
+      reader.add({ path, fd, dev: String(st.dev), ino: String(st.ino) });
+    }
+    reader.sync(ids);
+    let count = 0;
+    let filtered = 0;
+    let bigLine = '';
+    const chunkSizes: number[] = [];
+    for (;;) {
+      const got = await reader.next(chunk);
+      if (got === null) break;
+      count += got.count;
+      filtered += got.filtered;
+      chunkSizes.push(got.count);
+      let at = 0;
+      for (let k = 0; k < got.count; k++) {
+        const line = got.area.buf.toString('utf8', at, at + got.area.sizes[k]!);
+        if (line.includes('"message":"big n=0"')) bigLine = line;
+        at += got.area.sizes[k]!;
+      }
+    }
+    reader.close();
+    assert.deepEqual(chunkSizes, [chunk, 1], 'a full chunk, then the large entry alone');
+    assert.equal(count, chunk + 1);
+    assert.equal(
+      filtered,
+      all.length - count,
+      'every entry read is shipped or counted as filtered',
+    );
+    assert.ok(bigLine.length > 1 << 20, `the large entry whole (${bigLine.length} bytes)`);
+    assert.equal(
+      (JSON.parse(bigLine) as { fields: Record<string, string> }).fields.X19!.length,
+      60_000,
+    );
+  });
 });

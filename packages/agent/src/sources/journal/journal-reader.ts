@@ -362,7 +362,7 @@ export class JournalReader {
       // an entry larger than the area (the last read ahead): grown, and read again here
       try {
         got.area.grow(got.r![3]);
-        got.r = this.readInto(got.area, got.cursors, maxEntries);
+        got.r = this.readInto(got.area, got.cursors, maxEntries, got.r![1]);
       } catch (e) {
         got.err = e as Error;
       }
@@ -406,11 +406,13 @@ export class JournalReader {
     return { ticket, count, filtered, area };
   }
 
-  /** read() into `area` until it fits one entry at least; throws what read() throws. */
+  /** read() into `area` until it fits one entry at least; throws what read() throws. `filtered`:
+   *  entries a read that stopped at a too large one had already filtered out (counted here too). */
   private readInto(
     area: ReadArea,
     cursors: Buffer,
     maxEntries: number,
+    filtered = 0,
   ): [number, number, boolean, number] {
     for (;;) {
       const r = journalAddon().read(
@@ -421,7 +423,8 @@ export class JournalReader {
         cursors,
         maxEntries,
       );
-      if (r[3] === 0) return r;
+      if (r[3] === 0) return [r[0], r[1] + filtered, r[2], 0];
+      filtered += r[1];
       area.grow(r[3]);
     }
   }
