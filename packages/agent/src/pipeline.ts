@@ -642,6 +642,9 @@ export class Pipeline {
 
   private saveTimer: NodeJS.Timeout | null = null;
   private tick: NodeJS.Timeout | null = null;
+  get tickArmed(): boolean {
+    return this.tick !== null;
+  }
 
   /**
    * The poll tick (every poll_interval_ms), armed after a pump only while reading needs it: a
@@ -667,15 +670,28 @@ export class Pipeline {
       return;
     }
     this.pumping = true;
+    this.reading.since = new Date().toISOString();
     try {
       await this.pumpNow();
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'reading failed; will try again');
     } finally {
       this.pumping = false;
+      this.reading.since = null;
+      this.reading.passes++;
+      this.reading.lastEnded = new Date().toISOString();
       this.armTick();
     }
   }
+
+  /** The read loop (status): running since when, passes ended, the last one's end. */
+  readonly reading = {
+    since: null as string | null,
+    passes: 0,
+    lastEnded: null as string | null,
+    at: null as string | null,
+    atSince: null as string | null,
+  };
 
   private async pumpNow(): Promise<void> {
     {
@@ -685,7 +701,10 @@ export class Pipeline {
         for (const s of this.sources) {
           for (const t of s.files.toRead()) {
             if (this.updatePaused()) return;
+            this.reading.at = t.path;
+            this.reading.atSince = new Date().toISOString();
             const chunk = await t.readChunk();
+            this.reading.at = null;
             const mark = { ...this.totals };
             if (s.audit) this.flushAudit(s, t);
             if (!chunk) {

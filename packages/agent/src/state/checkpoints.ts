@@ -77,12 +77,19 @@ export function fingerprint(fd: number, len = FINGERPRINT_BYTES): Fingerprint {
  * `fp.fingerprintBytes` bytes hash the same. An empty fingerprint identifies nothing.
  */
 export function headMatches(head: Buffer, fp: Fingerprint): boolean {
-  return (
-    fp.fingerprintBytes > 0 &&
-    head.length >= fp.fingerprintBytes &&
-    fingerprintOf(head, fp.fingerprintBytes).fingerprint === fp.fingerprint
-  );
+  if (fp.fingerprintBytes <= 0 || head.length < fp.fingerprintBytes) return false;
+  // A generation's head is compared with every file's fingerprint: hashed once per length.
+  let byLength = headHashes.get(head);
+  if (byLength === undefined) headHashes.set(head, (byLength = new Map()));
+  let h = byLength.get(fp.fingerprintBytes);
+  if (h === undefined) {
+    h = fingerprintOf(head, fp.fingerprintBytes).fingerprint;
+    byLength.set(fp.fingerprintBytes, h);
+  }
+  return h === fp.fingerprint;
 }
+/** Hashes of heads compared (headMatches), by the head's Buffer: heads are read once and kept. */
+const headHashes = new WeakMap<Buffer, Map<number, string>>();
 
 /**
  * A file of a source that is never to be read again: read to its end and acknowledged
@@ -110,6 +117,9 @@ interface Saved {
   files: Checkpoint[];
   sources?: Record<string, SourceState>;
 }
+
+/** A save this large (~1,500 files) makes the next non-durable one wait (save()). */
+const PACED_BYTES = 256 * 1024;
 
 export class CheckpointStore {
   private readonly slots: [string, string];
@@ -238,8 +248,23 @@ export class CheckpointStore {
   /** Saves what changed (one write); `durable` also fsyncs, as the pipeline does once a second. */
   save(durable: boolean): void {
     if (!this.dirty && !(durable && this.unsynced)) return;
+    if (!durable && this.dirty && performance.now() < this.nextSaveAt) {
+      // A save costs time in proportion to the files tracked (~7 ms with 10,000): after every
+      // acknowledged batch it took most of the main thread when thousands of files each shipped
+      // a line. Past PACED_BYTES it waits until four times its own cost has passed since the
+      // last (a few ms); smaller ones are never held back (docs/decisions.md, "checkpoint writes").
+      this.deferred ??= setTimeout(
+        () => {
+          this.deferred = null;
+          this.save(false);
+        },
+        Math.ceil(this.nextSaveAt - performance.now()),
+      );
+      return;
+    }
     const fds = this.open();
     if (this.dirty) {
+      const began = performance.now();
       this.seq++;
       // The same JSON as JSON.stringify of a `Saved`, each file's part kept from the last save
       // while it is unchanged: with thousands of files, a save (after every acknowledged batch) no
@@ -258,12 +283,19 @@ export class CheckpointStore {
       if (durable) ftruncateSync(fd, data.length); // only tidiness: loading stops at the first '\n'
       this.dirty = false;
       this.unsynced = true;
+      // what the files cost (serialising and writing), not opening the slots or fsync
+      const ended = performance.now();
+      const took = ended - began;
+      this.nextSaveAt = data.length >= PACED_BYTES ? ended + 4 * took : 0;
     }
     if (durable) {
       for (const fd of fds) fsyncSync(fd);
       this.unsynced = false;
     }
   }
+  /** When the next save not asked to be durable may write (see save()). */
+  private nextSaveAt = 0;
+  private deferred: NodeJS.Timeout | null = null;
 
   /** For shutdown and tests: everything on disk, durably. */
   flushSync(): void {
@@ -283,6 +315,8 @@ export class CheckpointStore {
   }
 
   close(): void {
+    if (this.deferred) clearTimeout(this.deferred);
+    this.deferred = null;
     for (const fd of this.fds) closeSync(fd);
     this.fds = [];
   }

@@ -93,6 +93,14 @@ export interface AgentStatus {
     config: string;
     paused: boolean;
     queuedBytes: number;
+    /** The read loop: running since when (null: waiting), passes ended, the last one's end, and
+     *  whether the poll tick is armed. */
+    reading?: {
+      since: string | null;
+      passes: number;
+      lastEnded: string | null;
+      tickArmed: boolean;
+    };
     /** Log files open now, the bound (max_open_files or RLIMIT_NOFILE less headroom), files waiting
      *  for a descriptor. */
     openFiles?: { open: number; max: number; peak: number; waiting: number };
@@ -146,6 +154,7 @@ export function buildStatus(
       config: meta.config,
       paused: p.paused,
       queuedBytes: p.queuedBytes,
+      reading: { ...p.reading, tickArmed: p.tickArmed },
       openFiles: {
         open: p.openFiles.open,
         max: p.openFiles.max,

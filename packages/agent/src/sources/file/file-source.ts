@@ -275,11 +275,19 @@ export class FileSource implements FileHolder {
   busyWith: { task: string; since: string } | null = null;
   lastAdmitAt: string | null = null;
 
-  /** Files waiting for a descriptor, changed closed files among them, files on the read list. */
-  get queues(): { backlog: number; unopened: number; readList: number; rotated: number } {
+  /** Files waiting for a descriptor (changed closed files, new files, rotated generations), files
+   *  on the read list, rotated files being read. */
+  get queues(): {
+    backlog: number;
+    unopened: number;
+    generationsWaiting: number;
+    readList: number;
+    rotated: number;
+  } {
     return {
       backlog: this.backlog.size,
       unopened: this.unopened.size,
+      generationsWaiting: this.generationsWaiting,
       readList: this.dirty.size,
       rotated: this.draining.size,
     };
