@@ -703,8 +703,12 @@ export class Pipeline {
             if (this.updatePaused()) return;
             this.reading.at = t.path;
             this.reading.atSince = new Date().toISOString();
-            const chunk = await t.readChunk();
-            this.reading.at = null;
+            let chunk;
+            try {
+              chunk = await t.readChunk();
+            } finally {
+              this.reading.at = null;
+            }
             const mark = { ...this.totals };
             if (s.audit) this.flushAudit(s, t);
             if (!chunk) {

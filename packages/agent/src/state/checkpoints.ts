@@ -118,7 +118,8 @@ interface Saved {
   sources?: Record<string, SourceState>;
 }
 
-/** A save this large (~1,500 files) makes the next non-durable one wait (save()). */
+/** A save this large (about 1,500 files with short paths, fewer with long ones) makes the next
+ *  non-durable one wait (save()). */
 const PACED_BYTES = 256 * 1024;
 
 export class CheckpointStore {
@@ -247,6 +248,7 @@ export class CheckpointStore {
 
   /** Saves what changed (one write); `durable` also fsyncs, as the pipeline does once a second. */
   save(durable: boolean): void {
+    if (this.closed) return; // an answer that came after the shutdown's flush: nothing to write to
     if (!this.dirty && !(durable && this.unsynced)) return;
     if (!durable && this.dirty && performance.now() < this.nextSaveAt) {
       // A save costs time in proportion to the files tracked (~7 ms with 10,000): after every
@@ -256,7 +258,11 @@ export class CheckpointStore {
       this.deferred ??= setTimeout(
         () => {
           this.deferred = null;
-          this.save(false);
+          try {
+            this.save(false);
+          } catch {
+            // still dirty: the durable save within a second writes it, or logs why it cannot
+          }
         },
         Math.ceil(this.nextSaveAt - performance.now()),
       );
@@ -314,7 +320,10 @@ export class CheckpointStore {
     return this.fds;
   }
 
+  private closed = false;
+
   close(): void {
+    this.closed = true;
     if (this.deferred) clearTimeout(this.deferred);
     this.deferred = null;
     for (const fd of this.fds) closeSync(fd);

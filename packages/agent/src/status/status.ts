@@ -99,6 +99,9 @@ export interface AgentStatus {
       since: string | null;
       passes: number;
       lastEnded: string | null;
+      /** The file being read now, and since when. */
+      at: string | null;
+      atSince: string | null;
       tickArmed: boolean;
     };
     /** Log files open now, the bound (max_open_files or RLIMIT_NOFILE less headroom), files waiting

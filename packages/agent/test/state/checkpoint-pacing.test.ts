@@ -83,3 +83,19 @@ test('20,000 files: saves close together wait, and what waited is written withou
   assert.equal(onDisk(dir).get('1.9.abcdef01'), 300);
   s.close();
 });
+
+test('after close() a save writes nothing, at once or later', async () => {
+  const { s, dir } = store();
+  for (let i = 0; i < 20_000; i++) s.set(cp(i, 0));
+  s.save(false);
+  s.set(cp(1, 50));
+  s.save(false); // held back: a timer is armed
+  s.close();
+  s.set(cp(2, 60));
+  s.save(false);
+  s.save(true);
+  await new Promise((r) => setTimeout(r, 300));
+  const now = onDisk(dir);
+  assert.equal(now.get('1.1.abcdef01'), 0);
+  assert.equal(now.get('1.2.abcdef01'), 0);
+});
