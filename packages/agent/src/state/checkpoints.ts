@@ -9,13 +9,13 @@ import { createHash } from 'node:crypto';
 import {
   closeSync,
   constants,
-  existsSync,
   fsyncSync,
   ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
   readSync,
+  statSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -151,7 +151,17 @@ export class CheckpointStore {
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o750 });
     this.slots = [join(dir, 'checkpoints-a.json'), join(dir, 'checkpoints-b.json')];
-    this.existed = this.slots.some((p) => existsSync(p));
+    // An empty slot was created and never written (the first save opens both slots before it
+    // writes one; an agent killed in between, e.g. by a SIGTERM before its handler is installed,
+    // left two): no checkpoint at all, not an unreadable one.
+    const written = (p: string): boolean => {
+      try {
+        return statSync(p).size > 0;
+      } catch {
+        return false;
+      }
+    };
+    this.existed = this.slots.some(written);
     let best: Saved | null = null;
     for (const p of this.slots) {
       let text: string;
@@ -160,6 +170,7 @@ export class CheckpointStore {
       } catch {
         continue;
       }
+      if (text.length === 0) continue;
       try {
         const saved = JSON.parse(text.slice(0, text.indexOf('\n'))) as Saved;
         if (!best || saved.seq > best.seq) best = saved;

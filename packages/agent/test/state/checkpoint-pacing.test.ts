@@ -1,9 +1,10 @@
-// The checkpoint store's pacing of non-durable saves (state/checkpoints.ts, save()): with a few
+// The checkpoint store (state/checkpoints.ts): empty slots (created, never written) are no
+// checkpoint, not an unreadable one; and the pacing of non-durable saves (save()): with a few
 // files every save writes at once (a kill re-sends at most the batch in flight); with thousands,
 // a save waits until four times the last one's cost has passed, and what it held back is written
 // by then without being asked again.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -98,4 +99,24 @@ test('after close() a save writes nothing, at once or later', async () => {
   const now = onDisk(dir);
   assert.equal(now.get('1.1.abcdef01'), 0);
   assert.equal(now.get('1.2.abcdef01'), 0);
+});
+
+test('slots created and never written (a kill between open and write) are a first start, not a crash', () => {
+  const { dir } = store();
+  writeFileSync(join(dir, 'checkpoints-a.json'), '');
+  writeFileSync(join(dir, 'checkpoints-b.json'), '');
+  const s = new CheckpointStore(dir);
+  assert.equal(s.existed, false, 'nothing was ever saved here');
+  s.set(cp(1, 10));
+  s.save(true);
+  s.close();
+  const again = new CheckpointStore(dir);
+  assert.equal(again.existed, true);
+  assert.equal(onDisk(dir).get('1.1.abcdef01'), 10);
+  again.close();
+  // two slots that hold something and parse as nothing are still refused (torn by a power loss
+  // is one slot; both unreadable means something else wrote there)
+  writeFileSync(join(dir, 'checkpoints-a.json'), '{"version":2,"se');
+  writeFileSync(join(dir, 'checkpoints-b.json'), 'garbage');
+  assert.throws(() => new CheckpointStore(dir), /no readable checkpoint slot/);
 });
