@@ -75,6 +75,36 @@ function numbers(lines: string, tag: string): number[] {
   );
 }
 
+/** A reader of journal directory `m` from the start, no redaction triggers. */
+function newReader(log: pino.Logger, lists: string[][] = LISTS): JournalReader {
+  return new JournalReader(
+    'm',
+    {
+      source: 't',
+      tail: TAIL,
+      maxValueBytes: 65536,
+      lists,
+      triggers: [],
+      startAtEnd: false,
+      onAcked: () => {},
+      log,
+    },
+    null,
+  );
+}
+
+/** Hands every journal file of `jd` to `reader` (opened here, as root) and syncs it. */
+function holdAll(jd: PrivateJournald, reader: JournalReader): void {
+  const ids = new Set<string>();
+  for (const path of jd.files()) {
+    const fd = openSync(path, 'r');
+    const st = fstatSync(fd);
+    ids.add(`${st.dev}:${st.ino}`);
+    reader.add({ path, fd, dev: String(st.dev), ino: String(st.ino) });
+  }
+  reader.sync(ids);
+}
+
 describe('journal read ahead', { concurrency: false }, () => {
   let sb: Sandbox | undefined;
   let jd: PrivateJournald | undefined;
@@ -166,20 +196,7 @@ describe('journal read ahead', { concurrency: false }, () => {
     await jd.numbered('rot', 0, total);
     const logged: string[] = [];
     const log = pino({ level: 'info' }, { write: (l: string) => logged.push(l) });
-    const reader = new JournalReader(
-      'm',
-      {
-        source: 't',
-        tail: TAIL,
-        maxValueBytes: 65536,
-        lists: LISTS,
-        triggers: [],
-        startAtEnd: false,
-        onAcked: () => {},
-        log,
-      },
-      null,
-    );
+    const reader = newReader(log);
     const held = new Map<string, number>();
     /** The helper's part: every journal file, held once; then the reader's sync, as refresh does. */
     const rescan = async (): Promise<void> => {
@@ -268,28 +285,8 @@ describe('journal read ahead', { concurrency: false }, () => {
     jd = await PrivateJournald.start(sb, 'journal');
     await jd.numbered('cl', 0, 5_000);
     const log = pino({ level: 'silent' });
-    const reader = new JournalReader(
-      'm',
-      {
-        source: 't',
-        tail: TAIL,
-        maxValueBytes: 65536,
-        lists: LISTS,
-        triggers: [],
-        startAtEnd: false,
-        onAcked: () => {},
-        log,
-      },
-      null,
-    );
-    const ids = new Set<string>();
-    for (const path of jd.files()) {
-      const fd = openSync(path, 'r');
-      const st = fstatSync(fd);
-      ids.add(`${st.dev}:${st.ino}`);
-      reader.add({ path, fd, dev: String(st.dev), ino: String(st.ino) });
-    }
-    reader.sync(ids);
+    const reader = newReader(log);
+    holdAll(jd, reader);
     const got = await reader.next(MAX_ENTRIES);
     assert.equal(got?.count, MAX_ENTRIES);
     const flight = (reader as unknown as { inFlight: Promise<void> | null }).inFlight;
@@ -325,28 +322,8 @@ describe('journal read ahead', { concurrency: false }, () => {
     await jd.native([...other, big]);
     const all = await jd.entries();
     assert.equal(all.at(-1)?.message, 'big n=0');
-    const reader = new JournalReader(
-      'm',
-      {
-        source: 't',
-        tail: TAIL,
-        maxValueBytes: 65536,
-        lists: [[], [], ['keep'], []],
-        triggers: [],
-        startAtEnd: false,
-        onAcked: () => {},
-        log: pino({ level: 'silent' }),
-      },
-      null,
-    );
-    const ids = new Set<string>();
-    for (const path of jd.files()) {
-      const fd = openSync(path, 'r');
-      const st = fstatSync(fd);
-      ids.add(`${st.dev}:${st.ino}`);
-      reader.add({ path, fd, dev: String(st.dev), ino: String(st.ino) });
-    }
-    reader.sync(ids);
+    const reader = newReader(pino({ level: 'silent' }), [[], [], ['keep'], []]);
+    holdAll(jd, reader);
     let count = 0;
     let filtered = 0;
     let bigLine = '';
