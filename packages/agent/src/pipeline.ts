@@ -690,7 +690,7 @@ export class Pipeline {
     passes: 0,
     lastEnded: null as string | null,
     at: null as string | null,
-    atSince: null as string | null,
+    atSince: 0,
   };
 
   private async pumpNow(): Promise<void> {
@@ -702,7 +702,7 @@ export class Pipeline {
           for (const t of s.files.toRead()) {
             if (this.updatePaused()) return;
             this.reading.at = t.path;
-            this.reading.atSince = new Date().toISOString();
+            this.reading.atSince = Date.now(); // per file read: a number, formatted for status only
             let chunk;
             try {
               chunk = await t.readChunk();

@@ -157,7 +157,11 @@ export function buildStatus(
       config: meta.config,
       paused: p.paused,
       queuedBytes: p.queuedBytes,
-      reading: { ...p.reading, tickArmed: p.tickArmed },
+      reading: {
+        ...p.reading,
+        atSince: p.reading.atSince > 0 ? new Date(p.reading.atSince).toISOString() : null,
+        tickArmed: p.tickArmed,
+      },
       openFiles: {
         open: p.openFiles.open,
         max: p.openFiles.max,
