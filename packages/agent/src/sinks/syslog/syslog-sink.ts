@@ -35,13 +35,39 @@ const RELP_WINDOW = 1024;
 /** TLS 1.3: how long a new connection must stay open without a refusal when no session ticket comes. */
 const SETTLE_MS = 1000;
 
+/**
+ * One batch's messages on a RELP session: sent RELP_WINDOW ahead of the answers (the window is
+ * the session's, shared by the batches on it), done when every message was answered 200.
+ * `answered` outlives the session: after a broken one, only the others are sent again.
+ */
+interface RelpTx {
+  readonly seq: number;
+  readonly msgs: SyslogMessages;
+  readonly answered: Uint8Array;
+  /** The next message to consider sending. */
+  next: number;
+  /** Messages not yet answered. */
+  left: number;
+  /** Settles once: every message answered, or the session broke (its error). */
+  readonly done: Promise<void>;
+  settle(err: Error | null): void;
+}
+
 /** One connection to the receiver; dies once (error, close, timeout, protocol error) and is replaced. */
 class Connection {
   dead: Error | null = null;
   txnr = 0;
-  /** Where RELP frames from the receiver go (the open handshake, then the batch being sent). */
+  /** Where RELP frames from the receiver go (the open handshake, then the session's batches). */
   onFrame: ((f: RelpFrame) => void) | null = null;
   onDeath: ((e: Error) => void) | null = null;
+  /** Called once the frames of a chunk were handed to onFrame (RELP: sends more, in one write). */
+  afterFrames: (() => void) | null = null;
+  /** RELP: the batches being sent on this session, oldest first, and each unanswered message's
+   *  TXNR → its batch and index. */
+  readonly txs: RelpTx[] = [];
+  readonly pending = new Map<number, { tx: RelpTx; i: number }>();
+  /** RELP: fires when messages are unanswered and no answer came for timeout_ms. */
+  stall: NodeJS.Timeout | null = null;
   private readonly reader: RelpReader | null;
 
   constructor(
@@ -68,6 +94,7 @@ class Connection {
           }
           this.onFrame?.(f);
         }
+        this.afterFrames?.();
       } catch (e) {
         this.die(e as Error);
       }
@@ -78,7 +105,10 @@ class Connection {
     if (this.dead !== null) return;
     this.dead = e;
     this.socket.destroy();
+    if (this.stall !== null) clearTimeout(this.stall);
     this.onDeath?.(e);
+    for (const tx of this.txs.splice(0)) tx.settle(e);
+    this.pending.clear();
   }
 }
 
@@ -120,6 +150,13 @@ export class SyslogSink implements Sink {
   private readonly encoded = new WeakMap<Batch, SyslogMessages>();
   private conn: Connection | null = null;
   private closed = false;
+  /** RELP: batches prepare() started on the session ahead of their send() (at most AHEAD). */
+  private readonly early = new Map<Batch, { tx: RelpTx; conn: Connection }>();
+  /** The pipeline's signal, from the last send(): what ends batches started ahead too. */
+  private signal: AbortSignal | null = null;
+  /** RELP: the seq of the last batch whose messages went on `conn` (a batch goes ahead only
+   *  right behind it, so that the session carries the batches in order). */
+  private lastSeq = -1;
 
   constructor(cfg: SyslogSinkConfig, opts: { logger: pino.Logger; random?: () => number }) {
     this.name = cfg.name;
@@ -185,8 +222,48 @@ export class SyslogSink implements Sink {
     return { ...this.state };
   }
 
+  /**
+   * Encodes the next batch while the one before it is in flight; with RELP, the batch also goes on
+   * the session right behind the one before it as soon as that one's messages do (goAhead()):
+   * nothing waits for a whole batch's answers before the next batch's messages go. send() still
+   * resolves in order and checkpoints move as before: a kill sends again up to the batches in
+   * flight (three) instead of one.
+   */
   prepare(batch: Batch): void {
     this.messages(batch);
+    if (this.cfg.protocol !== 'relp') return;
+    this.ready.set(batch.seq, batch);
+    this.goAhead();
+  }
+
+  /** Batches prepared and not yet on the session, by seq. */
+  private readonly ready = new Map<number, Batch>();
+
+  /** Puts the prepared batches that follow the last one on the session on it too (at most two
+   *  ahead of their send()), while nothing is retrying. */
+  private goAhead(): void {
+    const conn = this.conn;
+    const signal = this.signal;
+    for (;;) {
+      const batch = this.ready.get(this.lastSeq + 1);
+      if (
+        batch === undefined ||
+        conn === null ||
+        conn.dead !== null ||
+        conn.txs.length === 0 || // nothing in flight: its send() is next, and starts it
+        this.early.size >= 2 ||
+        signal === null ||
+        signal.aborted ||
+        this.closed ||
+        this.state.retryingUntil !== null
+      )
+        return;
+      this.ready.delete(batch.seq);
+      const msgs = this.messages(batch);
+      const tx = this.startRelp(conn, batch.seq, msgs, new Uint8Array(msgs.starts.length));
+      tx.done.catch(() => undefined); // send() awaits it; a batch never sent (shutdown) is not an error
+      this.early.set(batch, { tx, conn });
+    }
   }
 
   private messages(batch: Batch): SyslogMessages {
@@ -200,9 +277,13 @@ export class SyslogSink implements Sink {
 
   async send(batch: Batch, signal: AbortSignal): Promise<SendOutcome> {
     throwIfAborted(signal);
+    this.signal = signal;
     const msgs = this.messages(batch);
+    let early = this.early.get(batch) ?? null;
+    this.early.delete(batch);
+    this.ready.delete(batch.seq);
     // RELP: which messages the receiver has answered, kept across reconnects of this batch.
-    const answered = new Uint8Array(msgs.starts.length);
+    const answered = early?.tx.answered ?? new Uint8Array(msgs.starts.length);
     let failures = 0;
     try {
       for (;;) {
@@ -211,10 +292,30 @@ export class SyslogSink implements Sink {
             'GUARD_SINK_CLOSED',
             `sink ${this.name} was closed with batch ${batch.seq} unsent`,
           );
+        if (early !== null) {
+          // Started ahead by prepare(): its answers, or, when that session broke (the batch
+          // before this one has already retried and been delivered since), the rest at once.
+          const e = early;
+          early = null;
+          try {
+            this.goAhead(); // room for one more ahead
+            await this.relpAnswers(e.tx, signal);
+            markDelivered(this.state, batch.events);
+            return 'delivered';
+          } catch (err) {
+            if (signal.aborted || err instanceof SinkAbortError)
+              throw new SinkAbortError(signal.reason);
+            if (this.conn === e.conn) this.conn = null;
+            continue;
+          }
+        }
         try {
           const conn = await this.connection(signal);
-          if (this.cfg.protocol === 'relp') await this.sendRelp(conn, msgs, answered, signal);
-          else await this.sendStream(conn, msgs, signal);
+          if (this.cfg.protocol === 'relp') {
+            const tx = this.startRelp(conn, batch.seq, msgs, answered);
+            this.goAhead();
+            await this.relpAnswers(tx, signal);
+          } else await this.sendStream(conn, msgs, signal);
           markDelivered(this.state, batch.events);
           if (failures > 0)
             this.log.info(
@@ -245,6 +346,8 @@ export class SyslogSink implements Sink {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.ready.clear();
+    this.early.clear();
     const conn = this.conn;
     this.conn = null;
     if (conn === null || conn.dead !== null) return;
@@ -427,89 +530,133 @@ export class SyslogSink implements Sink {
       );
   }
 
-  /** Sends the messages not yet answered, RELP_WINDOW ahead of the answers; resolves when all are answered 200. */
-  private sendRelp(
+  /** Puts a batch's messages not yet answered on the session, behind the batches already on it. */
+  private startRelp(
     conn: Connection,
+    seq: number,
     msgs: SyslogMessages,
     answered: Uint8Array,
-    signal: AbortSignal,
-  ): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const inFlight = new Map<number, number>(); // txnr → message index
-      let next = 0;
-      let left = 0;
-      for (let i = 0; i < answered.length; i++) if (answered[i] === 0) left++;
-      const done = (err: Error | null): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-        conn.onFrame = null;
-        conn.onDeath = null;
-        if (err) reject(err);
-        else resolve();
-      };
-      const stalled = (): void =>
-        done(
-          new SinkError(
-            'GUARD_RELP_TIMEOUT',
-            `the receiver answered no RELP message for timeout_ms (${this.cfg.timeoutMs} ms)`,
-          ),
-        );
-      let timer = setTimeout(stalled, this.cfg.timeoutMs);
-      const pump = (): void => {
-        const items: number[] = [];
-        const txnrs: number[] = [];
-        while (inFlight.size < RELP_WINDOW && next < answered.length) {
-          const i = next++;
-          if (answered[i] === 1) continue;
-          conn.txnr = nextTxnr(conn.txnr);
-          inFlight.set(conn.txnr, i);
-          items.push(i);
-          txnrs.push(conn.txnr);
-        }
-        if (items.length > 0) conn.socket.write(relpFrames(msgs, items, txnrs));
-      };
-      const onAbort = (): void => done(new SinkAbortError(signal.reason));
-      signal.addEventListener('abort', onAbort, { once: true });
-      conn.onDeath = (e) => done(e);
-      conn.onFrame = (f) => {
-        const i = inFlight.get(f.txnr);
-        if (f.command !== 'rsp' || i === undefined) {
-          done(
-            new SinkError('GUARD_RELP_PROTOCOL', `unexpected RELP frame ${f.txnr} ${f.command}`),
-          );
-          return;
-        }
-        inFlight.delete(f.txnr);
-        const code = rspCode(f.data);
-        if (code !== 200) {
-          done(
-            new SinkError(
-              'GUARD_RELP_REFUSED',
-              `the receiver answered a message with ${JSON.stringify(f.data.slice(0, 200))}`,
-            ),
-          );
-          return;
-        }
-        answered[i] = 1;
-        left -= 1;
-        if (left === 0) {
-          done(null);
-          return;
-        }
-        timer.refresh();
-        if (inFlight.size <= RELP_WINDOW / 2) pump();
-      };
-      if (conn.dead) {
-        done(conn.dead);
-        return;
-      }
-      if (left === 0) {
-        done(null);
-        return;
-      }
-      pump();
-      timer = timer.refresh();
+  ): RelpTx {
+    let left = 0;
+    for (let i = 0; i < answered.length; i++) if (answered[i] === 0) left++;
+    let settle!: (err: Error | null) => void;
+    const done = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err === null ? resolve() : reject(err));
     });
+    let settled = false;
+    const tx: RelpTx = {
+      seq,
+      msgs,
+      answered,
+      next: 0,
+      left,
+      done,
+      settle: (err) => {
+        if (settled) return;
+        settled = true;
+        settle(err);
+      },
+    };
+    this.lastSeq = seq;
+    if (conn.dead !== null) {
+      tx.settle(conn.dead);
+      return tx;
+    }
+    if (left === 0) {
+      tx.settle(null);
+      return tx;
+    }
+    conn.onFrame = (f) => this.relpAnswer(conn, f);
+    // more messages once half the window was answered, all that fit in one write
+    conn.afterFrames = () => {
+      if (conn.dead === null && conn.pending.size <= RELP_WINDOW / 2) this.pump(conn);
+    };
+    conn.txs.push(tx);
+    this.pump(conn);
+    return tx;
+  }
+
+  /** Resolves when every message of `tx` was answered 200; rejects when its session broke. */
+  private relpAnswers(tx: RelpTx, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(new SinkAbortError(signal.reason));
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => reject(new SinkAbortError(signal.reason));
+      signal.addEventListener('abort', onAbort, { once: true });
+      tx.done.then(
+        () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        (err: Error) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** Sends the session's batches' next messages, oldest batch first, while the window has room. */
+  private pump(conn: Connection): void {
+    for (const tx of conn.txs) {
+      if (conn.pending.size >= RELP_WINDOW) break;
+      const items: number[] = [];
+      const txnrs: number[] = [];
+      const n = tx.answered.length;
+      while (conn.pending.size < RELP_WINDOW && tx.next < n) {
+        const i = tx.next++;
+        if (tx.answered[i] === 1) continue;
+        conn.txnr = nextTxnr(conn.txnr);
+        conn.pending.set(conn.txnr, { tx, i });
+        items.push(i);
+        txnrs.push(conn.txnr);
+      }
+      if (items.length > 0) conn.socket.write(relpFrames(tx.msgs, items, txnrs));
+    }
+    if (conn.pending.size > 0 && conn.stall === null)
+      conn.stall = setTimeout(
+        () =>
+          conn.die(
+            new SinkError(
+              'GUARD_RELP_TIMEOUT',
+              `the receiver answered no RELP message for timeout_ms (${this.cfg.timeoutMs} ms)`,
+            ),
+          ),
+        this.cfg.timeoutMs,
+      );
+  }
+
+  /** An answer on a session with batches on it. A refusal or a frame that answers nothing sent
+   *  breaks the session: every batch on it sends its unanswered messages again (send()). */
+  private relpAnswer(conn: Connection, f: RelpFrame): void {
+    const p = conn.pending.get(f.txnr);
+    if (f.command !== 'rsp' || p === undefined) {
+      conn.die(
+        new SinkError('GUARD_RELP_PROTOCOL', `unexpected RELP frame ${f.txnr} ${f.command}`),
+      );
+      return;
+    }
+    conn.pending.delete(f.txnr);
+    const code = rspCode(f.data);
+    if (code !== 200) {
+      conn.die(
+        new SinkError(
+          'GUARD_RELP_REFUSED',
+          `the receiver answered a message with ${JSON.stringify(f.data.slice(0, 200))}`,
+        ),
+      );
+      return;
+    }
+    const { tx, i } = p;
+    tx.answered[i] = 1;
+    tx.left -= 1;
+    if (tx.left === 0) {
+      conn.txs.splice(conn.txs.indexOf(tx), 1);
+      tx.settle(null);
+    }
+    if (conn.pending.size === 0) {
+      if (conn.stall !== null) clearTimeout(conn.stall);
+      conn.stall = null;
+    } else conn.stall?.refresh();
   }
 
   /** Writes the whole batch; resolves when the kernel has taken every byte (no receiver answer exists). */
