@@ -44,8 +44,7 @@ const retryable = (s: number): boolean => s === 408 || s === 429 || s >= 500;
 const CONFIG_CODES = new Set([10, 11, 14]);
 /** Longest pause between two /ack polls of one request. */
 const ACK_POLL_MAX_MS = 1000;
-/** Shortest and longest wait before a request's first /ack poll. */
-const ACK_POLL_MIN_MS = 1;
+/** Longest wait before a request's first /ack poll. */
 const ACK_FIRST_POLL_MAX_MS = 20;
 
 /** Epoch seconds (with milliseconds) of an ISO 8601 UTC time `YYYY-MM-DDTHH:MM:SS[.mmm]Z`. */
@@ -220,10 +219,13 @@ export class SplunkHecFormat implements WireFormat {
     const deadline = started + this.cfg.ackTimeoutMs;
     const query = Buffer.from(JSON.stringify({ acks: [ackId] }));
     let delay = this.firstPollMs;
+    let polls = 0;
     let last = 'not yet indexed';
     while (performance.now() < deadline) {
-      await sleep(Math.min(delay, Math.max(0, deadline - performance.now())), ctx.signal);
-      delay = Math.min(delay * 2, ACK_POLL_MAX_MS);
+      if (delay > 0)
+        await sleep(Math.min(delay, Math.max(0, deadline - performance.now())), ctx.signal);
+      delay = Math.min(Math.max(delay * 2, 1), ACK_POLL_MAX_MS);
+      polls++;
       let a: Answer;
       try {
         a = await ctx.post(this.ackPath, query, this.headers());
@@ -235,8 +237,16 @@ export class SplunkHecFormat implements WireFormat {
       if (a.status === 200) {
         const acks = reply?.acks as Record<string, unknown> | undefined;
         if (acks?.[String(ackId)] === true) {
-          const took = performance.now() - started;
-          this.firstPollMs = Math.min(ACK_FIRST_POLL_MAX_MS, Math.max(ACK_POLL_MIN_MS, took / 2));
+          // The first poll found it: the next request's may go sooner (down to at once, as soon as
+          // the 200 came); it came too early: later (up to ACK_FIRST_POLL_MAX_MS). The wait
+          // settles where the first poll just finds the ack (an indexer that acks at once is
+          // polled at once; one that takes a second, after 20 ms, then doubling).
+          this.firstPollMs =
+            polls === 1
+              ? this.firstPollMs < 1
+                ? 0
+                : this.firstPollMs / 2
+              : Math.min(ACK_FIRST_POLL_MAX_MS, Math.max(1, this.firstPollMs * 2));
           return { kind: 'delivered' };
         }
         continue;
