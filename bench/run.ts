@@ -45,6 +45,12 @@ const RECEIVER_DELAY_MS = opt('--receiver-delay-ms', 0);
 /** --receiver-scan: the receiver decodes OTLP and Loki bodies in full only every 16th request and
  *  counts the others' records by a scan (bench/receiver.cjs --scan). */
 const RECEIVER_SCAN = argv.includes('--receiver-scan');
+/** --repeat N: each run that ships lines is done N times in a row (a fresh state directory each
+ *  time) and the one with the median lines/s is reported, all N rates beside it: on this shared
+ *  2-vCPU machine one run's rate moves by ±30 % with what else runs. */
+const REPEAT = Math.max(1, opt('--repeat', 1));
+/** Appended to a run's state directory name from its second repeat on (a fresh start each time). */
+let repeatSuffix = '';
 /** Extra options for node when it runs the agent, for experiments: --agent-node-args "--max-semi-space-size=2". */
 // The agent runs with the node options its systemd unit gives it (systemd/guard-agent.service).
 const UNIT_NODE_ARGS =
@@ -278,7 +284,10 @@ interface AgentRunOptions {
 
 function agentConfig(w: World, name: string, o: AgentRunOptions): string {
   const s = w.sb.dir;
-  const state = w.sb.mkdir(`state/${name}`, 0o750, { uid: w.agent.uid, gid: w.agent.gid });
+  const state = w.sb.mkdir(`state/${name}${repeatSuffix}`, 0o750, {
+    uid: w.agent.uid,
+    gid: w.agent.gid,
+  });
   const text = [
     '[agent]',
     `user = ${w.agent.name}`,
@@ -373,6 +382,8 @@ interface RunResult {
   /** The machine's 1-minute load average as the run ended (it is shared: read the wall-clock
    *  rate beside it; CPU per line is the steadier figure). */
   load1: number;
+  /** With --repeat: every repeat's lines/s, in the order they ran (this is the median one). */
+  repeats?: number[];
 }
 
 function byThread(s: ProcSampler): Record<string, number> {
@@ -865,7 +876,7 @@ async function main(): Promise<void> {
         .join(
           ' ',
         )} (1, 5, 15 min; the machine may be shared: CPU per line is the steadier figure)\n` +
-        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${RECEIVER_DELAY_MS > 0 ? `, HTTP receiver answers ${RECEIVER_DELAY_MS} ms after each request` : ''}${RECEIVER_SCAN ? ', HTTP receiver counts OTLP and Loki records by a scan (a full decode every 16th request)' : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
+        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${RECEIVER_DELAY_MS > 0 ? `, HTTP receiver answers ${RECEIVER_DELAY_MS} ms after each request` : ''}${RECEIVER_SCAN ? ', HTTP receiver counts OTLP and Loki records by a scan (a full decode every 16th request)' : ''}${REPEAT > 1 ? `, each run ${REPEAT}× in a row, the median shown` : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
     );
 
     const runs: RunResult[] = [];
@@ -876,6 +887,23 @@ async function main(): Promise<void> {
       process.stdout.write(`${what} … `);
       try {
         const r = await f();
+        if (REPEAT > 1 && typeof (r as RunResult | undefined)?.linesPerS === 'number') {
+          const all = [r as RunResult];
+          try {
+            for (let k = 1; k < REPEAT; k++) {
+              repeatSuffix = `-r${k}`;
+              all.push((await f()) as RunResult);
+            }
+          } finally {
+            repeatSuffix = '';
+          }
+          const median = [...all].sort((a, b) => a.linesPerS - b.linesPerS)[(REPEAT - 1) >> 1]!;
+          median.repeats = all.map((x) => x.linesPerS);
+          console.log(
+            `${((Date.now() - t) / 1000).toFixed(1)} s (${REPEAT}×: ${median.repeats.map((x) => Math.round(x).toLocaleString('en-US')).join(', ')} lines/s)`,
+          );
+          return median as T;
+        }
         console.log(`${((Date.now() - t) / 1000).toFixed(1)} s`);
         return r;
       } catch (e) {
@@ -1059,6 +1087,14 @@ async function main(): Promise<void> {
     );
     const jr = runs.filter((r) => r.journal);
     if (jr.length) console.log(`\n${journalSteadyTable(jr)}`);
+    if (REPEAT > 1) {
+      console.log(`\nlines/s of each repeat, in the order they ran (the median is in the table):`);
+      for (const r of runs)
+        if (r.repeats)
+          console.log(
+            `  ${r.run}: ${r.repeats.map((x) => Math.round(x).toLocaleString('en-US')).join(', ')}`,
+          );
+    }
     console.log('\nCPU s by thread, and of all of it, in the kernel:');
     for (const r of runs)
       console.log(
