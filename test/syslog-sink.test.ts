@@ -335,17 +335,17 @@ describe('syslog sink (real rsyslog and syslog-ng receivers)', () => {
     );
   });
 
-  /** 30,000 lines at `perSecond` (15,000/s; 1e9: all at once, a backlog sent three batches at a
-   *  time); the receiver killed (-9) after 8,000 and restarted on its port 0.7 s later; returns
-   *  once `done` holds of what arrived. */
+  /** `total` lines at `perSecond` (30,000 at 15,000/s; 1e9: all at once, a backlog sent three
+   *  batches at a time); the receiver killed (-9) after 8,000 and restarted on its port 0.7 s
+   *  later; returns once `done` holds of what arrived. */
   async function receiverKilled(
     kind: 'relp-tls' | 'tcp',
     run: string,
     done: (c: Count) => boolean,
     perSecond = 15_000,
+    total = 30_000,
   ): Promise<{ c: Count; total: number; retries: number }> {
     const r = await receiver(kind, { mutual: true });
-    const total = 30_000;
     const log = await startAgent(
       run,
       kind === 'tcp'
@@ -384,6 +384,7 @@ describe('syslog sink (real rsyslog and syslog-ng receivers)', () => {
       'relpbacklog',
       (c) => c.missing.length === 0,
       1e9,
+      200_000, // enough that the kill comes while the backlog is being sent
     );
     t.diagnostic(
       `RELP backlog, receiver killed: ${c.missing.length} missing, ${c.duplicates} duplicates of ${total}; sink retries ${retries}`,

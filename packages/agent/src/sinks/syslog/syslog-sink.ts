@@ -292,30 +292,26 @@ export class SyslogSink implements Sink {
             'GUARD_SINK_CLOSED',
             `sink ${this.name} was closed with batch ${batch.seq} unsent`,
           );
-        if (early !== null) {
-          // Started ahead by prepare(): its answers, or, when that session broke (the batch
-          // before this one has already retried and been delivered since), the rest at once.
-          const e = early;
-          early = null;
-          try {
-            this.goAhead(); // room for one more ahead
-            await this.relpAnswers(e.tx, signal);
-            markDelivered(this.state, batch.events);
-            return 'delivered';
-          } catch (err) {
-            if (signal.aborted || err instanceof SinkAbortError)
-              throw new SinkAbortError(signal.reason);
-            if (this.conn === e.conn) this.conn = null;
-            continue;
-          }
-        }
+        // The session this attempt used, once it has one.
+        let used: Connection | null = null;
+        const wentAhead = early !== null;
         try {
-          const conn = await this.connection(signal);
-          if (this.cfg.protocol === 'relp') {
-            const tx = this.startRelp(conn, batch.seq, msgs, answered);
-            this.goAhead();
+          if (early !== null) {
+            // Put on the session ahead of this send() (goAhead()): its answers.
+            used = early.conn;
+            const tx = early.tx;
+            early = null;
+            this.goAhead(); // room for one more ahead
             await this.relpAnswers(tx, signal);
-          } else await this.sendStream(conn, msgs, signal);
+          } else {
+            const conn = await this.connection(signal);
+            used = conn;
+            if (this.cfg.protocol === 'relp') {
+              const tx = this.startRelp(conn, batch.seq, msgs, answered);
+              this.goAhead();
+              await this.relpAnswers(tx, signal);
+            } else await this.sendStream(conn, msgs, signal);
+          }
           markDelivered(this.state, batch.events);
           if (failures > 0)
             this.log.info(
@@ -326,8 +322,11 @@ export class SyslogSink implements Sink {
         } catch (err) {
           if (signal.aborted || err instanceof SinkAbortError)
             throw new SinkAbortError(signal.reason);
-          this.conn?.die(err as Error);
-          this.conn = null;
+          used?.die(err as Error);
+          if (this.conn === used || this.conn?.dead) this.conn = null;
+          // A batch that went ahead on a session the batch before it has since replaced (that one
+          // met the break first, waited it out and was delivered): the rest at once, on the new one.
+          if (wentAhead && this.conn !== null) continue;
           failures += 1;
           const delay = backoffDelay(failures, this.retry);
           const code = errorCode(err);
@@ -351,6 +350,9 @@ export class SyslogSink implements Sink {
     const conn = this.conn;
     this.conn = null;
     if (conn === null || conn.dead !== null) return;
+    // answers still coming (batches sent before an abort) are not waited for: the `close` is
+    conn.onFrame = null;
+    conn.afterFrames = null;
     if (this.cfg.protocol === 'relp')
       conn.socket.write(relpFrame(nextTxnr(conn.txnr), 'close', ''));
     await new Promise<void>((resolve) => {
@@ -578,6 +580,7 @@ export class SyslogSink implements Sink {
 
   /** Resolves when every message of `tx` was answered 200; rejects when its session broke. */
   private relpAnswers(tx: RelpTx, signal: AbortSignal): Promise<void> {
+    tx.done.catch(() => undefined); // settled by a session's death whether or not awaited below
     if (signal.aborted) return Promise.reject(new SinkAbortError(signal.reason));
     return new Promise((resolve, reject) => {
       const onAbort = (): void => reject(new SinkAbortError(signal.reason));
@@ -597,6 +600,8 @@ export class SyslogSink implements Sink {
 
   /** Sends the session's batches' next messages, oldest batch first, while the window has room. */
   private pump(conn: Connection): void {
+    // stopping (the pipeline's signal aborted): no more messages, the session is closed next
+    if (this.signal?.aborted === true) return;
     for (const tx of conn.txs) {
       if (conn.pending.size >= RELP_WINDOW) break;
       const items: number[] = [];
