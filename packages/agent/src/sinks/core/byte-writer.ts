@@ -45,6 +45,29 @@ export class ByteWriter {
     this.pos += this.buf.write(s, this.pos, 'utf8');
   }
 
+  /** The decimal digits of a whole number n ≥ 0 (a length, a time in ms), without a string. */
+  decimal(n: number): void {
+    if (n < 10 && n >= 0 && Number.isInteger(n)) {
+      this.byte(0x30 + n);
+      return;
+    }
+    if (!(n >= 0 && n < 1e15 && Number.isInteger(n))) {
+      this.text(String(n));
+      return;
+    }
+    let digits = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    this.ensure(digits);
+    const b = this.buf;
+    let o = this.pos + digits;
+    for (let x = n; o > this.pos;) {
+      const q = Math.floor(x / 10);
+      b[--o] = 0x30 + (x - q * 10);
+      x = q;
+    }
+    this.pos += digits;
+  }
+
   /** Base-128 varint of a whole number below 2^53 (protobuf). */
   varint(n: number): void {
     this.ensure(10);

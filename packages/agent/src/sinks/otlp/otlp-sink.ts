@@ -234,11 +234,7 @@ export class OtlpFormat implements WireFormat {
   /** The encoded attributes of `,"source":…}` (source, path, parser, tags). */
   private tail(body: Buffer, s: number, e: number): void {
     const key = this.tailKey;
-    if (key.length === e - s) {
-      let k = 0;
-      while (k < key.length && body[s + k] === key[k]) k++;
-      if (k === key.length) return;
-    }
+    if (key.length === e - s && body.compare(key, 0, key.length, s, e) === 0) return;
     this.tailKey = Buffer.from(body.subarray(s, e));
     const ev = JSON.parse(`{${body.toString('utf8', s + 1, e)}`) as Event;
     const attrs = attributes(ev).filter(([k]) => k !== 'guard.flags');
@@ -246,7 +242,7 @@ export class OtlpFormat implements WireFormat {
     for (const [k, v] of attrs) this.proto.keyValue(w, 6, k, v);
     this.tailPb = Buffer.from(w.written());
     this.tailJson = Buffer.from(
-      attrs.map(([key, v]) => `,${JSON.stringify({ key, value: anyJson(v) })}`).join(''),
+      `"}}${attrs.map(([key, v]) => `,${JSON.stringify({ key, value: anyJson(v) })}`).join('')}`,
     );
   }
 
@@ -508,7 +504,7 @@ export class OtlpFormat implements WireFormat {
     w.byte(0x7b);
     if (ms !== null) {
       w.bytes(J_TIME);
-      w.text(String(ms));
+      w.decimal(ms);
       w.bytes(J_TIME_END);
     }
     const f = sc.f;
@@ -520,7 +516,7 @@ export class OtlpFormat implements WireFormat {
         f[sc.severity + 4] === 1
           ? severityAt(body, vs, ve)
           : severityNumberOf(JSON.parse(body.toString('utf8', vs - 1, ve + 1)) as string);
-      w.text(String(num));
+      w.decimal(num);
       w.bytes(J_SEV_TEXT);
       w.bytes(body, vs, ve); // JSON string contents: escapes and all
       w.byte(0x22);
@@ -530,9 +526,8 @@ export class OtlpFormat implements WireFormat {
     w.bytes(body, sc.msgS, sc.msgE);
     w.bytes(J_UID);
     w.bytes(body, sc.idS, sc.idE);
-    w.bytes(J_VALUE_END);
     this.tail(body, sc.tailS, sc.tailE);
-    w.bytes(this.tailJson);
+    w.bytes(this.tailJson); // `"}}` closing the uid's value, then the tail's attributes
     if (sc.flagsS >= 0) {
       const flags = JSON.parse(body.toString('latin1', sc.flagsS, sc.flagsE)) as unknown;
       w.text(`,${JSON.stringify({ key: 'guard.flags', value: anyJson(flags) })}`);
@@ -541,17 +536,11 @@ export class OtlpFormat implements WireFormat {
       const o = k * 5;
       w.bytes(J_KEY);
       w.bytes(body, f[o]!, f[o + 1]!);
-      if (f[o + 4] === 0) {
-        w.bytes(J_INT);
-        w.bytes(body, f[o + 2]!, f[o + 3]!);
-      } else {
-        w.bytes(J_STR);
-        w.bytes(body, f[o + 2]!, f[o + 3]!);
-      }
+      w.bytes(f[o + 4] === 0 ? J_INT : J_STR);
+      w.bytes(body, f[o + 2]!, f[o + 3]!);
       w.bytes(J_VALUE_END);
     }
-    w.byte(0x5d);
-    w.byte(0x7d);
+    w.bytes(J_RECORD_END);
   }
 
   classify(a: Answer, ctx: RequestContext): Verdict {
@@ -592,6 +581,7 @@ const J_SEV_TEXT = b(',"severityText":"');
 const J_BODY = b('"body":{"stringValue":"');
 const J_UID = b('"},"attributes":[{"key":"log.record.uid","value":{"stringValue":"');
 const J_VALUE_END = b('"}}');
+const J_RECORD_END = b(']}');
 const J_KEY = b(',{"key":"');
 const J_STR = b('","value":{"stringValue":"');
 const J_INT = b('","value":{"intValue":"');

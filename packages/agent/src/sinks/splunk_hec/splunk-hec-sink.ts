@@ -69,8 +69,9 @@ export class SplunkHecFormat implements WireFormat {
   private ackPath = '';
   private warnedNoAck = false;
   /**
-   * How long a request waits for its first /ack poll: half of how long the last ack took, learned,
-   * between 1 and 20 ms (20 ms was the fixed wait before). At most three batches are in flight
+   * How long a request waits for its first /ack poll, learned (awaitAck): halved while first polls
+   * find their ack, down to none; doubled while they come too early, up to 20 ms (the fixed wait
+   * of the first version). At most three batches are in flight
    * (http-core.ts), so this wait bounds the sink's throughput: a fixed 20 ms held it under 50
    * batches a second with one in flight against an indexer that acks at once; a slow indexer is
    * polled as before (20 ms, then doubling), never later.

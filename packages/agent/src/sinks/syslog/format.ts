@@ -299,7 +299,7 @@ export class SyslogEncoder {
     }
     const end = w.pos;
     w.pos = at;
-    putNumber(w, len);
+    w.decimal(len);
     w.byte(0x20);
     w.pos = end;
   }
@@ -461,29 +461,6 @@ export class SyslogEncoder {
   }
 }
 
-/** Decimal digits of a whole number n ≥ 0 into w, without a string. */
-function putNumber(w: ByteWriter, n: number): void {
-  if (n < 10) {
-    w.byte(0x30 + n);
-    return;
-  }
-  if (!(n < 1e15 && Number.isInteger(n))) {
-    w.text(String(n));
-    return;
-  }
-  let digits = 1;
-  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
-  w.ensure(digits);
-  const b = w.buf;
-  let o = w.pos + digits;
-  for (let x = n; o > w.pos;) {
-    const q = Math.floor(x / 10);
-    b[--o] = 0x30 + (x - q * 10);
-    x = q;
-  }
-  w.pos += digits;
-}
-
 /** Bytes left in front of a message for its octet count: three digits and a space (messages of
  *  100–999 bytes, nearly all, need no move). */
 const COUNT_ROOM = 4;
@@ -506,7 +483,7 @@ export function frameStream(
       w.bytes(m.buf, a, z);
       w.byte(0x0a);
     } else {
-      putNumber(w, z - a);
+      w.decimal(z - a);
       w.byte(0x20);
       w.bytes(m.buf, a, z);
     }
@@ -529,9 +506,9 @@ export function relpFrames(
     const i = items[j]!;
     const a = m.starts[i]!;
     const z = m.ends[i]!;
-    putNumber(w, txnrs[j]!);
+    w.decimal(txnrs[j]!);
     w.bytes(SYSLOG_COMMAND);
-    putNumber(w, z - a);
+    w.decimal(z - a);
     w.byte(0x20);
     w.bytes(m.buf, a, z);
     w.byte(0x0a);
