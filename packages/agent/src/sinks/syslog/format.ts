@@ -4,6 +4,7 @@
 
 import { FACILITIES, SEVERITIES } from '../../parsers/syslog';
 import { ByteWriter } from '../core/byte-writer';
+import { NextBackslash } from '../core/event-scan';
 
 export type SyslogFormat = 'rfc5424' | 'rfc3164';
 
@@ -231,6 +232,7 @@ function tailParts(tail: Buffer, o: FormatOptions): TailParts | null {
 /** Encodes a batch's events; keeps the last tail's parts between batches. */
 export class SyslogEncoder {
   private tail: TailParts | null = null;
+  private readonly backslash = new NextBackslash();
   /** Lines written in place (the rest went through JSON.parse): for tests and profiles. */
   inPlace = 0;
   private readonly defaultPri: Buffer;
@@ -332,9 +334,16 @@ export class SyslogEncoder {
     if (oE < 0 || !at(b, oE, MESSAGE)) return false;
     // the message: find its end, counting the escapes to undo (only \" \\ \t \/ here)
     const mS = oE + MESSAGE.length;
-    let mE = -1;
+    // nearly always: no backslash before the first quote, which then ends the message (memchr);
+    // else the loop below finds the end and counts the escapes
+    let mE = b.indexOf(Q, mS);
+    if (mE >= e) mE = -1;
+    if (mE >= 0) {
+      const bs = this.backslash.from(b, mS);
+      if (bs >= 0 && bs < mE) mE = -1;
+    }
     let escapes = 0;
-    for (let k = mS; k < e; k++) {
+    for (let k = mS; mE < 0 && k < e; k++) {
       const c = b[k]!;
       if (c === Q) {
         mE = k;
