@@ -169,8 +169,9 @@ export class LokiFormat implements WireFormat {
       this.tailKey.length !== tailLen ||
       body.compare(this.tailKey, 0, tailLen, sc.tailS, sc.tailE) !== 0
     ) {
-      this.tailKey = Buffer.from(body.subarray(sc.tailS, sc.tailE));
+      // parsed before the key is kept: a tail that fails to parse is not cached as done
       this.tail = JSON.parse(`{${body.toString('utf8', sc.tailS + 1, sc.tailE)}`) as Event;
+      this.tailKey = Buffer.from(body.subarray(sc.tailS, sc.tailE));
       this.tailVersion++;
       this.tailLabels = null;
       const w = new ByteWriter(2 * tailLen + 16);

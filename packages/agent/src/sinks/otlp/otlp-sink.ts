@@ -235,7 +235,7 @@ export class OtlpFormat implements WireFormat {
   private tail(body: Buffer, s: number, e: number): void {
     const key = this.tailKey;
     if (key.length === e - s && body.compare(key, 0, key.length, s, e) === 0) return;
-    this.tailKey = Buffer.from(body.subarray(s, e));
+    // the key last, once the rest is built: a tail that fails to parse is not cached as done
     const ev = JSON.parse(`{${body.toString('utf8', s + 1, e)}`) as Event;
     const attrs = attributes(ev).filter(([k]) => k !== 'guard.flags');
     const w = new ByteWriter(512);
@@ -244,6 +244,7 @@ export class OtlpFormat implements WireFormat {
     this.tailJson = Buffer.from(
       `"}}${attrs.map(([key, v]) => `,${JSON.stringify({ key, value: anyJson(v) })}`).join('')}`,
     );
+    this.tailKey = Buffer.from(body.subarray(s, e));
   }
 
   // ---- protobuf ---------------------------------------------------------------------------------
