@@ -670,25 +670,27 @@ export class Pipeline {
       return;
     }
     this.pumping = true;
-    this.reading.since = new Date().toISOString();
+    this.reading.since = Date.now();
     try {
       await this.pumpNow();
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'reading failed; will try again');
     } finally {
       this.pumping = false;
-      this.reading.since = null;
+      this.reading.since = 0;
       this.reading.passes++;
-      this.reading.lastEnded = new Date().toISOString();
+      this.reading.lastEnded = Date.now();
       this.armTick();
     }
   }
 
-  /** The read loop (status): running since when, passes ended, the last one's end. */
+  /** The read loop (status): running since when, passes ended, the last one's end, the file being
+   *  read and since when. Times are Date.now() (0: none), formatted only when the status is asked
+   *  for: they are set on every pass and every file read. */
   readonly reading = {
-    since: null as string | null,
+    since: 0,
     passes: 0,
-    lastEnded: null as string | null,
+    lastEnded: 0,
     at: null as string | null,
     atSince: 0,
   };
@@ -702,7 +704,7 @@ export class Pipeline {
           for (const t of s.files.toRead()) {
             if (this.updatePaused()) return;
             this.reading.at = t.path;
-            this.reading.atSince = Date.now(); // per file read: a number, formatted for status only
+            this.reading.atSince = Date.now();
             let chunk;
             try {
               chunk = await t.readChunk();

@@ -56,6 +56,25 @@ export function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted) throw new SinkAbortError(signal.reason);
 }
 
+/** `p`'s outcome, or a SinkAbortError as soon as `signal` aborts (`p` itself goes on). */
+export function untilAborted(p: Promise<void>, signal: AbortSignal): Promise<void> {
+  throwIfAborted(signal);
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => reject(new SinkAbortError(signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
+}
+
 /** Waits `delayMs` before the next attempt, showing it in the sink's status meanwhile: one more
  *  retry, the error that caused it, and until when it waits. */
 export async function waitToRetry(

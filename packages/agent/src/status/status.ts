@@ -158,8 +158,11 @@ export function buildStatus(
       paused: p.paused,
       queuedBytes: p.queuedBytes,
       reading: {
-        ...p.reading,
-        atSince: p.reading.atSince > 0 ? new Date(p.reading.atSince).toISOString() : null,
+        since: isoOrNull(p.reading.since),
+        passes: p.reading.passes,
+        lastEnded: isoOrNull(p.reading.lastEnded),
+        at: p.reading.at,
+        atSince: isoOrNull(p.reading.atSince),
         tickArmed: p.tickArmed,
       },
       openFiles: {
@@ -272,4 +275,9 @@ export function sourceProblems(f: FileSource): string[] {
   if (w.mode === 'polling' && w.why !== null && /^(limit|rate):/.test(w.why))
     out.push(`no directory watch (${w.why}): every file is polled`);
   return out;
+}
+
+/** A Date.now() time as ISO 8601, or null for 0 (none). */
+function isoOrNull(ms: number): string | null {
+  return ms > 0 ? new Date(ms).toISOString() : null;
 }

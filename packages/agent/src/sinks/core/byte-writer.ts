@@ -45,18 +45,16 @@ export class ByteWriter {
     this.pos += this.buf.write(s, this.pos, 'utf8');
   }
 
-  /** The decimal digits of a whole number n ≥ 0 (a length, a time in ms), without a string. */
-  decimal(n: number): void {
-    if (n < 10 && n >= 0 && Number.isInteger(n)) {
-      this.byte(0x30 + n);
-      return;
-    }
+  /** The decimal digits of a whole number n ≥ 0 (a length, a time in ms), without a string; with
+   *  `width`, zero-padded to at least that many digits. */
+  decimal(n: number, width = 1): void {
     if (!(n >= 0 && n < 1e15 && Number.isInteger(n))) {
-      this.text(String(n));
+      this.text(String(n).padStart(width, '0'));
       return;
     }
     let digits = 1;
     for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    if (digits < width) digits = width;
     this.ensure(digits);
     const b = this.buf;
     let o = this.pos + digits;

@@ -62,13 +62,23 @@ export class NextBackslash {
   private at = -1;
 
   /** The first backslash at or after p in body, or -1. */
-  from(body: Buffer, p: number): number {
+  private from(body: Buffer, p: number): number {
     if (body !== this.body || p < this.start || (this.at >= 0 && this.at < p)) {
       this.body = body;
       this.start = p;
       this.at = body.indexOf(BACKSLASH, p);
     }
     return this.at;
+  }
+
+  /** The closing quote of the JSON string whose contents start at p, when it comes before `limit`
+   *  with no backslash before it (then nothing in the string is escaped); else -1, and the caller
+   *  walks the string. */
+  plainEnd(body: Buffer, p: number, limit: number): number {
+    const q = body.indexOf(QUOTE, p);
+    if (q < 0 || q >= limit) return -1;
+    const b = this.from(body, p);
+    return b < 0 || b > q ? q : -1;
   }
 }
 
@@ -78,15 +88,10 @@ export class EventScan {
 
   /** stringClose() for a string that is usually long and without escapes. */
   private longStringClose(body: Buffer, p: number, limit: number): number {
-    const q = body.indexOf(QUOTE, p);
-    if (q >= 0 && q < limit) {
-      const b = this.backslash.from(body, p);
-      if (b < 0 || b > q) {
-        escapedAt = -1;
-        return q;
-      }
-    }
-    return stringClose(body, p, limit);
+    const q = this.backslash.plainEnd(body, p, limit);
+    if (q < 0) return stringClose(body, p, limit);
+    escapedAt = -1;
+    return q;
   }
 
   idS = 0;

@@ -23,7 +23,13 @@ import type { Pool as UndiciPool } from 'undici';
 import type { HttpCommonConfig } from '../../config/types';
 import type { Batch, SendOutcome, Sink, SinkStatus } from '../../event';
 import { waitToRetryDeadLetter, writeDeadLetter, type DeadLetterItem } from '../dead-letter';
-import { backoffDelay, throwIfAborted, waitToRetry, type RetryPolicy } from '../retry';
+import {
+  backoffDelay,
+  throwIfAborted,
+  untilAborted,
+  waitToRetry,
+  type RetryPolicy,
+} from '../retry';
 import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-error';
 import { markDelivered, newSinkStatus } from '../sink-status';
 import { AuthHeader } from './auth';
@@ -843,19 +849,6 @@ export class HttpCoreSink implements Sink {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** Resolves with `p`, or rejects with a SinkAbortError when `signal` aborts first. */
-function untilAborted(p: Promise<void>, signal: AbortSignal): Promise<void> {
-  throwIfAborted(signal);
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => reject(new SinkAbortError(signal.reason));
-    signal.addEventListener('abort', onAbort, { once: true });
-    void p.then(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    });
-  });
-}
 
 /** Reads up to `limit` bytes of a body, and drains a little more so the socket stays usable. */
 async function readBody(

@@ -376,27 +376,8 @@ function timestamp(ev: Event): [number, number] {
 
 /** tsText()'s digits written into w without a string: ms, then offset as six digits. */
 function putTimestamp(w: ByteWriter, ms: number, offset: number): void {
-  if (!(ms >= 0 && ms < 1e15 && Number.isInteger(ms))) {
-    w.text(`${ms}${String(offset).padStart(6, '0')}`);
-    return;
-  }
-  w.ensure(22);
-  const b = w.buf;
-  let n = 1;
-  for (let x = ms; x >= 10; x = Math.floor(x / 10)) n++;
-  let o = w.pos + n;
-  for (let x = ms, k = 0; k < n; k++) {
-    const q = Math.floor(x / 10);
-    b[--o] = 0x30 + (x - q * 10);
-    x = q;
-  }
-  o = w.pos + n + 6;
-  for (let x = offset, k = 0; k < 6; k++) {
-    const q = Math.floor(x / 10);
-    b[--o] = 0x30 + (x - q * 10);
-    x = q;
-  }
-  w.pos += n + 6;
+  w.decimal(ms);
+  w.decimal(offset, 6);
 }
 
 /** body[s, e) as the contents of a JSON string: `"` and `\` escaped (guard's lines hold no other

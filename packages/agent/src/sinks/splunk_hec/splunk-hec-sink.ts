@@ -242,12 +242,9 @@ export class SplunkHecFormat implements WireFormat {
           // the 200 came); it came too early: later (up to ACK_FIRST_POLL_MAX_MS). The wait
           // settles where the first poll just finds the ack (an indexer that acks at once is
           // polled at once; one that takes a second, after 20 ms, then doubling).
-          this.firstPollMs =
-            polls === 1
-              ? this.firstPollMs < 1
-                ? 0
-                : this.firstPollMs / 2
-              : Math.min(ACK_FIRST_POLL_MAX_MS, Math.max(1, this.firstPollMs * 2));
+          if (polls > 1)
+            this.firstPollMs = Math.min(ACK_FIRST_POLL_MAX_MS, Math.max(1, this.firstPollMs * 2));
+          else this.firstPollMs = this.firstPollMs < 1 ? 0 : this.firstPollMs / 2;
           return { kind: 'delivered' };
         }
         continue;

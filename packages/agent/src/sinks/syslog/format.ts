@@ -336,12 +336,7 @@ export class SyslogEncoder {
     const mS = oE + MESSAGE.length;
     // nearly always: no backslash before the first quote, which then ends the message (memchr);
     // else the loop below finds the end and counts the escapes
-    let mE = b.indexOf(Q, mS);
-    if (mE >= e) mE = -1;
-    if (mE >= 0) {
-      const bs = this.backslash.from(b, mS);
-      if (bs >= 0 && bs < mE) mE = -1;
-    }
+    let mE = this.backslash.plainEnd(b, mS, e);
     let escapes = 0;
     for (let k = mS; mE < 0 && k < e; k++) {
       const c = b[k]!;

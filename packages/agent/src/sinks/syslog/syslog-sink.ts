@@ -16,7 +16,13 @@ import { checkServerIdentity, connect as tlsConnect, type TLSSocket } from 'node
 import type pino from 'pino';
 import type { SyslogSinkConfig } from '../../config/types';
 import type { Batch, SendOutcome, Sink, SinkStatus } from '../../event';
-import { backoffDelay, throwIfAborted, waitToRetry, type RetryPolicy } from '../retry';
+import {
+  backoffDelay,
+  throwIfAborted,
+  untilAborted,
+  waitToRetry,
+  type RetryPolicy,
+} from '../retry';
 import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-error';
 import { SYSTEM_CA_BUNDLES } from '../core/http-core';
 import { markDelivered, newSinkStatus } from '../sink-status';
@@ -41,14 +47,13 @@ const SETTLE_MS = 1000;
  * `answered` outlives the session: after a broken one, only the others are sent again.
  */
 interface RelpTx {
-  readonly seq: number;
   readonly msgs: SyslogMessages;
   readonly answered: Uint8Array;
   /** The next message to consider sending. */
   next: number;
   /** Messages not yet answered. */
   left: number;
-  /** Settles once: every message answered, or the session broke (its error). */
+  /** Every message answered, or the session broke (its error); the first settle() counts. */
   readonly done: Promise<void>;
   settle(err: Error | null): void;
 }
@@ -383,6 +388,14 @@ export class SyslogSink implements Sink {
         );
       }
     }
+    if (this.cfg.protocol === 'relp') {
+      // from now on every answer is for a message of the batches on the session
+      conn.onFrame = (f) => this.relpAnswer(conn, f);
+      // more messages once half the window was answered, all that fit in one write
+      conn.afterFrames = () => {
+        if (conn.dead === null && conn.pending.size <= RELP_WINDOW / 2) this.pump(conn);
+      };
+    }
     this.conn = conn;
     return conn;
   }
@@ -545,20 +558,7 @@ export class SyslogSink implements Sink {
     const done = new Promise<void>((resolve, reject) => {
       settle = (err) => (err === null ? resolve() : reject(err));
     });
-    let settled = false;
-    const tx: RelpTx = {
-      seq,
-      msgs,
-      answered,
-      next: 0,
-      left,
-      done,
-      settle: (err) => {
-        if (settled) return;
-        settled = true;
-        settle(err);
-      },
-    };
+    const tx: RelpTx = { msgs, answered, next: 0, left, done, settle };
     this.lastSeq = seq;
     if (conn.dead !== null) {
       tx.settle(conn.dead);
@@ -568,11 +568,6 @@ export class SyslogSink implements Sink {
       tx.settle(null);
       return tx;
     }
-    conn.onFrame = (f) => this.relpAnswer(conn, f);
-    // more messages once half the window was answered, all that fit in one write
-    conn.afterFrames = () => {
-      if (conn.dead === null && conn.pending.size <= RELP_WINDOW / 2) this.pump(conn);
-    };
     conn.txs.push(tx);
     this.pump(conn);
     return tx;
@@ -580,22 +575,8 @@ export class SyslogSink implements Sink {
 
   /** Resolves when every message of `tx` was answered 200; rejects when its session broke. */
   private relpAnswers(tx: RelpTx, signal: AbortSignal): Promise<void> {
-    tx.done.catch(() => undefined); // settled by a session's death whether or not awaited below
-    if (signal.aborted) return Promise.reject(new SinkAbortError(signal.reason));
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => reject(new SinkAbortError(signal.reason));
-      signal.addEventListener('abort', onAbort, { once: true });
-      tx.done.then(
-        () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        (err: Error) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(err);
-        },
-      );
-    });
+    tx.done.catch(() => undefined); // settled by a session's death whether or not awaited
+    return untilAborted(tx.done, signal);
   }
 
   /** Sends the session's batches' next messages, oldest batch first, while the window has room. */
