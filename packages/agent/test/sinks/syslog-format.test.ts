@@ -15,7 +15,14 @@ import {
   timestamp,
   type FormatOptions,
 } from '../../src/sinks/syslog/format';
-import { nextTxnr, RelpReader, RELP_MAX_TXNR, rspCode } from '../../src/sinks/syslog/relp';
+import {
+  nextTxnr,
+  RelpReader,
+  RelpWindow,
+  RELP_MAX_TXNR,
+  rspCode,
+  rspCodeAt,
+} from '../../src/sinks/syslog/relp';
 
 const O: FormatOptions = { format: 'rfc5424', facility: 1, severity: 5, sdId: 'guard@32473' };
 
@@ -215,6 +222,64 @@ describe('RELP answers', () => {
   test('TXNR wraps to 1', () => {
     assert.equal(nextTxnr(RELP_MAX_TXNR), 1);
     assert.equal(nextTxnr(5), 6);
+  });
+
+  test('read() hands each frame its bytes in place; rspCodeAt reads the code from them', () => {
+    const stream = Buffer.from('7 rsp 6 200 OK\n8 rsp 13 500 full disk\n9 rsp 3 200\n');
+    const seen: [number, string, number, string][] = [];
+    const r = new RelpReader();
+    // one byte at a time: every frame is cut somewhere
+    for (let k = 0; k < stream.length; k++)
+      r.read(stream.subarray(k, k + 1), (txnr, command, data, from, to) =>
+        seen.push([txnr, command, rspCodeAt(data, from, to), data.toString('latin1', from, to)]),
+      );
+    assert.deepEqual(seen, [
+      [7, 'rsp', 200, '200 OK'],
+      [8, 'rsp', 500, '500 full disk'],
+      [9, 'rsp', 200, '200'],
+    ]);
+    assert.equal(rspCodeAt(Buffer.from('x200 OK'), 1, 7), 200);
+    assert.equal(rspCodeAt(Buffer.from('20'), 0, 2), -1);
+    assert.equal(rspCodeAt(Buffer.from('2000'), 0, 4), -1);
+  });
+
+  test('the window: answers in any order, each once; TXNRs wrap; no answer to what was not sent', () => {
+    const w = new RelpWindow<string>(8);
+    assert.throws(() => new RelpWindow(6), /power of two/);
+    w.txnr = RELP_MAX_TXNR - 3; // the next TXNRs wrap
+    const txnrs = ['a', 'b', 'c', 'd', 'e', 'f'].map((x, i) => w.sent(x, i));
+    assert.deepEqual(txnrs, [RELP_MAX_TXNR - 2, RELP_MAX_TXNR - 1, RELP_MAX_TXNR, 1, 2, 3]);
+    assert.equal(w.inFlight, 6);
+    assert.equal(w.unanswered, 6);
+    // not sent: 0, 4, a TXNR before the oldest, one past the range
+    for (const t of [0, 4, RELP_MAX_TXNR - 3, RELP_MAX_TXNR + 1])
+      assert.equal(w.answer(t), false, String(t));
+    // out of order: the third, then the fifth (across the wrap)
+    assert.equal(w.answer(RELP_MAX_TXNR), true);
+    assert.deepEqual([w.item, w.index], ['c', 2]);
+    assert.equal(w.answer(2), true);
+    assert.deepEqual([w.item, w.index], ['e', 4]);
+    assert.equal(w.answer(2), false, 'answered twice');
+    assert.equal(w.inFlight, 6, 'the oldest is unanswered: nothing moves');
+    assert.equal(w.unanswered, 4);
+    assert.equal(w.answer(RELP_MAX_TXNR - 2), true);
+    assert.equal(w.answer(RELP_MAX_TXNR - 1), true);
+    assert.equal(w.inFlight, 3, 'head moved past the answered ones, up to TXNR 1');
+    assert.equal(w.answer(RELP_MAX_TXNR), false, 'behind the head now');
+    // fill to the size, then it refuses more
+    assert.equal(w.sent('g', 6), 4);
+    for (let i = 0; i < 4; i++) w.sent('h', 7 + i);
+    assert.equal(w.inFlight, 8);
+    assert.throws(() => w.sent('x', 0), /window full/);
+    for (const t of [1, 2 /* answered */, 3, 4, 5, 6, 7, 8])
+      assert.equal(w.answer(t), t !== 2, String(t));
+    assert.equal(w.inFlight, 0);
+    assert.equal(w.unanswered, 0);
+    // a session that died forgets its messages
+    w.sent('y', 0);
+    w.clear();
+    assert.equal(w.answer(w.txnr), false);
+    assert.equal(w.inFlight, 0);
   });
 });
 

@@ -483,3 +483,34 @@ describe('RELP answers read without strings for their numbers', () => {
     );
   });
 });
+
+describe('ByteWriter.bytes', () => {
+  test('copies any piece of a batch body or a constant, at any length and alignment, every bit pattern kept', () => {
+    // a body long enough to get a DataView of its own (8-byte moves), with every 16-bit pattern
+    // in the top bytes of a word somewhere (NaNs, infinities), and short constants copied between
+    const body = Buffer.alloc(65536 * 8 + 300);
+    for (let i = 0; i < 65536; i++) {
+      for (let k = 0; k < 6; k++) body[i * 8 + k] = (i * 31 + k * 97) & 0xff;
+      body[i * 8 + 6] = i & 0xff;
+      body[i * 8 + 7] = i >> 8;
+    }
+    const constants = [Buffer.from('{"index":{}}\n'), Buffer.from('x'.repeat(40)), Buffer.alloc(0)];
+    for (let round = 0; round < 3; round++) {
+      // the first round mostly unoptimised, later ones optimised
+      const w = new ByteWriter(16);
+      const expect: Buffer[] = [];
+      let p = round;
+      for (let j = 0; j < 20000; j++) {
+        const len = j % 301;
+        const from = p % (body.length - len);
+        w.bytes(body, from, from + len);
+        expect.push(body.subarray(from, from + len));
+        const c = constants[j % 3]!;
+        w.bytes(c);
+        expect.push(c);
+        p += 8 * 1031 + (j & 7);
+      }
+      assert.ok(Buffer.concat(expect).equals(w.written()), `round ${round}`);
+    }
+  });
+});

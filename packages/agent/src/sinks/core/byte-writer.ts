@@ -2,12 +2,25 @@
 // keeps a ring of them for whole-batch bodies (http-core.ts): a fresh ~1 MiB buffer per batch cost
 // more than the encoding itself (0.47 → 1.33 µs an event, measured on the elasticsearch encoder).
 
+/** Up to this many bytes, bytes() copies 8 at a time through DataViews (plain loads and stores
+ *  once TurboFan compiled it: ~17 ns for 16 bytes, ~66 for 100); Buffer#copy costs 50–90 ns at any
+ *  length (it makes a Uint8Array view of the source each call), the byte loop 1.5 ns a byte. */
+const WORDS_MAX = 128;
+/** A source this long is a batch body, worth a DataView of its own. */
+const BODY_MIN = 4096;
+
 export class ByteWriter {
   buf: Buffer;
   pos = 0;
+  /** A DataView of buf, and of the large source bytes() last copied from (a batch body: an
+   *  encoder copies many pieces of it, between constants of its own, which are copied as before). */
+  private view: DataView<ArrayBufferLike>;
+  private body: Buffer | null = null;
+  private bodyView: DataView<ArrayBufferLike> | null = null;
 
   constructor(initial = 64 * 1024) {
     this.buf = Buffer.allocUnsafe(initial);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
   }
 
   reset(): void {
@@ -19,19 +32,32 @@ export class ByteWriter {
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + room));
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
+    this.view = new DataView(next.buffer, next.byteOffset, next.length);
   }
 
   bytes(src: Buffer, start = 0, end = src.length): void {
     const n = end - start;
     this.ensure(n);
-    if (n > 64) {
-      src.copy(this.buf, this.pos, start, end); // no subarray object per copy
+    const o = this.pos;
+    if (n >= 8 && n <= WORDS_MAX && (src === this.body || src.length >= BODY_MIN)) {
+      if (src !== this.body) {
+        this.body = src;
+        this.bodyView = new DataView(src.buffer, src.byteOffset, src.length);
+      }
+      const from = this.bodyView!;
+      const to = this.view;
+      // float64 moves keep every bit pattern (see copyBytes in encode.ts and its test)
+      let k = 0;
+      for (; k + 8 <= n; k += 8) to.setFloat64(o + k, from.getFloat64(start + k, true), true);
+      // the last 8 bytes again, overlapping: no byte loop for the tail
+      if (k < n) to.setFloat64(o + n - 8, from.getFloat64(end - 8, true), true);
+    } else if (n >= 32) {
+      src.copy(this.buf, o, start, end);
     } else {
       const b = this.buf;
-      const o = this.pos;
       for (let k = 0; k < n; k++) b[o + k] = src[start + k]!;
     }
-    this.pos += n;
+    this.pos = o + n;
   }
 
   byte(b: number): void {

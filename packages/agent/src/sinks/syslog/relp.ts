@@ -32,78 +32,179 @@ export class RelpProtocolError extends Error {
   readonly code = 'GUARD_RELP_PROTOCOL';
 }
 
-/** Splits what a RELP server sends into frames, across chunk boundaries. */
-export class RelpReader {
-  private buf = '';
+/**
+ * The messages a RELP session sent and has not all answered, oldest first, as a ring of `size`
+ * (a power of two) positions: [head, tail) hold consecutive TXNRs from `headTxnr` on, each with
+ * what it was (a batch and a message of it); answers may come in any order, head moves past
+ * answered positions only. No object or map entry per message.
+ */
+export class RelpWindow<T> {
+  /** The last TXNR used on the session (the open handshake's is 1). */
+  txnr = 0;
+  /** Messages sent and not answered. */
+  unanswered = 0;
+  /** What answer() found: the item and index the answered message was sent with. */
+  item: T | null = null;
+  index = -1;
+  private readonly items: (T | null)[];
+  private readonly indexes: Int32Array;
+  private readonly mask: number;
+  private head = 0;
+  private tail = 0;
+  private headTxnr = 0;
 
-  /** Appends a chunk; returns the frames it completed. Throws RelpProtocolError on a malformed stream. */
-  push(chunk: Buffer): RelpFrame[] {
-    // Latin-1: one char a byte, so DATALEN counts chars; answers are ASCII anyway
-    this.buf = this.buf === '' ? chunk.toString('latin1') : this.buf + chunk.toString('latin1');
-    const b = this.buf;
-    const out: RelpFrame[] = [];
-    let at = 0;
-    for (;;) {
-      // TXNR: 1 to 9 digits, SP
-      const txnrEnd = digits(b, at, 9);
-      if (txnrEnd === -1) break; // incomplete
-      if (txnrEnd < 0 || b.charCodeAt(txnrEnd) !== 0x20) throw this.bad(b.slice(at, at + 40));
-      // COMMAND: 1 to 32 letters, SP
-      let c = txnrEnd + 1;
-      while (c < b.length && c - txnrEnd <= 33 && isLetter(b.charCodeAt(c))) c++;
-      if (c >= b.length) {
-        if (c - txnrEnd > 33) throw this.bad(b.slice(at, at + 40));
-        break;
-      }
-      if (c === txnrEnd + 1 || b.charCodeAt(c) !== 0x20) throw this.bad(b.slice(at, c + 1));
-      // DATALEN: 1 to 9 digits, then SP DATA LF, or LF when 0
-      const lenEnd = digits(b, c + 1, 9);
-      if (lenEnd === -1) break;
-      if (lenEnd < 0) throw this.bad(b.slice(at, c + 12));
-      // the numbers from their digits and `rsp` as a constant: an answer a message, a thousand a
-      // batch, each was five short strings
-      const len = decimal(b, c + 1, lenEnd);
-      if (len > MAX_DATA) throw this.bad(`DATALEN ${len}`);
-      const sep = b.charCodeAt(lenEnd);
-      const txnr = decimal(b, at, txnrEnd);
-      const command =
-        c - txnrEnd === 4 &&
-        b.charCodeAt(txnrEnd + 1) === 0x72 &&
-        b.charCodeAt(txnrEnd + 2) === 0x73 &&
-        b.charCodeAt(txnrEnd + 3) === 0x70
-          ? 'rsp'
-          : b.slice(txnrEnd + 1, c);
-      if (len === 0) {
-        if (sep !== 0x0a) throw this.bad(b.slice(at, lenEnd + 1));
-        out.push({ txnr, command, data: '' });
-        at = lenEnd + 1;
-        continue;
-      }
-      if (sep !== 0x20) throw this.bad(b.slice(at, lenEnd + 1));
-      const dataStart = lenEnd + 1;
-      if (b.length < dataStart + len + 1) break;
-      if (b.charCodeAt(dataStart + len) !== 0x0a)
-        throw this.bad(`frame ${txnr} without its trailing LF`);
-      out.push({ txnr, command, data: b.slice(dataStart, dataStart + len) });
-      at = dataStart + len + 1;
-    }
-    this.buf = at === 0 ? b : b.slice(at);
-    return out;
+  constructor(readonly size: number) {
+    if (size < 1 || (size & (size - 1)) !== 0) throw new RangeError('size: a power of two');
+    this.items = new Array<T | null>(size).fill(null);
+    this.indexes = new Int32Array(size);
+    this.mask = size - 1;
   }
 
-  private bad(what: string): RelpProtocolError {
-    return new RelpProtocolError(
-      `the receiver does not speak RELP (got ${JSON.stringify(what.slice(0, 60))})`,
-    );
+  /** Positions taken: the oldest unanswered message and all sent after it (at most size). */
+  get inFlight(): number {
+    return this.tail - this.head;
+  }
+
+  /** Records message `index` of `item` as sent with the next TXNR, which it returns. The caller
+   *  keeps inFlight below size. */
+  sent(item: T, index: number): number {
+    if (this.tail - this.head >= this.size) throw new RangeError('RELP window full');
+    this.txnr = nextTxnr(this.txnr);
+    if (this.head === this.tail) this.headTxnr = this.txnr;
+    const slot = this.tail & this.mask;
+    this.items[slot] = item;
+    this.indexes[slot] = index;
+    this.tail++;
+    this.unanswered++;
+    return this.txnr;
+  }
+
+  /** An answer to `txnr`: false when no message sent and unanswered has it; else true, with
+   *  `item` and `index` set to what it answered. */
+  answer(txnr: number): boolean {
+    if (txnr < 1 || txnr > RELP_MAX_TXNR) return false;
+    let d = txnr - this.headTxnr;
+    if (d < 0) d += RELP_MAX_TXNR; // TXNRs wrap from 999,999,999 to 1
+    if (d >= this.tail - this.head) return false;
+    const slot = (this.head + d) & this.mask;
+    const item = this.items[slot]!;
+    if (item === null) return false; // answered already
+    this.item = item;
+    this.index = this.indexes[slot]!;
+    this.items[slot] = null;
+    this.unanswered--;
+    while (this.head < this.tail && this.items[this.head & this.mask] === null) {
+      this.head++;
+      this.headTxnr = nextTxnr(this.headTxnr);
+    }
+    return true;
+  }
+
+  /** Forgets every message (the session died). */
+  clear(): void {
+    this.items.fill(null);
+    this.head = this.tail;
+    this.unanswered = 0;
+    this.item = null;
   }
 }
 
-/** The end of 1 to `max` digits at p: -1 when the text ends first (incomplete), -2 when there
+/** Called for each frame: its data is `data[from, to)` (valid during the call only). */
+export type RelpFrameHandler = (
+  txnr: number,
+  command: string,
+  data: Buffer,
+  from: number,
+  to: number,
+) => void;
+
+const RSP = 'rsp';
+const SERVERCLOSE = 'serverclose';
+
+/**
+ * Splits what a RELP server sends into frames, across chunk boundaries. It reads the bytes as they
+ * came (an answer a message, a thousand a batch: no string, object or copy per answer); only the
+ * bytes of a frame cut by a chunk's end are kept for the next chunk.
+ */
+export class RelpReader {
+  private rest: Buffer | null = null;
+
+  /** Hands each frame the chunk completed to `onFrame`. Throws RelpProtocolError on a malformed
+   *  stream (the frames before it were handed over). */
+  read(chunk: Buffer, onFrame: RelpFrameHandler): void {
+    const b = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]);
+    this.rest = null;
+    const n = b.length;
+    let at = 0;
+    while (at < n) {
+      // TXNR: 1 to 9 digits, SP
+      const txnrEnd = digits(b, at, 9);
+      if (txnrEnd === -1) break; // incomplete
+      if (txnrEnd < 0 || b[txnrEnd] !== 0x20) throw bad(b, at, at + 40);
+      // COMMAND: 1 to 32 letters, SP
+      let c = txnrEnd + 1;
+      while (c < n && c - txnrEnd <= 33 && isLetter(b[c]!)) c++;
+      if (c >= n) {
+        if (c - txnrEnd > 33) throw bad(b, at, at + 40);
+        break;
+      }
+      if (c === txnrEnd + 1 || b[c] !== 0x20) throw bad(b, at, c + 1);
+      // DATALEN: 1 to 9 digits, then SP DATA LF, or LF when 0
+      const lenEnd = digits(b, c + 1, 9);
+      if (lenEnd === -1) break;
+      if (lenEnd < 0) throw bad(b, at, c + 12);
+      const len = decimal(b, c + 1, lenEnd);
+      if (len > MAX_DATA) throw new RelpProtocolError(notRelp(`DATALEN ${len}`));
+      const sep = b[lenEnd];
+      const dataStart = lenEnd + 1;
+      if (len === 0) {
+        if (sep !== 0x0a) throw bad(b, at, lenEnd + 1);
+      } else {
+        if (sep !== 0x20) throw bad(b, at, lenEnd + 1);
+        if (n < dataStart + len + 1) break;
+        if (b[dataStart + len] !== 0x0a)
+          throw new RelpProtocolError(
+            notRelp(`frame ${decimal(b, at, txnrEnd)} without its trailing LF`),
+          );
+      }
+      onFrame(decimal(b, at, txnrEnd), command(b, txnrEnd + 1, c), b, dataStart, dataStart + len);
+      at = len === 0 ? dataStart : dataStart + len + 1;
+    }
+    if (at < n) this.rest = Buffer.from(b.subarray(at));
+  }
+
+  /** The frames a chunk completed, each with its data as a string (the open handshake, tests). */
+  push(chunk: Buffer): RelpFrame[] {
+    const out: RelpFrame[] = [];
+    this.read(chunk, (txnr, command, data, from, to) =>
+      out.push({ txnr, command, data: data.toString('latin1', from, to) }),
+    );
+    return out;
+  }
+}
+
+/** `rsp` and `serverclose` as constants; another command as its letters. */
+function command(b: Buffer, from: number, to: number): string {
+  if (to - from === 3 && b[from] === 0x72 && b[from + 1] === 0x73 && b[from + 2] === 0x70)
+    return RSP;
+  const c = b.toString('latin1', from, to);
+  return c === SERVERCLOSE ? SERVERCLOSE : c;
+}
+
+function notRelp(what: string): string {
+  return `the receiver does not speak RELP (got ${JSON.stringify(what.slice(0, 60))})`;
+}
+
+function bad(b: Buffer, from: number, to: number): RelpProtocolError {
+  return new RelpProtocolError(notRelp(b.toString('latin1', from, Math.min(to, b.length))));
+}
+
+/** The end of 1 to `max` digits at p: -1 when the bytes end first (incomplete), -2 when there
  *  are none or too many (not RELP). */
-function digits(b: string, p: number, max: number): number {
+function digits(b: Buffer, p: number, max: number): number {
   let k = p;
   while (k < b.length && k - p <= max) {
-    const c = b.charCodeAt(k);
+    const c = b[k]!;
     if (c < 0x30 || c > 0x39) break;
     k++;
   }
@@ -113,9 +214,9 @@ function digits(b: string, p: number, max: number): number {
 }
 
 /** The value of the digits b[from, to) (at most nine: exact). */
-function decimal(b: string, from: number, to: number): number {
+function decimal(b: Buffer, from: number, to: number): number {
   let n = 0;
-  for (let k = from; k < to; k++) n = n * 10 + b.charCodeAt(k) - 0x30;
+  for (let k = from; k < to; k++) n = n * 10 + b[k]! - 0x30;
   return n;
 }
 
@@ -123,16 +224,21 @@ function isLetter(c: number): boolean {
   return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 }
 
-/** The status code of an `rsp` frame's data ("200 OK…" → 200), or -1. */
-export function rspCode(data: string): number {
-  if (data.length < 3) return -1;
+/** The status code of an `rsp` frame's data b[from, to) ("200 OK…" → 200), or -1. */
+export function rspCodeAt(b: Buffer, from: number, to: number): number {
+  if (to - from < 3) return -1;
   let code = 0;
-  for (let k = 0; k < 3; k++) {
-    const c = data.charCodeAt(k);
+  for (let k = from; k < from + 3; k++) {
+    const c = b[k]!;
     if (c < 0x30 || c > 0x39) return -1;
     code = code * 10 + c - 0x30;
   }
   // exactly three digits, then SP, LF or the end
-  const after = data.length === 3 ? 0x20 : data.charCodeAt(3);
+  const after = to - from === 3 ? 0x20 : b[from + 3];
   return after === 0x20 || after === 0x0a ? code : -1;
+}
+
+/** The status code of an `rsp` frame's data ("200 OK…" → 200), or -1. */
+export function rspCode(data: string): number {
+  return rspCodeAt(Buffer.from(data, 'latin1'), 0, data.length);
 }

@@ -34,7 +34,17 @@ import {
   SyslogEncoder,
   type SyslogMessages,
 } from './format';
-import { nextTxnr, RELP_OFFERS, relpFrame, RelpReader, rspCode, type RelpFrame } from './relp';
+import {
+  nextTxnr,
+  RELP_OFFERS,
+  relpFrame,
+  RelpReader,
+  RelpWindow,
+  rspCode,
+  rspCodeAt,
+  type RelpFrame,
+  type RelpFrameHandler,
+} from './relp';
 
 /** RELP messages sent ahead of their answers (librelp's own client uses 128; rsyslog keeps up). */
 const RELP_WINDOW = 1024;
@@ -61,16 +71,15 @@ interface RelpTx {
 /** One connection to the receiver; dies once (error, close, timeout, protocol error) and is replaced. */
 class Connection {
   dead: Error | null = null;
-  txnr = 0;
   /** Where RELP frames from the receiver go (the open handshake, then the session's batches). */
-  onFrame: ((f: RelpFrame) => void) | null = null;
+  onFrame: RelpFrameHandler | null = null;
   onDeath: ((e: Error) => void) | null = null;
   /** Called once the frames of a chunk were handed to onFrame (RELP: sends more, in one write). */
   afterFrames: (() => void) | null = null;
-  /** RELP: the batches being sent on this session, oldest first, and each unanswered message's
-   *  TXNR → its batch and index. */
+  /** RELP: the batches being sent on this session, oldest first. */
   readonly txs: RelpTx[] = [];
-  readonly pending = new Map<number, { tx: RelpTx; i: number }>();
+  /** RELP: the messages sent and not yet answered, each with its batch and index. */
+  readonly window = new RelpWindow<RelpTx>(RELP_WINDOW);
   /** RELP: fires when messages are unanswered and no answer came for timeout_ms. */
   stall: NodeJS.Timeout | null = null;
   private readonly reader: RelpReader | null;
@@ -87,19 +96,19 @@ class Connection {
     socket.on('close', () =>
       this.die(new SinkError('GUARD_SYSLOG_CLOSED', 'the connection was closed')),
     );
+    const onFrame: RelpFrameHandler = (txnr, command, data, from, to) => {
+      if (this.dead !== null) return;
+      if (command === 'serverclose') {
+        this.die(new SinkError('GUARD_RELP_SERVERCLOSE', 'the receiver ended the RELP session'));
+        return;
+      }
+      this.onFrame?.(txnr, command, data, from, to);
+    };
     socket.on('data', (chunk: Buffer) => {
       if (this.reader === null) return; // a plain syslog receiver has nothing to say
       try {
-        for (const f of this.reader.push(chunk)) {
-          if (f.command === 'serverclose') {
-            this.die(
-              new SinkError('GUARD_RELP_SERVERCLOSE', 'the receiver ended the RELP session'),
-            );
-            return;
-          }
-          this.onFrame?.(f);
-        }
-        this.afterFrames?.();
+        this.reader.read(chunk, onFrame);
+        if (this.dead === null) this.afterFrames?.();
       } catch (e) {
         this.die(e as Error);
       }
@@ -113,7 +122,7 @@ class Connection {
     if (this.stall !== null) clearTimeout(this.stall);
     this.onDeath?.(e);
     for (const tx of this.txs.splice(0)) tx.settle(e);
-    this.pending.clear();
+    this.window.clear();
   }
 }
 
@@ -359,7 +368,7 @@ export class SyslogSink implements Sink {
     conn.onFrame = null;
     conn.afterFrames = null;
     if (this.cfg.protocol === 'relp')
-      conn.socket.write(relpFrame(nextTxnr(conn.txnr), 'close', ''));
+      conn.socket.write(relpFrame(nextTxnr(conn.window.txnr), 'close', ''));
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => conn.die(new Error('closed')), 1000);
       conn.onDeath = () => {
@@ -390,10 +399,16 @@ export class SyslogSink implements Sink {
     }
     if (this.cfg.protocol === 'relp') {
       // from now on every answer is for a message of the batches on the session
-      conn.onFrame = (f) => this.relpAnswer(conn, f);
-      // more messages once half the window was answered, all that fit in one write
+      conn.onFrame = (txnr, command, data, from, to) =>
+        this.relpAnswer(conn, txnr, command, data, from, to);
       conn.afterFrames = () => {
-        if (conn.dead === null && conn.pending.size <= RELP_WINDOW / 2) this.pump(conn);
+        // the stall timer counts from the last chunk of answers
+        if (conn.window.unanswered === 0) {
+          if (conn.stall !== null) clearTimeout(conn.stall);
+          conn.stall = null;
+        } else conn.stall?.refresh();
+        // more messages once half the window was answered, all that fit in one write
+        if (conn.window.inFlight <= RELP_WINDOW / 2) this.pump(conn);
       };
     }
     this.conn = conn;
@@ -516,12 +531,10 @@ export class SyslogSink implements Sink {
       );
       signal.addEventListener('abort', onAbort, { once: true });
       conn.onDeath = (e) => done(e);
-      conn.onFrame = (f) => {
-        if (f.txnr !== txnr || f.command !== 'rsp')
-          done(
-            new SinkError('GUARD_RELP_PROTOCOL', `unexpected RELP frame ${f.txnr} ${f.command}`),
-          );
-        else done(null, f);
+      conn.onFrame = (t, command, data, from, to) => {
+        if (t !== txnr || command !== 'rsp')
+          done(new SinkError('GUARD_RELP_PROTOCOL', `unexpected RELP frame ${t} ${command}`));
+        else done(null, { txnr: t, command, data: data.toString('latin1', from, to) });
       };
       if (conn.dead) done(conn.dead);
       else conn.socket.write(frame);
@@ -529,7 +542,7 @@ export class SyslogSink implements Sink {
   }
 
   private async openRelp(conn: Connection, signal: AbortSignal): Promise<void> {
-    conn.txnr = 1;
+    conn.window.txnr = 1;
     const f = await this.exchange(conn, relpFrame(1, 'open', RELP_OFFERS), 1, signal);
     const code = rspCode(f.data);
     if (code !== 200)
@@ -584,21 +597,19 @@ export class SyslogSink implements Sink {
     // stopping (the pipeline's signal aborted): no more messages, the session is closed next
     if (this.signal?.aborted === true) return;
     for (const tx of conn.txs) {
-      if (conn.pending.size >= RELP_WINDOW) break;
+      if (conn.window.inFlight >= RELP_WINDOW) break;
       const items: number[] = [];
       const txnrs: number[] = [];
       const n = tx.answered.length;
-      while (conn.pending.size < RELP_WINDOW && tx.next < n) {
+      while (conn.window.inFlight < RELP_WINDOW && tx.next < n) {
         const i = tx.next++;
         if (tx.answered[i] === 1) continue;
-        conn.txnr = nextTxnr(conn.txnr);
-        conn.pending.set(conn.txnr, { tx, i });
         items.push(i);
-        txnrs.push(conn.txnr);
+        txnrs.push(conn.window.sent(tx, i));
       }
       if (items.length > 0) conn.socket.write(relpFrames(tx.msgs, items, txnrs));
     }
-    if (conn.pending.size > 0 && conn.stall === null)
+    if (conn.window.unanswered > 0 && conn.stall === null)
       conn.stall = setTimeout(
         () =>
           conn.die(
@@ -613,36 +624,36 @@ export class SyslogSink implements Sink {
 
   /** An answer on a session with batches on it. A refusal or a frame that answers nothing sent
    *  breaks the session: every batch on it sends its unanswered messages again (send()). */
-  private relpAnswer(conn: Connection, f: RelpFrame): void {
-    const p = conn.pending.get(f.txnr);
-    if (f.command !== 'rsp' || p === undefined) {
-      conn.die(
-        new SinkError('GUARD_RELP_PROTOCOL', `unexpected RELP frame ${f.txnr} ${f.command}`),
-      );
+  private relpAnswer(
+    conn: Connection,
+    txnr: number,
+    command: string,
+    data: Buffer,
+    from: number,
+    to: number,
+  ): void {
+    const w = conn.window;
+    if (command !== 'rsp' || !w.answer(txnr)) {
+      conn.die(new SinkError('GUARD_RELP_PROTOCOL', `unexpected RELP frame ${txnr} ${command}`));
       return;
     }
-    conn.pending.delete(f.txnr);
-    const code = rspCode(f.data);
-    if (code !== 200) {
+    if (rspCodeAt(data, from, to) !== 200) {
+      const said = data.toString('latin1', from, Math.min(to, from + 200));
       conn.die(
         new SinkError(
           'GUARD_RELP_REFUSED',
-          `the receiver answered a message with ${JSON.stringify(f.data.slice(0, 200))}`,
+          `the receiver answered a message with ${JSON.stringify(said)}`,
         ),
       );
       return;
     }
-    const { tx, i } = p;
-    tx.answered[i] = 1;
+    const tx = w.item!;
+    tx.answered[w.index] = 1;
     tx.left -= 1;
     if (tx.left === 0) {
       conn.txs.splice(conn.txs.indexOf(tx), 1);
       tx.settle(null);
     }
-    if (conn.pending.size === 0) {
-      if (conn.stall !== null) clearTimeout(conn.stall);
-      conn.stall = null;
-    } else conn.stall?.refresh();
   }
 
   /** Writes the whole batch; resolves when the kernel has taken every byte (no receiver answer exists). */
