@@ -27,7 +27,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { LokiSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
-import { ByteWriter } from '../core/byte-writer';
+import { ByteWriter, sameBytes } from '../core/byte-writer';
 import { EventScan } from '../core/event-scan';
 import {
   HttpCoreSink,
@@ -165,10 +165,7 @@ export class LokiFormat implements WireFormat {
     const sc = this.scan;
     if (!sc.scan(body, s, e)) return this.parsedEvent(body, s, e, st, i);
     const tailLen = sc.tailE - sc.tailS;
-    if (
-      this.tailKey.length !== tailLen ||
-      body.compare(this.tailKey, 0, tailLen, sc.tailS, sc.tailE) !== 0
-    ) {
+    if (this.tailKey.length !== tailLen || !sameBytes(body, sc.tailS, this.tailKey)) {
       // parsed before the key is kept: a tail that fails to parse is not cached as done
       this.tail = JSON.parse(`{${body.toString('utf8', sc.tailS + 1, sc.tailE)}`) as Event;
       this.tailKey = Buffer.from(body.subarray(sc.tailS, sc.tailE));

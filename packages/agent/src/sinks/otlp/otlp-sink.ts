@@ -22,7 +22,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { OtlpSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
-import { ByteWriter, varintSize } from '../core/byte-writer';
+import { ByteWriter, sameBytes, varintSize } from '../core/byte-writer';
 import { HttpCoreSink, statusVerdict, type HttpSinkOptions } from '../core/http-core';
 import { IsoTimeReader, type BatchLines } from '../core/lines';
 import { EventScan } from '../core/event-scan';
@@ -234,7 +234,7 @@ export class OtlpFormat implements WireFormat {
   /** The encoded attributes of `,"source":…}` (source, path, parser, tags). */
   private tail(body: Buffer, s: number, e: number): void {
     const key = this.tailKey;
-    if (key.length === e - s && body.compare(key, 0, key.length, s, e) === 0) return;
+    if (key.length === e - s && sameBytes(body, s, key)) return;
     // the key last, once the rest is built: a tail that fails to parse is not cached as done
     const ev = JSON.parse(`{${body.toString('utf8', s + 1, e)}`) as Event;
     const attrs = attributes(ev).filter(([k]) => k !== 'guard.flags');

@@ -3,7 +3,7 @@
 // requires over TLS, or a trailing LF). Pure functions of a batch's NDJSON body.
 
 import { FACILITIES, SEVERITIES } from '../../parsers/syslog';
-import { ByteWriter } from '../core/byte-writer';
+import { ByteWriter, sameBytes } from '../core/byte-writer';
 import { NextBackslash } from '../core/event-scan';
 
 export type SyslogFormat = 'rfc5424' | 'rfc3164';
@@ -198,13 +198,6 @@ function digitsValue(b: Buffer, from: number, to: number): number {
   let n = 0;
   for (let k = from; k < to; k++) n = n * 10 + b[k]! - 0x30;
   return n;
-}
-
-/** b[p, p + x.length) equals x: a file's tail, ~30–100 bytes, compared for every line (a byte loop
- *  with early exit; Buffer#compare was a call into C++ of ~50 ns). */
-function sameBytes(b: Buffer, p: number, x: Buffer): boolean {
-  for (let k = x.length - 1; k >= 0; k--) if (b[p + k] !== x[k]) return false;
-  return true;
 }
 
 function digitsEnd(b: Buffer, p: number, end: number): number {
