@@ -13,7 +13,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { LokiSinkConfig, OtlpSinkConfig } from '../../src/config/types';
 import type { Batch } from '../../src/event';
-import { ByteWriter } from '../../src/sinks/core/byte-writer';
+import { ByteWriter, Lit, TailKey } from '../../src/sinks/core/byte-writer';
 import { EventScan } from '../../src/sinks/core/event-scan';
 import { BatchLines } from '../../src/sinks/core/lines';
 import { LokiFormat } from '../../src/sinks/loki/loki-sink';
@@ -511,6 +511,48 @@ describe('ByteWriter.bytes', () => {
         p += 8 * 1031 + (j & 7);
       }
       assert.ok(Buffer.concat(expect).equals(w.written()), `round ${round}`);
+    }
+  });
+});
+
+describe('Lit and TailKey', () => {
+  test('lit() writes a constant of any length, every byte value, between other writes', () => {
+    const all = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 37 + 11) & 0xff));
+    for (let round = 0; round < 3; round++) {
+      const w = new ByteWriter(16);
+      const expect: Buffer[] = [];
+      for (let n = 0; n <= 200; n++) {
+        const c = new Lit(Buffer.from(all.subarray(n % 50, (n % 50) + n)));
+        w.byte(0x7c);
+        w.lit(c);
+        expect.push(Buffer.from([0x7c]), c.buf);
+      }
+      w.lit(Lit.of('"timeUnixNano":"'));
+      expect.push(Buffer.from('"timeUnixNano":"'));
+      assert.ok(Buffer.concat(expect).equals(w.written()), `round ${round}`);
+    }
+  });
+
+  test('TailKey.matches is Buffer#equals: one byte changed anywhere, lengths, other bodies', () => {
+    const body = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 13 + 7) & 0xff));
+    const other = Buffer.from(body);
+    const k = new TailKey();
+    assert.equal(k.matches(body, 0, 0), true, 'nothing kept: the empty tail');
+    for (let n = 1; n <= 90; n++) {
+      const s = 100 + n;
+      k.set(body, s, s + n);
+      assert.equal(k.matches(body, s, s + n), true);
+      assert.equal(k.matches(other, s, s + n), true, 'the same bytes in another body');
+      assert.equal(k.matches(body, s, s + n - 1), false, 'shorter');
+      assert.equal(k.matches(body, s, s + n + 1), false, 'longer');
+      for (let j = 0; j < n; j++) {
+        other[s + j] ^= 0x80;
+        assert.equal(k.matches(other, s, s + n), false, `byte ${j} of ${n} changed`);
+        other[s + j] ^= 0x01 ^ 0x80;
+        assert.equal(k.matches(other, s, s + n), false, `low bit of byte ${j} of ${n}`);
+        other[s + j] ^= 0x01;
+      }
+      assert.ok(k.bytes.equals(body.subarray(s, s + n)));
     }
   });
 });

@@ -27,7 +27,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { LokiSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
-import { ByteWriter, sameBytes } from '../core/byte-writer';
+import { ByteWriter, TailKey } from '../core/byte-writer';
 import { EventScan } from '../core/event-scan';
 import {
   HttpCoreSink,
@@ -100,7 +100,7 @@ export class LokiFormat implements WireFormat {
   private endpoint = '';
   private readonly scan = new EventScan();
   private readonly streamsOf = new WeakMap<BatchLines, Streams>();
-  private tailKey = Buffer.alloc(0);
+  private readonly tailKey = new TailKey();
   private tail: Event = {};
 
   constructor(
@@ -165,14 +165,14 @@ export class LokiFormat implements WireFormat {
     const sc = this.scan;
     if (!sc.scan(body, s, e)) return this.parsedEvent(body, s, e, st, i);
     const tailLen = sc.tailE - sc.tailS;
-    if (this.tailKey.length !== tailLen || !sameBytes(body, sc.tailS, this.tailKey)) {
+    if (!this.tailKey.matches(body, sc.tailS, sc.tailE)) {
       // parsed before the key is kept: a tail that fails to parse is not cached as done
       this.tail = JSON.parse(`{${body.toString('utf8', sc.tailS + 1, sc.tailE)}`) as Event;
-      this.tailKey = Buffer.from(body.subarray(sc.tailS, sc.tailE));
+      this.tailKey.set(body, sc.tailS, sc.tailE);
       this.tailVersion++;
       this.tailLabels = null;
       const w = new ByteWriter(2 * tailLen + 16);
-      escapeInto(w, this.tailKey, 0, tailLen);
+      escapeInto(w, this.tailKey.bytes, 0, tailLen);
       this.tailEscaped = Buffer.from(w.written());
       this.tailOwner = null;
     }

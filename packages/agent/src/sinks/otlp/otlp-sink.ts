@@ -22,7 +22,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { OtlpSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
-import { ByteWriter, sameBytes, varintSize } from '../core/byte-writer';
+import { ByteWriter, Lit, TailKey, varintSize } from '../core/byte-writer';
 import { HttpCoreSink, statusVerdict, type HttpSinkOptions } from '../core/http-core';
 import { IsoTimeReader, type BatchLines } from '../core/lines';
 import { EventScan } from '../core/event-scan';
@@ -227,24 +227,25 @@ export class OtlpFormat implements WireFormat {
 
   // ---- the attributes the same for every event of a file: encoded once per file ------------------
 
-  private tailKey = Buffer.alloc(0);
-  private tailPb = Buffer.alloc(0);
-  private tailJson = Buffer.alloc(0);
+  private readonly tailKey = new TailKey();
+  private tailPb = new Lit(Buffer.alloc(0));
+  private tailJson = new Lit(Buffer.alloc(0));
 
   /** The encoded attributes of `,"source":…}` (source, path, parser, tags). */
   private tail(body: Buffer, s: number, e: number): void {
-    const key = this.tailKey;
-    if (key.length === e - s && sameBytes(body, s, key)) return;
+    if (this.tailKey.matches(body, s, e)) return;
     // the key last, once the rest is built: a tail that fails to parse is not cached as done
     const ev = JSON.parse(`{${body.toString('utf8', s + 1, e)}`) as Event;
     const attrs = attributes(ev).filter(([k]) => k !== 'guard.flags');
     const w = new ByteWriter(512);
     for (const [k, v] of attrs) this.proto.keyValue(w, 6, k, v);
-    this.tailPb = Buffer.from(w.written());
-    this.tailJson = Buffer.from(
-      `"}}${attrs.map(([key, v]) => `,${JSON.stringify({ key, value: anyJson(v) })}`).join('')}`,
+    this.tailPb = new Lit(Buffer.from(w.written()));
+    this.tailJson = new Lit(
+      Buffer.from(
+        `"}}${attrs.map(([key, v]) => `,${JSON.stringify({ key, value: anyJson(v) })}`).join('')}`,
+      ),
     );
-    this.tailKey = Buffer.from(body.subarray(s, e));
+    this.tailKey.set(body, s, e);
   }
 
   // ---- protobuf ---------------------------------------------------------------------------------
@@ -379,7 +380,7 @@ export class OtlpFormat implements WireFormat {
     }
     this.pbStringAttr(r, UID_KEY, 0, UID_KEY.length, body, sc.idS, sc.idE);
     this.tail(body, sc.tailS, sc.tailE);
-    r.bytes(this.tailPb);
+    r.lit(this.tailPb);
     if (sc.flagsS >= 0) {
       const flags = JSON.parse(body.toString('latin1', sc.flagsS, sc.flagsE)) as unknown;
       this.proto.keyValue(r, 6, 'guard.flags', flags);
@@ -504,44 +505,44 @@ export class OtlpFormat implements WireFormat {
     const ms = this.timeOf(body, sc.timeS, sc.timeE);
     w.byte(0x7b);
     if (ms !== null) {
-      w.bytes(J_TIME);
+      w.lit(J_TIME);
       w.decimal(ms);
-      w.bytes(J_TIME_END);
+      w.lit(J_TIME_END);
     }
     const f = sc.f;
     if (sc.severity >= 0) {
       const vs = f[sc.severity + 2]!;
       const ve = f[sc.severity + 3]!;
-      w.bytes(J_SEV_NUM);
+      w.lit(J_SEV_NUM);
       const num =
         f[sc.severity + 4] === 1
           ? severityAt(body, vs, ve)
           : severityNumberOf(JSON.parse(body.toString('utf8', vs - 1, ve + 1)) as string);
       w.decimal(num);
-      w.bytes(J_SEV_TEXT);
+      w.lit(J_SEV_TEXT);
       w.bytes(body, vs, ve); // JSON string contents: escapes and all
       w.byte(0x22);
       w.byte(0x2c);
     }
-    w.bytes(J_BODY);
+    w.lit(J_BODY);
     w.bytes(body, sc.msgS, sc.msgE);
-    w.bytes(J_UID);
+    w.lit(J_UID);
     w.bytes(body, sc.idS, sc.idE);
     this.tail(body, sc.tailS, sc.tailE);
-    w.bytes(this.tailJson); // `"}}` closing the uid's value, then the tail's attributes
+    w.lit(this.tailJson); // `"}}` closing the uid's value, then the tail's attributes
     if (sc.flagsS >= 0) {
       const flags = JSON.parse(body.toString('latin1', sc.flagsS, sc.flagsE)) as unknown;
       w.text(`,${JSON.stringify({ key: 'guard.flags', value: anyJson(flags) })}`);
     }
     for (let k = 0; k < sc.fieldCount; k++) {
       const o = k * 5;
-      w.bytes(J_KEY);
+      w.lit(J_KEY);
       w.bytes(body, f[o]!, f[o + 1]!);
-      w.bytes(f[o + 4] === 0 ? J_INT : J_STR);
+      w.lit(f[o + 4] === 0 ? J_INT : J_STR);
       w.bytes(body, f[o + 2]!, f[o + 3]!);
-      w.bytes(J_VALUE_END);
+      w.lit(J_VALUE_END);
     }
-    w.bytes(J_RECORD_END);
+    w.lit(J_RECORD_END);
   }
 
   classify(a: Answer, ctx: RequestContext): Verdict {
@@ -575,17 +576,17 @@ function jsonEvent(ev: Event): object {
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 const UID_KEY = b('log.record.uid');
-const J_TIME = b('"timeUnixNano":"');
-const J_TIME_END = b('000000",');
-const J_SEV_NUM = b('"severityNumber":');
-const J_SEV_TEXT = b(',"severityText":"');
-const J_BODY = b('"body":{"stringValue":"');
-const J_UID = b('"},"attributes":[{"key":"log.record.uid","value":{"stringValue":"');
-const J_VALUE_END = b('"}}');
-const J_RECORD_END = b(']}');
-const J_KEY = b(',{"key":"');
-const J_STR = b('","value":{"stringValue":"');
-const J_INT = b('","value":{"intValue":"');
+const J_TIME = Lit.of('"timeUnixNano":"');
+const J_TIME_END = Lit.of('000000",');
+const J_SEV_NUM = Lit.of('"severityNumber":');
+const J_SEV_TEXT = Lit.of(',"severityText":"');
+const J_BODY = Lit.of('"body":{"stringValue":"');
+const J_UID = Lit.of('"},"attributes":[{"key":"log.record.uid","value":{"stringValue":"');
+const J_VALUE_END = Lit.of('"}}');
+const J_RECORD_END = Lit.of(']}');
+const J_KEY = Lit.of(',{"key":"');
+const J_STR = Lit.of('","value":{"stringValue":"');
+const J_INT = Lit.of('","value":{"intValue":"');
 
 function anyJson(v: unknown): object {
   if (typeof v === 'string') return { stringValue: v };

@@ -3,7 +3,7 @@
 // requires over TLS, or a trailing LF). Pure functions of a batch's NDJSON body.
 
 import { FACILITIES, SEVERITIES } from '../../parsers/syslog';
-import { ByteWriter, sameBytes } from '../core/byte-writer';
+import { ByteWriter, Lit, TailKey } from '../core/byte-writer';
 import { NextBackslash } from '../core/event-scan';
 
 export type SyslogFormat = 'rfc5424' | 'rfc3164';
@@ -174,7 +174,7 @@ const SEVERITY = ascii(',"severity":"');
 const TAIL = ascii(',"source":"');
 const ONE = ascii('>1 ');
 const GUARD_DASH = ascii(' guard -');
-const OFFSET_PARAM = ascii('" offset="');
+const OFFSET_PARAM = Lit.of('" offset="');
 
 function at(b: Buffer, p: number, prefix: Buffer): boolean {
   if (p + prefix.length > b.length) return false;
@@ -208,13 +208,12 @@ function digitsEnd(b: Buffer, p: number, end: number): number {
 
 /** What is the same for every line of one file's tail, computed once per distinct tail. */
 interface TailParts {
-  bytes: Buffer;
   /** ` MSGID ` */
-  msgid: Buffer;
+  msgid: Lit;
   /** `" source=… tags=…] ` after the offset */
-  sd: Buffer;
+  sd: Lit;
   /** guard's host as a HOSTNAME, for lines whose fields name none */
-  host: Buffer;
+  host: Lit;
 }
 
 function tailParts(tail: Buffer, o: FormatOptions): TailParts | null {
@@ -226,24 +225,24 @@ function tailParts(tail: Buffer, o: FormatOptions): TailParts | null {
   }
   if (t.flags !== undefined || t.fields !== undefined) return null;
   return {
-    bytes: Buffer.from(tail),
-    msgid: Buffer.from(` ${headerField(t.source, 32)} `, 'utf8'),
-    sd: Buffer.from(
+    msgid: Lit.of(` ${headerField(t.source, 32)} `),
+    sd: Lit.of(
       `"${sdConstant(text(t.source), text(t.path), text(t.host), text(t.parser), list(t.tags))}] `,
-      'utf8',
     ),
-    host: Buffer.from(` ${headerField(t.host, 255)}`, 'utf8'),
+    host: Lit.of(` ${headerField(t.host, 255)}`),
   };
 }
 
 /** Encodes a batch's events; keeps the last tail's parts between batches. */
 export class SyslogEncoder {
   private tail: TailParts | null = null;
+  /** The bytes `tail` was made from. */
+  private readonly tailKey = new TailKey();
   private readonly backslash = new NextBackslash();
   /** Lines written in place (the rest went through JSON.parse): for tests and profiles. */
   inPlace = 0;
   private readonly defaultPri: Buffer;
-  private readonly sdOpen: Buffer;
+  private readonly sdOpen: Lit;
 
   /**
    * @param octetCounted write each message's RFC 6587 octet count in front of it, so that a
@@ -254,7 +253,7 @@ export class SyslogEncoder {
     private readonly octetCounted = false,
   ) {
     this.defaultPri = ascii(`<${o.facility * 8 + o.severity}`);
-    this.sdOpen = Buffer.from(`[${o.sdId} id="`, 'utf8');
+    this.sdOpen = Lit.of(`[${o.sdId} id="`);
   }
 
   encode(body: Buffer): SyslogMessages {
@@ -403,11 +402,11 @@ export class SyslogEncoder {
     }
     if (!at(b, p, TAIL)) return false;
     let tail = this.tail;
-    const tailLen = e - p;
-    if (tail === null || tail.bytes.length !== tailLen || !sameBytes(b, p, tail.bytes)) {
+    if (tail === null || !this.tailKey.matches(b, p, e)) {
       tail = tailParts(b.subarray(p, e), this.o);
       if (tail === null) return false;
       this.tail = tail;
+      this.tailKey.set(b, p, e);
     }
     // <PRI>1 TIMESTAMP HOSTNAME APP PROCID MSGID [SD-ID id="…" offset="N" …] MSG
     w.ensure(
@@ -422,7 +421,7 @@ export class SyslogEncoder {
     if (hS >= 0) {
       w.byte(0x20);
       w.bytes(b, hS, hE);
-    } else w.bytes(tail.host);
+    } else w.lit(tail.host);
     if (gS >= 0) {
       w.byte(0x20);
       w.bytes(b, gS, gE);
@@ -433,8 +432,8 @@ export class SyslogEncoder {
       w.bytes(GUARD_DASH, 0, 7); // ' guard '
       w.bytes(b, pidS, pidE);
     } else w.bytes(GUARD_DASH);
-    w.bytes(tail.msgid);
-    w.bytes(this.sdOpen);
+    w.lit(tail.msgid);
+    w.lit(this.sdOpen);
     {
       // room for it was ensured above (the id is part of the line)
       const out = w.buf;
@@ -446,9 +445,9 @@ export class SyslogEncoder {
       }
       w.pos = o;
     }
-    w.bytes(OFFSET_PARAM);
+    w.lit(OFFSET_PARAM);
     w.bytes(b, oS, oE);
-    w.bytes(tail.sd);
+    w.lit(tail.sd);
     if (escapes === 0) {
       w.bytes(b, mS, mE);
     } else {
