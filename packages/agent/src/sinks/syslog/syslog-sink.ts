@@ -82,6 +82,9 @@ class Connection {
   readonly window = new RelpWindow<RelpTx>(RELP_WINDOW);
   /** RELP: fires when messages are unanswered and no answer came for timeout_ms. */
   stall: NodeJS.Timeout | null = null;
+  /** RELP: an answer came in the chunk being read (the stall timer counts from the last one: bytes
+   *  that complete no answer, a receiver trickling one, do not keep the session alive). */
+  answeredInChunk = false;
   private readonly reader: RelpReader | null;
 
   constructor(
@@ -402,11 +405,12 @@ export class SyslogSink implements Sink {
       conn.onFrame = (txnr, command, data, from, to) =>
         this.relpAnswer(conn, txnr, command, data, from, to);
       conn.afterFrames = () => {
-        // the stall timer counts from the last chunk of answers
+        // the stall timer counts from the last answer (refreshed once a chunk that held any)
         if (conn.window.unanswered === 0) {
           if (conn.stall !== null) clearTimeout(conn.stall);
           conn.stall = null;
-        } else conn.stall?.refresh();
+        } else if (conn.answeredInChunk) conn.stall?.refresh();
+        conn.answeredInChunk = false;
         // more messages once half the window was answered, all that fit in one write
         if (conn.window.inFlight <= RELP_WINDOW / 2) this.pump(conn);
       };
@@ -647,7 +651,9 @@ export class SyslogSink implements Sink {
       );
       return;
     }
+    conn.answeredInChunk = true;
     const tx = w.item!;
+    w.item = null; // the batch is not kept for the window's sake
     tx.answered[w.index] = 1;
     tx.left -= 1;
     if (tx.left === 0) {
