@@ -2,6 +2,8 @@
 // keeps a ring of them for whole-batch bodies (http-core.ts): a fresh ~1 MiB buffer per batch cost
 // more than the encoding itself (0.47 → 1.33 µs an event, measured on the elasticsearch encoder).
 
+import { moveWords } from '../../encode';
+
 /** Up to this many bytes, bytes() copies 8 at a time through DataViews (plain loads and stores
  *  once TurboFan compiled it: ~17 ns for 16 bytes, ~66 for 100); Buffer#copy costs 50–90 ns at any
  *  length (it makes a Uint8Array view of the source each call), the byte loop 1.5 ns a byte. */
@@ -18,7 +20,7 @@ export class Lit {
   readonly view: DataView<ArrayBufferLike>;
 
   constructor(readonly buf: Buffer) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.length);
+    this.view = viewOf(buf);
   }
 
   get length(): number {
@@ -30,34 +32,42 @@ export class Lit {
   }
 }
 
-/** n ≥ 8 bytes from[start…] → to[o…], 8 at a time; the last move overlaps the one before it
- *  instead of a byte loop for the tail. float64 moves keep every bit pattern (see copyBytes in
- *  encode.ts and its test). */
-function words(
-  to: DataView<ArrayBufferLike>,
-  o: number,
-  from: DataView<ArrayBufferLike>,
-  start: number,
-  n: number,
-): void {
-  let k = 0;
-  for (; k + 8 <= n; k += 8) to.setFloat64(o + k, from.getFloat64(start + k, true), true);
-  if (k < n) to.setFloat64(o + n - 8, from.getFloat64(start + n - 8, true), true);
+/** A DataView of all of b. */
+function viewOf(b: Buffer): DataView<ArrayBufferLike> {
+  return new DataView(b.buffer, b.byteOffset, b.length);
+}
+
+/** A DataView of the batch body last asked for, made once a body (it keeps that body from the
+ *  garbage collector until the next: a batch's bytes, ≤ 1 MiB). */
+class BodyView {
+  private body: Buffer | null = null;
+  private view: DataView<ArrayBufferLike> | null = null;
+
+  /** Whether body is the one viewed now. */
+  is(body: Buffer): boolean {
+    return body === this.body;
+  }
+
+  of(body: Buffer): DataView<ArrayBufferLike> {
+    if (body !== this.body) {
+      this.body = body;
+      this.view = viewOf(body);
+    }
+    return this.view!;
+  }
 }
 
 export class ByteWriter {
   buf: Buffer;
   pos = 0;
   /** A DataView of buf, and of the large source bytes() last copied from (a batch body: an
-   *  encoder copies many pieces of it, between constants of its own, which are copied as before).
-   *  It keeps that one body from the garbage collector until the next: a batch's bytes, ≤ 1 MiB. */
+   *  encoder copies many pieces of it, between constants of its own, which are copied as before). */
   private view: DataView<ArrayBufferLike>;
-  private body: Buffer | null = null;
-  private bodyView: DataView<ArrayBufferLike> | null = null;
+  private readonly body = new BodyView();
 
   constructor(initial = 64 * 1024) {
     this.buf = Buffer.allocUnsafe(initial);
-    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+    this.view = viewOf(this.buf);
   }
 
   reset(): void {
@@ -69,19 +79,15 @@ export class ByteWriter {
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + room));
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
-    this.view = new DataView(next.buffer, next.byteOffset, next.length);
+    this.view = viewOf(next);
   }
 
   bytes(src: Buffer, start = 0, end = src.length): void {
     const n = end - start;
     this.ensure(n);
     const o = this.pos;
-    if (n >= 8 && n <= WORDS_MAX && (src === this.body || src.length >= BODY_MIN)) {
-      if (src !== this.body) {
-        this.body = src;
-        this.bodyView = new DataView(src.buffer, src.byteOffset, src.length);
-      }
-      words(this.view, o, this.bodyView!, start, n);
+    if (n >= 8 && n <= WORDS_MAX && (this.body.is(src) || src.length >= BODY_MIN)) {
+      moveWords(this.view, o, this.body.of(src), start, n);
     } else if (n >= 32) {
       src.copy(this.buf, o, start, end);
     } else {
@@ -96,7 +102,7 @@ export class ByteWriter {
     const n = c.buf.length;
     this.ensure(n);
     const o = this.pos;
-    if (n >= 8) words(this.view, o, c.view, 0, n);
+    if (n >= 8) moveWords(this.view, o, c.view, 0, n);
     else {
       const b = this.buf;
       const src = c.buf;
@@ -164,16 +170,14 @@ export class ByteWriter {
 /**
  * The bytes of a file's tail (its source, path, host…, the same for all its lines), kept to know
  * whether the next line has the same one and what was encoded from it can be used again: compared
- * for every line, 4 bytes at a time through DataViews (the line's batch body's made once a body,
- * which keeps that body from the garbage collector until the next).
+ * for every line, 4 bytes at a time through DataViews (the line's batch body's made once a body).
  * Buffer#compare with offsets took ~70–120 ns a call, most of it around the call into C++; a byte
  * loop ~2.5 ns a byte (~200 ns for a tail of 80); this ~50.
  */
 export class TailKey {
   private key = Buffer.alloc(0);
-  private keyView = new DataView(new ArrayBuffer(0));
-  private body: Buffer | null = null;
-  private bodyView: DataView<ArrayBufferLike> | null = null;
+  private keyView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+  private readonly body = new BodyView();
 
   /** The bytes kept (a copy). */
   get bytes(): Buffer {
@@ -185,11 +189,7 @@ export class TailKey {
     const n = e - s;
     const key = this.key;
     if (n !== key.length) return false;
-    if (body !== this.body) {
-      this.body = body;
-      this.bodyView = new DataView(body.buffer, body.byteOffset, body.length);
-    }
-    const a = this.bodyView!;
+    const a = this.body.of(body);
     const b = this.keyView;
     let k = 0;
     for (; k + 4 <= n; k += 4) if (a.getInt32(s + k) !== b.getInt32(k)) return false;
@@ -200,8 +200,15 @@ export class TailKey {
   /** Keeps body[s, e). */
   set(body: Buffer, s: number, e: number): void {
     this.key = Buffer.from(body.subarray(s, e));
-    this.keyView = new DataView(this.key.buffer, this.key.byteOffset, this.key.length);
+    this.keyView = viewOf(this.key);
   }
+}
+
+/** The value of the decimal digits b[from, to) (the caller found them; at most 15). */
+export function digitsValue(b: Buffer, from: number, to: number): number {
+  let n = 0;
+  for (let k = from; k < to; k++) n = n * 10 + b[k]! - 0x30;
+  return n;
 }
 
 export function varintSize(n: number): number {

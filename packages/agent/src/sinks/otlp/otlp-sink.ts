@@ -22,7 +22,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { OtlpSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
-import { ByteWriter, Lit, TailKey, varintSize } from '../core/byte-writer';
+import { ByteWriter, digitsValue, Lit, TailKey, varintSize } from '../core/byte-writer';
 import { HttpCoreSink, statusVerdict, type HttpSinkOptions } from '../core/http-core';
 import { IsoTimeReader, type BatchLines } from '../core/lines';
 import { EventScan } from '../core/event-scan';
@@ -438,8 +438,7 @@ export class OtlpFormat implements WireFormat {
     vs: number,
     ve: number,
   ): void {
-    let v = 0;
-    for (let p = vs; p < ve; p++) v = v * 10 + body[p]! - 48;
+    const v = digitsValue(body, vs, ve);
     const kLen = ke - ks;
     const anyLen = 1 + varintSize(v);
     r.byte(0x32);

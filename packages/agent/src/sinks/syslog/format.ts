@@ -3,7 +3,7 @@
 // requires over TLS, or a trailing LF). Pure functions of a batch's NDJSON body.
 
 import { FACILITIES, SEVERITIES } from '../../parsers/syslog';
-import { ByteWriter, Lit, TailKey } from '../core/byte-writer';
+import { ByteWriter, digitsValue, Lit, TailKey } from '../core/byte-writer';
 import { NextBackslash } from '../core/event-scan';
 
 export type SyslogFormat = 'rfc5424' | 'rfc3164';
@@ -191,13 +191,6 @@ function plainEnd(b: Buffer, p: number, end: number, max: number): number {
     if (c < 0x21 || c > 0x7e || c === BS) return -1;
   }
   return -1;
-}
-
-/** The value of the decimal digits b[from, to). */
-function digitsValue(b: Buffer, from: number, to: number): number {
-  let n = 0;
-  for (let k = from; k < to; k++) n = n * 10 + b[k]! - 0x30;
-  return n;
 }
 
 function digitsEnd(b: Buffer, p: number, end: number): number {

@@ -4,6 +4,8 @@
 // `rsp` and the same TXNR: `200 OK` once it has taken the message. TXNRs run 1 … 999999999 and
 // wrap to 1. The server may end a session with `0 serverclose 0`.
 
+import { digitsValue } from '../core/byte-writer';
+
 export const RELP_MAX_TXNR = 999_999_999;
 /** The offers guard makes: version 0 (the one librelp speaks) and the one command it uses. */
 export const RELP_OFFERS = 'relp_version=0\nrelp_software=guard\ncommands=syslog';
@@ -119,7 +121,6 @@ export type RelpFrameHandler = (
 ) => void;
 
 const RSP = 'rsp';
-const SERVERCLOSE = 'serverclose';
 
 /**
  * Splits what a RELP server sends into frames, across chunk boundaries. It reads the bytes as they
@@ -153,7 +154,7 @@ export class RelpReader {
       const lenEnd = digits(b, c + 1, 9);
       if (lenEnd === -1) break;
       if (lenEnd < 0) throw bad(b, at, c + 12);
-      const len = decimal(b, c + 1, lenEnd);
+      const len = digitsValue(b, c + 1, lenEnd);
       if (len > MAX_DATA) throw new RelpProtocolError(notRelp(`DATALEN ${len}`));
       const sep = b[lenEnd];
       const dataStart = lenEnd + 1;
@@ -164,16 +165,22 @@ export class RelpReader {
         if (n < dataStart + len + 1) break;
         if (b[dataStart + len] !== 0x0a)
           throw new RelpProtocolError(
-            notRelp(`frame ${decimal(b, at, txnrEnd)} without its trailing LF`),
+            notRelp(`frame ${digitsValue(b, at, txnrEnd)} without its trailing LF`),
           );
       }
-      onFrame(decimal(b, at, txnrEnd), command(b, txnrEnd + 1, c), b, dataStart, dataStart + len);
+      onFrame(
+        digitsValue(b, at, txnrEnd),
+        command(b, txnrEnd + 1, c),
+        b,
+        dataStart,
+        dataStart + len,
+      );
       at = len === 0 ? dataStart : dataStart + len + 1;
     }
     if (at < n) this.rest = Buffer.from(b.subarray(at));
   }
 
-  /** The frames a chunk completed, each with its data as a string (the open handshake, tests). */
+  /** The frames a chunk completed, each with its data as a string (tests; the sink reads in place). */
   push(chunk: Buffer): RelpFrame[] {
     const out: RelpFrame[] = [];
     this.read(chunk, (txnr, command, data, from, to) =>
@@ -183,12 +190,11 @@ export class RelpReader {
   }
 }
 
-/** `rsp` and `serverclose` as constants; another command as its letters. */
+/** `rsp` (an answer a message) as a constant, no string made; another command as its letters. */
 function command(b: Buffer, from: number, to: number): string {
   if (to - from === 3 && b[from] === 0x72 && b[from + 1] === 0x73 && b[from + 2] === 0x70)
     return RSP;
-  const c = b.toString('latin1', from, to);
-  return c === SERVERCLOSE ? SERVERCLOSE : c;
+  return b.toString('latin1', from, to);
 }
 
 function notRelp(what: string): string {
@@ -211,13 +217,6 @@ function digits(b: Buffer, p: number, max: number): number {
   if (k - p > max) return -2;
   if (k >= b.length) return -1;
   return k === p ? -2 : k;
-}
-
-/** The value of the digits b[from, to) (at most nine: exact). */
-function decimal(b: Buffer, from: number, to: number): number {
-  let n = 0;
-  for (let k = from; k < to; k++) n = n * 10 + b[k]! - 0x30;
-  return n;
 }
 
 function isLetter(c: number): boolean {
