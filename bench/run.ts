@@ -42,7 +42,7 @@ const PROFILE = argv.includes('--profile');
 /** --receiver-delay-ms N: the HTTP receiver answers each request N ms after it arrived (a remote
  *  destination's round trip and indexing time, without its CPU on this machine); /ack at once. */
 const RECEIVER_DELAY_MS = opt('--receiver-delay-ms', 0);
-/** --receiver-scan: the receiver decodes OTLP and Loki bodies in full only every 16th request and
+/** --receiver-scan: the receiver decodes OTLP and Loki bodies in full only every 64th request and
  *  counts the others' records by a scan (bench/receiver.cjs --scan). */
 const RECEIVER_SCAN = argv.includes('--receiver-scan');
 /** --repeat N: each run that ships lines is done N times in a row (a fresh state directory each
@@ -876,7 +876,7 @@ async function main(): Promise<void> {
         .join(
           ' ',
         )} (1, 5, 15 min; the machine may be shared: CPU per line is the steadier figure)\n` +
-        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${RECEIVER_DELAY_MS > 0 ? `, HTTP receiver answers ${RECEIVER_DELAY_MS} ms after each request` : ''}${RECEIVER_SCAN ? ', HTTP receiver counts OTLP and Loki records by a scan (a full decode every 16th request)' : ''}${REPEAT > 1 ? `, each run ${REPEAT}× in a row, the median shown` : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
+        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${RECEIVER_DELAY_MS > 0 ? `, HTTP receiver answers ${RECEIVER_DELAY_MS} ms after each request` : ''}${RECEIVER_SCAN ? ', HTTP receiver counts OTLP and Loki records by a scan (a full decode every 64th request)' : ''}${REPEAT > 1 ? `, each run ${REPEAT}× in a row, the median shown` : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
     );
 
     const runs: RunResult[] = [];

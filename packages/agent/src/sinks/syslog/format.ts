@@ -3,7 +3,7 @@
 // requires over TLS, or a trailing LF). Pure functions of a batch's NDJSON body.
 
 import { FACILITIES, SEVERITIES } from '../../parsers/syslog';
-import { ByteWriter, digitsValue, Lit, TailKey } from '../core/byte-writer';
+import { type BufferPool, ByteWriter, digitsValue, Lit, TailKey } from '../core/byte-writer';
 import { NextBackslash } from '../core/event-scan';
 
 export type SyslogFormat = 'rfc5424' | 'rfc3164';
@@ -249,14 +249,17 @@ export class SyslogEncoder {
     this.sdOpen = Lit.of(`[${o.sdId} id="`);
   }
 
-  encode(body: Buffer): SyslogMessages {
+  /** The batch's messages; with `pool`, written into a buffer from it (give m.buf back once no
+   *  message is read any more). */
+  encode(body: Buffer, pool?: BufferPool): SyslogMessages {
     let n = 0;
     for (let p = body.indexOf(0x0a); p >= 0; p = body.indexOf(0x0a, p + 1)) n++;
     const starts = new Int32Array(n + 1);
     const ends = new Int32Array(n + 1);
     const frames = this.octetCounted ? new Int32Array(n + 1) : null;
     // messages are about as long as their JSON lines
-    const w = new ByteWriter(body.length + 64 * (n + 1));
+    const size = body.length + 64 * (n + 1);
+    const w = new ByteWriter(pool ? pool.take(size) : size);
     let k = 0;
     for (let s = 0; s < body.length;) {
       let e = body.indexOf(0x0a, s);
@@ -492,15 +495,17 @@ export function frameStream(
 
 const SYSLOG_COMMAND = ascii(' syslog ');
 
-/** RELP `syslog` frames of the messages listed, numbered from txnr (relp.ts nextTxnr). */
+/** RELP `syslog` frames of the messages listed, with the TXNRs listed (relp.ts nextTxnr); with
+ *  `pool`, written into a buffer from it (give the frames back once they were written). */
 export function relpFrames(
   m: SyslogMessages,
   items: readonly number[],
   txnrs: readonly number[],
+  pool?: BufferPool,
 ): Buffer {
-  let size = 0;
+  let size = 16;
   for (const i of items) size += m.ends[i]! - m.starts[i]! + 32;
-  const w = new ByteWriter(size + 16);
+  const w = new ByteWriter(pool ? pool.take(size) : size);
   for (let j = 0; j < items.length; j++) {
     const i = items[j]!;
     const a = m.starts[i]!;

@@ -25,6 +25,7 @@ import {
 } from '../retry';
 import { describeError, errorCode, SinkAbortError, SinkError } from '../sink-error';
 import { SYSTEM_CA_BUNDLES } from '../core/http-core';
+import { BufferPool } from '../core/byte-writer';
 import { markDelivered, newSinkStatus } from '../sink-status';
 import {
   facilityNumber,
@@ -165,6 +166,10 @@ export class SyslogSink implements Sink {
   private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   private readonly state: SinkStatus;
   private readonly encoded = new WeakMap<Batch, SyslogMessages>();
+  /** The buffers of batches delivered (their messages read no more), for the next batches. */
+  private readonly batchBuffers = new BufferPool();
+  /** RELP: the buffers of frames the kernel has taken, for the next frames. */
+  private readonly frameBuffers = new BufferPool();
   private conn: Connection | null = null;
   private closed = false;
   /** RELP: batches prepare() started on the session ahead of their send() (at most AHEAD). */
@@ -286,7 +291,7 @@ export class SyslogSink implements Sink {
   private messages(batch: Batch): SyslogMessages {
     let m = this.encoded.get(batch);
     if (m === undefined) {
-      m = this.encoder.encode(batch.body);
+      m = this.encoder.encode(batch.body, this.batchBuffers);
       this.encoded.set(batch, m);
     }
     return m;
@@ -330,6 +335,11 @@ export class SyslogSink implements Sink {
             } else await this.sendStream(conn, msgs, signal);
           }
           markDelivered(this.state, batch.events);
+          // Every message answered (RELP: sent as copies, relpFrames), or, over TCP, every byte
+          // taken by the kernel: nothing reads the batch's buffer any more. (A batch that failed or
+          // was aborted may still have a write pending: its buffer is left to the collector.)
+          this.encoded.delete(batch);
+          this.batchBuffers.give(msgs.buf);
           if (failures > 0)
             this.log.info(
               { seq: batch.seq, attempts: failures + 1 },
@@ -611,7 +621,11 @@ export class SyslogSink implements Sink {
         items.push(i);
         txnrs.push(conn.window.sent(tx, i));
       }
-      if (items.length > 0) conn.socket.write(relpFrames(tx.msgs, items, txnrs));
+      if (items.length > 0) {
+        const frames = relpFrames(tx.msgs, items, txnrs, this.frameBuffers);
+        // called once the kernel has the bytes, or with an error once the socket is destroyed
+        conn.socket.write(frames, () => this.frameBuffers.give(frames));
+      }
     }
     if (conn.window.unanswered > 0 && conn.stall === null)
       conn.stall = setTimeout(
