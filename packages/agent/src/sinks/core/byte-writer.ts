@@ -102,6 +102,12 @@ export class BufferPool {
   }
 }
 
+/** The number of decimal digits of an integer in [0, 10^8). */
+function decimalDigits(x: number): number {
+  if (x < 10_000) return x < 10 ? 1 : x < 100 ? 2 : x < 1000 ? 3 : 4;
+  return x < 100_000 ? 5 : x < 1_000_000 ? 6 : x < 10_000_000 ? 7 : 8;
+}
+
 export class ByteWriter {
   buf: Buffer;
   pos = 0;
@@ -175,18 +181,29 @@ export class ByteWriter {
       this.text(String(n).padStart(width, '0'));
       return;
     }
-    let digits = 1;
-    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
-    if (digits < width) digits = width;
+    // Below 10^8 the digits come from int32 arithmetic; above, from two halves that each fit one
+    // (a 13-digit time in ms took 26 float divisions: ~2 % of OTLP JSON's agent).
+    const hi = n < 1e8 ? 0 : Math.floor(n / 1e8);
+    const lo = n - hi * 1e8; // exact: both below 2^53
+    const digits = Math.max(hi > 0 ? decimalDigits(hi) + 8 : decimalDigits(lo), width);
     this.ensure(digits);
     const b = this.buf;
-    let o = this.pos + digits;
-    for (let x = n; o > this.pos;) {
-      const q = Math.floor(x / 10);
-      b[--o] = 0x30 + (x - q * 10);
+    const start = this.pos;
+    let o = start + digits;
+    let x = lo | 0;
+    const loEnd = hi > 0 ? o - 8 : start;
+    while (o > loEnd) {
+      const q = (x / 10) | 0;
+      b[--o] = 0x30 + x - q * 10;
       x = q;
     }
-    this.pos += digits;
+    x = hi | 0;
+    while (o > start) {
+      const q = (x / 10) | 0;
+      b[--o] = 0x30 + x - q * 10;
+      x = q;
+    }
+    this.pos = start + digits;
   }
 
   /** Base-128 varint of a whole number below 2^53 (protobuf). */

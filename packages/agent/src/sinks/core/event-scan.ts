@@ -98,6 +98,8 @@ export class EventScan {
   idE = 0;
   timeS = 0;
   timeE = 0;
+  /** The time holds an escape (guard writes none; a hand-made line may). */
+  timeEscaped = false;
   msgS = 0;
   msgE = 0;
   msgEscaped = false;
@@ -133,6 +135,7 @@ export class EventScan {
     p = stringClose(body, this.timeS, e);
     if (p < 0) return false;
     this.timeE = p;
+    this.timeEscaped = escapedAt >= 0;
     if (!at(body, p, OFFSET)) return false;
     p += OFFSET.length;
     while (body[p]! >= 0x30 && body[p]! <= 0x39) p++;

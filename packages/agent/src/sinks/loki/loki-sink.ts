@@ -27,7 +27,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { LokiSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
-import { ByteWriter, TailKey } from '../core/byte-writer';
+import { ByteWriter, Lit, TailKey } from '../core/byte-writer';
 import { EventScan } from '../core/event-scan';
 import {
   HttpCoreSink,
@@ -46,6 +46,16 @@ const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 const VALUE_HEAD = b('["');
 const VALUE_MID = b('","');
 const VALUE_TAIL = b('"]');
+/** An event line's head (event-scan.ts) as JSON string contents, and each piece's length as it
+ *  is in the line. */
+const HEAD_ID = Lit.of('{\\"id\\":\\"');
+const HEAD_ID_RAW = '{"id":"'.length;
+const HEAD_TIME = Lit.of('\\",\\"time\\":\\"');
+const HEAD_TIME_RAW = '","time":"'.length;
+const HEAD_OFFSET = Lit.of('\\",\\"offset\\":');
+const HEAD_OFFSET_RAW = '","offset":'.length;
+const HEAD_MESSAGE = Lit.of(',\\"message\\":\\"');
+const HEAD_MESSAGE_RAW = ',"message":"'.length;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
@@ -62,6 +72,9 @@ interface Streams {
   msgS: Int32Array;
   msgE: Int32Array;
   msgEscaped: Uint8Array;
+  /** Where the id and the time end (timeE -1: the head is escaped byte by byte). */
+  idE: Int32Array;
+  timeE: Int32Array;
   /** Where the line's tail starts, and which of tails it is. */
   tailS: Int32Array;
   tail: Int32Array;
@@ -130,6 +143,8 @@ export class LokiFormat implements WireFormat {
       msgS: new Int32Array(n),
       msgE: new Int32Array(n),
       msgEscaped: new Uint8Array(n),
+      idE: new Int32Array(n),
+      timeE: new Int32Array(n),
       tailS: new Int32Array(n),
       tail: new Int32Array(n),
       tails: [],
@@ -185,6 +200,8 @@ export class LokiFormat implements WireFormat {
     st.msgS[i] = sc.msgS;
     st.msgE[i] = sc.msgE;
     st.msgEscaped[i] = sc.msgEscaped ? 1 : 0;
+    st.idE[i] = sc.idE;
+    st.timeE[i] = sc.timeEscaped ? -1 : sc.timeE;
     st.ms[i] = this.times.ms(body, sc.timeS, sc.timeE) ?? Date.now();
     // The offset: the digits after the id's last ':'.
     let offset = 0;
@@ -292,8 +309,21 @@ export class LokiFormat implements WireFormat {
         if (ms < 0) escapeInto(w, l.body, ls, l.ends[i]!);
         else {
           // the line's own JSON escaped, but for the message without an escape (so without a
-          // quote or a backslash: copied as it is) and the file's tail (escaped once)
-          escapeInto(w, l.body, ls, ms);
+          // quote or a backslash: copied as it is) and the file's tail (escaped once); its head
+          // `{"id":"…","time":"…","offset":N,"message":"` as escaped constants around the id,
+          // time and offset (none holds a quote or a backslash: EventScan.scan)
+          const te = st.timeE[i]!;
+          if (te < 0) escapeInto(w, l.body, ls, ms);
+          else {
+            const ie = st.idE[i]!;
+            w.lit(HEAD_ID);
+            w.bytes(l.body, ls + HEAD_ID_RAW, ie);
+            w.lit(HEAD_TIME);
+            w.bytes(l.body, ie + HEAD_TIME_RAW, te);
+            w.lit(HEAD_OFFSET);
+            w.bytes(l.body, te + HEAD_OFFSET_RAW, ms - HEAD_MESSAGE_RAW);
+            w.lit(HEAD_MESSAGE);
+          }
           const me = st.msgE[i]!;
           if (st.msgEscaped[i] === 1) escapeInto(w, l.body, ms, me);
           else w.bytes(l.body, ms, me);
