@@ -876,11 +876,27 @@ async function main(): Promise<void> {
         .join(
           ' ',
         )} (1, 5, 15 min; the machine may be shared: CPU per line is the steadier figure)\n` +
-        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${RECEIVER_DELAY_MS > 0 ? `, HTTP receiver answers ${RECEIVER_DELAY_MS} ms after each request` : ''}${RECEIVER_SCAN ? ', HTTP receiver counts OTLP and Loki records by a scan (a full decode every 64th request)' : ''}${REPEAT > 1 ? `, each run ${REPEAT}× in a row, the median shown` : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
+        `node ${process.version}, ${readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? '?'} ×${(readFileSync('/proc/cpuinfo', 'utf8').match(/^processor/gm) ?? []).length}, agent poll_interval_ms ${POLL_MS}${PROFILE ? ', agent under --cpu-prof' : ''}${RECEIVER_DELAY_MS > 0 ? `, HTTP receiver answers ${RECEIVER_DELAY_MS} ms after each request` : ''}${RECEIVER_SCAN ? ', HTTP receiver counts OTLP and Loki records by a scan (a full decode every 64th request)' : ''}${REPEAT > 1 ? `, each run ${REPEAT}× (runs 2 and 7–14 in rounds, the others in a row), the median shown` : ''}${AGENT_NODE_ARGS.length ? `, agent node options ${AGENT_NODE_ARGS.join(' ')}` : ''}\n`,
     );
 
     const runs: RunResult[] = [];
     const errors: string[] = [];
+    /** One run, as attempt() but never repeated. */
+    const attemptOnce = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
+      if (!RUNS.has(Number(what.split('.')[0]))) return undefined;
+      t = Date.now();
+      process.stdout.write(`${what} … `);
+      try {
+        const r = await f();
+        console.log(`${((Date.now() - t) / 1000).toFixed(1)} s`);
+        return r;
+      } catch (e) {
+        console.log('FAILED');
+        console.error(String((e as Error).stack ?? e));
+        errors.push(`${what}: ${(e as Error).message.split('\n')[0]}`);
+        return undefined;
+      }
+    };
     const attempt = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
       if (!RUNS.has(Number(what.split('.')[0]))) return undefined;
       t = Date.now();
@@ -915,10 +931,6 @@ async function main(): Promise<void> {
     };
     const base = await attempt('1. simple shipper, http', () => baselineRun(w));
     if (base) runs.push(base);
-    const http = await attempt('2. guard helper + agent, syslog, http, no compression', () =>
-      agentRun(w, 'http', 'guard (syslog, http)', false, false),
-    );
-    if (http) runs.push(http);
     const https = await attempt('3. guard helper + agent, syslog, https, gzip', () =>
       agentRun(w, 'https', 'guard (syslog, https+gzip)', true, true),
     );
@@ -971,16 +983,51 @@ async function main(): Promise<void> {
         },
       ],
     ];
-    for (const [n, label, sink] of formatRuns) {
-      const over = sink.type === 'syslog' ? 'tcp' : 'http';
-      const r = await attempt(
-        `${n}. guard helper + agent, syslog, ${label}, ${over}, no compression`,
-        () => agentRun(w, `fmt${n}`, `guard (syslog, ${label}, ${over})`, false, false, sink),
-      );
-      if (r) {
-        runs.push(r);
-        formats.push(r);
+    // Run 2 and the formats, each --repeat times, in rounds: every one once, then every one again.
+    // The machine is shared and its speed drifts by a third within minutes: run one format's three
+    // in a row and a slow minute lands on all three of them, where in rounds it lands on one run of
+    // several formats, and the medians of the formats stay comparable with each other and with
+    // run 2's NDJSON.
+    const wire: [number, string, () => Promise<RunResult>][] = [
+      [
+        2,
+        '2. guard helper + agent, syslog, http, no compression',
+        () => agentRun(w, 'http', 'guard (syslog, http)', false, false),
+      ],
+      ...formatRuns.map(([n, label, sink]): [number, string, () => Promise<RunResult>] => {
+        const over = sink.type === 'syslog' ? 'tcp' : 'http';
+        return [
+          n,
+          `${n}. guard helper + agent, syslog, ${label}, ${over}, no compression`,
+          () => agentRun(w, `fmt${n}`, `guard (syslog, ${label}, ${over})`, false, false, sink),
+        ];
+      }),
+    ];
+    const rounds = new Map<number, RunResult[]>();
+    for (let k = 0; k < REPEAT; k++) {
+      repeatSuffix = k === 0 ? '' : `-r${k}`;
+      try {
+        for (const [n, what, f] of wire) {
+          if (k > 0 && !rounds.has(n)) continue; // failed in the first round
+          const r = await attemptOnce(
+            REPEAT > 1 ? `${what} (round ${k + 1} of ${REPEAT})` : what,
+            f,
+          );
+          if (r) rounds.set(n, [...(rounds.get(n) ?? []), r]);
+        }
+      } finally {
+        repeatSuffix = '';
       }
+    }
+    let http: RunResult | undefined;
+    for (const [n] of wire) {
+      const all = rounds.get(n);
+      if (all === undefined) continue;
+      const median = [...all].sort((a, b) => a.linesPerS - b.linesPerS)[(all.length - 1) >> 1]!;
+      if (all.length > 1) median.repeats = all.map((x) => x.linesPerS);
+      runs.push(median);
+      if (n === 2) http = median;
+      else formats.push(median);
     }
     // Kafka (#17: ≥ 200,000 events/s) beside run 2's NDJSON over http, the same file and agent:
     // gzip (the default) and no compression, both as run 17.
@@ -1088,7 +1135,9 @@ async function main(): Promise<void> {
     const jr = runs.filter((r) => r.journal);
     if (jr.length) console.log(`\n${journalSteadyTable(jr)}`);
     if (REPEAT > 1) {
-      console.log(`\nlines/s of each repeat, in the order they ran (the median is in the table):`);
+      console.log(
+        `\nlines/s of each repeat, in the order they ran (runs 2 and 7–14: round by round; the median is in the table):`,
+      );
       for (const r of runs)
         if (r.repeats)
           console.log(
