@@ -91,15 +91,27 @@ function attributes(ev: Event): Attr[] {
   return out;
 }
 
-/** Nanoseconds since the epoch of a millisecond time, as two 32-bit halves (exact in doubles). */
-function nanos(ms: number): [number, number] {
-  const h = Math.floor(ms / 1048576); // ms = h·2^20 + l
-  const l = ms - h * 1048576;
-  const b = h * 1e6; // ns = b·2^20 + l·1e6
-  const lowPart = (b % 4096) * 1048576 + l * 1e6;
-  const lo = lowPart % 4294967296;
-  const hi = Math.floor(b / 4096) + Math.floor(lowPart / 4294967296);
-  return [lo, hi];
+/** The last time putNanos() wrote, and its halves (lines of a second share their time). */
+let nanosMs = NaN;
+let nanosLo = 0;
+let nanosHi = 0;
+
+/** Nanoseconds since the epoch of a millisecond time as a little-endian fixed64 (its two 32-bit
+ *  halves computed exactly in doubles; no array made). */
+function putNanos(r: ByteWriter, ms: number): void {
+  if (ms !== nanosMs) {
+    const h = Math.floor(ms / 1048576); // ms = h·2^20 + l
+    const l = ms - h * 1048576;
+    const b = h * 1e6; // ns = b·2^20 + l·1e6
+    const lowPart = (b % 4096) * 1048576 + l * 1e6;
+    nanosLo = lowPart % 4294967296;
+    nanosHi = Math.floor(b / 4096) + Math.floor(lowPart / 4294967296);
+    nanosMs = ms;
+  }
+  r.ensure(8);
+  r.buf.writeUInt32LE(nanosLo, r.pos);
+  r.buf.writeUInt32LE(nanosHi, r.pos + 4);
+  r.pos += 8;
 }
 
 function timeMs(ev: Event): number | null {
@@ -335,12 +347,8 @@ export class OtlpFormat implements WireFormat {
     r.ensure(2 * (sc.tailE - sc.idS) + this.tailPb.length + 256);
     const ms = this.timeOf(body, sc.timeS, sc.timeE);
     if (ms !== null) {
-      const [lo, hi] = nanos(ms);
       r.byte(0x09); // time_unix_nano, fixed64
-      r.ensure(8);
-      r.buf.writeUInt32LE(lo, r.pos);
-      r.buf.writeUInt32LE(hi, r.pos + 4);
-      r.pos += 8;
+      putNanos(r, ms);
     }
     const f = sc.f;
     if (sc.severity >= 0 && f[sc.severity + 4] === 1) {
@@ -458,12 +466,8 @@ export class OtlpFormat implements WireFormat {
     P.msg(recs, 2, (r) => {
       const ms = timeMs(ev);
       if (ms !== null) {
-        const [lo, hi] = nanos(ms);
         P.tag(r, 1, 1);
-        r.ensure(8);
-        r.buf.writeUInt32LE(lo, r.pos);
-        r.buf.writeUInt32LE(hi, r.pos + 4);
-        r.pos += 8;
+        putNanos(r, ms);
       }
       const sev = ev.fields?.severity;
       if (typeof sev === 'string') {
