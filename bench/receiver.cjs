@@ -102,7 +102,11 @@ function scanRecords(parts) {
   for (const p of parts) {
     // a needle that starts in carry and ends in p
     const joint = Buffer.concat([carry, p.subarray(0, needle.length - 1)]);
-    for (let i = joint.indexOf(needle); i >= 0 && i < carry.length; i = joint.indexOf(needle, i + 1))
+    for (
+      let i = joint.indexOf(needle);
+      i >= 0 && i < carry.length;
+      i = joint.indexOf(needle, i + 1)
+    )
       n++;
     n += occurrences(p, needle);
     const tail = p.length >= needle.length - 1 ? p : Buffer.concat([carry, p]);
