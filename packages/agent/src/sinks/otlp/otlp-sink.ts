@@ -116,8 +116,18 @@ function putNanos(r: ByteWriter, ms: number): void {
 
 function timeMs(ev: Event): number | null {
   if (typeof ev.time !== 'string') return null;
-  const ms = Date.parse(ev.time);
-  return Number.isNaN(ms) ? null : ms;
+  return otlpTime(Date.parse(ev.time));
+}
+
+/** The last ms a time_unix_nano (fixed64, ns since 1970) can hold: in 2554. */
+const MAX_NANOS_MS = Math.floor((2 ** 64 - 1) / 1e6);
+
+/**
+ * A time OTLP can carry, or null: a time before 1970 or after 2554 (a line may say so) has no
+ * time_unix_nano, and the record goes without one (0: unknown) instead of failing its batch.
+ */
+function otlpTime(ms: number | null): number | null {
+  return ms !== null && ms >= 0 && ms <= MAX_NANOS_MS ? ms : null;
 }
 
 // ---- protobuf (opentelemetry-proto v1: logs.proto, common.proto, resource.proto) -----------------
@@ -234,7 +244,7 @@ export class OtlpFormat implements WireFormat {
   private readonly times = new IsoTimeReader();
 
   private timeOf(body: Buffer, ts: number, te: number): number | null {
-    return this.times.ms(body, ts, te);
+    return otlpTime(this.times.ms(body, ts, te));
   }
 
   // ---- the attributes the same for every event of a file: encoded once per file ------------------

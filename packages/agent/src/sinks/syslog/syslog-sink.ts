@@ -680,10 +680,17 @@ export class SyslogSink implements Sink {
   private sendStream(conn: Connection, msgs: SyslogMessages, signal: AbortSignal): Promise<void> {
     const bytes = frameStream(msgs, this.cfg.framing);
     return new Promise((resolve, reject) => {
+      // Once: an abort or a timeout settles the send while the write is still pending, and its
+      // callback comes later — by then close() may have put its own onDeath on the connection,
+      // which this must not take away (close() would wait for ever).
+      let settled = false;
+      const onDeath = (e: Error): void => done(e);
       const done = (err: Error | null): void => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
-        conn.onDeath = null;
+        if (conn.onDeath === onDeath) conn.onDeath = null;
         if (err) reject(err);
         else resolve();
       };
@@ -699,7 +706,7 @@ export class SyslogSink implements Sink {
       );
       const onAbort = (): void => done(new SinkAbortError(signal.reason));
       signal.addEventListener('abort', onAbort, { once: true });
-      conn.onDeath = (e) => done(e);
+      conn.onDeath = onDeath;
       if (conn.dead) {
         done(conn.dead);
         return;
