@@ -51,6 +51,14 @@ const RECEIVER_SCAN = argv.includes('--receiver-scan');
 const REPEAT = Math.max(1, opt('--repeat', 1));
 /** Appended to a run's state directory name from its second repeat on (a fresh start each time). */
 let repeatSuffix = '';
+
+/** The run with the median lines/s of `all` (the lower of the two middle ones), with every run's
+ *  rate in `repeats` when there were several. */
+function medianRun(all: RunResult[]): RunResult {
+  const median = [...all].sort((a, b) => a.linesPerS - b.linesPerS)[(all.length - 1) >> 1]!;
+  if (all.length > 1) median.repeats = all.map((x) => x.linesPerS);
+  return median;
+}
 /** Extra options for node when it runs the agent, for experiments: --agent-node-args "--max-semi-space-size=2". */
 // The agent runs with the node options its systemd unit gives it (systemd/guard-agent.service).
 const UNIT_NODE_ARGS =
@@ -881,42 +889,30 @@ async function main(): Promise<void> {
 
     const runs: RunResult[] = [];
     const errors: string[] = [];
-    /** One run, as attempt() but never repeated. */
-    const attemptOnce = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
+    /** A run, `repeat` times in a row (the median returned); undefined when not selected or failed. */
+    const attempt = async <T>(
+      what: string,
+      f: () => Promise<T>,
+      repeat = REPEAT,
+    ): Promise<T | undefined> => {
       if (!RUNS.has(Number(what.split('.')[0]))) return undefined;
       t = Date.now();
       process.stdout.write(`${what} … `);
       try {
         const r = await f();
-        console.log(`${((Date.now() - t) / 1000).toFixed(1)} s`);
-        return r;
-      } catch (e) {
-        console.log('FAILED');
-        console.error(String((e as Error).stack ?? e));
-        errors.push(`${what}: ${(e as Error).message.split('\n')[0]}`);
-        return undefined;
-      }
-    };
-    const attempt = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
-      if (!RUNS.has(Number(what.split('.')[0]))) return undefined;
-      t = Date.now();
-      process.stdout.write(`${what} … `);
-      try {
-        const r = await f();
-        if (REPEAT > 1 && typeof (r as RunResult | undefined)?.linesPerS === 'number') {
+        if (repeat > 1 && typeof (r as RunResult | undefined)?.linesPerS === 'number') {
           const all = [r as RunResult];
           try {
-            for (let k = 1; k < REPEAT; k++) {
+            for (let k = 1; k < repeat; k++) {
               repeatSuffix = `-r${k}`;
               all.push((await f()) as RunResult);
             }
           } finally {
             repeatSuffix = '';
           }
-          const median = [...all].sort((a, b) => a.linesPerS - b.linesPerS)[(REPEAT - 1) >> 1]!;
-          median.repeats = all.map((x) => x.linesPerS);
+          const median = medianRun(all);
           console.log(
-            `${((Date.now() - t) / 1000).toFixed(1)} s (${REPEAT}×: ${median.repeats.map((x) => Math.round(x).toLocaleString('en-US')).join(', ')} lines/s)`,
+            `${((Date.now() - t) / 1000).toFixed(1)} s (${repeat}×: ${median.repeats!.map((x) => Math.round(x).toLocaleString('en-US')).join(', ')} lines/s)`,
           );
           return median as T;
         }
@@ -1009,9 +1005,10 @@ async function main(): Promise<void> {
       try {
         for (const [n, what, f] of wire) {
           if (k > 0 && !rounds.has(n)) continue; // failed in the first round
-          const r = await attemptOnce(
+          const r = await attempt(
             REPEAT > 1 ? `${what} (round ${k + 1} of ${REPEAT})` : what,
             f,
+            1,
           );
           if (r) rounds.set(n, [...(rounds.get(n) ?? []), r]);
         }
@@ -1023,8 +1020,7 @@ async function main(): Promise<void> {
     for (const [n] of wire) {
       const all = rounds.get(n);
       if (all === undefined) continue;
-      const median = [...all].sort((a, b) => a.linesPerS - b.linesPerS)[(all.length - 1) >> 1]!;
-      if (all.length > 1) median.repeats = all.map((x) => x.linesPerS);
+      const median = medianRun(all);
       runs.push(median);
       if (n === 2) http = median;
       else formats.push(median);

@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import pino from 'pino';
 import type { Batch } from '../../src/event';
-import type { FileSinkConfig, HttpSinkConfig } from '../../src/config/types';
+import type { FileSinkConfig, HttpSinkConfig, SyslogSinkConfig } from '../../src/config/types';
 
 export const dir = mkdtempSync(join(tmpdir(), 'guard-sinks-test-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -290,6 +290,37 @@ export function fileConfig(over: Partial<FileSinkConfig> = {}): FileSinkConfig {
     path: join(mkdtempSync(join(dir, 'out-')), 'sub', 'events.ndjson'),
     maxBytes: 100 << 20,
     maxFiles: 5,
+    batch: { maxEvents: 1000, maxBytes: 1 << 20, maxWaitMs: 1000 },
+    ...over,
+  };
+}
+
+/** A plain (no TLS) RFC 5424 syslog sink to 127.0.0.1:port, octet counting. */
+export function syslogConfig(
+  port: number,
+  protocol: 'relp' | 'tcp',
+  over: Partial<SyslogSinkConfig> = {},
+): SyslogSinkConfig {
+  return {
+    name: protocol,
+    type: 'syslog',
+    address: `127.0.0.1:${port}`,
+    host: '127.0.0.1',
+    port,
+    protocol,
+    tls: false,
+    caFile: null,
+    clientCertFile: null,
+    clientKeyFile: null,
+    serverName: null,
+    format: 'rfc5424',
+    framing: 'octet_counting',
+    facility: 'user',
+    severity: 'notice',
+    sdId: 'guard@32473',
+    timeoutMs: 5000,
+    retryInitialMs: 20,
+    retryMaxMs: 50,
     batch: { maxEvents: 1000, maxBytes: 1 << 20, maxWaitMs: 1000 },
     ...over,
   };

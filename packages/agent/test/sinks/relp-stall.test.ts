@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import pino from 'pino';
-import type { BatchConfig, SyslogSinkConfig } from '../../src/config/types';
 import type { Batch } from '../../src/event';
 import { SyslogSink } from '../../src/sinks/syslog/syslog-sink';
+import { syslogConfig } from './fixtures';
 
 const servers: Server[] = [];
 after(() => {
@@ -43,29 +43,9 @@ async function receiver(onMessage: (sock: Socket, txnr: number) => void): Promis
 }
 
 function sink(port: number, timeoutMs: number): SyslogSink {
-  const cfg: SyslogSinkConfig = {
-    name: 'relp',
-    type: 'syslog',
-    address: `127.0.0.1:${port}`,
-    host: '127.0.0.1',
-    port,
-    protocol: 'relp',
-    tls: false,
-    caFile: null,
-    clientCertFile: null,
-    clientKeyFile: null,
-    serverName: null,
-    format: 'rfc5424',
-    framing: 'octet_counting',
-    facility: 'user',
-    severity: 'notice',
-    sdId: 'guard@32473',
-    timeoutMs,
-    retryInitialMs: 20,
-    retryMaxMs: 50,
-    batch: {} as BatchConfig,
-  };
-  return new SyslogSink(cfg, { logger: pino({ level: 'silent' }) });
+  return new SyslogSink(syslogConfig(port, 'relp', { timeoutMs }), {
+    logger: pino({ level: 'silent' }),
+  });
 }
 
 function batch(n: number): Batch {

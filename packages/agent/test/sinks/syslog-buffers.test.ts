@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import pino from 'pino';
-import type { BatchConfig, SyslogSinkConfig } from '../../src/config/types';
 import type { Batch } from '../../src/event';
 import { BufferPool, ByteWriter } from '../../src/sinks/core/byte-writer';
 import { SyslogSink } from '../../src/sinks/syslog/syslog-sink';
+import { syslogConfig } from './fixtures';
 
 const servers: Server[] = [];
 after(() => {
@@ -51,30 +51,8 @@ describe('BufferPool', () => {
   });
 });
 
-function sinkConfig(port: number, protocol: 'relp' | 'tcp'): SyslogSinkConfig {
-  return {
-    name: protocol,
-    type: 'syslog',
-    address: `127.0.0.1:${port}`,
-    host: '127.0.0.1',
-    port,
-    protocol,
-    tls: false,
-    caFile: null,
-    clientCertFile: null,
-    clientKeyFile: null,
-    serverName: null,
-    format: 'rfc5424',
-    framing: 'octet_counting',
-    facility: 'user',
-    severity: 'notice',
-    sdId: 'guard@32473',
-    timeoutMs: 5000,
-    retryInitialMs: 10,
-    retryMaxMs: 20,
-    batch: {} as BatchConfig,
-  };
-}
+const sinkConfig = (port: number, protocol: 'relp' | 'tcp') =>
+  syslogConfig(port, protocol, { retryInitialMs: 10, retryMaxMs: 20 });
 
 /** Message i of batch k: its length varies, so that a message written over by another shows; long
  *  enough that RELP's window of unanswered messages is more than the kernel's socket buffers hold

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import pino from 'pino';
-import type { BatchConfig, SyslogSinkConfig } from '../../src/config/types';
 import { SyslogSink } from '../../src/sinks/syslog/syslog-sink';
+import { syslogConfig } from './fixtures';
 
 const servers: Server[] = [];
 after(() => {
@@ -25,28 +25,11 @@ test('TCP: close() returns after an aborted send whose write completes only once
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
-  const cfg: SyslogSinkConfig = {
-    name: 'tcp',
-    type: 'syslog',
-    address: `127.0.0.1:${port}`,
-    host: '127.0.0.1',
-    port,
-    protocol: 'tcp',
-    tls: false,
-    caFile: null,
-    clientCertFile: null,
-    clientKeyFile: null,
-    serverName: null,
-    format: 'rfc5424',
-    framing: 'octet_counting',
-    facility: 'user',
-    severity: 'notice',
-    sdId: 'guard@32473',
+  const cfg = syslogConfig(port, 'tcp', {
     timeoutMs: 30_000,
     retryInitialMs: 500,
     retryMaxMs: 60_000,
-    batch: {} as BatchConfig,
-  };
+  });
   const sink = new SyslogSink(cfg, { logger: pino({ level: 'silent' }) });
   let body = '';
   for (let i = 0; i < 2000; i++)
