@@ -39,7 +39,7 @@ function viewOf(b: Buffer): DataView<ArrayBufferLike> {
 
 /** A DataView of the batch body last asked for, made once a body (it keeps that body from the
  *  garbage collector until the next: a batch's bytes, ≤ 1 MiB). */
-class BodyView {
+export class BodyView {
   private body: Buffer | null = null;
   private view: DataView<ArrayBufferLike> | null = null;
 
@@ -106,6 +106,16 @@ export class BufferPool {
 function decimalDigits(x: number): number {
   if (x < 10_000) return x < 10 ? 1 : x < 100 ? 2 : x < 1000 ? 3 : 4;
   return x < 100_000 ? 5 : x < 1_000_000 ? 6 : x < 10_000_000 ? 7 : 8;
+}
+
+/** The digits of x (an integer in [0, 2^31)) into b[from, to), right-aligned, zeros in front. */
+function putDigits(b: Buffer, from: number, to: number, x: number): void {
+  x |= 0;
+  while (to > from) {
+    const q = (x / 10) | 0;
+    b[--to] = 0x30 + x - q * 10;
+    x = q;
+  }
 }
 
 export class ByteWriter {
@@ -189,21 +199,12 @@ export class ByteWriter {
     this.ensure(digits);
     const b = this.buf;
     const start = this.pos;
-    let o = start + digits;
-    let x = lo | 0;
-    const loEnd = hi > 0 ? o - 8 : start;
-    while (o > loEnd) {
-      const q = (x / 10) | 0;
-      b[--o] = 0x30 + x - q * 10;
-      x = q;
-    }
-    x = hi | 0;
-    while (o > start) {
-      const q = (x / 10) | 0;
-      b[--o] = 0x30 + x - q * 10;
-      x = q;
-    }
-    this.pos = start + digits;
+    const end = start + digits;
+    if (hi > 0) {
+      putDigits(b, end - 8, end, lo);
+      putDigits(b, start, end - 8, hi);
+    } else putDigits(b, start, end, lo);
+    this.pos = end;
   }
 
   /** Base-128 varint of a whole number below 2^53 (protobuf). */

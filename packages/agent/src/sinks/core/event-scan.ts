@@ -7,13 +7,17 @@
 // give). A line of any other shape (JSON-parser fields, escapes in a key) returns false, and the
 // encoder takes the JSON.parse path for it.
 
+import { BodyView } from './byte-writer';
+
 const BACKSLASH = 0x5c;
 const QUOTE = 0x22;
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
-const ID = ascii('{"id":"');
-const TIME = ascii('","time":"');
-const OFFSET = ascii('","offset":');
-const MESSAGE = ascii(',"message":"');
+/** The pieces of a line's head, between its id, time, offset and message (Loki writes them
+ *  escaped around those values). */
+export const ID = ascii('{"id":"');
+export const TIME = ascii('","time":"');
+export const OFFSET = ascii('","offset":');
+export const MESSAGE = ascii(',"message":"');
 const FIELDS = ascii(',"fields":{');
 const FLAGS = ascii(',"flags":[');
 const SOURCE = ascii(',"source":');
@@ -108,10 +112,9 @@ export class NextBackslash {
 /** One scan's result; reused from line to line. */
 export class EventScan {
   private readonly backslash = new NextBackslash();
-  /** A DataView of the body being scanned (made once a batch body: its bytes are read four at a
-   *  time), and that body. */
+  /** A DataView of the body being scanned (its bytes are read four at a time). */
+  private readonly bodies = new BodyView();
   private view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
-  private viewed: Buffer | null = null;
 
   /** stringClose() for a string that is usually long and without escapes. */
   private longStringClose(body: Buffer, p: number, limit: number): number {
@@ -147,10 +150,7 @@ export class EventScan {
    *  whether it holds an escape found by the same loop. */
   scan(body: Buffer, s: number, e: number): boolean {
     if (!at(body, s, ID)) return false;
-    if (body !== this.viewed) {
-      this.viewed = body;
-      this.view = new DataView(body.buffer, body.byteOffset, body.length);
-    }
+    this.view = this.bodies.of(body);
     this.idS = s + ID.length;
     let p = plainRun(this.view, this.idS, e);
     for (;;) {

@@ -28,7 +28,13 @@ import { hostname as osHostname } from 'node:os';
 import type { LokiSinkConfig } from '../../config/types';
 import type { Batch } from '../../event';
 import { ByteWriter, Lit, TailKey } from '../core/byte-writer';
-import { EventScan } from '../core/event-scan';
+import {
+  EventScan,
+  ID as LINE_ID,
+  MESSAGE as LINE_MESSAGE,
+  OFFSET as LINE_OFFSET,
+  TIME as LINE_TIME,
+} from '../core/event-scan';
 import {
   HttpCoreSink,
   parseRetryAfter,
@@ -46,16 +52,12 @@ const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 const VALUE_HEAD = b('["');
 const VALUE_MID = b('","');
 const VALUE_TAIL = b('"]');
-/** An event line's head (event-scan.ts) as JSON string contents, and each piece's length as it
- *  is in the line. */
-const HEAD_ID = Lit.of('{\\"id\\":\\"');
-const HEAD_ID_RAW = '{"id":"'.length;
-const HEAD_TIME = Lit.of('\\",\\"time\\":\\"');
-const HEAD_TIME_RAW = '","time":"'.length;
-const HEAD_OFFSET = Lit.of('\\",\\"offset\\":');
-const HEAD_OFFSET_RAW = '","offset":'.length;
-const HEAD_MESSAGE = Lit.of(',\\"message\\":\\"');
-const HEAD_MESSAGE_RAW = ',"message":"'.length;
+/** The pieces of an event line's head (event-scan.ts) as JSON string contents. */
+const escaped = (piece: Buffer): Lit => Lit.of(piece.toString('latin1').replace(/["\\]/g, '\\$&'));
+const HEAD_ID = escaped(LINE_ID);
+const HEAD_TIME = escaped(LINE_TIME);
+const HEAD_OFFSET = escaped(LINE_OFFSET);
+const HEAD_MESSAGE = escaped(LINE_MESSAGE);
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
@@ -317,11 +319,11 @@ export class LokiFormat implements WireFormat {
           else {
             const ie = st.idE[i]!;
             w.lit(HEAD_ID);
-            w.bytes(l.body, ls + HEAD_ID_RAW, ie);
+            w.bytes(l.body, ls + LINE_ID.length, ie);
             w.lit(HEAD_TIME);
-            w.bytes(l.body, ie + HEAD_TIME_RAW, te);
+            w.bytes(l.body, ie + LINE_TIME.length, te);
             w.lit(HEAD_OFFSET);
-            w.bytes(l.body, te + HEAD_OFFSET_RAW, ms - HEAD_MESSAGE_RAW);
+            w.bytes(l.body, te + LINE_OFFSET.length, ms - LINE_MESSAGE.length);
             w.lit(HEAD_MESSAGE);
           }
           const me = st.msgE[i]!;
