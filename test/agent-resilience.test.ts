@@ -401,6 +401,105 @@ describe('guard-agent killed with SIGKILL while grouping a large audit log', () 
   });
 });
 
+describe('guard-agent killed with SIGKILL while auditd rotates its log mid-event', () => {
+  let env: AgentEnv;
+  before(async () => {
+    env = await setupAgentEnv({
+      sources: (e) =>
+        [
+          '[source.audit]',
+          'type = audit',
+          `paths = ${e.logs}/audit.log, ${e.logs}/audit.log.[0-9]*`,
+          'start_at = beginning',
+          '',
+        ].join('\n'),
+    });
+  });
+  after(async () => {
+    await teardownAgentEnv(env);
+  });
+
+  it('every record arrives: events completed together, events split by rotations, three kills', async () => {
+    // Groups of 7 interleaved events, each with its SYSCALL then its PATH and no closing record:
+    // the next group's first record, 3 s later in log time, completes all 7 in one step (their
+    // checkpoint offsets interleave, and batches of 1,000 events end between them). Every 40th
+    // group is cut by a rotation as auditd does it (audit.log → audit.log.1 → .2 …, a new
+    // audit.log): its SYSCALLs in the rotated file, its PATHs in the new one.
+    const groups = 2_400;
+    const per = 7;
+    const sys = (n: number, sec: number) =>
+      `type=SYSCALL msg=audit(${sec}.000:${n}): arch=c000003e syscall=2 success=no exit=-13 items=1 ppid=1 pid=${n} auid=1000 uid=1000 comm="cat" exe="/usr/bin/cat" key="guard-access"`;
+    const path = (n: number, sec: number) =>
+      `type=PATH msg=audit(${sec}.000:${n}): item=0 name="/etc/f${n}" inode=${n} dev=fe:00 mode=0100600 nametype=NORMAL`;
+    const log = env.sb.path('logs/audit.log');
+    let rotations = 0;
+    const rotate = () => {
+      for (let k = rotations; k >= 1; k--) renameSync(`${log}.${k}`, `${log}.${k + 1}`);
+      renameSync(log, `${log}.1`);
+      writeFileSync(log, '', { mode: 0o600 });
+      rotations++;
+    };
+    writeFileSync(log, '', { mode: 0o600 });
+    const writer = (async () => {
+      for (let g = 0; g < groups; g++) {
+        const sec = 1700000000 + 3 * g;
+        const first = g * per;
+        const a: string[] = [];
+        const b: string[] = [];
+        for (let n = first; n < first + per; n++) a.push(sys(n, sec));
+        for (let n = first; n < first + per; n++) b.push(path(n, sec));
+        appendFileSync(log, a.join('\n') + '\n');
+        if (g % 40 === 20 && rotations < 6) rotate();
+        appendFileSync(log, b.join('\n') + '\n');
+        if (g % 100 === 99) await sleep(20);
+      }
+    })();
+    const records = () => {
+      const got = new Map<string, number>();
+      for (const e of env.receiver.events)
+        for (const l of String(e.message).split('\n')) got.set(l, (got.get(l) ?? 0) + 1);
+      return got;
+    };
+    const expected: string[] = [];
+    for (let g = 0; g < groups; g++)
+      for (let n = g * per; n < (g + 1) * per; n++)
+        expected.push(sys(n, 1700000000 + 3 * g), path(n, 1700000000 + 3 * g));
+    let agent = await AgentProcess.start(env);
+    for (let k = 0; k < 3; k++) {
+      const target = Math.round(groups * per * (0.2 + 0.25 * k));
+      await until(
+        () => env.receiver.events.length >= target,
+        120_000,
+        `${target} events, kill ${k + 1}`,
+      );
+      process.kill(agent.pid, 'SIGKILL');
+      await agent.exited;
+      agent = await AgentProcess.start(env);
+    }
+    await writer;
+    // the last group completes by the agent's clock (2 s without another record)
+    const missing = () => {
+      const got = records();
+      return expected.filter((l) => !got.has(l));
+    };
+    await until(() => missing().length === 0, 120_000, 'every record').catch((e: Error) => {
+      const m = missing();
+      throw new Error(
+        `${e.message}: ${m.length} of ${expected.length} missing, e.g. ${m.slice(0, 3).join(' | ')}`,
+      );
+    });
+    await sleep(1000);
+    await agent.stop();
+    const got = records();
+    let dup = 0;
+    for (const l of expected) dup += got.get(l)! - 1;
+    console.log(
+      `SIGKILL audit rotation run: ${expected.length} records in ${groups * per} events, ${rotations} rotations, 3 kills: 0 missing, ${dup} duplicate records`,
+    );
+    assert.equal(missing().length, 0);
+  });
+});
+
 describe('guard-agent while guard-helper restarts', () => {
   let env: AgentEnv;
   before(async () => {

@@ -607,6 +607,7 @@ export class Pipeline {
         tags: tags.length ? tags : undefined,
       };
       runtime.files.wake = () => void this.pump();
+      if (audit) runtime.files.beforeFinish = (t) => this.endAudit(runtime, t);
       this.sources.push(runtime);
     }
   }
@@ -1074,8 +1075,8 @@ export class Pipeline {
       }
       const message = secret ? redact!(text) : text;
       const at = base + starts[k]!;
-      for (const ev of st.grouper.push(message, at, lineEndOffset(chunk, k), chunk.flags?.get(k)))
-        this.emitAudit(s, t, st, ev, chunk.ticket);
+      const events = st.grouper.push(message, at, lineEndOffset(chunk, k), chunk.flags?.get(k));
+      if (events.length > 0) this.emitAudit(s, t, st, events, chunk.ticket);
     }
     this.holdBack(st, chunk.ticket);
     t.acknowledge(s.runners.length);
@@ -1088,9 +1089,23 @@ export class Pipeline {
     const events = st.grouper.flush(Date.now(), 2000);
     if (events.length === 0) return;
     const ticket = t.ticketHere();
-    for (const ev of events) this.emitAudit(s, t, st, ev, ticket);
+    this.emitAudit(s, t, st, events, ticket);
     this.holdBack(st, ticket);
     t.acknowledge(s.runners.length);
+  }
+
+  /**
+   * A rotated audit file is about to be finished: no record of it is coming any more, so the
+   * events still open in its grouper are complete as they are. They are shipped, and the file
+   * is finished only once they are acknowledged (false: not yet).
+   */
+  private endAudit(s: SourceRuntime, t: FileTailer): boolean {
+    const st = this.auditState.get(t);
+    if (!st || st.grouper.openEvents === 0) return true;
+    const ticket = t.ticketHere();
+    this.emitAudit(s, t, st, st.grouper.flushAll(), ticket);
+    t.acknowledge(s.runners.length);
+    return false;
   }
 
   /** The checkpoint may not pass a record whose event is still being put together. */
@@ -1099,24 +1114,35 @@ export class Pipeline {
     if (open !== undefined && open < ticket.endOffset) ticket.endOffset = Math.max(open, 0);
   }
 
+  /** The events one push() or flush() completed, in their order. */
   private emitAudit(
     s: SourceRuntime,
     t: FileTailer,
     st: { grouper: AuditGrouper; safe: number },
-    ev: AuditEvent,
+    events: AuditEvent[],
     ticket: Ticket,
   ): void {
-    // Events complete out of offset order (interleaved stamps): what this one lets the checkpoint
-    // pass is its end, but never beyond an event still open, and never backwards.
-    const open = st.grouper.oldestOpenOffset();
-    st.safe = Math.max(st.safe, Math.min(ev.end, open ?? ev.end));
+    // Events complete out of offset order (interleaved stamps): what one lets the checkpoint pass
+    // is its end, but never beyond an event still open, nor beyond one completed with it and
+    // queued after it (the grouper no longer holds those: a batch ending between the two would
+    // otherwise let the checkpoint skip the second's first records), and never backwards.
+    const floors: number[] = new Array<number>(events.length);
+    let floor = st.grouper.oldestOpenOffset() ?? Infinity;
+    for (let i = events.length - 1; i >= 0; i--) {
+      floors[i] = floor;
+      floor = Math.min(floor, events[i]!.offset);
+    }
     const tail = this.jsonTail(s, t);
-    const body = auditEventBody(ev, tail.hidden, s.cfg.auditRecords !== 'text');
-    const json = `{"id":"${t.key}:${ev.offset}",${body}${tail.json}`;
-    ticket.remaining += s.runners.length;
-    for (const r of s.runners) r.push(json, ticket, st.safe);
-    t.lastEventTime = ev.time || t.lastEventTime;
-    this.totals.eventsShipped++;
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i]!;
+      st.safe = Math.max(st.safe, Math.min(ev.end, floors[i]!));
+      const body = auditEventBody(ev, tail.hidden, s.cfg.auditRecords !== 'text');
+      const json = `{"id":"${t.key}:${ev.offset}",${body}${tail.json}`;
+      ticket.remaining += s.runners.length;
+      for (const r of s.runners) r.push(json, ticket, st.safe);
+      t.lastEventTime = ev.time || t.lastEventTime;
+      this.totals.eventsShipped++;
+    }
   }
 
   private acked(r: SinkRunner, tickets: Ticket[], ends: number[]): void {

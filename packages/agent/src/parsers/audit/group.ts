@@ -24,7 +24,8 @@
 //     last event has no end record yet), and an event closed by PROCTITLE at the second flush that
 //     sees it; flushAll() at the end of the input.
 // Records of interleaved stamps are kept apart. Memory is bounded: at most maxOpen open events,
-// maxRecords records per event (the rest counted and dropped), maxOpenBytes of record text held;
+// maxRecords records per event (a full event is shipped, the next record of its stamp starts
+// another, both flagged 'too_many_records'), maxOpenBytes of record text held;
 // past a bound the oldest open event is emitted early, flagged 'evicted'. Records longer than
 // MAX_RECORD_LENGTH are cut and flagged by parseRecord.
 //
@@ -200,6 +201,16 @@ export class AuditGrouper {
 
     const ending = recordEnding(rec.type);
     let o = this.open.get(key);
+    let continued = false;
+    if (o !== undefined && o.ev.records.length >= this.maxRecords) {
+      // Full: shipped as it is, and this record starts another event of the same stamp (both
+      // flagged). Nothing is dropped: an EXECVE of a few MiB of arguments is hundreds of records,
+      // and its CWD, PATH and PROCTITLE come after them.
+      addFlag(o.ev, 'too_many_records');
+      this.complete(o, out);
+      o = undefined;
+      continued = true;
+    }
     if (o === undefined) {
       // An EOE whose event is not open (shipped already, or begun before what was read) is
       // shipped as an event of its own below: it ends as soon as it starts.
@@ -214,6 +225,7 @@ export class AuditGrouper {
         end,
       };
       if (rec.node !== undefined) ev.node = rec.node;
+      if (continued) addFlag(ev, 'too_many_records');
       o = {
         key,
         ev,
@@ -229,15 +241,10 @@ export class AuditGrouper {
     }
     const ev = o.ev;
     ev.end = end;
-    if (ev.records.length < this.maxRecords) {
-      ev.records.push(rec);
-      o.chars += rec.raw.length;
-      this.chars += rec.raw.length;
-      if (rec.flags !== undefined) for (const f of rec.flags) addFlag(ev, f);
-    } else {
-      ev.droppedRecords = (ev.droppedRecords ?? 0) + 1;
-      addFlag(ev, 'too_many_records');
-    }
+    ev.records.push(rec);
+    o.chars += rec.raw.length;
+    this.chars += rec.raw.length;
+    if (rec.flags !== undefined) for (const f of rec.flags) addFlag(ev, f);
     if (rec.type === 'SYSCALL') o.hasSyscall = true;
     if (rec.type === 'PROCTITLE') {
       if (!o.closing) {

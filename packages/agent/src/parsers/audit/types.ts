@@ -89,11 +89,10 @@ export interface AuditEvent {
   paths?: AuditPath[];
   /** The nested msg='…' of a user-space record (op, acct, exe, hostname, addr, terminal, res, …). */
   msg?: AuditNested;
-  /** Records beyond the per-event cap, counted and dropped. */
-  droppedRecords?: number;
   /** The unparsed line. */
   raw?: string;
-  /** 'unparsed', 'truncated', 'malformed', 'duplicate_field', 'too_many_records', 'evicted' (emitted
+  /** 'unparsed', 'truncated', 'malformed', 'duplicate_field', 'too_many_records' (one of the
+   *  events a stamp with more than the per-event cap of records was shipped as), 'evicted' (emitted
    *  before it was complete because too many events or too much text were open). */
   flags?: string[];
 }

@@ -210,6 +210,13 @@ export class FileSource implements FileHolder {
   };
   /** Told when there is something to read (events mode): the pipeline's pump. */
   wake: () => void = () => undefined;
+  /**
+   * Asked before a rotated file is finished (closed, its checkpoint replaced by a finished
+   * record): false when the reader still held something of it — an audit event no record of the
+   * file will complete now — and has just handed it on (the file is in flight again; the reaper
+   * comes back once it is acknowledged).
+   */
+  beforeFinish: (t: FileTailer) => boolean = () => true;
   private watch: DirWatch | null = null;
   /** Files an event named, to read (events mode), until read to their end and quiet. */
   private readonly dirty = new Set<FileTailer>();
@@ -990,6 +997,7 @@ export class FileSource implements FileHolder {
       if (!t.drained || t.busy) continue; // a read under way: never close its descriptor under it
       if (src instanceof FdSource ? now - t.lastReadAt <= ROTATED_QUIET_MS : !src.complete)
         continue;
+      if (!this.beforeFinish(t)) continue;
       this.finish(t);
     }
   }

@@ -399,20 +399,34 @@ describe('AuditGrouper: interleaving, timeouts, bounds', () => {
     assert.equal(g.openEvents, 3);
   });
 
-  test('at most maxRecords per event: the rest counted, dropped, and the end still moves', () => {
+  test('at most maxRecords per event: a full event is shipped, the rest start the next, none dropped', () => {
     const g = new AuditGrouper({ maxRecords: 4 });
     const lines = Array.from(
       { length: 10 },
       (_, i) => `type=PATH ${T}: item=${i} name="/x${i}" nametype=NORMAL`,
     );
     const out = [...feed(g, lines), ...g.flushAll()];
-    assert.equal(out.length, 1);
-    assert.equal(out[0]!.records.length, 4);
-    assert.equal(out[0]!.droppedRecords, 6);
-    assert.deepEqual(out[0]!.flags, ['too_many_records']);
-    assert.equal(
-      out[0]!.end,
-      lines.reduce((n, l) => n + l.length + 1, 0),
+    assert.deepEqual(
+      out.map((e) => e.records.map((r) => r.fields.item)),
+      [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9],
+      ],
+    );
+    for (const e of out) {
+      assert.deepEqual(e.flags, ['too_many_records']);
+      assert.equal(e.stamp, '1700000000.123:42');
+    }
+    let off = 0;
+    const ends = lines.map((l) => (off += l.length + 1));
+    assert.deepEqual(
+      out.map((e) => [e.offset, e.end]),
+      [
+        [0, ends[3]],
+        [ends[3], ends[7]],
+        [ends[7], ends[9]],
+      ],
     );
   });
 
