@@ -461,6 +461,49 @@ describe('history that predates guard', () => {
   });
 });
 
+describe('start_at = end (the default) on the first run, and a rotation before any restart', () => {
+  let env: AgentEnv;
+  before(async () => {
+    env = await setupAgentEnv({
+      sources: (e) =>
+        ['[source.app]', 'type = file', `paths = ${e.logs}/*.log`, 'parser = syslog', ''].join(
+          '\n',
+        ),
+    });
+  });
+  after(async () => {
+    await teardownAgentEnv(env);
+  });
+
+  it('the history is skipped; the file that replaces it is read from its first line', async () => {
+    // The first listing's files start at their end; a file that later takes the same path (a
+    // rename rotation weeks after the install, before any restart) is new and starts at 0.
+    const file = join(env.logs, 'app.log');
+    writeLines(file, 'hist', 0, 100);
+    const agent = await AgentProcess.start(env);
+    try {
+      await agent.waitFor((l) => l.msg === 'tailing file');
+      writeLines(file, 'live', 0, 10);
+      await allArrive(env, 'live', 10, 15_000);
+      renameSync(file, `${file}.1`);
+      writeLines(file, 'live', 10, 110); // the daemon reopens its log and writes at once
+      await sleep(1000);
+      writeLines(file, 'live', 110, 120);
+      await allArrive(env, 'live', 120, 20_000);
+      const t = tally(env, 'live', 120);
+      assert.equal(t.missing, 0, describeTally(t));
+      assert.equal(t.duplicates, 0, describeTally(t));
+      assert.equal(
+        tally(env, 'hist', 100).missing,
+        100,
+        'the history before the start: not shipped',
+      );
+    } finally {
+      await agent.stop();
+    }
+  });
+});
+
 describe('a quiet file rotated while reads are paused', () => {
   let env: AgentEnv;
   before(async () => {

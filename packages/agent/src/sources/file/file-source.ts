@@ -224,7 +224,8 @@ export class FileSource implements FileHolder {
   private readonly backlog = new Set<FileTailer>();
   /** Paths whose identity an event says to compare (created, moved, deleted). */
   private readonly toCheck = new Set<string>();
-  /** The paths the very first listing found (start_at applies to them only). */
+  /** The paths the very first listing found whose file is not opened yet: `start_at` applies to
+   *  that first file of each, not to what later replaces it. */
   private firstPaths: Set<string> | null = null;
   private timers: NodeJS.Timeout[] = [];
   private soon = new Map<string, NodeJS.Timeout>();
@@ -1459,6 +1460,7 @@ export class FileSource implements FileHolder {
       if (e.code === 'not_found') {
         this.refused.delete(path);
         if (!quietIfMissing) this.vanished.delete(path);
+        this.firstPaths?.delete(path); // a file that appears there later is new: read from its start
         return;
       }
       if (!this.refused.has(path))
@@ -1475,6 +1477,9 @@ export class FileSource implements FileHolder {
     }
     this.refused.delete(path);
     this.vanished.delete(path);
+    // `start_at = end` is for the files the first listing found, not for what later replaces them
+    // at the same path (a rotation before the first restart): asked once per path.
+    const firstFile = this.firstPaths?.delete(path) === true;
     const same = this.holding(reply.dev, reply.ino);
     if (same?.parked) {
       // a file closed while idle, under this name too: its descriptor again (first bytes checked)
@@ -1512,7 +1517,7 @@ export class FileSource implements FileHolder {
         : 0
       : done
         ? Math.min(done.size, reply.size)
-        : this.firstPaths?.has(path) === true && this.cfg.startAt === 'end'
+        : firstFile && this.cfg.startAt === 'end'
           ? reply.size
           : 0;
     const t = new FileTailer(
