@@ -189,3 +189,44 @@ describe('event path: appends racing renames while files are parked', { timeout:
     );
   });
 });
+
+describe(
+  'a file closed while idle, then removed with every line shipped',
+  { timeout: 300_000 },
+  () => {
+    let env: AgentEnv | undefined;
+    let agent: AgentProcess | undefined;
+    after(async () => {
+      await agent?.stop();
+      await teardownAgentEnv(env);
+    });
+
+    it('is no loss: no byte range reported, once the agent gives up waiting for its content', async () => {
+      env = await setupAgentEnv({ agentKeys: ['close_idle_after_ms = 1000'] });
+      const c = new Corpus();
+      const path = `${env.logs}/c.log`;
+      c.write(path, 5);
+      agent = await AgentProcess.start(env);
+      await until(() => tally(env!, c.next).missing.length === 0, 15_000, 'its lines');
+      await until(
+        async () => (await readStatus(env!)).sources[0].idleClosed.closed >= 1,
+        15_000,
+        'closed while idle',
+      );
+      unlinkSync(path); // a delete event for a parked file: nothing written since it was read
+      // The agent gives up on content it cannot find after 60 s (DETACHED_GIVE_UP_MS) and a scan.
+      await until(
+        () =>
+          agent!.lines.some((l) => String(l.msg).startsWith('a file closed while idle is gone')),
+        120_000,
+        'the give-up, as no loss',
+      ).catch((e: Error) => {
+        const lost = agent!.lines.filter((l) => String(l.msg).includes('lost'));
+        throw new Error(`${e.message}; logged instead: ${JSON.stringify(lost).slice(0, 600)}`);
+      });
+      const st = await readStatus(env);
+      assert.equal(st.sources[0].rotation.unrecoverableRanges, 0, 'nothing reported lost');
+      assert.deepEqual(tally(env, c.next), { missing: [], duplicates: 0 });
+    });
+  },
+);

@@ -512,9 +512,10 @@ export class FileSource implements FileHolder {
       if (!this.current.has(t.path)) this.unopened.add(t.path);
       return;
     }
+    const lastSize = t.size;
     t.unpark(fd, reply.size);
     this.reopenedCount++;
-    if (!t.headStillMatches()) this.truncated(t, reply.size);
+    if (!t.headStillMatches()) this.truncated(t, reply.size, lastSize);
     this.markDirty(this.current.get(t.path) ?? t);
   }
 
@@ -791,8 +792,12 @@ export class FileSource implements FileHolder {
       this.toCheck.add(c.path);
       this.after('check', EVENT_RESCAN_DELAY_MS, () => this.checkPathsNow());
     }
-    if (t.parked) this.changedParked(t);
-    else this.markDirty(t);
+    if (t.parked) {
+      // Only a write says its content changed. A name event (removed, renamed) is the identity
+      // check's above; counted as a change, it made the give-up report a loss for a file whose
+      // every line was shipped.
+      if ((c.mask & names) === 0) this.changedParked(t);
+    } else this.markDirty(t);
   }
 
   private changedParked(t: FileTailer): void {
@@ -927,7 +932,9 @@ export class FileSource implements FileHolder {
    * that truncated it). The live descriptor goes to a new tailer from offset 0; this content waits
    * for the copy (a rotated generation with its first bytes) to finish its unread rest.
    */
-  private truncated(t: FileTailer, size: number): void {
+  /** `lastSize`: the size last seen before the content changed (a parked file's, from before it
+   *  was reopened: unpark() sets the new one). */
+  private truncated(t: FileTailer, size: number, lastSize = t.size): void {
     if (!(t.src instanceof FdSource)) {
       // A compressed generation that ends before the offset reached: the rest was read from the
       // live file before it was truncated (a copytruncate's copy). Nothing more to read here:
@@ -936,7 +943,6 @@ export class FileSource implements FileHolder {
       t.attach(new EndedSource(t.offset), t.file, t.dev, t.ino);
       return;
     }
-    const lastSize = t.size;
     const src = t.detach('truncated');
     this.stats.truncations++;
     t.truncations++;
@@ -1483,8 +1489,9 @@ export class FileSource implements FileHolder {
     const same = this.holding(reply.dev, reply.ino);
     if (same?.parked) {
       // a file closed while idle, under this name too: its descriptor again (first bytes checked)
+      const lastSize = same.size;
       same.unpark(fd, reply.size);
-      if (!same.headStillMatches()) this.truncated(same, reply.size);
+      if (!same.headStillMatches()) this.truncated(same, reply.size, lastSize);
       this.markDirty(same);
       return;
     }
