@@ -9,9 +9,11 @@
 import assert from 'node:assert/strict';
 import {
   appendFileSync,
+  existsSync,
   mkdirSync,
   readFileSync,
   renameSync,
+  statSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -227,6 +229,64 @@ describe(
       const st = await readStatus(env);
       assert.equal(st.sources[0].rotation.unrecoverableRanges, 0, 'nothing reported lost');
       assert.deepEqual(tally(env, c.next), { missing: [], duplicates: 0 });
+    });
+  },
+);
+
+describe(
+  'an inode number reused by another file while one is closed while idle',
+  { timeout: 300_000 },
+  () => {
+    let env: AgentEnv | undefined;
+    let agent: AgentProcess | undefined;
+    after(async () => {
+      await agent?.stop();
+      await teardownAgentEnv(env);
+    });
+
+    it("the new file's lines carry its own path, and no truncation is made up", async () => {
+      // Polling: the quick tick lists (and opens) new files before it compares the parked file's
+      // path, so b.log, with a.log's old inode number, is met first as "the inode of a parked file".
+      env = await setupAgentEnv({ agentKeys: ['watch = off', 'close_idle_after_ms = 1000'] });
+      const c = new Corpus();
+      const a = `${env.logs}/a.log`;
+      const b = `${env.logs}/b.log`;
+      c.write(a, 5);
+      agent = await AgentProcess.start(env);
+      await until(() => tally(env!, c.next).missing.length === 0, 15_000, "a.log's lines");
+      await until(
+        async () => (await readStatus(env!)).sources[0].idleClosed.closed >= 1,
+        15_000,
+        'a.log closed while idle',
+      );
+      const ino = statSync(a).ino;
+      unlinkSync(a);
+      // ext4 hands a freed inode number out again at once: create files until one gets it.
+      const spare: string[] = [];
+      for (let i = 0; i < 3000 && !existsSync(b); i++) {
+        const p = `${env.logs}/spare${i}`;
+        writeFileSync(p, '', { mode: 0o600 });
+        if (statSync(p).ino === ino) renameSync(p, b);
+        else spare.push(p);
+      }
+      for (const p of spare) unlinkSync(p);
+      assert.ok(
+        existsSync(b),
+        `no new file got inode ${ino} back: this test needs a file system that reuses them`,
+      );
+      const first = c.next;
+      c.write(b, 20);
+      await until(() => tally(env!, c.next).missing.length === 0, 20_000, "b.log's lines");
+      await sleep(1000);
+      const paths = new Set(
+        env.receiver.events
+          .filter((e) => Number(/^seq (\d+) /.exec(e.message)?.[1]) >= first)
+          .map((e) => e.path as string),
+      );
+      assert.deepEqual([...paths], [b], "b.log's lines under b.log");
+      assert.deepEqual(tally(env, c.next), { missing: [], duplicates: 0 });
+      const st = await readStatus(env);
+      assert.equal(st.sources[0].rotation.truncations, 0, 'no truncation made up');
     });
   },
 );

@@ -1486,7 +1486,18 @@ export class FileSource implements FileHolder {
     // `start_at = end` is for the files the first listing found, not for what later replaces them
     // at the same path (a rotation before the first restart): asked once per path.
     const firstFile = this.firstPaths?.delete(path) === true;
-    const same = this.holding(reply.dev, reply.ino);
+    let same = this.holding(reply.dev, reply.ino);
+    if (
+      same?.parked &&
+      same.path !== path &&
+      !headMatches(readHead(fd, same.fingerprint.fingerprintBytes), same.fingerprint)
+    ) {
+      // Another name, other first bytes: not the file closed while idle renamed, but a new file
+      // the kernel gave that file's inode number after it was removed. That one is gone (its
+      // tailer waits for its content, as for any parked file removed); this one is new.
+      this.goneWhileParked(same, 'removed');
+      same = undefined;
+    }
     if (same?.parked) {
       // a file closed while idle, under this name too: its descriptor again (first bytes checked)
       const lastSize = same.size;
