@@ -290,3 +290,51 @@ describe(
     });
   },
 );
+
+describe(
+  'a file closed while idle, written to and renamed to a name the glob matches',
+  { timeout: 300_000 },
+  () => {
+    let env: AgentEnv | undefined;
+    let agent: AgentProcess | undefined;
+    after(async () => {
+      await agent?.stop();
+      await teardownAgentEnv(env);
+    });
+
+    it('is read on under its new name by the same tailer: nothing shipped twice after a crash', async () => {
+      // logrotate's `extension .log` with a `*.log` glob: a.log → a-old.log is a new match, not a
+      // generation name. One tailer must own the content: a second one under the same checkpoint
+      // key was undone when the first gave up on it (60 s), and a crash then re-shipped its lines.
+      env = await setupAgentEnv({ agentKeys: ['close_idle_after_ms = 1000'] });
+      const c = new Corpus();
+      const a = `${env.logs}/a.log`;
+      c.write(a, 5);
+      agent = await AgentProcess.start(env);
+      await until(() => tally(env!, c.next).missing.length === 0, 15_000, "a.log's lines");
+      await until(
+        async () => (await readStatus(env!)).sources[0].idleClosed.closed >= 1,
+        15_000,
+        'a.log closed while idle',
+      );
+      process.kill(agent.pid, 'SIGSTOP');
+      try {
+        c.write(a, 3);
+        renameSync(a, `${env.logs}/a-old.log`);
+      } finally {
+        process.kill(agent.pid, 'SIGCONT');
+      }
+      await until(
+        () => tally(env!, c.next).missing.length === 0,
+        15_000,
+        'the lines written before the rename',
+      );
+      await sleep(70_000); // past the 60 s after which a tailer waiting for its content gives up
+      process.kill(agent.pid, 'SIGKILL');
+      await agent.exited;
+      agent = await AgentProcess.start(env);
+      await sleep(5_000);
+      assert.deepEqual(tally(env, c.next), { missing: [], duplicates: 0 });
+    });
+  },
+);

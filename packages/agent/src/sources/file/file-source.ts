@@ -1516,6 +1516,22 @@ export class FileSource implements FileHolder {
       return;
     }
     const head = readHead(fd);
+    for (const w of this.draining) {
+      if (w.src !== null || w.parked || w.dev !== reply.dev || w.ino !== reply.ino) continue;
+      if (!headMatches(head, w.fingerprint)) continue;
+      // The content a tailer waits for, under a name this source matches too (a file closed
+      // while idle, then renamed: logrotate's `extension .log` with `*.log`): that tailer goes on
+      // reading it. A second tailer under the same key shipped it again after a crash, once the
+      // waiting one had given up and finished the key at its own offset.
+      w.attach(new FdSource(fd), path, reply.dev, reply.ino);
+      w.size = reply.size;
+      this.log.info(
+        { source: this.cfg.name, path: w.path, file: path, key: w.key, offset: w.offset },
+        'content of a file closed while idle found under another name; reading it there',
+      );
+      this.wake();
+      return;
+    }
     const checkpoint = this.store.find(head, reply.dev, reply.ino);
     // A file finished under another name that a pattern matches too (an audit source's
     // `audit.log.[0-9]*`): what was shipped of it is not shipped again.
