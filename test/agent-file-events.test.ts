@@ -192,73 +192,61 @@ describe('event path: appends racing renames while files are parked', { timeout:
   });
 });
 
+/** A fresh agent whose one file (logs/NAME, 5 lines, all shipped) has been closed while idle. */
+async function parkedFile(
+  made: { env: AgentEnv; agent: AgentProcess }[],
+  keys: string[],
+  name: string,
+) {
+  const env = await setupAgentEnv({ agentKeys: ['close_idle_after_ms = 1000', ...keys] });
+  const c = new Corpus();
+  const path = `${env.logs}/${name}`;
+  c.write(path, 5);
+  const w = { env, agent: await AgentProcess.start(env) };
+  made.push(w);
+  await until(() => tally(env, c.next).missing.length === 0, 15_000, `${name}'s lines`);
+  await until(
+    async () => (await readStatus(env)).sources[0].idleClosed.closed >= 1,
+    15_000,
+    `${name} closed while idle`,
+  );
+  return { ...w, c, path, w };
+}
+
 describe(
-  'a file closed while idle, then removed with every line shipped',
-  { timeout: 300_000 },
+  'a file closed while idle, then removed, replaced or renamed',
+  { timeout: 600_000 },
   () => {
-    let env: AgentEnv | undefined;
-    let agent: AgentProcess | undefined;
+    const made: { env: AgentEnv; agent: AgentProcess }[] = [];
     after(async () => {
-      await agent?.stop();
-      await teardownAgentEnv(env);
+      for (const { env, agent } of made) {
+        await agent.stop();
+        await teardownAgentEnv(env);
+      }
     });
 
-    it('is no loss: no byte range reported, once the agent gives up waiting for its content', async () => {
-      env = await setupAgentEnv({ agentKeys: ['close_idle_after_ms = 1000'] });
-      const c = new Corpus();
-      const path = `${env.logs}/c.log`;
-      c.write(path, 5);
-      agent = await AgentProcess.start(env);
-      await until(() => tally(env!, c.next).missing.length === 0, 15_000, 'its lines');
-      await until(
-        async () => (await readStatus(env!)).sources[0].idleClosed.closed >= 1,
-        15_000,
-        'closed while idle',
-      );
+    it('removed with every line shipped: no loss reported once the agent gives up on it', async () => {
+      const { env, agent, c, path } = await parkedFile(made, [], 'c.log');
       unlinkSync(path); // a delete event for a parked file: nothing written since it was read
       // The agent gives up on content it cannot find after 60 s (DETACHED_GIVE_UP_MS) and a scan.
       await until(
-        () =>
-          agent!.lines.some((l) => String(l.msg).startsWith('a file closed while idle is gone')),
+        () => agent.lines.some((l) => String(l.msg).startsWith('a file closed while idle is gone')),
         120_000,
         'the give-up, as no loss',
       ).catch((e: Error) => {
-        const lost = agent!.lines.filter((l) => String(l.msg).includes('lost'));
+        const lost = agent.lines.filter((l) => String(l.msg).includes('lost'));
         throw new Error(`${e.message}; logged instead: ${JSON.stringify(lost).slice(0, 600)}`);
       });
       const st = await readStatus(env);
       assert.equal(st.sources[0].rotation.unrecoverableRanges, 0, 'nothing reported lost');
       assert.deepEqual(tally(env, c.next), { missing: [], duplicates: 0 });
     });
-  },
-);
 
-describe(
-  'an inode number reused by another file while one is closed while idle',
-  { timeout: 300_000 },
-  () => {
-    let env: AgentEnv | undefined;
-    let agent: AgentProcess | undefined;
-    after(async () => {
-      await agent?.stop();
-      await teardownAgentEnv(env);
-    });
-
-    it("the new file's lines carry its own path, and no truncation is made up", async () => {
+    it("its inode number reused by a new file: the new file's lines under its own path", async () => {
       // Polling: the quick tick lists (and opens) new files before it compares the parked file's
       // path, so b.log, with a.log's old inode number, is met first as "the inode of a parked file".
-      env = await setupAgentEnv({ agentKeys: ['watch = off', 'close_idle_after_ms = 1000'] });
-      const c = new Corpus();
-      const a = `${env.logs}/a.log`;
+      const { env, c, path: a } = await parkedFile(made, ['watch = off'], 'a.log');
       const b = `${env.logs}/b.log`;
-      c.write(a, 5);
-      agent = await AgentProcess.start(env);
-      await until(() => tally(env!, c.next).missing.length === 0, 15_000, "a.log's lines");
-      await until(
-        async () => (await readStatus(env!)).sources[0].idleClosed.closed >= 1,
-        15_000,
-        'a.log closed while idle',
-      );
       const ino = statSync(a).ino;
       unlinkSync(a);
       // ext4 hands a freed inode number out again at once: create files until one gets it.
@@ -276,7 +264,7 @@ describe(
       );
       const first = c.next;
       c.write(b, 20);
-      await until(() => tally(env!, c.next).missing.length === 0, 20_000, "b.log's lines");
+      await until(() => tally(env, c.next).missing.length === 0, 20_000, "b.log's lines");
       await sleep(1000);
       const paths = new Set(
         env.receiver.events
@@ -288,51 +276,28 @@ describe(
       const st = await readStatus(env);
       assert.equal(st.sources[0].rotation.truncations, 0, 'no truncation made up');
     });
-  },
-);
 
-describe(
-  'a file closed while idle, written to and renamed to a name the glob matches',
-  { timeout: 300_000 },
-  () => {
-    let env: AgentEnv | undefined;
-    let agent: AgentProcess | undefined;
-    after(async () => {
-      await agent?.stop();
-      await teardownAgentEnv(env);
-    });
-
-    it('is read on under its new name by the same tailer: nothing shipped twice after a crash', async () => {
+    it('written to and renamed to a name the glob matches: nothing shipped twice after a crash', async () => {
       // logrotate's `extension .log` with a `*.log` glob: a.log → a-old.log is a new match, not a
       // generation name. One tailer must own the content: a second one under the same checkpoint
       // key was undone when the first gave up on it (60 s), and a crash then re-shipped its lines.
-      env = await setupAgentEnv({ agentKeys: ['close_idle_after_ms = 1000'] });
-      const c = new Corpus();
-      const a = `${env.logs}/a.log`;
-      c.write(a, 5);
-      agent = await AgentProcess.start(env);
-      await until(() => tally(env!, c.next).missing.length === 0, 15_000, "a.log's lines");
-      await until(
-        async () => (await readStatus(env!)).sources[0].idleClosed.closed >= 1,
-        15_000,
-        'a.log closed while idle',
-      );
-      process.kill(agent.pid, 'SIGSTOP');
+      const { env, c, path: a, w } = await parkedFile(made, [], 'a.log');
+      process.kill(w.agent.pid, 'SIGSTOP');
       try {
         c.write(a, 3);
         renameSync(a, `${env.logs}/a-old.log`);
       } finally {
-        process.kill(agent.pid, 'SIGCONT');
+        process.kill(w.agent.pid, 'SIGCONT');
       }
       await until(
-        () => tally(env!, c.next).missing.length === 0,
+        () => tally(env, c.next).missing.length === 0,
         15_000,
         'the lines written before the rename',
       );
       await sleep(70_000); // past the 60 s after which a tailer waiting for its content gives up
-      process.kill(agent.pid, 'SIGKILL');
-      await agent.exited;
-      agent = await AgentProcess.start(env);
+      process.kill(w.agent.pid, 'SIGKILL');
+      await w.agent.exited;
+      w.agent = await AgentProcess.start(env);
       await sleep(5_000);
       assert.deepEqual(tally(env, c.next), { missing: [], duplicates: 0 });
     });

@@ -311,18 +311,15 @@ describe('guard-agent reloads on SIGHUP', () => {
   });
 });
 
+/** One audit source on `paths`, read from the start. */
+const auditSource = (paths: string): string =>
+  ['[source.audit]', 'type = audit', `paths = ${paths}`, 'start_at = beginning', ''].join('\n');
+
 describe('guard-agent killed with SIGKILL while grouping a large audit log', () => {
   let env: AgentEnv;
   before(async () => {
     env = await setupAgentEnv({
-      sources: (e) =>
-        [
-          '[source.audit]',
-          'type = audit',
-          `paths = ${e.logs}/audit.log`,
-          'start_at = beginning',
-          '',
-        ].join('\n'),
+      sources: (e) => auditSource(`${e.logs}/audit.log`),
     });
   });
   after(async () => {
@@ -405,14 +402,7 @@ describe('guard-agent killed with SIGKILL while auditd rotates its log mid-event
   let env: AgentEnv;
   before(async () => {
     env = await setupAgentEnv({
-      sources: (e) =>
-        [
-          '[source.audit]',
-          'type = audit',
-          `paths = ${e.logs}/audit.log, ${e.logs}/audit.log.[0-9]*`,
-          'start_at = beginning',
-          '',
-        ].join('\n'),
+      sources: (e) => auditSource(`${e.logs}/audit.log, ${e.logs}/audit.log.[0-9]*`),
     });
   });
   after(async () => {
