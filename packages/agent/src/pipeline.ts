@@ -1086,7 +1086,17 @@ export class Pipeline {
   private flushAudit(s: SourceRuntime, t: FileTailer): void {
     const st = this.auditState.get(t);
     if (!st || st.grouper.openEvents === 0) return;
-    const events = st.grouper.flush(Date.now(), 2000);
+    this.shipCompleted(s, t, st, st.grouper.flush(Date.now(), 2000));
+  }
+
+  /** Events completed between reads (a timeout, the end of a rotated file): shipped under a
+   *  ticket of their own at the offset read to. */
+  private shipCompleted(
+    s: SourceRuntime,
+    t: FileTailer,
+    st: { grouper: AuditGrouper; safe: number },
+    events: AuditEvent[],
+  ): void {
     if (events.length === 0) return;
     const ticket = t.ticketHere();
     this.emitAudit(s, t, st, events, ticket);
@@ -1102,9 +1112,7 @@ export class Pipeline {
   private endAudit(s: SourceRuntime, t: FileTailer): boolean {
     const st = this.auditState.get(t);
     if (!st || st.grouper.openEvents === 0) return true;
-    const ticket = t.ticketHere();
-    this.emitAudit(s, t, st, st.grouper.flushAll(), ticket);
-    t.acknowledge(s.runners.length);
+    this.shipCompleted(s, t, st, st.grouper.flushAll());
     return false;
   }
 

@@ -135,7 +135,7 @@ async function killAfterFirstBatch(
   const r = world(1000);
   const t2 = tailer(new MemSource(text), checkpoint);
   await pump(r, t2);
-  r.p.emitAudit(r.s, t2, r.p.audit(t2), r.p.audit(t2).grouper.flushAll(), t2.ticketHere());
+  r.p.shipCompleted(r.s, t2, r.p.audit(t2), r.p.audit(t2).grouper.flushAll()); // the end of the input
   await settle();
   r.p.abort.abort();
   return { checkpoint, missing: missing(lines, [w.batches[0]!, ...r.batches]) };

@@ -512,11 +512,17 @@ export class FileSource implements FileHolder {
       if (!this.current.has(t.path)) this.unopened.add(t.path);
       return;
     }
-    const lastSize = t.size;
-    t.unpark(fd, reply.size);
+    this.unparkOn(t, fd, reply.size);
     this.reopenedCount++;
-    if (!t.headStillMatches()) this.truncated(t, reply.size, lastSize);
     this.markDirty(this.current.get(t.path) ?? t);
+  }
+
+  /** A parked file's descriptor again; other first bytes by now are a truncation, reported with
+   *  the size it had when it was closed (unpark() sets the new one). */
+  private unparkOn(t: FileTailer, fd: number, size: number): void {
+    const lastSize = t.size;
+    t.unpark(fd, size);
+    if (!t.headStillMatches()) this.truncated(t, size, lastSize);
   }
 
   /**
@@ -931,9 +937,8 @@ export class FileSource implements FileHolder {
    * The file is shorter than what was read, or its first bytes changed: copytruncate (or a writer
    * that truncated it). The live descriptor goes to a new tailer from offset 0; this content waits
    * for the copy (a rotated generation with its first bytes) to finish its unread rest.
+   * `lastSize`: the size last seen before the content changed.
    */
-  /** `lastSize`: the size last seen before the content changed (a parked file's, from before it
-   *  was reopened: unpark() sets the new one). */
   private truncated(t: FileTailer, size: number, lastSize = t.size): void {
     if (!(t.src instanceof FdSource)) {
       // A compressed generation that ends before the offset reached: the rest was read from the
@@ -1500,9 +1505,7 @@ export class FileSource implements FileHolder {
     }
     if (same?.parked) {
       // a file closed while idle, under this name too: its descriptor again (first bytes checked)
-      const lastSize = same.size;
-      same.unpark(fd, reply.size);
-      if (!same.headStillMatches()) this.truncated(same, reply.size, lastSize);
+      this.unparkOn(same, fd, reply.size);
       this.markDirty(same);
       return;
     }
